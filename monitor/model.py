@@ -1,0 +1,248 @@
+"""Domain types shared by every subsystem: periods, label sets, observations, alerts.
+
+These are plain values with no I/O. The store persists them, sources produce them,
+rules read them and the notifier sends them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+
+class Frequency(StrEnum):
+    """How often an indicator has a period. Periods are integer ordinals per frequency."""
+
+    MONTHLY = "monthly"
+    QUARTERLY = "quarterly"
+    WEEKLY = "weekly"
+    ANNUAL = "annual"
+
+    @property
+    def per_year(self) -> int:
+        return {"monthly": 12, "quarterly": 4, "weekly": 52, "annual": 1}[self.value]
+
+    def ordinal(self, day: date) -> int:
+        """Return the ordinal of the period that contains ``day``."""
+        if self is Frequency.MONTHLY:
+            return day.year * 12 + day.month - 1
+        if self is Frequency.QUARTERLY:
+            return day.year * 4 + (day.month - 1) // 3
+        if self is Frequency.ANNUAL:
+            return day.year
+        return (day.toordinal() - 1) // 7  # weeks from Monday 0001-01-01
+
+    def start(self, ordinal: int) -> date:
+        """Return the first day of the period ``ordinal``."""
+        if self is Frequency.MONTHLY:
+            return date(ordinal // 12, ordinal % 12 + 1, 1)
+        if self is Frequency.QUARTERLY:
+            return date(ordinal // 4, (ordinal % 4) * 3 + 1, 1)
+        if self is Frequency.ANNUAL:
+            return date(ordinal, 1, 1)
+        return date.fromordinal(ordinal * 7 + 1)
+
+    def label(self, ordinal: int) -> str:
+        """Return the period as people write it: ``2008-07``, ``2008-Q3``, ``2008-W27``."""
+        if self is Frequency.MONTHLY:
+            return f"{ordinal // 12:04d}-{ordinal % 12 + 1:02d}"
+        if self is Frequency.QUARTERLY:
+            return f"{ordinal // 4:04d}-Q{ordinal % 4 + 1}"
+        if self is Frequency.ANNUAL:
+            return f"{ordinal:04d}"
+        iso = self.start(ordinal).isocalendar()
+        return f"{iso.year:04d}-W{iso.week:02d}"
+
+    def parse(self, text: str) -> int:
+        """Return the ordinal for a period written as :meth:`label` writes it (or a date).
+
+        Raises ValueError naming the expected form.
+        """
+        text = text.strip()
+        try:
+            if self is Frequency.MONTHLY:
+                m = re.fullmatch(r"(\d{4})-?(\d{2})(?:-\d{2})?", text)
+                if m and 1 <= int(m.group(2)) <= 12:
+                    return int(m.group(1)) * 12 + int(m.group(2)) - 1
+            elif self is Frequency.QUARTERLY:
+                m = re.fullmatch(r"(\d{4})-?Q([1-4])", text, re.IGNORECASE)
+                if m:
+                    return int(m.group(1)) * 4 + int(m.group(2)) - 1
+                return self.ordinal(date.fromisoformat(text))
+            elif self is Frequency.ANNUAL:
+                if re.fullmatch(r"\d{4}", text):
+                    return int(text)
+                return self.ordinal(date.fromisoformat(text))
+            else:
+                m = re.fullmatch(r"(\d{4})-?W(\d{2})", text, re.IGNORECASE)
+                if m:
+                    return self.ordinal(date.fromisocalendar(int(m.group(1)), int(m.group(2)), 1))
+                return self.ordinal(date.fromisoformat(text))
+        except ValueError:
+            pass
+        examples = {"monthly": "2008-07", "quarterly": "2008-Q3", "weekly": "2008-W27",
+                    "annual": "2008"}
+        raise ValueError(f"{text!r} is not a {self.value} period; write it like "
+                         f"{examples[self.value]}")
+
+
+def month(text: str) -> int:
+    """Return the monthly ordinal of ``YYYY-MM`` (shorthand used across the code and tests)."""
+    return Frequency.MONTHLY.parse(text)
+
+
+def financial_year(ordinal: int, start_month: int = 4) -> int:
+    """Return the calendar year in which the financial year containing month ``ordinal`` starts."""
+    year, m = divmod(ordinal, 12)
+    return year if m + 1 >= start_month else year - 1
+
+
+def financial_year_label(fy: int) -> str:
+    """``2008`` -> ``2008/09``."""
+    return f"{fy}/{(fy + 1) % 100:02d}"
+
+
+Labels = tuple[tuple[str, str], ...]
+"""A label set, sorted by name: the identity of one series or one alert."""
+
+
+def labels_of(mapping: Mapping[str, Any]) -> Labels:
+    """Return the sorted label tuple for a mapping of label names to values."""
+    return tuple(sorted((str(k), str(v)) for k, v in mapping.items()))
+
+
+def fingerprint(labels: Labels | Mapping[str, Any]) -> str:
+    """Return a stable 16-hex-digit fingerprint of a label set (order does not matter)."""
+    pairs = labels_of(labels) if isinstance(labels, Mapping) else labels
+    digest = hashlib.blake2b(digest_size=8)
+    for name, value in pairs:
+        digest.update(name.encode())
+        digest.update(b"\xff")
+        digest.update(value.encode())
+        digest.update(b"\xfe")
+    return digest.hexdigest()
+
+
+class Direction(StrEnum):
+    """Which way is good for an indicator."""
+
+    UP = "up"
+    DOWN = "down"
+    NEUTRAL = "neutral"
+
+    @property
+    def sign(self) -> int:
+        return {"up": 1, "down": -1, "neutral": 0}[self.value]
+
+
+class Status(StrEnum):
+    """The RAG status of an indicator against its target. The number is exported to Grafana."""
+
+    GREEN = "green"
+    AMBER = "amber"
+    RED = "red"
+    BASELINE = "baseline"  # no target this year: reported, never judged
+    UNKNOWN = "unknown"  # no data, or an incomplete window
+
+    @property
+    def code(self) -> int:
+        return {"unknown": -1, "baseline": 0, "green": 1, "amber": 2, "red": 3}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One value of one series for one period, as a source produced it."""
+
+    indicator: str
+    labels: Labels
+    period: int  # ordinal in the indicator's frequency
+    value: float
+    denominator: float | None = None
+    provisional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    """One rejected input row: which source, which row, which field, and why."""
+
+    source: str
+    row: int | str
+    field: str
+    reason: str  # a short metric-safe code, e.g. "non_numeric", "missing_column"
+    message: str
+
+    def __str__(self) -> str:
+        return f"source {self.source!r} row {self.row}: {self.field}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Milestone:
+    """A plan milestone, such as one of the counter-terrorism plan's."""
+
+    id: str
+    title: str
+    owner: str
+    due: date
+    status: str  # not_started | in_progress | done
+    completed: date | None = None
+    labels: Labels = ()
+
+    def state(self, today: date) -> str:
+        """Return ``done``, ``done_late``, ``overdue``, or ``open``."""
+        if self.status == "done":
+            if self.completed is not None and self.completed > self.due:
+                return "done_late"
+            return "done"
+        return "overdue" if today > self.due else "open"
+
+
+class AlertState(StrEnum):
+    INACTIVE = "inactive"
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+@dataclass(slots=True)
+class Alert:
+    """One alert instance: a rule matched for one label set."""
+
+    rule: str
+    labels: dict[str, str]
+    annotations: dict[str, str] = field(default_factory=dict)
+    state: AlertState = AlertState.INACTIVE
+    value: float | None = None
+    active_since: datetime | None = None
+    fired_at: datetime | None = None
+    resolved_at: datetime | None = None
+    last_evaluated: datetime | None = None
+    explanation: str = ""
+    fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.fingerprint:
+            self.fingerprint = fingerprint(self.labels)
+
+
+def utc(dt: datetime) -> datetime:
+    """Return ``dt`` as an aware UTC datetime (naive values are taken as UTC)."""
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def iter_chunks(items: Iterable[_T], size: int) -> Iterable[list[_T]]:
+    """Yield lists of at most ``size`` items."""
+    chunk: list[_T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

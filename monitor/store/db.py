@@ -1,0 +1,109 @@
+"""Opening the store: engines for SQLite and PostgreSQL, and schema migrations.
+
+SQLite is opened in WAL mode with foreign keys on and a busy timeout; PostgreSQL with
+a small connection pool and ``pool_pre_ping`` so a restarted server is noticed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from monitor.errors import StoreError
+from monitor.logs import get_logger
+
+log = get_logger(__name__)
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def make_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = 5) -> Engine:
+    """Return an engine for ``url``; creates the SQLite file's folder if missing.
+
+    Raises StoreError when the URL is not one SQLAlchemy understands.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"store.url {url!r} is not a database URL: {exc}") from None
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if is_sqlite(parsed.drivername):
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            parsed,
+            connect_args={"timeout": busy_timeout, "check_same_thread": False},
+        )
+        _sqlite_pragmas(engine, busy_timeout)
+        return engine
+    return create_engine(parsed, pool_size=pool_size, max_overflow=pool_size,
+                         pool_pre_ping=True, pool_recycle=1800)
+
+
+def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # Let SQLAlchemy's transaction handling issue BEGIN itself (pysqlite's
+        # implicit transactions would otherwise defer it past the first SELECT).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # IMMEDIATE takes the write lock up front, so two writers wait on the busy
+        # timeout instead of failing with "database is locked" half-way through.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _alembic_config(engine: Engine) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision() -> str | None:
+    """Return the newest migration revision shipped with this version."""
+    script = ScriptDirectory.from_config(_alembic_config(create_engine("sqlite://")))
+    return script.get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """Return the revision the database is at (None for an empty database)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str | None]:
+    """Apply every pending migration; return (revision before, revision after).
+
+    Raises StoreError when the database cannot be reached or a migration fails.
+    """
+    try:
+        before = current_revision(engine)
+        command.upgrade(_alembic_config(engine), "head")
+        after = current_revision(engine)
+    except (SQLAlchemyError, OSError) as exc:
+        raise StoreError(f"cannot migrate the store: {exc}") from exc
+    if before != after:
+        log.info("store migrated", before=before or "empty", after=after)
+    return before, after

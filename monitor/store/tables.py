@@ -1,0 +1,221 @@
+"""The store's tables. Only modules in ``monitor/store/`` import this file.
+
+Periods are integer ordinals in the indicator's frequency (see ``model.Frequency``);
+times are aware UTC datetimes; label sets are JSON objects with sorted keys.
+A schema change here needs an Alembic revision in ``migrations/versions/``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Column[datetime]:
+    return Column(DateTime(timezone=True), nullable=nullable, index=index)
+
+
+class IndicatorRow(SQLModel, table=True):
+    __tablename__ = "indicator"
+
+    id: str = Field(primary_key=True, max_length=200)
+    name: str = Field(default="")
+    reference: str = Field(default="")
+    unit: str = Field(default="")
+    direction: str = Field(default="neutral", max_length=10)
+    frequency: str = Field(default="monthly", max_length=10)
+    definition: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    updated_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class SeriesRow(SQLModel, table=True):
+    __tablename__ = "series"
+    __table_args__ = (UniqueConstraint("indicator_id", "fingerprint", name="uq_series_identity"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    indicator_id: str = Field(foreign_key="indicator.id", index=True, max_length=200)
+    fingerprint: str = Field(max_length=16)
+    labels: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    source: str = Field(default="", max_length=200)
+    created_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class ObservationRow(SQLModel, table=True):
+    __tablename__ = "observation"
+
+    series_id: int = Field(foreign_key="series.id", primary_key=True)
+    period: int = Field(primary_key=True)
+    value: float
+    denominator: float | None = None
+    provisional: bool = False
+    as_of: datetime = Field(sa_column=_ts(nullable=False))
+    revisions: int = 0
+    source: str = Field(default="", max_length=200)
+
+
+class RevisionRow(SQLModel, table=True):
+    """A past value that a later poll replaced: what was known, and when."""
+
+    __tablename__ = "observation_revision"
+    __table_args__ = (Index("ix_revision_series_period", "series_id", "period"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    series_id: int = Field(foreign_key="series.id")
+    period: int
+    old_value: float
+    old_denominator: float | None = None
+    old_provisional: bool = False
+    old_as_of: datetime = Field(sa_column=_ts(nullable=False))
+    new_value: float
+    new_denominator: float | None = None
+    revised_at: datetime = Field(sa_column=_ts(nullable=False, index=True))
+    source: str = Field(default="", max_length=200)
+
+
+class MilestoneRow(SQLModel, table=True):
+    __tablename__ = "milestone"
+
+    source: str = Field(primary_key=True, max_length=200)
+    id: str = Field(primary_key=True, max_length=200)
+    title: str = ""
+    owner: str = ""
+    due: str = Field(max_length=10)  # ISO date
+    status: str = Field(default="not_started", max_length=20)
+    completed: str | None = Field(default=None, max_length=10)
+    labels: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class AlertRow(SQLModel, table=True):
+    """The current state of one alert instance (a rule and one label set)."""
+
+    __tablename__ = "alert"
+
+    id: str = Field(primary_key=True, max_length=40)  # rule-qualified fingerprint
+    rule: str = Field(index=True, max_length=200)
+    labels: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    annotations: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    state: str = Field(max_length=10, index=True)
+    value: float | None = None
+    explanation: str = Field(default="", sa_column=Column(Text, nullable=False))
+    active_since: datetime | None = Field(default=None, sa_column=_ts())
+    fired_at: datetime | None = Field(default=None, sa_column=_ts())
+    resolved_at: datetime | None = Field(default=None, sa_column=_ts())
+    keep_firing_until: datetime | None = Field(default=None, sa_column=_ts())
+    last_evaluated: datetime | None = Field(default=None, sa_column=_ts())
+    pending_evaluations: int = 0
+    history: str = Field(default="", max_length=64)  # recent results, newest last: 1 active
+    flapping: bool = False
+    updated_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class TransitionRow(SQLModel, table=True):
+    """A state change recorded by the engine and claimed by the notifier."""
+
+    __tablename__ = "alert_transition"
+    __table_args__ = (Index("ix_transition_unclaimed", "claimed_by", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: str = Field(max_length=40, index=True)
+    rule: str = Field(max_length=200)
+    labels: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    annotations: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    from_state: str = Field(max_length=10)
+    to_state: str = Field(max_length=10)
+    value: float | None = None
+    explanation: str = Field(default="", sa_column=Column(Text, nullable=False))
+    at: datetime = Field(sa_column=_ts(nullable=False))
+    claimed_by: str | None = Field(default=None, max_length=100)
+    claimed_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class NotificationRow(SQLModel, table=True):
+    """The outbox: one message for one receiver, committed before any attempt to send it."""
+
+    __tablename__ = "notification"
+    __table_args__ = (Index("ix_notification_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    receiver: str = Field(max_length=200, index=True)
+    group_key: str = Field(max_length=500)
+    payload: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    status: str = Field(default="pending", max_length=12)  # pending|sending|delivered|dead
+    attempts: int = 0
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    next_attempt_at: datetime = Field(sa_column=_ts(nullable=False))
+    claimed_by: str | None = Field(default=None, max_length=100)
+    claimed_until: datetime | None = Field(default=None, sa_column=_ts())
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False))
+    delivered_at: datetime | None = Field(default=None, sa_column=_ts())
+    earliest_fired_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class NotificationLogRow(SQLModel, table=True):
+    """What was last sent for a group to a receiver: the dedup and repeat memory."""
+
+    __tablename__ = "notification_log"
+
+    receiver: str = Field(primary_key=True, max_length=200)
+    group_key: str = Field(primary_key=True, max_length=500)
+    firing: str = Field(default="", sa_column=Column(Text, nullable=False))
+    resolved: str = Field(default="", sa_column=Column(Text, nullable=False))
+    sent_at: datetime = Field(sa_column=_ts(nullable=False))
+    message_id: str = Field(default="", max_length=300)
+
+
+class SilenceRow(SQLModel, table=True):
+    __tablename__ = "silence"
+
+    id: str = Field(primary_key=True, max_length=40)
+    matchers: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    starts_at: datetime = Field(sa_column=_ts(nullable=False))
+    ends_at: datetime = Field(sa_column=_ts(nullable=False))
+    created_by: str = Field(default="", max_length=200)
+    comment: str = Field(default="", sa_column=Column(Text, nullable=False))
+    recurrence: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    expired_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class SourcePollRow(SQLModel, table=True):
+    __tablename__ = "source_poll"
+    __table_args__ = (Index("ix_source_poll_source_started", "source", "started_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=200)
+    started_at: datetime = Field(sa_column=_ts(nullable=False))
+    finished_at: datetime | None = Field(default=None, sa_column=_ts())
+    outcome: str = Field(max_length=20)  # success|unchanged|failed|partial
+    observations: int = 0
+    inserted: int = 0
+    revisions: int = 0
+    rejected: int = 0
+    error: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+class SourceStateRow(SQLModel, table=True):
+    """What a source remembers between polls: validators for conditional requests, health."""
+
+    __tablename__ = "source_state"
+
+    source: str = Field(primary_key=True, max_length=200)
+    etag: str = Field(default="", max_length=500)
+    last_modified: str = Field(default="", max_length=100)
+    content_hash: str = Field(default="", max_length=64)
+    cursor: str = Field(default="", max_length=200)
+    last_success_at: datetime | None = Field(default=None, sa_column=_ts())
+    last_attempt_at: datetime | None = Field(default=None, sa_column=_ts())
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False))
+    consecutive_failures: int = 0
+
+
+class MetaRow(SQLModel, table=True):
+    """Key/value facts about the store itself (owner process, digest cursor, …)."""
+
+    __tablename__ = "monitor_meta"
+
+    key: str = Field(primary_key=True, max_length=100)
+    value: str = Field(default="", sa_column=Column(Text, nullable=False))
+    updated_at: datetime | None = Field(default=None, sa_column=_ts())

@@ -1,0 +1,85 @@
+"""Shared fixtures: stores on SQLite and on the real PostgreSQL, free ports, the shared data.
+
+PostgreSQL-backed tests use the server at ``MONITOR_TEST_POSTGRES_URL`` (default
+``postgresql://postgres@127.0.0.1:5432/test``). Each test gets a database of its own,
+created and dropped around it. ``MONITOR_TEST_POSTGRES=1`` (set by CI) makes an
+unreachable server a failure; ``=0`` deselects them; unset runs them when the server
+answers and otherwise skips them with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MONITOR_SHARED_DATA", REPO.parent / "shared" / "data"))
+PG_URL = os.environ.get("MONITOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PG_MODE = os.environ.get("MONITOR_TEST_POSTGRES", "")
+
+
+def _pg_reachable() -> bool:
+    url = make_url(PG_URL)
+    try:
+        socket.create_connection((url.host or "127.0.0.1", url.port or 5432), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if PG_MODE == "0":
+        deselected = [i for i in items if "postgres" in i.keywords]
+        items[:] = [i for i in items if "postgres" not in i.keywords]
+        config.hook.pytest_deselected(items=deselected)
+
+
+def _admin_dsn() -> str:
+    return make_url(PG_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    if not _pg_reachable():
+        if PG_MODE == "1":
+            pytest.fail(f"PostgreSQL does not answer at {PG_URL} (MONITOR_TEST_POSTGRES=1)")
+        pytest.skip(f"PostgreSQL does not answer at {PG_URL}; set MONITOR_TEST_POSTGRES=1 "
+                    "to make that a failure")
+    name = f"monitor_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(PG_URL).set(drivername="postgresql+psycopg", database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL on each backend: the store suite runs once on SQLite, once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'monitor.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
