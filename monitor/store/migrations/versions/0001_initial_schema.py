@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 05:57:25.477931
+Create Date: 2026-11-27 06:07:38.055178
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
+
 
 revision = '0001'
 down_revision = None
@@ -33,8 +34,11 @@ def upgrade() -> None:
     sa.Column('keep_firing_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_evaluated', sa.DateTime(timezone=True), nullable=True),
     sa.Column('pending_evaluations', sa.Integer(), nullable=False),
+    sa.Column('pending_periods', sa.Integer(), nullable=False),
+    sa.Column('last_period', sa.Integer(), nullable=True),
     sa.Column('history', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('flapping', sa.Boolean(), nullable=False),
+    sa.Column('notified_state', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
@@ -93,6 +97,7 @@ def upgrade() -> None:
     op.create_table('notification',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('receiver', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('integration', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('group_key', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
     sa.Column('payload', sa.Text(), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=12), nullable=False),
@@ -118,6 +123,19 @@ def upgrade() -> None:
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('message_id', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
     sa.PrimaryKeyConstraint('receiver', 'group_key')
+    )
+    op.create_table('notify_alert',
+    sa.Column('alert_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('rule', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('labels', sa.Text(), nullable=False),
+    sa.Column('annotations', sa.Text(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('value', sa.Float(), nullable=True),
+    sa.Column('explanation', sa.Text(), nullable=False),
+    sa.Column('starts_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('ends_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('alert_id')
     )
     op.create_table('silence',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
@@ -153,6 +171,7 @@ def upgrade() -> None:
     sa.Column('last_modified', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('content_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('cursor', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('config_digest', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('last_success_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_attempt_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=False),
@@ -183,7 +202,8 @@ def upgrade() -> None:
     sa.Column('revisions', sa.Integer(), nullable=False),
     sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.ForeignKeyConstraint(['series_id'], ['series.id'], ),
-    sa.PrimaryKeyConstraint('series_id', 'period')
+    sa.PrimaryKeyConstraint('series_id', 'period'),
+    sqlite_with_rowid=False
     )
     op.create_table('observation_revision',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -225,6 +245,7 @@ def downgrade() -> None:
 
     op.drop_table('source_poll')
     op.drop_table('silence')
+    op.drop_table('notify_alert')
     op.drop_table('notification_log')
     with op.batch_alter_table('notification', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_notification_receiver'))

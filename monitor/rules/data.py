@@ -1,0 +1,311 @@
+"""Dense matrices of an indicator's series: the shape the conditions compute on.
+
+Rows are series (label sets), columns are periods of one frequency on a shared grid.
+Base indicators come from stored observations; derived ones are computed from their
+inputs with label matching, like recording rules. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from monitor.errors import EvaluationError
+from monitor.model import Labels, labels_of
+from monitor.rules.schema import Indicator
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
+
+
+class LongBlock(Protocol):
+    """Observations of one indicator in long form (what the store's ``read`` returns)."""
+
+    labels: list[dict[str, str]]
+    row: npt.NDArray[Any]
+    period: npt.NDArray[Any]
+    value: npt.NDArray[Any]
+    denominator: npt.NDArray[Any]
+    provisional: npt.NDArray[Any]
+    revisions: npt.NDArray[Any]
+
+
+@dataclass
+class Block:
+    """A plain in-memory LongBlock (rule tests and backtests build these)."""
+
+    labels: list[dict[str, str]]
+    row: npt.NDArray[Any]
+    period: npt.NDArray[Any]
+    value: npt.NDArray[Any]
+    denominator: npt.NDArray[Any]
+    provisional: npt.NDArray[Any]
+    revisions: npt.NDArray[Any]
+    series_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Grid:
+    """The period axis: column ``j`` is period ordinal ``start + j``."""
+
+    start: int
+    end: int  # inclusive: the evaluation period
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+    def column(self, period: int) -> int:
+        return period - self.start
+
+    def period(self, column: int) -> int:
+        return self.start + column
+
+
+@dataclass
+class Matrix:
+    """One indicator's series on a grid.
+
+    ``values`` are what the source gave (numerators for rates); ``denominators`` is set
+    for proportions. ``parts`` holds the two operands of a derived difference, whose
+    window value is the difference of the operands' window values.
+    """
+
+    indicator: Indicator
+    labels: list[dict[str, str]]
+    grid: Grid
+    values: FloatArray
+    denominators: FloatArray | None = None
+    provisional: BoolArray | None = None
+    revisions: IntArray | None = None
+    parts: tuple[Matrix, Matrix] | None = None
+    _index: dict[Labels, int] | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    def label_names(self) -> set[str]:
+        return set().union(*(set(lab) for lab in self.labels)) if self.labels else set()
+
+    def index(self) -> dict[Labels, int]:
+        if self._index is None:
+            self._index = {labels_of(lab): i for i, lab in enumerate(self.labels)}
+        return self._index
+
+    @property
+    def scale(self) -> float:
+        return 100.0 if self.indicator.unit in ("percent", "pp") else (
+            1000.0 if self.indicator.unit == "rate_per_1000" else 1.0)
+
+    @property
+    def is_rate(self) -> bool:
+        return self.denominators is not None or self.indicator.aggregation == "rate"
+
+    def per_period(self) -> FloatArray:
+        """Return each period's value in the headline's unit (rates as rates)."""
+        if self.parts is not None:
+            a, b = self.parts
+            return a.per_period() - b.per_period()
+        if self.denominators is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out: FloatArray = np.where(self.denominators > 0,
+                                           self.values / self.denominators * self.scale, np.nan)
+            return out
+        return self.values
+
+    def last_column(self) -> int:
+        """Return the last column where any series has data, or -1 when none has."""
+        data = self.per_period()
+        if data.size == 0:
+            return -1
+        has = ~np.isnan(data).all(axis=0)
+        cols = np.flatnonzero(has)
+        return int(cols[-1]) if cols.size else -1
+
+    def window(self, end: int, n: int) -> tuple[FloatArray, BoolArray]:
+        """Return (window value per series, complete mask) for the ``n`` columns ending at
+        ``end``. An incomplete window (a missing period, or before the grid) has NaN."""
+        if self.parts is not None:
+            a, b = self.parts
+            va, ca = a.window(end, n)
+            vb, cb = b.window(end, n)
+            return va - vb, ca & cb
+        start = end - n + 1
+        if start < 0 or end >= self.grid.size or n <= 0:
+            return np.full(self.n, np.nan), np.zeros(self.n, dtype=bool)
+        vals = self.values[:, start:end + 1]
+        complete = ~np.isnan(vals).any(axis=1)
+        agg = self.indicator.aggregation
+        if self.denominators is not None:
+            dens = self.denominators[:, start:end + 1]
+            complete &= ~np.isnan(dens).any(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                den_sum = dens.sum(axis=1)
+                value = np.where(den_sum > 0, vals.sum(axis=1) / den_sum * self.scale, np.nan)
+        elif agg == "mean":
+            value = vals.mean(axis=1) if vals.shape[1] else np.full(self.n, np.nan)
+        elif agg == "last":
+            value = vals[:, -1].copy()
+        else:
+            value = vals.sum(axis=1)
+        value = np.where(complete, value, np.nan)
+        return np.asarray(value, dtype=np.float64), np.asarray(complete, dtype=bool)
+
+    def counts(self, end: int, n: int) -> tuple[FloatArray, FloatArray]:
+        """Return (sum of values, sum of denominators) over a window; NaN when incomplete."""
+        start = end - n + 1
+        if start < 0 or end >= self.grid.size:
+            nan = np.full(self.n, np.nan)
+            return nan, nan
+        vals = self.values[:, start:end + 1].sum(axis=1)
+        if self.denominators is None:
+            return vals, np.full(self.n, np.nan)
+        return vals, self.denominators[:, start:end + 1].sum(axis=1)
+
+    def provisional_in(self, end: int, n: int) -> BoolArray:
+        if self.provisional is None or end < 0:
+            return np.zeros(self.n, dtype=bool)
+        return np.asarray(self.provisional[:, max(0, end - n + 1):end + 1].any(axis=1),
+                          dtype=bool)
+
+
+def from_block(indicator: Indicator, block: LongBlock | None, grid: Grid) -> Matrix:
+    """Pivot a long block onto ``grid`` (periods outside it are dropped)."""
+    labels = list(block.labels) if block is not None else []
+    n, t = len(labels), grid.size
+    values = np.full((n, t), np.nan)
+    provisional = np.zeros((n, t), dtype=bool)
+    revisions = np.zeros((n, t), dtype=np.int64)
+    denominators: FloatArray | None = None
+    if block is not None and len(block.row):
+        cols = np.asarray(block.period, dtype=np.int64) - grid.start
+        rows = np.asarray(block.row, dtype=np.int64)
+        keep = (cols >= 0) & (cols < t)
+        rows, cols = rows[keep], cols[keep]
+        values[rows, cols] = np.asarray(block.value, dtype=np.float64)[keep]
+        provisional[rows, cols] = np.asarray(block.provisional, dtype=bool)[keep]
+        revisions[rows, cols] = np.asarray(block.revisions, dtype=np.int64)[keep]
+        den = np.asarray(block.denominator, dtype=np.float64)[keep]
+        if indicator.aggregation == "rate" or (den.size and not np.isnan(den).all()):
+            denominators = np.full((n, t), np.nan)
+            denominators[rows, cols] = den
+    elif indicator.aggregation == "rate":
+        denominators = np.full((n, t), np.nan)
+    return Matrix(indicator, labels, grid, values, denominators, provisional, revisions)
+
+
+@dataclass
+class Alignment:
+    """Row ``i`` of the left matrix matches row ``right[i]`` of the right one (-1: none)."""
+
+    right: IntArray
+
+    def take(self, vector: npt.NDArray[Any], fill: Any = np.nan) -> npt.NDArray[Any]:
+        out = np.full(self.right.shape, fill, dtype=vector.dtype if fill is not np.nan
+                      else np.float64)
+        ok = self.right >= 0
+        out[ok] = vector[self.right[ok]]
+        return out
+
+
+def align(left: Sequence[Mapping[str, str]], right: Sequence[Mapping[str, str]],
+          on: Sequence[str] | None = None) -> Alignment:
+    """Match each left label set to the right series with the same values of ``on``.
+
+    ``on`` defaults to the label names both sides share; a right series with none of
+    them (a single national series) matches every left row.
+    """
+    if on is None:
+        left_names = set().union(*(set(lab) for lab in left)) if left else set()
+        right_names = set().union(*(set(lab) for lab in right)) if right else set()
+        on = sorted(left_names & right_names)
+    keyed: dict[tuple[str, ...], int] = {}
+    for j, lab in enumerate(right):
+        keyed.setdefault(tuple(lab.get(name, "") for name in on), j)
+    return Alignment(np.array([keyed.get(tuple(lab.get(name, "") for name in on), -1)
+                               for lab in left], dtype=np.int64))
+
+
+def derive(indicator: Indicator, inputs: Mapping[str, Matrix]) -> Matrix:
+    """Compute a derived indicator's matrix from its inputs' matrices.
+
+    Raises EvaluationError when the inputs do not share a grid.
+    """
+    spec = indicator.derived
+    assert spec is not None
+    names = spec.inputs
+    mats = [inputs[name] for name in names]
+    grid = mats[0].grid
+    if any(m.grid != grid for m in mats):
+        raise EvaluationError(f'derived indicator "{indicator.id}": inputs have different '
+                              "frequencies; derive only from indicators of one frequency")
+    on = spec.on
+    if on is None:
+        shared = None
+        for m in mats:
+            names_here = set().union(*(set(lab) for lab in m.labels)) if m.labels else set()
+            shared = names_here if shared is None else shared & names_here
+        on = sorted(shared or set())
+    keys: dict[tuple[str, ...], dict[str, str]] = {}
+    for m in mats:
+        for lab in m.labels:
+            key = tuple(lab.get(name, "") for name in on)
+            keys.setdefault(key, {name: lab[name] for name in on if name in lab})
+    labels = list(keys.values())
+    aligned = []
+    for m in mats:
+        alignment = align(labels, m.labels, on)
+        aligned.append((m, alignment))
+
+    def pick(m: Matrix, alignment: Alignment, array: FloatArray | None) -> FloatArray:
+        out = np.full((len(labels), grid.size), np.nan)
+        if array is None:
+            return out
+        ok = alignment.right >= 0
+        out[ok] = array[alignment.right[ok]]
+        return out
+
+    def pick_bool(m: Matrix, alignment: Alignment) -> BoolArray:
+        out = np.zeros((len(labels), grid.size), dtype=bool)
+        if m.provisional is not None:
+            ok = alignment.right >= 0
+            out[ok] = m.provisional[alignment.right[ok]]
+        return out
+
+    provisional = np.zeros((len(labels), grid.size), dtype=bool)
+    for m, alignment in aligned:
+        provisional |= pick_bool(m, alignment)
+    if spec.sum is not None:
+        total = np.zeros((len(labels), grid.size))
+        for m, alignment in aligned:
+            total = total + pick(m, alignment, m.values)
+        return Matrix(indicator, labels, grid, total, None, provisional)
+    if spec.ratio is not None:
+        (num, na), (den, da) = aligned
+        return Matrix(indicator, labels, grid, pick(num, na, num.values),
+                      pick(den, da, den.values), provisional)
+    (a, aa), (b, ba) = aligned
+    left = _reindexed(a, aa, labels)
+    right = _reindexed(b, ba, labels)
+    return Matrix(indicator, labels, grid, left.per_period() - right.per_period(), None,
+                  provisional, parts=(left, right))
+
+
+def _reindexed(m: Matrix, alignment: Alignment, labels: list[dict[str, str]]) -> Matrix:
+    def rows(array: npt.NDArray[Any] | None, fill: Any) -> Any:
+        if array is None:
+            return None
+        out = np.full((len(labels), array.shape[1]), fill, dtype=array.dtype)
+        ok = alignment.right >= 0
+        out[ok] = array[alignment.right[ok]]
+        return out
+
+    return Matrix(m.indicator, labels, m.grid, rows(m.values, np.nan),
+                  rows(m.denominators, np.nan), rows(m.provisional, False),
+                  rows(m.revisions, 0), m.parts)

@@ -1,0 +1,357 @@
+"""The evaluation engine: data → matrices → conditions → alert candidates → state.
+
+One evaluation, in steps:
+
+1. pivot every indicator's stored observations onto a period grid ending at the
+   evaluation period (``data.from_block``), then compute derived indicators in
+   dependency order (``data.derive``);
+2. for each rule, evaluate its condition over all series at once
+   (``conditions.evaluate``), giving a boolean vector and the numbers behind it;
+3. only rows that match, or whose alert is already pending/firing, become Python
+   objects: labels, rendered annotations and the plain-language explanation;
+4. the alert state machine steps each of those (``alerts.state.step``); the caller
+   persists changed records and transitions in one transaction.
+
+A rule that raises is marked unhealthy with its error; the others still run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+
+from monitor.alerts.state import AlertRecord, Observation, Policy, Transition, step
+from monitor.errors import EvaluationError
+from monitor.logs import get_logger
+from monitor.model import Alert, AlertState, Frequency, Milestone, fingerprint, labels_of
+from monitor.rules import conditions
+from monitor.rules.data import Grid, LongBlock, Matrix, derive, from_block
+from monitor.rules.loader import LoadedRule, RuleSet
+from monitor.rules.measures import headline
+from monitor.rules.schema import Indicator, Milestones
+from monitor.rules.snapshot import IndicatorFrame, IndicatorInfo, RuleHealth, Snapshot
+from monitor.rules.templating import render
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Dataset:
+    """The inputs of one evaluation: observations per indicator, and milestones."""
+
+    blocks: Mapping[str, LongBlock]
+    milestones: Sequence[tuple[str, Milestone]] = ()
+
+
+@dataclass
+class RuleStats:
+    evaluations: int = 0
+    failures: int = 0
+    last_error: str = ""
+    last_evaluation: datetime | None = None
+    duration: float = 0.0
+    health: str = "unknown"
+
+
+@dataclass
+class Evaluation:
+    """The result of one evaluation: new records, transitions, and what changed."""
+
+    at: datetime
+    period: int
+    matrices: dict[str, Matrix]
+    records: dict[str, AlertRecord]
+    changed: list[AlertRecord] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def indicator_info(ind: Indicator) -> IndicatorInfo:
+    return IndicatorInfo(
+        id=ind.id, name=ind.name, reference=ind.reference, unit=ind.unit,
+        direction=ind.direction, frequency=ind.frequency, aggregation=ind.aggregation,
+        window=ind.window, parent=ind.parent, group=ind.group, description=ind.description,
+    )
+
+
+def _derive_order(ruleset: RuleSet) -> list[str]:
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen or name not in ruleset.indicators:
+            return
+        seen.add(name)
+        derived = ruleset.indicators[name].derived
+        for child in derived.inputs if derived else []:
+            visit(child)
+        order.append(name)
+
+    for name in ruleset.indicators:
+        visit(name)
+    return order
+
+
+class Engine:
+    """Evaluates a rule set; keeps rule health between evaluations."""
+
+    def __init__(self, ruleset: RuleSet, *, history: int = 60) -> None:
+        self.ruleset = ruleset
+        self.history = history
+        self.stats: dict[tuple[str, str], RuleStats] = {
+            (r.group, r.rule.alert): RuleStats() for r in ruleset.rules}
+
+    # --- matrices -------------------------------------------------------------------
+
+    def matrices(self, dataset: Dataset, at: datetime) -> tuple[dict[str, Matrix], int]:
+        """Return every indicator's matrix on its frequency's grid, and the monthly period
+        of ``at``. Raises EvaluationError for a derived indicator that cannot be built."""
+        out: dict[str, Matrix] = {}
+        grids: dict[str, Grid] = {}
+        for freq in Frequency:
+            end = freq.ordinal(at.date())
+            span = self.history if freq is Frequency.MONTHLY else max(
+                8, self.history * freq.per_year // 12)
+            grids[freq.value] = Grid(end - span + 1, end)
+        for name in _derive_order(self.ruleset):
+            ind = self.ruleset.indicators[name]
+            grid = grids[ind.frequency]
+            if ind.derived is None:
+                out[name] = from_block(ind, dataset.blocks.get(name), grid)
+            else:
+                out[name] = derive(ind, out)
+        return out, Frequency.MONTHLY.ordinal(at.date())
+
+    # --- evaluation -----------------------------------------------------------------
+
+    def evaluate(self, dataset: Dataset, at: datetime, records: Mapping[str, AlertRecord],
+                 *, rules: Sequence[LoadedRule] | None = None) -> Evaluation:
+        """Evaluate ``rules`` (default: all) as of ``at`` against the previous ``records``."""
+        matrices, period = self.matrices(dataset, at)
+        result = Evaluation(at, period, matrices, dict(records))
+        by_rule: dict[tuple[str, str], list[AlertRecord]] = {}
+        for record in records.values():
+            by_rule.setdefault((record.labels.get("__group__", ""), record.rule),
+                               []).append(record)
+        for loaded in rules if rules is not None else self.ruleset.rules:
+            key = (loaded.group, loaded.rule.alert)
+            stats = self.stats.setdefault(key, RuleStats())
+            started = time.perf_counter()
+            try:
+                self._evaluate_rule(loaded, dataset, matrices, at, period, result,
+                                    by_rule.get(key, []))
+                stats.health = "ok"
+                stats.last_error = ""
+            except Exception as exc:  # one broken rule never stops the others
+                stats.failures += 1
+                stats.health = "err"
+                stats.last_error = str(exc) or type(exc).__name__
+                result.errors[loaded.rule.alert] = stats.last_error
+                log.error("rule evaluation failed", rule=loaded.rule.alert, group=loaded.group,
+                          file=loaded.file, error=stats.last_error)
+            stats.evaluations += 1
+            stats.duration = time.perf_counter() - started
+            stats.last_evaluation = at
+        return result
+
+    def _evaluate_rule(self, loaded: LoadedRule, dataset: Dataset,
+                       matrices: Mapping[str, Matrix], at: datetime, period: int,
+                       result: Evaluation, previous: list[AlertRecord]) -> None:
+        rule = loaded.rule
+        ctx = conditions.Context(matrices, self.ruleset.peer_groups, dataset.milestones,
+                                 at.date(), period, None, rule.on)
+        if rule.indicator is None:
+            leaves = [leaf for leaf in rule.when.leaves() if isinstance(leaf, Milestones)]
+            labels_rows = conditions.milestone_labels(ctx, leaves[0])
+            outcome = conditions.evaluate(rule.when, None, ctx)
+            matrix = None
+            data_period = None
+        else:
+            matrix = matrices.get(rule.indicator)
+            if matrix is None:
+                raise EvaluationError(f'indicator "{rule.indicator}" is not defined')
+            labels_rows = matrix.labels
+            rows_of_prev = {r.id: _row_of(matrix, r.labels) for r in previous
+                            if r.state in (AlertState.PENDING, AlertState.FIRING)}
+            was = np.zeros(matrix.n, dtype=bool)
+            for row in rows_of_prev.values():
+                if row is not None:
+                    was[row] = True
+            ctx.was_active = was
+            outcome = conditions.evaluate(rule.when, matrix, ctx)
+            end = matrix.last_column()
+            data_period = matrix.grid.period(end) if end >= 0 else None
+        active_prev = {r.id: r for r in previous
+                       if r.state in (AlertState.PENDING, AlertState.FIRING)}
+        seen_ids: set[str] = set()
+        candidates = np.flatnonzero(outcome.active | ~outcome.known) if len(outcome.active) \
+            else np.array([], dtype=np.int64)
+        if rule.match:
+            candidates = np.array([i for i in candidates.tolist()
+                                   if all(labels_rows[i].get(k) == v
+                                          for k, v in rule.match.items())], dtype=np.int64)
+        index_of: dict[str, int] = {}
+        for i in candidates.tolist():
+            labels = self._labels(loaded, labels_rows[i], matrix)
+            index_of[_id(loaded, labels)] = i
+        for alert_id, record in active_prev.items():
+            if alert_id not in index_of and matrix is not None:
+                row = _row_of(matrix, record.labels)
+                if row is not None:
+                    index_of[alert_id] = row
+        for alert_id, i in index_of.items():
+            labels = self._labels(loaded, labels_rows[i], matrix)
+            known = bool(outcome.known[i])
+            active = bool(outcome.active[i])
+            record = result.records.get(alert_id) or AlertRecord(alert_id, rule.alert, labels)
+            if not known:
+                if rule.no_data == "ok":
+                    active = False
+                elif rule.no_data == "alerting":
+                    active = True
+                else:
+                    if alert_id not in active_prev:
+                        continue
+                    active = record.state in (AlertState.PENDING, AlertState.FIRING)
+            if not active and alert_id not in active_prev:
+                continue
+            value = float(outcome.value[i]) if not np.isnan(outcome.value[i]) else None
+            explanation = outcome.explain(i) if known else "no data to evaluate"
+            explanation = _sentence(explanation)
+            annotations = self._annotations(loaded, labels, value, explanation, outcome, i,
+                                            matrix)
+            seen_ids.add(alert_id)
+            new, transitions = step(record, Observation(active, value, explanation, annotations,
+                                                        data_period),
+                                    at, Policy(rule.for_, rule.keep_firing_for, rule.flapping))
+            if new != record:
+                result.records[alert_id] = new
+                result.changed.append(new)
+            result.transitions.extend(transitions)
+        for alert_id, record in active_prev.items():
+            if alert_id in seen_ids:
+                continue
+            # The series vanished: resolve (or drop a pending alert) with what is known.
+            new, transitions = step(record, Observation(False, record.value,
+                                                        record.explanation, record.annotations,
+                                                        None), at,
+                                    Policy(rule.for_, rule.keep_firing_for, rule.flapping))
+            result.records[alert_id] = new
+            result.changed.append(new)
+            result.transitions.extend(transitions)
+
+    def _labels(self, loaded: LoadedRule, series: Mapping[str, str],
+                matrix: Matrix | None) -> dict[str, str]:
+        rule = loaded.rule
+        labels = dict(series)
+        if matrix is not None:
+            labels.update(matrix.indicator.labels)
+            labels["indicator"] = matrix.indicator.id
+        labels.update(rule.labels)
+        labels["alertname"] = rule.alert
+        labels["severity"] = rule.severity
+        labels["__group__"] = loaded.group
+        return labels
+
+    def _annotations(self, loaded: LoadedRule, labels: dict[str, str], value: float | None,
+                     explanation: str, outcome: conditions.Outcome, i: int,
+                     matrix: Matrix | None) -> dict[str, str]:
+        facts: dict[str, Any] = {}
+        for name, fact in outcome.facts.items():
+            if isinstance(fact, np.ndarray) and fact.ndim == 1 and len(fact) == len(outcome.value):
+                item = fact[i]
+                facts[name] = item.item() if hasattr(item, "item") else item
+            elif not isinstance(fact, np.ndarray):
+                facts[name] = fact
+        public = {k: v for k, v in labels.items() if not k.startswith("__")}
+        context: dict[str, Any] = {
+            "labels": public, "value": value, "explanation": explanation, **facts,
+            "indicator": indicator_info(matrix.indicator).__dict__ if matrix else {},
+        }
+        out = {"explanation": explanation}
+        for name, template in loaded.rule.annotations.items():
+            try:
+                out[name] = render(template, context)
+            except Exception as exc:  # a bad template must not stop the alert
+                out[name] = f"(template error: {exc})"
+                log.warning("annotation template failed", rule=loaded.rule.alert,
+                            annotation=name, error=str(exc))
+        return out
+
+    # --- state for the HTTP layer ---------------------------------------------------
+
+    def snapshot(self, evaluation: Evaluation | None) -> Snapshot:
+        frames: dict[str, IndicatorFrame] = {}
+        alerts: list[Alert] = []
+        if evaluation is not None:
+            for name, m in evaluation.matrices.items():
+                h = headline(m)
+                changes: dict[str, np.ndarray] = {}
+                if h.change is not None:
+                    changes[f"{h.n}"] = h.change.pct / 100.0
+                periods = np.full(m.n, m.grid.period(h.end) if h.end >= 0 else -1,
+                                  dtype=np.int64)
+                frames[name] = IndicatorFrame(indicator_info(m.indicator), m.labels, periods,
+                                              h.value, h.target, h.status, changes,
+                                              m.provisional_in(h.end, h.n))
+            for record in evaluation.records.values():
+                alerts.append(Alert(
+                    rule=record.rule,
+                    labels={k: v for k, v in record.labels.items() if not k.startswith("__")},
+                    annotations=record.annotations, state=record.state, value=record.value,
+                    active_since=record.active_since, fired_at=record.fired_at,
+                    resolved_at=record.resolved_at, last_evaluated=record.last_evaluated,
+                    explanation=record.explanation, fingerprint=record.id))
+        rules = []
+        for loaded in self.ruleset.rules:
+            s = self.stats.get((loaded.group, loaded.rule.alert), RuleStats())
+            mine = [a for a in alerts if a.rule == loaded.rule.alert]
+            rules.append(RuleHealth(loaded.rule.alert, loaded.group, loaded.file, s.health,
+                                    s.last_error, s.last_evaluation, s.duration, s.evaluations,
+                                    s.failures,
+                                    sum(a.state is AlertState.FIRING for a in mine),
+                                    sum(a.state is AlertState.PENDING for a in mine)))
+        return Snapshot(evaluation.at if evaluation else None, frames, alerts, rules)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
+def _id(loaded: LoadedRule, labels: Mapping[str, str]) -> str:
+    return fingerprint(labels)
+
+
+def _row_of(matrix: Matrix, labels: Mapping[str, str]) -> int | None:
+    """Return the matrix row whose series labels ``labels`` (an alert's) carry."""
+    names = matrix.label_names()
+    return matrix.index().get(labels_of({k: labels[k] for k in names if k in labels}))
+
+
+def evaluation_time(as_of: str | None, now: datetime) -> datetime:
+    """Return the instant to evaluate at: ``now``, or the end of the ``as_of`` month."""
+    if not as_of:
+        return now
+    ordinal = Frequency.MONTHLY.parse(as_of)
+    year, month0 = divmod(ordinal + 1, 12)
+    last_day = date(year, month0 + 1, 1).toordinal() - 1
+    return datetime.combine(date.fromordinal(last_day), now.timetz()).replace(
+        hour=12, minute=0, second=0, microsecond=0) if now.tzinfo else \
+        datetime.combine(date.fromordinal(last_day), datetime.min.time())
+
+
+def carry_over(records: Mapping[str, AlertRecord], ruleset: RuleSet) -> dict[str, AlertRecord]:
+    """Keep the records of rules that still exist (by group and name) across a reload."""
+    names = {(r.group, r.rule.alert) for r in ruleset.rules}
+    return {k: r for k, r in records.items()
+            if (r.labels.get("__group__", ""), r.rule) in names}

@@ -1,0 +1,96 @@
+"""Alert state and transitions: loaded at start, saved after each evaluation in one
+transaction, so a restart restores every alert exactly (no `for` timer restarts)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from monitor.alerts.state import AlertRecord, Transition
+from monitor.model import AlertState, utc
+from monitor.store.tables import AlertRow
+
+ALERT = AlertRow.metadata.tables["alert"]
+TRANSITION = AlertRow.metadata.tables["alert_transition"]
+
+HELD = "held:flapping"  # claimed_by of transitions the notifier must not send
+
+
+def _dt(value: datetime | None) -> datetime | None:
+    return utc(value) if value is not None else None
+
+
+def _record(row: AlertRow) -> AlertRecord:
+    return AlertRecord(
+        id=row.id, rule=row.rule, labels=json.loads(row.labels), state=AlertState(row.state),
+        annotations=json.loads(row.annotations), value=row.value, explanation=row.explanation,
+        active_since=_dt(row.active_since), fired_at=_dt(row.fired_at),
+        resolved_at=_dt(row.resolved_at), keep_firing_until=_dt(row.keep_firing_until),
+        last_evaluated=_dt(row.last_evaluated), pending_evaluations=row.pending_evaluations,
+        pending_periods=row.pending_periods, last_period=row.last_period, history=row.history,
+        flapping=row.flapping, notified_state=AlertState(row.notified_state),
+    )
+
+
+def _row(r: AlertRecord, now: datetime) -> dict[str, object]:
+    return {
+        "id": r.id, "rule": r.rule, "labels": json.dumps(r.labels, sort_keys=True),
+        "annotations": json.dumps(r.annotations, sort_keys=True), "state": r.state.value,
+        "value": r.value, "explanation": r.explanation, "active_since": r.active_since,
+        "fired_at": r.fired_at, "resolved_at": r.resolved_at,
+        "keep_firing_until": r.keep_firing_until, "last_evaluated": r.last_evaluated,
+        "pending_evaluations": r.pending_evaluations, "pending_periods": r.pending_periods,
+        "last_period": r.last_period, "history": r.history, "flapping": r.flapping,
+        "notified_state": r.notified_state.value, "updated_at": now,
+    }
+
+
+class AlertStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def load(self) -> dict[str, AlertRecord]:
+        """Return every stored alert record by id."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(ALERT)).all()
+        return {row.id: _record(AlertRow.model_validate(row._mapping)) for row in rows}
+
+    def save(self, changed: Iterable[AlertRecord], transitions: Iterable[Transition],
+             now: datetime, *, removed: Iterable[str] = ()) -> None:
+        """Persist changed records and their transitions atomically."""
+        records = [_row(r, now) for r in changed]
+        events = [{
+            "alert_id": t.alert_id, "rule": t.rule, "labels": json.dumps(t.labels, sort_keys=True),
+            "annotations": json.dumps(t.annotations, sort_keys=True),
+            "from_state": t.from_state.value, "to_state": t.to_state.value, "value": t.value,
+            "explanation": t.explanation, "at": t.at,
+            "claimed_by": None if t.notify else HELD, "claimed_at": None if t.notify else now,
+        } for t in transitions]
+        gone = list(removed)
+        if not records and not events and not gone:
+            return
+        with self.engine.begin() as conn:
+            if records:
+                ids = [r["id"] for r in records]
+                existing = set(conn.execute(select(ALERT.c.id).where(
+                    ALERT.c.id.in_(ids))).scalars())
+                new = [r for r in records if r["id"] not in existing]
+                old = [r for r in records if r["id"] in existing]
+                if new:
+                    conn.execute(insert(ALERT), new)
+                for r in old:
+                    conn.execute(update(ALERT).where(ALERT.c.id == r["id"]).values(**r))
+            if events:
+                conn.execute(insert(TRANSITION), events)
+            if gone:
+                conn.execute(delete(ALERT).where(ALERT.c.id.in_(gone)))
+
+    def transitions(self, limit: int = 1000) -> list[dict[str, object]]:
+        """Return the newest transitions, newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(TRANSITION).order_by(
+                TRANSITION.c.id.desc()).limit(limit)).all()
+        return [dict(row._mapping) for row in rows]
