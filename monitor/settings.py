@@ -31,6 +31,7 @@ class ServerSettings(Section):
     api_token: SecretStr | None = None
     protect_reads: bool = False
     external_url: str = ""
+    max_exported_series: int = Field(default=200_000, ge=0)
 
     @field_validator("listen")
     @classmethod
@@ -68,6 +69,17 @@ class RulesSettings(Section):
     evaluation_interval: Duration = 60.0
     watch: bool = True
     watch_interval: Duration = 5.0
+    as_of: str | None = None
+    history: int = Field(default=60, ge=12, le=600)
+
+    @field_validator("as_of")
+    @classmethod
+    def _month(cls, value: str | None) -> str | None:
+        if value:
+            from monitor.model import Frequency
+
+            Frequency.MONTHLY.parse(value)
+        return value or None
 
 
 class LogSettings(Section):

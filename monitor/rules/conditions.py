@@ -344,6 +344,9 @@ _RULE_WORDS = {1: "a point outside the process limits",
 
 
 def _spc(leaf: Spc, m: Matrix, ctx: Context) -> Outcome:
+    if m.last_column() < 1:
+        empty = np.zeros(m.n, dtype=bool)
+        return Outcome(empty, empty, np.full(m.n, np.nan))
     result, end = spc_for(m)
     if end < 0:
         empty = np.zeros(m.n, dtype=bool)

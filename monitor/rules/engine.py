@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -338,16 +338,19 @@ def _row_of(matrix: Matrix, labels: Mapping[str, str]) -> int | None:
     return matrix.index().get(labels_of({k: labels[k] for k in names if k in labels}))
 
 
+def month_end(period: int) -> datetime:
+    """Return noon UTC on the last day of monthly period ``period``: when an evaluation
+    "as of" that month happens."""
+    year, month0 = divmod(period + 1, 12)
+    last_day = date.fromordinal(date(year, month0 + 1, 1).toordinal() - 1)
+    return datetime(last_day.year, last_day.month, last_day.day, 12, tzinfo=UTC)
+
+
 def evaluation_time(as_of: str | None, now: datetime) -> datetime:
     """Return the instant to evaluate at: ``now``, or the end of the ``as_of`` month."""
     if not as_of:
         return now
-    ordinal = Frequency.MONTHLY.parse(as_of)
-    year, month0 = divmod(ordinal + 1, 12)
-    last_day = date(year, month0 + 1, 1).toordinal() - 1
-    return datetime.combine(date.fromordinal(last_day), now.timetz()).replace(
-        hour=12, minute=0, second=0, microsecond=0) if now.tzinfo else \
-        datetime.combine(date.fromordinal(last_day), datetime.min.time())
+    return month_end(Frequency.MONTHLY.parse(as_of))
 
 
 def carry_over(records: Mapping[str, AlertRecord], ruleset: RuleSet) -> dict[str, AlertRecord]:

@@ -227,8 +227,9 @@ def load_rules(paths: Iterable[str | Path], *, known_labels: set[str] | None = N
             problems.append(Problem(shown, 1, 1, "", "a rule file is a mapping with keys "
                                     "indicators, peer_groups and groups"))
             continue
-        parsed = _validate_items(shown, data, positions, problems)
-        for i, indicator in enumerate(parsed.indicators):
+        parsed, origin = _validate_items(shown, data, positions, problems)
+        for k, indicator in enumerate(parsed.indicators):
+            i = origin[k]
             pos = positions.get(("indicators", i), (1, 1))
             if indicator.id in ruleset.indicators:
                 other = where_defined[indicator.id]
@@ -249,6 +250,8 @@ def load_rules(paths: Iterable[str | Path], *, known_labels: set[str] | None = N
         for peer in parsed.peer_groups:
             ruleset.peer_groups[peer.id] = peer
         for gi, group in enumerate(parsed.groups):
+            if group is None:
+                continue
             _check_group(shown, gi, group, positions, problems, rule_refs, seen_alerts, ruleset)
     for shown, pos, subject, field_name, name in rule_refs:
         if field_name == "peer_group":
@@ -272,8 +275,10 @@ def load_rules(paths: Iterable[str | Path], *, known_labels: set[str] | None = N
 
 
 def _validate_items(shown: str, data: dict[str, Any], positions: dict[KeyPath, Position],
-                    problems: list[Problem]) -> RuleFile:
-    """Validate item by item, so one bad rule does not hide the problems of the others."""
+                    problems: list[Problem]) -> tuple[RuleFile, list[int]]:
+    """Validate item by item, so one bad rule does not hide the problems of the others.
+
+    Returns the valid items and, for each valid indicator, its index in the file."""
     for key in data:
         if key not in RuleFile.model_fields:
             line, column = positions.get((key,), (1, 1))
@@ -281,6 +286,7 @@ def _validate_items(shown: str, data: dict[str, Any], positions: dict[KeyPath, P
                                     "a rule file has indicators, peer_groups and groups"
                                     f"{suggest(str(key), list(RuleFile.model_fields))}"))
     items: dict[str, list[Any]] = {"indicators": [], "peer_groups": [], "groups": []}
+    origin: list[int] = []
     models: dict[str, Any] = {"indicators": Indicator, "peer_groups": PeerGroup}
     for key in items:
         values = data.get(key) or []
@@ -295,11 +301,15 @@ def _validate_items(shown: str, data: dict[str, Any], positions: dict[KeyPath, P
                                                        problems))
                 else:
                     items[key].append(models[key].model_validate(value))
+                    if key == "indicators":
+                        origin.append(i)
             except ValidationError as exc:
                 problems.extend(_validation_problems(
                     shown, _relocate(exc, (key, i)), data, positions))
+                if key == "groups":
+                    items[key].append(None)  # keeps the indices of later groups
     return RuleFile(indicators=items["indicators"], peer_groups=items["peer_groups"],
-                    groups=[g for g in items["groups"] if g is not None])
+                    groups=items["groups"]), origin
 
 
 class _Relocated(Exception):

@@ -375,7 +375,7 @@ class Group(Strict):
 class RuleFile(Strict):
     indicators: list[Indicator] = Field(default_factory=list)
     peer_groups: list[PeerGroup] = Field(default_factory=list)
-    groups: list[Group] = Field(default_factory=list)
+    groups: list[Group | None] = Field(default_factory=list)  # None: reported invalid
 
 
 def suggest(word: str, choices: list[str]) -> str:

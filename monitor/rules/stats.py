@@ -296,31 +296,87 @@ class MannKendall:
     n: IntArray
 
 
-def _median_rows(a: FloatArray, has_nan: BoolArray) -> FloatArray:
-    """Return the NaN-ignoring median of each row; NaN for a row with no value.
+def _middle(a: NDArray[np.floating]) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
+    """Return the lower and upper middle values of each row of ``a`` (no NaN; partitioned in place).
 
-    ``has_nan`` must be True for every row of ``a`` holding a NaN (it may be
-    True for others). ``a`` is scratch: rows without NaN are partitioned in place.
+    One partition at the upper middle; the lower middle of an even row is then
+    the largest value to its left, cheaper than partitioning at two positions.
     """
-    rows, width = a.shape
-    out = np.full(rows, np.nan)
-    if width == 0:
+    width = a.shape[1]
+    h = width // 2
+    a.partition(h, axis=1)
+    upper = a[:, h].copy()
+    return (upper if width % 2 else a[:, :h].max(axis=1)), upper
+
+
+def _median_with_nan(a: FloatArray) -> FloatArray:
+    """Return the NaN-ignoring median of each row of ``a``; NaN for a row with no value."""
+    width = a.shape[1]
+    b = np.sort(a, axis=1)  # NaN sorts last
+    m = (~np.isnan(b)).sum(axis=1)
+    lo = np.take_along_axis(b, np.maximum((m - 1) // 2, 0)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(b, np.minimum(m // 2, width - 1)[:, None], axis=1)[:, 0]
+    return np.where(m > 0, (lo + hi) / 2, np.nan)
+
+
+def _exact_slope(v: NDArray[np.float32], max_lag: int) -> FloatArray:
+    """Return the float64 slope d / k (integer d, 1 ≤ k ≤ max_lag) whose float32 rounding is v.
+
+    Only called where such a slope is unique (see ``_sen_slope``): for the true
+    lag k, rint(v·k) is the true d, and no other fraction rounds to v.
+    """
+    v64 = v.astype(np.float64)
+    out = np.full(v.shape, np.nan)
+    for k in range(1, max_lag + 1):
+        cand = np.rint(v64 * k) / k
+        hit = np.isnan(out) & (cand.astype(np.float32) == v)
+        out[hit] = cand[hit]
+    return out
+
+
+def _sen_slope(seasons: FloatArray) -> FloatArray:
+    """Return Sen's slope per series from ``seasons`` (n_series, n_seasons, n_steps).
+
+    The median of the pairwise slopes (x_j - x_i) / (j - i) within each
+    season, pooled per series, NaN pairs left out. Rows are split three ways:
+
+    1. rows with a NaN: sort and take the middle of the valid slopes;
+    2. integer rows whose range r satisfies r·K·(K-1) < 2**22 (K = n_steps - 1,
+       the largest lag): distinct slopes d/k differ by at least 1/(K(K-1)),
+       more than twice the float32 rounding error r·2**-23.9, so float32
+       rounding preserves their order and is one-to-one. The middle is found
+       in float32 (partitioning half the bytes, about twice as fast) and
+       mapped back to the exact float64 fraction;
+    3. other rows: partition the float64 slopes.
+    """
+    n_series, _, m = seasons.shape
+    out = np.full(n_series, np.nan)
+    if m < 2:
         return out
-    full = ~has_nan
-    if full.any():
-        # One partition at the upper middle; the lower middle is then the largest
-        # value to its left, which is cheaper than partitioning at two positions.
-        b = a if full.all() else a[full]
-        h = width // 2
-        b.partition(h, axis=1)
-        upper = b[:, h]
-        out[full] = upper if width % 2 else (b[:, :h].max(axis=1) + upper) / 2
-    if has_nan.any():
-        b = np.sort(a[has_nan], axis=1)  # NaN sorts last
-        m = (~np.isnan(b)).sum(axis=1)
-        lo = np.take_along_axis(b, np.maximum((m - 1) // 2, 0)[:, None], axis=1)[:, 0]
-        hi = np.take_along_axis(b, np.minimum(m // 2, width - 1)[:, None], axis=1)[:, 0]
-        out[has_nan] = np.where(m > 0, (lo + hi) / 2, np.nan)
+    max_lag = m - 1
+    flat = seasons.reshape(n_series, -1)
+    has_nan = ~np.isfinite(flat).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        span = flat.max(axis=1) - flat.min(axis=1)
+    exact32 = (
+        ~has_nan
+        & (flat == np.rint(flat)).all(axis=1)
+        & (span * max_lag * max(max_lag - 1, 1) < 2**22)
+    )
+    for rows, kind in ((exact32, "f32"), (~has_nan & ~exact32, "f64"), (has_nan, "nan")):
+        if not rows.any():
+            continue
+        sub = seasons[rows].reshape(-1, m)
+        dtype = np.float32 if kind == "f32" else np.float64
+        slopes = _pair_slopes(sub, dtype).reshape(int(rows.sum()), -1)
+        if kind == "nan":
+            out[rows] = _median_with_nan(slopes.astype(np.float64))
+            continue
+        lo, hi = _middle(slopes)
+        if kind == "f32":
+            out[rows] = (_exact_slope(lo, max_lag) + _exact_slope(hi, max_lag)) / 2
+        else:
+            out[rows] = (lo + hi) / 2
     return out
 
 
@@ -361,15 +417,16 @@ def _mk_rows(rows: FloatArray) -> tuple[IntArray, IntArray, IntArray]:
     return s, tie_term, nv
 
 
-def _pair_slopes(rows: FloatArray) -> FloatArray:
-    """Return every pairwise slope (x_j - x_i) / (j - i), i < j, of each row (NaN-propagating)."""
+def _pair_slopes(rows: FloatArray, dtype: type[np.floating] = np.float64) -> NDArray[np.floating]:
+    """Return every pairwise slope (x_j - x_i) / (j - i), i < j, of each row (NaN-propagating).
+
+    Computed in float64 and stored as ``dtype`` (float32 rounds the float64 slope).
+    """
     r, m = rows.shape
-    out = np.empty((r, m * (m - 1) // 2))
+    out = np.empty((r, m * (m - 1) // 2), dtype=dtype)
     off = 0
     for k in range(1, m):
-        blk = out[:, off : off + m - k]
-        np.subtract(rows[:, k:], rows[:, :-k], out=blk)
-        blk /= k
+        np.divide(rows[:, k:] - rows[:, :-k], k, out=out[:, off : off + m - k], casting="same_kind")
         off += m - k
     return out
 
@@ -379,27 +436,19 @@ def _mk_block(
 ) -> tuple[IntArray, FloatArray, IntArray, FloatArray]:
     """Return (S, var S, n, Sen slope) for a block of series, summed over ``period`` seasons."""
     b, p = xb.shape
-    if period > 1:
-        cycles = -(-p // period)
-        pad = cycles * period - p
-        if pad:
-            xb = np.concatenate([xb, np.full((b, pad), np.nan)], axis=1)
-        rows = np.ascontiguousarray(
-            xb.reshape(b, cycles, period).transpose(0, 2, 1).reshape(b * period, cycles)
-        )
-    else:
-        rows = xb
-    s, tie_term, nv = _mk_rows(rows)
+    cycles = -(-p // period)
+    pad = cycles * period - p
+    if pad:
+        xb = np.concatenate([xb, np.full((b, pad), np.nan)], axis=1)
+    # seasons[i, s, c] is series i, season s, cycle c (one season of p steps when period = 1).
+    seasons = xb.reshape(b, cycles, period).transpose(0, 2, 1)
+    s, tie_term, nv = _mk_rows(seasons.reshape(b * period, cycles))
     var = (nv * (nv - 1) * (2 * nv + 5) - tie_term) / 18.0
     if period > 1:
         s = s.reshape(b, period).sum(axis=1)
         var = var.reshape(b, period).sum(axis=1)
         nv = nv.reshape(b, period).sum(axis=1)
-    slope = np.full(b, np.nan)
-    if with_slope:
-        # A slope is NaN only if one of its points is: test the b × p points, not the slopes.
-        has_nan = np.asarray(~np.isfinite(xb).all(axis=1), dtype=np.bool_)
-        slope = _median_rows(_pair_slopes(rows).reshape(b, -1), has_nan)
+    slope = _sen_slope(np.ascontiguousarray(seasons)) if with_slope else np.full(b, np.nan)
     return s, var, nv, slope
 
 

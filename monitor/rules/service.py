@@ -1,0 +1,225 @@
+"""The rules subsystem inside the daemon: load, reload, evaluate on schedule, persist.
+
+It reads observations through the store's repositories, evaluates with
+:class:`~monitor.rules.engine.Engine`, saves alert records and transitions in one
+transaction, and publishes a :class:`~monitor.rules.snapshot.Snapshot` for the HTTP
+layer. A rule file edit that does not load leaves the last good rule set running.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from monitor.alerts.state import AlertRecord
+from monitor.clock import Clock
+from monitor.errors import RuleFileError
+from monitor.logs import get_logger
+from monitor.model import Milestone
+from monitor.rules import scorecard
+from monitor.rules.engine import Dataset, Engine, Evaluation, carry_over, evaluation_time
+from monitor.rules.loader import RuleSet, load_rules, rule_files
+from monitor.rules.snapshot import SeriesDetail, Snapshot
+from monitor.store import Store
+
+log = get_logger(__name__)
+
+
+def read_dataset(store: Store, ruleset: RuleSet, milestone_sources: Sequence[str]) -> Dataset:
+    """Return the observations of every base indicator and the milestones of the named
+    sources, from the store."""
+    base = [i.id for i in ruleset.indicators.values() if i.derived is None]
+    blocks = store.observations.read(base)
+    milestones: list[tuple[str, Milestone]] = []
+    for source in milestone_sources:
+        milestones.extend((source, m) for m in store.observations.milestones(source))
+    return Dataset(blocks, milestones)
+
+
+class RuleMetrics:
+    """``monitor_rule_*`` and ``monitor_rules_*`` metrics."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.evaluations = Counter("monitor_rule_group_evaluations_total",
+                                   "Rule evaluations, per rule group.", ["group"],
+                                   registry=registry)
+        self.failures = Counter("monitor_rule_group_evaluation_failures_total",
+                                "Rule evaluations that failed, per rule group.", ["group"],
+                                registry=registry)
+        self.duration = Histogram("monitor_rule_group_duration_seconds",
+                                  "Time to evaluate a rule group.", ["group"],
+                                  buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+                                  registry=registry)
+        self.cycle = Gauge("monitor_rule_evaluation_last_duration_seconds",
+                           "Duration of the last full evaluation cycle (load, evaluate, save).",
+                           registry=registry)
+        self.last_eval = Gauge("monitor_rule_evaluation_last_timestamp_seconds",
+                               "Unix time of the last evaluation cycle.", registry=registry)
+        self.reload_ok = Gauge("monitor_rules_last_reload_successful",
+                               "1 when the last rule reload succeeded.", registry=registry)
+        self.reload_time = Gauge("monitor_rules_last_reload_success_timestamp_seconds",
+                                 "Unix time of the last successful rule reload.",
+                                 registry=registry)
+        self.rules = Gauge("monitor_rules_loaded", "Rules in the running rule set.",
+                           registry=registry)
+
+
+class RuleService:
+    """Holds the running rule set and the latest evaluation."""
+
+    def __init__(self, store: Store, paths: Sequence[str], clock: Clock,
+                 registry: CollectorRegistry, *, as_of: str | None = None,
+                 history: int = 60,
+                 milestone_sources: Callable[[], list[str]] = list,
+                 on_evaluated: Callable[[Evaluation], None] | None = None) -> None:
+        self.store = store
+        self.paths = list(paths)
+        self.clock = clock
+        self.metrics = RuleMetrics(registry)
+        self.as_of = as_of
+        self.history = history
+        self.milestone_sources = milestone_sources
+        self.on_evaluated = on_evaluated
+        self._lock = threading.Lock()
+        self.ruleset: RuleSet | None = None
+        self.engine: Engine | None = None
+        self.records: dict[str, AlertRecord] = {}
+        self.last: Evaluation | None = None
+        self._mtimes: dict[str, float] = {}
+
+    # --- loading --------------------------------------------------------------------
+
+    def load(self) -> RuleSet:
+        """Load the rule files and the stored alert state. Raises RuleFileError."""
+        ruleset = load_rules(self.paths)
+        with self._lock:
+            self._install(ruleset)
+            self.records = self.store.alerts.load()
+        log.info("rules loaded", files=len(ruleset.files), rules=len(ruleset.rules),
+                 indicators=len(ruleset.indicators), alerts_restored=len(self.records))
+        return ruleset
+
+    def _install(self, ruleset: RuleSet) -> None:
+        old = self.engine
+        self.ruleset = ruleset
+        self.engine = Engine(ruleset, history=self.history)
+        if old is not None:
+            for key, stats in old.stats.items():
+                if key in self.engine.stats:
+                    self.engine.stats[key] = stats
+        self.metrics.reload_ok.set(1)
+        self.metrics.reload_time.set(time.time())
+        self.metrics.rules.set(len(ruleset.rules))
+        self._mtimes = self._scan()
+        for group in ruleset.groups():
+            self.metrics.evaluations.labels(group)
+            self.metrics.failures.labels(group)
+
+    def reload(self) -> tuple[bool, str]:
+        """Load the rule files again; keep the running set when they do not load."""
+        try:
+            ruleset = load_rules(self.paths)
+        except RuleFileError as exc:
+            self.metrics.reload_ok.set(0)
+            self._mtimes = self._scan()
+            log.error("rule reload failed; keeping the last good rules",
+                      problems=len(exc.problems), error=str(exc))
+            return False, str(exc)
+        with self._lock:
+            self._install(ruleset)
+            self.records = carry_over(self.records, ruleset)
+        log.info("rules reloaded", rules=len(ruleset.rules))
+        return True, f"{len(ruleset.rules)} rules loaded"
+
+    def _scan(self) -> dict[str, float]:
+        out = {}
+        for path in rule_files(self.paths):
+            try:
+                out[str(path)] = path.stat().st_mtime
+            except OSError:
+                continue
+        for raw in self.paths:
+            if Path(raw).is_dir():
+                out[f"{raw}/"] = float(len(list(Path(raw).rglob("*.y*ml"))))
+        return out
+
+    def reload_if_changed(self) -> None:
+        """Reload when a rule file was added, removed or modified since the last look."""
+        if self._scan() != self._mtimes:
+            log.info("rule files changed; reloading")
+            self.reload()
+
+    # --- evaluating -----------------------------------------------------------------
+
+    def dataset(self) -> Dataset:
+        """Read what the rules need from the store."""
+        assert self.ruleset is not None
+        return read_dataset(self.store, self.ruleset, self.milestone_sources())
+
+    def evaluate(self, now: datetime | None = None) -> Evaluation:
+        """Evaluate every rule now (or as of ``as_of``), persist, publish."""
+        started = time.perf_counter()
+        with self._lock:
+            assert self.engine is not None
+            at = evaluation_time(self.as_of, now or self.clock.now())
+            result = self.engine.evaluate(self.dataset(), at, self.records)
+            self.store.alerts.save(result.changed, result.transitions, self.clock.now())
+            self.records = result.records
+            self.last = result
+            for (group, _name), stats in self.engine.stats.items():
+                self.metrics.evaluations.labels(group).inc()
+                if stats.health == "err":
+                    self.metrics.failures.labels(group).inc()
+                self.metrics.duration.labels(group).observe(stats.duration)
+        self.metrics.cycle.set(time.perf_counter() - started)
+        self.metrics.last_eval.set(time.time())
+        if result.transitions:
+            log.info("alerts changed state", transitions=len(result.transitions),
+                     firing=sum(r.state.value == "firing" for r in result.records.values()))
+        if self.on_evaluated is not None:
+            self.on_evaluated(result)
+        return result
+
+    # --- what the HTTP layer reads ----------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        engine = self.engine
+        if engine is None:
+            return Snapshot(None, {}, [], [])
+        return engine.snapshot(self.last)
+
+    def scorecard(self) -> list[SeriesDetail]:
+        if self.last is None or self.ruleset is None:
+            return []
+        return scorecard.rows(self.last.matrices, self.ruleset)
+
+    def detail(self, indicator: str, labels: dict[str, str]) -> SeriesDetail | None:
+        if self.last is None or self.ruleset is None:
+            return None
+        m = self.last.matrices.get(indicator)
+        if m is None:
+            return None
+        row = m.index().get(tuple(sorted(labels.items())))
+        if row is None:
+            return None
+        return scorecard.detail(m, row, self.last.matrices, self.ruleset)
+
+    def schedule(self, scheduler: Any, interval: float, watch: bool,
+                 watch_interval: float) -> None:
+        scheduler.add_job(self._safe_evaluate, "interval", seconds=interval, id="rules:evaluate",
+                          next_run_time=datetime.now(self.clock.now().tzinfo))
+        if watch:
+            scheduler.add_job(self.reload_if_changed, "interval", seconds=watch_interval,
+                              id="rules:watch")
+
+    def _safe_evaluate(self) -> None:
+        try:
+            self.evaluate()
+        except Exception as exc:  # the loop goes on; the next cycle retries
+            log.exception("evaluation cycle failed", error=str(exc))
