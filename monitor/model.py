@@ -121,13 +121,8 @@ def labels_of(mapping: Mapping[str, Any]) -> Labels:
 def fingerprint(labels: Labels | Mapping[str, Any]) -> str:
     """Return a stable 16-hex-digit fingerprint of a label set (order does not matter)."""
     pairs = labels_of(labels) if isinstance(labels, Mapping) else labels
-    digest = hashlib.blake2b(digest_size=8)
-    for name, value in pairs:
-        digest.update(name.encode())
-        digest.update(b"\xff")
-        digest.update(value.encode())
-        digest.update(b"\xfe")
-    return digest.hexdigest()
+    text = "\xfe".join(f"{name}\xff{value}" for name, value in pairs)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 class Direction(StrEnum):

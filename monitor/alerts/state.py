@@ -15,16 +15,17 @@ is re-announced when the flapping stops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from monitor.model import AlertState
 from monitor.rules.schema import Flapping, ForSpec
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AlertRecord:
-    """The persisted state of one alert instance."""
+    """The persisted state of one alert instance. ``step`` never mutates its input."""
 
     id: str
     rule: str
@@ -78,6 +79,20 @@ class Transition:
     notify: bool
 
 
+_FIELDS = tuple(AlertRecord.__dataclass_fields__)
+
+
+def _clone(record: AlertRecord) -> AlertRecord:
+    return AlertRecord(*[getattr(record, name) for name in _FIELDS])
+
+
+def _set(record: AlertRecord, **changes: Any) -> AlertRecord:
+    """Update ``record`` in place (a clone that ``step`` owns) and return it."""
+    for name, value in changes.items():
+        setattr(record, name, value)
+    return record
+
+
 def flap_share(history: str) -> float:
     """Return the weighted share of state changes in ``history`` (Nagios' formula)."""
     if len(history) < 2:
@@ -117,30 +132,30 @@ def step(record: AlertRecord, seen: Observation, now: datetime, policy: Policy
             flapping = True
         elif flapping and share < policy.flapping.low:
             flapping = False
-    r = replace(record, history=history, flapping=flapping, last_evaluated=now)
+    r = _set(_clone(record), history=history, flapping=flapping, last_evaluated=now)
     if seen.active:
         new_period = seen.period is not None and seen.period != record.last_period
-        r = replace(r, value=seen.value, explanation=seen.explanation,
+        r = _set(r, value=seen.value, explanation=seen.explanation,
                     annotations=seen.annotations, last_period=seen.period,
                     keep_firing_until=None)
         if prev in (AlertState.INACTIVE, AlertState.RESOLVED):
-            r = replace(r, state=AlertState.PENDING, active_since=now, pending_evaluations=1,
+            r = _set(r, state=AlertState.PENDING, active_since=now, pending_evaluations=1,
                         pending_periods=1, fired_at=None, resolved_at=None)
         elif prev is AlertState.PENDING:
-            r = replace(r, pending_evaluations=r.pending_evaluations + 1,
+            r = _set(r, pending_evaluations=r.pending_evaluations + 1,
                         pending_periods=r.pending_periods + (1 if new_period else 0))
         if r.state is AlertState.PENDING and _held(r, now, policy.for_):
-            r = replace(r, state=AlertState.FIRING, fired_at=now)
+            r = _set(r, state=AlertState.FIRING, fired_at=now)
     else:
         if prev is AlertState.FIRING:
             if policy.keep_firing_for > 0:
                 until = r.keep_firing_until or now + timedelta(seconds=policy.keep_firing_for)
-                r = replace(r, keep_firing_until=until) if now < until else \
+                r = _set(r, keep_firing_until=until) if now < until else \
                     _resolve(r, seen, now)
             else:
                 r = _resolve(r, seen, now)
         elif prev is AlertState.PENDING:
-            r = replace(r, state=AlertState.INACTIVE, active_since=None, pending_evaluations=0,
+            r = _set(r, state=AlertState.INACTIVE, active_since=None, pending_evaluations=0,
                         pending_periods=0, value=seen.value, explanation=seen.explanation)
     transitions: list[Transition] = []
     if r.state is not prev:
@@ -150,12 +165,12 @@ def step(record: AlertRecord, seen: Observation, now: datetime, policy: Policy
         if r.notified_state is not r.state and not (transitions and transitions[-1].notify):
             # Flapping stopped: tell people where things settled.
             transitions.append(_transition(r, r.notified_state, now, True))
-        r = replace(r, notified_state=r.state)
+        r = _set(r, notified_state=r.state)
     return r, transitions
 
 
 def _resolve(r: AlertRecord, seen: Observation, now: datetime) -> AlertRecord:
-    return replace(r, state=AlertState.RESOLVED, resolved_at=now, keep_firing_until=None,
+    return _set(r, state=AlertState.RESOLVED, resolved_at=now, keep_firing_until=None,
                    value=seen.value, explanation=seen.explanation or r.explanation,
                    pending_evaluations=0, pending_periods=0)
 

@@ -278,7 +278,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from monitor.rules.engine import evaluation_time
     from monitor.rules.service import read_dataset
 
-    settings, store, running = _open(args)
+    settings, store, _running = _open(args)
     try:
         edited = load_rules(args.paths) if args.paths else load_rules(settings.rules.paths)
         records = store.alerts.load()

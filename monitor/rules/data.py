@@ -85,18 +85,36 @@ class Matrix:
     revisions: IntArray | None = None
     parts: tuple[Matrix, Matrix] | None = None
     _index: dict[Labels, int] | None = None
+    _names: set[str] | None = None
+    _by_key: dict[tuple[str, ...], int] | None = None
+    _key_names: list[str] = field(default_factory=list)
 
     @property
     def n(self) -> int:
         return len(self.labels)
 
     def label_names(self) -> set[str]:
-        return set().union(*(set(lab) for lab in self.labels)) if self.labels else set()
+        if self._names is None:
+            self._names = set().union(*(set(lab) for lab in self.labels)) if self.labels \
+                else set()
+        return self._names
 
     def index(self) -> dict[Labels, int]:
+        """Return label set → row (built on first use)."""
         if self._index is None:
             self._index = {labels_of(lab): i for i, lab in enumerate(self.labels)}
         return self._index
+
+    def row_of(self, labels: Mapping[str, str]) -> int | None:
+        """Return the row whose series labels are the ones ``labels`` carries (extra labels,
+        such as an alert's ``alertname``, are ignored)."""
+        if self._by_key is None:
+            names = sorted(self.label_names())
+            self._key_names = names
+            self._by_key = {tuple(lab.get(k, "") for k in names): i
+                            for i, lab in enumerate(self.labels)}
+        key = tuple(labels.get(k, "") for k in self._key_names)
+        return self._by_key.get(key)
 
     @property
     def scale(self) -> float:
@@ -187,14 +205,25 @@ def from_block(indicator: Indicator, block: LongBlock | None, grid: Grid) -> Mat
         cols = np.asarray(block.period, dtype=np.int64) - grid.start
         rows = np.asarray(block.row, dtype=np.int64)
         keep = (cols >= 0) & (cols < t)
-        rows, cols = rows[keep], cols[keep]
-        values[rows, cols] = np.asarray(block.value, dtype=np.float64)[keep]
-        provisional[rows, cols] = np.asarray(block.provisional, dtype=bool)[keep]
-        revisions[rows, cols] = np.asarray(block.revisions, dtype=np.int64)[keep]
-        den = np.asarray(block.denominator, dtype=np.float64)[keep]
+        everything = bool(keep.all())
+
+        def kept(array: npt.NDArray[Any], dtype: Any) -> npt.NDArray[Any]:
+            out = np.asarray(array, dtype=dtype)
+            return out if everything else out[keep]
+
+        # Flat indices: one scatter per array instead of 2-D fancy indexing.
+        flat = kept(rows, np.int64) * t + kept(cols, np.int64)
+        values.ravel()[flat] = kept(block.value, np.float64)
+        flags = kept(block.provisional, bool)
+        if flags.any():
+            provisional.ravel()[flat] = flags
+        revs = kept(block.revisions, np.int64)
+        if revs.any():
+            revisions.ravel()[flat] = revs
+        den = kept(block.denominator, np.float64)
         if indicator.aggregation == "rate" or (den.size and not np.isnan(den).all()):
             denominators = np.full((n, t), np.nan)
-            denominators[rows, cols] = den
+            denominators.ravel()[flat] = den
     elif indicator.aggregation == "rate":
         denominators = np.full((n, t), np.nan)
     return Matrix(indicator, labels, grid, values, denominators, provisional, revisions)
@@ -225,6 +254,13 @@ def align(left: Sequence[Mapping[str, str]], right: Sequence[Mapping[str, str]],
         left_names = set().union(*(set(lab) for lab in left)) if left else set()
         right_names = set().union(*(set(lab) for lab in right)) if right else set()
         on = sorted(left_names & right_names)
+    if len(on) == 1:
+        # The common case (one shared label, e.g. borough) without building tuples.
+        (name,) = on
+        keyed1 = dict(zip(reversed([lab.get(name, "") for lab in right]),
+                          range(len(right) - 1, -1, -1), strict=True))
+        return Alignment(np.fromiter((keyed1.get(lab.get(name, ""), -1) for lab in left),
+                                     dtype=np.int64, count=len(left)))
     keyed: dict[tuple[str, ...], int] = {}
     for j, lab in enumerate(right):
         keyed.setdefault(tuple(lab.get(name, "") for name in on), j)
@@ -252,6 +288,10 @@ def derive(indicator: Indicator, inputs: Mapping[str, Matrix]) -> Matrix:
             names_here = set().union(*(set(lab) for lab in m.labels)) if m.labels else set()
             shared = names_here if shared is None else shared & names_here
         on = sorted(shared or set())
+    if all(m.labels == mats[0].labels for m in mats[1:]) and \
+            all(set(lab) <= set(on) for lab in mats[0].labels[:1]):
+        # Every input holds the same series in the same order: no alignment needed.
+        return _combine(indicator, spec, mats, list(mats[0].labels), grid)
     keys: dict[tuple[str, ...], dict[str, str]] = {}
     for m in mats:
         for lab in m.labels:
@@ -309,3 +349,21 @@ def _reindexed(m: Matrix, alignment: Alignment, labels: list[dict[str, str]]) ->
     return Matrix(m.indicator, labels, m.grid, rows(m.values, np.nan),
                   rows(m.denominators, np.nan), rows(m.provisional, False),
                   rows(m.revisions, 0), m.parts)
+
+
+def _combine(indicator: Indicator, spec: Any, mats: list[Matrix], labels: list[dict[str, str]],
+             grid: Grid) -> Matrix:
+    provisional = np.zeros((len(labels), grid.size), dtype=bool)
+    for m in mats:
+        if m.provisional is not None:
+            provisional |= m.provisional
+    if spec.sum is not None:
+        total = mats[0].values.copy()
+        for m in mats[1:]:
+            total += m.values
+        return Matrix(indicator, labels, grid, total, None, provisional)
+    if spec.ratio is not None:
+        return Matrix(indicator, labels, grid, mats[0].values, mats[1].values, provisional)
+    a, b = mats
+    return Matrix(indicator, labels, grid, a.per_period() - b.per_period(), None, provisional,
+                  parts=(a, b))

@@ -28,7 +28,7 @@ import numpy as np
 from monitor.alerts.state import AlertRecord, Observation, Policy, Transition, step
 from monitor.errors import EvaluationError
 from monitor.logs import get_logger
-from monitor.model import Alert, AlertState, Frequency, Milestone, fingerprint, labels_of
+from monitor.model import Alert, AlertState, Frequency, Milestone, fingerprint
 from monitor.rules import conditions
 from monitor.rules.data import Grid, LongBlock, Matrix, derive, from_block
 from monitor.rules.loader import LoadedRule, RuleSet
@@ -196,20 +196,24 @@ class Engine:
             candidates = np.array([i for i in candidates.tolist()
                                    if all(labels_rows[i].get(k) == v
                                           for k, v in rule.match.items())], dtype=np.int64)
-        index_of: dict[str, int] = {}
+        index_of: dict[str, tuple[int, dict[str, str]]] = {}
         for i in candidates.tolist():
             labels = self._labels(loaded, labels_rows[i], matrix)
-            index_of[_id(loaded, labels)] = i
+            index_of[fingerprint(labels)] = (i, labels)
         for alert_id, record in active_prev.items():
             if alert_id not in index_of and matrix is not None:
                 row = _row_of(matrix, record.labels)
                 if row is not None:
-                    index_of[alert_id] = row
-        for alert_id, i in index_of.items():
-            labels = self._labels(loaded, labels_rows[i], matrix)
+                    index_of[alert_id] = (row, record.labels)
+        steady = rule.flapping is None
+        for alert_id, (i, labels) in index_of.items():
             known = bool(outcome.known[i])
             active = bool(outcome.active[i])
             record = result.records.get(alert_id) or AlertRecord(alert_id, rule.alert, labels)
+            if steady and known and active and record.state is AlertState.FIRING \
+                    and record.last_period == data_period and record.keep_firing_until is None:
+                seen_ids.add(alert_id)  # still firing on the same data: nothing new to say
+                continue
             if not known:
                 if rule.no_data == "ok":
                     active = False
@@ -328,14 +332,9 @@ def _sentence(text: str) -> str:
     return text if text.endswith(".") else text + "."
 
 
-def _id(loaded: LoadedRule, labels: Mapping[str, str]) -> str:
-    return fingerprint(labels)
-
-
 def _row_of(matrix: Matrix, labels: Mapping[str, str]) -> int | None:
     """Return the matrix row whose series labels ``labels`` (an alert's) carry."""
-    names = matrix.label_names()
-    return matrix.index().get(labels_of({k: labels[k] for k in names if k in labels}))
+    return matrix.row_of(labels)
 
 
 def month_end(period: int) -> datetime:

@@ -119,7 +119,7 @@ def _one_row(m: Matrix, i: int) -> Matrix:
                    revisions=None if m.revisions is None else m.revisions[i:i + 1],
                    parts=None if m.parts is None else (_one_row(m.parts[0], i),
                                                        _one_row(m.parts[1], i)),
-                   _index=None)
+                   _index=None, _names=None, _by_key=None, _key_names=[])
 
 
 def _num(value: float) -> float | None:

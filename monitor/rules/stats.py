@@ -807,6 +807,23 @@ def spc(
     (NHSRplotthedots' ``screen_outliers``, which is on by default there).
     ``run_length`` is the shift rule's run, ``trend_length`` the number of
     points in a trend (``trend_length - 1`` strict changes).
+
+    Which points a rule flags, as NHSRplotthedots does:
+
+    1. outside the limits (strictly beyond mean ± 2.66·amr): the point;
+    2. trend: every point of a run of ``trend_length`` or more, each strictly
+       above (below) the one before; a tie or a missing value breaks it. A
+       point where a rising trend turns into a falling one takes the side of
+       the later trend;
+    3. two of three: in any three consecutive points all strictly on one side
+       of the mean, with at least two beyond a near limit but inside the
+       limits, those near points (not the third; a point outside the limits
+       does not count as near);
+    4. shift: every point of a run of ``run_length`` or more strictly on one
+       side of the mean; a point on the mean or missing breaks it.
+
+    Missing points are never flagged and break every run through them.
+    Returns an ``SpcResult``.
     """
     a = _as_matrix(x)
     n_periods = a.shape[1]
@@ -1036,12 +1053,21 @@ def forecast_year_end(
       pro rata, YTD sum × fy_len / months;
     - ``mean``: the mean so far;
     - ``last``: the latest value.
+
+    A negative ``fy_start_col`` means the year began before the first column:
+    its first months are unknown (a gap), so every value is NaN; ``months``
+    still counts from the year's start. A start after the last column is a
+    ValueError.
     """
     a = _as_matrix(x)
     n_series, n_periods = a.shape
     _check_len(fy_len, "fy_len")
-    if not 0 <= fy_start_col < n_periods:
-        raise ValueError(f"fy_start_col={fy_start_col} is outside the {n_periods} periods of x")
+    if fy_start_col >= n_periods:
+        raise ValueError(f"fy_start_col={fy_start_col} is after the {n_periods} periods of x")
+    if fy_start_col < 0:
+        a = np.concatenate([np.full((n_series, -fy_start_col), np.nan), a], axis=1)
+        n_periods -= fy_start_col
+        fy_start_col = 0
     ytd = a[:, fy_start_col : min(n_periods, fy_start_col + fy_len)]
     valid = ~np.isnan(ytd)
     width = ytd.shape[1]

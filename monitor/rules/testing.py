@@ -31,6 +31,7 @@ at each ``eval_at``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -99,7 +100,7 @@ class TestReport:
     failures: list[Failure] = field(default_factory=list)
 
 
-def _dataset(test: dict[str, Any], frequency_of: dict[str, str]) -> Dataset:
+def _dataset(test: dict[str, Any], frequency_of: Mapping[str, str]) -> Dataset:
     start_text = str(test.get("start", ""))
     per_indicator: dict[str, list[tuple[dict[str, str], list[Point | None]]]] = {}
     for item in test.get("input_series") or []:

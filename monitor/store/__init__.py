@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+from functools import cached_property
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -18,6 +19,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError, StoreLockedError
 from monitor.store import db
+
+if TYPE_CHECKING:
+    from monitor.store.alerts import AlertStore
+    from monitor.store.notify import NotifyStore
+    from monitor.store.observations import ObservationStore
+    from monitor.store.sourcestate import SourceStateStore
 
 
 class Store:
@@ -32,6 +39,34 @@ class Store:
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
+
+    @cached_property
+    def observations(self) -> ObservationStore:
+        """Observations, series, revisions and milestones."""
+        from monitor.store.observations import ObservationStore
+
+        return ObservationStore(self.engine)
+
+    @cached_property
+    def source_state(self) -> SourceStateStore:
+        """Source validators, health and poll history."""
+        from monitor.store.sourcestate import SourceStateStore
+
+        return SourceStateStore(self.engine)
+
+    @cached_property
+    def notify(self) -> NotifyStore:
+        """Notifier: claimed transitions, notification log, outbox, silences."""
+        from monitor.store.notify import NotifyStore
+
+        return NotifyStore(self.engine)
+
+    @cached_property
+    def alerts(self) -> AlertStore:
+        """Alert state and the transitions the notifier claims."""
+        from monitor.store.alerts import AlertStore
+
+        return AlertStore(self.engine)
 
     def upgrade(self) -> tuple[str | None, str | None]:
         """Apply pending migrations; return (revision before, revision after)."""

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.model import AlertState, Status
+from monitor.model import AlertState, Status, month
 from monitor.rules import scorecard
 from monitor.rules.engine import Dataset, Engine, Evaluation, month_end
 from monitor.rules.loader import load_rules
-from monitor.model import month
 from tests.rules.conftest import REPO
 
 MPS = "Metropolitan Police Service"

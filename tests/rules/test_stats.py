@@ -687,6 +687,8 @@ def test_it_gives_the_same_wilson_interval_as_scipy() -> None:
         pytest.param([10, 20, 30], 0, "mean", 20, 3, False, id="mean-so-far"),
         pytest.param([10, 20, 30], 0, "last", 30, 3, False, id="last-so-far"),
         pytest.param([NAN, NAN], 0, "sum", NAN, 0, False, id="nothing-observed"),
+        # The year began two columns before the data: its first months are unknown.
+        pytest.param([10, 20, 30], -2, "sum", NAN, 5, False, id="year-began-before-data"),
     ],
 )
 def test_it_projects_the_financial_year(
