@@ -31,7 +31,7 @@ def test_it_expands_the_series_notation(text: str, expected: list[Point | None])
 
 @pytest.mark.parametrize("text", ["abc", "1+x3", "5+2", "1x99999"])
 def test_it_names_the_token_that_is_not_notation(text: str) -> None:
-    with pytest.raises(ValueError, match="notation|count|at most"):
+    with pytest.raises(ValueError, match=r"notation|count|at most"):
         parse_series(text)
 
 
