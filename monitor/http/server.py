@@ -6,55 +6,81 @@ reaches into the store or the engine on its own.
 
 from __future__ import annotations
 
-import hmac
 import threading
-from typing import Any, Protocol
+import time
+import weakref
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from monitor.clock import Clock, SystemClock
+from monitor.http import api, pages
+from monitor.http.context import Daemon, HttpContext, token_ok
+from monitor.http.metrics import HttpMetrics, IndicatorCollector, exposition
+from monitor.http.observed import EmptyObserved, Observed
 from monitor.logs import get_logger
+
+__all__ = ["Daemon", "HttpServer", "create_app", "token_ok"]
 
 log = get_logger(__name__)
 
+# The text format Prometheus 2.x negotiates; the body is written in it, so say so.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-class Daemon(Protocol):
-    """What the HTTP layer needs from the running daemon."""
-
-    registry: CollectorRegistry
-
-    def readiness(self) -> tuple[bool, str]:
-        """Return (ready, reason)."""
-
-    def request_reload(self) -> tuple[bool, str]:
-        """Reload config and rules now; return (ok, message)."""
-
-    def api_token(self) -> str | None:
-        """Return the bearer token mutating endpoints need (None: mutations refused)."""
+_http_metrics: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = \
+    weakref.WeakKeyDictionary()
 
 
-def token_ok(request: Request, expected: str | None) -> bool:
-    """Return True when the request carries ``Authorization: Bearer <expected>``.
+def http_metrics(registry: CollectorRegistry) -> HttpMetrics:
+    """Return the HTTP metrics of ``registry``, registering them on first use."""
+    metrics = _http_metrics.get(registry)
+    if metrics is None:
+        metrics = _http_metrics[registry] = HttpMetrics(registry)
+    return metrics
 
-    The comparison is constant-time; no configured token means no request passes.
+
+def create_app(daemon: Daemon, observed: Observed | None = None, *,
+               clock: Clock | None = None) -> FastAPI:
+    """Return the ASGI application serving the daemon.
+
+    ``observed`` is the engine, sources and notifier as the API, the pages and
+    ``/metrics`` read them; without it every list is empty (no evaluation yet).
     """
-    if not expected:
-        return False
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), expected.encode())
-
-
-def create_app(daemon: Daemon) -> FastAPI:
-    """Return the ASGI application serving the daemon."""
+    ctx = HttpContext(daemon, observed or EmptyObserved(), clock or SystemClock())
+    indicators = IndicatorCollector(
+        ctx.observed.snapshot, max_series=lambda: daemon.settings.server.max_exported_series,
+        milestones=ctx.observed.milestones, clock=ctx.clock)
     app = FastAPI(title="kpi-monitor", version=_version(), docs_url="/api/docs",
-                  openapi_url="/api/openapi.json", redoc_url=None)
+                  openapi_url="/api/openapi.json", redoc_url=None,
+                  description="Indicators, alerts, rules, sources and silences of a running "
+                              "kpi-monitor. Reads are open unless `server.protect_reads` is "
+                              "set; changes need `Authorization: Bearer <server.api_token>`.")
+    app.add_middleware(_Instrument, metrics=http_metrics(daemon.registry))
+
+    @app.exception_handler(api.ApiError)
+    def api_error(_request: Request, exc: api.ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = jsonable_encoder(exc.errors())
+        fields = [_field(err.get("loc", ())) for err in errors]
+        summary = "; ".join(f"{f or 'body'}: {err.get('msg', 'invalid')}"
+                            for f, err in zip(fields, errors, strict=True))
+        return JSONResponse({"error": summary, "field": fields[0] if fields else None,
+                             "detail": errors}, status_code=422)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        return Response(generate_latest(daemon.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(daemon.registry, indicators),
+                        media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/-/healthy", response_class=PlainTextResponse, tags=["health"])
     def healthy() -> str:
@@ -79,7 +105,51 @@ def create_app(daemon: Daemon) -> FastAPI:
         ok, message = daemon.request_reload()
         return JSONResponse({"reloaded": ok, "message": message}, status_code=200 if ok else 400)
 
+    app.include_router(api.build_router(ctx))
+    app.include_router(pages.build_router(ctx))
+    app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     return app
+
+
+class _Instrument:
+    """ASGI middleware counting requests by route template, method and status code.
+
+    Pure ASGI (not ``BaseHTTPMiddleware``) so a large ``/metrics`` body streams through
+    untouched.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            route = scope.get("route")
+            handler = getattr(route, "path", None) or (
+                "/static" if str(scope.get("path", "")).startswith("/static/") else "other")
+            self.metrics.observe(handler, str(scope.get("method", "")), status, started)
+
+
+def _field(loc: Any) -> str:
+    """Return the parameter a validation error is about: ``limit``, ``matchers.0.op``."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("query", "path", "header", "cookie"):
+        return parts[1] if len(parts) > 1 else ""
+    return ".".join(parts[1:] if parts and parts[0] == "body" else parts)
 
 
 def _version() -> str:

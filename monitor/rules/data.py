@@ -275,6 +275,8 @@ def derive(indicator: Indicator, inputs: Mapping[str, Matrix]) -> Matrix:
     """
     spec = indicator.derived
     assert spec is not None
+    if spec.total is not None:
+        return group_total(indicator, inputs[spec.total], spec.by)
     names = spec.inputs
     mats = [inputs[name] for name in names]
     grid = mats[0].grid
@@ -367,3 +369,31 @@ def _combine(indicator: Indicator, spec: Any, mats: list[Matrix], labels: list[d
     a, b = mats
     return Matrix(indicator, labels, grid, a.per_period() - b.per_period(), None, provisional,
                   parts=(a, b))
+
+
+def group_total(indicator: Indicator, m: Matrix, by: Sequence[str]) -> Matrix:
+    """Add up the series of ``m`` that share the values of the ``by`` labels.
+
+    A group is missing a period when any of its series is (a total of what happened to
+    be reported would look like a fall). Denominators add separately.
+    """
+    keys: dict[tuple[str, ...], int] = {}
+    group = np.empty(m.n, dtype=np.int64)
+    for i, lab in enumerate(m.labels):
+        group[i] = keys.setdefault(tuple(lab.get(name, "") for name in by), len(keys))
+    labels = [dict(zip(by, key, strict=True)) for key in keys]
+    g = len(keys)
+
+    def add(array: FloatArray | None) -> FloatArray | None:
+        if array is None:
+            return None
+        out = np.zeros((g, m.grid.size))
+        np.add.at(out, group, array)  # NaN in any member makes the group NaN
+        return out
+
+    values = add(m.values)
+    assert values is not None
+    provisional = np.zeros((g, m.grid.size), dtype=bool)
+    if m.provisional is not None:
+        np.logical_or.at(provisional, group, m.provisional)
+    return Matrix(indicator, labels, m.grid, values, add(m.denominators), provisional)

@@ -131,9 +131,13 @@ class Engine:
     # --- evaluation -----------------------------------------------------------------
 
     def evaluate(self, dataset: Dataset, at: datetime, records: Mapping[str, AlertRecord],
-                 *, rules: Sequence[LoadedRule] | None = None) -> Evaluation:
-        """Evaluate ``rules`` (default: all) as of ``at`` against the previous ``records``."""
+                 *, rules: Sequence[LoadedRule] | None = None,
+                 now: datetime | None = None) -> Evaluation:
+        """Evaluate ``rules`` (default: all) on the data as of ``at`` against the previous
+        ``records``. ``now`` (default ``at``) is the time the state machine sees: a daemon
+        replaying a past month still counts `for` in real time."""
         matrices, period = self.matrices(dataset, at)
+        now = now or at
         result = Evaluation(at, period, matrices, dict(records))
         by_rule: dict[tuple[str, str], list[AlertRecord]] = {}
         for record in records.values():
@@ -144,7 +148,7 @@ class Engine:
             stats = self.stats.setdefault(key, RuleStats())
             started = time.perf_counter()
             try:
-                self._evaluate_rule(loaded, dataset, matrices, at, period, result,
+                self._evaluate_rule(loaded, dataset, matrices, at, now, period, result,
                                     by_rule.get(key, []))
                 stats.health = "ok"
                 stats.last_error = ""
@@ -157,12 +161,12 @@ class Engine:
                           file=loaded.file, error=stats.last_error)
             stats.evaluations += 1
             stats.duration = time.perf_counter() - started
-            stats.last_evaluation = at
+            stats.last_evaluation = now
         return result
 
     def _evaluate_rule(self, loaded: LoadedRule, dataset: Dataset,
-                       matrices: Mapping[str, Matrix], at: datetime, period: int,
-                       result: Evaluation, previous: list[AlertRecord]) -> None:
+                       matrices: Mapping[str, Matrix], at: datetime, now: datetime,
+                       period: int, result: Evaluation, previous: list[AlertRecord]) -> None:
         rule = loaded.rule
         ctx = conditions.Context(matrices, self.ruleset.peer_groups, dataset.milestones,
                                  at.date(), period, None, rule.on)
@@ -233,7 +237,7 @@ class Engine:
             seen_ids.add(alert_id)
             new, transitions = step(record, Observation(active, value, explanation, annotations,
                                                         data_period),
-                                    at, Policy(rule.for_, rule.keep_firing_for, rule.flapping))
+                                    now, Policy(rule.for_, rule.keep_firing_for, rule.flapping))
             if new != record:
                 result.records[alert_id] = new
                 result.changed.append(new)
@@ -244,7 +248,7 @@ class Engine:
             # The series vanished: resolve (or drop a pending alert) with what is known.
             new, transitions = step(record, Observation(False, record.value,
                                                         record.explanation, record.annotations,
-                                                        None), at,
+                                                        None), now,
                                     Policy(rule.for_, rule.keep_firing_for, rule.flapping))
             result.records[alert_id] = new
             result.changed.append(new)

@@ -52,19 +52,24 @@ class Derived(Strict):
     """How a derived indicator is computed from others, matching series on ``on`` labels.
 
     Exactly one of: ``sum`` (list of indicators), ``difference`` ([a, b]: a − b),
-    ``ratio`` ({numerator, denominator}: a proportion, shown ×100 for percent units).
+    ``ratio`` ({numerator, denominator}: a proportion, shown ×100 for percent units),
+    ``total`` (one indicator's series added up, grouped by the ``by`` labels: London-wide
+    from boroughs; numerators and denominators add separately, so a rate stays a rate).
     """
 
     sum: list[Name] | None = None
     difference: list[Name] | None = None
     ratio: dict[Literal["numerator", "denominator"], Name] | None = None
+    total: Name | None = None  # the sum of one indicator's series, grouped by `by`
+    by: list[str] = Field(default_factory=list)  # for total: labels kept (none: one total)
     on: list[str] | None = None  # labels to match on; default: the labels inputs share
 
     @model_validator(mode="after")
     def _one_operation(self) -> Derived:
-        given = [k for k in ("sum", "difference", "ratio") if getattr(self, k) is not None]
+        given = [k for k in ("sum", "difference", "ratio", "total")
+                 if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of sum, difference or ratio")
+            raise ValueError("give exactly one of sum, difference, ratio or total")
         if self.difference is not None and len(self.difference) != 2:
             raise ValueError("difference takes exactly two indicators: [a, b] for a − b")
         if self.ratio is not None and set(self.ratio) != {"numerator", "denominator"}:
@@ -79,6 +84,8 @@ class Derived(Strict):
             return list(self.sum)
         if self.difference is not None:
             return list(self.difference)
+        if self.total is not None:
+            return [self.total]
         assert self.ratio is not None
         return [self.ratio["numerator"], self.ratio["denominator"]]
 

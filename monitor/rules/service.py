@@ -92,6 +92,10 @@ class RuleService:
         self.records: dict[str, AlertRecord] = {}
         self.last: Evaluation | None = None
         self._mtimes: dict[str, float] = {}
+        self._again = threading.Event()  # data changed while an evaluation was running
+        self._scheduler: Any = None
+        self._snapshot: Snapshot | None = None  # built once per evaluation, read per scrape
+        self._scorecard: list[SeriesDetail] | None = None
 
     # --- loading --------------------------------------------------------------------
 
@@ -167,11 +171,14 @@ class RuleService:
         started = time.perf_counter()
         with self._lock:
             assert self.engine is not None
-            at = evaluation_time(self.as_of, now or self.clock.now())
-            result = self.engine.evaluate(self.dataset(), at, self.records)
+            wall = now or self.clock.now()
+            at = evaluation_time(self.as_of, wall)
+            result = self.engine.evaluate(self.dataset(), at, self.records, now=wall)
             self.store.alerts.save(result.changed, result.transitions, self.clock.now())
             self.records = result.records
             self.last = result
+            self._snapshot = self.engine.snapshot(result)
+            self._scorecard = None
             for (group, _name), stats in self.engine.stats.items():
                 self.metrics.evaluations.labels(group).inc()
                 if stats.health == "err":
@@ -189,15 +196,18 @@ class RuleService:
     # --- what the HTTP layer reads ----------------------------------------------------
 
     def snapshot(self) -> Snapshot:
+        if self._snapshot is not None:
+            return self._snapshot
         engine = self.engine
-        if engine is None:
-            return Snapshot(None, {}, [], [])
-        return engine.snapshot(self.last)
+        return engine.snapshot(None) if engine is not None else Snapshot(None, {}, [], [])
 
     def scorecard(self) -> list[SeriesDetail]:
-        if self.last is None or self.ruleset is None:
+        last, ruleset = self.last, self.ruleset
+        if last is None or ruleset is None:
             return []
-        return scorecard.rows(self.last.matrices, self.ruleset)
+        if self._scorecard is None:
+            self._scorecard = scorecard.rows(last.matrices, ruleset)
+        return self._scorecard
 
     def detail(self, indicator: str, labels: dict[str, str]) -> SeriesDetail | None:
         if self.last is None or self.ruleset is None:
@@ -210,8 +220,15 @@ class RuleService:
             return None
         return scorecard.detail(m, row, self.last.matrices, self.ruleset)
 
+    def request_evaluation(self) -> None:
+        """Evaluate as soon as possible (new data landed); never lost if one is running."""
+        self._again.set()
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.modify_job("rules:evaluate", next_run_time=self.clock.now())
+
     def schedule(self, scheduler: Any, interval: float, watch: bool,
                  watch_interval: float) -> None:
+        self._scheduler = scheduler
         scheduler.add_job(self._safe_evaluate, "interval", seconds=interval, id="rules:evaluate",
                           next_run_time=datetime.now(self.clock.now().tzinfo))
         if watch:
@@ -219,7 +236,12 @@ class RuleService:
                               id="rules:watch")
 
     def _safe_evaluate(self) -> None:
-        try:
-            self.evaluate()
-        except Exception as exc:  # the loop goes on; the next cycle retries
-            log.exception("evaluation cycle failed", error=str(exc))
+        while True:
+            self._again.clear()
+            try:
+                self.evaluate()
+            except Exception as exc:  # the loop goes on; the next cycle retries
+                log.exception("evaluation cycle failed", error=str(exc))
+                return
+            if not self._again.is_set():
+                return

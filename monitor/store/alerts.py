@@ -63,7 +63,11 @@ class AlertStore:
         """Persist changed records and their transitions atomically."""
         records = [_row(r, now) for r in changed]
         events = [{
-            "alert_id": t.alert_id, "rule": t.rule, "labels": json.dumps(t.labels, sort_keys=True),
+            "alert_id": t.alert_id, "rule": t.rule,
+            # Labels starting "__" are the engine's bookkeeping (the rule group), not the
+            # alert's identity as people and receivers see it.
+            "labels": json.dumps({k: v for k, v in t.labels.items() if not k.startswith("__")},
+                                 sort_keys=True),
             "annotations": json.dumps(t.annotations, sort_keys=True),
             "from_state": t.from_state.value, "to_state": t.to_state.value, "value": t.value,
             "explanation": t.explanation, "at": t.at,

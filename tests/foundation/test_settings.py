@@ -26,10 +26,12 @@ busy_timeout = "soon"
 name = "first"
 kind = "csv"
 path = "a.csv"
+indicator = "burglary"
 
 [[sources]]
 name = "second"
 kind = "csv"
+indicator = "robbery"
 url = 42
 """
 
@@ -48,7 +50,7 @@ def test_it_reports_three_mistakes_with_their_lines(tmp_path: Path) -> None:
         f"{path}:3: server.colour: unknown key; check its spelling against config.example.toml",
         f"{path}:6: store.busy_timeout: 'soon' is not a duration; write it like 30s, 5m, "
         "1h30m or 2d",
-        f"{path}:16: sources[1].url: Input should be a valid string",
+        f"{path}:18: sources[1].url: Input should be a valid string",
     ]
 
 
@@ -59,7 +61,7 @@ def test_check_config_prints_every_error_and_exits_1(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"{path}:3: server.colour" in result.stderr
     assert f"{path}:6: store.busy_timeout" in result.stderr
-    assert f"{path}:16: sources[1].url" in result.stderr
+    assert f"{path}:18: sources[1].url" in result.stderr
     assert "3 problems found" in result.stderr
 
 

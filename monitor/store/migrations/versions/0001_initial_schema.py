@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 06:07:38.055178
+Create Date: 2026-11-27 06:11:19.683703
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
-
 
 revision = '0001'
 down_revision = None
@@ -137,6 +136,18 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('alert_id')
     )
+    op.create_table('observation',
+    sa.Column('series_id', sa.Integer(), nullable=False),
+    sa.Column('period', sa.Integer(), nullable=False),
+    sa.Column('value', sa.Float(), nullable=False),
+    sa.Column('denominator', sa.Float(), nullable=True),
+    sa.Column('provisional', sa.Boolean(), nullable=False),
+    sa.Column('as_of', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('revisions', sa.Integer(), nullable=False),
+    sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.PrimaryKeyConstraint('series_id', 'period'),
+    sqlite_with_rowid=False
+    )
     op.create_table('silence',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('matchers', sa.Text(), nullable=False),
@@ -192,19 +203,6 @@ def upgrade() -> None:
     with op.batch_alter_table('series', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_series_indicator_id'), ['indicator_id'], unique=False)
 
-    op.create_table('observation',
-    sa.Column('series_id', sa.Integer(), nullable=False),
-    sa.Column('period', sa.Integer(), nullable=False),
-    sa.Column('value', sa.Float(), nullable=False),
-    sa.Column('denominator', sa.Float(), nullable=True),
-    sa.Column('provisional', sa.Boolean(), nullable=False),
-    sa.Column('as_of', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('revisions', sa.Integer(), nullable=False),
-    sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.ForeignKeyConstraint(['series_id'], ['series.id'], ),
-    sa.PrimaryKeyConstraint('series_id', 'period'),
-    sqlite_with_rowid=False
-    )
     op.create_table('observation_revision',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('series_id', sa.Integer(), nullable=False),
@@ -234,7 +232,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_observation_revision_revised_at'))
 
     op.drop_table('observation_revision')
-    op.drop_table('observation')
     with op.batch_alter_table('series', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_series_indicator_id'))
 
@@ -245,6 +242,7 @@ def downgrade() -> None:
 
     op.drop_table('source_poll')
     op.drop_table('silence')
+    op.drop_table('observation')
     op.drop_table('notify_alert')
     op.drop_table('notification_log')
     with op.batch_alter_table('notification', schema=None) as batch_op:

@@ -1,0 +1,192 @@
+"""What the HTTP layer reads from the running engine: the :class:`Observed` protocol.
+
+The API, the pages and ``/metrics`` see the daemon only through this protocol, so they
+depend on no subsystem's internals: the rules engine publishes a
+:class:`~monitor.rules.snapshot.Snapshot`, the sources report their health, the
+notifier keeps silences. The daemon implements the protocol; tests implement it with a
+small in-memory provider built from real data.
+
+The value types below are the shapes the protocol speaks in; they are plain data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
+
+from monitor.model import Milestone
+from monitor.rules.snapshot import SeriesDetail, Snapshot
+
+
+class HistoryPoint(NamedTuple):
+    """One stored value of a series: its period, value, provisional flag and revision count.
+
+    ``revisions`` counts the values this period had before the current one (0: never
+    revised).
+    """
+
+    period: str
+    value: float | None
+    provisional: bool = False
+    revisions: int = 0
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    """The health of one data source, as the sources page and API show it.
+
+    ``health`` is ``ok`` (the last poll succeeded), ``bad`` (it failed; ``last_error``
+    says why) or ``unknown`` (not polled yet).
+    """
+
+    name: str
+    kind: str
+    health: str
+    last_error: str = ""
+    last_attempt: datetime | None = None
+    last_success: datetime | None = None
+    consecutive_failures: int = 0
+    observations: int = 0  # accepted in the last successful poll
+    rejected: int = 0  # rows rejected in the last poll
+    next_poll: datetime | None = None
+    enabled: bool = True
+
+
+MATCH_OPS = ("=", "!=", "=~", "!~")
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One label matcher, as in Alertmanager: ``name op value`` with op in ``= != =~ !~``."""
+
+    name: str
+    value: str
+    op: str = "="
+
+    def __str__(self) -> str:
+        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'{self.name}{self.op}"{escaped}"'
+
+
+@dataclass(frozen=True)
+class SilenceSpec:
+    """A silence to create: who, why, from when to when, and which alerts it mutes.
+
+    ``recurrence``, when given, makes the silence recurring: it mutes only while this
+    time-interval spec (Alertmanager's ``time_intervals`` shape: ``weekdays``, ``times``
+    of ``{start_time, end_time}``, ``days_of_month``, ``months``, ``years``,
+    ``location``) contains the instant.
+    """
+
+    matchers: tuple[Matcher, ...]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+    recurrence: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Silence:
+    """A stored silence. ``state`` is ``pending`` (not started), ``active`` or ``expired``."""
+
+    id: str
+    matchers: tuple[Matcher, ...]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+    state: str
+    updated_at: datetime | None = None
+    recurrence: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SourcedMilestone:
+    """A plan milestone with the source it was read from."""
+
+    source: str
+    milestone: Milestone
+
+
+class Observed(Protocol):
+    """What the HTTP layer needs from the engine, the sources and the notifier."""
+
+    def snapshot(self) -> Snapshot:
+        """Return the engine's latest published snapshot (empty before the first evaluation)."""
+
+    def scorecard(self) -> Sequence[SeriesDetail]:
+        """Return the scorecard's rows: each reported indicator's subject series, in order.
+
+        Which indicators are reported and which series speak for them (the peer group's
+        subject, e.g. one force among its peers) is the engine's decision. An empty list
+        makes the scorecard page show every series instead.
+        """
+
+    def detail(self, indicator: str, labels: Mapping[str, str]) -> SeriesDetail | None:
+        """Return everything the scorecard row and the indicator page show for one series.
+
+        Returns None when the indicator or the series is unknown.
+        """
+
+    def history(self, indicator: str, labels: Mapping[str, str]) -> Sequence[HistoryPoint]:
+        """Return the stored values of one series, oldest period first (empty when unknown)."""
+
+    def sources(self) -> Sequence[SourceHealth]:
+        """Return the health of every configured source, in config order."""
+
+    def milestones(self) -> Sequence[SourcedMilestone]:
+        """Return every plan milestone the sources hold."""
+
+    def silences(self) -> Sequence[Silence]:
+        """Return every silence that is pending, active, or expired recently."""
+
+    def create_silence(self, spec: SilenceSpec) -> Silence:
+        """Store a new silence and return it.
+
+        Raises ValueError with a message naming the field when the silence is invalid
+        (no matchers, a bad regular expression, an end before the start).
+        """
+
+    def expire_silence(self, silence_id: str) -> Silence | None:
+        """Expire a silence now; return it, or None when no silence has that id."""
+
+
+@dataclass
+class EmptyObserved:
+    """An engine that has published nothing yet: every list is empty.
+
+    It is what the server shows before the daemon wires the real provider, and what a
+    daemon without rules looks like.
+    """
+
+    published: Snapshot = field(default_factory=lambda: Snapshot(None, {}, [], []))
+
+    def snapshot(self) -> Snapshot:
+        return self.published
+
+    def scorecard(self) -> Sequence[SeriesDetail]:
+        return []
+
+    def detail(self, indicator: str, labels: Mapping[str, str]) -> SeriesDetail | None:
+        return None
+
+    def history(self, indicator: str, labels: Mapping[str, str]) -> Sequence[HistoryPoint]:
+        return []
+
+    def sources(self) -> Sequence[SourceHealth]:
+        return []
+
+    def milestones(self) -> Sequence[SourcedMilestone]:
+        return []
+
+    def silences(self) -> Sequence[Silence]:
+        return []
+
+    def create_silence(self, spec: SilenceSpec) -> Silence:
+        raise ValueError("silences are not available: the notifier is not running")
+
+    def expire_silence(self, silence_id: str) -> Silence | None:
+        return None

@@ -1,0 +1,459 @@
+"""Server-rendered pages: the live scorecard, indicator charts, alerts, rules, sources, silences.
+
+Jinja2 templates in ``templates/`` with autoescaping, one stylesheet in ``static/``, SVG
+drawn on the server (``charts.py``); no JavaScript and no front-end build step. Each
+handler builds a small view model from the engine's snapshot and renders one template.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from monitor.http import charts
+from monitor.http.context import HttpContext, SeriesRef, find_series, select_series
+from monitor.http.matchers import MatcherError, compile_matchers, parse_all
+from monitor.model import AlertState, Status, fingerprint
+from monitor.rules.snapshot import IndicatorInfo, SeriesDetail
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+
+STATUS_ORDER = (Status.RED, Status.AMBER, Status.GREEN, Status.BASELINE, Status.UNKNOWN)
+STATUS_WORDS = {Status.RED: "Red", Status.AMBER: "Amber", Status.GREEN: "Green",
+                Status.BASELINE: "Baseline", Status.UNKNOWN: "No data"}
+STATUS_MARKS = {Status.RED: "✕", Status.AMBER: "!", Status.GREEN: "✓", Status.BASELINE: "○",
+                Status.UNKNOWN: "?"}
+DIRECTION_WORDS = {"up": "higher is better", "down": "lower is better",
+                   "neutral": "neither higher nor lower is better"}
+
+
+def build_environment() -> Environment:
+    """Return the Jinja2 environment of the pages: autoescaped, strict about undefined names."""
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(
+        ["html"], default_for_string=True), undefined=StrictUndefined, trim_blocks=True,
+        lstrip_blocks=True)
+    env.globals.update(status_words=STATUS_WORDS, status_marks=STATUS_MARKS,
+                       direction_words=DIRECTION_WORDS, spc_icon=charts.spc_icon,
+                       spc_words={k: v[2] for k, v in charts.SPC_ICONS.items()},
+                       special_rules=charts.SPECIAL_RULES)
+    env.filters.update(number=format_number, series_url=series_url,
+                       labels_text=labels_text, selector=selector,
+                       recurrence_text=recurrence_text)
+    return env
+
+
+# --- formatting helpers (pure) ------------------------------------------------------------
+
+
+def format_number(value: float | None, unit: str = "") -> str:
+    """Return ``value`` as a scorecard writes it: ``77.0%``, ``4.2pp``, ``9,828``, ``30.8``."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    if unit in ("percent", "%"):
+        return f"{value:.1f}%"
+    if unit == "pp":
+        return f"{value:.1f}pp"
+    if unit == "ratio":
+        return f"{value * 100:.1f}%"
+    if float(value).is_integer() and abs(value) >= 1:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:,.1f}" if abs(value) >= 1 else f"{value:.3g}"
+
+
+def labels_text(labels: Mapping[str, str]) -> str:
+    """Return the label values joined for display (``Camden · Burglary``), or ``—``."""
+    return " · ".join(labels.values()) or "—"
+
+
+def recurrence_text(recurrence: Mapping[str, Any] | None) -> str:
+    """Return ``saturday:sunday 18:00-24:00 Europe/London`` for a recurrence (``""``: none)."""
+    if not recurrence:
+        return ""
+    parts = [",".join(str(v) for v in recurrence.get(key) or [])
+             for key in ("weekdays", "days_of_month", "months", "years")]
+    times = recurrence.get("times") or []
+    parts.append(",".join(f"{t.get('start_time', '')}-{t.get('end_time', '')}"
+                          for t in times if isinstance(t, Mapping)))
+    parts.append(str(recurrence.get("location") or "UTC"))
+    return " ".join(part for part in parts if part)
+
+
+def selector(labels: Mapping[str, str]) -> str:
+    """Return the label set as a selector: ``{borough="Camden"}``."""
+    inner = ", ".join(f'{k}="{v}"' for k, v in labels.items())
+    return "{" + inner + "}"
+
+
+def series_url(indicator: str, fp: str) -> str:
+    return f"/indicators/{quote(indicator, safe='')}/series/{fp}"
+
+
+def ago(then: datetime | None, now: datetime) -> str:
+    """Return ``12s ago``, ``5m ago``, ``3h ago``, ``2d ago``, ``in 4m`` or ``never``."""
+    if then is None:
+        return "never"
+    seconds = (now - then).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m"), (1, "s")):
+        if seconds >= size or unit == "s":
+            text = f"{int(seconds // size)}{unit}"
+            return f"in {text}" if future else f"{text} ago"
+    return "now"  # pragma: no cover - the loop always returns
+
+
+# --- view models ----------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One scorecard row: one series, or the "more series" link closing an indicator."""
+
+    info: IndicatorInfo
+    first: bool
+    span: int
+    kind: str = "series"  # series | more
+    fp: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    value_text: str = "—"
+    period_text: str = ""
+    target_text: str = "—"
+    status: Status = Status.UNKNOWN
+    status_word: str = STATUS_WORDS[Status.UNKNOWN]
+    comment: str = ""
+    spc: str = ""
+    spark: Markup = field(default_factory=Markup)
+    provisional: bool = False
+    child: bool = False  # a part of the indicator above it ("of these: cocaine …")
+    hidden: int = 0
+
+
+@dataclass
+class Group:
+    title: str
+    rows: list[Row]
+
+
+def status_word(status: Status, has_value: bool) -> str:
+    """Return the word the RAG badge shows; an unknown status with a value is "Not rated"."""
+    if status is Status.UNKNOWN and has_value:
+        return "Not rated"
+    return STATUS_WORDS[status]
+
+
+def row_from_detail(detail: SeriesDetail) -> Row:
+    """Return the scorecard row the engine's detail of one series describes."""
+    info = detail.indicator
+    return Row(info=info, first=True, span=1, fp=fingerprint(detail.labels),
+               labels=dict(detail.labels), value_text=detail.value_text,
+               period_text=detail.window_label or detail.period_label,
+               target_text=detail.target_text, status=detail.status,
+               status_word=status_word(detail.status, detail.value is not None),
+               comment=detail.comment, spc=detail.spc_icon,
+               spark=charts.sparkline(detail.history, detail.targets,
+                                      status=detail.status.value,
+                                      label=f"{info.name}: last {len(detail.history)} periods"),
+               provisional=bool(detail.provisional and detail.provisional[-1]))
+
+
+def row_for(ref: SeriesRef, detail: SeriesDetail | None) -> Row:
+    """Return the row of a series: from its detail, or from the snapshot's frame alone."""
+    if detail is not None:
+        row = row_from_detail(detail)
+        row.provisional = row.provisional or ref.provisional
+        return row
+    info = ref.frame.info
+    status = ref.status
+    target = format_number(ref.target, info.unit) if ref.target is not None else (
+        "Baseline year" if status is Status.BASELINE else "—")
+    return Row(info=info, first=True, span=1, fp=ref.fingerprint, labels=ref.labels,
+               value_text=format_number(ref.value, info.unit),
+               period_text=ref.period_label or "", target_text=target, status=status,
+               status_word=status_word(status, ref.value is not None),
+               provisional=ref.provisional)
+
+
+def group_rows(rows: Sequence[Row]) -> list[Group]:
+    """Return rows under their group headings, groups in first-appearance order.
+
+    Consecutive rows of one indicator share its name cell (``first`` and ``span``); an
+    indicator whose parent is shown above it becomes a sub-row.
+    """
+    shown = {row.info.id for row in rows}
+    groups: dict[str, Group] = {}
+    previous: Row | None = None
+    for row in rows:
+        if previous is not None and previous.info.id == row.info.id:
+            row.first = False
+            head = next(r for r in reversed(groups[previous.info.group or OTHER].rows)
+                        if r.first)
+            head.span += 1
+        else:
+            row.first, row.span = True, 1
+        row.child = row.info.parent is not None and row.info.parent in shown
+        title = row.info.group or OTHER
+        groups.setdefault(title, Group(title, [])).rows.append(row)
+        previous = row
+    return list(groups.values())
+
+
+OTHER = "Other indicators"
+
+
+def all_series_rows(ctx: HttpContext, refs: Sequence[SeriesRef],
+                    per_indicator: int) -> list[Row]:
+    """Return rows for every series, at most ``per_indicator`` per indicator.
+
+    An indicator with more series ends with a "more" row linking to its page.
+    """
+    by_indicator: dict[str, list[SeriesRef]] = {}
+    for ref in refs:
+        by_indicator.setdefault(ref.frame.info.id, []).append(ref)
+    rows: list[Row] = []
+    for members in by_indicator.values():
+        info = members[0].frame.info
+        shown = members[:per_indicator]
+        rows.extend(row_for(ref, ctx.observed.detail(info.id, ref.labels)) for ref in shown)
+        if len(members) > len(shown):
+            rows.append(Row(info=info, first=False, span=1, kind="more",
+                            hidden=len(members) - len(shown)))
+    return rows
+
+
+# --- the router -----------------------------------------------------------------------------
+
+MatchParam = Annotated[list[str], Query()]
+StatusParam = Annotated[list[Status], Query()]
+
+
+def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
+    """Return the router serving the HTML pages from ``ctx``."""
+    env = env or build_environment()
+    pages = APIRouter(include_in_schema=False)
+
+    def render(request: Request, template: str, status_code: int = 200,
+               **values: Any) -> HTMLResponse:
+        now = ctx.clock.now()
+        html = env.get_template(template).render(
+            request_path=request.url.path, now=now, ago=lambda t: ago(t, now), **values)
+        return HTMLResponse(html, status_code=status_code)
+
+    def denied(request: Request) -> HTMLResponse | None:
+        if ctx.reads_allowed(request):
+            return None
+        response = render(request, "error.html", 401, title="Sign-in required",
+                          message="These pages need the API bearer token "
+                                  "(server.protect_reads is on). Reach them through a "
+                                  "reverse proxy that adds the Authorization header.")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    def parse_filter(match: Sequence[str]) -> tuple[Callable[[Mapping[str, str]], bool] | None,
+                                                    str]:
+        texts = [m for m in match if m.strip()]
+        if not texts:
+            return None, ""
+        try:
+            return compile_matchers(parse_all(texts)), ""
+        except MatcherError as exc:
+            return None, str(exc)
+
+    @pages.get("/", response_class=RedirectResponse)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/scorecard", status_code=307)
+
+    @pages.get("/scorecard", response_class=HTMLResponse)
+    def scorecard(request: Request, match: MatchParam = [],  # noqa: B006
+                  status: StatusParam = [],  # noqa: B006
+                  view: Annotated[Literal["scorecard", "all"], Query()] = "scorecard",
+                  per_indicator: Annotated[int, Query(ge=1, le=500)] = 10) -> Response:
+        if (response := denied(request)) is not None:
+            return response
+        snap = ctx.observed.snapshot()
+        keep, error = parse_filter(match)
+        reported = list(ctx.observed.scorecard()) if view == "scorecard" else []
+        if reported:
+            candidates = [row_from_detail(d) for d in reported
+                          if keep is None or keep(d.labels)]
+            counts = Counter(row.status for row in candidates)
+            rows = [row for row in candidates if not status or row.status in status]
+        else:
+            view = "all"
+            refs = list(select_series(snap, match=keep))
+            counts = Counter(ref.status for ref in refs)
+            rows = all_series_rows(ctx, [r for r in refs if not status or r.status in status],
+                                   per_indicator)
+        groups = group_rows(rows)
+        series_rows = [r for r in rows if r.kind == "series"]
+        label_sets = {tuple(sorted(r.labels.items())) for r in series_rows}
+        common = dict(next(iter(label_sets))) if len(label_sets) == 1 else {}
+        show_series = not common and any(r.span > 1 for r in rows if r.first)
+        choices = label_choices(snap.frames.values())
+        options = {f'{name}="{value}"' for name, values in choices.items() for value in values}
+        free_match = ", ".join(m for m in match if m.strip() and m not in options)
+        today = ctx.clock.now().date()
+        milestone_counts: Counter[str] = Counter()
+        milestone_sources: dict[str, Counter[str]] = {}
+        for item in ctx.observed.milestones():
+            state = item.milestone.state(today)
+            milestone_counts[state] += 1
+            milestone_sources.setdefault(item.source, Counter())[state] += 1
+        base = {"match": match, "view": view if view == "all" else "",
+                "per_indicator": per_indicator if per_indicator != 10 else ""}
+        return render(request, "scorecard.html", title="Scorecard", snapshot_at=snap.at,
+                      groups=groups, counts=counts, status_order=STATUS_ORDER,
+                      selected_status=set(status), match=[m for m in match if m.strip()],
+                      error=error, choices=choices, free_match=free_match, view=view,
+                      firing=sum(1 for a in snap.alerts if a.state is AlertState.FIRING),
+                      milestones=milestone_counts, milestone_sources=milestone_sources,
+                      show_series=show_series, common=common,
+                      indicators=len({r.info.id for r in series_rows}),
+                      series_count=len(series_rows),
+                      view_link=lambda v: _query({**base, "view": v if v == "all" else ""}),
+                      status_link=lambda s: _query({**base, "status": s.value}))
+
+    @pages.get("/indicators/{indicator}", response_class=HTMLResponse)
+    def indicator(request: Request, indicator: str, match: MatchParam = [],  # noqa: B006
+                  status: StatusParam = [],  # noqa: B006
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                  offset: Annotated[int, Query(ge=0)] = 0) -> Response:
+        if (response := denied(request)) is not None:
+            return response
+        snap = ctx.observed.snapshot()
+        frame = snap.frames.get(indicator)
+        if frame is None:
+            return render(request, "error.html", 404, title="No such indicator",
+                          message=f"There is no indicator {indicator!r}.")
+        if len(frame.labels) == 1 and not match and not status:
+            ref = SeriesRef(frame, 0)
+            return RedirectResponse(series_url(indicator, ref.fingerprint), status_code=307)
+        keep, error = parse_filter(match)
+        refs = list(select_series(snap, indicators=[indicator], match=keep, statuses=status))
+        page = refs[offset:offset + limit]
+        rows = [row_for(ref, ctx.observed.detail(indicator, ref.labels)) for ref in page]
+        base = {"match": match, "status": [s.value for s in status], "limit": limit}
+        return render(request, "indicator.html", title=frame.info.name, info=frame.info,
+                      rows=rows, total=len(refs), offset=offset, limit=limit, error=error,
+                      match=[m for m in match if m.strip()],
+                      prev_link=_query({**base, "offset": max(0, offset - limit)})
+                      if offset else "",
+                      next_link=_query({**base, "offset": offset + limit})
+                      if offset + limit < len(refs) else "")
+
+    @pages.get("/indicators/{indicator}/series/{fingerprint}", response_class=HTMLResponse)
+    def series(request: Request, indicator: str, fingerprint: str) -> Response:
+        if (response := denied(request)) is not None:
+            return response
+        snap = ctx.observed.snapshot()
+        ref = find_series(snap, indicator, fingerprint)
+        if ref is None:
+            return render(request, "error.html", 404, title="No such series",
+                          message=f"Indicator {indicator!r} has no series {fingerprint}.")
+        detail = ctx.observed.detail(indicator, ref.labels)
+        history = ctx.observed.history(indicator, ref.labels)
+        return render(request, "series.html", title=ref.frame.info.name, info=ref.frame.info,
+                      ref=ref, row=row_for(ref, detail), detail=detail,
+                      chart=charts.chart(detail) if detail else Markup(""),
+                      points=charts.chart_points(detail) if detail else [],
+                      history=list(history)[::-1],
+                      alerts=[a for a in snap.alerts if a.labels.get("indicator") == indicator
+                              and all(a.labels.get(k) == v for k, v in ref.labels.items())])
+
+    @pages.get("/alerts", response_class=HTMLResponse)
+    def alerts(request: Request,
+               state: Annotated[list[AlertState], Query()] = [],  # noqa: B006
+               match: MatchParam = []) -> Response:  # noqa: B006
+        if (response := denied(request)) is not None:
+            return response
+        snap = ctx.observed.snapshot()
+        keep, error = parse_filter(match)
+        wanted = set(state) or {AlertState.FIRING, AlertState.PENDING}
+        found = [a for a in snap.alerts if a.state in wanted and (keep is None or keep(a.labels))]
+        order = {AlertState.FIRING: 0, AlertState.PENDING: 1, AlertState.RESOLVED: 2,
+                 AlertState.INACTIVE: 3}
+        found.sort(key=lambda a: (order[a.state], a.rule, sorted(a.labels.items())))
+        counts = Counter(a.state for a in snap.alerts)
+        return render(request, "alerts.html", title="Alerts", alerts=found,
+                      firing=counts[AlertState.FIRING], pending=counts[AlertState.PENDING],
+                      wanted=wanted, match=[m for m in match if m.strip()], error=error,
+                      states=list(AlertState))
+
+    @pages.get("/rules", response_class=HTMLResponse)
+    def rules(request: Request) -> Response:
+        if (response := denied(request)) is not None:
+            return response
+        found = sorted(ctx.observed.snapshot().rules,
+                       key=lambda r: (r.health != "err", r.group, r.name))
+        return render(request, "rules.html", title="Rules", rules=found,
+                      bad=sum(1 for r in found if r.health == "err"))
+
+    @pages.get("/sources", response_class=HTMLResponse)
+    def sources(request: Request) -> Response:
+        if (response := denied(request)) is not None:
+            return response
+        found = list(ctx.observed.sources())
+        return render(request, "sources.html", title="Sources", sources=found,
+                      bad=sum(1 for s in found if s.health == "bad"))
+
+    @pages.get("/silences", response_class=HTMLResponse)
+    def silences(request: Request) -> Response:
+        if (response := denied(request)) is not None:
+            return response
+        found = sorted(ctx.observed.silences(), key=lambda s: s.starts_at, reverse=True)
+        by_state = {state: [s for s in found if s.state == state]
+                    for state in ("active", "pending", "expired")}
+        return render(request, "silences.html", title="Silences", by_state=by_state,
+                      base_url=str(request.base_url).rstrip("/"))
+
+    @pages.get("/milestones", response_class=HTMLResponse)
+    def milestones(request: Request) -> Response:
+        if (response := denied(request)) is not None:
+            return response
+        today = ctx.clock.now().date()
+        items = sorted(ctx.observed.milestones(), key=lambda m: (m.milestone.due, m.milestone.id))
+        rows = [(m, m.milestone.state(today)) for m in items]
+        return render(request, "milestones.html", title="Milestones", rows=rows, today=today,
+                      counts=Counter(state for _, state in rows))
+
+    return pages
+
+
+def label_choices(frames: Any, limit: int = 60) -> dict[str, list[str]]:
+    """Return, per label name with at most ``limit`` values overall, its sorted values.
+
+    These become the scorecard's filter menus; names with more values are left to the
+    free-text matcher.
+    """
+    values: dict[str, set[str]] = {}
+    for frame in frames:
+        for labels in frame.labels:
+            for name, value in labels.items():
+                bucket = values.setdefault(name, set())
+                if len(bucket) <= limit:
+                    bucket.add(value)
+    return {name: sorted(vals) for name, vals in sorted(values.items())
+            if 1 < len(vals) <= limit}
+
+
+def _query(params: Mapping[str, Any]) -> str:
+    """Return ``?a=1&b=2`` for the non-empty parameters (lists repeat the name)."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in params.items():
+        items = value if isinstance(value, list | tuple) else [value]
+        pairs.extend((key, str(v)) for v in items if str(v).strip())
+    return "?" + urlencode(pairs) if pairs else "?"

@@ -1,0 +1,54 @@
+"""Appending notifications to a local file: JSON lines, or the rendered text.
+
+The offline default of the bundled example (``var/notifications.log``): nothing leaves
+the machine, and every notification can be read back. Each JSON line is the
+notification itself plus the rendered ``text``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from monitor.notify.channels.base import Channel, Message
+from monitor.notify.config import FileConfig
+from monitor.notify.notification import Notification, SendResult
+from monitor.notify.templates import fallback_text
+
+_LOCK = threading.Lock()
+
+
+class FileChannel(Channel):
+    kind: ClassVar[str] = "file"
+    parts: ClassVar[dict[str, tuple[str, str]]] = {"text": ("text", "text")}
+    config: FileConfig
+
+    def fallback_parts(self, notification: Notification) -> dict[str, Any]:
+        return {"text": fallback_text(notification)}
+
+    def build(self, notification: Notification, parts: Mapping[str, Any]) -> Message:
+        text = str(parts.get("text", ""))
+        if self.config.format == "text":
+            line = text.rstrip("\n") + "\n\n"
+        else:
+            record = json.loads(notification.to_json())
+            record["text"] = text
+            line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+        return Message(line, line)
+
+    def deliver(self, message: Message, notification: Notification) -> SendResult:
+        path = Path(self.config.path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with _LOCK, path.open("a", encoding="utf-8") as handle:
+                handle.write(str(message.body))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise self.error(f"cannot append to {path}: {exc.strerror}; check the folder "
+                             "exists and is writable", retryable=True) from None
+        return SendResult()

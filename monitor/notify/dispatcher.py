@@ -1,0 +1,291 @@
+"""Delivering the outbox: one lane per receiver integration, leases, retries, dead letters.
+
+Every message was committed to the outbox before anything tries to send it. A lane
+(one integration of one receiver, e.g. ``ops``/``slack:0``) has its own worker, so a
+slow or failing receiver never delays the others. A worker:
+
+1. leases the lane's oldest due messages (``claimed_until`` = now + ``retry.lease``; as
+   many as can each use the whole ``retry.timeout`` within the lease) — a replica or a
+   restarted process takes them again only after the lease runs out, so a crash between
+   commit and send means a late delivery, never a lost one, and at most one duplicate;
+2. waits for the receiver's rate limit, if it has one;
+3. renders and sends it; on success marks it delivered;
+4. on a retryable failure (connection, timeout, 5xx, 429) schedules the next attempt
+   with exponential backoff and jitter, or exactly after ``Retry-After``; on a
+   permanent failure (other 4xx, authentication), after ``max_attempts`` or after
+   ``give_up_after``, makes it a dead letter with the reason. Dead letters can be
+   re-sent (``monitor notifications resend ID``).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor import logs
+from monitor.clock import Clock
+from monitor.errors import DeliveryError
+from monitor.logs import get_logger
+from monitor.notify.channels import Channel, kind_of
+from monitor.notify.config import RateLimit, RetryPolicy
+from monitor.notify.metrics import NotifyMetrics
+from monitor.notify.notification import Notification
+from monitor.store.notify import NotifyStore, OutboxItem
+
+log = get_logger(__name__)
+IDLE_POLL = 1.0  # seconds a worker sleeps when its lane has nothing due
+
+
+class RateLimiter:
+    """A token bucket: ``messages`` per ``per`` seconds, bursts up to ``messages``."""
+
+    def __init__(self, limit: RateLimit, monotonic: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.capacity = float(limit.messages)
+        self.rate = limit.messages / limit.per
+        self.tokens = self.capacity
+        self.monotonic = monotonic
+        self.updated = monotonic()
+        self.lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take a token if one is free and return 0, else return the seconds to wait."""
+        with self.lock:
+            now = self.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return 0.0
+            return (1 - self.tokens) / self.rate
+
+
+def backoff(attempts: int, policy: RetryPolicy, rng: random.Random) -> float:
+    """Return the delay before attempt ``attempts + 1``: exponential, capped, jittered."""
+    base = policy.initial_backoff * policy.multiplier ** max(0, attempts - 1)
+    base = min(base, policy.max_backoff)
+    spread = base * policy.jitter
+    return max(0.0, min(policy.max_backoff, base - spread + 2 * spread * rng.random()))
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One integration of one receiver, with its channel and rate limiter."""
+
+    receiver: str
+    integration: str
+    channel: Channel
+    limiter: RateLimiter | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.receiver, self.integration
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one outbox message in one attempt."""
+
+    item_id: int
+    receiver: str
+    integration: str
+    outcome: str  # delivered | failed | dead | skipped
+    detail: str = ""
+    next_attempt_at: datetime | None = None
+
+
+class Dispatcher:
+    """Sends due outbox messages, lane by lane."""
+
+    def __init__(self, store: NotifyStore, lanes: Mapping[tuple[str, str], Lane],
+                 policy: RetryPolicy, clock: Clock, metrics: NotifyMetrics, owner: str, *,
+                 rng: random.Random | None = None) -> None:
+        self.store = store
+        self.lanes = dict(lanes)
+        self.policy = policy
+        self.clock = clock
+        self.metrics = metrics
+        self.owner = owner
+        self.rng = rng or random.Random()  # noqa: S311 (jitter, not security)
+        self._stop = threading.Event()
+        self._wake: dict[tuple[str, str], threading.Event] = {k: threading.Event()
+                                                               for k in self.lanes}
+        self._threads: list[threading.Thread] = []
+
+    # --- one message -----------------------------------------------------------------
+
+    def send(self, item: OutboxItem, now: datetime | None = None) -> Outcome:
+        """Attempt ``item`` (already leased to this process); record and return the outcome.
+
+        ``now`` fixes the time used for the records (default: the clock after the send).
+        """
+        lane = self.lanes.get(item.lane)
+        kind = kind_of(item.integration)
+        if lane is None:
+            return self._dead(item, kind, f"receiver {item.receiver!r} has no integration "
+                              f"{item.integration!r} any more; fix the config, then resend")
+        try:
+            notification = Notification.from_json(item.payload)
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._dead(item, kind, f"the stored message cannot be read: {exc}")
+        if lane.limiter is not None:
+            self._wait_for(lane.limiter)
+        try:
+            result = lane.channel.send(notification)
+        except DeliveryError as exc:
+            return self._failed(item, kind, str(exc), exc.retryable, exc.retry_after, now)
+        except Exception as exc:  # a bug in a channel must not stop the lane
+            log.exception("channel crashed; will retry", receiver=item.receiver,
+                          integration=item.integration)
+            return self._failed(item, kind, logs.redact(f"{type(exc).__name__}: {exc}"),
+                                True, None, now)
+        done = now or self.clock.now()
+        self.store.mark_delivered(item.id, done, result.detail)
+        self.metrics.notifications.labels(item.receiver, kind, result.outcome).inc()
+        if result.outcome == "delivered" and item.earliest_fired_at is not None:
+            self.metrics.latency.labels(item.receiver, kind).observe(
+                max(0.0, (done - item.earliest_fired_at).total_seconds()))
+        log.info("notification sent" if result.outcome == "delivered"
+                 else "notification skipped", receiver=item.receiver,
+                 integration=item.integration, id=item.id, attempt=item.attempts,
+                 detail=result.detail)
+        return Outcome(item.id, item.receiver, item.integration, result.outcome, result.detail)
+
+    def _wait_for(self, limiter: RateLimiter) -> None:
+        while not self._stop.is_set():
+            delay = limiter.acquire()
+            if delay <= 0:
+                return
+            self._stop.wait(delay)
+
+    def _failed(self, item: OutboxItem, kind: str, error: str, retryable: bool,
+                retry_after: float | None, now: datetime | None) -> Outcome:
+        now = now or self.clock.now()
+        if not retryable:
+            return self._dead(item, kind, f"permanent failure: {error}")
+        if item.attempts >= self.policy.max_attempts:
+            return self._dead(item, kind, f"gave up after {item.attempts} attempts: {error}")
+        if (now - item.created_at).total_seconds() >= self.policy.give_up_after:
+            return self._dead(item, kind, f"gave up after {item.attempts} attempts over "
+                              f"{self.policy.give_up_after:g}s: {error}")
+        delay = retry_after if retry_after is not None else \
+            backoff(item.attempts, self.policy, self.rng)
+        next_at = now + timedelta(seconds=delay)
+        self.store.mark_retry(item.id, next_at, error)
+        self.metrics.notifications.labels(item.receiver, kind, "failed").inc()
+        log.warning("notification failed; will retry", receiver=item.receiver,
+                    integration=item.integration, id=item.id, attempt=item.attempts,
+                    retry_in=round(delay, 3), error=error)
+        return Outcome(item.id, item.receiver, item.integration, "failed", error, next_at)
+
+    def _dead(self, item: OutboxItem, kind: str, reason: str) -> Outcome:
+        self.store.mark_dead(item.id, reason)
+        self.metrics.notifications.labels(item.receiver, kind, "dead").inc()
+        log.error("notification is a dead letter", receiver=item.receiver,
+                  integration=item.integration, id=item.id, reason=reason)
+        return Outcome(item.id, item.receiver, item.integration, "dead", reason)
+
+    # --- a lane ----------------------------------------------------------------------
+
+    @property
+    def batch(self) -> int:
+        """How many messages one lease may cover: all of them must be sent, each within
+        ``timeout``, before the lease runs out."""
+        return max(1, int(self.policy.lease // self.policy.timeout) - 1)
+
+    def drain(self, key: tuple[str, str], now: datetime | None = None,
+              limit: int = 100_000) -> list[Outcome]:
+        """Send the lane's due messages, oldest first, until none is due; return outcomes.
+
+        ``now`` fixes the time (tests, replays); by default the clock is read each time.
+        """
+        outcomes: list[Outcome] = []
+        while len(outcomes) < limit and not self._stop.is_set():
+            items = self.store.claim_due(key[0], key[1], self.owner, now or self.clock.now(),
+                                         self.policy.lease, limit=self.batch)
+            if not items:
+                break
+            for item in items:
+                if self._stop.is_set():
+                    break  # the rest of the batch is taken again when its lease ends
+                outcomes.append(self.send(item, now))
+        return outcomes
+
+    def run_once(self, now: datetime | None = None) -> list[Outcome]:
+        """Drain every lane with due messages, lanes in parallel; return all outcomes.
+
+        Messages for receivers that are no longer configured become dead letters.
+        """
+        due = self.store.due_lanes(now or self.clock.now())
+        unknown = [k for k in due if k not in self.lanes]
+        outcomes: list[Outcome] = []
+        for key in unknown:
+            outcomes.extend(self._drain_unknown(key, now))
+        known = [k for k in due if k in self.lanes]
+        if len(known) <= 1:
+            for key in known:
+                outcomes.extend(self.drain(key, now))
+            return outcomes
+        with ThreadPoolExecutor(max_workers=min(16, len(known)),
+                                thread_name_prefix="notify-lane") as pool:
+            for result in pool.map(lambda k: self.drain(k, now), known):
+                outcomes.extend(result)
+        return outcomes
+
+    def _drain_unknown(self, key: tuple[str, str], now: datetime | None) -> list[Outcome]:
+        outcomes = []
+        for item in self.store.claim_due(key[0], key[1], self.owner, now or self.clock.now(),
+                                         self.policy.lease, limit=1000):
+            outcomes.append(self.send(item, now))
+        return outcomes
+
+    # --- background workers ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Start one worker thread per lane (idempotent)."""
+        if self._threads:
+            return
+        for key in self.lanes:
+            thread = threading.Thread(target=self._work, args=(key,), daemon=True,
+                                      name=f"notify:{key[0]}/{key[1]}")
+            thread.start()
+            self._threads.append(thread)
+
+    def wake(self) -> None:
+        """Tell every worker to look for due messages now."""
+        for event in self._wake.values():
+            event.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the workers; a send in flight finishes (or its lease runs out)."""
+        self._stop.set()
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        for lane in self.lanes.values():
+            lane.channel.close()
+
+    def _work(self, key: tuple[str, str]) -> None:
+        wake = self._wake[key]
+        while not self._stop.is_set():
+            wait = IDLE_POLL
+            try:
+                self.drain(key)
+                next_at = self.store.next_attempt_at(*key)
+                if next_at is not None:
+                    wait = min(IDLE_POLL, max(0.0, (next_at - self.clock.now())
+                                              .total_seconds()))
+            except SQLAlchemyError as exc:
+                log.error("outbox unreachable; retrying", receiver=key[0],
+                          integration=key[1], error=logs.redact(str(exc)))
+                wait = 5.0
+            wake.wait(max(0.1, wait))
+            wake.clear()

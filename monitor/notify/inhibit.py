@@ -1,0 +1,84 @@
+"""Inhibition: a firing *source* alert mutes *target* alerts that share its ``equal`` labels.
+
+Alertmanager's semantics, including its one subtlety: an alert that matches both the
+source and the target matchers cannot inhibit another alert that also matches both, so
+two instances of one rule never mute each other.
+
+The default rule ``inhibit_by_failing_source`` mutes every KPI alert whose ``source``
+label names a data source that is itself alerting as stale or failing: when the data
+stops, people hear about the source, not about every indicator it feeds.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from monitor.notify.config import NotifyConfig
+from monitor.notify.matchers import MatcherSet
+from monitor.notify.notification import NotifyAlert
+
+SOURCE_HEALTH_ALERTS = "SourceStale|SourceFailing"
+
+
+@dataclass(frozen=True)
+class InhibitRule:
+    """One compiled inhibition rule."""
+
+    source: MatcherSet
+    target: MatcherSet
+    equal: tuple[str, ...]
+    name: str = ""
+
+
+def rules_from_config(config: NotifyConfig) -> list[InhibitRule]:
+    """Return the configured rules, plus the failing-source rule when enabled."""
+    rules = [InhibitRule(MatcherSet.parse(r.source_matchers), MatcherSet.parse(r.target_matchers),
+                         tuple(r.equal), name=f"inhibit_rules[{i}]")
+             for i, r in enumerate(config.inhibit_rules)]
+    if config.inhibit_by_failing_source:
+        rules.append(failing_source_rule())
+    return rules
+
+
+def failing_source_rule() -> InhibitRule:
+    """Return the rule by which a stale or failing source mutes the alerts it feeds."""
+    return InhibitRule(
+        source=MatcherSet.parse([f'alertname=~"{SOURCE_HEALTH_ALERTS}"']),
+        target=MatcherSet.parse([f'alertname!~"{SOURCE_HEALTH_ALERTS}"', 'source=~".+"']),
+        equal=("source",),
+        name="inhibit_by_failing_source",
+    )
+
+
+def inhibited(alerts: Sequence[NotifyAlert], rules: Sequence[InhibitRule]) -> dict[str, str]:
+    """Return ``{alert_id: reason}`` for every alert some firing source alert inhibits.
+
+    Steps, per rule: 1. index the firing alerts that match the source matchers by their
+    ``equal`` label values; 2. for each alert matching the target matchers, look up
+    the same values; 3. it is inhibited by any indexed source that is not itself and
+    is not excluded by the two-sided rule.
+    """
+    out: dict[str, str] = {}
+    for rule in rules:
+        sources: dict[tuple[str, ...], list[tuple[NotifyAlert, bool]]] = defaultdict(list)
+        for alert in alerts:
+            if alert.firing and rule.source.matches(alert.labels):
+                key = tuple(alert.labels.get(name, "") for name in rule.equal)
+                sources[key].append((alert, rule.target.matches(alert.labels)))
+        if not sources:
+            continue
+        for alert in alerts:
+            if alert.alert_id in out or not rule.target.matches(alert.labels):
+                continue
+            key = tuple(alert.labels.get(name, "") for name in rule.equal)
+            two_sided = rule.source.matches(alert.labels)
+            for source, source_is_target in sources.get(key, ()):
+                if source.alert_id == alert.alert_id or (two_sided and source_is_target):
+                    continue
+                equal = ", ".join(f"{n}={alert.labels.get(n, '')}" for n in rule.equal)
+                out[alert.alert_id] = (f"inhibited by {source.name} ({rule.name}"
+                                       + (f"; {equal}" if equal else "") + ")")
+                break
+    return out

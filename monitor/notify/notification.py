@@ -1,0 +1,243 @@
+"""The values the notifier moves around: an alert as notified, and one notification.
+
+A :class:`Notification` is what the pipeline commits to the outbox (as JSON) and what
+a channel renders at send time. Everything in it is plain data, so a notification
+survives a restart and renders the same on any replica.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from monitor.model import utc
+
+FIRING = "firing"
+RESOLVED = "resolved"
+
+
+def _time(value: datetime | None) -> str | None:
+    return utc(value).isoformat() if value is not None else None
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return utc(datetime.fromisoformat(value)) if value else None
+
+
+@dataclass(frozen=True)
+class NotifyAlert:
+    """One alert as the notifier sees it: its latest firing or resolved transition.
+
+    ``value`` is the value at that transition: for a resolved alert, the value at
+    resolution (not the last firing value).
+    """
+
+    alert_id: str
+    rule: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    status: str  # firing | resolved
+    value: float | None
+    explanation: str
+    starts_at: datetime
+    ends_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def firing(self) -> bool:
+        return self.status == FIRING
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("alertname", self.rule)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alert_id": self.alert_id, "rule": self.rule, "labels": dict(self.labels),
+            "annotations": dict(self.annotations), "status": self.status,
+            "value": self.value, "explanation": self.explanation,
+            "starts_at": _time(self.starts_at), "ends_at": _time(self.ends_at),
+            "updated_at": _time(self.updated_at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NotifyAlert:
+        """Return the alert stored by :meth:`to_dict`. Raises KeyError/ValueError if malformed."""
+        starts = _parse_time(data.get("starts_at"))
+        return cls(
+            alert_id=str(data["alert_id"]), rule=str(data.get("rule", "")),
+            labels={str(k): str(v) for k, v in dict(data.get("labels", {})).items()},
+            annotations={str(k): str(v) for k, v in dict(data.get("annotations", {})).items()},
+            status=str(data.get("status", FIRING)),
+            value=None if data.get("value") is None else float(data["value"]),
+            explanation=str(data.get("explanation", "")),
+            starts_at=starts if starts is not None else datetime.fromtimestamp(0, UTC),
+            ends_at=_parse_time(data.get("ends_at")),
+            updated_at=_parse_time(data.get("updated_at")),
+        )
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    """One indicator series whose status changed since the previous digest."""
+
+    indicator: str
+    fingerprint: str
+    previous: str | None  # None: not in the previous digest
+    current: str
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"indicator": self.indicator, "fingerprint": self.fingerprint,
+                "previous": self.previous, "current": self.current, "text": self.text}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DigestItem:
+        return cls(str(data["indicator"]), str(data["fingerprint"]),
+                   None if data.get("previous") is None else str(data["previous"]),
+                   str(data["current"]), str(data.get("text", "")))
+
+
+@dataclass(frozen=True)
+class Digest:
+    """A scorecard digest: its title, the window it covers and the changed items."""
+
+    name: str
+    title: str
+    since: datetime | None
+    items: tuple[DigestItem, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "since": _time(self.since),
+                "items": [i.to_dict() for i in self.items]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Digest:
+        return cls(str(data["name"]), str(data["title"]), _parse_time(data.get("since")),
+                   tuple(DigestItem.from_dict(i) for i in data.get("items", [])))
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One message for one receiver: a group's alerts, a digest, or a test.
+
+    ``message_id`` identifies this message (retries reuse it, so an email receiver can
+    drop a duplicate); ``thread_id`` is the ``message_id`` of the first message about
+    the group, which email uses for ``In-Reply-To``/``References``.
+    """
+
+    kind: str  # alerts | digest | test
+    receiver: str
+    group_key: str
+    group_labels: Mapping[str, str]
+    alerts: tuple[NotifyAlert, ...]
+    created_at: datetime
+    message_id: str
+    thread_id: str
+    external_url: str = ""
+    digest: Digest | None = None
+    truncated: int = 0
+
+    @property
+    def firing(self) -> tuple[NotifyAlert, ...]:
+        return tuple(a for a in self.alerts if a.firing)
+
+    @property
+    def resolved(self) -> tuple[NotifyAlert, ...]:
+        return tuple(a for a in self.alerts if not a.firing)
+
+    @property
+    def status(self) -> str:
+        """``firing`` when any alert fires, else ``resolved``."""
+        return FIRING if self.firing or not self.alerts else RESOLVED
+
+    @property
+    def common_labels(self) -> dict[str, str]:
+        return common(a.labels for a in self.alerts)
+
+    @property
+    def common_annotations(self) -> dict[str, str]:
+        return common(a.annotations for a in self.alerts)
+
+    @property
+    def is_thread_start(self) -> bool:
+        return self.message_id == self.thread_id
+
+    def without_resolved(self) -> Notification:
+        """Return this notification with its resolved alerts dropped (send_resolved off)."""
+        return replace(self, alerts=self.firing)
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "kind": self.kind, "receiver": self.receiver, "group_key": self.group_key,
+            "group_labels": dict(self.group_labels),
+            "alerts": [a.to_dict() for a in self.alerts],
+            "created_at": _time(self.created_at), "message_id": self.message_id,
+            "thread_id": self.thread_id, "external_url": self.external_url,
+            "digest": self.digest.to_dict() if self.digest else None,
+            "truncated": self.truncated,
+        }, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Notification:
+        """Return the notification stored by :meth:`to_json`.
+
+        Raises ValueError (including json.JSONDecodeError) or KeyError when malformed.
+        """
+        data = json.loads(text)
+        created = _parse_time(data.get("created_at"))
+        if created is None:
+            raise ValueError("notification payload has no created_at")
+        return cls(
+            kind=str(data.get("kind", "alerts")), receiver=str(data["receiver"]),
+            group_key=str(data.get("group_key", "")),
+            group_labels={str(k): str(v) for k, v in data.get("group_labels", {}).items()},
+            alerts=tuple(NotifyAlert.from_dict(a) for a in data.get("alerts", [])),
+            created_at=created, message_id=str(data["message_id"]),
+            thread_id=str(data.get("thread_id") or data["message_id"]),
+            external_url=str(data.get("external_url", "")),
+            digest=Digest.from_dict(data["digest"]) if data.get("digest") else None,
+            truncated=int(data.get("truncated", 0)),
+        )
+
+
+def common(mappings: Iterable[Mapping[str, str]]) -> dict[str, str]:
+    """Return the key/value pairs every mapping shares (empty for no mappings)."""
+    result: dict[str, str] | None = None
+    for mapping in mappings:
+        if result is None:
+            result = dict(mapping)
+        else:
+            result = {k: v for k, v in result.items() if mapping.get(k) == v}
+    return dict(sorted((result or {}).items()))
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What a delivery attempt achieved: ``delivered`` or ``skipped`` (nothing to send)."""
+
+    outcome: str = "delivered"
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def sample_alerts(now: datetime, status: str = FIRING) -> Sequence[NotifyAlert]:
+    """Return two realistic alerts for previews and receiver tests."""
+    base = {"alertname": "BurglaryRising", "indicator": "residential_burglary",
+            "severity": "warning", "source": "met-borough-crime"}
+    text = ("Residential burglary in {b} is up {p}% on the previous rolling year "
+            "({n} offences, 12 months to Jul-08); the target is a 4% reduction.")
+    return [
+        NotifyAlert(
+            alert_id=f"sample-{borough.lower()}", rule="BurglaryRising",
+            labels={**base, "borough": borough},
+            annotations={"summary": f"Residential burglary up {pct}% in {borough}",
+                         "description": text.format(b=borough, p=pct, n=count)},
+            status=status, value=value, explanation=text.format(b=borough, p=pct, n=count),
+            starts_at=now, ends_at=now if status == RESOLVED else None, updated_at=now)
+        for borough, pct, count, value in (("Camden", "6.1", "+112", 6.1),
+                                           ("Hackney", "4.8", "+97", 4.8))
+    ]

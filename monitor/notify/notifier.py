@@ -1,0 +1,471 @@
+"""The notifier: claims the engine's transitions, runs the pipeline, fills the outbox and
+delivers it.
+
+    transitions (store) ──claim──▶ notifier's alerts ──pipeline──▶ outbox + log ──▶ lanes
+
+:meth:`Notifier.process_transitions` is one transaction: claim every unclaimed
+transition, update the notifier's view of each alert, run the pipeline and commit its
+messages and notification-log entries together. A crash before the commit leaves the
+transitions unclaimed for the next run; a crash after it leaves messages in the
+outbox for the dispatcher. :meth:`flush` runs the pipeline without claiming (group
+timers, silences that ended), :meth:`dispatch` delivers what is due.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from monitor.clock import Clock
+from monitor.errors import DeliveryError
+from monitor.logs import get_logger
+from monitor.notify.channels import Channel, Message, build_channels
+from monitor.notify.config import NotifyConfig, ReceiverConfig
+from monitor.notify.digest import StatusProvider, build_digest, encode, meta_key
+from monitor.notify.dispatcher import Dispatcher, Lane, Outcome, RateLimiter
+from monitor.notify.metrics import NotifyMetrics
+from monitor.notify.notification import (
+    FIRING,
+    Notification,
+    NotifyAlert,
+    SendResult,
+    sample_alerts,
+)
+from monitor.notify.pipeline import Flow, PipelineState, build_pipeline, new_message_id
+from monitor.notify.silences import Silence, SilenceSpec, expire, new_silence
+from monitor.store import Store
+from monitor.store.notify import NewMessage, NotifyTx, TransitionEvent
+
+log = get_logger(__name__)
+MAX_IDLE_FLUSH = 30.0  # run the pipeline at least this often (silences end, time intervals)
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    """What one pipeline run did."""
+
+    claimed: int = 0
+    groups_sent: int = 0
+    messages: int = 0
+    removed: int = 0
+    next_due: datetime | None = None
+    ran: bool = True
+    trace: tuple[str, ...] = field(default_factory=tuple)
+
+
+def apply_transitions(current: dict[str, NotifyAlert], events: Sequence[TransitionEvent]
+                      ) -> dict[str, NotifyAlert]:
+    """Return the alerts changed by ``events`` (oldest first), keyed by alert id.
+
+    A transition to firing starts the alert; one from firing to anything else resolves
+    it, keeping when it started and taking the value *at resolution*. Other
+    transitions (pending, inactive) are not notified.
+    """
+    changed: dict[str, NotifyAlert] = {}
+    for event in events:
+        known = changed.get(event.alert_id) or current.get(event.alert_id)
+        if event.to_state == FIRING:
+            changed[event.alert_id] = NotifyAlert(
+                alert_id=event.alert_id, rule=event.rule, labels=event.labels,
+                annotations=event.annotations, status=FIRING, value=event.value,
+                explanation=event.explanation, starts_at=event.at, ends_at=None,
+                updated_at=event.at)
+        elif event.from_state == FIRING:
+            changed[event.alert_id] = NotifyAlert(
+                alert_id=event.alert_id, rule=event.rule, labels=event.labels,
+                annotations=event.annotations, status="resolved", value=event.value,
+                explanation=event.explanation,
+                starts_at=known.starts_at if known is not None else event.at,
+                ends_at=event.at, updated_at=event.at)
+    return changed
+
+
+def default_instance() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Notifier:
+    """The notification subsystem of one process."""
+
+    def __init__(self, store: Store, config: NotifyConfig, clock: Clock,
+                 registry: CollectorRegistry, *, instance: str = "", external_url: str = "",
+                 status_provider: StatusProvider | None = None,
+                 rng: random.Random | None = None,
+                 new_id: Callable[[], str] = new_message_id) -> None:
+        self.store = store
+        self.notify_store = store.notify
+        self.clock = clock
+        self.metrics = NotifyMetrics(registry)
+        self.instance = instance or default_instance()
+        self.external_url = external_url
+        self.status_provider = status_provider
+        self.rng = rng or random.Random()  # noqa: S311 (jitter only)
+        self.new_id = new_id
+        self._lock = threading.RLock()
+        self._next_due: datetime | None = None
+        self._last_run: datetime | None = None
+        self._force = True
+        self._scheduler: Any = None
+        self._started = False
+        self.config = config
+        self.dispatcher = self._dispatcher(config)
+
+    # --- configuration ---------------------------------------------------------------
+
+    def _dispatcher(self, config: NotifyConfig) -> Dispatcher:
+        lanes: dict[tuple[str, str], Lane] = {}
+        for receiver in config.receivers:
+            limiter_cfg = receiver.rate_limit
+            for integration, channel in self.channels(receiver).items():
+                limiter = RateLimiter(limiter_cfg) if limiter_cfg is not None else None
+                lanes[(receiver.name, integration)] = Lane(receiver.name, integration,
+                                                           channel, limiter)
+        self.metrics.known_lanes(lanes)
+        return Dispatcher(self.notify_store, lanes, config.retry, self.clock, self.metrics,
+                          self.instance, rng=self.rng)
+
+    def channels(self, receiver: ReceiverConfig) -> dict[str, Channel]:
+        """Return new channels for every integration of ``receiver``."""
+        return build_channels(receiver, clock=self.clock, timeout=self.config.retry.timeout,
+                              on_template_error=self._template_error)
+
+    def _template_error(self, receiver: str, integration: str, error: str) -> None:
+        self.metrics.template_errors.labels(receiver, integration.partition(":")[0]).inc()
+
+    def reload(self, config: NotifyConfig) -> None:
+        """Switch to ``config``: new routes and receivers apply to the next pipeline run;
+        in-flight sends finish on the old channels."""
+        with self._lock:
+            old = self.dispatcher
+            self.config = config
+            self.dispatcher = self._dispatcher(config)
+            self._force = True
+            if self._started:
+                old.stop(config.retry.timeout)
+                self.dispatcher.start()
+                if self._scheduler is not None:
+                    self._schedule_digests(self._scheduler)
+        log.info("notifier reloaded", receivers=len(config.receivers))
+
+    # --- the pipeline ----------------------------------------------------------------
+
+    def _now(self, now: datetime | None) -> datetime:
+        return now if now is not None else self.clock.now()
+
+    def process_transitions(self, now: datetime | None = None) -> FlushResult:
+        """Claim new transitions and, when any arrived or a group timer is due, run the
+        pipeline — all in one transaction. Returns what it did."""
+        now = self._now(now)
+        with self._lock, self.notify_store.transaction() as tx:
+            events = tx.claim_transitions(self.instance, now)
+            notifiable = [e for e in events if e.notifiable]
+            if notifiable:
+                current = {a.alert_id: a for a in tx.load_alerts()}
+                tx.save_alerts(list(apply_transitions(current, notifiable).values()))
+            if events:
+                self.metrics.transitions.inc(len(events))
+            if not notifiable and not self._due(now):
+                return FlushResult(claimed=len(events), next_due=self._next_due, ran=False)
+            result = self._run(tx, now)
+        result = replace(result, claimed=len(events))
+        self._after(result)
+        return result
+
+    def flush(self, now: datetime | None = None) -> FlushResult:
+        """Run the pipeline now (group timers, repeats, ended silences); commit its output."""
+        now = self._now(now)
+        with self._lock, self.notify_store.transaction() as tx:
+            result = self._run(tx, now)
+        self._after(result)
+        return result
+
+    def _due(self, now: datetime) -> bool:
+        if self._force or self._last_run is None:
+            return True
+        if self._next_due is not None and now >= self._next_due:
+            return True
+        return (now - self._last_run).total_seconds() >= MAX_IDLE_FLUSH
+
+    def _run(self, tx: NotifyTx, now: datetime) -> FlushResult:
+        state = PipelineState(silences=tx.silences(), log=tx.log_entries())
+        pipeline = build_pipeline(self.config, state, external_url=self.external_url,
+                                  new_id=self.new_id)
+        flow = pipeline.run(tx.load_alerts(), now)
+        messages = self._messages(flow)
+        tx.write_log([o.entry for o in flow.outgoing])
+        tx.enqueue(messages, now)
+        tx.delete_alerts(flow.removable)
+        self._force = False
+        self._last_run = now
+        self._next_due = flow.next_due
+        self.metrics.flushes.inc()
+        return FlushResult(groups_sent=sum(1 for o in flow.outgoing if o.notification),
+                           messages=len(messages), removed=len(flow.removable),
+                           next_due=flow.next_due, trace=flow.trace)
+
+    def _messages(self, flow: Flow) -> list[NewMessage]:
+        receivers = {r.name: r for r in self.config.receivers}
+        out: list[NewMessage] = []
+        for outgoing in flow.outgoing:
+            notification = outgoing.notification
+            if notification is None:
+                continue
+            receiver = receivers[notification.receiver]
+            payload = notification.to_json()
+            for integration, _config in receiver.integrations():
+                out.append(NewMessage(receiver.name, integration, notification.group_key,
+                                      payload, outgoing.first_fired_at))
+        return out
+
+    def _after(self, result: FlushResult) -> None:
+        if result.messages:
+            log.info("notifications queued", groups=result.groups_sent,
+                     messages=result.messages)
+            self.dispatcher.wake()
+        self.refresh_gauges()
+
+    def refresh_gauges(self) -> None:
+        """Update the outbox-depth and dead-letter gauges from the store."""
+        self.metrics.set_counts(self.notify_store.counts())
+
+    # --- delivery --------------------------------------------------------------------
+
+    def dispatch(self, now: datetime | None = None) -> list[Outcome]:
+        """Deliver every message due at ``now`` (default: the clock), lanes in parallel;
+        return the outcomes."""
+        outcomes = self.dispatcher.run_once(now)
+        self.refresh_gauges()
+        return outcomes
+
+    def resend(self, item_id: int) -> bool:
+        """Queue a dead letter again; return False when no message has that id."""
+        item = self.notify_store.resend(item_id, self.clock.now())
+        if item is not None:
+            self.dispatcher.wake()
+            self.refresh_gauges()
+        return item is not None
+
+    # --- digests ---------------------------------------------------------------------
+
+    def run_digest(self, name: str, now: datetime | None = None) -> int:
+        """Queue the digest ``name`` for its receivers; return how many messages.
+
+        Nothing is queued when nothing changed (unless ``send_empty``) or when no status
+        provider was given. The new snapshot is stored in the same transaction.
+        """
+        now = self._now(now)
+        digest_config = next((d for d in self.config.digests if d.name == name), None)
+        if digest_config is None or self.status_provider is None:
+            return 0
+        current = self.status_provider()
+        with self._lock, self.notify_store.transaction() as tx:
+            key = meta_key(name)
+            digest = build_digest(name, digest_config.title, tx.get_meta(key), current)
+            tx.set_meta(key, encode(current, now), now)
+            if not digest.items and not digest_config.send_empty:
+                return 0
+            messages: list[NewMessage] = []
+            for receiver_name in digest_config.receivers:
+                receiver = self.config.receiver(receiver_name)
+                if receiver is None:
+                    continue
+                message_id = self.new_id()
+                notification = Notification(
+                    kind="digest", receiver=receiver.name,
+                    group_key=f"digest:{name}:{message_id}", group_labels={}, alerts=(),
+                    created_at=now, message_id=message_id, thread_id=message_id,
+                    external_url=self.external_url, digest=digest)
+                payload = notification.to_json()
+                messages.extend(NewMessage(receiver.name, integration, notification.group_key,
+                                           payload)
+                                for integration, _ in receiver.integrations())
+            tx.enqueue(messages, now)
+        log.info("digest queued", digest=name, changes=len(digest.items),
+                 messages=len(messages))
+        self.dispatcher.wake()
+        return len(messages)
+
+    # --- silences --------------------------------------------------------------------
+
+    def silences(self) -> list[Silence]:
+        """Return every silence, newest first (expired ones kept for audit)."""
+        return self.notify_store.silences()
+
+    def create_silence(self, spec: SilenceSpec) -> Silence:
+        """Store a new silence and return it. Raises ValueError naming the bad field."""
+        silence = new_silence(spec, self.clock.now())
+        self.notify_store.save_silence(silence)
+        self._force = True
+        log.info("silence created", id=silence.id, by=silence.created_by,
+                 matchers=",".join(str(m) for m in silence.matchers))
+        return silence
+
+    def expire_silence(self, silence_id: str) -> Silence | None:
+        """Expire a silence now; return it, or None when no silence has that id."""
+        silence = self.notify_store.silence(silence_id)
+        if silence is None:
+            return None
+        expired = expire(silence, self.clock.now())
+        if expired is not silence:
+            self.notify_store.save_silence(expired)
+            log.info("silence expired", id=silence_id)
+        self._force = True
+        return expired
+
+    # --- previews and tests ----------------------------------------------------------
+
+    def preview(self, receiver_name: str, alerts: Sequence[NotifyAlert] | None = None,
+                kind: str = "alerts") -> list[tuple[str, Message]]:
+        """Return each integration's rendered message for ``alerts`` (sample ones if None).
+
+        Raises KeyError when no receiver has that name.
+        """
+        receiver = self._receiver(receiver_name)
+        notification = self.sample_notification(receiver, alerts, kind)
+        return [(integration, channel.render(notification))
+                for integration, channel in self.channels(receiver).items()]
+
+    def test_receiver(self, receiver_name: str) -> list[tuple[str, SendResult | DeliveryError]]:
+        """Send a test notification through every integration of a receiver, directly.
+
+        Returns each integration's result or error. Raises KeyError for an unknown name.
+        """
+        receiver = self._receiver(receiver_name)
+        notification = self.sample_notification(receiver, None, "test")
+        results: list[tuple[str, SendResult | DeliveryError]] = []
+        for integration, channel in self.channels(receiver).items():
+            try:
+                results.append((integration, channel.send(notification)))
+            except DeliveryError as exc:
+                results.append((integration, exc))
+            finally:
+                channel.close()
+        return results
+
+    def sample_notification(self, receiver: ReceiverConfig,
+                            alerts: Sequence[NotifyAlert] | None, kind: str = "alerts"
+                            ) -> Notification:
+        """Return the notification a receiver would get for ``alerts`` (samples if None)."""
+        now = self.clock.now()
+        chosen = tuple(alerts) if alerts else tuple(sample_alerts(now))
+        labels = {"alertname": chosen[0].name} if chosen else {}
+        message_id = self.new_id()
+        return Notification(kind=kind, receiver=receiver.name,
+                            group_key=f'{{}}:{{alertname="{labels.get("alertname", "")}"}}',
+                            group_labels=labels, alerts=chosen, created_at=now,
+                            message_id=message_id, thread_id=message_id,
+                            external_url=self.external_url)
+
+    def _receiver(self, name: str) -> ReceiverConfig:
+        receiver = self.config.receiver(name)
+        if receiver is None:
+            known = ", ".join(r.name for r in self.config.receivers) or "none configured"
+            raise KeyError(f"no receiver named {name!r} (known: {known})")
+        return receiver
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """On a SQLite store (one process), end leases a killed process left; return how
+        many. On PostgreSQL, leases of other replicas are left to run out."""
+        if not self.store.is_sqlite:
+            return 0
+        released = self.notify_store.release_leases(self.clock.now())
+        if released:
+            log.warning("took back messages a previous process was sending",
+                        messages=released)
+        return released
+
+    def start(self) -> None:
+        """Recover leases and start the delivery workers (idempotent)."""
+        with self._lock:
+            if self._started:
+                return
+            self.recover()
+            self.dispatcher.start()
+            self._started = True
+            self.refresh_gauges()
+
+    def schedule(self, scheduler: Any) -> None:
+        """Add the notifier's jobs to an APScheduler scheduler and start delivering.
+
+        Jobs: ``notify`` every ``poll_interval`` (claim transitions, run the pipeline
+        when due) and one cron job per digest.
+        """
+        self._scheduler = scheduler
+        scheduler.add_job(self.tick, "interval", seconds=self.config.poll_interval,
+                          id="notify", replace_existing=True, max_instances=1,
+                          coalesce=True, next_run_time=self.clock.now())
+        self._schedule_digests(scheduler)
+        self.start()
+
+    def _schedule_digests(self, scheduler: Any) -> None:
+        from apscheduler.triggers.cron import CronTrigger
+
+        for job in list(scheduler.get_jobs()):
+            if job.id.startswith("notify-digest:"):
+                job.remove()
+        for digest in self.config.digests:
+            scheduler.add_job(self.run_digest, CronTrigger.from_crontab(
+                digest.schedule, timezone=digest.timezone), args=[digest.name],
+                id=f"notify-digest:{digest.name}", replace_existing=True)
+
+    def tick(self) -> None:
+        """The scheduled job: process transitions; never raises (one log line instead)."""
+        try:
+            self.process_transitions()
+        except Exception as exc:  # the loop must go on
+            log.exception("notifier run failed; will retry", error=str(exc))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the delivery workers, letting sends in flight finish within ``timeout``."""
+        with self._lock:
+            self.dispatcher.stop(timeout)
+            self._started = False
+
+    def state(self) -> dict[str, Any]:
+        """Return a small summary for status pages: queue depths and the next timer."""
+        counts = self.notify_store.counts()
+        return {
+            "pending": sum(v for (_, _, s), v in counts.items() if s == "pending"),
+            "dead": sum(v for (_, _, s), v in counts.items() if s == "dead"),
+            "next_due": self._next_due.isoformat() if self._next_due else None,
+        }
+
+
+def load_alerts_file(text: str, now: datetime) -> list[NotifyAlert]:
+    """Return alerts from JSON: one object or a list, each with ``labels`` and optionally
+    ``annotations``, ``status``, ``value``, ``explanation``, ``starts_at``, ``ends_at``.
+
+    Raises ValueError naming the item and field when the JSON does not describe alerts.
+    """
+    data = json.loads(text)
+    items = data if isinstance(data, list) else [data]
+    alerts = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("labels"), dict):
+            raise ValueError(f"alert {i}: expected an object with a \"labels\" object")
+        status = str(item.get("status", FIRING))
+        if status not in (FIRING, "resolved"):
+            raise ValueError(f"alert {i}: status must be firing or resolved, not {status!r}")
+        labels = {str(k): str(v) for k, v in item["labels"].items()}
+        starts = item.get("starts_at")
+        ends = item.get("ends_at")
+        alerts.append(NotifyAlert.from_dict({
+            "alert_id": item.get("alert_id") or f"file-{i}",
+            "rule": labels.get("alertname", "alert"), "labels": labels,
+            "annotations": item.get("annotations", {}), "status": status,
+            "value": item.get("value"), "explanation": item.get("explanation", ""),
+            "starts_at": starts or (now - timedelta(hours=1)).isoformat(),
+            "ends_at": ends or (now.isoformat() if status == "resolved" else None),
+        }))
+    return alerts

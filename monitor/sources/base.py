@@ -1,0 +1,158 @@
+"""The source plugin contract: ``fetch`` does the I/O, ``parse`` is a pure function.
+
+A poll is a pipeline of small stages (see ``poller.py``)::
+
+    fetch(previous validators) -> Payload        I/O: HTTP, files, SQL
+    parse(Payload)             -> Parsed         pure: observations + row problems
+    finish(Parsed)                               pure: duplicates rejected, provisional rule
+    store                                        one transaction
+
+``fetch`` raises :class:`~monitor.errors.FetchError` when the data cannot be had and
+returns a payload marked ``unchanged`` when the validators say nothing changed.
+``parse`` raises :class:`~monitor.errors.PayloadError` when the payload as a whole cannot be
+used (HTML instead of JSON, a truncated body, a header without a mapped column) and
+returns a :class:`~monitor.model.RowProblem` for each row it rejects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from monitor.clock import Clock, SystemClock
+from monitor.errors import FetchError
+from monitor.model import Milestone, Observation, RowProblem
+from monitor.sources.config import FileOrUrl, HttpOptions, SourceBase
+from monitor.sources.http import HttpFetcher
+from monitor.store.sourcestate import Validators
+
+ConfigT = TypeVar("ConfigT", bound=SourceBase)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What one fetch returned: raw bytes, or already-structured data (SQL rows, crimes)."""
+
+    origin: str  # the URL, file path or database the payload came from, for messages
+    body: bytes = b""
+    data: Any = None
+    content_type: str = ""
+    validators: Validators = field(default_factory=Validators)
+    unchanged: bool = False
+
+
+@dataclass
+class Parsed:
+    """What parsing a payload produced. ``rows`` counts the input rows that were read."""
+
+    observations: list[Observation] = field(default_factory=list)
+    problems: list[RowProblem] = field(default_factory=list)
+    milestones: list[Milestone] | None = None  # None: this source has no milestones
+    rows: int = 0
+    skipped: int = 0  # rows left out on purpose (unmapped = "skip", null markers)
+
+
+@dataclass(frozen=True)
+class SourceDeps:
+    """What a source needs from outside: the clock, sleeping and randomness (for jitter)."""
+
+    clock: Clock = field(default_factory=SystemClock)
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
+    rng: random.Random = field(default_factory=random.Random)
+
+
+def body_hash(digest: str, body: bytes) -> str:
+    """Return the content hash recorded for ``body`` fetched under config ``digest``."""
+    return hashlib.sha256(digest.encode() + b"\0" + body).hexdigest()
+
+
+class Source(ABC, Generic[ConfigT]):
+    """One configured data source of one kind. Subclasses set ``kind`` and ``config_type``."""
+
+    kind: ClassVar[str]
+    config_type: ClassVar[type[SourceBase]]
+
+    def __init__(self, config: ConfigT, deps: SourceDeps | None = None) -> None:
+        self.config = config
+        self.deps = deps or SourceDeps()
+        self.digest = config.digest()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @abstractmethod
+    def fetch(self, previous: Validators) -> Payload:
+        """Return the current payload, or one marked ``unchanged`` per ``previous``.
+
+        Raises FetchError (transport, HTTP status) or PayloadError (body unusable).
+        """
+
+    @abstractmethod
+    def parse(self, payload: Payload) -> Parsed:
+        """Return the observations (or milestones) in ``payload`` and the rows rejected.
+
+        Pure: no I/O, no clock. Raises PayloadError when the payload as a whole is unusable.
+        """
+
+    def close(self) -> None:
+        """Release what the source holds between polls (database pools); a no-op by default."""
+
+    def load_file(self, path: Path) -> Payload:
+        """Return a payload read from a local file, for ``monitor ingest`` backfills.
+
+        Raises FetchError when the file cannot be read.
+        """
+        return read_file_payload(self.name, path)
+
+    def http(self) -> HttpFetcher:
+        """Return an HTTP fetcher configured from this source's HTTP options."""
+        assert isinstance(self.config, HttpOptions)
+        return HttpFetcher(self.config, source=self.name, sleep=self.deps.sleep,
+                           rng=self.deps.rng, now=self.deps.clock.now)
+
+    def fetch_file_or_url(self, previous: Validators, accept: str) -> Payload:
+        """Fetch ``path`` or ``url`` of a file-shaped source, conditionally.
+
+        Returns a payload marked unchanged on 304, or when the body hashes as last time.
+        """
+        config = self.config
+        assert isinstance(config, FileOrUrl)
+        previous = previous.for_config(self.digest)
+        if config.path is not None:
+            payload = read_file_payload(self.name, Path(config.path))
+        else:
+            assert config.url is not None
+            with self.http() as http:
+                response = http.get(config.url, validators=previous, accept=accept)
+            if response.not_modified:
+                return Payload(origin=config.url, validators=previous, unchanged=True)
+            payload = Payload(origin=config.url, body=response.body,
+                              content_type=response.content_type,
+                              validators=replace(response.validators,
+                                                 config_digest=self.digest))
+        hashed = body_hash(self.digest, payload.body)
+        validators = replace(payload.validators, content_hash=hashed, config_digest=self.digest)
+        return replace(payload, validators=validators,
+                       unchanged=bool(previous.content_hash) and previous.content_hash == hashed)
+
+
+def read_file_payload(source: str, path: Path) -> Payload:
+    """Return the bytes of a local file as a payload.
+
+    Raises FetchError naming the source and the path when the file cannot be read.
+    """
+    try:
+        body = path.read_bytes()
+    except OSError as exc:
+        raise FetchError(f"source {source!r}: cannot read {path}: {exc.strerror}; check the "
+                         "path (relative paths start at the daemon's working directory)",
+                         retryable=False) from None
+    return Payload(origin=str(path), body=body)

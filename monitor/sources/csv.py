@@ -1,0 +1,263 @@
+"""CSV tables over HTTP(S) or from a file: *long* (one row per period) or *wide*.
+
+A wide table has one column per period, like the London Datastore's borough crime files
+(``Borough, Major Category, Minor Category, 200801 … 201612``): the label columns come
+from ``labels``, the period columns are the header names matching ``period_columns``.
+In a wide table each cell is one observation, so a bad cell rejects that cell alone.
+
+Row references in problems are line numbers in the file (the header is line 1).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import sys
+from collections.abc import Iterator
+from operator import itemgetter
+from typing import Any
+
+from monitor.errors import PayloadError
+from monitor.model import Observation
+from monitor.sources.base import Parsed, Payload, Source
+from monitor.sources.config import CsvSource
+from monitor.sources.mapping import (
+    Collector,
+    Getter,
+    Mapper,
+    Reject,
+    Skip,
+    check_header,
+    decode,
+    html_error,
+    is_html,
+    missing_columns,
+    paused_gc,
+)
+from monitor.store.sourcestate import Validators
+
+ACCEPT = "text/csv, text/plain;q=0.9, */*;q=0.1"
+
+
+class CsvKind(Source[CsvSource]):
+    """``kind = "csv"``."""
+
+    kind = "csv"
+    config_type = CsvSource
+
+    def fetch(self, previous: Validators) -> Payload:
+        return self.fetch_file_or_url(previous, ACCEPT)
+
+    def parse(self, payload: Payload) -> Parsed:
+        return parse_csv(self.config, payload.body, origin=payload.origin,
+                         content_type=payload.content_type)
+
+
+def _records(reader: Any, source: str, origin: str) -> Iterator[tuple[list[str], int]]:
+    """Yield (record, line number) pairs; raise PayloadError for malformed CSV."""
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise PayloadError(f"source {source!r}: {origin} line {reader.line_num}: not valid "
+                               f"CSV ({exc}); the body may be truncated or not CSV at all"
+                               ) from None
+        yield record, reader.line_num
+
+
+@paused_gc()
+def parse_csv(config: CsvSource, body: bytes, *, origin: str, content_type: str = "") -> Parsed:
+    """Return the observations in a CSV body and the rows rejected.
+
+    Raises PayloadError when the body is HTML, not text in ``encoding``, malformed,
+    truncated (the last line stops short with no line end) or when the header lacks a
+    mapped column (schema drift).
+    """
+    source = config.name
+    if is_html(body, content_type):
+        raise html_error(source, origin, body, "CSV")
+    text = decode(source, origin, body, config.encoding)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=config.delimiter, strict=True)
+    records = _records(reader, source, origin)
+    header: list[str] | None = None
+    for _ in range(config.header_row):
+        header = next((r for r, _line in records), None)
+    if not header:
+        raise PayloadError(f"source {source!r}: {origin} is empty; expected a header on line "
+                           f"{config.header_row}")
+    header = [h.strip() for h in header]
+    where = f"{origin} header (line {reader.line_num})"
+    truncated = not text.endswith(("\n", "\r"))
+    if config.layout == "wide":
+        return _parse_wide(config, header, records, where, truncated, origin)
+    return _parse_long(config, header, records, where, truncated, origin)
+
+
+def _index(source: str, where: str, header: list[str], wanted: list[tuple[str, str]]
+           ) -> dict[str, int]:
+    check_header(source, where, header, wanted)
+    index: dict[str, int] = {}
+    for position, name in enumerate(header):
+        index.setdefault(name, position)
+    for column, key in wanted:
+        if header.count(column) > 1:
+            raise PayloadError(f"source {source!r} {where}: column {column!r} ({key}) appears "
+                               f"{header.count(column)} times; rename one in the file")
+    return index
+
+
+def _truncation(source: str, origin: str, line: int, have: int, want: int) -> PayloadError:
+    return PayloadError(f"source {source!r}: {origin} line {line}: the body ends in the middle "
+                        f"of a row ({have} of {want} fields, no line end): truncated; the "
+                        "previous data is kept")
+
+
+def _shape_problem(collector: Collector, line: int, header: list[str], have: int) -> None:
+    want = len(header)
+    if have < want:
+        collector.problem(line, header[have], "missing_column",
+                          f"the row has {have} fields, the header {want}: no value for "
+                          f"{header[have]!r}")
+    else:
+        collector.problem(line, f"field {want + 1}", "extra_fields",
+                          f"the row has {have} fields, the header {want}; a value probably "
+                          "contains an unquoted delimiter")
+
+
+def _parse_long(config: CsvSource, header: list[str], records: Iterator[tuple[list[str], int]],
+                where: str, truncated: bool, origin: str) -> Parsed:
+    source = config.name
+    index = _index(source, where, header, missing_columns(config))
+
+    def locate(column: str) -> Getter:
+        return itemgetter(index[column])
+
+    mapper = Mapper(config, source, config.static_labels, locate)
+    collector = Collector(source)
+    width = len(header)
+    pending: tuple[list[str], int] | None = None
+    for item in records:
+        if pending is not None:
+            _long_row(mapper, collector, header, width, *pending)
+        pending = item
+    if pending is not None:
+        record, line = pending
+        if truncated and record and len(record) != width:
+            raise _truncation(source, origin, line, len(record), width)
+        _long_row(mapper, collector, header, width, record, line)
+    observations, problems = collector.result()
+    return Parsed(observations, problems, rows=collector.rows, skipped=collector.skipped)
+
+
+def _long_row(mapper: Mapper, collector: Collector, header: list[str], width: int,
+              record: list[str], line: int) -> None:
+    if not record or (len(record) == 1 and not record[0].strip()):
+        return
+    if len(record) != width:
+        collector.rows += 1
+        _shape_problem(collector, line, header, len(record))
+        return
+    mapper.convert(collector, line, record)
+
+
+def _period_columns(config: CsvSource, header: list[str], where: str,
+                    mapper: Mapper) -> list[tuple[int, str, int]]:
+    pattern = re.compile(config.period_columns)
+    labelled = set(config.labels.values()) | {config.indicator_column}
+    out: list[tuple[int, str, int]] = []
+    seen: dict[int, str] = {}
+    for position, name in enumerate(header):
+        if name in labelled or not pattern.search(name):
+            continue
+        try:
+            period = mapper.period(name, name)
+        except Reject as rejected:
+            raise PayloadError(f"source {config.name!r} {where}: column {name!r} matches "
+                               f"period_columns but {rejected.message}; fix period_format or "
+                               "period_columns") from None
+        if period in seen:
+            raise PayloadError(f"source {config.name!r} {where}: columns {seen[period]!r} and "
+                               f"{name!r} are the same period")
+        seen[period] = name
+        out.append((position, name, period))
+    if not out:
+        shown = ", ".join(repr(h) for h in header[:8])
+        raise PayloadError(f"source {config.name!r} {where}: schema drift: no column matches "
+                           f"period_columns {config.period_columns!r} (the header has {shown}…)"
+                           "; the previous data is kept")
+    return out
+
+
+def _parse_wide(config: CsvSource, header: list[str], records: Iterator[tuple[list[str], int]],
+                where: str, truncated: bool, origin: str) -> Parsed:
+    source = config.name
+    wanted = missing_columns(config, need_period=False)
+    index = _index(source, where, header, wanted)
+
+    def locate(column: str) -> Getter:
+        return itemgetter(index[column])
+
+    mapper = Mapper(config, source, config.static_labels, locate, need_period=False)
+    columns = _period_columns(config, header, where, mapper)
+    collector = Collector(source, by_series=True)
+    width = len(header)
+    flag_getter = itemgetter(index[config.provisional_column]) \
+        if config.provisional_column else None
+    low = -sys.float_info.max if config.allow_negative else 0.0
+    inf = math.inf
+    allow_negative = config.allow_negative
+    pending: tuple[list[str], int] | None = None
+
+    def row(record: list[str], line: int) -> None:
+        if not record or (len(record) == 1 and not record[0].strip()):
+            return
+        collector.rows += 1
+        if len(record) != width:
+            _shape_problem(collector, line, header, len(record))
+            return
+        try:
+            indicator = mapper.indicator(record)
+            labels = mapper.labels(record)
+            flag = False
+            if flag_getter is not None:
+                flag = mapper.flag(flag_getter(record), config.provisional_column or "")
+        except Skip:
+            collector.skipped += 1
+            return
+        except Reject as rejected:
+            collector.problem(line, rejected.field, rejected.reason, rejected.message)
+            return
+        out: list[Observation] = []
+        for position, name, period in columns:
+            cell = record[position]
+            try:
+                value: float | None = float(cell)
+            except ValueError:
+                value = None
+            if value is None or not low <= value < inf:
+                try:
+                    value = mapper.number(cell, name, allow_negative=allow_negative)
+                except Reject as rejected:
+                    collector.problem(line, rejected.field, rejected.reason, rejected.message)
+                    continue
+                if value is None:
+                    collector.skipped += 1
+                    continue
+            out.append(Observation(indicator, labels, period, value, None, flag))
+        collector.add(line, out)
+
+    for item in records:
+        if pending is not None:
+            row(*pending)
+        pending = item
+    if pending is not None:
+        record, line = pending
+        if truncated and record and len(record) != width:
+            raise _truncation(source, origin, line, len(record), width)
+        row(record, line)
+    observations, problems = collector.result()
+    return Parsed(observations, problems, rows=collector.rows, skipped=collector.skipped)

@@ -1,0 +1,404 @@
+"""Polling: each source on its own schedule, one transaction per poll, health kept.
+
+A poll is a pipeline of small stages::
+
+    fetch      I/O; a payload, or "unchanged" (304, same body hash, no new month)
+    parse      pure; observations (or milestones) and row problems
+    finish     pure; the provisional rule (the last N periods)
+    report     each rejected row logged with source, row and field; counted by reason
+    judge      pure; too many rows rejected fails the poll as a whole
+    store      one transaction: it lands whole or not at all
+    record     validators, health and the poll's history row
+
+One bad source never stops the others: every failure is caught, logged once, counted,
+kept as the source's last error, and the previous data stays. Scheduled polls of a
+source that keeps failing back off (see :func:`failure_backoff`).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import CollectorRegistry
+
+from monitor.clock import Clock
+from monitor.errors import ConfigError, PayloadError, Problem, SourceError
+from monitor.logs import get_logger
+from monitor.model import RowProblem
+from monitor.sources.base import Parsed, Payload, Source, SourceDeps
+from monitor.sources.config import SourceBase, check_unique_names, cron_trigger
+from monitor.sources.mapping import mark_provisional
+from monitor.sources.metrics import SourceMetrics
+from monitor.sources.registry import KINDS, build
+from monitor.store import Store
+from monitor.store.observations import IngestResult, MilestoneResult
+from monitor.store.sourcestate import SourceHealth
+
+log = get_logger(__name__)
+
+JOB_PREFIX = "source:"
+MAX_BACKOFF = 6 * 3600.0
+KEPT_PROBLEMS = 20  # row problems a PollResult carries (all are logged up to the cap below)
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one poll (or one backfill from a file) did."""
+
+    source: str
+    outcome: str  # success | partial | unchanged | failed | skipped
+    started_at: datetime
+    finished_at: datetime
+    rows: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    stored: IngestResult = field(default_factory=IngestResult)
+    milestones: MilestoneResult | None = None
+    problems: tuple[RowProblem, ...] = ()
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("success", "partial", "unchanged")
+
+    def summary(self) -> str:
+        """Return one line for people: what was read, stored and rejected."""
+        if self.outcome == "failed":
+            return f"{self.source}: failed: {self.error}"
+        if self.outcome in ("unchanged", "skipped"):
+            return f"{self.source}: {self.outcome}"
+        parts = [f"{self.rows:,} rows"]
+        if self.milestones is not None:
+            m = self.milestones
+            parts.append(f"milestones {m.inserted} new, {m.updated} changed, "
+                         f"{m.unchanged} unchanged, {m.removed} removed")
+        else:
+            s = self.stored
+            parts.append(f"{s.observations:,} observations: {s.inserted:,} new, "
+                         f"{s.revised:,} revised, {s.updated:,} updated, "
+                         f"{s.unchanged:,} unchanged")
+            if s.series_created:
+                parts.append(f"{s.series_created:,} new series")
+        parts.append(f"{self.rejected:,} rejected")
+        if self.skipped:
+            parts.append(f"{self.skipped:,} skipped")
+        return f"{self.source}: {self.outcome}: " + ", ".join(parts)
+
+
+def judge(config: SourceBase, parsed: Parsed) -> None:
+    """Raise PayloadError when more than ``max_reject_ratio`` of the rows were rejected."""
+    rejected = len(parsed.problems)
+    if not parsed.rows or not rejected:
+        return
+    share = rejected / parsed.rows
+    if share > config.max_reject_ratio:
+        first = parsed.problems[0]
+        raise PayloadError(
+            f"source {config.name!r}: {rejected:,} of {parsed.rows:,} rows rejected "
+            f"({share:.0%}, more than max_reject_ratio {config.max_reject_ratio:.0%}); the "
+            f"payload looks broken, so nothing is stored and the previous data is kept; the "
+            f"first: {first}")
+
+
+def failure_backoff(failures: int, every: float) -> float:
+    """Return how long after a failed attempt scheduled polls wait (0: the next one runs).
+
+    The first failure changes nothing; each further one doubles the wait, from one
+    schedule period up to six hours (or the period, when longer).
+    """
+    if failures <= 1:
+        return 0.0
+    wait: float = min(every * 2.0 ** (failures - 1), max(MAX_BACKOFF, every))
+    return wait
+
+
+def first_run(config: SourceBase, health: SourceHealth | None, now: datetime,
+              rng: random.Random) -> datetime | None:
+    """Return when a source's first scheduled poll runs (None: as its cron says).
+
+    A source that never succeeded, or whose last success is older than its interval,
+    polls right away (within its jitter); otherwise when the interval since its last
+    success ends.
+    """
+    delay = timedelta(seconds=rng.uniform(0, config.jitter)) if config.jitter else timedelta()
+    last = health.last_success_at if health else None
+    if config.cron is not None:
+        return now + delay if last is None else None
+    if last is None:
+        return now + delay
+    return max(now, last + timedelta(seconds=config.every)) + delay
+
+
+def _check_names(configs: Sequence[SourceBase]) -> None:
+    duplicates = check_unique_names(list(configs))
+    if duplicates:
+        raise ConfigError([Problem("", None, None, "sources", m) for m in duplicates])
+
+
+class Poller:
+    """Polls the configured sources into the store and keeps their health and metrics."""
+
+    def __init__(self, store: Store, configs: Sequence[SourceBase], clock: Clock,
+                 registry: CollectorRegistry, *,
+                 kinds: Mapping[str, type[Source[Any]]] = KINDS,
+                 deps: SourceDeps | None = None, max_logged_problems: int = 100) -> None:
+        _check_names(configs)
+        self.store = store
+        self.clock = clock
+        self.kinds = kinds
+        self.deps = deps or SourceDeps(clock=clock)
+        self.metrics = SourceMetrics(registry)
+        self.max_logged_problems = max_logged_problems
+        self._sources: dict[str, Source[Any]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._retry_at: dict[str, datetime] = {}
+        self._scheduler: Any = None
+        self.update(configs)
+        for health in self.store.source_state.health():
+            if health.source in self._sources:
+                self._show_health(health)
+
+    # --- configuration -------------------------------------------------------------
+
+    def update(self, configs: Sequence[SourceBase]) -> None:
+        """Replace the configured sources (a reload); reschedule when scheduled.
+
+        Raises ConfigError when two sources share a name.
+        """
+        _check_names(configs)
+        old = self._sources
+        self._sources = {c.name: build(c, self.deps, self.kinds) for c in configs}
+        for name in self._sources:
+            self._locks.setdefault(name, threading.Lock())
+        self.metrics.known(self._sources)
+        for source in old.values():
+            source.close()
+        if self._scheduler is not None:
+            self.schedule(self._scheduler)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._sources)
+
+    def source(self, name: str) -> Source[Any]:
+        """Return the source named ``name``. Raises SourceError listing the known names."""
+        try:
+            return self._sources[name]
+        except KeyError:
+            known = ", ".join(self._sources) or "none configured"
+            raise SourceError(f"no source named {name!r} (configured: {known})") from None
+
+    def health(self) -> list[SourceHealth]:
+        """Return the health of every configured source (never-polled ones included)."""
+        stored = {h.source: h for h in self.store.source_state.health()}
+        return [stored.get(name) or SourceHealth(name, None, None, "", 0)
+                for name in self._sources]
+
+    def close(self) -> None:
+        for source in self._sources.values():
+            source.close()
+
+    # --- scheduling -----------------------------------------------------------------
+
+    def schedule(self, scheduler: Any) -> list[str]:
+        """Add one job per enabled source to an APScheduler scheduler; return the job ids.
+
+        Interval or cron triggers with the source's jitter; a missed run is run once,
+        however late (coalesce, no grace limit). Jobs added by an earlier call (sources
+        since removed, changed or disabled) are replaced.
+        """
+        self._scheduler = scheduler
+        for job in scheduler.get_jobs():
+            if job.id.startswith(JOB_PREFIX):
+                scheduler.remove_job(job.id)
+        now = self.clock.now()
+        health = {h.source: h for h in self.store.source_state.health()}
+        wanted: list[str] = []
+        for name, source in self._sources.items():
+            config = source.config
+            if not config.enabled:
+                continue
+            jitter = round(config.jitter) or None
+            trigger: Any
+            if config.cron is not None:
+                trigger = cron_trigger(config.cron, config.jitter)
+            else:
+                trigger = IntervalTrigger(seconds=config.every, timezone="UTC", jitter=jitter)
+            job_id = JOB_PREFIX + name
+            options: dict[str, Any] = {}
+            start = first_run(config, health.get(name), now, self.deps.rng)
+            if start is not None:
+                options["next_run_time"] = start
+            scheduler.add_job(self.scheduled_poll, trigger, args=[name], id=job_id,
+                              name=f"poll {name}", coalesce=True,
+                              max_instances=1, misfire_grace_time=None, **options)
+            wanted.append(job_id)
+        return wanted
+
+    def scheduled_poll(self, name: str) -> PollResult | None:
+        """Poll ``name`` unless it is backing off or already being polled; never raises."""
+        now = self.clock.now()
+        retry_at = self._retry_at.get(name)
+        if retry_at is not None and now < retry_at:
+            log.debug("poll skipped: backing off after failures", source=name,
+                      until=retry_at.isoformat())
+            return None
+        lock = self._locks.get(name)
+        if lock is None or not lock.acquire(blocking=False):
+            return None
+        try:
+            return self._poll_locked(name)
+        finally:
+            lock.release()
+
+    # --- polling ----------------------------------------------------------------------
+
+    def poll(self, name: str) -> PollResult:
+        """Poll one source now and return what happened (failures are results, not raised).
+
+        Raises SourceError only when no source has that name.
+        """
+        self.source(name)
+        with self._locks[name]:
+            return self._poll_locked(name)
+
+    def poll_all(self) -> list[PollResult]:
+        """Poll every enabled source once, one after another."""
+        return [self.poll(name) for name, s in list(self._sources.items()) if s.config.enabled]
+
+    def ingest_file(self, name: str, path: Path) -> PollResult:
+        """Backfill ``name`` from a local file read with that source's mapping.
+
+        The source's validators are left alone. Raises SourceError for an unknown name.
+        """
+        source = self.source(name)
+        with self._locks[name]:
+            return self._run(source, lambda: source.load_file(path), record_validators=False)
+
+    def _poll_locked(self, name: str) -> PollResult:
+        source = self.source(name)
+
+        def fetch() -> Payload:
+            return source.fetch(self.store.source_state.validators(name))
+
+        return self._run(source, fetch, record_validators=True)
+
+    def _run(self, source: Source[Any], fetch: Callable[[], Payload], *,
+             record_validators: bool) -> PollResult:
+        name = source.name
+        started = self.clock.now()
+        clock_start = time.monotonic()
+        try:
+            payload = fetch()
+            if payload.unchanged:
+                result = PollResult(name, "unchanged", started, self.clock.now())
+                self.store.source_state.record_success(
+                    name, started=started, finished=result.finished_at, outcome="unchanged",
+                    validators=payload.validators if record_validators else None)
+            else:
+                parsed = source.parse(payload)
+                parsed.observations = mark_provisional(source.config, parsed.observations)
+                self._report(name, parsed.problems)
+                judge(source.config, parsed)
+                result = self._store(source, parsed, started)
+                self.store.source_state.record_success(
+                    name, started=started, finished=result.finished_at, outcome=result.outcome,
+                    validators=payload.validators if record_validators else None,
+                    observations=result.stored.observations, inserted=result.stored.inserted,
+                    revisions=result.stored.revised, rejected=result.rejected)
+        except Exception as exc:  # one bad source never stops the others
+            return self._failed(source, started, clock_start, exc)
+        self._retry_at.pop(name, None)
+        self._count(result, time.monotonic() - clock_start)
+        log.info("source polled", source=name, outcome=result.outcome, rows=result.rows,
+                 inserted=result.stored.inserted, revised=result.stored.revised,
+                 rejected=result.rejected, seconds=round(time.monotonic() - clock_start, 3))
+        return result
+
+    def _store(self, source: Source[Any], parsed: Parsed, started: datetime) -> PollResult:
+        name = source.name
+        now = self.clock.now()
+        outcome = "partial" if parsed.problems else "success"
+        common: dict[str, Any] = {"rows": parsed.rows, "rejected": len(parsed.problems),
+                                  "skipped": parsed.skipped,
+                                  "problems": tuple(parsed.problems[:KEPT_PROBLEMS])}
+        if parsed.milestones is not None:
+            milestones = self.store.observations.upsert_milestones(
+                name, parsed.milestones, now=now, remove_missing=not parsed.problems)
+            return PollResult(name, outcome, started, self.clock.now(), milestones=milestones,
+                              **common)
+        frequency = getattr(source.config, "frequency", None)
+        stored = self.store.observations.ingest(name, parsed.observations, now=now,
+                                                indicator_frequency=frequency)
+        return PollResult(name, outcome, started, self.clock.now(), stored=stored, **common)
+
+    def _report(self, name: str, problems: Sequence[RowProblem]) -> None:
+        """Log each rejected row (up to the cap, then a summary) and count it by reason."""
+        if not problems:
+            return
+        reasons = Counter(p.reason for p in problems)
+        for reason, count in reasons.items():
+            self.metrics.rejected.labels(name, reason).inc(count)
+        for problem in problems[:self.max_logged_problems]:
+            log.warning("row rejected", source=name, row=problem.row, field=problem.field,
+                        reason=problem.reason, error=problem.message)
+        hidden = len(problems) - self.max_logged_problems
+        if hidden > 0:
+            log.warning("more rows rejected than logged", source=name, not_logged=hidden,
+                        by_reason=dict(reasons))
+
+    def _failed(self, source: Source[Any], started: datetime, clock_start: float,
+                exc: Exception) -> PollResult:
+        name = source.name
+        finished = self.clock.now()
+        error = str(exc) if isinstance(exc, SourceError) else \
+            f"source {name!r}: {type(exc).__name__}: {exc}"
+        if isinstance(exc, SourceError):
+            log.error("poll failed; previous data kept", source=name, error=error)
+        else:
+            log.exception("poll failed unexpectedly; previous data kept", source=name)
+        failures = 0
+        try:
+            failures = self.store.source_state.record_failure(name, started=started,
+                                                              finished=finished, error=error)
+        except Exception:  # the store may be what failed
+            log.exception("cannot record the failed poll", source=name)
+        wait = failure_backoff(failures, source.config.every)
+        if wait:
+            self._retry_at[name] = finished + timedelta(seconds=wait)
+        self.metrics.polls.labels(name, "failed").inc()
+        self.metrics.duration.labels(name).observe(time.monotonic() - clock_start)
+        self.metrics.failures.labels(name).set(failures)
+        self.metrics.last_failure.labels(name).set(finished.timestamp())
+        return PollResult(name, "failed", started, finished, error=error)
+
+    def _count(self, result: PollResult, seconds: float) -> None:
+        name = result.source
+        metrics = self.metrics
+        metrics.polls.labels(name, result.outcome).inc()
+        metrics.duration.labels(name).observe(seconds)
+        metrics.last_success.labels(name).set(result.finished_at.timestamp())
+        metrics.failures.labels(name).set(0)
+        stored = result.stored
+        for label, count in (("inserted", stored.inserted), ("revised", stored.revised),
+                             ("updated", stored.updated), ("unchanged", stored.unchanged)):
+            if count:
+                metrics.observations.labels(name, label).inc(count)
+        if stored.revised:
+            metrics.revisions.labels(name).inc(stored.revised)
+
+    def _show_health(self, health: SourceHealth) -> None:
+        if health.last_success_at is not None:
+            self.metrics.last_success.labels(health.source).set(
+                health.last_success_at.timestamp())
+        self.metrics.failures.labels(health.source).set(health.consecutive_failures)
+

@@ -1,0 +1,472 @@
+"""The notifier's tables: claimed transitions, its view of alerts, the notification log,
+the outbox and silences.
+
+Two kinds of access:
+
+- :meth:`NotifyStore.transaction` yields a :class:`NotifyTx` for the pipeline's one
+  transaction (claim transitions → update alerts → write log and outbox). On PostgreSQL
+  it takes a transaction-scoped advisory lock, so replicas flush one at a time; SQLite
+  serialises writers with ``BEGIN IMMEDIATE`` already.
+- The outbox methods (claim with a lease, deliver, retry, dead-letter, resend) each run
+  in their own short transaction, so a slow send never holds a lock.
+
+Claiming is ``UPDATE … WHERE <still claimable>`` with exactly one row changed: two
+replicas never take the same transition or the same outbox row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, text, update
+
+from monitor.model import iter_chunks, utc
+from monitor.notify.matchers import Matcher
+from monitor.notify.notification import FIRING, RESOLVED, NotifyAlert
+from monitor.notify.pipeline import LogEntry
+from monitor.notify.silences import Silence, recurrence_dict, recurrence_from
+from monitor.store.tables import (
+    AlertRow,
+    MetaRow,
+    NotificationLogRow,
+    NotificationRow,
+    NotifyAlertRow,
+    SilenceRow,
+    TransitionRow,
+)
+
+TRANSITION = TransitionRow.metadata.tables["alert_transition"]
+ALERT = AlertRow.metadata.tables["alert"]
+NOTIFY_ALERT = NotifyAlertRow.metadata.tables["notify_alert"]
+OUTBOX = NotificationRow.metadata.tables["notification"]
+LOG = NotificationLogRow.metadata.tables["notification_log"]
+SILENCE = SilenceRow.metadata.tables["silence"]
+META = MetaRow.metadata.tables["monitor_meta"]
+
+PENDING = "pending"
+DELIVERED = "delivered"
+DEAD = "dead"
+SUPERSEDED = "superseded"
+ADVISORY_LOCK = 0x6B70696E  # "kpin": one notifier flush at a time across replicas
+CHUNK = 500
+
+
+def _dt(value: datetime | None) -> datetime | None:
+    return utc(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class TransitionEvent:
+    """One claimed alert transition."""
+
+    id: int
+    alert_id: str
+    rule: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    from_state: str
+    to_state: str
+    value: float | None
+    explanation: str
+    at: datetime
+
+    @property
+    def notifiable(self) -> bool:
+        """True for a transition to firing, or from firing to resolved."""
+        return self.to_state == FIRING or (self.to_state == RESOLVED
+                                           and self.from_state == FIRING)
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """An outbox row to insert: one notification for one integration of a receiver."""
+
+    receiver: str
+    integration: str
+    group_key: str
+    payload: str
+    earliest_fired_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One outbox row as stored."""
+
+    id: int
+    receiver: str
+    integration: str
+    group_key: str
+    payload: str
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    claimed_by: str | None
+    claimed_until: datetime | None
+    last_error: str
+    delivered_at: datetime | None
+    earliest_fired_at: datetime | None
+
+    @property
+    def lane(self) -> tuple[str, str]:
+        return self.receiver, self.integration
+
+
+def _item(row: Any) -> OutboxItem:
+    m = row._mapping
+    return OutboxItem(
+        id=m["id"], receiver=m["receiver"], integration=m["integration"],
+        group_key=m["group_key"], payload=m["payload"], status=m["status"],
+        attempts=m["attempts"], created_at=utc(m["created_at"]),
+        next_attempt_at=utc(m["next_attempt_at"]), claimed_by=m["claimed_by"],
+        claimed_until=_dt(m["claimed_until"]), last_error=m["last_error"],
+        delivered_at=_dt(m["delivered_at"]), earliest_fired_at=_dt(m["earliest_fired_at"]),
+    )
+
+
+def _alert(row: Any) -> NotifyAlert:
+    m = row._mapping
+    return NotifyAlert(
+        alert_id=m["alert_id"], rule=m["rule"], labels=json.loads(m["labels"]),
+        annotations=json.loads(m["annotations"]), status=m["status"], value=m["value"],
+        explanation=m["explanation"], starts_at=utc(m["starts_at"]),
+        ends_at=_dt(m["ends_at"]), updated_at=utc(m["updated_at"]),
+    )
+
+
+def _silence(row: Any) -> Silence:
+    m = row._mapping
+    recurrence = json.loads(m["recurrence"]) if m["recurrence"] else None
+    return Silence(
+        id=m["id"], matchers=tuple(Matcher.from_dict(x) for x in json.loads(m["matchers"])),
+        starts_at=utc(m["starts_at"]), ends_at=utc(m["ends_at"]), created_by=m["created_by"],
+        comment=m["comment"], recurrence=recurrence_from(recurrence),
+        created_at=utc(m["created_at"]), expired_at=_dt(m["expired_at"]),
+    )
+
+
+def _silence_row(silence: Silence) -> dict[str, Any]:
+    recurrence = recurrence_dict(silence)
+    return {
+        "id": silence.id, "matchers": json.dumps([m.to_dict() for m in silence.matchers]),
+        "starts_at": silence.starts_at, "ends_at": silence.ends_at,
+        "created_by": silence.created_by, "comment": silence.comment,
+        "recurrence": json.dumps(recurrence) if recurrence else None,
+        "created_at": silence.created_at or silence.starts_at,
+        "expired_at": silence.expired_at,
+    }
+
+
+class NotifyTx:
+    """The pipeline's operations inside one transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def claim_transitions(self, owner: str, now: datetime, limit: int = 50_000
+                          ) -> list[TransitionEvent]:
+        """Claim up to ``limit`` unclaimed transitions, oldest first; return the claimed ones.
+
+        Each is claimed by ``UPDATE … WHERE id = :id AND claimed_by IS NULL``; a row
+        another notifier took first is skipped.
+        """
+        ids = list(self.conn.execute(
+            select(TRANSITION.c.id).where(TRANSITION.c.claimed_by.is_(None))
+            .order_by(TRANSITION.c.id).limit(limit)).scalars())
+        claimed: list[int] = []
+        for chunk in iter_chunks(ids, CHUNK):
+            result = self.conn.execute(
+                update(TRANSITION)
+                .where(TRANSITION.c.id.in_(chunk), TRANSITION.c.claimed_by.is_(None))
+                .values(claimed_by=owner, claimed_at=now))
+            if result.rowcount == len(chunk):
+                claimed.extend(chunk)
+            else:  # someone else took some: keep exactly the rows now ours
+                claimed.extend(self.conn.execute(
+                    select(TRANSITION.c.id).where(TRANSITION.c.id.in_(chunk),
+                                                  TRANSITION.c.claimed_by == owner,
+                                                  TRANSITION.c.claimed_at == now)).scalars())
+        events: list[TransitionEvent] = []
+        for chunk in iter_chunks(sorted(claimed), CHUNK):
+            for row in self.conn.execute(select(TRANSITION).where(
+                    TRANSITION.c.id.in_(chunk)).order_by(TRANSITION.c.id)):
+                m = row._mapping
+                events.append(TransitionEvent(
+                    id=m["id"], alert_id=m["alert_id"], rule=m["rule"],
+                    labels=json.loads(m["labels"]), annotations=json.loads(m["annotations"]),
+                    from_state=m["from_state"], to_state=m["to_state"], value=m["value"],
+                    explanation=m["explanation"], at=utc(m["at"])))
+        return events
+
+    def load_alerts(self) -> list[NotifyAlert]:
+        """Return every alert the notifier tracks (firing, and resolved not yet dropped)."""
+        return [_alert(row) for row in self.conn.execute(select(NOTIFY_ALERT))]
+
+    def save_alerts(self, alerts: Sequence[NotifyAlert]) -> None:
+        """Insert or replace the given alerts."""
+        if not alerts:
+            return
+        ids = [a.alert_id for a in alerts]
+        for chunk in iter_chunks(ids, CHUNK):
+            self.conn.execute(delete(NOTIFY_ALERT).where(NOTIFY_ALERT.c.alert_id.in_(chunk)))
+        self.conn.execute(insert(NOTIFY_ALERT), [{
+            "alert_id": a.alert_id, "rule": a.rule,
+            "labels": json.dumps(dict(a.labels), sort_keys=True),
+            "annotations": json.dumps(dict(a.annotations), sort_keys=True),
+            "status": a.status, "value": a.value, "explanation": a.explanation,
+            "starts_at": a.starts_at, "ends_at": a.ends_at,
+            "updated_at": a.updated_at or a.starts_at,
+        } for a in alerts])
+
+    def delete_alerts(self, alert_ids: Iterable[str]) -> None:
+        for chunk in iter_chunks(list(alert_ids), CHUNK):
+            self.conn.execute(delete(NOTIFY_ALERT).where(NOTIFY_ALERT.c.alert_id.in_(chunk)))
+
+    def log_entries(self) -> dict[tuple[str, str], LogEntry]:
+        """Return the notification log keyed by (receiver, group key)."""
+        out = {}
+        for row in self.conn.execute(select(LOG)):
+            m = row._mapping
+            out[(m["receiver"], m["group_key"])] = LogEntry(
+                receiver=m["receiver"], group_key=m["group_key"],
+                firing=frozenset(json.loads(m["firing"] or "[]")),
+                resolved=frozenset(json.loads(m["resolved"] or "[]")),
+                sent_at=utc(m["sent_at"]), thread_id=m["message_id"])
+        return out
+
+    def write_log(self, entries: Sequence[LogEntry]) -> None:
+        """Insert or replace the given log entries."""
+        if not entries:
+            return
+        for entry in entries:
+            self.conn.execute(delete(LOG).where(LOG.c.receiver == entry.receiver,
+                                                LOG.c.group_key == entry.group_key))
+        self.conn.execute(insert(LOG), [{
+            "receiver": e.receiver, "group_key": e.group_key,
+            "firing": json.dumps(sorted(e.firing)), "resolved": json.dumps(sorted(e.resolved)),
+            "sent_at": e.sent_at, "message_id": e.thread_id,
+        } for e in entries])
+
+    def enqueue(self, messages: Sequence[NewMessage], now: datetime) -> int:
+        """Commit messages to the outbox, due now; return how many.
+
+        An older message for the same receiver, integration and group that is still
+        waiting (not leased) is marked ``superseded``: the new one carries the group's
+        whole state, and sending the old one after it would be wrong.
+        """
+        if not messages:
+            return 0
+        for message in messages:
+            self.conn.execute(
+                update(OUTBOX).where(
+                    OUTBOX.c.receiver == message.receiver,
+                    OUTBOX.c.integration == message.integration,
+                    OUTBOX.c.group_key == message.group_key,
+                    OUTBOX.c.status == PENDING,
+                    or_(OUTBOX.c.claimed_until.is_(None), OUTBOX.c.claimed_until < now))
+                .values(status=SUPERSEDED, last_error="superseded by a newer message"))
+        self.conn.execute(insert(OUTBOX), [{
+            "receiver": m.receiver, "integration": m.integration, "group_key": m.group_key,
+            "payload": m.payload, "status": PENDING, "attempts": 0, "created_at": now,
+            "next_attempt_at": now, "claimed_by": None, "claimed_until": None,
+            "last_error": "", "delivered_at": None, "earliest_fired_at": m.earliest_fired_at,
+        } for m in messages])
+        return len(messages)
+
+    def silences(self) -> list[Silence]:
+        return [_silence(row) for row in self.conn.execute(select(SILENCE))]
+
+    def get_meta(self, key: str) -> str | None:
+        value = self.conn.execute(select(META.c.value).where(META.c.key == key)).scalar()
+        return None if value is None else str(value)
+
+    def set_meta(self, key: str, value: str, now: datetime) -> None:
+        self.conn.execute(delete(META).where(META.c.key == key))
+        self.conn.execute(insert(META), [{"key": key, "value": value, "updated_at": now}])
+
+
+class NotifyStore:
+    """The notifier's repository on the shared engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.is_postgres = engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def transaction(self) -> Iterator[NotifyTx]:
+        """Yield the pipeline's transaction; commits on exit, rolls back on an exception."""
+        with self.engine.begin() as conn:
+            if self.is_postgres:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK})
+            yield NotifyTx(conn)
+
+    # --- outbox ----------------------------------------------------------------------
+
+    def due_lanes(self, now: datetime) -> list[tuple[str, str]]:
+        """Return the (receiver, integration) lanes that have a message due and unleased."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(OUTBOX.c.receiver, OUTBOX.c.integration).distinct()
+                .where(OUTBOX.c.status == PENDING, OUTBOX.c.next_attempt_at <= now,
+                       or_(OUTBOX.c.claimed_until.is_(None), OUTBOX.c.claimed_until < now)))
+            return sorted((r[0], r[1]) for r in rows)
+
+    def next_attempt_at(self, receiver: str, integration: str) -> datetime | None:
+        """Return when the lane's next pending message is due (None: nothing pending)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(func.min(OUTBOX.c.next_attempt_at)).where(
+                    OUTBOX.c.receiver == receiver, OUTBOX.c.integration == integration,
+                    OUTBOX.c.status == PENDING)).scalar()
+        return _dt(value)
+
+    def claim_due(self, receiver: str, integration: str, owner: str, now: datetime,
+                  lease: float, limit: int = 20) -> list[OutboxItem]:
+        """Lease up to ``limit`` due messages of one lane to ``owner``, oldest first.
+
+        Each row is taken by ``UPDATE … WHERE id = :id AND status = 'pending' AND
+        next_attempt_at <= now AND (claimed_until IS NULL OR claimed_until < now)``;
+        a row another replica took first is skipped. The lease lets a crashed sender's
+        rows be picked up again once it runs out.
+        """
+        until = now + timedelta(seconds=lease)
+        claimable = and_(OUTBOX.c.status == PENDING, OUTBOX.c.next_attempt_at <= now,
+                         or_(OUTBOX.c.claimed_until.is_(None), OUTBOX.c.claimed_until < now))
+        taken: list[int] = []
+        with self.engine.begin() as conn:
+            ids = list(conn.execute(
+                select(OUTBOX.c.id).where(OUTBOX.c.receiver == receiver,
+                                          OUTBOX.c.integration == integration, claimable)
+                .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id).limit(limit)).scalars())
+            for row_id in ids:
+                result = conn.execute(
+                    update(OUTBOX).where(OUTBOX.c.id == row_id, claimable)
+                    .values(claimed_by=owner, claimed_until=until,
+                            attempts=OUTBOX.c.attempts + 1))
+                if result.rowcount == 1:
+                    taken.append(row_id)
+            if not taken:
+                return []
+            rows = conn.execute(select(OUTBOX).where(OUTBOX.c.id.in_(taken))
+                                .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)).all()
+        return [_item(r) for r in rows]
+
+    def mark_delivered(self, item_id: int, now: datetime, note: str = "") -> None:
+        """Record a successful delivery."""
+        with self.engine.begin() as conn:
+            conn.execute(update(OUTBOX).where(OUTBOX.c.id == item_id).values(
+                status=DELIVERED, delivered_at=now, claimed_until=None, last_error=note))
+
+    def mark_retry(self, item_id: int, next_attempt_at: datetime, error: str) -> None:
+        """Record a retryable failure; the message is due again at ``next_attempt_at``."""
+        with self.engine.begin() as conn:
+            conn.execute(update(OUTBOX).where(
+                OUTBOX.c.id == item_id, OUTBOX.c.status == PENDING).values(
+                next_attempt_at=next_attempt_at, claimed_until=None, last_error=error))
+
+    def mark_dead(self, item_id: int, error: str) -> None:
+        """Make the message a dead letter, keeping the reason."""
+        with self.engine.begin() as conn:
+            conn.execute(update(OUTBOX).where(OUTBOX.c.id == item_id).values(
+                status=DEAD, claimed_until=None, last_error=error))
+
+    def resend(self, item_id: int, now: datetime) -> OutboxItem | None:
+        """Queue a dead (or delivered) message again, due now; return it, or None if unknown."""
+        with self.engine.begin() as conn:
+            conn.execute(update(OUTBOX).where(OUTBOX.c.id == item_id).values(
+                status=PENDING, attempts=0, next_attempt_at=now, claimed_by=None,
+                claimed_until=None, created_at=now))
+            row = conn.execute(select(OUTBOX).where(OUTBOX.c.id == item_id)).first()
+        return _item(row) if row is not None else None
+
+    def get(self, item_id: int) -> OutboxItem | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(OUTBOX).where(OUTBOX.c.id == item_id)).first()
+        return _item(row) if row is not None else None
+
+    def messages(self, status: str | None = None, limit: int = 100) -> list[OutboxItem]:
+        """Return outbox rows (of one status), newest first."""
+        query = select(OUTBOX).order_by(OUTBOX.c.id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(OUTBOX.c.status == status)
+        with self.engine.connect() as conn:
+            return [_item(r) for r in conn.execute(query)]
+
+    def counts(self) -> dict[tuple[str, str, str], int]:
+        """Return ``{(receiver, integration, status): rows}`` for pending and dead rows."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(OUTBOX.c.receiver, OUTBOX.c.integration, OUTBOX.c.status, func.count())
+                .where(OUTBOX.c.status.in_([PENDING, DEAD]))
+                .group_by(OUTBOX.c.receiver, OUTBOX.c.integration, OUTBOX.c.status))
+            return {(r[0], r[1], r[2]): int(r[3]) for r in rows}
+
+    def release_leases(self, now: datetime) -> int:
+        """End every lease (a SQLite store has one process: leases left are a dead one's)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(update(OUTBOX).where(
+                OUTBOX.c.status == PENDING, OUTBOX.c.claimed_until.is_not(None),
+                OUTBOX.c.claimed_until >= now).values(claimed_until=None))
+            return int(result.rowcount)
+
+    # --- silences --------------------------------------------------------------------
+
+    def silences(self) -> list[Silence]:
+        """Return every stored silence, expired ones included, newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(SILENCE).order_by(SILENCE.c.created_at.desc()))
+            return [_silence(r) for r in rows]
+
+    def silence(self, silence_id: str) -> Silence | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(SILENCE).where(SILENCE.c.id == silence_id)).first()
+        return _silence(row) if row is not None else None
+
+    def save_silence(self, silence: Silence) -> None:
+        """Insert or replace a silence."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(SILENCE).where(SILENCE.c.id == silence.id))
+            conn.execute(insert(SILENCE), [_silence_row(silence)])
+
+    # --- small facts -----------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(META.c.value).where(META.c.key == key)).scalar()
+        return None if value is None else str(value)
+
+    def set_meta(self, key: str, value: str, now: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(META).where(META.c.key == key))
+            conn.execute(insert(META), [{"key": key, "value": value, "updated_at": now}])
+
+    # --- reading alerts for previews -------------------------------------------------
+
+    def find_alert(self, alert_id: str) -> NotifyAlert | None:
+        """Return the alert ``alert_id`` as the notifier knows it, else from the engine's
+        current state (None when neither has it)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(NOTIFY_ALERT).where(
+                NOTIFY_ALERT.c.alert_id == alert_id)).first()
+            if row is not None:
+                return _alert(row)
+            current = conn.execute(select(ALERT).where(ALERT.c.id == alert_id)).first()
+        if current is None:
+            return None
+        m = current._mapping
+        status = FIRING if m["state"] == FIRING else RESOLVED
+        starts = _dt(m["fired_at"]) or _dt(m["active_since"]) or _dt(m["updated_at"])
+        return NotifyAlert(
+            alert_id=m["id"], rule=m["rule"], labels=json.loads(m["labels"]),
+            annotations=json.loads(m["annotations"]), status=status, value=m["value"],
+            explanation=m["explanation"], starts_at=starts or datetime.fromtimestamp(0, UTC),
+            ends_at=_dt(m["resolved_at"]) if status == RESOLVED else None)
+
+    def alert_ids(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(NOTIFY_ALERT.c.alert_id)).scalars())

@@ -1,0 +1,673 @@
+"""Observations, their revisions and plan milestones: the store side of ingestion.
+
+Writes are bulk, because a poll can bring a million values:
+
+1. resolve each observation's series (indicator + label set) to an id, creating missing
+   ``indicator`` and ``series`` rows;
+2. load the stored values of the touched series within the batch's period range and
+   compare in memory: new, unchanged, revised (value or denominator), flag-only;
+3. bulk-insert the new rows (``executemany`` on SQLite; ``COPY`` into a temporary table
+   and one ``INSERT … SELECT`` on PostgreSQL), then write the few revisions (the old
+   value and its as-of time) and updates.
+
+All of it runs in one transaction: a poll lands whole or not at all. Re-ingesting the
+same data changes nothing. Reads return columnar numpy blocks, one per indicator.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor.errors import StoreError
+from monitor.model import Frequency, Labels, Milestone, Observation, fingerprint, labels_of, utc
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+_CHUNK = 500  # bound parameters per IN (...) list: well under every driver's limit
+_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
+DRIVER_ERRORS = (sqlite3.Error, psycopg.Error, SQLAlchemyError)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What one ``ingest`` call did. ``observations`` = inserted + unchanged + revised + updated."""
+
+    observations: int = 0
+    inserted: int = 0
+    unchanged: int = 0
+    revised: int = 0  # value or denominator changed: the old value is kept as a revision
+    updated: int = 0  # only the provisional flag changed
+    series_created: int = 0
+    rejected: int = 0  # values that are not finite numbers; never stored
+    duplicates: int = 0  # repeated (series, period) in one call; the last one was kept
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.inserted or self.revised or self.updated)
+
+
+@dataclass(frozen=True, slots=True)
+class MilestoneResult:
+    """What one ``upsert_milestones`` call did."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0  # in the store but no longer in the plan
+
+
+@dataclass
+class SeriesBlock:
+    """Every stored observation of one indicator, columnar, sorted by series then period.
+
+    ``row[k]`` indexes ``series_ids``/``labels`` for observation ``k``. ``denominator`` is
+    NaN where none was given.
+    """
+
+    indicator: str
+    series_ids: list[int]
+    labels: list[dict[str, str]]
+    row: IntArray
+    period: IntArray
+    value: FloatArray
+    denominator: FloatArray
+    provisional: BoolArray
+    revisions: IntArray
+
+    def __len__(self) -> int:
+        return int(self.period.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    """One stored value of one series."""
+
+    period: int
+    value: float
+    denominator: float | None
+    provisional: bool
+    revisions: int
+    as_of: datetime
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionRecord:
+    """A stored value that a later poll replaced."""
+
+    indicator: str
+    labels: dict[str, str]
+    period: int
+    old_value: float
+    new_value: float
+    old_denominator: float | None
+    new_denominator: float | None
+    old_provisional: bool
+    old_as_of: datetime
+    revised_at: datetime
+    source: str
+
+
+@dataclass
+class _Batch:
+    """Observations grouped by series and deduplicated by (series, period)."""
+
+    keys: list[tuple[str, Labels]] = field(default_factory=list)
+    rows: dict[tuple[int, int], tuple[float, float | None, bool]] = field(default_factory=dict)
+    given: int = 0
+    rejected: int = 0
+
+
+def _collect(observations: Iterable[Observation]) -> _Batch:
+    """Return the batch: local series keys and one row per (local series, period)."""
+    batch = _Batch()
+    index: dict[tuple[str, Labels], int] = {}
+    rows = batch.rows
+    last_indicator: str | None = None
+    last_labels: Labels | None = None
+    local = -1
+    isfinite = math.isfinite
+    for obs in observations:
+        batch.given += 1
+        value = obs.value
+        if not isfinite(value):
+            batch.rejected += 1
+            continue
+        # Parsers emit a series' periods together, sharing one labels tuple: an identity
+        # check skips hashing the label set for all but the first.
+        if obs.labels is not last_labels or obs.indicator is not last_indicator:
+            last_indicator, last_labels = obs.indicator, obs.labels
+            key = (obs.indicator, obs.labels)
+            found = index.get(key)
+            if found is None:
+                found = index[key] = len(batch.keys)
+                batch.keys.append(key)
+            local = found
+        den = obs.denominator
+        if den is not None and not isfinite(den):
+            den = None
+        rows[(local, obs.period)] = (value, den, obs.provisional)
+    return batch
+
+
+def _json_labels(labels: Labels) -> str:
+    return json.dumps(dict(labels), sort_keys=True, ensure_ascii=False)
+
+
+class ObservationStore:
+    """Observations, series, revisions and milestones on one engine (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._pg = self.dialect == "postgresql"
+
+    # --- SQL helpers -----------------------------------------------------------------
+
+    def _q(self, sql: str) -> str:
+        """Return ``sql`` with ``?`` placeholders in the driver's style."""
+        return sql.replace("?", "%s") if self._pg else sql
+
+    def _ts(self, at: datetime) -> Any:
+        """Return ``at`` as the driver stores a DateTime column."""
+        at = utc(at)
+        return at if self._pg else at.replace(tzinfo=None).strftime(_SQLITE_TS)
+
+    @staticmethod
+    def _from_ts(value: Any) -> datetime:
+        return utc(value if isinstance(value, datetime) else datetime.fromisoformat(str(value)))
+
+    # --- writing -----------------------------------------------------------------------
+
+    def ingest(self, source: str, observations: Iterable[Observation], *, now: datetime,
+               indicator_frequency: Frequency | str | None = None) -> IngestResult:
+        """Store ``observations`` in one transaction; return what changed.
+
+        Keyed by (series, period): an identical value is left alone, a different value or
+        denominator is a revision (the old one is kept in ``observation_revision`` and the
+        row's ``revisions`` count goes up), a changed provisional flag alone is an update.
+        Missing indicators (named by their id, with ``indicator_frequency``) and series are
+        created. Non-finite values are refused and counted in ``rejected``; a repeated
+        (series, period) keeps the last value. Raises StoreError when the database fails,
+        in which case nothing was written.
+        """
+        batch = _collect(observations)
+        frequency = Frequency(indicator_frequency or Frequency.MONTHLY)
+        if not batch.rows:
+            return IngestResult(observations=0, rejected=batch.rejected,
+                                duplicates=batch.given - batch.rejected)
+        try:
+            with self.engine.begin() as conn:
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                cur = raw.cursor()
+                try:
+                    ids, created = self._resolve_series(cur, source, batch.keys, frequency, now)
+                    counts = self._apply(cur, source, batch, ids, now)
+                finally:
+                    cur.close()
+        except DRIVER_ERRORS as exc:
+            raise StoreError(f"cannot store the observations of source {source!r}: "
+                             f"{str(exc).strip().splitlines()[0]}; nothing was written") from exc
+        total = len(batch.rows)
+        inserted, revised, updated = counts
+        return IngestResult(
+            observations=total, inserted=inserted, revised=revised, updated=updated,
+            unchanged=total - inserted - revised - updated, series_created=created,
+            rejected=batch.rejected, duplicates=batch.given - batch.rejected - total,
+        )
+
+    def _resolve_series(self, cur: Any, source: str, keys: Sequence[tuple[str, Labels]],
+                        frequency: Frequency, now: datetime) -> tuple[list[int], int]:
+        """Return (series id per local key, series created), creating missing rows."""
+        prints = [fingerprint(labels) for _, labels in keys]
+        wanted: dict[str, dict[str, int]] = {}
+        for local, (indicator, _labels) in enumerate(keys):
+            wanted.setdefault(indicator, {})[prints[local]] = local
+        ids: list[int] = [0] * len(keys)
+        missing = self._lookup_series(cur, wanted, ids)
+        if not missing:
+            return ids, 0
+        stamp = self._ts(now)
+        cur.executemany(
+            self._q("INSERT INTO indicator (id, name, reference, unit, direction, frequency, "
+                    "definition, updated_at) VALUES (?, ?, '', '', 'neutral', ?, '{}', ?) "
+                    "ON CONFLICT (id) DO NOTHING"),
+            [(ind, ind, frequency.value, stamp) for ind in sorted({keys[i][0] for i in missing})])
+        rows = [(keys[i][0], prints[i], _json_labels(keys[i][1])) for i in missing]
+        if self._pg:
+            # One statement over arrays: executemany costs a round trip per row here.
+            indicators, fingerprints, labels = (list(column) for column in zip(*rows,
+                                                                                strict=True))
+            cur.execute("INSERT INTO series (indicator_id, fingerprint, labels, source, "
+                        "created_at) SELECT i, f, l, %s, %s FROM unnest(%s::text[], %s::text[], "
+                        "%s::text[]) AS u(i, f, l) ON CONFLICT (indicator_id, fingerprint) "
+                        "DO NOTHING", (source, stamp, indicators, fingerprints, labels))
+            created = cur.rowcount
+        else:
+            cur.executemany("INSERT INTO series (indicator_id, fingerprint, labels, source, "
+                            "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (indicator_id, "
+                            "fingerprint) DO NOTHING",
+                            [(*row, source, stamp) for row in rows])
+            created = len(missing)
+        again: dict[str, dict[str, int]] = {}
+        for local in missing:
+            again.setdefault(keys[local][0], {})[prints[local]] = local
+        still = self._lookup_series(cur, again, ids)
+        if still:
+            raise RuntimeError(f"{len(still)} series could not be created")
+        return ids, max(0, created)
+
+    def _lookup_series(self, cur: Any, wanted: Mapping[str, Mapping[str, int]],
+                       ids: list[int]) -> list[int]:
+        """Fill ``ids`` for the stored series in ``wanted``; return the local keys missing."""
+        missing: list[int] = []
+        for indicator, by_print in wanted.items():
+            found: dict[str, int] = {}
+            prints = list(by_print)
+            if self._pg:
+                # A join with the array, not IN (…): with an IN list PostgreSQL may filter
+                # every series of the indicator against every fingerprint.
+                cur.execute("SELECT s.fingerprint, s.id FROM series s JOIN unnest(%s::text[]) "
+                            "AS w(fingerprint) ON s.fingerprint = w.fingerprint "
+                            "WHERE s.indicator_id = %s", (prints, indicator))
+                found.update(cur.fetchall())
+                prints = []
+            for start in range(0, len(prints), _CHUNK):
+                chunk = prints[start:start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                cur.execute(self._q(f"SELECT fingerprint, id FROM series WHERE indicator_id = ? "  # noqa: S608
+                                    f"AND fingerprint IN ({marks})"), (indicator, *chunk))
+                found.update(cur.fetchall())
+            for fp, local in by_print.items():
+                sid = found.get(fp)
+                if sid is None:
+                    missing.append(local)
+                else:
+                    ids[local] = int(sid)
+        return missing
+
+    def _apply(self, cur: Any, source: str, batch: _Batch, ids: list[int],
+               now: datetime) -> tuple[int, int, int]:
+        """Merge the batch into ``observation``; return (inserted, revised, updated).
+
+        1. load the stored rows of the touched series within the batch's period range;
+        2. compare in memory: new, unchanged, revised (value or denominator), flag-only;
+        3. bulk-insert the new rows (``executemany`` / ``COPY``), then write the few
+           revisions and updates row by row.
+        """
+        stamp = self._ts(now)
+        rows = [(ids[local], period, value, den, prov)
+                for (local, period), (value, den, prov) in batch.rows.items()]
+        periods = [period for _local, period in batch.rows]
+        existing = self._existing(cur, sorted(set(ids)), min(periods), max(periods))
+        new: list[tuple[Any, ...]] = []
+        revisions: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        get = existing.get
+        for row in rows:
+            old = get((row[0], row[1]))
+            if old is None:
+                new.append(row)
+                continue
+            old_value, old_den, old_prov, old_as_of = old
+            revised = old_value != row[2] or old_den != row[3]
+            if revised:
+                revisions.append((row[0], row[1], old_value, old_den, bool(old_prov), old_as_of,
+                                  row[2], row[3], stamp, source))
+            elif bool(old_prov) == row[4]:
+                continue
+            updates.append((row[2], row[3], row[4], stamp, source, int(revised), row[0], row[1]))
+        self._insert_new(cur, new, stamp, source)
+        if revisions:
+            cur.executemany(self._q(
+                "INSERT INTO observation_revision (series_id, period, old_value, "
+                "old_denominator, old_provisional, old_as_of, new_value, new_denominator, "
+                "revised_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), revisions)
+        if updates:
+            cur.executemany(self._q(
+                "UPDATE observation SET value = ?, denominator = ?, provisional = ?, as_of = ?, "
+                "source = ?, revisions = revisions + ? WHERE series_id = ? AND period = ?"),
+                updates)
+        return len(new), len(revisions), len(updates) - len(revisions)
+
+    def _existing(self, cur: Any, sids: list[int], first: int, last: int
+                  ) -> dict[tuple[int, int], tuple[float, float | None, Any, Any]]:
+        """Return stored (value, denominator, provisional, as_of) by (series, period)."""
+        out: dict[tuple[int, int], tuple[float, float | None, Any, Any]] = {}
+        columns = "series_id, period, value, denominator, provisional, as_of"
+        if self._pg:
+            cur.execute(f"SELECT {columns} FROM observation WHERE series_id = ANY(%s) "  # noqa: S608
+                        "AND period BETWEEN %s AND %s", (sids, first, last))
+            for sid, period, value, den, prov, as_of in cur.fetchall():
+                out[(sid, period)] = (value, den, prov, as_of)
+            return out
+        for start in range(0, len(sids), _CHUNK):
+            chunk = sids[start:start + _CHUNK]
+            cur.execute(f"SELECT {columns} FROM observation WHERE series_id IN "  # noqa: S608
+                        f"({','.join('?' * len(chunk))}) AND period BETWEEN ? AND ?",
+                        (*chunk, first, last))
+            for sid, period, value, den, prov, as_of in cur.fetchall():
+                out[(sid, period)] = (value, den, prov, as_of)
+        return out
+
+    def _insert_new(self, cur: Any, rows: list[tuple[Any, ...]], stamp: Any,
+                    source: str) -> None:
+        if not rows:
+            return
+        if self._pg:
+            # COPY of five numbers into a temporary table, then one INSERT … SELECT, is
+            # faster than COPY straight into the table (no per-row text for as_of/source).
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS ingest_obs (series_id integer, "
+                        "period integer, value double precision, denominator double precision, "
+                        "provisional boolean) ON COMMIT DELETE ROWS")
+            with cur.copy("COPY ingest_obs (series_id, period, value, denominator, provisional)"
+                          " FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["int4", "int4", "float8", "float8", "bool"])
+                write = copy.write_row
+                for row in rows:
+                    write(row)
+            cur.execute("INSERT INTO observation (series_id, period, value, denominator, "
+                        "provisional, as_of, revisions, source) SELECT series_id, period, value, "
+                        "denominator, provisional, %s, 0, %s FROM ingest_obs", (stamp, source))
+            cur.execute("TRUNCATE ingest_obs")
+            return
+        # The default 2 MB page cache thrashes once the table outgrows it; 64 MB keeps the
+        # B-tree pages a bulk insert walks through in memory (per connection, not per file).
+        cur.execute("PRAGMA cache_size = -65536")
+        # The stamp is our own strftime output; inlining it saves binding it per row.
+        cur.executemany("INSERT INTO observation (series_id, period, value, denominator, "  # noqa: S608
+                        f"provisional, as_of, revisions, source) VALUES (?, ?, ?, ?, ?, "
+                        f"'{stamp}', 0, ?)", [(*row, source) for row in rows])
+
+    # --- reading -------------------------------------------------------------------------
+
+    def read(self, indicator_ids: list[str] | None = None,
+             since: int | None = None) -> dict[str, SeriesBlock]:
+        """Return one columnar block per indicator with its observations from ``since`` on.
+
+        ``indicator_ids`` None reads every indicator. Indicators without observations in
+        range are absent. Two queries in all (series, then observations), no ORM objects.
+        """
+        where_series = ""
+        params: list[Any] = []
+        if indicator_ids is not None:
+            if not indicator_ids:
+                return {}
+            where_series = f"WHERE indicator_id IN ({','.join('?' * len(indicator_ids))})"
+            params = list(indicator_ids)
+        with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            cur = raw.cursor()
+            try:
+                cur.execute(self._q(f"SELECT id, indicator_id, labels FROM series {where_series} "  # noqa: S608
+                                    "ORDER BY indicator_id, id"), params)
+                series = cur.fetchall()
+                if not series:
+                    return {}
+                columns = self._read_observations(cur, where_series, params, since)
+            finally:
+                cur.close()
+            conn.rollback()
+        return _blocks(series, columns)
+
+    def _read_observations(self, cur: Any, where_series: str, params: list[Any],
+                           since: int | None) -> _Columns:
+        """Return every matching observation as columns sorted by series, then period."""
+        clauses = []
+        args = list(params)
+        if where_series:
+            clauses.append(f"series_id IN (SELECT id FROM series {where_series})")  # noqa: S608
+        if since is not None:
+            clauses.append("period >= ?")
+            args.append(int(since))
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        if self._pg:
+            return _pg_columns(cur, where.replace("?", "%s"), args)
+        cur.execute("SELECT series_id, period, value, denominator, "  # noqa: S608
+                    f"provisional + 2 * revisions FROM observation {where} "
+                    "ORDER BY series_id, period", args)
+        table = np.array(cur.fetchall(), dtype=np.float64).reshape(-1, 5)
+        return _Columns(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64),
+                        table[:, 2].copy(), table[:, 3].copy(), table[:, 4].astype(np.int64))
+
+    def history(self, indicator: str, labels: Labels | Mapping[str, str],
+                since: int | None = None) -> list[HistoryPoint]:
+        """Return the stored values of one series, oldest period first ([] when unknown)."""
+        pairs = labels_of(labels) if isinstance(labels, Mapping) else labels
+        sql = ("SELECT o.period, o.value, o.denominator, o.provisional, o.revisions, o.as_of, "
+               "o.source FROM observation o JOIN series s ON s.id = o.series_id "
+               "WHERE s.indicator_id = ? AND s.fingerprint = ?")
+        args: list[Any] = [indicator, fingerprint(pairs)]
+        if since is not None:
+            sql += " AND o.period >= ?"
+            args.append(since)
+        rows = self._fetch(sql + " ORDER BY o.period", args)
+        return [HistoryPoint(int(p), float(v), None if d is None else float(d), bool(f), int(r),
+                             self._from_ts(at), str(src)) for p, v, d, f, r, at, src in rows]
+
+    def revisions(self, since: datetime | None = None, indicator: str | None = None,
+                  limit: int = 10_000) -> list[RevisionRecord]:
+        """Return revisions recorded at or after ``since``, newest first (at most ``limit``)."""
+        sql = ("SELECT s.indicator_id, s.labels, r.period, r.old_value, r.new_value, "
+               "r.old_denominator, r.new_denominator, r.old_provisional, r.old_as_of, "
+               "r.revised_at, r.source FROM observation_revision r "
+               "JOIN series s ON s.id = r.series_id")
+        clauses: list[str] = []
+        args: list[Any] = []
+        if since is not None:
+            clauses.append("r.revised_at >= ?")
+            args.append(self._ts(since))
+        if indicator is not None:
+            clauses.append("s.indicator_id = ?")
+            args.append(indicator)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += f" ORDER BY r.revised_at DESC, r.id DESC LIMIT {int(limit)}"
+        return [RevisionRecord(ind, json.loads(lab), int(p), float(ov), float(nv),
+                               None if od is None else float(od),
+                               None if nd is None else float(nd), bool(op),
+                               self._from_ts(oa), self._from_ts(ra), str(src))
+                for ind, lab, p, ov, nv, od, nd, op, oa, ra, src in self._fetch(sql, args)]
+
+    def revision_count(self, source: str | None = None) -> int:
+        """Return how many revisions are stored (for one source, or all)."""
+        if source is None:
+            rows = self._fetch("SELECT COUNT(*) FROM observation_revision", [])
+        else:
+            rows = self._fetch("SELECT COUNT(*) FROM observation_revision WHERE source = ?",
+                               [source])
+        return int(rows[0][0])
+
+    def count(self, indicator: str | None = None) -> int:
+        """Return how many observations are stored (for one indicator, or all)."""
+        if indicator is None:
+            rows = self._fetch("SELECT COUNT(*) FROM observation", [])
+        else:
+            rows = self._fetch("SELECT COUNT(*) FROM observation o JOIN series s "
+                               "ON s.id = o.series_id WHERE s.indicator_id = ?", [indicator])
+        return int(rows[0][0])
+
+    def indicators_by_source(self) -> dict[str, list[str]]:
+        """Return, per source name, the indicators whose series it created (sorted)."""
+        out: dict[str, list[str]] = {}
+        for source, indicator in self._fetch(
+                "SELECT DISTINCT source, indicator_id FROM series ORDER BY source, indicator_id",
+                []):
+            out.setdefault(str(source), []).append(str(indicator))
+        return out
+
+    def _fetch(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            cur = raw.cursor()
+            try:
+                cur.execute(self._q(sql), list(args))
+                rows = [tuple(r) for r in cur.fetchall()]
+            finally:
+                cur.close()
+            conn.rollback()
+        return rows
+
+    # --- milestones ------------------------------------------------------------------------
+
+    def upsert_milestones(self, source: str, milestones: Sequence[Milestone], *,
+                          now: datetime, remove_missing: bool = True) -> MilestoneResult:
+        """Make the stored plan of ``source`` equal ``milestones``, in one transaction.
+
+        Milestones no longer in the plan are removed (the plan file is the authority)
+        unless ``remove_missing`` is false, as when some rows of the plan were rejected.
+        """
+        wanted: dict[str, tuple[Any, ...]] = {m.id: _milestone_fields(m) for m in milestones}
+        stamp = self._ts(now)
+        try:
+            return self._upsert_milestones(source, wanted, stamp, remove_missing)
+        except DRIVER_ERRORS as exc:
+            raise StoreError(f"cannot store the milestones of source {source!r}: "
+                             f"{str(exc).strip().splitlines()[0]}; nothing was written") from exc
+
+    def _upsert_milestones(self, source: str, wanted: dict[str, tuple[Any, ...]], stamp: Any,
+                           remove_missing: bool) -> MilestoneResult:
+        with self.engine.begin() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            cur = raw.cursor()
+            try:
+                cur.execute(self._q("SELECT id, title, owner, due, status, completed, labels "
+                                    "FROM milestone WHERE source = ?"), (source,))
+                stored = {str(r[0]): tuple(r[1:]) for r in cur.fetchall()}
+                new = [(source, mid, *f, stamp) for mid, f in wanted.items() if mid not in stored]
+                changed = [(*f, stamp, source, mid) for mid, f in wanted.items()
+                           if mid in stored and stored[mid] != f]
+                gone = [(source, mid) for mid in stored if mid not in wanted] \
+                    if remove_missing else []
+                cur.executemany(self._q(
+                    "INSERT INTO milestone (source, id, title, owner, due, status, completed, "
+                    "labels, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), new)
+                cur.executemany(self._q(
+                    "UPDATE milestone SET title = ?, owner = ?, due = ?, status = ?, "
+                    "completed = ?, labels = ?, updated_at = ? WHERE source = ? AND id = ?"),
+                    changed)
+                cur.executemany(self._q("DELETE FROM milestone WHERE source = ? AND id = ?"), gone)
+            finally:
+                cur.close()
+        return MilestoneResult(inserted=len(new), updated=len(changed), removed=len(gone),
+                               unchanged=len(wanted) - len(new) - len(changed))
+
+    def milestones(self, source: str | None = None) -> list[Milestone]:
+        """Return the stored milestones (of one source, or all), by due date then id."""
+        sql = "SELECT id, title, owner, due, status, completed, labels FROM milestone"
+        args: list[Any] = []
+        if source is not None:
+            sql += " WHERE source = ?"
+            args.append(source)
+        rows = self._fetch(sql + " ORDER BY due, id", args)
+        return [Milestone(id=str(i), title=str(t), owner=str(o), due=date.fromisoformat(d),
+                          status=str(s), completed=date.fromisoformat(c) if c else None,
+                          labels=labels_of(json.loads(lab)))
+                for i, t, o, d, s, c, lab in rows]
+
+
+def _milestone_fields(m: Milestone) -> tuple[str, str, str, str, str | None, str]:
+    return (m.title, m.owner, m.due.isoformat(), m.status,
+            m.completed.isoformat() if m.completed else None, _json_labels(m.labels))
+
+
+@dataclass
+class _Columns:
+    """Observations as parallel arrays, sorted by series then period."""
+
+    sid: IntArray
+    period: IntArray
+    value: FloatArray
+    denominator: FloatArray  # NaN where none
+    flags: IntArray  # provisional + 2 * revisions
+
+
+def _pg_columns(cur: Any, where: str, args: list[Any]) -> _Columns:
+    """Return the rows as columns, each sent by the server as one binary string.
+
+    Fetching millions of rows as Python tuples (or COPY rows one by one) costs seconds;
+    ``string_agg`` of each column's binary form is one value per column, decoded by
+    numpy in place. All aggregates of one query see the rows in the same order, so the
+    columns stay aligned; the order itself is restored here.
+    """
+    cur.execute("SELECT string_agg(int8send(series_id::int8), ''::bytea), "  # noqa: S608
+                "string_agg(int8send(period::int8), ''::bytea), "
+                "string_agg(float8send(value), ''::bytea), "
+                "string_agg(float8send(COALESCE(denominator, 'NaN'::float8)), ''::bytea), "
+                "string_agg(int8send((provisional::int + 2 * revisions)::int8), ''::bytea) "
+                f"FROM observation {where}", args or None)
+    row = cur.fetchone()
+    if row is None or row[0] is None:
+        empty = np.empty(0, dtype=np.int64)
+        return _Columns(empty, empty, empty.astype(np.float64), empty.astype(np.float64), empty)
+    sid, period, value, den, flags = (np.frombuffer(bytes(raw), dtype=kind).astype(kind[1:])
+                                      for raw, kind in zip(row, (">i8", ">i8", ">f8", ">f8",
+                                                                 ">i8"), strict=True))
+    order = np.lexsort((period, sid))
+    return _Columns(sid[order], period[order], value[order], den[order], flags[order])
+
+
+def _blocks(series: Sequence[Sequence[Any]], columns: _Columns) -> dict[str, SeriesBlock]:
+    """Split the observations into one block per indicator.
+
+    1. find where each series' run of rows starts (the rows are sorted by series);
+    2. look up each series' indicator and row within that indicator's series list;
+    3. spread both over the rows, then select each indicator's rows.
+    """
+    by_id: dict[int, tuple[int, int]] = {}
+    members: dict[str, tuple[list[int], list[dict[str, str]]]] = {}
+    codes: dict[str, int] = {}
+    for sid, indicator, labels in series:
+        name = str(indicator)
+        ids, labs = members.setdefault(name, ([], []))
+        code = codes.setdefault(name, len(codes))
+        by_id[int(sid)] = (code, len(ids))
+        ids.append(int(sid))
+        labs.append(json.loads(labels))
+    n = columns.sid.shape[0]
+    if n == 0:
+        return {}
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(columns.sid)) + 1))
+    lengths = np.diff(np.append(starts, n))
+    runs = [by_id[int(s)] for s in columns.sid[starts]]
+    run_code = np.fromiter((c for c, _r in runs), dtype=np.int64, count=len(runs))
+    run_row = np.fromiter((r for _c, r in runs), dtype=np.int64, count=len(runs))
+    code_of_row = np.repeat(run_code, lengths)
+    local_row = np.repeat(run_row, lengths)
+    out: dict[str, SeriesBlock] = {}
+    for name, code in codes.items():
+        mask = code_of_row == code
+        if not mask.any():
+            continue
+        ids, labs = members[name]
+        flags = columns.flags[mask]
+        out[name] = SeriesBlock(
+            indicator=name, series_ids=ids, labels=labs, row=local_row[mask],
+            period=columns.period[mask], value=columns.value[mask],
+            denominator=columns.denominator[mask], provisional=(flags & 1) == 1,
+            revisions=flags >> 1)
+    return out
+
+
+def iter_block(block: SeriesBlock) -> Iterator[tuple[dict[str, str], int, float]]:
+    """Yield (labels, period, value) for every observation of a block (for tests and tools)."""
+    for k in range(len(block)):
+        yield block.labels[int(block.row[k])], int(block.period[k]), float(block.value[k])

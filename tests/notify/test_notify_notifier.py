@@ -1,0 +1,197 @@
+"""The notifier end to end: engine transitions in the store → messages at real receivers."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from monitor.clock import FixedClock
+from monitor.notify.matchers import parse_matchers
+from monitor.notify.silences import SilenceSpec
+from monitor.store import Store, open_store
+from tests.notify.helpers import T0, make_notifier, notify_config, record
+from tests.notify.loopback import LoopbackReceiver, validate_am_webhook
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    opened = open_store(store_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def hook() -> Iterator[LoopbackReceiver]:
+    receiver = LoopbackReceiver(validate_am_webhook)
+    try:
+        yield receiver
+    finally:
+        receiver.close()
+
+
+def ops(hook: LoopbackReceiver, **extra: Any) -> dict[str, Any]:
+    return {"name": "ops", "webhook": [{"url": hook.url()}], **extra}
+
+
+def payloads(hook: LoopbackReceiver) -> list[dict[str, Any]]:
+    assert all(not r.problems for r in hook.requests)
+    return [r.payload for r in hook.requests]
+
+
+def test_firing_then_resolved_reaches_the_receiver_with_the_value_at_resolution(
+        store: Store, hook: LoopbackReceiver) -> None:
+    clock = FixedClock(T0)
+    config = notify_config([ops(hook)], route={"group_wait": "30s"})
+    notifier = make_notifier(store, config, clock)
+    record(store, "camden", "firing", T0, 6.1)
+    record(store, "brent", "firing", T0, 4.8)
+    assert notifier.process_transitions().messages == 0  # waiting for group_wait
+    clock.advance(timedelta(seconds=30))
+    assert notifier.process_transitions().messages == 1
+    notifier.dispatch()
+    [fired] = payloads(hook)
+    assert fired["status"] == "firing" and len(fired["alerts"]) == 2
+    clock.advance(timedelta(minutes=10))
+    record(store, "camden", "resolved", clock.now(), 2.2)
+    notifier.process_transitions()
+    notifier.dispatch()
+    resolved = payloads(hook)[1]
+    camden = next(a for a in resolved["alerts"] if a["labels"]["borough"] == "camden")
+    assert camden["status"] == "resolved"
+    assert camden["annotations"]["value"] == "2.2"  # not the firing value 6.1
+    assert camden["startsAt"] == "2026-11-27T09:00:00Z"
+    assert camden["endsAt"] == "2026-11-27T09:10:30Z"
+    # Nothing new: no message until the repeat interval.
+    clock.advance(timedelta(minutes=5))
+    assert notifier.flush().messages == 0
+    clock.advance(timedelta(hours=1))
+    assert notifier.flush().messages == 1
+    notifier.dispatch()
+    repeat = payloads(hook)[2]
+    assert [a["labels"]["borough"] for a in repeat["alerts"]] == ["brent"]
+
+
+def test_pending_transitions_are_claimed_but_never_notified(store: Store,
+                                                            hook: LoopbackReceiver) -> None:
+    notifier = make_notifier(store, notify_config([ops(hook)]))
+    record(store, "camden", "pending", T0, 6.1, from_state="inactive")
+    result = notifier.process_transitions()
+    assert (result.claimed, result.messages) == (1, 0)
+    assert notifier.process_transitions().claimed == 0
+
+
+def test_a_stale_source_mutes_the_kpi_alerts_it_feeds(store: Store,
+                                                      hook: LoopbackReceiver) -> None:
+    notifier = make_notifier(store, notify_config([ops(hook)]))
+    record(store, "camden", "firing", T0, 6.1, source="met-crime")
+    record(store, "met-crime", "firing", T0, 1.0, alertname="SourceStale", source="met-crime")
+    record(store, "ksi", "firing", T0, 3.0, alertname="KsiRising", source="dft")
+    notifier.process_transitions()
+    notifier.dispatch()
+    names = sorted(a["labels"]["alertname"] for p in payloads(hook) for a in p["alerts"])
+    assert names == ["KsiRising", "SourceStale"]
+
+
+def test_a_silence_mutes_until_it_is_expired(store: Store, hook: LoopbackReceiver) -> None:
+    clock = FixedClock(T0)
+    notifier = make_notifier(store, notify_config([ops(hook)]), clock)
+    silence = notifier.create_silence(SilenceSpec(
+        tuple(parse_matchers('borough="camden"')), T0, T0 + timedelta(hours=2), "alice",
+        "data reload in progress"))
+    record(store, "camden", "firing", T0, 6.1)
+    result = notifier.process_transitions()
+    assert result.messages == 0 and any("silenced by" in t for t in result.trace)
+    clock.advance(timedelta(minutes=1))
+    notifier.expire_silence(silence.id)
+    assert notifier.process_transitions().messages == 1
+    assert [s.state(clock.now()) for s in notifier.silences()] == ["expired"]
+
+
+def test_a_broken_template_still_delivers_the_alert(store: Store, hook: LoopbackReceiver,
+                                                    tmp_path: Any) -> None:
+    path = tmp_path / "n.log"
+    registry = CollectorRegistry()
+    config = notify_config([{"name": "ops", "file": [{
+        "path": str(path), "format": "text",
+        "templates": {"text": "{{ alerts[0].annotations.runbook }}"}}]}])
+    notifier = make_notifier(store, config, registry=registry)
+    record(store, "camden", "firing", T0, 6.1)
+    notifier.process_transitions()
+    assert [o.outcome for o in notifier.dispatch()] == ["delivered"]
+    assert "[FIRING] BurglaryRising (1 firing)" in path.read_text()
+    assert registry.get_sample_value("monitor_notify_template_errors_total",
+                                     {"receiver": "ops", "integration": "file"}) == 1
+
+
+def test_replicas_on_one_store_send_each_group_once(store: Store, store_url: str,
+                                                    hook: LoopbackReceiver) -> None:
+    config = notify_config([ops(hook)])
+    replicas = [make_notifier(open_store(store_url), config, instance=f"r{i}")
+                for i in range(3)]
+    for i in range(30):
+        record(store, f"b{i}", "firing", T0, float(i), alertname=f"Rule{i % 10}")
+    barrier = threading.Barrier(len(replicas))
+
+    def run(notifier: Any) -> None:
+        barrier.wait()
+        notifier.process_transitions()
+        notifier.dispatch()
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in replicas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    keys = [p["groupKey"] for p in payloads(hook)]
+    assert len(keys) == 10 and len(set(keys)) == 10
+    assert sum(len(p["alerts"]) for p in payloads(hook)) == 30
+    for replica in replicas:
+        replica.store.close()
+
+
+def test_a_digest_lists_only_what_changed_since_the_last_one(store: Store,
+                                                             tmp_path: Any) -> None:
+    path = tmp_path / "digest.log"
+    scorecard = {("robbery", "f1"): ("green", "Robbery down 22.3%"),
+                 ("burglary", "f2"): ("amber", "Burglary up 0.6%")}
+    config = notify_config([{"name": "board", "file": [{"path": str(path)}]}],
+                           digests=[{"name": "weekly", "receivers": ["board"],
+                                     "schedule": "0 8 * * mon"}])
+    clock = FixedClock(T0)
+    notifier = make_notifier(store, config, clock, status_provider=lambda: dict(scorecard))
+    assert notifier.run_digest("weekly") == 1  # the first digest lists everything
+    scorecard[("burglary", "f2")] = ("red", "Burglary up 6.1%")
+    clock.advance(timedelta(days=7))
+    assert notifier.run_digest("weekly") == 1
+    clock.advance(timedelta(days=7))
+    assert notifier.run_digest("weekly") == 0  # nothing changed
+    notifier.dispatch()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    first, second = (line["digest"] for line in lines)
+    assert [i["indicator"] for i in first["items"]] == ["burglary", "robbery"]
+    assert second["items"] == [{"indicator": "burglary", "fingerprint": "f2",
+                                "previous": "amber", "current": "red",
+                                "text": "Burglary up 6.1%"}]
+    assert second["since"] == "2026-11-27T09:00:00+00:00"
+    assert "burglary: amber -> red — Burglary up 6.1%" in lines[1]["text"]
+
+
+def test_previews_and_receiver_tests_use_the_real_channels(store: Store,
+                                                           hook: LoopbackReceiver) -> None:
+    notifier = make_notifier(store, notify_config([ops(hook)]))
+    [(integration, message)] = notifier.preview("ops")
+    assert integration == "webhook:0" and message.body["alerts"][0]["labels"]["borough"] \
+        == "Camden"
+    [(integration, result)] = notifier.test_receiver("ops")
+    assert getattr(result, "outcome", None) == "delivered"
+    assert payloads(hook)[0]["kind"] == "test"
+    with pytest.raises(KeyError, match="no receiver named 'nobody'"):
+        notifier.preview("nobody")
