@@ -501,7 +501,7 @@ def build_router(ctx: HttpContext) -> APIRouter:
                        description="open, overdue, done or done_late.")] = []  # noqa: B006
                    ) -> MilestoneList:
         """Plan milestones with the state they are in today."""
-        today = ctx.clock.now().date()
+        today = ctx.evaluation_date()
         out = []
         for item in ctx.observed.milestones():
             m = item.milestone

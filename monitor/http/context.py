@@ -10,6 +10,7 @@ import hmac
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Protocol
 
 from fastapi import Request
@@ -59,6 +60,12 @@ class HttpContext:
     daemon: Daemon
     observed: Observed
     clock: Clock
+
+    def evaluation_date(self) -> date:
+        """The day milestones are judged on: the latest evaluation's (a daemon replaying a
+        past month judges its plan as of then), else today."""
+        at = self.observed.snapshot().at
+        return at.date() if at is not None else self.clock.now().date()
 
     def reads_allowed(self, request: Request) -> bool:
         """Return True when reads are open (``server.protect_reads`` off) or the token is right."""

@@ -215,7 +215,8 @@ class IndicatorCollector(Collector):
         return dict(sorted(out.items()))
 
     def _milestone_counts(self) -> dict[tuple[str, str], int]:
-        today = self._clock.now().date()
+        at = self._snapshot().at
+        today = at.date() if at is not None else self._clock.now().date()
         counts: dict[tuple[str, str], int] = {}
         for item in self._milestones():
             for state in MILESTONE_STATES:

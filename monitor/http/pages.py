@@ -306,7 +306,7 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
         choices = label_choices(snap.frames.values())
         options = {f'{name}="{value}"' for name, values in choices.items() for value in values}
         free_match = ", ".join(m for m in match if m.strip() and m not in options)
-        today = ctx.clock.now().date()
+        today = ctx.evaluation_date()
         milestone_counts: Counter[str] = Counter()
         milestone_sources: dict[str, Counter[str]] = {}
         for item in ctx.observed.milestones():
@@ -424,7 +424,7 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
     def milestones(request: Request) -> Response:
         if (response := denied(request)) is not None:
             return response
-        today = ctx.clock.now().date()
+        today = ctx.evaluation_date()
         items = sorted(ctx.observed.milestones(), key=lambda m: (m.milestone.due, m.milestone.id))
         rows = [(m, m.milestone.state(today)) for m in items]
         return render(request, "milestones.html", title="Milestones", rows=rows, today=today,

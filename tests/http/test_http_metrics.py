@@ -200,13 +200,16 @@ def test_resolved_alerts_are_not_counted_as_active() -> None:
         (("alertname", "R"), ("severity", "page"), ("state", "firing")): 1.0}
 
 
-def test_milestones_are_counted_by_source_and_state_today() -> None:
+def test_milestones_are_counted_by_source_and_state_as_of_the_evaluation() -> None:
     items = [SourcedMilestone("ct", Milestone("1", "t", "o", date(2008, 6, 1), "done",
                                               date(2008, 6, 20))),
              SourcedMilestone("ct", Milestone("2", "t", "o", date(2008, 7, 1), "in_progress")),
              SourcedMilestone("ct", Milestone("3", "t", "o", date(2008, 9, 1), "not_started"))]
-    collector = IndicatorCollector(lambda: snapshot(), milestones=lambda: items,
-                                   clock=FixedClock(datetime(2008, 7, 31, tzinfo=UTC)))
+    # The evaluation replays July 2008; the wall clock says 2026: milestones are judged
+    # on the evaluation's day.
+    evaluated = Snapshot(datetime(2008, 7, 31, 12, tzinfo=UTC), {}, [], [])
+    collector = IndicatorCollector(lambda: evaluated, milestones=lambda: items,
+                                   clock=FixedClock(datetime(2026, 11, 27, tzinfo=UTC)))
     got = samples(collector.render())
     assert {k[1]: v for k, v in got.items() if k[0] == "monitor_milestones"} == {
         (("source", "ct"), ("status", "done")): 0, (("source", "ct"), ("status", "done_late")): 1,
