@@ -191,12 +191,17 @@ def print_scorecard(rows: list[SeriesDetail], out: TextIO) -> None:
     header = f"{'Ref':<11} {'Indicator':<46} {'Latest':>9} {'Period':<22} {'Target':<20} Status"
     out.write(header + "\n" + "-" * len(header) + "\n")
     group = None
+    per_indicator: dict[str, int] = {}
+    for row in rows:
+        per_indicator[row.indicator.id] = per_indicator.get(row.indicator.id, 0) + 1
     for row in rows:
         if row.indicator.group != group:
             group = row.indicator.group
             out.write(f"{group}\n")
-        name = row.indicator.name if len(row.indicator.name) <= 46 else \
-            row.indicator.name[:45] + "…"
+        name = row.indicator.name
+        if per_indicator[row.indicator.id] > 1:  # several series: say which one this is
+            name = f"{name} {_label_text(row.labels)}"
+        name = name if len(name) <= 46 else name[:45] + "…"
         out.write(f"{row.indicator.reference:<11} {name:<46} {row.value_text:>9} "
                   f"{row.window_label[:22]:<22} {row.target_text[:20]:<20} "
                   f"{row.status.value.upper()}\n")

@@ -231,8 +231,12 @@ def _change(leaf: Change, m: Matrix, ctx: Context) -> Outcome:
             return (f"{ind.name} is {direction} {size} ({format_value(ind, result.current[i])} "
                     f"against {format_value(ind, result.baseline[i])}) over the {now_text} "
                     f"(compared to the {then_text})")
+        if d == 0:
+            return (f"{ind.name} is unchanged over the {now_text} (compared to the "
+                    f"{then_text})")
         pct = abs(float(result.pct[i]))
-        return (f"{ind.name} is {direction} {pct:.1f}% ({abs(d):,.0f}{unit_word}) over the "
+        unit = unit_word.rstrip("s") if abs(d) == 1 else unit_word
+        return (f"{ind.name} is {direction} {pct:.1f}% ({abs(d):,.0f}{unit}) over the "
                 f"{now_text} (compared to the {then_text})")
 
     facts = {"current": result.current, "baseline": result.baseline,
@@ -257,6 +261,11 @@ def _trend(leaf: Trend, m: Matrix, ctx: Context) -> Outcome:
         rising_is = "improving" if sign > 0 else "worsening"
         want = "rising" if want == rising_is else "falling"
     facts: dict[str, Any] = {}
+    # A trend over a window that is mostly empty is no trend: refuse to judge it.
+    enough = np.zeros(m.n, dtype=bool)
+    if end >= 0 and end - leaf.periods + 1 >= 0:
+        valid = (~np.isnan(x)).sum(axis=1)
+        enough = valid >= leaf.periods - max(1, leaf.periods // 10)
     if leaf.test == "consecutive":
         runs = stats.consecutive_runs(x).astype(np.float64) if x.shape[1] else np.zeros(m.n)
         value = runs
@@ -266,6 +275,9 @@ def _trend(leaf: Trend, m: Matrix, ctx: Context) -> Outcome:
         facts["run"] = np.abs(runs) + 1
 
         def explain(i: int) -> str:
+            if runs[i] == 0:
+                return (f"{ind.name} did not rise or fall at "
+                        f"{period_text(ind, m.grid.period(end))}")
             return (f"{ind.name} has {'risen' if runs[i] > 0 else 'fallen'} for "
                     f"{int(abs(runs[i]))} consecutive periods to "
                     f"{period_text(ind, m.grid.period(end))}")
@@ -301,16 +313,20 @@ def _trend(leaf: Trend, m: Matrix, ctx: Context) -> Outcome:
         name = "Seasonal Mann–Kendall" if seasonal else "Mann–Kendall"
 
         def explain(i: int) -> str:
+            to = period_text(ind, m.grid.period(end))
+            if not chosen[i]:
+                return (f"{ind.name} shows no significant trend over the last {x.shape[1]} "
+                        f"periods to {to} ({name} p = {result.p[i]:.3f})")
             word = "rising" if result.s[i] > 0 else "falling"
-            return (f"{ind.name} is {word} over the last {x.shape[1]} periods to "
-                    f"{period_text(ind, m.grid.period(end))} ({name} p = {result.p[i]:.3f}, "
-                    f"Sen's slope {result.sen_slope[i]:+.2f} {per})")
+            return (f"{ind.name} is {word} over the last {x.shape[1]} periods to {to} "
+                    f"({name} p = {result.p[i]:.3f}, Sen's slope {slope[i]:+.2f} {per})")
     if want == "rising":
         active = up
     elif want == "falling":
         active = down
     else:
         active = up | down
+    known = known & enough
     return Outcome(np.asarray(active & known), known, value, facts, explain)
 
 
@@ -397,8 +413,17 @@ def _spc(leaf: Spc, m: Matrix, ctx: Context) -> Outcome:
                     f"{format_value(ind, float(result.mean[i]))}, limits "
                     f"{format_value(ind, float(result.lower[i]))}–"
                     f"{format_value(ind, float(result.upper[i]))})")
-        return (f"{ind.name}: on current process limits the target will "
-                f"{'consistently fail' if leaf.assurance == 'fail' else leaf.assurance}")
+        if leaf.assurance is not None and facts.get("assurance") is not None and \
+                facts["assurance"][i] == leaf.assurance:
+            verdict = {"fail": "consistently fail", "pass": "consistently pass",
+                       "hit_and_miss": "be hit and miss"}[leaf.assurance]
+            return f"{ind.name}: on current process limits the target will {verdict}"
+        return (f"{ind.name} shows only common-cause variation at "
+                f"{period_text(ind, m.grid.period(end))} (value "
+                f"{format_value(ind, float(data[i, end]))}, mean "
+                f"{format_value(ind, float(result.mean[i]))}, limits "
+                f"{format_value(ind, float(result.lower[i]))}–"
+                f"{format_value(ind, float(result.upper[i]))})")
 
     return Outcome(np.asarray(active & known), known, data[:, end], facts, explain)
 

@@ -374,26 +374,34 @@ def _combine(indicator: Indicator, spec: Any, mats: list[Matrix], labels: list[d
 def group_total(indicator: Indicator, m: Matrix, by: Sequence[str]) -> Matrix:
     """Add up the series of ``m`` that share the values of the ``by`` labels.
 
-    A group is missing a period when any of its series is (a total of what happened to
-    be reported would look like a fall). Denominators add separately.
+    A member that has not started yet (an airport that opened later) is absent before its
+    first observation; after that, a missing period — a gap, or a latest month not yet
+    reported — makes the group's period missing, since a total of what happened to be
+    reported would look like a fall. Denominators add separately.
     """
     keys: dict[tuple[str, ...], int] = {}
     group = np.empty(m.n, dtype=np.int64)
     for i, lab in enumerate(m.labels):
         group[i] = keys.setdefault(tuple(lab.get(name, "") for name in by), len(keys))
     labels = [dict(zip(by, key, strict=True)) for key in keys]
-    g = len(keys)
+    g, t = len(keys), m.grid.size
+    observed = ~np.isnan(m.values)
+    first = np.where(observed.any(axis=1), observed.argmax(axis=1), t)
+    outside = np.arange(t)[None, :] < first[:, None]
+    covered = np.zeros((g, t), dtype=bool)
+    np.logical_or.at(covered, group, ~outside)
 
     def add(array: FloatArray | None) -> FloatArray | None:
         if array is None:
             return None
-        out = np.zeros((g, m.grid.size))
-        np.add.at(out, group, array)  # NaN in any member makes the group NaN
+        out = np.zeros((g, t))
+        np.add.at(out, group, np.where(outside, 0.0, array))  # interior NaN propagates
+        out[~covered] = np.nan
         return out
 
     values = add(m.values)
     assert values is not None
-    provisional = np.zeros((g, m.grid.size), dtype=bool)
+    provisional = np.zeros((g, t), dtype=bool)
     if m.provisional is not None:
         np.logical_or.at(provisional, group, m.provisional)
     return Matrix(indicator, labels, m.grid, values, add(m.denominators), provisional)

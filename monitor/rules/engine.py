@@ -42,10 +42,12 @@ log = get_logger(__name__)
 
 @dataclass
 class Dataset:
-    """The inputs of one evaluation: observations per indicator, and milestones."""
+    """The inputs of one evaluation: observations per indicator, milestones, and the
+    source feeding each indicator (its alerts carry it as the ``source`` label)."""
 
     blocks: Mapping[str, LongBlock]
     milestones: Sequence[tuple[str, Milestone]] = ()
+    sources: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -201,8 +203,9 @@ class Engine:
                                    if all(labels_rows[i].get(k) == v
                                           for k, v in rule.match.items())], dtype=np.int64)
         index_of: dict[str, tuple[int, dict[str, str]]] = {}
+        source = dataset.sources.get(rule.indicator) if rule.indicator else None
         for i in candidates.tolist():
-            labels = self._labels(loaded, labels_rows[i], matrix)
+            labels = self._labels(loaded, labels_rows[i], matrix, source)
             index_of[fingerprint(labels)] = (i, labels)
         for alert_id, record in active_prev.items():
             if alert_id not in index_of and matrix is not None:
@@ -255,12 +258,14 @@ class Engine:
             result.transitions.extend(transitions)
 
     def _labels(self, loaded: LoadedRule, series: Mapping[str, str],
-                matrix: Matrix | None) -> dict[str, str]:
+                matrix: Matrix | None, source: str | None = None) -> dict[str, str]:
         rule = loaded.rule
         labels = dict(series)
         if matrix is not None:
             labels.update(matrix.indicator.labels)
             labels["indicator"] = matrix.indicator.id
+        if source:
+            labels.setdefault("source", source)
         labels.update(rule.labels)
         labels["alertname"] = rule.alert
         labels["severity"] = rule.severity

@@ -190,7 +190,10 @@ def format_value(indicator: Indicator, value: float, kind: str = "level") -> str
     """``77.0%``, ``4.2pp``, ``-7.8%``, ``30.8``, ``9,828``."""
     if value is None or np.isnan(value):
         return "n/a"
+    value = value + 0.0  # -0.0 prints as 0
     p = indicator.precision
+    if round(value, p) == 0:
+        value = 0.0
     if kind == "change_pct":
         return f"{value:+.{p}f}%".replace("+", "" if value < 0 else "+")
     if kind == "change_pp":

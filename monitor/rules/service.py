@@ -22,24 +22,26 @@ from monitor.clock import Clock
 from monitor.errors import RuleFileError
 from monitor.logs import get_logger
 from monitor.model import Milestone
-from monitor.rules import scorecard
+from monitor.rules import scorecard, sourcehealth
 from monitor.rules.engine import Dataset, Engine, Evaluation, carry_over, evaluation_time
 from monitor.rules.loader import RuleSet, load_rules, rule_files
 from monitor.rules.snapshot import SeriesDetail, Snapshot
-from monitor.store import Store
+from monitor.sources.config import SourceBase
+from monitor.store import Store, describe_error
 
 log = get_logger(__name__)
 
 
 def read_dataset(store: Store, ruleset: RuleSet, milestone_sources: Sequence[str]) -> Dataset:
-    """Return the observations of every base indicator and the milestones of the named
-    sources, from the store."""
+    """Return the observations of every base indicator, the milestones of the named
+    sources and the source feeding each indicator, from the store."""
     base = [i.id for i in ruleset.indicators.values() if i.derived is None]
     blocks = store.observations.read(base)
     milestones: list[tuple[str, Milestone]] = []
     for source in milestone_sources:
         milestones.extend((source, m) for m in store.observations.milestones(source))
-    return Dataset(blocks, milestones)
+    sources = sourcehealth.indicator_sources(ruleset, store.observations.indicators_by_source())
+    return Dataset(blocks, milestones, sources)
 
 
 class RuleMetrics:
@@ -68,6 +70,16 @@ class RuleMetrics:
                                  registry=registry)
         self.rules = Gauge("monitor_rules_loaded", "Rules in the running rule set.",
                            registry=registry)
+        self.cycle_failures = Counter(
+            "monitor_rule_evaluation_cycle_failures_total",
+            "Evaluation cycles that failed as a whole (store busy, locked or full); the "
+            "next cycle evaluates again and nothing is lost.", registry=registry)
+        self.held = Gauge("monitor_rule_alerts_held",
+                          "KPI alerts held in their state at the last evaluation because "
+                          "the source feeding them is stale or failing.", registry=registry)
+        self.unhealthy_sources = Gauge("monitor_rule_sources_unhealthy",
+                                       "Sources whose SourceStale or SourceFailing alert is "
+                                       "active.", registry=registry)
 
 
 class RuleService:
@@ -77,6 +89,7 @@ class RuleService:
                  registry: CollectorRegistry, *, as_of: str | None = None,
                  history: int = 60,
                  milestone_sources: Callable[[], list[str]] = list,
+                 sources: Callable[[], Sequence[SourceBase]] = list,
                  on_evaluated: Callable[[Evaluation], None] | None = None) -> None:
         self.store = store
         self.paths = list(paths)
@@ -85,6 +98,7 @@ class RuleService:
         self.as_of = as_of
         self.history = history
         self.milestone_sources = milestone_sources
+        self.sources = sources  # judged for the built-in SourceStale/SourceFailing alerts
         self.on_evaluated = on_evaluated
         self._lock = threading.Lock()
         self.ruleset: RuleSet | None = None
@@ -93,6 +107,7 @@ class RuleService:
         self.last: Evaluation | None = None
         self._mtimes: dict[str, float] = {}
         self._again = threading.Event()  # data changed while an evaluation was running
+        self._evaluating = threading.Event()
         self._scheduler: Any = None
         self._snapshot: Snapshot | None = None  # built once per evaluation, read per scrape
         self._scorecard: list[SeriesDetail] | None = None
@@ -137,7 +152,8 @@ class RuleService:
             return False, str(exc)
         with self._lock:
             self._install(ruleset)
-            self.records = carry_over(self.records, ruleset)
+            self.records = {**carry_over(self.records, ruleset),
+                            **sourcehealth.health_records(self.records)}
         log.info("rules reloaded", rules=len(ruleset.rules))
         return True, f"{len(ruleset.rules)} rules loaded"
 
@@ -174,7 +190,14 @@ class RuleService:
             wall = now or self.clock.now()
             at = evaluation_time(self.as_of, wall)
             result = self.engine.evaluate(self.dataset(), at, self.records, now=wall)
+            health = sourcehealth.evaluate_health(self.sources(),
+                                                  self.store.source_state.health(),
+                                                  self.records, wall)
+            result, held = sourcehealth.hold(self.records, result, health.unhealthy)
+            result = sourcehealth.merge(result, health)
             self.store.alerts.save(result.changed, result.transitions, self.clock.now())
+            self.metrics.held.set(held)
+            self.metrics.unhealthy_sources.set(len(health.unhealthy))
             self.records = result.records
             self.last = result
             self._snapshot = self.engine.snapshot(result)
@@ -223,6 +246,8 @@ class RuleService:
     def request_evaluation(self) -> None:
         """Evaluate as soon as possible (new data landed); never lost if one is running."""
         self._again.set()
+        if self._evaluating.is_set():
+            return  # the running cycle sees the flag and goes round once more
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.modify_job("rules:evaluate", next_run_time=self.clock.now())
 
@@ -236,12 +261,22 @@ class RuleService:
                               id="rules:watch")
 
     def _safe_evaluate(self) -> None:
-        while True:
-            self._again.clear()
-            try:
-                self.evaluate()
-            except Exception as exc:  # the loop goes on; the next cycle retries
-                log.exception("evaluation cycle failed", error=str(exc))
-                return
-            if not self._again.is_set():
-                return
+        self._evaluating.set()
+        try:
+            while True:
+                self._again.clear()
+                try:
+                    self.evaluate()
+                except Exception as exc:  # the loop goes on; the next cycle retries
+                    self.metrics.cycle_failures.inc()
+                    reason = describe_error(exc)
+                    if reason is not None:
+                        log.error("evaluation cycle failed; the next cycle evaluates again",
+                                  error=reason)
+                    else:
+                        log.exception("evaluation cycle failed", error=str(exc))
+                    return
+                if not self._again.is_set():
+                    return
+        finally:
+            self._evaluating.clear()

@@ -75,6 +75,13 @@ def test_a_total_adds_up_series_grouped_by_labels() -> None:
     assert np.isnan(london.values[0, 2]), "a borough missing a month makes the total missing"
 
 
+def test_a_total_ignores_members_that_have_not_started_yet() -> None:
+    m = from_block(ind("burglary"), block({"Camden": [1, 2, 3], "Heathrow": [None, None, 7]}),
+                   GRID)
+    london = derive(ind("london", derived={"total": "burglary", "by": []}), {"burglary": m})
+    assert london.values[0].tolist() == [1, 2, 10]
+
+
 def test_exactly_one_operation_is_required() -> None:
     with pytest.raises(ValueError, match="exactly one of sum, difference, ratio or total"):
         Derived.model_validate({"sum": ["a", "b"], "total": "c"})
