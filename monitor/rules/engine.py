@@ -161,6 +161,7 @@ class Engine:
                 result.errors[loaded.rule.alert] = stats.last_error
                 log.error("rule evaluation failed", rule=loaded.rule.alert, group=loaded.group,
                           file=loaded.file, error=stats.last_error)
+                self._on_error(loaded, by_rule.get(key, []), stats.last_error, now, result)
             stats.evaluations += 1
             stats.duration = time.perf_counter() - started
             stats.last_evaluation = now
@@ -256,6 +257,35 @@ class Engine:
             result.records[alert_id] = new
             result.changed.append(new)
             result.transitions.extend(transitions)
+
+    def _on_error(self, loaded: LoadedRule, previous: list[AlertRecord], error: str,
+                  now: datetime, result: Evaluation) -> None:
+        """Apply the rule's ``on_error`` policy: keep every alert as it is (keep_state),
+        resolve them (ok), or fire one alert that says the rule is failing (alerting)."""
+        rule = loaded.rule
+        policy = Policy(rule.for_, rule.keep_firing_for, rule.flapping)
+        if rule.on_error == "ok":
+            for record in previous:
+                if record.state in (AlertState.PENDING, AlertState.FIRING):
+                    new, moves = step(record, Observation(False, record.value,
+                                                          record.explanation,
+                                                          record.annotations, None), now,
+                                      Policy(rule.for_, 0.0, rule.flapping))
+                    result.records[record.id] = new
+                    result.changed.append(new)
+                    result.transitions.extend(moves)
+        elif rule.on_error == "alerting":
+            labels = {"alertname": rule.alert, "severity": rule.severity,
+                      "__group__": loaded.group, "error": "evaluation"}
+            alert_id = fingerprint(labels)
+            record = result.records.get(alert_id) or AlertRecord(alert_id, rule.alert, labels)
+            text = _sentence(f"rule {rule.alert} cannot be evaluated: {error}")
+            new, moves = step(record, Observation(True, None, text, {"explanation": text},
+                                                  None), now, policy)
+            if new != record:
+                result.records[alert_id] = new
+                result.changed.append(new)
+            result.transitions.extend(moves)
 
     def _labels(self, loaded: LoadedRule, series: Mapping[str, str],
                 matrix: Matrix | None, source: str | None = None) -> dict[str, str]:

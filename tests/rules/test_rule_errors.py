@@ -1,0 +1,66 @@
+"""A broken rule: unhealthy with its error, the others still run, and its `on_error`
+policy decides what happens to its alerts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitor.model import AlertState, month
+from monitor.rules.data import Block
+from monitor.rules.engine import Dataset, Engine, month_end
+from monitor.rules.loader import load_rules
+
+RULES = """\
+indicators:
+  - {{id: burglary, name: Burglary, direction: down, window: 3}}
+  - {{id: gap, name: Gap, direction: neutral, window: 3}}
+groups:
+  - name: g
+    rules:
+      - {{alert: Works, indicator: burglary, when: {{level: {{above: 10}}}}}}
+      - alert: Broken
+        indicator: gap
+        on_error: {policy}
+        # a neutral indicator has no worsening direction: evaluation raises
+        when: {{trend: {{test: mann_kendall, periods: 3, direction: worsening}}}}
+"""
+
+
+def dataset() -> Dataset:
+    n = 6
+    periods = np.arange(month("2008-01"), month("2008-01") + n)
+
+    def block() -> Block:
+        return Block([{"borough": "Camden"}], np.zeros(n, dtype=np.int64), periods,
+                     np.full(n, 9.0), np.full(n, np.nan), np.zeros(n, dtype=bool),
+                     np.zeros(n, dtype=np.int64))
+
+    return Dataset({"burglary": block(), "gap": block()})
+
+
+@pytest.mark.parametrize(("policy", "expected"), [
+    pytest.param("keep_state", [], id="keep-state"),
+    pytest.param("alerting", ["firing"], id="alerting"),
+])
+def test_a_failing_rule_is_unhealthy_and_the_others_still_run(
+        tmp_path: Path, policy: str, expected: list[str]) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(RULES.format(policy=policy))
+    engine = Engine(load_rules([path]))
+    result = engine.evaluate(dataset(), month_end(month("2008-06")), {},
+                             now=datetime(2026, 1, 1, tzinfo=UTC))
+    assert "needs indicator \"gap\" to have a direction of good" in result.errors["Broken"]
+    works = [r for r in result.records.values() if r.rule == "Works"]
+    assert [r.state for r in works] == [AlertState.FIRING]
+    broken = [r for r in result.records.values() if r.rule == "Broken"]
+    assert [r.state.value for r in broken] == expected
+    if broken:
+        assert broken[0].labels["error"] == "evaluation"
+        assert "cannot be evaluated" in broken[0].explanation
+    health = {h.name: h for h in engine.snapshot(result).rules}
+    assert health["Broken"].health == "err" and health["Broken"].failures == 1
+    assert health["Works"].health == "ok"
