@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from monitor.http.observed import (
     HistoryPoint,
-    Matcher,
     Silence,
     SilenceSpec,
     SourcedMilestone,
@@ -22,7 +21,6 @@ from monitor.http.observed import (
 )
 from monitor.model import Frequency
 from monitor.notify import silences as notify_silences
-from monitor.notify.matchers import Matcher as NotifyMatcher
 from monitor.rules.snapshot import SeriesDetail, Snapshot
 
 if TYPE_CHECKING:
@@ -106,7 +104,7 @@ class DaemonView:
         if notifier is None:
             raise ValueError("silences are not available: the notifier is not running")
         created = notifier.create_silence(notify_silences.SilenceSpec(
-            matchers=tuple(NotifyMatcher(m.name, m.value, m.op) for m in spec.matchers),
+            matchers=tuple(spec.matchers),
             starts_at=spec.starts_at, ends_at=spec.ends_at, created_by=spec.created_by,
             comment=spec.comment,
             recurrence=notify_silences.recurrence_from(spec.recurrence)))
@@ -121,7 +119,7 @@ class DaemonView:
 
 
 def _silence(s: notify_silences.Silence, now: datetime) -> Silence:
-    return Silence(id=s.id, matchers=tuple(Matcher(m.name, m.value, m.op) for m in s.matchers),
+    return Silence(id=s.id, matchers=s.matchers,
                    starts_at=s.starts_at, ends_at=s.effective_end(), created_by=s.created_by,
                    comment=s.comment, state=s.state(now), updated_at=s.updated_at,
                    recurrence=notify_silences.recurrence_dict(s))

@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from monitor.configtypes import parse_duration
 from monitor.http.context import HttpContext, SeriesRef, find_series, finite, select_series
-from monitor.http.matchers import MatcherError, compile_matchers, parse_all
-from monitor.http.observed import Matcher, Silence, SilenceSpec
+from monitor.http.observed import Silence, SilenceSpec
+from monitor.matchers import Matcher, MatcherError, compile_matchers, parse_all
 from monitor.model import Alert, AlertState, Status, utc
 from monitor.rules.snapshot import IndicatorFrame, IndicatorInfo, RuleHealth, SeriesDetail
 
@@ -535,9 +535,8 @@ def build_router(ctx: HttpContext) -> APIRouter:
         if ends <= now:
             raise ApiError(400, "the silence would already be over: ends_at is in the past",
                            "ends_at")
-        matchers = tuple(Matcher(m.name, m.value, m.op) for m in body.matchers)
-        try:
-            compile_matchers(matchers)
+        try:  # a Matcher checks its operator and compiles its regular expression
+            matchers = tuple(Matcher(m.name, m.value, m.op) for m in body.matchers)
         except MatcherError as exc:
             raise ApiError(400, str(exc), "matchers") from None
         try:

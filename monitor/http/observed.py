@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
+from monitor.matchers import Matcher
 from monitor.model import Milestone
 from monitor.rules.snapshot import SeriesDetail, Snapshot
 
@@ -52,22 +53,6 @@ class SourceHealth:
     rejected: int = 0  # rows rejected in the last poll
     next_poll: datetime | None = None
     enabled: bool = True
-
-
-MATCH_OPS = ("=", "!=", "=~", "!~")
-
-
-@dataclass(frozen=True)
-class Matcher:
-    """One label matcher, as in Alertmanager: ``name op value`` with op in ``= != =~ !~``."""
-
-    name: str
-    value: str
-    op: str = "="
-
-    def __str__(self) -> str:
-        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'{self.name}{self.op}"{escaped}"'
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from monitor.http import charts
 from monitor.http.context import HttpContext, SeriesRef, find_series, select_series
-from monitor.http.matchers import MatcherError, compile_matchers, parse_all
+from monitor.matchers import MatcherError, compile_matchers, parse_all
 from monitor.model import AlertState, Status, fingerprint
 from monitor.rules.snapshot import IndicatorInfo, SeriesDetail
 

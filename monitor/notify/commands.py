@@ -135,7 +135,7 @@ def _time(text: str | None, default: datetime) -> datetime:
 
 
 def cmd_silence_add(args: argparse.Namespace) -> int:
-    from monitor.notify.matchers import MatcherError, parse_matchers
+    from monitor.matchers import MatcherError, parse_matchers
     from monitor.notify.silences import SilenceSpec, recurrence_from, recurrence_summary
 
     now = SystemClock().now()

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from monitor.configtypes import Duration, Section
-from monitor.notify.matchers import MatcherError, parse_matchers
+from monitor.matchers import MatcherError, parse_matchers
 from monitor.notify.timeintervals import TimeIntervalConfig
 
 Name = str

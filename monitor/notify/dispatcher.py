@@ -37,6 +37,7 @@ from monitor.notify.channels import Channel, kind_of
 from monitor.notify.config import RateLimit, RetryPolicy
 from monitor.notify.metrics import NotifyMetrics
 from monitor.notify.notification import Notification
+from monitor.store import describe_error
 from monitor.store.notify import NotifyStore, OutboxItem
 
 log = get_logger(__name__)
@@ -135,8 +136,15 @@ class Dispatcher:
             notification = Notification.from_json(item.payload)
         except (ValueError, KeyError, TypeError) as exc:
             return self._dead(item, kind, f"the stored message cannot be read: {exc}")
-        if lane.limiter is not None:
-            self._wait_for(lane.limiter)
+        if lane.limiter is not None and self._wait_for(lane.limiter) and \
+                not self.store.extend_lease(item.id, self.owner, now or self.clock.now(),
+                                            self.policy.lease):
+            # The wait outlasted the lease: another replica may be sending it already.
+            log.warning("notification left to another replica: its lease ran out while "
+                        "rate-limited", receiver=item.receiver, integration=item.integration,
+                        id=item.id)
+            return Outcome(item.id, item.receiver, item.integration, "skipped",
+                           "lease ran out while rate-limited")
         try:
             result = lane.channel.send(notification)
         except DeliveryError as exc:
@@ -158,12 +166,16 @@ class Dispatcher:
                  detail=result.detail)
         return Outcome(item.id, item.receiver, item.integration, result.outcome, result.detail)
 
-    def _wait_for(self, limiter: RateLimiter) -> None:
+    def _wait_for(self, limiter: RateLimiter) -> bool:
+        """Wait for a token; return True when that took any time."""
+        waited = False
         while not self._stop.is_set():
             delay = limiter.acquire()
             if delay <= 0:
-                return
+                return waited
+            waited = True
             self._stop.wait(delay)
+        return waited
 
     def _failed(self, item: OutboxItem, kind: str, error: str, retryable: bool,
                 retry_after: float | None, now: datetime | None) -> Outcome:
@@ -284,8 +296,15 @@ class Dispatcher:
                     wait = min(IDLE_POLL, max(0.0, (next_at - self.clock.now())
                                               .total_seconds()))
             except SQLAlchemyError as exc:
+                self.metrics.errors.labels("outbox").inc()
                 log.error("outbox unreachable; retrying", receiver=key[0],
-                          integration=key[1], error=logs.redact(str(exc)))
+                          integration=key[1],
+                          error=logs.redact(describe_error(exc) or str(exc)))
+                wait = 5.0
+            except Exception:  # a bug must not end the lane's worker for good
+                self.metrics.errors.labels("outbox").inc()
+                log.exception("lane worker failed; retrying", receiver=key[0],
+                              integration=key[1])
                 wait = 5.0
             wake.wait(max(0.1, wait))
             wake.clear()

@@ -15,8 +15,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from monitor.matchers import MatcherSet
 from monitor.notify.config import NotifyConfig
-from monitor.notify.matchers import MatcherSet
 from monitor.notify.notification import NotifyAlert
 
 SOURCE_HEALTH_ALERTS = "SourceStale|SourceFailing"

@@ -8,7 +8,10 @@
 - ``monitor_notify_outbox_depth{receiver,integration}``: messages waiting to be sent;
 - ``monitor_notify_dead_letters{receiver,integration}``: dead letters kept for resend;
 - ``monitor_notify_template_errors_total{receiver,integration}``: renders that fell back;
-- ``monitor_notify_transitions_claimed_total``, ``monitor_notify_flushes_total``.
+- ``monitor_notify_transitions_claimed_total``, ``monitor_notify_flushes_total``;
+- ``monitor_notify_errors_total{stage}``: runs that failed as a whole and are retried —
+  ``pipeline`` (claiming transitions, grouping, enqueueing) or ``outbox`` (leasing and
+  recording deliveries), e.g. while the store is busy or its disk is full.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 OUTCOMES = ("delivered", "failed", "dead", "skipped")
+ERROR_STAGES = ("pipeline", "outbox")
 LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 86400)
 
 
@@ -47,6 +51,11 @@ class NotifyMetrics:
         self.flushes = Counter(
             "monitor_notify_flushes", "Pipeline runs (claim, group, dedup, enqueue).",
             registry=registry)
+        self.errors = Counter(
+            "monitor_notify_errors", "Notifier runs that failed as a whole and are retried, "
+            "by stage (pipeline or outbox).", ["stage"], registry=registry)
+        for stage in ERROR_STAGES:
+            self.errors.labels(stage)
         self._lanes: set[tuple[str, str]] = set()
 
     def known_lanes(self, lanes: Iterable[tuple[str, str]]) -> None:

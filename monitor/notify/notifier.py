@@ -42,7 +42,7 @@ from monitor.notify.notification import (
 )
 from monitor.notify.pipeline import Flow, PipelineState, build_pipeline, new_message_id
 from monitor.notify.silences import Silence, SilenceSpec, expire, new_silence
-from monitor.store import Store
+from monitor.store import Store, describe_error
 from monitor.store.notify import NewMessage, NotifyTx, TransitionEvent
 
 log = get_logger(__name__)
@@ -100,9 +100,12 @@ class Notifier:
                  registry: CollectorRegistry, *, instance: str = "", external_url: str = "",
                  status_provider: StatusProvider | None = None,
                  rng: random.Random | None = None,
-                 new_id: Callable[[], str] = new_message_id) -> None:
+                 new_id: Callable[[], str] = new_message_id,
+                 owns_digest: Callable[[str], bool] | None = None) -> None:
         self.store = store
         self.notify_store = store.notify
+        # On a cluster every replica schedules the digests and one sends each.
+        self.owns_digest = owns_digest
         self.clock = clock
         self.metrics = NotifyMetrics(registry)
         self.instance = instance or default_instance()
@@ -259,12 +262,15 @@ class Notifier:
     def run_digest(self, name: str, now: datetime | None = None) -> int:
         """Queue the digest ``name`` for its receivers; return how many messages.
 
-        Nothing is queued when nothing changed (unless ``send_empty``) or when no status
-        provider was given. The new snapshot is stored in the same transaction.
+        Nothing is queued when nothing changed (unless ``send_empty``), when no status
+        provider was given, or on a replica that does not own the digest. The new
+        snapshot is stored in the same transaction.
         """
         now = self._now(now)
         digest_config = next((d for d in self.config.digests if d.name == name), None)
         if digest_config is None or self.status_provider is None:
+            return 0
+        if self.owns_digest is not None and not self.owns_digest(name):
             return 0
         current = self.status_provider()
         with self._lock, self.notify_store.transaction() as tx:
@@ -424,7 +430,24 @@ class Notifier:
         try:
             self.process_transitions()
         except Exception as exc:  # the loop must go on
-            log.exception("notifier run failed; will retry", error=str(exc))
+            self.metrics.errors.labels("pipeline").inc()
+            trouble = describe_error(exc)
+            if trouble is not None:
+                log.error("notifier run failed; will retry", error=trouble)
+            else:
+                log.exception("notifier run failed; will retry", error=str(exc))
+
+    def clock_jumped(self, offset: float) -> None:
+        """After the wall clock jumped by ``offset`` seconds: retries scheduled before a
+        jump back would wait as long as the jump, so they become due now; the pipeline
+        runs at its next tick either way (group timers look at the new time)."""
+        if offset < 0:
+            moved = self.notify_store.retry_now(self.clock.now())
+            if moved:
+                log.warning("messages waiting for a retry are due now after the clock "
+                            "jumped back", messages=moved)
+        self._force = True
+        self.dispatcher.wake()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the delivery workers, letting sends in flight finish within ``timeout``."""

@@ -18,8 +18,8 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from monitor.matchers import MatcherSet
 from monitor.notify.config import RouteConfig
-from monitor.notify.matchers import MatcherSet
 
 DEFAULT_GROUP_BY: tuple[str, ...] = ("alertname",)
 DEFAULT_GROUP_WAIT = 30.0

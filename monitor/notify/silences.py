@@ -16,8 +16,8 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from monitor.matchers import Matcher
 from monitor.model import utc
-from monitor.notify.matchers import Matcher
 from monitor.notify.timeintervals import TimeIntervalSpec, spec_from_dict
 
 PENDING = "pending"

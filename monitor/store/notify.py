@@ -25,8 +25,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, text, update
 
+from monitor.matchers import Matcher
 from monitor.model import iter_chunks, utc
-from monitor.notify.matchers import Matcher
 from monitor.notify.notification import FIRING, RESOLVED, NotifyAlert
 from monitor.notify.pipeline import LogEntry
 from monitor.notify.silences import Silence, recurrence_dict, recurrence_from
@@ -356,6 +356,17 @@ class NotifyStore:
                                 .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)).all()
         return [_item(r) for r in rows]
 
+    def extend_lease(self, item_id: int, owner: str, now: datetime, lease: float) -> bool:
+        """Renew ``owner``'s lease on a message it is about to send, from ``now``; return
+        False when the lease ran out or the message is no longer pending (another
+        replica may have taken it)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(update(OUTBOX).where(
+                OUTBOX.c.id == item_id, OUTBOX.c.status == PENDING,
+                OUTBOX.c.claimed_by == owner, OUTBOX.c.claimed_until >= now)
+                .values(claimed_until=now + timedelta(seconds=lease)))
+            return int(result.rowcount) == 1
+
     def mark_delivered(self, item_id: int, now: datetime, note: str = "") -> None:
         """Record a successful delivery."""
         with self.engine.begin() as conn:
@@ -405,6 +416,15 @@ class NotifyStore:
                 .where(OUTBOX.c.status.in_([PENDING, DEAD]))
                 .group_by(OUTBOX.c.receiver, OUTBOX.c.integration, OUTBOX.c.status))
             return {(r[0], r[1], r[2]): int(r[3]) for r in rows}
+
+    def retry_now(self, now: datetime) -> int:
+        """Make every pending message scheduled after ``now`` due at ``now`` (the wall
+        clock jumped back); return how many."""
+        with self.engine.begin() as conn:
+            result = conn.execute(update(OUTBOX).where(
+                OUTBOX.c.status == PENDING, OUTBOX.c.next_attempt_at > now)
+                .values(next_attempt_at=now))
+            return int(result.rowcount)
 
     def release_leases(self, now: datetime) -> int:
         """End every lease (a SQLite store has one process: leases left are a dead one's)."""

@@ -23,7 +23,6 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from monitor.clock import Clock, FixedClock
-from monitor.http.matchers import compile_matchers
 from monitor.http.observed import (
     HistoryPoint,
     Silence,
@@ -31,6 +30,7 @@ from monitor.http.observed import (
     SourcedMilestone,
     SourceHealth,
 )
+from monitor.matchers import compile_matchers
 from monitor.model import Alert, AlertState, Frequency, Milestone, Status, month
 from monitor.rules import stats
 from monitor.rules.snapshot import (

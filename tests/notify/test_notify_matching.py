@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from monitor.matchers import Matcher, MatcherError, parse_matchers
 from monitor.notify.config import NotifyConfig, RouteConfig
 from monitor.notify.inhibit import inhibited, rules_from_config
-from monitor.notify.matchers import Matcher, MatcherError, parse_matchers
 from monitor.notify.notification import NotifyAlert
 from monitor.notify.routing import build_tree, group_key, group_labels
 from monitor.notify.silences import Silence, SilenceSpec, expire, new_silence, validate

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.clock import FixedClock
-from monitor.notify.matchers import parse_matchers
+from monitor.matchers import parse_matchers
 from monitor.notify.silences import SilenceSpec
 from monitor.store import Store, open_store
 from tests.notify.helpers import T0, make_notifier, notify_config, record

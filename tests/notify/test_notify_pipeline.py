@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from monitor.matchers import parse_matchers
 from monitor.notify.config import NotifyConfig
-from monitor.notify.matchers import parse_matchers
 from monitor.notify.notification import NotifyAlert
 from monitor.notify.pipeline import Flow, LogEntry, PipelineState, build_pipeline, decide
 from monitor.notify.silences import SilenceSpec, new_silence

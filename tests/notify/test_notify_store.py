@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert, select
 
-from monitor.notify.matchers import parse_matchers
+from monitor.matchers import parse_matchers
 from monitor.notify.notification import NotifyAlert
 from monitor.notify.pipeline import LogEntry
 from monitor.notify.silences import SilenceSpec, expire, new_silence

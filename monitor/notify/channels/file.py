@@ -22,6 +22,27 @@ from monitor.notify.templates import fallback_text
 _LOCK = threading.Lock()
 
 
+def append_whole(path: Path, data: bytes) -> None:
+    """Append ``data`` to ``path`` and sync it, or leave the file as it was.
+
+    Raises OSError (disk full, permissions); a partly written tail is cut off first, so
+    a retry appends the whole notification exactly once.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
+
+
 class FileChannel(Channel):
     kind: ClassVar[str] = "file"
     parts: ClassVar[dict[str, tuple[str, str]]] = {"text": ("text", "text")}
@@ -44,10 +65,8 @@ class FileChannel(Channel):
         path = Path(self.config.path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with _LOCK, path.open("a", encoding="utf-8") as handle:
-                handle.write(str(message.body))
-                handle.flush()
-                os.fsync(handle.fileno())
+            with _LOCK:
+                append_whole(path, str(message.body).encode("utf-8"))
         except OSError as exc:
             raise self.error(f"cannot append to {path}: {exc.strerror}; check the folder "
                              "exists and is writable", retryable=True) from None

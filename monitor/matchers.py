@@ -1,20 +1,22 @@
-"""Label matchers as Alertmanager writes them: ``name="value"``, ``!=``, ``=~``, ``!~``.
+"""Label matchers as Alertmanager and Prometheus write them: ``name="value"``, ``!=``,
+``=~``, ``!~``.
 
-Shared by routes, silences and inhibition rules. Regular expressions are anchored (they
-must match the whole value) and a missing label matches as the empty string, as in
-Alertmanager: ``team!="ops"`` matches an alert without a ``team`` label.
+Shared by notification routes, silences, inhibition rules and the API's ``?match=``
+filters. Regular expressions are anchored (they must match the whole value) and a
+missing label matches as the empty string, as in Alertmanager: ``team!="ops"`` matches
+an alert without a ``team`` label. Values may be double- or single-quoted, or bare.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
 OPS = ("=", "!=", "=~", "!~")
 _HEAD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*")
-_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t"}
+_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t"}
 
 
 class MatcherError(ValueError):
@@ -112,7 +114,8 @@ def parse_matchers(text: str) -> list[Matcher]:
 
 
 def _read_value(text: str, body: str, pos: int) -> tuple[str, int]:
-    if pos < len(body) and body[pos] == '"':
+    if pos < len(body) and body[pos] in "\"'":
+        quote = body[pos]
         out: list[str] = []
         i = pos + 1
         while i < len(body):
@@ -121,7 +124,7 @@ def _read_value(text: str, body: str, pos: int) -> tuple[str, int]:
                 out.append(_ESCAPES.get(body[i + 1], "\\" + body[i + 1]))
                 i += 2
                 continue
-            if char == '"':
+            if char == quote:
                 return "".join(out), i + 1
             out.append(char)
             i += 1
@@ -161,3 +164,17 @@ class MatcherSet:
 
     def __str__(self) -> str:
         return self.text
+
+
+def parse_all(texts: Sequence[str]) -> list[Matcher]:
+    """Return the matchers of several texts (e.g. repeated ``?match=``); all must hold.
+
+    Raises MatcherError for the first text that does not parse.
+    """
+    return list(MatcherSet.parse(texts).matchers)
+
+
+def compile_matchers(matchers: Iterable[Matcher]) -> Callable[[Mapping[str, str]], bool]:
+    """Return a predicate: True when a label set satisfies every matcher."""
+    chosen = tuple(matchers)
+    return lambda labels: matches_all(chosen, labels)
