@@ -384,7 +384,19 @@ def _spc(leaf: Spc, m: Matrix, ctx: Context) -> Outcome:
         chosen &= variation == stats.VARIATION_IMPROVEMENT
     active = chosen.any(axis=1)
     known = ~np.isnan(result.mean)
-    facts: dict[str, Any] = {"mean": result.mean, "upper": result.upper, "lower": result.lower}
+    # The latest flagged point in the window, per series: its rule and what it means.
+    flagged_any = chosen.any(axis=1)
+    last_flag = last.start + (chosen.shape[1] - 1 - np.argmax(chosen[:, ::-1], axis=1))
+    rows = np.arange(m.n)
+    spc_rule = np.where(flagged_any, result.special[rows, last_flag], 0).astype(np.float64)
+    variation = result.variation[rows, last_flag]
+    spc_signal = np.select(
+        [flagged_any & (variation == stats.VARIATION_IMPROVEMENT),
+         flagged_any & (variation == stats.VARIATION_CONCERN),
+         flagged_any & (variation == stats.VARIATION_NEUTRAL)],
+        ["improvement", "concern", "special cause"], default="common cause").astype(object)
+    facts: dict[str, Any] = {"mean": result.mean, "upper": result.upper, "lower": result.lower,
+                             "spc_rule": spc_rule, "spc_signal": spc_signal}
     h = headline(m)
     if leaf.assurance is not None:
         verdict = stats.assurance(result, _per_period_target(m, h.target),

@@ -64,3 +64,33 @@ def test_a_failing_rule_is_unhealthy_and_the_others_still_run(
     health = {h.name: h for h in engine.snapshot(result).rules}
     assert health["Broken"].health == "err" and health["Broken"].failures == 1
     assert health["Works"].health == "ok"
+
+
+SPC_RULES = """\
+indicators:
+  - {id: burglary, name: Burglary, direction: down, window: 1}
+groups:
+  - name: g
+    rules:
+      - alert: BurglarySpecialCause
+        indicator: burglary
+        when: {spc: {signal: concern}}
+        annotations:
+          summary: "{{ spc_signal }} by SPC rule {{ spc_rule | number(0) }}"
+"""
+
+
+def test_annotations_see_the_spc_signal(tmp_path: Path) -> None:
+    path = tmp_path / "spc.yaml"
+    path.write_text(SPC_RULES)
+    n = 24
+    values = np.array([100.0, 102, 98, 101, 99, 100, 103, 97, 100, 101, 99, 100] * 2)
+    values[-1] = 160  # far above the upper limit: a concern when down is good
+    block = Block([{"borough": "Camden"}], np.zeros(n, dtype=np.int64),
+                  np.arange(month("2007-01"), month("2007-01") + n), values,
+                  np.full(n, np.nan), np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64))
+    result = Engine(load_rules([path])).evaluate(Dataset({"burglary": block}),
+                                                 month_end(month("2008-12")), {})
+    (record,) = result.records.values()
+    assert record.annotations["summary"] == "concern by SPC rule 1"
+    assert "outside the process limits" in record.explanation
