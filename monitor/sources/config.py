@@ -160,6 +160,9 @@ class MappingOptions(Section):
     allow_negative: bool = False
     null_values: list[str] = Field(default_factory=list)
     thousands_separator: str = ""
+    # Rows giving the same series and period: "reject" all of them (the default: neither
+    # can be trusted), or "sum" them (several categories mapped to one indicator).
+    duplicates: Literal["reject", "sum"] = "reject"
 
     @field_validator("period_format")
     @classmethod

@@ -137,7 +137,7 @@ def _parse_long(config: CsvSource, header: list[str], records: Iterator[tuple[li
         return itemgetter(index[column])
 
     mapper = Mapper(config, source, config.static_labels, locate)
-    collector = Collector(source)
+    collector = Collector(source, add_up=config.duplicates == "sum")
     width = len(header)
     pending: tuple[list[str], int] | None = None
     for item in records:
@@ -203,7 +203,7 @@ def _parse_wide(config: CsvSource, header: list[str], records: Iterator[tuple[li
 
     mapper = Mapper(config, source, config.static_labels, locate, need_period=False)
     columns = _period_columns(config, header, where, mapper)
-    collector = Collector(source, by_series=True)
+    collector = Collector(source, by_series=True, add_up=config.duplicates == "sum")
     width = len(header)
     flag_getter = itemgetter(index[config.provisional_column]) \
         if config.provisional_column else None

@@ -81,9 +81,10 @@ def host_allowed(host: str, allowed: Collection[str]) -> bool:
 
 
 def _shown(url: httpx.URL | str) -> str:
-    """The URL without its query (which may carry tokens) for messages."""
+    """The URL without credentials or query (either may carry secrets), for messages."""
     parsed = httpx.URL(str(url))
-    return str(parsed.copy_with(query=None, fragment=None))
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}"
 
 
 class _TooLarge(Exception):
@@ -93,10 +94,9 @@ class _TooLarge(Exception):
 class HttpFetcher:
     """An HTTP client for one source's poll. Use as a context manager."""
 
-    def __init__(self, options: HttpOptions, *, source: str,
+    def __init__(self, options: HttpOptions, *, source: str, now: Callable[[], datetime],
                  sleep: Callable[[float], None] = time.sleep,
-                 rng: random.Random | None = None,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 rng: random.Random | None = None) -> None:
         self.options = options
         self.source = source
         self._sleep = sleep

@@ -104,7 +104,7 @@ def parse_json(config: JsonSource, body: bytes, *, origin: str, content_type: st
     if records:
         _check_first(source, origin, prefix, records[0], wanted)
     mapper = Mapper(config, source, config.static_labels, field_path)
-    collector = Collector(source)
+    collector = Collector(source, add_up=config.duplicates == "sum")
     for position, record in enumerate(records):
         mapper.convert(collector, f"{prefix}[{position}]", record)
     observations, problems = collector.result()

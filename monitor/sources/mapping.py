@@ -80,11 +80,14 @@ class Collector:
     """Accumulates observations and problems; rejects repeated (series, period) keys.
 
     When two rows give the same series and period, neither can be trusted: both are
-    rejected with ``duplicate_period``, each naming the other row.
+    rejected with ``duplicate_period``, each naming the other row — unless ``add_up``
+    (``duplicates = "sum"``): then they are one observation, values and denominators
+    added, provisional if any part is.
     """
 
     source: str
     by_series: bool = False  # True: a row carries a whole series (wide tables)
+    add_up: bool = False
     observations: list[Observation] = field(default_factory=list)
     rows_of: list[int | str] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
@@ -121,6 +124,8 @@ class Collector:
         """Return the accepted observations and every problem, duplicates included."""
         if not self._dupes:
             return self.observations, self.problems
+        if self.add_up:
+            return _summed(self.observations), self.problems
         kept: list[Observation] = []
         for span, (start, end) in enumerate(self._spans):
             others = self._dupes.get(span)
@@ -136,6 +141,22 @@ class Collector:
                          f"the same series and period as row {listed} ({_describe(what)}); "
                          "all of them are rejected")
         return kept, self.problems
+
+
+def _summed(observations: Sequence[Observation]) -> list[Observation]:
+    """Merge observations of one series and period, adding values and denominators."""
+    merged: dict[tuple[Any, ...], Observation] = {}
+    for o in observations:
+        key = (o.indicator, o.labels, o.period)
+        seen = merged.get(key)
+        if seen is None:
+            merged[key] = o
+            continue
+        denominator = None if seen.denominator is None and o.denominator is None else \
+            (seen.denominator or 0.0) + (o.denominator or 0.0)
+        merged[key] = Observation(o.indicator, o.labels, o.period, seen.value + o.value,
+                                  denominator, seen.provisional or o.provisional)
+    return list(merged.values())
 
 
 def _describe(mapping: dict[str, str]) -> str:
@@ -174,6 +195,8 @@ class Mapper:
             return self.config.indicator
         column = self.config.indicator_column or ""
         raw = self._get(self._indicator_getter, record, column)
+        if isinstance(raw, dict | list):
+            raise Reject(column, "bad_indicator", f"a {type(raw).__name__} is not an indicator id")
         found = self._indicators.get(raw)
         if found is not None:
             return found
@@ -201,6 +224,11 @@ class Mapper:
         """Return the record's label set (one shared tuple per distinct set). Raises Reject."""
         raw = tuple(self._get(g, record, c) for g, c in zip(self._label_getters,
                                                              self._label_columns, strict=True))
+        for value, column in zip(raw, self._label_columns, strict=True):
+            if isinstance(value, dict | list):
+                raise Reject(column, "missing_label",
+                             f"a {type(value).__name__} is not a label value; map the label to "
+                             "a field inside it")
         found = self._labels.get(raw)
         if found is not None:
             return found
@@ -304,7 +332,7 @@ class Mapper:
         den = None
         if self._den is not None:
             column = cfg.denominator_column or ""
-            raw = self._get(self._den, record, column)
+            raw = self._optional(self._den, record)
             den = None if raw is None or str(raw).strip() == "" else \
                 self.number(raw, column, allow_negative=cfg.allow_negative)
             if den == 0:
@@ -312,8 +340,16 @@ class Mapper:
         flag = False
         if self._flag is not None:
             column = cfg.provisional_column or ""
-            flag = self.flag(self._get(self._flag, record, column), column)
+            flag = self.flag(self._optional(self._flag, record), column)
         return Observation(indicator, labels, period, value, den, flag)
+
+    @staticmethod
+    def _optional(getter: Getter, record: Any) -> Any:
+        """An optional field (denominator, flag) a JSON record may leave out: None then."""
+        try:
+            return getter(record)
+        except (LookupError, TypeError):
+            return None
 
     @staticmethod
     def _get(getter: Getter, record: Any, column: str) -> Any:

@@ -39,7 +39,7 @@ from monitor.sources.config import SourceBase, check_unique_names, cron_trigger
 from monitor.sources.mapping import mark_provisional
 from monitor.sources.metrics import SourceMetrics
 from monitor.sources.registry import KINDS, build
-from monitor.store import Store
+from monitor.store import Store, describe_error
 from monitor.store.observations import IngestResult, MilestoneResult
 from monitor.store.sourcestate import SourceHealth
 
@@ -150,9 +150,11 @@ class Poller:
     def __init__(self, store: Store, configs: Sequence[SourceBase], clock: Clock,
                  registry: CollectorRegistry, *,
                  kinds: Mapping[str, type[Source[Any]]] = KINDS,
-                 deps: SourceDeps | None = None, max_logged_problems: int = 100) -> None:
+                 deps: SourceDeps | None = None, max_logged_problems: int = 100,
+                 owns: Callable[[str], bool] | None = None) -> None:
         _check_names(configs)
         self.store = store
+        self.owns = owns  # on a cluster: whether this replica polls the source now
         self.clock = clock
         self.kinds = kinds
         self.deps = deps or SourceDeps(clock=clock)
@@ -207,6 +209,11 @@ class Poller:
         for source in self._sources.values():
             source.close()
 
+    def clock_jumped(self) -> None:
+        """Forget failure backoffs: after the wall clock jumped back they would last as
+        long as the jump; the next scheduled poll of every source runs."""
+        self._retry_at.clear()
+
     # --- scheduling -----------------------------------------------------------------
 
     def schedule(self, scheduler: Any) -> list[str]:
@@ -245,7 +252,10 @@ class Poller:
         return wanted
 
     def scheduled_poll(self, name: str) -> PollResult | None:
-        """Poll ``name`` unless it is backing off or already being polled; never raises."""
+        """Poll ``name`` unless it is backing off, already being polled or (on a cluster)
+        another replica's to poll; never raises."""
+        if self.owns is not None and not self.owns(name):
+            return None
         now = self.clock.now()
         retry_at = self._retry_at.get(name)
         if retry_at is not None and now < retry_at:
@@ -360,18 +370,27 @@ class Poller:
                 exc: Exception) -> PollResult:
         name = source.name
         finished = self.clock.now()
-        error = str(exc) if isinstance(exc, SourceError) else \
-            f"source {name!r}: {type(exc).__name__}: {exc}"
+        store_trouble = describe_error(exc)
         if isinstance(exc, SourceError):
+            error = str(exc)
             log.error("poll failed; previous data kept", source=name, error=error)
+        elif store_trouble is not None:
+            error = f"source {name!r}: {store_trouble}"
+            log.error("poll failed: the store refused the write; previous data kept",
+                      source=name, error=error)
         else:
+            error = f"source {name!r}: {type(exc).__name__}: {exc}"
             log.exception("poll failed unexpectedly; previous data kept", source=name)
         failures = 0
         try:
             failures = self.store.source_state.record_failure(name, started=started,
                                                               finished=finished, error=error)
-        except Exception:  # the store may be what failed
-            log.exception("cannot record the failed poll", source=name)
+        except Exception as record_exc:  # the store may be what failed
+            trouble = describe_error(record_exc)
+            if trouble is not None:
+                log.error("cannot record the failed poll", source=name, error=trouble)
+            else:
+                log.exception("cannot record the failed poll", source=name)
         wait = failure_backoff(failures, source.config.every)
         if wait:
             self._retry_at[name] = finished + timedelta(seconds=wait)

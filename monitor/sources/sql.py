@@ -123,7 +123,7 @@ def parse_rows(config: SqlSource, columns: list[str], rows: list[tuple[Any, ...]
         return itemgetter(index[column])
 
     mapper = Mapper(config, source, config.static_labels, locate)
-    collector = Collector(source)
+    collector = Collector(source, add_up=config.duplicates == "sum")
     for number, row in enumerate(rows, start=1):
         mapper.convert(collector, number, row)
     observations, problems = collector.result()

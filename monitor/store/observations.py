@@ -130,6 +130,7 @@ class _Batch:
     rows: dict[tuple[int, int], tuple[float, float | None, bool]] = field(default_factory=dict)
     given: int = 0
     rejected: int = 0
+    plain: bool = True  # no denominator and no provisional flag anywhere
 
 
 def _collect(observations: Iterable[Observation]) -> _Batch:
@@ -158,10 +159,21 @@ def _collect(observations: Iterable[Observation]) -> _Batch:
                 batch.keys.append(key)
             local = found
         den = obs.denominator
-        if den is not None and not isfinite(den):
-            den = None
+        if den is not None:
+            batch.plain = False
+            if not isfinite(den):
+                den = None
+        if obs.provisional:
+            batch.plain = False
         rows[(local, obs.period)] = (value, den, obs.provisional)
     return batch
+
+
+def _literal(text: str) -> str:
+    """Return ``text`` as an SQL string literal. Raises ValueError for a NUL character."""
+    if "\0" in text:
+        raise ValueError("a source name cannot contain a NUL character")
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _json_labels(labels: Labels) -> str:
@@ -311,33 +323,43 @@ class ObservationStore:
            revisions and updates row by row.
         """
         stamp = self._ts(now)
-        rows = [(ids[local], period, value, den, prov)
-                for (local, period), (value, den, prov) in batch.rows.items()]
         periods = [period for _local, period in batch.rows]
         existing = self._existing(cur, sorted(set(ids)), min(periods), max(periods))
         new: list[tuple[Any, ...]] = []
         revisions: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
+        plain = batch.plain and not self._pg
+        if not existing and plain:  # new counts only: the usual case, three numbers a row
+            new = [(ids[local], period, value) for (local, period), (value, _d, _p)
+                   in batch.rows.items()]
+        elif not existing:
+            new = [(ids[local], period, value, den, prov)
+                   for (local, period), (value, den, prov) in batch.rows.items()]
+            plain = False
+        else:
+            plain = False
         get = existing.get
-        for row in rows:
-            old = get((row[0], row[1]))
+        for (local, period), (value, den, prov) in batch.rows.items() if existing else ():
+            sid = ids[local]
+            old = get((sid, period))
             if old is None:
-                new.append(row)
+                new.append((sid, period, value, den, prov))
                 continue
-            old_value, old_den, old_prov, old_as_of = old
-            revised = old_value != row[2] or old_den != row[3]
+            old_value, old_den, old_prov = old
+            revised = old_value != value or old_den != den
             if revised:
-                revisions.append((row[0], row[1], old_value, old_den, bool(old_prov), old_as_of,
-                                  row[2], row[3], stamp, source))
-            elif bool(old_prov) == row[4]:
+                revisions.append((value, den, stamp, source, sid, period))
+            elif bool(old_prov) == prov:
                 continue
-            updates.append((row[2], row[3], row[4], stamp, source, int(revised), row[0], row[1]))
-        self._insert_new(cur, new, stamp, source)
-        if revisions:
+            updates.append((value, den, prov, stamp, source, int(revised), sid, period))
+        self._insert_new(cur, new, stamp, source, plain=plain)
+        if revisions:  # copied from the stored row before the update below changes it
             cur.executemany(self._q(
                 "INSERT INTO observation_revision (series_id, period, old_value, "
                 "old_denominator, old_provisional, old_as_of, new_value, new_denominator, "
-                "revised_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), revisions)
+                "revised_at, source) SELECT series_id, period, value, denominator, provisional, "
+                "as_of, ?, ?, ?, ? FROM observation WHERE series_id = ? AND period = ?"),
+                revisions)
         if updates:
             cur.executemany(self._q(
                 "UPDATE observation SET value = ?, denominator = ?, provisional = ?, as_of = ?, "
@@ -346,27 +368,29 @@ class ObservationStore:
         return len(new), len(revisions), len(updates) - len(revisions)
 
     def _existing(self, cur: Any, sids: list[int], first: int, last: int
-                  ) -> dict[tuple[int, int], tuple[float, float | None, Any, Any]]:
-        """Return stored (value, denominator, provisional, as_of) by (series, period)."""
-        out: dict[tuple[int, int], tuple[float, float | None, Any, Any]] = {}
-        columns = "series_id, period, value, denominator, provisional, as_of"
+                  ) -> dict[tuple[int, int], tuple[float, float | None, Any]]:
+        """Return stored (value, denominator, provisional) by (series, period)."""
+        out: dict[tuple[int, int], tuple[float, float | None, Any]] = {}
+        columns = "series_id, period, value, denominator, provisional"
         if self._pg:
             cur.execute(f"SELECT {columns} FROM observation WHERE series_id = ANY(%s) "  # noqa: S608
                         "AND period BETWEEN %s AND %s", (sids, first, last))
-            for sid, period, value, den, prov, as_of in cur.fetchall():
-                out[(sid, period)] = (value, den, prov, as_of)
+            for sid, period, value, den, prov in cur.fetchall():
+                out[(sid, period)] = (value, den, prov)
             return out
         for start in range(0, len(sids), _CHUNK):
             chunk = sids[start:start + _CHUNK]
             cur.execute(f"SELECT {columns} FROM observation WHERE series_id IN "  # noqa: S608
                         f"({','.join('?' * len(chunk))}) AND period BETWEEN ? AND ?",
                         (*chunk, first, last))
-            for sid, period, value, den, prov, as_of in cur.fetchall():
-                out[(sid, period)] = (value, den, prov, as_of)
+            for sid, period, value, den, prov in cur.fetchall():
+                out[(sid, period)] = (value, den, prov)
         return out
 
-    def _insert_new(self, cur: Any, rows: list[tuple[Any, ...]], stamp: Any,
-                    source: str) -> None:
+    def _insert_new(self, cur: Any, rows: list[tuple[Any, ...]], stamp: Any, source: str, *,
+                    plain: bool) -> None:
+        """Insert new rows: (series, period, value, denominator, provisional), or only the
+        first three when ``plain`` (no denominator, not provisional)."""
         if not rows:
             return
         if self._pg:
@@ -389,10 +413,18 @@ class ObservationStore:
         # The default 2 MB page cache thrashes once the table outgrows it; 64 MB keeps the
         # B-tree pages a bulk insert walks through in memory (per connection, not per file).
         cur.execute("PRAGMA cache_size = -65536")
-        # The stamp is our own strftime output; inlining it saves binding it per row.
-        cur.executemany("INSERT INTO observation (series_id, period, value, denominator, "  # noqa: S608
-                        f"provisional, as_of, revisions, source) VALUES (?, ?, ?, ?, ?, "
-                        f"'{stamp}', 0, ?)", [(*row, source) for row in rows])
+        # Constants are written into the statement: binding fewer values per row is what
+        # makes executemany fast. The stamp is our own strftime output; the source is
+        # quoted as an SQL string literal.
+        constants = f"'{stamp}', 0, {_literal(source)}"
+        if plain:
+            cur.executemany("INSERT INTO observation (series_id, period, value, denominator, "  # noqa: S608
+                            f"provisional, as_of, revisions, source) VALUES (?, ?, ?, NULL, 0, "
+                            f"{constants})", rows)
+        else:
+            cur.executemany("INSERT INTO observation (series_id, period, value, denominator, "  # noqa: S608
+                            f"provisional, as_of, revisions, source) VALUES (?, ?, ?, ?, ?, "
+                            f"{constants})", rows)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -442,7 +474,10 @@ class ObservationStore:
         cur.execute("SELECT series_id, period, value, denominator, "  # noqa: S608
                     f"provisional + 2 * revisions FROM observation {where} "
                     "ORDER BY series_id, period", args)
-        table = np.array(cur.fetchall(), dtype=np.float64).reshape(-1, 5)
+        chunks = [np.empty((0, 5), dtype=np.float64)]
+        while rows := cur.fetchmany(250_000):  # bounded: a tuple per row costs ~200 bytes
+            chunks.append(np.array(rows, dtype=np.float64).reshape(-1, 5))
+        table = np.concatenate(chunks)
         return _Columns(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64),
                         table[:, 2].copy(), table[:, 3].copy(), table[:, 4].astype(np.int64))
 

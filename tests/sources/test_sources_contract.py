@@ -118,7 +118,8 @@ def test_it_parses_purely(kind: str, folder: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(garbage=st.binary(max_size=600))
 def test_it_raises_only_payload_errors_on_random_bytes(kind: str, folder: Path,
                                                        garbage: bytes) -> None:
@@ -130,7 +131,8 @@ def test_it_raises_only_payload_errors_on_random_bytes(kind: str, folder: Path,
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_it_raises_only_payload_errors_on_mangled_samples(kind: str, folder: Path,
                                                           data: st.DataObject) -> None:

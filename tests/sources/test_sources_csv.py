@@ -84,6 +84,17 @@ def test_it_rejects_both_rows_of_a_duplicate_period() -> None:
         f"indicator=robbery, period={month('2008-04')}); all of them are rejected")
 
 
+def test_it_adds_up_rows_of_one_series_and_period_when_told_to() -> None:
+    # Two categories mapped to one indicator: vehicle crime = theft of + theft from.
+    body = (HEADER + "Theft of MV,Met,2008-04,5\nTheft from MV,Met,2008-04,7\n"
+            "Theft of MV,Met,2008-05,1\n").encode()
+    table = {"Theft of MV": "vehicle_crime", "Theft from MV": "vehicle_crime"}
+    parsed = parse_csv(long_config(indicators=table, duplicates="sum"), body, origin="x")
+    assert parsed.problems == []
+    assert [(o.period, o.value) for o in parsed.observations] == [
+        (month("2008-04"), 12.0), (month("2008-05"), 1.0)]
+
+
 def test_it_maps_indicator_names_through_the_table_and_skips_or_rejects_the_rest() -> None:
     body = (HEADER + "Burglary in a Dwelling,Met,2008-04,5\nShoplifting,Met,2008-04,9\n").encode()
     table = {"Burglary in a Dwelling": "residential_burglary"}

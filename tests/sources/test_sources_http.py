@@ -175,3 +175,13 @@ def test_it_caps_the_backoff_and_keeps_it_within_the_jitter_band() -> None:
 ])
 def test_it_matches_allowed_hosts(host: str, allowed: list[str], ok: bool) -> None:
     assert host_allowed(host, allowed) is ok
+
+
+def test_it_keeps_credentials_and_query_strings_out_of_errors(site: Site,
+                                                             sleeps: Sleeps) -> None:
+    url = site.url("/missing.csv").replace("http://", "http://ops:pa55word@") + "?token=t0ken"
+    with fetcher(sleeps) as http, pytest.raises(FetchError) as caught:
+        http.get(url)
+    message = str(caught.value)
+    assert f"GET http://127.0.0.1:{site.port}/missing.csv: HTTP 404" in message
+    assert "pa55word" not in message and "t0ken" not in message

@@ -91,3 +91,14 @@ def test_it_follows_paths_through_objects_and_lists() -> None:
         field_path("a.x")(record)
     with pytest.raises(IndexError):
         field_path("a.b.3")(record)
+
+
+def test_it_rejects_objects_where_a_label_or_an_indicator_should_be() -> None:
+    body = document({"area": {"name": "Met"}, "period": {"start": "2008-04"}, "measures": [1]},
+                    {"area": {"name": {"en": "GMP"}}, "period": {"start": "2008-04"},
+                     "measures": [2]})
+    parsed = parse_json(config(), body, origin="api")
+    assert [(p.row, p.field, p.reason) for p in parsed.problems] == [
+        ("data.items[1]", "area.name", "missing_label")]
+    by_kpi = parse_json(config(indicator=None, indicator_column="area"), body, origin="api")
+    assert {p.reason for p in by_kpi.problems} == {"bad_indicator"}

@@ -18,7 +18,15 @@ from monitor.sources.base import SourceDeps
 from monitor.sources.config import CsvSource, JsonSource, MilestonesSource, SourceBase
 from monitor.sources.poller import Poller, failure_backoff
 from monitor.store import Store
-from tests.sources.sourcekit import EXAMPLE_DATA, LONDON_2008, NOW, Reply, Site, metric
+from tests.sources.sourcekit import (
+    EXAMPLE_DATA,
+    LONDON_2008,
+    NOW,
+    Reply,
+    Site,
+    Sleeps,
+    metric,
+)
 
 LONDON_LABELS = {"borough": "Borough", "major": "Major Category", "minor": "Minor Category"}
 SMALL = b"indicator,force,period,value\nrobbery,Met,2008-04,5\nrobbery,Met,2008-05,6\n"
@@ -134,8 +142,22 @@ def test_it_rereads_unchanged_data_after_the_mapping_changes(
                  id="mostly-rejected"),
 ])
 def test_it_fails_a_broken_payload_and_keeps_the_previous_data(
-        store: Store, site: Site, clock: FixedClock, deps: SourceDeps,
+        sqlite_store: Store, site: Site, clock: FixedClock, deps: SourceDeps,
         registry: CollectorRegistry, kind: str, bad: Reply, expected: str) -> None:
+    check_broken_payload(sqlite_store, site, clock, deps, registry, kind, bad, expected)
+
+
+def test_it_keeps_the_previous_data_on_both_stores_when_the_header_drifts(
+        store: Store, site: Site, clock: FixedClock, deps: SourceDeps,
+        registry: CollectorRegistry) -> None:
+    check_broken_payload(store, site, clock, deps, registry, "csv",
+                         Reply(body=SMALL.replace(b"period", b"month")),
+                         "schema drift: column 'period' (period_column) is missing")
+
+
+def check_broken_payload(store: Store, site: Site, clock: FixedClock, deps: SourceDeps,
+                         registry: CollectorRegistry, kind: str, bad: Reply,
+                         expected: str) -> None:
     if kind == "csv":
         config: SourceBase = small(site.url("/feed"))
         good = Reply(body=SMALL)
@@ -164,6 +186,15 @@ def test_it_fails_a_broken_payload_and_keeps_the_previous_data(
     assert health.last_success_at == NOW
     assert metric(registry, "monitor_source_polls_total", source="kpis", outcome="failed") == 1
     assert metric(registry, "monitor_source_consecutive_failures", source="kpis") == 1
+
+
+def test_it_retries_a_failing_server_within_one_poll(
+        sqlite_store: Store, site: Site, clock: FixedClock, deps: SourceDeps,
+        registry: CollectorRegistry, sleeps: Sleeps) -> None:
+    site.route("/kpis.csv", Reply(502, b"bad gateway"), Reply(body=SMALL))
+    p = poller(sqlite_store, [small(site.url("/kpis.csv"))], clock, deps, registry)
+    assert p.poll("kpis").outcome == "success"
+    assert site.hits("/kpis.csv") == 2 and len(sleeps.waits) == 1
 
 
 def test_it_logs_and_counts_every_rejected_row(
@@ -313,3 +344,30 @@ def test_it_refuses_unknown_and_duplicated_source_names(
     p = poller(sqlite_store, [small("https://a.org/x")], clock, deps, registry)
     with pytest.raises(SourceError, match=r"no source named 'kpi' \(configured: kpis\)"):
         p.poll("kpi")
+
+
+def test_it_polls_on_schedule_only_the_sources_this_replica_owns(
+        sqlite_store: Store, site: Site, clock: FixedClock, deps: SourceDeps,
+        registry: CollectorRegistry) -> None:
+    site.route("/kpis.csv", Reply(body=SMALL))
+    owned = {"mine"}
+    p = Poller(sqlite_store, [small(site.url("/kpis.csv"), name="mine"),
+                              small(site.url("/kpis.csv"), name="theirs")], clock, registry,
+               deps=deps, owns=lambda name: name in owned)
+    assert [p.scheduled_poll(name) is not None for name in ("mine", "theirs")] == [True, False]
+    owned.add("theirs")  # a shard taken over
+    result = p.scheduled_poll("theirs")
+    assert result is not None and result.outcome == "success"
+
+
+def test_it_forgets_failure_backoff_when_the_clock_jumps(
+        sqlite_store: Store, site: Site, clock: FixedClock, deps: SourceDeps,
+        registry: CollectorRegistry) -> None:
+    p = poller(sqlite_store, [small(site.url("/gone.csv"), interval="1m")], clock, deps,
+               registry)
+    p.scheduled_poll("kpis")
+    p.scheduled_poll("kpis")
+    assert p.scheduled_poll("kpis") is None  # backing off
+    p.clock_jumped()
+    result = p.scheduled_poll("kpis")
+    assert result is not None and result.outcome == "failed"
