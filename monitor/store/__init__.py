@@ -19,6 +19,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError, StoreLockedError
 from monitor.store import db
+from monitor.store.db import describe_error
+
+__all__ = ["Store", "describe_error", "open_store"]
 
 if TYPE_CHECKING:
     from monitor.store.alerts import AlertStore

@@ -74,6 +74,40 @@ def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+_STORE_TROUBLE = (
+    (("database is locked", "database table is locked", "lock timeout",
+      "could not obtain lock", "deadlock detected"),
+     "the store is busy: another process or connection held its write lock for longer "
+     "than store.busy_timeout; nothing was written, and the work is retried"),
+    (("database or disk is full", "no space left on device", "could not extend file",
+      "disk full"),
+     "the store's disk is full: nothing was written, the previous data is kept, and the "
+     "work is retried; free space on the disk that holds the store"),
+    (("disk i/o error", "unable to open database file", "readonly database",
+      "read-only"),
+     "the store's file cannot be written (I/O error, permissions or a read-only disk); "
+     "nothing was written, and the work is retried"),
+    (("connection refused", "server closed the connection", "could not connect",
+      "connection is closed", "terminating connection"),
+     "the store does not answer (the database server is down or restarting); nothing "
+     "was written, and the work is retried"),
+)
+
+
+def describe_error(exc: BaseException) -> str | None:
+    """Return what a store failure means and what happens next, in one sentence with the
+    driver's message; None when ``exc`` is not a database error."""
+    if not isinstance(exc, (SQLAlchemyError, sqlite3.Error, StoreError)):
+        return None
+    cause = getattr(exc, "orig", None) or exc
+    detail = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    lowered = detail.lower()
+    for needles, meaning in _STORE_TROUBLE:
+        if any(n in lowered for n in needles):
+            return f"{meaning} ({detail})"
+    return f"the store failed: {detail}; nothing was written, and the work is retried"
+
+
 def _alembic_config(engine: Engine) -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
