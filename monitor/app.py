@@ -12,6 +12,7 @@ import signal
 import socket
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -19,12 +20,16 @@ from typing import Any
 from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry, Gauge, Info
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import __version__
 from monitor import settings as settings_mod
 from monitor.clock import Clock, SystemClock
-from monitor.errors import MonitorError
+from monitor.clockwatch import ClockWatch
+from monitor.cluster import ClusterMember, Ownership, digest_key, source_key
+from monitor.errors import MonitorError, StoreError
 from monitor.logs import get_logger
 from monitor.model import fingerprint
 from monitor.notify.notifier import Notifier
@@ -72,11 +77,14 @@ class App:
         self._http: Any = None
         self._stopping = threading.Event()
         self._reload_requested = threading.Event()
+        self._stopping_requested = threading.Event()
         self._reload_lock = threading.Lock()
         self._rules_loaded = False
         self.poller: Poller | None = None
         self.rules: RuleService | None = None
         self.notifier: Notifier | None = None
+        self._clock_watch: ClockWatch | None = None
+        self.cluster: ClusterMember | None = None  # PostgreSQL: this process as a replica
 
     # --- the Daemon protocol the HTTP layer sees -------------------------------------
 
@@ -85,6 +93,10 @@ class App:
             return False, "shutting down"
         if self.store is None or not self.store.ping():
             return False, "store unreachable"
+        if self.cluster is not None:
+            healthy, why = self.cluster.health()
+            if not healthy:
+                return False, f"not a live cluster member: {why}"
         if not self._rules_loaded:
             return False, "rules not loaded"
         return True, "ready"
@@ -108,15 +120,22 @@ class App:
 
         self.metrics.start_time.set(time.time())
         cfg = self.settings.store
-        self.store = open_store(cfg.url.get_secret_value(), busy_timeout=cfg.busy_timeout,
-                                pool_size=cfg.pool_size)
+        url = cfg.url.get_secret_value()
+        self.store = open_store(url, busy_timeout=cfg.busy_timeout, pool_size=cfg.pool_size,
+                                migrate=False)
         self.store.lock_single_process()
         settings = self.settings
-        self.poller = Poller(self.store, settings.sources, self.clock, self.registry)
+        self._join_store(settings)
+        owns_source = None if self.cluster is None else \
+            (lambda name: self._owns(source_key(name)))
+        self.poller = Poller(self.store, settings.sources, self.clock, self.registry,
+                             owns=owns_source)
         self.rules = RuleService(self.store, settings.rules.paths, self.clock, self.registry,
                                  as_of=settings.rules.as_of, history=settings.rules.history,
                                  milestone_sources=self._milestone_sources,
-                                 on_evaluated=self._on_evaluated)
+                                 sources=lambda: self.settings.sources,
+                                 on_evaluated=self._on_evaluated,
+                                 partition=self.cluster)
         self.rules.load()
         self._rules_loaded = True
         self.scheduler = BackgroundScheduler(
@@ -127,13 +146,17 @@ class App:
         self.notifier = Notifier(self.store, settings.notify, self.clock, self.registry,
                                  instance=self.instance,
                                  external_url=settings.server.external_url,
-                                 status_provider=self._statuses)
+                                 status_provider=self._statuses,
+                                 owns_digest=None if self.cluster is None else
+                                 (lambda name: self._owns(digest_key(name))))
         self.notifier.schedule(self.scheduler)
         self.poller.schedule(self.scheduler)
         self.rules.schedule(self.scheduler, settings.rules.evaluation_interval,
                             settings.rules.watch, settings.rules.watch_interval)
         self.scheduler.add_listener(self._on_job_executed, EVENT_JOB_EXECUTED)
         self.scheduler.start()
+        self._clock_watch = ClockWatch(self.registry, self._on_clock_jump)
+        self._clock_watch.start()
         server = self.settings.server
         from monitor.observing import DaemonView
 
@@ -145,6 +168,59 @@ class App:
         self.metrics.config_reload_time.set(time.time())
         log.info("daemon started", version=__version__, listen=server.listen,
                  store=self.store.dialect, instance=self.instance)
+
+    def _join_store(self, settings: Settings) -> None:
+        """Migrate the store and, on PostgreSQL, join the cluster of replicas.
+
+        Raises StoreError when the database cannot be migrated or reached, and
+        ClusterError when the cluster refuses this replica (a live namesake, another
+        shard count).
+        """
+        assert self.store is not None
+        if self.store.is_sqlite:
+            self.store.upgrade()
+            return
+        try:
+            with self.store.cluster.migration_lock():  # replicas starting together
+                self.store.upgrade()
+            self.cluster = ClusterMember(self.store.cluster, settings.cluster, self.instance,
+                                         self.registry, host=socket.gethostname(),
+                                         pid=os.getpid(), on_change=self._on_shards_changed,
+                                         on_health=self._on_cluster_health)
+            ownership = self.cluster.join()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot join the cluster of replicas: {exc}") from exc
+        self.cluster.start()  # heartbeats from now on: the leases must not lapse
+        log.info("cluster member", replica=self.instance, live=len(self.cluster.replicas),
+                 held=len(ownership.epochs), shards=settings.cluster.shards)
+
+    def _owns(self, key: str) -> bool:
+        return self.cluster is None or self.cluster.owns(key)
+
+    def _on_shards_changed(self, _ownership: Ownership) -> None:
+        """Shards came or went: evaluate now, and poll the sources taken over that are
+        due (their schedules start again from their last successful poll)."""
+        if self._stopping.is_set() or self.scheduler is None or not self.scheduler.running:
+            return
+        if self.rules is not None:
+            self.rules.request_evaluation()
+        if self.poller is not None:
+            with self._reload_lock:
+                self.poller.schedule(self.scheduler)
+
+    def _on_cluster_health(self, healthy: bool) -> None:
+        """The database went away or came back: hold every job while it is away (the
+        heartbeat retries with backoff, readiness says why), resume them after."""
+        scheduler = self.scheduler
+        if scheduler is None or not scheduler.running or self._stopping.is_set():
+            return
+        if healthy:
+            scheduler.resume()
+            log.info("cluster membership restored; jobs resumed", replica=self.instance)
+        else:
+            scheduler.pause()
+            log.warning("cluster membership lost; jobs paused until the database answers",
+                        replica=self.instance)
 
     def _statuses(self) -> dict[tuple[str, str], tuple[str, str]]:
         """Each scorecard row's status and comment, for the notifier's digests."""
@@ -159,6 +235,22 @@ class App:
                 self.notifier.process_transitions()
             except Exception as exc:  # the notifier's own job retries on its next tick
                 log.error("handing transitions to the notifier failed", error=str(exc))
+
+    def _on_clock_jump(self, offset: float) -> None:
+        """The wall clock jumped: make every timer set before the jump due now, so a jump
+        back does not stall polls, evaluations and deliveries for as long as the jump."""
+        scheduler = self.scheduler
+        if scheduler is not None and scheduler.running and not self._stopping.is_set():
+            now = datetime.now(UTC)  # the scheduler's own clock
+            for job in scheduler.get_jobs():
+                if isinstance(job.trigger, CronTrigger):
+                    job.modify(next_run_time=job.trigger.get_next_fire_time(None, now))
+                else:
+                    job.modify(next_run_time=now)
+        if self.poller is not None:
+            self.poller.clock_jumped()
+        if self.notifier is not None:
+            self.notifier.clock_jumped(offset)
 
     def _milestone_sources(self) -> list[str]:
         return [s.name for s in self.settings.sources if s.kind == "milestones"]
@@ -205,6 +297,8 @@ class App:
             return
         self._stopping.set()
         self.metrics.ready.set(0)
+        if self._clock_watch is not None:
+            self._clock_watch.stop()
         deadline = time.monotonic() + self.settings.daemon.shutdown_timeout
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.pause()
@@ -216,6 +310,8 @@ class App:
                 log.warning("jobs still running at the shutdown timeout; leaving them")
         if self.notifier is not None:
             self.notifier.stop(max(0.5, deadline - time.monotonic()))
+        if self.cluster is not None:
+            self.cluster.stop(max(0.5, deadline - time.monotonic()))
         if self._http is not None:
             self._http.stop(max(0.5, deadline - time.monotonic()))
         if self.poller is not None:
@@ -224,8 +320,12 @@ class App:
             self.store.close()
         log.info("daemon stopped")
 
-    def run_forever(self) -> int:
-        """Block until SIGTERM/SIGINT; handle SIGHUP reloads. Return the exit status."""
+    def install_signal_handlers(self) -> None:
+        """Route SIGTERM/SIGINT to a clean stop and SIGHUP to a reload.
+
+        Called before :meth:`start`, so a signal that arrives while the daemon is still
+        starting is handled (SIGHUP's default action would otherwise kill it).
+        """
 
         def on_stop(signum: int, _frame: FrameType | None) -> None:
             log.info("signal received; stopping", signal=signal.Signals(signum).name)
@@ -234,10 +334,12 @@ class App:
         def on_hup(_signum: int, _frame: FrameType | None) -> None:
             self._reload_requested.set()
 
-        self._stopping_requested = threading.Event()
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
+
+    def run_forever(self) -> int:
+        """Block until SIGTERM/SIGINT; handle SIGHUP reloads. Return the exit status."""
         while not self._stopping_requested.wait(0.2):
             if self._reload_requested.is_set():
                 self._reload_requested.clear()

@@ -43,6 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings, path = load_settings(args)
     app = App(settings, path)
+    app.install_signal_handlers()
     try:
         app.start()
     except (MonitorError, OSError) as exc:

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from monitor.configtypes import Duration, Section
 from monitor.errors import ConfigError, Problem
@@ -92,6 +93,28 @@ class DaemonSettings(Section):
     instance: str = ""
 
 
+class ClusterSettings(Section):
+    """Replicas on one PostgreSQL store: membership heartbeats and shard leases.
+
+    A replica that stops heartbeating has its shards taken over within ``lease_ttl``:
+    leases last ``lease_ttl - heartbeat_interval`` and the others look every interval.
+    """
+
+    heartbeat_interval: Duration = 5.0
+    lease_ttl: Duration = 30.0
+    shards: int = Field(default=64, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _ttl_covers_heartbeats(self) -> ClusterSettings:
+        if self.heartbeat_interval <= 0:
+            raise ValueError("cluster.heartbeat_interval must be more than 0")
+        if self.lease_ttl < 2 * self.heartbeat_interval:
+            raise ValueError("cluster.lease_ttl must be at least twice "
+                             "cluster.heartbeat_interval, or a replica loses its shards "
+                             "between two heartbeats")
+        return self
+
+
 class Settings(BaseSettings):
     """The whole configuration."""
 
@@ -104,6 +127,7 @@ class Settings(BaseSettings):
     rules: RulesSettings = Field(default_factory=RulesSettings)
     logging: LogSettings = Field(default_factory=LogSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     sources: list[SourceConfig] = Field(default_factory=list)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
@@ -157,8 +181,22 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None) -> Setting
         lines = toml_key_lines(text)
         problems = [_problem(shown, err, data, lines) for err in exc.errors()]
         raise ConfigError(problems) from None
+    except SettingsError as exc:
+        raise ConfigError([_environment_problem(exc)]) from None
     finally:
         _swap_environ(saved)
+
+
+def _environment_problem(exc: SettingsError) -> Problem:
+    """Return the problem of a MONITOR_* variable that pydantic-settings cannot decode
+    (a list or table that is not JSON); the value itself is not repeated."""
+    found = re.search(r'field "([^"]+)"', str(exc))
+    field = found.group(1) if found else ""
+    name = ENV_PREFIX + field.upper() if field else "MONITOR_…"
+    cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+    return Problem(f"environment {name}", None, None, field,
+                   f"not valid JSON{cause}; lists and tables given in the environment are "
+                   "written as JSON, e.g. '[\"a\", \"b\"]'")
 
 
 def _swap_environ(env: Mapping[str, str]) -> dict[str, str]:

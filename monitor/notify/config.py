@@ -12,6 +12,7 @@ receivers) is checked when the config loads; all unknown names are reported at o
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -143,6 +144,26 @@ class EmailConfig(IntegrationConfig):
         for address in value:
             if "@" not in address or any(c in address for c in "\r\n,;"):
                 raise ValueError(f"{address!r} is not one email address")
+        return value
+
+    @field_validator("from_", "hello")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and any(c in value for c in "\r\n\x00"):
+            raise ValueError("cannot contain a line break (CR or LF): it would start a new "
+                             "mail header")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_lines(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not re.match(r"^[A-Za-z0-9-]{1,76}$", name):
+                raise ValueError(f"header name {name!r} is not one: letters, digits and "
+                                 "hyphens, at most 76")
+            if any(c in text for c in "\r\n\x00"):
+                raise ValueError(f"header {name}: the value cannot contain a line break (CR "
+                                 "or LF): it would start a new mail header")
         return value
 
     @model_validator(mode="after")

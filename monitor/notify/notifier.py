@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.clock import Clock
 from monitor.errors import DeliveryError
@@ -237,8 +238,16 @@ class Notifier:
         self.refresh_gauges()
 
     def refresh_gauges(self) -> None:
-        """Update the outbox-depth and dead-letter gauges from the store."""
-        self.metrics.set_counts(self.notify_store.counts())
+        """Update the outbox-depth and dead-letter gauges from the store (left as they
+        were, with one log line, when the store cannot be read)."""
+        try:
+            counts = self.notify_store.counts()
+        except SQLAlchemyError as exc:
+            self.metrics.errors.labels("outbox").inc()
+            log.warning("cannot read the outbox depth; the gauges keep their last values",
+                        error=describe_error(exc) or str(exc))
+            return
+        self.metrics.set_counts(counts)
 
     # --- delivery --------------------------------------------------------------------
 
@@ -385,7 +394,14 @@ class Notifier:
         many. On PostgreSQL, leases of other replicas are left to run out."""
         if not self.store.is_sqlite:
             return 0
-        released = self.notify_store.release_leases(self.clock.now())
+        try:
+            released = self.notify_store.release_leases(self.clock.now())
+        except SQLAlchemyError as exc:  # busy or full store: the leases run out on their own
+            self.metrics.errors.labels("outbox").inc()
+            log.error("cannot take back the messages a previous process was sending; they "
+                      "are sent once their lease (notify.retry.lease) runs out",
+                      error=describe_error(exc) or str(exc))
+            return 0
         if released:
             log.warning("took back messages a previous process was sending",
                         messages=released)
@@ -439,13 +455,14 @@ class Notifier:
 
     def clock_jumped(self, offset: float) -> None:
         """After the wall clock jumped by ``offset`` seconds: retries scheduled before a
-        jump back would wait as long as the jump, so they become due now; the pipeline
-        runs at its next tick either way (group timers look at the new time)."""
+        jump back would wait as long as the jump, so they become due now, and groups
+        last notified "in the future" count as notified now (their timers then wait as
+        configured). The pipeline runs at its next tick either way."""
         if offset < 0:
-            moved = self.notify_store.retry_now(self.clock.now())
-            if moved:
-                log.warning("messages waiting for a retry are due now after the clock "
-                            "jumped back", messages=moved)
+            moved, groups = self.notify_store.after_clock_jump_back(self.clock.now())
+            if moved or groups:
+                log.warning("timers set before the clock jumped back are due now",
+                            messages=moved, groups=groups)
         self._force = True
         self.dispatcher.wake()
 

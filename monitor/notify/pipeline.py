@@ -245,15 +245,10 @@ def decide(visible: Sequence[NotifyAlert], entry: LogEntry | None, group_wait: f
     """
     firing = frozenset(a.alert_id for a in visible if a.firing)
     resolved = frozenset(a.alert_id for a in visible if not a.firing)
-    if entry is not None and entry.sent_at > now:
-        # Sent "in the future": the wall clock jumped back. Count it as sent now, so the
-        # timers wait as configured rather than as long as the jump.
-        entry = replace(entry, sent_at=now)
     if entry is None or not entry.firing:
         if not firing:
             return False, "no firing alerts the receiver was told about", None
-        first = min(min(a.starts_at for a in visible if a.firing), now)
-        due = first + timedelta(seconds=group_wait)
+        due = min(a.starts_at for a in visible if a.firing) + timedelta(seconds=group_wait)
         if now >= due:
             return True, "new group; group_wait elapsed", due
         return False, "new group; waiting for group_wait", due

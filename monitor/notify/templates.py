@@ -34,6 +34,7 @@ from markupsafe import Markup, escape
 
 from monitor.configtypes import format_duration
 from monitor.notify.notification import Notification, NotifyAlert
+from monitor.sandbox import BoundedOperators
 
 DEFAULTS_DIR = Path(__file__).with_name("default_templates")
 FORMATS = ("text", "html", "slack", "markdown", "mattermost")
@@ -139,12 +140,16 @@ def _finalize_for(fmt: str) -> Callable[[Any], Any]:
     return finalize
 
 
+class _Sandbox(BoundedOperators, SandboxedEnvironment):
+    """The sandbox, with ``*``/``**`` unable to build oversized values."""
+
+
 @cache
 def environment(fmt: str) -> SandboxedEnvironment:
     """Return the sandboxed environment for one output format."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown template format {fmt!r}; use one of {', '.join(FORMATS)}")
-    env = SandboxedEnvironment(
+    env = _Sandbox(
         undefined=StrictUndefined,
         autoescape=fmt == "html",
         finalize=None if fmt in ("html", "text") else _finalize_for(fmt),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -389,6 +389,29 @@ def evaluation_time(as_of: str | None, now: datetime) -> datetime:
     if not as_of:
         return now
     return month_end(Frequency.MONTHLY.parse(as_of))
+
+
+RESOLVED_RETENTION = 24 * 3600.0  # seconds a resolved (or back to inactive) alert is kept
+
+
+def forgettable(records: Mapping[str, AlertRecord], now: datetime,
+                retention: float = RESOLVED_RETENTION) -> list[str]:
+    """Return the ids of the records to forget: resolved, or back to inactive, for longer
+    than ``retention`` seconds, not flapping and with no flap history to keep.
+
+    Without this every series that ever alerted would keep a record for good. A later
+    match starts a new alert, exactly as it would after a resolution.
+    """
+    cutoff = now - timedelta(seconds=retention)
+    out = []
+    for alert_id, record in records.items():
+        if record.state not in (AlertState.RESOLVED, AlertState.INACTIVE) \
+                or record.flapping or record.history:
+            continue
+        since = record.resolved_at or record.last_evaluated
+        if since is not None and since < cutoff:
+            out.append(alert_id)
+    return out
 
 
 def carry_over(records: Mapping[str, AlertRecord], ruleset: RuleSet) -> dict[str, AlertRecord]:

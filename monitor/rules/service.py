@@ -11,25 +11,36 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy import Connection
 
 from monitor.alerts.state import AlertRecord
 from monitor.clock import Clock
+from monitor.cluster import LeaseLostError, Partition, group_key
 from monitor.errors import RuleFileError
 from monitor.logs import get_logger
 from monitor.model import Milestone
 from monitor.rules import scorecard, sourcehealth
-from monitor.rules.engine import Dataset, Engine, Evaluation, carry_over, evaluation_time
-from monitor.rules.loader import RuleSet, load_rules, rule_files
+from monitor.rules.engine import (
+    Dataset,
+    Engine,
+    Evaluation,
+    carry_over,
+    evaluation_time,
+    forgettable,
+)
+from monitor.rules.loader import LoadedRule, RuleSet, load_rules, rule_files
 from monitor.rules.snapshot import SeriesDetail, Snapshot
 from monitor.sources.config import SourceBase
 from monitor.store import Store, describe_error
 
 log = get_logger(__name__)
+CLUSTER_RECORDS_REFRESH = 60.0  # seconds between reads of the other replicas' alerts
 
 
 def read_dataset(store: Store, ruleset: RuleSet, milestone_sources: Sequence[str]) -> Dataset:
@@ -90,8 +101,12 @@ class RuleService:
                  history: int = 60,
                  milestone_sources: Callable[[], list[str]] = list,
                  sources: Callable[[], Sequence[SourceBase]] = list,
-                 on_evaluated: Callable[[Evaluation], None] | None = None) -> None:
+                 on_evaluated: Callable[[Evaluation], None] | None = None,
+                 partition: Partition | None = None) -> None:
         self.store = store
+        self.partition = partition  # None: this process evaluates every rule group
+        self._epochs: dict[int, int] | None = None  # shards held when records were read
+        self._records_read = 0.0  # time.monotonic() of that read
         self.paths = list(paths)
         self.clock = clock
         self.metrics = RuleMetrics(registry)
@@ -186,23 +201,34 @@ class RuleService:
         """Evaluate every rule now (or as of ``as_of``), persist, publish."""
         started = time.perf_counter()
         with self._lock:
-            assert self.engine is not None
+            assert self.engine is not None and self.ruleset is not None
             wall = now or self.clock.now()
             at = evaluation_time(self.as_of, wall)
-            result = self.engine.evaluate(self.dataset(), at, self.records, now=wall)
+            rules, guard, health_owned = self._share()
+            result = self.engine.evaluate(self.dataset(), at, self.records, rules=rules,
+                                          now=wall)
             health = sourcehealth.evaluate_health(self.sources(),
                                                   self.store.source_state.health(),
                                                   self.records, wall)
             result, held = sourcehealth.hold(self.records, result, health.unhealthy)
-            result = sourcehealth.merge(result, health)
-            self.store.alerts.save(result.changed, result.transitions, self.clock.now())
+            if health_owned:
+                result = sourcehealth.merge(result, health)
+            result = self._forget(result, rules, health_owned, wall)
+            try:
+                self.store.alerts.save(result.changed, result.transitions, self.clock.now(),
+                                       removed=result.removed, guard=guard)
+            except LeaseLostError:
+                self._epochs = None  # read the records again once the shards settle
+                raise
             self.metrics.held.set(held)
             self.metrics.unhealthy_sources.set(len(health.unhealthy))
             self.records = result.records
             self.last = result
             self._snapshot = self.engine.snapshot(result)
             self._scorecard = None
-            for (group, _name), stats in self.engine.stats.items():
+            for loaded in rules if rules is not None else self.ruleset.rules:
+                group = loaded.group
+                stats = self.engine.stats[(group, loaded.rule.alert)]
                 self.metrics.evaluations.labels(group).inc()
                 if stats.health == "err":
                     self.metrics.failures.labels(group).inc()
@@ -215,6 +241,52 @@ class RuleService:
         if self.on_evaluated is not None:
             self.on_evaluated(result)
         return result
+
+    def _forget(self, result: Evaluation, rules: list[LoadedRule] | None,
+                health_owned: bool, now: datetime) -> Evaluation:
+        """Return ``result`` without the records resolved longer than the retention (see
+        ``forgettable``), listed in ``removed``; only records of rules this process
+        evaluates are touched."""
+        assert self.ruleset is not None
+        owned = {(r.group, r.rule.alert)
+                 for r in (rules if rules is not None else self.ruleset.rules)}
+        if health_owned:
+            owned |= {(sourcehealth.GROUP, sourcehealth.STALE),
+                      (sourcehealth.GROUP, sourcehealth.FAILING)}
+        gone = {k for k in forgettable(result.records, now)
+                if (result.records[k].labels.get("__group__", ""), result.records[k].rule)
+                in owned}
+        if not gone:
+            return result
+        return replace(result, removed=sorted(gone),
+                       records={k: r for k, r in result.records.items() if k not in gone})
+
+    def _share(self) -> tuple[list[LoadedRule] | None,
+                              Callable[[Connection], None] | None, bool]:
+        """Return the rules this process evaluates (None: all), the check its write runs
+        first (None: none) and whether it steps the source-health alerts.
+
+        On a cluster: the rule groups of the shards held, and the source-health alerts
+        when their group's shard is held. When the shards held changed, the stored
+        alert records are read again first, so a group taken over carries on with the
+        state and `for` timers its previous owner saved; they are also read again every
+        ``CLUSTER_RECORDS_REFRESH`` seconds, so this replica's pages and API show the
+        other replicas' alerts too.
+        """
+        if self.partition is None:
+            return None, None, True
+        assert self.ruleset is not None
+        ownership = self.partition.ownership()
+        stale = time.monotonic() - self._records_read >= CLUSTER_RECORDS_REFRESH
+        if ownership.epochs != self._epochs or stale:
+            stored = self.store.alerts.load()
+            self.records = {**carry_over(stored, self.ruleset),
+                            **sourcehealth.health_records(stored)}
+            self._epochs = dict(ownership.epochs)
+            self._records_read = time.monotonic()
+        rules = [r for r in self.ruleset.rules if ownership.owns(group_key(r.group))]
+        return (rules, self.partition.guard(ownership),
+                ownership.owns(group_key(sourcehealth.GROUP)))
 
     # --- what the HTTP layer reads ----------------------------------------------------
 
@@ -267,6 +339,9 @@ class RuleService:
                 self._again.clear()
                 try:
                     self.evaluate()
+                except LeaseLostError as exc:  # the new owner evaluates; nothing written
+                    log.warning("evaluation discarded", error=str(exc))
+                    return
                 except Exception as exc:  # the loop goes on; the next cycle retries
                     self.metrics.cycle_failures.inc()
                     reason = describe_error(exc)

@@ -13,6 +13,8 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from monitor.sandbox import BoundedOperators
+
 
 def _number(value: Any, precision: int = 1) -> str:
     """``9828`` -> ``9,828``; ``-22.345`` -> ``-22.3``; NaN/None -> ``n/a``."""
@@ -31,9 +33,12 @@ def _signed(value: Any, precision: int = 1) -> str:
     return f"+{text}" if float(value) > 0 else (f"-{text}" if float(value) < 0 else text)
 
 
+class _Sandbox(BoundedOperators, ImmutableSandboxedEnvironment):
+    """Immutable, and ``*``/``**`` cannot build oversized values."""
+
+
 def make_environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                                        keep_trailing_newline=False)
+    env = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
     env.filters["number"] = _number
     env.filters["signed"] = _signed
     env.filters["abs"] = lambda v: abs(float(v))

@@ -72,7 +72,10 @@ def parse_series(text: str) -> list[Point | None]:
             raise ValueError(f"{token!r} is not series notation; write 120, 120/400, 120p, _, "
                              "100+5x11, 100x11 or _x3")
         if match.group("missing"):
-            out.extend([None] * (int(match.group("mcount") or 0) + 1))
+            missing = int(match.group("mcount") or 0) + 1
+            if missing > 10_000:
+                raise ValueError(f"{token!r}: at most 10,000 periods per token")
+            out.extend([None] * missing)
             continue
         start = float(match.group("value"))
         step = float(match.group("step") or 0) * (-1 if match.group("sign") == "-" else 1)

@@ -25,6 +25,7 @@ __all__ = ["Store", "describe_error", "open_store"]
 
 if TYPE_CHECKING:
     from monitor.store.alerts import AlertStore
+    from monitor.store.cluster import ClusterStore
     from monitor.store.notify import NotifyStore
     from monitor.store.observations import ObservationStore
     from monitor.store.sourcestate import SourceStateStore
@@ -70,6 +71,14 @@ class Store:
         from monitor.store.alerts import AlertStore
 
         return AlertStore(self.engine)
+
+    @cached_property
+    def cluster(self) -> ClusterStore:
+        """Replica heartbeats and shard leases (PostgreSQL only; raises ClusterError on
+        SQLite)."""
+        from monitor.store.cluster import ClusterStore
+
+        return ClusterStore(self.engine)
 
     def upgrade(self) -> tuple[str | None, str | None]:
         """Apply pending migrations; return (revision before, revision after)."""

@@ -4,10 +4,10 @@ transaction, so a restart restores every alert exactly (no `for` timer restarts)
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from monitor.alerts.state import AlertRecord, Transition
 from monitor.model import AlertState, utc
@@ -59,8 +59,13 @@ class AlertStore:
         return {row.id: _record(AlertRow.model_validate(row._mapping)) for row in rows}
 
     def save(self, changed: Iterable[AlertRecord], transitions: Iterable[Transition],
-             now: datetime, *, removed: Iterable[str] = ()) -> None:
-        """Persist changed records and their transitions atomically."""
+             now: datetime, *, removed: Iterable[str] = (),
+             guard: Callable[[Connection], None] | None = None) -> None:
+        """Persist changed records and their transitions atomically.
+
+        ``guard`` runs first in the same transaction (a replica checking it still holds
+        its shards); whatever it raises rolls the transaction back and propagates.
+        """
         records = [_row(r, now) for r in changed]
         events = [{
             "alert_id": t.alert_id, "rule": t.rule,
@@ -77,6 +82,8 @@ class AlertStore:
         if not records and not events and not gone:
             return
         with self.engine.begin() as conn:
+            if guard is not None:
+                guard(conn)
             if records:
                 ids = [r["id"] for r in records]
                 existing = set(conn.execute(select(ALERT.c.id).where(

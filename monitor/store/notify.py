@@ -417,14 +417,17 @@ class NotifyStore:
                 .group_by(OUTBOX.c.receiver, OUTBOX.c.integration, OUTBOX.c.status))
             return {(r[0], r[1], r[2]): int(r[3]) for r in rows}
 
-    def retry_now(self, now: datetime) -> int:
-        """Make every pending message scheduled after ``now`` due at ``now`` (the wall
-        clock jumped back); return how many."""
+    def after_clock_jump_back(self, now: datetime) -> tuple[int, int]:
+        """The wall clock jumped back: make every pending message scheduled after ``now``
+        due at ``now``, and log entries sent after ``now`` sent at ``now``. Returns
+        (messages, log entries) changed."""
         with self.engine.begin() as conn:
-            result = conn.execute(update(OUTBOX).where(
+            messages = conn.execute(update(OUTBOX).where(
                 OUTBOX.c.status == PENDING, OUTBOX.c.next_attempt_at > now)
-                .values(next_attempt_at=now))
-            return int(result.rowcount)
+                .values(next_attempt_at=now)).rowcount
+            entries = conn.execute(update(LOG).where(LOG.c.sent_at > now)
+                                   .values(sent_at=now)).rowcount
+        return int(messages), int(entries)
 
     def release_leases(self, now: datetime) -> int:
         """End every lease (a SQLite store has one process: leases left are a dead one's)."""

@@ -247,3 +247,29 @@ class MetaRow(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=100)
     value: str = Field(default="", sa_column=Column(Text, nullable=False))
     updated_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class ReplicaRow(SQLModel, table=True):
+    """One daemon process of a PostgreSQL cluster and its heartbeat (cluster membership)."""
+
+    __tablename__ = "replica"
+
+    id: str = Field(primary_key=True, max_length=100)  # daemon.instance
+    incarnation: str = Field(max_length=32)  # one process run: tells a namesake apart
+    host: str = Field(default="", max_length=200)
+    pid: int = 0
+    version: str = Field(default="", max_length=40)
+    started_at: datetime = Field(sa_column=_ts(nullable=False))
+    heartbeat_at: datetime = Field(sa_column=_ts(nullable=False, index=True))
+
+
+class ShardLeaseRow(SQLModel, table=True):
+    """One shard of the work (rule groups and sources hash into shards) and its lease."""
+
+    __tablename__ = "shard_lease"
+
+    shard: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    owner: str | None = Field(default=None, max_length=100)
+    epoch: int = 0  # bumped whenever the shard changes hands: a fencing token
+    expires_at: datetime | None = Field(default=None, sa_column=_ts())
+    acquired_at: datetime | None = Field(default=None, sa_column=_ts())

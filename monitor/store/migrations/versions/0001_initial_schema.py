@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 06:11:19.683703
+Create Date: 2026-11-27 06:46:01.085722
 """
 
 from __future__ import annotations
@@ -148,6 +148,27 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('series_id', 'period'),
     sqlite_with_rowid=False
     )
+    op.create_table('replica',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('incarnation', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('host', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('pid', sa.Integer(), nullable=False),
+    sa.Column('version', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('replica', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_replica_heartbeat_at'), ['heartbeat_at'], unique=False)
+
+    op.create_table('shard_lease',
+    sa.Column('shard', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('owner', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
+    sa.Column('epoch', sa.Integer(), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('acquired_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('shard')
+    )
     op.create_table('silence',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('matchers', sa.Text(), nullable=False),
@@ -242,6 +263,11 @@ def downgrade() -> None:
 
     op.drop_table('source_poll')
     op.drop_table('silence')
+    op.drop_table('shard_lease')
+    with op.batch_alter_table('replica', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_replica_heartbeat_at'))
+
+    op.drop_table('replica')
     op.drop_table('observation')
     op.drop_table('notify_alert')
     op.drop_table('notification_log')

@@ -1,0 +1,261 @@
+"""Time-compressed soak: 30 simulated days of daily deliveries for 100,000 series.
+
+    .venv/bin/python benchmarks/soak.py [--series 100000] [--days 30] [--warmup 5]
+
+The daemon's own subsystems — poller (real CSV files), SQLite store, rule service,
+notifier with a webhook receiver on loopback — run on a clock that moves one simulated
+day per cycle (``--cycles-per-day`` turns each). Half the series are monthly, half
+weekly (the product has no daily frequency); every day a new extract arrives with each
+series' period-to-date value (provisional, so a revision a day), new periods start at
+week and month boundaries, and the values random-walk around alert thresholds so alerts
+fire and resolve and notifications flow every day.
+
+After each simulated day it samples the resident memory (VmRSS) and prints one line.
+At the end it prints the growth after warm-up: the highest RSS of the days after
+``--warmup`` against the RSS at the end of the warm-up (target: at most 10%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from prometheus_client import CollectorRegistry
+
+from monitor import logs
+from monitor.clock import FixedClock
+from monitor.model import Frequency
+from monitor.notify.notifier import Notifier
+from monitor.rules.service import RuleService
+from monitor.settings import load
+from monitor.sources.poller import Poller
+from monitor.store import open_store
+
+START = datetime(2024, 1, 1, 6, 0, tzinfo=UTC)  # a Monday
+INDICATORS = 5  # per frequency
+REGIONS = 20
+THRESHOLD = 110.0  # alerts fire above it; values start around 100 and random-walk
+
+RULES = """
+indicators:
+{indicators}
+groups:
+  - name: soak
+    rules:
+{rules}
+"""
+
+
+def rule_file(freqs: dict[str, str]) -> str:
+    indicators = "\n".join(f"  - {{id: {i}, name: {i}, frequency: {f}, aggregation: last, "
+                           f"window: 1, direction: down}}" for i, f in freqs.items())
+    rules = "\n".join(f"      - {{alert: {i.title().replace('_', '')}High, indicator: {i}, "
+                      f"when: {{level: {{above: {THRESHOLD}}}}}}}" for i in freqs)
+    return RULES.format(indicators=indicators, rules=rules)
+
+
+def rss_mb() -> float:
+    """Return the resident set size of this process in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Sink:
+    """A webhook receiver that counts and discards, like a busy chat service."""
+
+    def __init__(self) -> None:
+        sink = self
+        self.requests = 0
+        self.lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with sink.lock:
+                    sink.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+class Feed:
+    """The series and their random walks; writes each day's extract as CSV."""
+
+    def __init__(self, series: int, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        per = max(1, series // (2 * INDICATORS))
+        self.areas = [f"a{n:05d}" for n in range(per)]
+        self.freqs = {f"monthly_{k}": "monthly" for k in range(INDICATORS)}
+        self.freqs.update({f"weekly_{k}": "weekly" for k in range(INDICATORS)})
+        self.level = {name: self.rng.normal(100.0, 6.7, per) for name in self.freqs}
+        self.series = per * len(self.freqs)
+
+    def step(self) -> None:
+        """One day: each value reverts towards 100 and takes a random step, so about one
+        series in fourteen is above the threshold on any day, a different few each day."""
+        for values in self.level.values():
+            values += 0.1 * (100.0 - values) + self.rng.normal(0.0, 3.0, values.shape)
+
+    def extract(self, day: datetime, freq: str, history: int = 0) -> str:
+        """Return the CSV of ``day`` for the ``freq`` indicators: every series' current
+        period-to-date value (and the ``history`` periods before it, final)."""
+        lines = ["indicator,area,region,period,value,provisional"]
+        for name, kind in self.freqs.items():
+            if kind != freq:
+                continue
+            frequency = Frequency(freq)
+            current = frequency.ordinal(day.date())
+            values = self.level[name]
+            for back in range(history, -1, -1):
+                label = frequency.label(current - back)
+                provisional = "true" if back == 0 else "false"
+                shift = 0.0 if back == 0 else float(back)
+                lines.extend(f"{name},{area},r{i % REGIONS:02d},{label},{v - shift:.1f},"
+                             f"{provisional}" for i, (area, v) in
+                             enumerate(zip(self.areas, values.tolist(), strict=True)))
+        return "\n".join(lines) + "\n"
+
+
+def config(folder: Path, sink: Sink) -> str:
+    return f"""
+[store]
+url = "sqlite:///{folder / 'soak.db'}"
+[rules]
+paths = ["{folder / 'soak.yaml'}"]
+history = 24
+watch = false
+[notify]
+[notify.route]
+receiver = "chat"
+group_by = ["alertname", "region"]
+group_wait = "0s"
+group_interval = "1h"
+repeat_interval = "1000h"
+[[notify.receivers]]
+name = "chat"
+[[notify.receivers.webhook]]
+url = "{sink.url}"
+max_alerts = 50
+[[sources]]
+name = "monthly-extract"
+kind = "csv"
+path = "{folder / 'monthly.csv'}"
+indicator_column = "indicator"
+labels = {{area = "area", region = "region"}}
+provisional_column = "provisional"
+interval = "1d"
+[[sources]]
+name = "weekly-extract"
+kind = "csv"
+path = "{folder / 'weekly.csv'}"
+frequency = "weekly"
+indicator_column = "indicator"
+labels = {{area = "area", region = "region"}}
+provisional_column = "provisional"
+interval = "1d"
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--series", type=int, default=100_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--cycles-per-day", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    logs.setup("warning")
+
+    with tempfile.TemporaryDirectory(prefix="monitor-soak-") as name:
+        folder = Path(name)
+        feed = Feed(args.series, args.seed)
+        (folder / "soak.yaml").write_text(rule_file(feed.freqs))
+        sink = Sink()
+        (folder / "config.toml").write_text(config(folder, sink))
+        settings = load(folder / "config.toml", environ={})
+        clock = FixedClock(START)
+        registry = CollectorRegistry()
+        store = open_store(settings.store.url.get_secret_value())
+        poller = Poller(store, settings.sources, clock, registry)
+        rules = RuleService(store, settings.rules.paths, clock, registry,
+                            history=settings.rules.history, sources=lambda: settings.sources)
+        rules.load()
+        notifier = Notifier(store, settings.notify, clock, registry, instance="soak",
+                            rng=random.Random(args.seed))
+        def deliver(history: int = 0) -> None:
+            for freq in ("monthly", "weekly"):
+                (folder / f"{freq}.csv").write_text(feed.extract(clock.now(), freq, history))
+
+        deliver(history=3)
+        print(f"soak: {feed.series:,} series ({INDICATORS} monthly and {INDICATORS} weekly "
+              f"indicators), {args.days} simulated days, warm-up {args.warmup} days")
+        print(f"{'day':>4} {'rss MiB':>8} {'polled':>8} {'firing':>7} {'records':>8} "
+              f"{'changes':>8} {'messages':>9} {'seconds':>8}")
+        samples: list[float] = []
+        started = time.perf_counter()
+        for day in range(args.days + 1):
+            tick = time.perf_counter()
+            changes = 0
+            rows = 0
+            for cycle in range(args.cycles_per_day):
+                if day or cycle:
+                    clock.advance(timedelta(days=1) / args.cycles_per_day)
+                    feed.step()
+                    deliver()
+                rows += sum(r.rows for r in poller.poll_all())
+                result = rules.evaluate()
+                changes += len(result.transitions)
+                notifier.process_transitions()
+                notifier.dispatch()
+            firing = sum(r.state.value == "firing" for r in rules.records.values())
+            rss = rss_mb()
+            samples.append(rss)
+            print(f"{day:>4} {rss:>8.1f} {rows:>8,} {firing:>7,} {len(rules.records):>8,} "
+                  f"{changes:>8,} {sink.requests:>9,} {time.perf_counter() - tick:>8.1f}",
+                  flush=True)
+        gc.collect()
+        notifier.stop(2.0)
+        poller.close()
+        store.close()
+        base = samples[args.warmup]
+        after = samples[args.warmup + 1:]
+        peak = max(after) if after else base
+        growth = (peak - base) / base * 100
+        print(f"\nresident memory: {samples[0]:.0f} MiB after the first day, {base:.0f} MiB "
+              f"at the end of warm-up (day {args.warmup}), at most {peak:.0f} MiB after it, "
+              f"{samples[-1]:.0f} MiB at the end")
+        print(f"growth after warm-up: {growth:+.1f}% (target <= 10%): "
+              f"{'OK' if growth <= 10 else 'OVER TARGET'}")
+        print(f"{sink.requests:,} webhook messages delivered; "
+              f"{time.perf_counter() - started:.0f} s in all")
+    return 0 if growth <= 10 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,22 @@
+"""The property suite: a shared hypothesis profile and the tally of generated inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.property.tally import EXAMPLES
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not EXAMPLES:
+        return
+    terminalreporter.section("generated inputs taken without a traceback")
+    for parser, count in sorted(EXAMPLES.items()):
+        terminalreporter.write_line(f"{count:>8,}  {parser}")
+    report = os.environ.get("MONITOR_PROPERTY_REPORT")
+    if report:
+        Path(report).write_text(json.dumps(dict(sorted(EXAMPLES.items())), indent=2) + "\n")
