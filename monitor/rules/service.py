@@ -128,6 +128,8 @@ class RuleService:
         self._evaluating = threading.Event()
         self._scheduler: Any = None
         self._snapshot: Snapshot | None = None  # built once per evaluation, read per scrape
+        self._group_last: dict[str, datetime] = {}  # when each rule group last ran
+        self._force_all = False
         self._data: Dataset | None = None
         self._data_signature: tuple[object, ...] = ()
         self._data_read_at = 0.0
@@ -225,6 +227,7 @@ class RuleService:
             wall = now or self.clock.now()
             at = evaluation_time(self.as_of, wall)
             rules, guard, health_owned = self._share()
+            rules = self._due(rules, wall)
             result = self.engine.evaluate(self.dataset(), at, self.records, rules=rules,
                                           now=wall)
             health = sourcehealth.evaluate_health(self.sources(),
@@ -280,6 +283,24 @@ class RuleService:
             return result
         return replace(result, removed=sorted(gone),
                        records={k: r for k, r in result.records.items() if k not in gone})
+
+    def _due(self, rules: list[LoadedRule] | None, now: datetime) -> list[LoadedRule] | None:
+        """Keep the rules whose group is due: a group with its own ``interval`` is evaluated
+        that often; new data (``request_evaluation``) makes every group due."""
+        assert self.ruleset is not None
+        chosen = self.ruleset.rules if rules is None else rules
+        if not any(r.interval for r in chosen):
+            return rules
+        force, self._force_all = self._force_all, False
+        out = []
+        for r in chosen:
+            last = self._group_last.get(r.group)
+            if force or r.interval is None or last is None or \
+                    (now - last).total_seconds() >= r.interval - 0.5:
+                out.append(r)
+        for group in {r.group for r in out}:
+            self._group_last[group] = now
+        return out
 
     def _share(self) -> tuple[list[LoadedRule] | None,
                               Callable[[Connection], None] | None, bool]:
@@ -338,6 +359,7 @@ class RuleService:
     def request_evaluation(self) -> None:
         """Evaluate as soon as possible (new data landed); never lost if one is running."""
         self._again.set()
+        self._force_all = True
         if self._evaluating.is_set():
             return  # the running cycle sees the flag and goes round once more
         if self._scheduler is not None and self._scheduler.running:
