@@ -6,6 +6,7 @@ reaches into the store or the engine on its own.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import weakref
@@ -78,7 +79,10 @@ def create_app(daemon: Daemon, observed: Observed | None = None, *,
 
     @app.exception_handler(RequestValidationError)
     def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = jsonable_encoder(exc.errors())
+        # The rejected input is not echoed back: it may be large, and JSON cannot carry
+        # the NaN or Infinity a client may have sent.
+        errors = [_json_safe({k: v for k, v in err.items() if k != "input"})
+                  for err in jsonable_encoder(exc.errors())]
         fields = [_field(err.get("loc", ())) for err in errors]
         summary = "; ".join(f"{f or 'body'}: {err.get('msg', 'invalid')}"
                             for f, err in zip(fields, errors, strict=True))
@@ -150,6 +154,17 @@ class _Instrument:
             handler = getattr(route, "path", None) or (
                 "/static" if str(scope.get("path", "")).startswith("/static/") else "other")
             self.metrics.observe(handler, str(scope.get("method", "")), status, started)
+
+
+def _json_safe(value: Any) -> Any:
+    """Return ``value`` with every NaN or infinite float replaced by its text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _field(loc: Any) -> str:

@@ -63,8 +63,11 @@ def _walk(node: yaml.Node, path: KeyPath, positions: dict[KeyPath, Position]) ->
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             # Keys are names: `on:` is the string "on", not YAML 1.1's boolean true.
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else \
-                _walk(key_node, (*path, "\0key"), {})
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a name, not a list or a mapping",
+                    key_node.start_mark)
+            key = key_node.value
             positions[(*path, key)] = (key_node.start_mark.line + 1,
                                        key_node.start_mark.column + 1)
             out[key] = _walk(value_node, (*path, key), positions)
@@ -80,6 +83,7 @@ def parse_yaml(text: str, shown: str) -> tuple[Any, dict[KeyPath, Position]]:
     positions: dict[KeyPath, Position] = {}
     try:
         node = yaml.compose(text, Loader=_PositionLoader)
+        data = {} if node is None else _walk(node, (), positions)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
@@ -87,9 +91,7 @@ def parse_yaml(text: str, shown: str) -> tuple[Any, dict[KeyPath, Position]]:
         problem = getattr(exc, "problem", None) or str(exc)
         raise RuleFileError([Problem(shown, line, column, "", f"not valid YAML: {problem}")]) \
             from None
-    if node is None:
-        return {}, positions
-    return _walk(node, (), positions), positions
+    return data, positions
 
 
 def _nearest(path: KeyPath, positions: dict[KeyPath, Position]) -> Position | None:

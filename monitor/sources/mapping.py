@@ -197,7 +197,7 @@ class Mapper:
         raw = self._get(self._indicator_getter, record, column)
         if isinstance(raw, dict | list):
             raise Reject(column, "bad_indicator", f"a {type(raw).__name__} is not an indicator id")
-        found = self._indicators.get(raw)
+        found = self._indicators.get(raw) if isinstance(raw, str | int) else None
         if found is not None:
             return found
         text = "" if raw is None else str(raw).strip()
@@ -229,7 +229,11 @@ class Mapper:
                 raise Reject(column, "missing_label",
                              f"a {type(value).__name__} is not a label value; map the label to "
                              "a field inside it")
-        found = self._labels.get(raw)
+        try:
+            found = self._labels.get(raw)
+            cacheable = True
+        except TypeError:  # an unhashable value, such as a signalling-NaN Decimal from SQL
+            found, cacheable = None, False
         if found is not None:
             return found
         pairs = list(self.static)
@@ -240,7 +244,8 @@ class Mapper:
                 raise Reject(column, "missing_label", f"empty value for label {name!r}")
             pairs.append((name, text))
         found = tuple(sorted(pairs))
-        self._labels[raw] = found
+        if cacheable:
+            self._labels[raw] = found
         return found
 
     def period(self, raw: Any, column: str) -> int:

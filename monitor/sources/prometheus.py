@@ -117,7 +117,13 @@ def parse_prometheus(config: PrometheusSource, body: bytes, *, origin: str,
                 problems.append(RowProblem(source, at, "value", "negative",
                                            f"{number_value:g} is negative"))
                 continue
-            period = config.frequency.ordinal(datetime.fromtimestamp(stamp, UTC).date())
+            try:
+                period = config.frequency.ordinal(datetime.fromtimestamp(stamp, UTC).date())
+            except (OverflowError, OSError, ValueError):
+                problems.append(RowProblem(source, at, "time", "bad_period",
+                                           f"{stamp!r} is not a Unix time this machine can "
+                                           "represent"))
+                continue
             bucket = buckets.setdefault((indicator, labels, period), _Bucket(at, []))
             bucket.values.append(number_value)
     combine = _AGGREGATES[config.aggregate]

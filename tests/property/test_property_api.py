@@ -112,7 +112,8 @@ def test_any_body_never_fails_the_server(api: httpx.Client, body: Any) -> None:
 def test_any_silence_id_never_fails_the_server(api: httpx.Client, silence_id: str) -> None:
     tally("API: DELETE /api/v1/silences/{id}")
     response = api.delete(f"/api/v1/silences/{quote(silence_id, safe='')}", headers=AUTH)
-    assert response.status_code in (200, 404, 405), response.text[:300]
+    # 200 or 404; an id that is only slashes is redirected (307) or not routed (405).
+    assert response.status_code in (200, 307, 404, 405), response.text[:300]
 
 
 @SETTINGS

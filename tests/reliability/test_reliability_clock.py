@@ -25,7 +25,8 @@ from tests.reliability.processes import Hook, integrity, query, start_daemon, st
 from tests.reliability.rig import Rig, build_rig, copy_example, example_config, variant_b
 
 T0 = datetime(2008, 8, 20, 9, 0, tzinfo=UTC)
-FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+FAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))),
+                Path("/usr/lib/faketime/libfaketimeMT.so.1"))
 
 
 # --- noticing a jump --------------------------------------------------------------------
