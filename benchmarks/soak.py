@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prometheus_client import CollectorRegistry
 
-from monitor import logs
+from monitor import logs, memory
 from monitor.clock import FixedClock
 from monitor.model import Frequency
 from monitor.notify.notifier import Notifier
@@ -214,7 +214,8 @@ def main() -> int:
         store = open_store(settings.store.url.get_secret_value())
         poller = Poller(store, settings.sources, clock, registry)
         rules = RuleService(store, settings.rules.paths, clock, registry,
-                            history=settings.rules.history, sources=lambda: settings.sources)
+                            history=settings.rules.history, sources=lambda: settings.sources,
+                            on_evaluated=lambda _result: memory.trim())  # as App does
         rules.load()
         notifier = Notifier(store, settings.notify, clock, registry, instance="soak",
                             rng=random.Random(args.seed))

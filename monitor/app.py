@@ -24,7 +24,7 @@ from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry, Gauge, Info
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor import __version__
+from monitor import __version__, memory
 from monitor import settings as settings_mod
 from monitor.clock import Clock, SystemClock
 from monitor.clockwatch import ClockWatch
@@ -229,12 +229,14 @@ class App:
                 for row in rows}
 
     def _on_evaluated(self, _result: Evaluation) -> None:
-        """Hand new transitions to the notifier at once instead of at its next tick."""
+        """Hand new transitions to the notifier at once instead of at its next tick; then
+        give the cycle's freed matrices back to the operating system."""
         if self.notifier is not None and not self._stopping.is_set():
             try:
                 self.notifier.process_transitions()
             except Exception as exc:  # the notifier's own job retries on its next tick
                 log.error("handing transitions to the notifier failed", error=str(exc))
+        memory.trim()
 
     def _on_clock_jump(self, offset: float) -> None:
         """The wall clock jumped: make every timer set before the jump due now, so a jump
