@@ -20,7 +20,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from monitor.store import Store, open_store
 from tests.conftest import free_port
+from tests.notify.loopback import LoopbackReceiver, validate_am_webhook
 
 ALERTMANAGER = Path("/usr/bin/prometheus-alertmanager")
 SMTP_USER, SMTP_PASSWORD = "kpi", "smtp-Pa55-word-9d2e"
@@ -172,3 +174,23 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmana
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """An open store on each backend (SQLite, then PostgreSQL), closed afterwards."""
+    opened = open_store(store_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def hook() -> Iterator[LoopbackReceiver]:
+    """A loopback webhook receiver that validates Alertmanager's v4 payload."""
+    receiver = LoopbackReceiver(validate_am_webhook)
+    try:
+        yield receiver
+    finally:
+        receiver.close()

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,20 +17,11 @@ from sqlalchemy import select
 from monitor.store import open_store
 from monitor.store.notify import OUTBOX
 from tests.notify.helpers import record
-from tests.notify.loopback import LoopbackReceiver, validate_am_webhook
+from tests.notify.loopback import LoopbackReceiver
 
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def hook() -> Iterator[LoopbackReceiver]:
-    receiver = LoopbackReceiver(validate_am_webhook)
-    try:
-        yield receiver
-    finally:
-        receiver.close()
 
 
 def start_worker(config: Path, cwd: Path) -> subprocess.Popen[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -16,25 +15,7 @@ from monitor.matchers import parse_matchers
 from monitor.notify.silences import SilenceSpec
 from monitor.store import Store, open_store
 from tests.notify.helpers import T0, make_notifier, notify_config, record
-from tests.notify.loopback import LoopbackReceiver, validate_am_webhook
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-@pytest.fixture
-def hook() -> Iterator[LoopbackReceiver]:
-    receiver = LoopbackReceiver(validate_am_webhook)
-    try:
-        yield receiver
-    finally:
-        receiver.close()
+from tests.notify.loopback import LoopbackReceiver
 
 
 def ops(hook: LoopbackReceiver, **extra: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,30 +13,12 @@ from sqlalchemy import create_engine, select
 from monitor.clock import FixedClock
 from monitor.notify.config import RateLimit
 from monitor.notify.dispatcher import RateLimiter
-from monitor.store import Store, open_store
+from monitor.store import Store
 from monitor.store.notify import OUTBOX
 from tests.notify.helpers import T0, make_notifier, notify_config, record
 from tests.notify.loopback import LoopbackReceiver, Reply, validate_am_webhook
 
 SECRET_PATH = "/hooks/planted-Secret-77aa1c"
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-@pytest.fixture
-def hook() -> Iterator[LoopbackReceiver]:
-    receiver = LoopbackReceiver(validate_am_webhook)
-    try:
-        yield receiver
-    finally:
-        receiver.close()
 
 
 def webhook(name: str, receiver: LoopbackReceiver, **extra: Any) -> dict[str, Any]:

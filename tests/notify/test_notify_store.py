@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import insert, select
 
 from monitor.matchers import parse_matchers
@@ -15,19 +13,10 @@ from monitor.notify.notification import NotifyAlert
 from monitor.notify.pipeline import LogEntry
 from monitor.notify.silences import SilenceSpec, expire, new_silence
 from monitor.notify.timeintervals import TimeIntervalSpec
-from monitor.store import Store, open_store
+from monitor.store import Store
 from monitor.store.notify import OUTBOX, TRANSITION, NewMessage
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def record_transitions(store: Store, count: int, to_state: str = "firing") -> None:
