@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from monitor import __version__, logs
+from monitor.clock import Clock
 from monitor.errors import ConfigError, MonitorError
 from monitor.settings import Settings, config_path, load
 
@@ -119,9 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, clock: Clock | None = None) -> int:
+    """Run one command; ``clock`` (default: the wall clock) is the time it runs at."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.clock = clock
     handler: Handler = args.handler
     try:
         return handler(args)

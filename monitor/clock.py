@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -34,3 +34,10 @@ class FixedClock:
 
     def advance(self, delta: timedelta) -> None:
         self._at += delta
+
+
+def clock_of(args: Any) -> Clock:
+    """Return the clock a CLI command runs on: the one ``monitor.cli.main`` was given
+    (tests pass a FixedClock), else the wall clock."""
+    clock: Clock | None = getattr(args, "clock", None)
+    return clock if clock is not None else SystemClock()

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from monitor.clock import SystemClock
+from monitor.clock import clock_of
 from monitor.configtypes import parse_duration
 from monitor.errors import DeliveryError, MonitorError
 from monitor.model import utc
@@ -107,7 +107,7 @@ def _notifier(args: argparse.Namespace) -> Iterator[Any]:
     from prometheus_client import CollectorRegistry
 
     from monitor.cli import load_settings
-    from monitor.clock import SystemClock
+    from monitor.clock import clock_of
     from monitor.notify.notifier import Notifier
     from monitor.store import open_store
 
@@ -115,7 +115,7 @@ def _notifier(args: argparse.Namespace) -> Iterator[Any]:
     cfg = settings.store
     store = open_store(cfg.url.get_secret_value(), busy_timeout=cfg.busy_timeout,
                        pool_size=cfg.pool_size)
-    notifier = Notifier(store, settings.notify, SystemClock(), CollectorRegistry(),
+    notifier = Notifier(store, settings.notify, clock_of(args), CollectorRegistry(),
                         instance=settings.daemon.instance or "cli",
                         external_url=settings.server.external_url)
     try:
@@ -138,7 +138,7 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
     from monitor.matchers import MatcherError, parse_matchers
     from monitor.notify.silences import SilenceSpec, recurrence_from, recurrence_summary
 
-    now = SystemClock().now()
+    now = clock_of(args).now()
     try:
         matchers = tuple(m for text in args.matchers for m in parse_matchers(text))
     except MatcherError as exc:
@@ -196,7 +196,7 @@ def _silence_json(silence: Any, now: datetime) -> dict[str, Any]:
 def cmd_silence_list(args: argparse.Namespace) -> int:
     from monitor.notify.silences import EXPIRED, recurrence_summary
 
-    now = SystemClock().now()
+    now = clock_of(args).now()
     with _notifier(args) as notifier:
         silences = [s for s in notifier.silences() if args.all or s.state(now) != EXPIRED]
     if args.json:
@@ -232,7 +232,7 @@ def cmd_template_render(args: argparse.Namespace) -> int:
     from monitor.notify.notification import RESOLVED, sample_alerts
     from monitor.notify.notifier import load_alerts_file
 
-    now = SystemClock().now()
+    now = clock_of(args).now()
     with _notifier(args) as notifier:
         alerts = None
         if args.alert_file:

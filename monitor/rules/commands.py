@@ -111,17 +111,17 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any, RuleSet]:
     cfg = settings.store
     store = open_store(cfg.url.get_secret_value(), busy_timeout=cfg.busy_timeout)
     if getattr(args, "poll", False):
-        _poll_all(settings, store)
+        _poll_all(args, settings, store)
     return settings, store, ruleset
 
 
-def _poll_all(settings: Any, store: Any) -> None:
+def _poll_all(args: argparse.Namespace, settings: Any, store: Any) -> None:
     from prometheus_client import CollectorRegistry
 
-    from monitor.clock import SystemClock
+    from monitor.clock import clock_of
     from monitor.sources.poller import Poller
 
-    poller = Poller(store, settings.sources, SystemClock(), CollectorRegistry())
+    poller = Poller(store, settings.sources, clock_of(args), CollectorRegistry())
     for source in settings.sources:
         if source.enabled:
             result = poller.poll(source.name)
@@ -279,7 +279,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from monitor.clock import SystemClock
+    from monitor.clock import clock_of
     from monitor.rules.engine import evaluation_time
     from monitor.rules.service import read_dataset
 
@@ -290,7 +290,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         dataset = read_dataset(store, edited, _milestone_sources(settings))
     finally:
         store.close()
-    at = evaluation_time(args.at or settings.rules.as_of, SystemClock().now())
+    at = evaluation_time(args.at or settings.rules.as_of, clock_of(args).now())
     before = {k: r.state for k, r in records.items()}
     result = Engine(edited).evaluate(dataset, at, carry_over(records, edited))
     changes = []

@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from monitor.clock import SystemClock
+from monitor.clock import clock_of
 
 
 def register(sub: Any, add_config_option: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -47,7 +47,7 @@ def _poller(args: argparse.Namespace) -> Any:
     cfg = settings.store
     store = open_store(cfg.url.get_secret_value(), busy_timeout=cfg.busy_timeout,
                        pool_size=cfg.pool_size)
-    return Poller(store, list(settings.sources), SystemClock(), CollectorRegistry())
+    return Poller(store, list(settings.sources), clock_of(args), CollectorRegistry())
 
 
 def cmd_poll(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import main
+from monitor.clock import FixedClock
 from monitor.store import open_store
 from tests.notify.helpers import T0, record
 from tests.notify.loopback import LoopbackReceiver, Reply, validate_am_webhook, validate_slack
@@ -48,7 +49,8 @@ templates = {{ title = "Preview of {{{{ common_labels.alertname }}}}" }}
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
+    """Run ``monitor ARGS`` at the tests' fixed time T0, never the wall clock."""
+    code = main(list(args), clock=FixedClock(T0))
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -157,7 +159,6 @@ def test_dead_letters_are_listed_and_resent(config: Path, tmp_path: Path,
     record(store, "camden", "firing", T0, 6.1)
     from prometheus_client import CollectorRegistry
 
-    from monitor.clock import FixedClock
     from monitor.notify.notifier import Notifier
     from monitor.settings import load
 
