@@ -23,8 +23,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.model import month
+from monitor.rules.cycle import Cycle, Evaluator
 from monitor.rules.data import Block
-from monitor.rules.engine import Dataset, Engine, month_end
+from monitor.rules.engine import Dataset, month_end
 from monitor.rules.loader import load_rules
 
 RULES = """
@@ -88,16 +89,18 @@ def main() -> None:
           f"{'peak RSS MB':>12}")
     for n in args.sizes:
         data = dataset(n, args.months, end, rng)
-        engine = Engine(ruleset, history=args.months)
-        engine.evaluate(data, month_end(end), {})  # warm-up: imports, first allocations
+        evaluator = Evaluator(ruleset, history=args.months)
+        at = month_end(end)
+        cycle = Cycle(at=at, now=at)
+        evaluator.run(data, {}, cycle)  # warm-up: imports, first allocations
         started = time.perf_counter()
-        result = engine.evaluate(data, month_end(end), {})
+        result = evaluator.run(data, {}, cycle)
         elapsed = time.perf_counter() - started
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         firing = sum(1 for r in result.records.values() if r.state.value == "firing")
         # The next cycle on the same data: what the daemon does every minute in between.
         started = time.perf_counter()
-        engine.evaluate(data, month_end(end), result.records)
+        evaluator.run(data, result.records, cycle)
         steady = time.perf_counter() - started
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"{n:>10,} {len(ruleset.rules):>6} {elapsed:>9.2f} {firing:>8,} {steady:>9.2f} "

@@ -37,9 +37,10 @@ sys.path.insert(0, str(ROOT))
 
 from monitor.cluster import assign  # noqa: E402
 from monitor.model import Observation, labels_of, month  # noqa: E402
-from monitor.rules.engine import Engine, month_end  # noqa: E402
+from monitor.rules.cycle import Cycle, Evaluator  # noqa: E402
+from monitor.rules.engine import month_end  # noqa: E402
+from monitor.rules.inputs import read_dataset  # noqa: E402
 from monitor.rules.loader import load_rules  # noqa: E402
-from monitor.rules.service import read_dataset  # noqa: E402
 from monitor.store import open_store  # noqa: E402
 
 RULES = """\
@@ -92,7 +93,7 @@ def split(url: str, rules: Path) -> tuple[float, float]:
     indicator's observations, publishing the snapshot the pages read) and the part the
     replicas share out (evaluating the rules), in this process, best of three."""
     ruleset = load_rules([rules])
-    engine = Engine(ruleset, history=36)
+    evaluator = Evaluator(ruleset, history=36)
     at = month_end(month("2016-12"))
     store = open_store(url)
     reads, evals = [], []
@@ -101,9 +102,9 @@ def split(url: str, rules: Path) -> tuple[float, float]:
             started = time.perf_counter()
             data = read_dataset(store, ruleset, [])
             read = time.perf_counter()
-            result = engine.evaluate(data, at, {})
+            result = evaluator.run(data, {}, Cycle(at=at, now=at))
             evaluated = time.perf_counter()
-            engine.snapshot(result)
+            evaluator.publish(result)
             reads.append(read - started + time.perf_counter() - evaluated)
             evals.append(evaluated - read)
     finally:

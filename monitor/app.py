@@ -134,6 +134,7 @@ class App:
                                  as_of=settings.rules.as_of, history=settings.rules.history,
                                  milestone_sources=self._milestone_sources,
                                  sources=lambda: self.settings.sources,
+                                 unsettled=self.poller.unsettled,
                                  on_evaluated=self._on_evaluated,
                                  partition=self.cluster)
         self.rules.load()
@@ -264,7 +265,8 @@ class App:
             return
         changed = result.stored.changed or (result.milestones is not None and (
             result.milestones.inserted or result.milestones.updated or result.milestones.removed))
-        if changed and self.rules is not None and not self._stopping.is_set():
+        waiting = self.rules is not None and bool(self.rules.deferred)
+        if (changed or waiting) and self.rules is not None and not self._stopping.is_set():
             self.rules.request_evaluation()
 
     def reload(self) -> tuple[bool, str]:

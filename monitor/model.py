@@ -125,6 +125,17 @@ def fingerprint(labels: Labels | Mapping[str, Any]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
+def alert_id(group: str, labels: Mapping[str, str]) -> str:
+    """Return the id of the alert of rule group ``group`` for label set ``labels``.
+
+    The identity of an alert is its group, its rule (``alertname``) and its series'
+    labels, nothing else: never which source happened to be polled first. The group is
+    hashed under the reserved name ``__group__`` (ids stored before the group became a
+    field of its own stay the same).
+    """
+    return fingerprint({**labels, "__group__": group})
+
+
 class Direction(StrEnum):
     """Which way is good for an indicator."""
 
@@ -219,11 +230,12 @@ class Alert:
     resolved_at: datetime | None = None
     last_evaluated: datetime | None = None
     explanation: str = ""
-    fingerprint: str = ""
+    fingerprint: str = ""  # the alert's id (see alert_id)
+    group: str = ""  # the rule group that owns it
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
-            self.fingerprint = fingerprint(self.labels)
+            self.fingerprint = alert_id(self.group, self.labels)
 
 
 def utc(dt: datetime) -> datetime:

@@ -45,6 +45,7 @@ class AlertRecord:
     history: str = ""  # "1" active, "0" not, newest last
     flapping: bool = False
     notified_state: AlertState = AlertState.INACTIVE
+    group: str = ""  # the rule group that owns the alert; part of its id, not of its labels
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Transition:
     explanation: str
     annotations: dict[str, str]
     notify: bool
+    group: str = ""
 
 
 _FIELDS = tuple(AlertRecord.__dataclass_fields__)
@@ -170,11 +172,15 @@ def step(record: AlertRecord, seen: Observation, now: datetime, policy: Policy
 
 
 def _resolve(r: AlertRecord, seen: Observation, now: datetime) -> AlertRecord:
+    # The resolved record says what resolved it: the value, explanation and annotations
+    # of this observation (rendered with the value and target that apply now), never the
+    # firing ones beside a resolving explanation.
     return _set(r, state=AlertState.RESOLVED, resolved_at=now, keep_firing_until=None,
                    value=seen.value, explanation=seen.explanation or r.explanation,
+                   annotations=seen.annotations or r.annotations,
                    pending_evaluations=0, pending_periods=0)
 
 
 def _transition(r: AlertRecord, prev: AlertState, now: datetime, notify: bool) -> Transition:
     return Transition(r.id, r.rule, dict(r.labels), prev, r.state, now, r.value, r.explanation,
-                      dict(r.annotations), notify)
+                      dict(r.annotations), notify, r.group)

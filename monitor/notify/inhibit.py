@@ -4,9 +4,11 @@ Alertmanager's semantics, including its one subtlety: an alert that matches both
 source and the target matchers cannot inhibit another alert that also matches both, so
 two instances of one rule never mute each other.
 
-The default rule ``inhibit_by_failing_source`` mutes every KPI alert whose ``source``
-label names a data source that is itself alerting as stale or failing: when the data
-stops, people hear about the source, not about every indicator it feeds.
+The default rule ``inhibit_by_failing_source`` mutes every alert fed by a data source
+that is itself alerting as stale or failing — a KPI alert names the sources feeding
+its indicator in its ``sources`` annotation (not a label: which sources feed an
+indicator is not part of an alert's identity), a milestone alert its ``source`` label.
+When the data stops, people hear about the source, not about every indicator it feeds.
 """
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ class InhibitRule:
     target: MatcherSet
     equal: tuple[str, ...]
     name: str = ""
+    # The failing-source rule only: a target also matches when its annotation of this
+    # name lists the source alert's ``equal`` value among its comma-separated values.
+    listed_in: str | None = None
+
+    def keys(self, alert: NotifyAlert) -> list[tuple[str, ...]]:
+        """Return the ``equal`` values by which ``alert`` is looked up as a target."""
+        keys = [tuple(alert.labels.get(name, "") for name in self.equal)]
+        listed = alert.annotations.get(self.listed_in, "") if self.listed_in else ""
+        keys.extend((item.strip(),) for item in listed.split(",") if item.strip())
+        return keys
 
 
 def rules_from_config(config: NotifyConfig) -> list[InhibitRule]:
@@ -46,9 +58,10 @@ def failing_source_rule() -> InhibitRule:
     """Return the rule by which a stale or failing source mutes the alerts it feeds."""
     return InhibitRule(
         source=MatcherSet.parse([f'alertname=~"{SOURCE_HEALTH_ALERTS}"']),
-        target=MatcherSet.parse([f'alertname!~"{SOURCE_HEALTH_ALERTS}"', 'source=~".+"']),
+        target=MatcherSet.parse([f'alertname!~"{SOURCE_HEALTH_ALERTS}"']),
         equal=("source",),
         name="inhibit_by_failing_source",
+        listed_in="sources",
     )
 
 
@@ -72,12 +85,12 @@ def inhibited(alerts: Sequence[NotifyAlert], rules: Sequence[InhibitRule]) -> di
         for alert in alerts:
             if alert.alert_id in out or not rule.target.matches(alert.labels):
                 continue
-            key = tuple(alert.labels.get(name, "") for name in rule.equal)
             two_sided = rule.source.matches(alert.labels)
-            for source, source_is_target in sources.get(key, ()):
+            found = [s for key in rule.keys(alert) for s in sources.get(key, ())]
+            for source, source_is_target in found:
                 if source.alert_id == alert.alert_id or (two_sided and source_is_target):
                     continue
-                equal = ", ".join(f"{n}={alert.labels.get(n, '')}" for n in rule.equal)
+                equal = ", ".join(f"{n}={source.labels.get(n, '')}" for n in rule.equal)
                 out[alert.alert_id] = (f"inhibited by {source.name} ({rule.name}"
                                        + (f"; {equal}" if equal else "") + ")")
                 break

@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from monitor.alerts.state import AlertRecord
+from monitor.clock import clock_of
 from monitor.errors import RuleFileError
 from monitor.model import AlertState, Frequency
-from monitor.rules import scorecard
-from monitor.rules.engine import Engine, Evaluation, carry_over, month_end
-from monitor.rules.loader import RuleSet, load_rules
+from monitor.rules import sourcehealth
+from monitor.rules.cycle import Cycle, Evaluator, SourceView, replay
+from monitor.rules.engine import Dataset, carry_over, evaluation_time, month_end
+from monitor.rules.inputs import read_dataset
+from monitor.rules.loader import LoadedRule, RuleSet, load_rules
 from monitor.rules.snapshot import SeriesDetail
 from monitor.rules.testing import run_test_file
 
@@ -118,7 +121,6 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any, RuleSet]:
 def _poll_all(args: argparse.Namespace, settings: Any, store: Any) -> None:
     from prometheus_client import CollectorRegistry
 
-    from monitor.clock import clock_of
     from monitor.sources.poller import Poller
 
     poller = Poller(store, settings.sources, clock_of(args), CollectorRegistry())
@@ -132,23 +134,46 @@ def _milestone_sources(settings: Any) -> list[str]:
     return [s.name for s in settings.sources if getattr(s, "kind", "") == "milestones"]
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from monitor.rules.service import read_dataset
+def _evaluator(settings: Any, ruleset: RuleSet) -> Evaluator:
+    """The evaluator the daemon would build for ``ruleset`` under ``settings``."""
+    return Evaluator(ruleset, history=settings.rules.history,
+                     milestone_sources=_milestone_sources(settings))
 
+
+def _read(store: Any, settings: Any, ruleset: RuleSet) -> tuple[Dataset, SourceView]:
+    """Read the dataset and the sources' stored health, then close the store."""
+    try:
+        dataset = read_dataset(store, ruleset, _milestone_sources(settings))
+        sources = SourceView(list(settings.sources), store.source_state.health())
+    finally:
+        store.close()
+    return dataset, sources
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
     settings, store, ruleset = _open(args)
     try:
         period = Frequency.MONTHLY.parse(args.at)
-        dataset = read_dataset(store, ruleset, _milestone_sources(settings))
-    finally:
+    except ValueError as exc:
         store.close()
-    engine = Engine(ruleset, history=settings.rules.history)
-    result = engine.evaluate(dataset, month_end(period), {})
-    rows = scorecard.rows(result.matrices, ruleset)
+        print(f"error: --at: {exc}", file=sys.stderr)
+        return 2
+    dataset, sources = _read(store, settings, ruleset)
+    evaluator = _evaluator(settings, ruleset)
+    at = month_end(period)
+    result = evaluator.run(dataset, {}, Cycle(at=at, now=at, sources=sources))
+    rows = evaluator.publish(result).scorecard()
     alerts = [r for r in result.records.values()
-              if r.state in (AlertState.FIRING, AlertState.PENDING)]
+              if r.state in (AlertState.FIRING, AlertState.PENDING)
+              and r.group != sourcehealth.GROUP]
+    health = [r for r in result.records.values()
+              if r.state in (AlertState.FIRING, AlertState.PENDING)
+              and r.group == sourcehealth.GROUP]
     if args.format == "json":
         json.dump({"at": args.at, "scorecard": [_row_json(r) for r in rows],
                    "alerts": [_alert_json(a) for a in alerts],
+                   "sources_unhealthy": sorted(result.unhealthy),
+                   "alerts_held": result.held,
                    "errors": result.errors}, sys.stdout, indent=2)
         print()
     else:
@@ -156,19 +181,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print()
         print(f"Alerts as of {args.at} ({len(alerts)}):")
         for a in sorted(alerts, key=lambda r: (r.rule, sorted(r.labels.items()))):
-            print(f"  [{_public(a.labels).get('severity', '')}] {a.rule}"
+            print(f"  [{a.labels.get('severity', '')}] {a.rule}"
                   f" {_label_text(a.labels)}\n      {a.explanation}")
+        for h in health:
+            print(f"  [{h.labels.get('severity', '')}] {h.rule} {_label_text(h.labels)}\n"
+                  f"      {h.explanation}")
+        if result.unhealthy:
+            print(f"  rules reading {', '.join(sorted(result.unhealthy))} are held: their "
+                  "alerts neither fire nor resolve until the source recovers")
         for rule, error in result.errors.items():
             print(f"  rule {rule} failed: {error}")
     return 1 if result.errors else 0
 
 
-def _public(labels: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in labels.items() if not k.startswith("__")}
-
-
 def _label_text(labels: dict[str, str]) -> str:
-    shown = {k: v for k, v in _public(labels).items()
+    shown = {k: v for k, v in labels.items()
              if k not in ("alertname", "severity", "indicator")}
     return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(shown.items())) + "}"
 
@@ -182,7 +209,7 @@ def _row_json(row: SeriesDetail) -> dict[str, Any]:
 
 
 def _alert_json(a: AlertRecord) -> dict[str, Any]:
-    return {"alertname": a.rule, "state": a.state.value, "labels": _public(a.labels),
+    return {"alertname": a.rule, "state": a.state.value, "labels": dict(a.labels),
             "value": a.value, "explanation": a.explanation, "annotations": a.annotations}
 
 
@@ -212,21 +239,19 @@ def print_scorecard(rows: list[SeriesDetail], out: TextIO) -> None:
 # --- backtest -----------------------------------------------------------------------
 
 
-def backtest(engine: Engine, dataset: Any, start: int, end: int, *,
+def backtest(evaluator: Evaluator, dataset: Dataset, start: int, end: int, *,
+             rules: list[LoadedRule] | None = None,
              progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-    """Evaluate every month from ``start`` to ``end``; return the firing and resolving
-    events in order, with the numbers that explain them."""
-    records: dict[str, AlertRecord] = {}
+    """Evaluate every month from ``start`` to ``end`` as the daemon does (``replay``);
+    return the firing and resolving events in order, with the numbers that explain them."""
     events: list[dict[str, Any]] = []
     total = end - start + 1
-    for k, period in enumerate(range(start, end + 1)):
-        result: Evaluation = engine.evaluate(dataset, month_end(period), records)
-        records = result.records
+    for k, (period, result) in enumerate(replay(evaluator, dataset, start, end, rules=rules)):
         for t in result.transitions:
             if t.to_state in (AlertState.FIRING, AlertState.RESOLVED):
                 events.append({"period": Frequency.MONTHLY.label(period),
                                "alertname": t.rule, "event": t.to_state.value,
-                               "labels": _public(t.labels), "value": t.value,
+                               "labels": dict(t.labels), "value": t.value,
                                "explanation": t.explanation})
         if progress is not None:
             progress(k + 1, total)
@@ -234,14 +259,13 @@ def backtest(engine: Engine, dataset: Any, start: int, end: int, *,
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from monitor.rules.service import read_dataset
-
     settings, store, ruleset = _open(args)
+    dataset, _ = _read(store, settings, ruleset)
     try:
-        dataset = read_dataset(store, ruleset, _milestone_sources(settings))
-    finally:
-        store.close()
-    start, end = Frequency.MONTHLY.parse(args.start), Frequency.MONTHLY.parse(args.end)
+        start, end = Frequency.MONTHLY.parse(args.start), Frequency.MONTHLY.parse(args.end)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if end < start:
         print("error: --to is before --from", file=sys.stderr)
         return 2
@@ -250,8 +274,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if unknown:
         print(f"error: unknown rule(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    engine = Engine(ruleset)
-    engine.ruleset = RuleSet(ruleset.indicators, ruleset.peer_groups, rules, ruleset.files)
+    evaluator = _evaluator(settings, ruleset)
     show_progress = sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
@@ -263,7 +286,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                 sys.stderr.write("\n")
             sys.stderr.flush()
 
-    events = backtest(engine, dataset, start, end, progress=progress)
+    events = backtest(evaluator, dataset, start, end,
+                      rules=rules if args.rule else None, progress=progress)
     if args.format == "json":
         json.dump({"from": args.start, "to": args.end, "events": events}, sys.stdout, indent=2)
         print()
@@ -279,20 +303,23 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from monitor.clock import clock_of
-    from monitor.rules.engine import evaluation_time
-    from monitor.rules.service import read_dataset
-
+    """Evaluate the edited rules exactly as the daemon's next cycle would — the stored
+    alert state, the sources' health, ``rules.as_of``, ``rules.history`` — and print
+    every alert whose state would change."""
     settings, store, _running = _open(args)
     try:
         edited = load_rules(args.paths) if args.paths else load_rules(settings.rules.paths)
         records = store.alerts.load()
-        dataset = read_dataset(store, edited, _milestone_sources(settings))
-    finally:
+    except BaseException:
         store.close()
-    at = evaluation_time(args.at or settings.rules.as_of, clock_of(args).now())
+        raise
+    dataset, sources = _read(store, settings, edited)
+    now = clock_of(args).now()
+    at = evaluation_time(args.at or settings.rules.as_of, now)
     before = {k: r.state for k, r in records.items()}
-    result = Engine(edited).evaluate(dataset, at, carry_over(records, edited))
+    kept = {**carry_over(records, edited), **sourcehealth.health_records(records)}
+    result = _evaluator(settings, edited).run(dataset, kept,
+                                              Cycle(at=at, now=now, sources=sources))
     changes = []
     for key, record in result.records.items():
         old = before.get(key, AlertState.INACTIVE)
@@ -300,10 +327,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
             changes.append((record.rule, _label_text(record.labels), old.value,
                             record.state.value, record.explanation))
     for key, state in before.items():
-        if key not in result.records and state in (AlertState.FIRING, AlertState.PENDING):
+        if key not in result.records and key not in result.removed \
+                and state in (AlertState.FIRING, AlertState.PENDING):
             record = records[key]
             changes.append((record.rule, _label_text(record.labels), state.value,
                             "removed", "the rule no longer exists"))
+    if result.unhealthy:
+        print(f"held (source stale or failing): rules reading "
+              f"{', '.join(sorted(result.unhealthy))} keep their alerts as they are")
     if not changes:
         print("no alert would change state")
         return 0

@@ -28,7 +28,7 @@ import numpy as np
 from monitor.alerts.state import AlertRecord, Observation, Policy, Transition, step
 from monitor.errors import EvaluationError
 from monitor.logs import get_logger
-from monitor.model import Alert, AlertState, Frequency, Milestone, fingerprint
+from monitor.model import Alert, AlertState, Frequency, Milestone, alert_id
 from monitor.rules import conditions
 from monitor.rules.data import Grid, LongBlock, Matrix, derive, from_block
 from monitor.rules.loader import LoadedRule, RuleSet
@@ -43,11 +43,13 @@ log = get_logger(__name__)
 @dataclass
 class Dataset:
     """The inputs of one evaluation: observations per indicator, milestones, and the
-    source feeding each indicator (its alerts carry it as the ``source`` label)."""
+    sources feeding each indicator (read from the store; an alert's ``sources``
+    annotation, and what a source-health hold is decided on — never part of an alert's
+    identity)."""
 
     blocks: Mapping[str, LongBlock]
     milestones: Sequence[tuple[str, Milestone]] = ()
-    sources: Mapping[str, str] = field(default_factory=dict)
+    sources: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,6 +74,8 @@ class Evaluation:
     removed: list[str] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    unhealthy: frozenset[str] = frozenset()  # sources judged stale or failing
+    held: int = 0  # active alerts of rules held because a source they read is unhealthy
 
 
 def indicator_info(ind: Indicator) -> IndicatorInfo:
@@ -143,8 +147,7 @@ class Engine:
         result = Evaluation(at, period, matrices, dict(records))
         by_rule: dict[tuple[str, str], list[AlertRecord]] = {}
         for record in records.values():
-            by_rule.setdefault((record.labels.get("__group__", ""), record.rule),
-                               []).append(record)
+            by_rule.setdefault((record.group, record.rule), []).append(record)
         for loaded in rules if rules is not None else self.ruleset.rules:
             key = (loaded.group, loaded.rule.alert)
             stats = self.stats.setdefault(key, RuleStats())
@@ -204,23 +207,29 @@ class Engine:
                                    if all(labels_rows[i].get(k) == v
                                           for k, v in rule.match.items())], dtype=np.int64)
         index_of: dict[str, tuple[int, dict[str, str]]] = {}
-        source = dataset.sources.get(rule.indicator) if rule.indicator else None
+        sources = ", ".join(sorted(dataset.sources.get(rule.indicator, ()))) \
+            if rule.indicator else ""
         for i in candidates.tolist():
-            labels = self._labels(loaded, labels_rows[i], matrix, source)
-            index_of[fingerprint(labels)] = (i, labels)
-        for alert_id, record in active_prev.items():
-            if alert_id not in index_of and matrix is not None:
-                row = _row_of(matrix, record.labels)
-                if row is not None:
-                    index_of[alert_id] = (row, record.labels)
+            labels = self._labels(loaded, labels_rows[i], matrix)
+            index_of[alert_id(loaded.group, labels)] = (i, labels)
+        milestone_rows = {alert_id(loaded.group, self._labels(loaded, row, None)): i
+                          for i, row in enumerate(labels_rows)} if matrix is None else {}
+        for key, record in active_prev.items():
+            if key in index_of:
+                continue
+            row = _row_of(matrix, record.labels) if matrix is not None \
+                else milestone_rows.get(key)
+            if row is not None:  # still there, no longer matching: resolve on its numbers
+                index_of[key] = (row, record.labels)
         steady = rule.flapping is None
-        for alert_id, (i, labels) in index_of.items():
+        for key, (i, labels) in index_of.items():
             known = bool(outcome.known[i])
             active = bool(outcome.active[i])
-            record = result.records.get(alert_id) or AlertRecord(alert_id, rule.alert, labels)
+            record = result.records.get(key) or AlertRecord(key, rule.alert, labels,
+                                                             group=loaded.group)
             if steady and known and active and record.state is AlertState.FIRING \
                     and record.last_period == data_period and record.keep_firing_until is None:
-                seen_ids.add(alert_id)  # still firing on the same data: nothing new to say
+                seen_ids.add(key)  # still firing on the same data: nothing new to say
                 continue
             if not known:
                 if rule.no_data == "ok":
@@ -228,33 +237,33 @@ class Engine:
                 elif rule.no_data == "alerting":
                     active = True
                 else:
-                    if alert_id not in active_prev:
+                    if key not in active_prev:
                         continue
                     active = record.state in (AlertState.PENDING, AlertState.FIRING)
-            if not active and alert_id not in active_prev:
+            if not active and key not in active_prev:
                 continue
             value = float(outcome.value[i]) if not np.isnan(outcome.value[i]) else None
             explanation = outcome.explain(i) if known else "no data to evaluate"
             explanation = _sentence(explanation)
             annotations = self._annotations(loaded, labels, value, explanation, outcome, i,
-                                            matrix)
-            seen_ids.add(alert_id)
+                                            matrix, sources)
+            seen_ids.add(key)
             new, transitions = step(record, Observation(active, value, explanation, annotations,
                                                         data_period),
                                     now, Policy(rule.for_, rule.keep_firing_for, rule.flapping))
             if new != record:
-                result.records[alert_id] = new
+                result.records[key] = new
                 result.changed.append(new)
             result.transitions.extend(transitions)
-        for alert_id, record in active_prev.items():
-            if alert_id in seen_ids:
+        for key, record in active_prev.items():
+            if key in seen_ids:
                 continue
             # The series vanished: resolve (or drop a pending alert) with what is known.
             new, transitions = step(record, Observation(False, record.value,
                                                         record.explanation, record.annotations,
                                                         None), now,
                                     Policy(rule.for_, rule.keep_firing_for, rule.flapping))
-            result.records[alert_id] = new
+            result.records[key] = new
             result.changed.append(new)
             result.transitions.extend(transitions)
 
@@ -275,36 +284,35 @@ class Engine:
                     result.changed.append(new)
                     result.transitions.extend(moves)
         elif rule.on_error == "alerting":
-            labels = {"alertname": rule.alert, "severity": rule.severity,
-                      "__group__": loaded.group, "error": "evaluation"}
-            alert_id = fingerprint(labels)
-            record = result.records.get(alert_id) or AlertRecord(alert_id, rule.alert, labels)
+            labels = {"alertname": rule.alert, "severity": rule.severity, "error": "evaluation"}
+            key = alert_id(loaded.group, labels)
+            record = result.records.get(key) or AlertRecord(key, rule.alert, labels,
+                                                             group=loaded.group)
             text = _sentence(f"rule {rule.alert} cannot be evaluated: {error}")
             new, moves = step(record, Observation(True, None, text, {"explanation": text},
                                                   None), now, policy)
             if new != record:
-                result.records[alert_id] = new
+                result.records[key] = new
                 result.changed.append(new)
             result.transitions.extend(moves)
 
     def _labels(self, loaded: LoadedRule, series: Mapping[str, str],
-                matrix: Matrix | None, source: str | None = None) -> dict[str, str]:
+                matrix: Matrix | None) -> dict[str, str]:
+        """Return an alert's labels: the series' labels, the indicator's, the rule's,
+        ``alertname`` and ``severity`` — a function of the rule and the series only."""
         rule = loaded.rule
         labels = dict(series)
         if matrix is not None:
             labels.update(matrix.indicator.labels)
             labels["indicator"] = matrix.indicator.id
-        if source:
-            labels.setdefault("source", source)
         labels.update(rule.labels)
         labels["alertname"] = rule.alert
         labels["severity"] = rule.severity
-        labels["__group__"] = loaded.group
         return labels
 
     def _annotations(self, loaded: LoadedRule, labels: dict[str, str], value: float | None,
                      explanation: str, outcome: conditions.Outcome, i: int,
-                     matrix: Matrix | None) -> dict[str, str]:
+                     matrix: Matrix | None, sources: str = "") -> dict[str, str]:
         facts: dict[str, Any] = {}
         for name, fact in outcome.facts.items():
             if isinstance(fact, np.ndarray) and fact.ndim == 1 and len(fact) == len(outcome.value):
@@ -318,6 +326,8 @@ class Engine:
             "indicator": indicator_info(matrix.indicator).__dict__ if matrix else {},
         }
         out = {"explanation": explanation}
+        if sources:  # which sources feed the indicator: the failing-source inhibition reads it
+            out["sources"] = sources
         for name, template in loaded.rule.annotations.items():
             try:
                 out[name] = render(template, context)
@@ -346,7 +356,7 @@ class Engine:
             for record in evaluation.records.values():
                 alerts.append(Alert(
                     rule=record.rule,
-                    labels={k: v for k, v in record.labels.items() if not k.startswith("__")},
+                    labels=dict(record.labels), group=record.group,
                     annotations=record.annotations, state=record.state, value=record.value,
                     active_since=record.active_since, fired_at=record.fired_at,
                     resolved_at=record.resolved_at, last_evaluated=record.last_evaluated,
@@ -404,18 +414,17 @@ def forgettable(records: Mapping[str, AlertRecord], now: datetime,
     """
     cutoff = now - timedelta(seconds=retention)
     out = []
-    for alert_id, record in records.items():
+    for key, record in records.items():
         if record.state not in (AlertState.RESOLVED, AlertState.INACTIVE) \
                 or record.flapping or record.history:
             continue
         since = record.resolved_at or record.last_evaluated
         if since is not None and since < cutoff:
-            out.append(alert_id)
+            out.append(key)
     return out
 
 
 def carry_over(records: Mapping[str, AlertRecord], ruleset: RuleSet) -> dict[str, AlertRecord]:
     """Keep the records of rules that still exist (by group and name) across a reload."""
     names = {(r.group, r.rule.alert) for r in ruleset.rules}
-    return {k: r for k, r in records.items()
-            if (r.labels.get("__group__", ""), r.rule) in names}
+    return {k: r for k, r in records.items() if (r.group, r.rule) in names}

@@ -1,17 +1,18 @@
-"""The rules subsystem inside the daemon: load, reload, evaluate on schedule, persist.
+"""The rules subsystem inside the daemon: a manager of rule groups.
 
-It reads observations through the store's repositories, evaluates with
-:class:`~monitor.rules.engine.Engine`, saves alert records and transitions in one
-transaction, and publishes a :class:`~monitor.rules.snapshot.Snapshot` for the HTTP
-layer. A rule file edit that does not load leaves the last good rule set running.
+It loads and reloads the rule files (keeping the last good set when an edit does not
+load), watches them, decides which groups are due (their own ``interval``, new data,
+the shards this replica holds, sources still being polled), hands each due cycle to the
+one evaluation owner (:class:`~monitor.rules.cycle.Evaluator`), saves what the cycle
+decided in one transaction, and keeps what it published for the HTTP layer. It
+evaluates nothing itself.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,16 +25,10 @@ from monitor.clock import Clock
 from monitor.cluster import LeaseLostError, Partition, group_key
 from monitor.errors import RuleFileError
 from monitor.logs import get_logger
-from monitor.model import Milestone
-from monitor.rules import scorecard, sourcehealth
-from monitor.rules.engine import (
-    Dataset,
-    Engine,
-    Evaluation,
-    carry_over,
-    evaluation_time,
-    forgettable,
-)
+from monitor.rules import sourcehealth
+from monitor.rules.cycle import Cycle, Evaluator, Published, SourceView
+from monitor.rules.engine import Evaluation, carry_over, evaluation_time
+from monitor.rules.inputs import DatasetCache
 from monitor.rules.loader import LoadedRule, RuleSet, load_rules, rule_files
 from monitor.rules.snapshot import SeriesDetail, Snapshot
 from monitor.sources.config import SourceBase
@@ -41,21 +36,6 @@ from monitor.store import Store, describe_error
 
 log = get_logger(__name__)
 CLUSTER_RECORDS_REFRESH = 60.0  # seconds between reads of the other replicas' alerts
-
-
-def read_dataset(store: Store, ruleset: RuleSet, milestone_sources: Sequence[str]) -> Dataset:
-    """Return the observations of every base indicator, the milestones of the named
-    sources and the source feeding each indicator, from the store."""
-    base = [i.id for i in ruleset.indicators.values() if i.derived is None]
-    blocks = store.observations.read(base)
-    milestones: list[tuple[str, Milestone]] = []
-    for source in milestone_sources:
-        milestones.extend((source, m) for m in store.observations.milestones(source))
-    sources = sourcehealth.indicator_sources(ruleset, store.observations.indicators_by_source())
-    return Dataset(blocks, milestones, sources)
-
-
-DATA_MAX_AGE = 600.0  # seconds a cached dataset is trusted without a new poll
 
 
 class RuleMetrics:
@@ -97,13 +77,14 @@ class RuleMetrics:
 
 
 class RuleService:
-    """Holds the running rule set and the latest evaluation."""
+    """Holds the running rule set, its alert records and what the last cycle published."""
 
     def __init__(self, store: Store, paths: Sequence[str], clock: Clock,
                  registry: CollectorRegistry, *, as_of: str | None = None,
                  history: int = 60,
                  milestone_sources: Callable[[], list[str]] = list,
                  sources: Callable[[], Sequence[SourceBase]] = list,
+                 unsettled: Callable[[], frozenset[str]] = frozenset,
                  on_evaluated: Callable[[Evaluation], None] | None = None,
                  partition: Partition | None = None) -> None:
         self.store = store
@@ -117,23 +98,25 @@ class RuleService:
         self.history = history
         self.milestone_sources = milestone_sources
         self.sources = sources  # judged for the built-in SourceStale/SourceFailing alerts
+        self.unsettled = unsettled  # sources being polled, or awaiting their first poll
         self.on_evaluated = on_evaluated
         self._lock = threading.Lock()
-        self.ruleset: RuleSet | None = None
-        self.engine: Engine | None = None
+        self.evaluator: Evaluator | None = None
         self.records: dict[str, AlertRecord] = {}
         self.last: Evaluation | None = None
+        self.deferred: list[str] = []  # groups waiting for their sources' polls
+        self._published: Published | None = None
         self._mtimes: dict[str, float] = {}
         self._again = threading.Event()  # data changed while an evaluation was running
         self._evaluating = threading.Event()
         self._scheduler: Any = None
-        self._snapshot: Snapshot | None = None  # built once per evaluation, read per scrape
         self._group_last: dict[str, datetime] = {}  # when each rule group last ran
         self._force_all = False
-        self._data: Dataset | None = None
-        self._data_signature: tuple[object, ...] = ()
-        self._data_read_at = 0.0
-        self._scorecard: list[SeriesDetail] | None = None
+        self._data = DatasetCache(store)
+
+    @property
+    def ruleset(self) -> RuleSet | None:
+        return self.evaluator.ruleset if self.evaluator is not None else None
 
     # --- loading --------------------------------------------------------------------
 
@@ -142,19 +125,21 @@ class RuleService:
         ruleset = load_rules(self.paths)
         with self._lock:
             self._install(ruleset)
-            self.records = self.store.alerts.load()
+            self.records = self._read_records()
         log.info("rules loaded", files=len(ruleset.files), rules=len(ruleset.rules),
                  indicators=len(ruleset.indicators), alerts_restored=len(self.records))
         return ruleset
 
+    def _read_records(self) -> dict[str, AlertRecord]:
+        return self.store.alerts.load()
+
     def _install(self, ruleset: RuleSet) -> None:
-        old = self.engine
-        self.ruleset = ruleset
-        self.engine = Engine(ruleset, history=self.history)
+        old = self.evaluator
+        self.evaluator = Evaluator(ruleset, history=self.history,
+                                   milestone_sources=self.milestone_sources())
         if old is not None:
-            for key, stats in old.stats.items():
-                if key in self.engine.stats:
-                    self.engine.stats[key] = stats
+            self.evaluator.adopt(old)
+        self._published = None
         self.metrics.reload_ok.set(1)
         self.metrics.reload_time.set(time.time())
         self.metrics.rules.set(len(ruleset.rules))
@@ -200,58 +185,39 @@ class RuleService:
 
     # --- evaluating -----------------------------------------------------------------
 
-    def dataset(self) -> Dataset:
-        """Return what the rules need, read from the store when it may have changed.
+    def evaluate(self, now: datetime | None = None) -> Evaluation | None:
+        """Run one cycle of the due groups now (or as of ``as_of``), persist, publish.
 
-        Reading every series is the costly part of a cycle at scale (seconds for 100,000
-        series), and data only changes when a poll lands: the dataset is cached until a
-        source's last success moves (any replica's poll), the rules change, or
-        ``DATA_MAX_AGE`` passes (a backfill by ``monitor ingest``).
-        """
-        assert self.ruleset is not None
-        signature = (id(self.ruleset), tuple(sorted(
-            (h.source, h.last_success_at.isoformat() if h.last_success_at else "")
-            for h in self.store.source_state.health())))
-        fresh = time.monotonic() - self._data_read_at < DATA_MAX_AGE
-        if self._data is None or signature != self._data_signature or not fresh:
-            self._data = read_dataset(self.store, self.ruleset, self.milestone_sources())
-            self._data_signature = signature
-            self._data_read_at = time.monotonic()
-        return self._data
-
-    def evaluate(self, now: datetime | None = None) -> Evaluation:
-        """Evaluate every rule now (or as of ``as_of``), persist, publish."""
+        Returns None when no group was due (all waiting for their sources' polls)."""
         started = time.perf_counter()
         with self._lock:
-            assert self.engine is not None and self.ruleset is not None
+            evaluator = self.evaluator
+            assert evaluator is not None
             wall = now or self.clock.now()
-            at = evaluation_time(self.as_of, wall)
             rules, guard, health_owned = self._share()
+            dataset = self._data.get(evaluator.ruleset, self.milestone_sources())
+            rules = self._settled(rules, dataset.sources)
+            if rules is not None and not rules and self.deferred:
+                return None
             rules = self._due(rules, wall)
-            result = self.engine.evaluate(self.dataset(), at, self.records, rules=rules,
-                                          now=wall)
-            health = sourcehealth.evaluate_health(self.sources(),
-                                                  self.store.source_state.health(),
-                                                  self.records, wall)
-            result, held = sourcehealth.hold(self.records, result, health.unhealthy)
-            if health_owned:
-                result = sourcehealth.merge(result, health)
-            result = self._forget(result, rules, health_owned, wall)
+            cycle = Cycle(at=evaluation_time(self.as_of, wall), now=wall, rules=rules,
+                          sources=SourceView(self.sources(), self.store.source_state.health()),
+                          owns_health=health_owned)
+            result = evaluator.run(dataset, self.records, cycle)
             try:
                 self.store.alerts.save(result.changed, result.transitions, self.clock.now(),
                                        removed=result.removed, guard=guard)
             except LeaseLostError:
                 self._epochs = None  # read the records again once the shards settle
                 raise
-            self.metrics.held.set(held)
-            self.metrics.unhealthy_sources.set(len(health.unhealthy))
+            self.metrics.held.set(result.held)
+            self.metrics.unhealthy_sources.set(len(result.unhealthy))
             self.records = result.records
             self.last = result
-            self._snapshot = self.engine.snapshot(result)
-            self._scorecard = None
-            for loaded in rules if rules is not None else self.ruleset.rules:
+            self._published = evaluator.publish(result)
+            for loaded in rules if rules is not None else evaluator.ruleset.rules:
                 group = loaded.group
-                stats = self.engine.stats[(group, loaded.rule.alert)]
+                stats = evaluator.engine.stats[(group, loaded.rule.alert)]
                 self.metrics.evaluations.labels(group).inc()
                 if stats.health == "err":
                     self.metrics.failures.labels(group).inc()
@@ -265,30 +231,39 @@ class RuleService:
             self.on_evaluated(result)
         return result
 
-    def _forget(self, result: Evaluation, rules: list[LoadedRule] | None,
-                health_owned: bool, now: datetime) -> Evaluation:
-        """Return ``result`` without the records resolved longer than the retention (see
-        ``forgettable``), listed in ``removed``; only records of rules this process
-        evaluates are touched."""
-        assert self.ruleset is not None
-        owned = {(r.group, r.rule.alert)
-                 for r in (rules if rules is not None else self.ruleset.rules)}
-        if health_owned:
-            owned |= {(sourcehealth.GROUP, sourcehealth.STALE),
-                      (sourcehealth.GROUP, sourcehealth.FAILING)}
-        gone = {k for k in forgettable(result.records, now)
-                if (result.records[k].labels.get("__group__", ""), result.records[k].rule)
-                in owned}
-        if not gone:
-            return result
-        return replace(result, removed=sorted(gone),
-                       records={k: r for k, r in result.records.items() if k not in gone})
+    def _settled(self, rules: list[LoadedRule] | None,
+                 feeding: Mapping[str, frozenset[str]]) -> list[LoadedRule] | None:
+        """Keep the rules whose sources have finished their poll.
+
+        A rule reading a source that is being polled, or that has not had its first
+        poll since the daemon started, waits (the poll's end asks for an evaluation);
+        a rule whose indicators no source has fed yet waits for every source. So
+        nothing is judged on half-polled data, at start-up or later."""
+        waiting = self.unsettled()
+        if not waiting:
+            self.deferred = []
+            return rules
+        assert self.evaluator is not None
+        chosen = self.evaluator.ruleset.rules if rules is None else rules
+        milestones = self.evaluator.milestone_sources
+        out, deferred = [], set()
+        for r in chosen:
+            reads = sourcehealth.rule_sources(r, feeding, milestones)
+            if (reads & waiting) or not reads:
+                deferred.add(r.group)
+            else:
+                out.append(r)
+        self.deferred = sorted(deferred)
+        if deferred:
+            log.debug("rule groups wait for their sources' polls", groups=self.deferred,
+                      sources=sorted(waiting))
+        return out
 
     def _due(self, rules: list[LoadedRule] | None, now: datetime) -> list[LoadedRule] | None:
         """Keep the rules whose group is due: a group with its own ``interval`` is evaluated
         that often; new data (``request_evaluation``) makes every group due."""
-        assert self.ruleset is not None
-        chosen = self.ruleset.rules if rules is None else rules
+        assert self.evaluator is not None
+        chosen = self.evaluator.ruleset.rules if rules is None else rules
         if not any(r.interval for r in chosen):
             return rules
         force, self._force_all = self._force_all, False
@@ -316,45 +291,39 @@ class RuleService:
         """
         if self.partition is None:
             return None, None, True
-        assert self.ruleset is not None
+        assert self.evaluator is not None
+        ruleset = self.evaluator.ruleset
         ownership = self.partition.ownership()
         stale = time.monotonic() - self._records_read >= CLUSTER_RECORDS_REFRESH
         if ownership.epochs != self._epochs or stale:
-            stored = self.store.alerts.load()
-            self.records = {**carry_over(stored, self.ruleset),
+            stored = self._read_records()
+            self.records = {**carry_over(stored, ruleset),
                             **sourcehealth.health_records(stored)}
             self._epochs = dict(ownership.epochs)
             self._records_read = time.monotonic()
-        rules = [r for r in self.ruleset.rules if ownership.owns(group_key(r.group))]
+        rules = [r for r in ruleset.rules if ownership.owns(group_key(r.group))]
         return (rules, self.partition.guard(ownership),
                 ownership.owns(group_key(sourcehealth.GROUP)))
 
     # --- what the HTTP layer reads ----------------------------------------------------
 
+    def published(self) -> Published | None:
+        """What the last cycle published (None before the first)."""
+        if self._published is None and self.evaluator is not None:
+            self._published = self.evaluator.publish(self.last)
+        return self._published
+
     def snapshot(self) -> Snapshot:
-        if self._snapshot is not None:
-            return self._snapshot
-        engine = self.engine
-        return engine.snapshot(None) if engine is not None else Snapshot(None, {}, [], [])
+        published = self.published()
+        return published.snapshot if published is not None else Snapshot(None, {}, [], [])
 
     def scorecard(self) -> list[SeriesDetail]:
-        last, ruleset = self.last, self.ruleset
-        if last is None or ruleset is None:
-            return []
-        if self._scorecard is None:
-            self._scorecard = scorecard.rows(last.matrices, ruleset)
-        return self._scorecard
+        published = self.published()
+        return published.scorecard() if published is not None else []
 
     def detail(self, indicator: str, labels: dict[str, str]) -> SeriesDetail | None:
-        if self.last is None or self.ruleset is None:
-            return None
-        m = self.last.matrices.get(indicator)
-        if m is None:
-            return None
-        row = m.index().get(tuple(sorted(labels.items())))
-        if row is None:
-            return None
-        return scorecard.detail(m, row, self.last.matrices, self.ruleset)
+        published = self.published()
+        return published.detail(indicator, labels) if published is not None else None
 
     def request_evaluation(self) -> None:
         """Evaluate as soon as possible (new data landed); never lost if one is running."""

@@ -9,11 +9,13 @@ Every evaluation judges each enabled source from its stored health (pure):
 
 Both are ordinary alert records (labels ``alertname``, ``source``, ``severity``) stepped
 by the same state machine and saved with the rule alerts, so they are notified, shown
-by the API and survive restarts. While either is active, the KPI alerts carrying that
-``source`` label are *held*: their state is neither fired nor resolved on data that is
-no longer being refreshed (:func:`hold`); the notifier's ``inhibit_by_failing_source``
-rule keeps them out of messages. Recovery is automatic: the next successful poll ends
-both alerts, and the next evaluation moves the held alerts on from fresh data.
+by the API and survive restarts. While either is active, every rule that reads an
+indicator fed by that source is *held* (:func:`held_rules`): the evaluation cycle does
+not step it, so its alerts neither fire nor resolve on data that is no longer being
+refreshed — decided before stepping, nothing is undone afterwards. The notifier's
+``inhibit_by_failing_source`` rule keeps their repeats out of messages (it reads the
+``sources`` annotation). Recovery is automatic: the next successful poll ends both
+alerts, and the next evaluation moves the held alerts on from fresh data.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from datetime import datetime, timedelta
 from monitor import logs
 from monitor.alerts.state import AlertRecord, Observation, Policy, Transition, step
 from monitor.configtypes import format_duration
-from monitor.model import AlertState, fingerprint
+from monitor.model import AlertState, alert_id
 from monitor.rules.engine import Evaluation
-from monitor.rules.loader import RuleSet
+from monitor.rules.loader import LoadedRule, RuleSet
+from monitor.rules.schema import Milestones
 from monitor.sources.config import SourceBase, cron_trigger
 from monitor.store.sourcestate import SourceHealth
 
@@ -64,10 +67,9 @@ class HealthResult:
 
 
 def indicator_sources(ruleset: RuleSet, by_source: Mapping[str, Sequence[str]]
-                      ) -> dict[str, str]:
-    """Return the one source feeding each indicator of ``ruleset`` — for a derived
-    indicator, the one source all its inputs share. Indicators fed by several sources,
-    or by none, are left out (their alerts carry no ``source`` label)."""
+                      ) -> dict[str, frozenset[str]]:
+    """Return the sources feeding each indicator of ``ruleset`` — for a derived
+    indicator, every source feeding its inputs. Indicators fed by none are left out."""
     fed: dict[str, set[str]] = {}
     for source, indicators in by_source.items():
         for indicator in indicators:
@@ -88,12 +90,42 @@ def indicator_sources(ruleset: RuleSet, by_source: Mapping[str, Sequence[str]]
         memo[name] = found
         return found
 
-    out: dict[str, str] = {}
+    out: dict[str, frozenset[str]] = {}
     for name in ruleset.indicators:
         found = sources_of(name, frozenset())
-        if len(found) == 1:
-            out[name] = next(iter(found))
+        if found:
+            out[name] = found
     return out
+
+
+def rule_sources(loaded: LoadedRule, feeding: Mapping[str, frozenset[str]],
+                 milestone_sources: Sequence[str] = ()) -> frozenset[str]:
+    """Return the sources whose data ``loaded`` reads: those feeding its indicator and
+    every indicator its condition names, and for a milestone rule its milestone
+    sources."""
+    rule = loaded.rule
+    names = {rule.indicator} if rule.indicator else set()
+    found: set[str] = set()
+    for leaf in rule.when.leaves():
+        other = getattr(leaf, "indicator", None)
+        if other:
+            names.add(other)
+        if isinstance(leaf, Milestones):
+            found.update(s for s in milestone_sources if leaf.source in (None, s))
+    for name in names:
+        found.update(feeding.get(name, ()))
+    return frozenset(found)
+
+
+def held_rules(rules: Sequence[LoadedRule], feeding: Mapping[str, frozenset[str]],
+               unhealthy: frozenset[str], milestone_sources: Sequence[str] = ()
+               ) -> set[tuple[str, str]]:
+    """Return the (group, alertname) of every rule that reads a source in ``unhealthy``:
+    the cycle holds them — their alerts keep their state until the source recovers."""
+    if not unhealthy:
+        return set()
+    return {(r.group, r.rule.alert) for r in rules
+            if rule_sources(r, feeding, milestone_sources) & unhealthy}
 
 
 def polling_period(config: SourceBase, after: datetime) -> float:
@@ -137,12 +169,11 @@ def judge(config: SourceBase, health: SourceHealth | None, now: datetime) -> Ver
 
 
 def health_labels(alertname: str, source: str) -> dict[str, str]:
-    return {"alertname": alertname, "source": source, "severity": SEVERITY,
-            "__group__": GROUP}
+    return {"alertname": alertname, "source": source, "severity": SEVERITY}
 
 
 def is_health_record(record: AlertRecord) -> bool:
-    return record.labels.get("__group__") == GROUP
+    return record.group == GROUP
 
 
 def health_records(records: Mapping[str, AlertRecord]) -> dict[str, AlertRecord]:
@@ -167,62 +198,33 @@ def evaluate_health(configs: Sequence[SourceBase], healths: Iterable[SourceHealt
                  None if verdict.age is None else round(verdict.age / 3600, 3)),
                 (FAILING, verdict.failing, verdict.failing_text, float(verdict.failures))):
             labels = health_labels(alertname, verdict.source)
-            alert_id = fingerprint(labels)
-            seen.add(alert_id)
-            _step(out, alert_id, alertname, labels, active, value, text, now)
-            if out.records.get(alert_id) is not None and out.records[alert_id].state in ACTIVE:
+            key = alert_id(GROUP, labels)
+            seen.add(key)
+            _step(out, key, alertname, labels, active, value, text, now)
+            if out.records.get(key) is not None and out.records[key].state in ACTIVE:
                 unhealthy.add(verdict.source)
-    for alert_id, record in records.items():
-        if is_health_record(record) and alert_id not in seen and record.state in ACTIVE:
-            _step(out, alert_id, record.rule, record.labels, False, record.value,
+    for key, record in records.items():
+        if is_health_record(record) and key not in seen and record.state in ACTIVE:
+            _step(out, key, record.rule, record.labels, False, record.value,
                   record.explanation, now)
     out.unhealthy = frozenset(unhealthy)
     return out
 
 
-def _step(out: HealthResult, alert_id: str, alertname: str, labels: dict[str, str],
+def _step(out: HealthResult, key: str, alertname: str, labels: dict[str, str],
           active: bool, value: float | None, text: str, now: datetime) -> None:
-    record = out.records.get(alert_id)
+    record = out.records.get(key)
     if record is None:
         if not active:
             return
-        record = AlertRecord(alert_id, alertname, labels)
+        record = AlertRecord(key, alertname, labels, group=GROUP)
     explanation = text or f'Source "{labels["source"]}" is read successfully again.'
     new, transitions = step(record, Observation(active, value, explanation,
                                                 {"summary": explanation}, None), now, Policy())
     if new != record:
-        out.records[alert_id] = new
+        out.records[key] = new
         out.changed.append(new)
     out.transitions.extend(transitions)
-
-
-def hold(previous: Mapping[str, AlertRecord], result: Evaluation,
-         sources: frozenset[str]) -> tuple[Evaluation, int]:
-    """Return ``result`` with every change to a KPI alert fed by one of ``sources`` undone,
-    and how many alerts were held.
-
-    Held alerts keep their previous record (new ones are not created) and make no
-    transition: nothing fires or resolves on data that is no longer refreshed.
-    """
-    if not sources:
-        return result, 0
-    held = {r.id for r in result.changed
-            if r.labels.get("source") in sources and not is_health_record(r)}
-    held.update(t.alert_id for t in result.transitions
-                if t.labels.get("source") in sources and t.labels.get("__group__") != GROUP)
-    if not held:
-        return result, 0
-    records = dict(result.records)
-    for alert_id in held:
-        before = previous.get(alert_id)
-        if before is None:
-            records.pop(alert_id, None)
-        else:
-            records[alert_id] = before
-    return replace(result, records=records,
-                   changed=[r for r in result.changed if r.id not in held],
-                   transitions=[t for t in result.transitions if t.alert_id not in held]
-                   ), len(held)
 
 
 def merge(result: Evaluation, health: HealthResult) -> Evaluation:

@@ -164,6 +164,8 @@ class Poller:
         self._locks: dict[str, threading.Lock] = {}
         self._retry_at: dict[str, datetime] = {}
         self._scheduler: Any = None
+        self._polling: set[str] = set()  # polls in flight
+        self._awaiting: set[str] = set()  # scheduled to poll at once, not yet polled
         self.update(configs)
         for health in self.store.source_state.health():
             if health.source in self._sources:
@@ -186,6 +188,16 @@ class Poller:
             source.close()
         if self._scheduler is not None:
             self.schedule(self._scheduler)
+
+    def unsettled(self) -> frozenset[str]:
+        """Return the sources whose data is not settled: a poll is in flight, or the
+        first poll since the schedule started (due at once) has not finished. Rules
+        reading them wait (``RuleService``), so nothing is judged on half-polled data.
+        On a cluster only the sources this replica polls count."""
+        names = self._polling | self._awaiting
+        if self.owns is not None:
+            names = {n for n in names if self.owns(n)}
+        return frozenset(names)
 
     @property
     def names(self) -> list[str]:
@@ -230,6 +242,7 @@ class Poller:
         now = self.clock.now()
         health = {h.source: h for h in self.store.source_state.health()}
         wanted: list[str] = []
+        self._awaiting = set()
         for name, source in self._sources.items():
             config = source.config
             if not config.enabled:
@@ -245,6 +258,10 @@ class Poller:
             start = first_run(config, health.get(name), now, self.deps.rng)
             if start is not None:
                 options["next_run_time"] = start
+            last = health[name].last_success_at if name in health else None
+            if last is None or (config.cron is None
+                                and last + timedelta(seconds=config.every) <= now):
+                self._awaiting.add(name)  # polls at once: its data is not settled yet
             scheduler.add_job(self.scheduled_poll, trigger, args=[name], id=job_id,
                               name=f"poll {name}", coalesce=True,
                               max_instances=1, misfire_grace_time=None, **options)
@@ -304,6 +321,16 @@ class Poller:
 
     def _run(self, source: Source[Any], fetch: Callable[[], Payload], *,
              record_validators: bool) -> PollResult:
+        name = source.name
+        self._polling.add(name)
+        try:
+            return self._attempt(source, fetch, record_validators=record_validators)
+        finally:
+            self._polling.discard(name)
+            self._awaiting.discard(name)
+
+    def _attempt(self, source: Source[Any], fetch: Callable[[], Payload], *,
+                 record_validators: bool) -> PollResult:
         name = source.name
         started = self.clock.now()
         clock_start = time.monotonic()

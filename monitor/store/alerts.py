@@ -7,15 +7,16 @@ import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
 from monitor.alerts.state import AlertRecord, Transition
-from monitor.model import AlertState, utc
+from monitor.model import AlertState, iter_chunks, utc
 from monitor.store.tables import AlertRow
 
 ALERT = AlertRow.metadata.tables["alert"]
 TRANSITION = AlertRow.metadata.tables["alert_transition"]
 
+CHUNK = 10_000  # ids per IN (…): SQLite allows 32,766 parameters, PostgreSQL 65,535
 HELD = "held:flapping"  # claimed_by of transitions the notifier must not send
 
 
@@ -32,12 +33,14 @@ def _record(row: AlertRow) -> AlertRecord:
         last_evaluated=_dt(row.last_evaluated), pending_evaluations=row.pending_evaluations,
         pending_periods=row.pending_periods, last_period=row.last_period, history=row.history,
         flapping=row.flapping, notified_state=AlertState(row.notified_state),
+        group=row.group_name,
     )
 
 
 def _row(r: AlertRecord, now: datetime) -> dict[str, object]:
     return {
-        "id": r.id, "rule": r.rule, "labels": json.dumps(r.labels, sort_keys=True),
+        "id": r.id, "rule": r.rule, "group_name": r.group,
+        "labels": json.dumps(r.labels, sort_keys=True),
         "annotations": json.dumps(r.annotations, sort_keys=True), "state": r.state.value,
         "value": r.value, "explanation": r.explanation, "active_since": r.active_since,
         "fired_at": r.fired_at, "resolved_at": r.resolved_at,
@@ -69,10 +72,7 @@ class AlertStore:
         records = [_row(r, now) for r in changed]
         events = [{
             "alert_id": t.alert_id, "rule": t.rule,
-            # Labels starting "__" are the engine's bookkeeping (the rule group), not the
-            # alert's identity as people and receivers see it.
-            "labels": json.dumps({k: v for k, v in t.labels.items() if not k.startswith("__")},
-                                 sort_keys=True),
+            "labels": json.dumps(t.labels, sort_keys=True),
             "annotations": json.dumps(t.annotations, sort_keys=True),
             "from_state": t.from_state.value, "to_state": t.to_state.value, "value": t.value,
             "explanation": t.explanation, "at": t.at,
@@ -85,19 +85,20 @@ class AlertStore:
             if guard is not None:
                 guard(conn)
             if records:
-                ids = [r["id"] for r in records]
-                existing = set(conn.execute(select(ALERT.c.id).where(
-                    ALERT.c.id.in_(ids))).scalars())
+                existing: set[object] = set()
+                for chunk in iter_chunks([r["id"] for r in records], CHUNK):
+                    existing.update(conn.execute(select(ALERT.c.id).where(
+                        ALERT.c.id.in_(chunk))).scalars())
                 new = [r for r in records if r["id"] not in existing]
-                old = [r for r in records if r["id"] in existing]
+                old = [{**r, "key": r["id"]} for r in records if r["id"] in existing]
                 if new:
                     conn.execute(insert(ALERT), new)
-                for r in old:
-                    conn.execute(update(ALERT).where(ALERT.c.id == r["id"]).values(**r))
+                if old:  # one executemany, not one statement per alert
+                    conn.execute(update(ALERT).where(ALERT.c.id == bindparam("key")), old)
             if events:
                 conn.execute(insert(TRANSITION), events)
-            if gone:
-                conn.execute(delete(ALERT).where(ALERT.c.id.in_(gone)))
+            for gone_chunk in iter_chunks(gone, CHUNK):
+                conn.execute(delete(ALERT).where(ALERT.c.id.in_(gone_chunk)))
 
     def transitions(self, limit: int = 1000) -> list[dict[str, object]]:
         """Return the newest transitions, newest first."""

@@ -101,6 +101,7 @@ class AlertRow(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=40)  # rule-qualified fingerprint
     rule: str = Field(index=True, max_length=200)
+    group_name: str = Field(default="", max_length=200)  # the rule group owning the alert
     labels: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     annotations: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     state: str = Field(max_length=10, index=True)

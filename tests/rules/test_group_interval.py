@@ -33,8 +33,9 @@ def test_a_group_with_an_interval_runs_that_often(tmp_path: Path) -> None:
     service.load()
 
     def ran() -> dict[str, int]:
-        assert service.engine is not None
-        return {name: s.evaluations for (_group, name), s in service.engine.stats.items()}
+        assert service.evaluator is not None
+        return {name: s.evaluations
+                for (_group, name), s in service.evaluator.engine.stats.items()}
 
     service.evaluate()
     assert ran() == {"Fast": 1, "Slow": 1}

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from monitor.model import AlertState, month
+from monitor.rules.cycle import Cycle, Evaluator
 from monitor.rules.data import Block
-from monitor.rules.engine import Dataset, Engine, month_end
+from monitor.rules.engine import Dataset, month_end
 from monitor.rules.loader import load_rules
 
 RULES = """\
@@ -50,9 +51,9 @@ def test_a_failing_rule_is_unhealthy_and_the_others_still_run(
         tmp_path: Path, policy: str, expected: list[str]) -> None:
     path = tmp_path / "r.yaml"
     path.write_text(RULES.format(policy=policy))
-    engine = Engine(load_rules([path]))
-    result = engine.evaluate(dataset(), month_end(month("2008-06")), {},
-                             now=datetime(2026, 1, 1, tzinfo=UTC))
+    evaluator = Evaluator(load_rules([path]))
+    result = evaluator.run(dataset(), {}, Cycle(at=month_end(month("2008-06")),
+                                                now=datetime(2026, 1, 1, tzinfo=UTC)))
     assert "needs indicator \"gap\" to have a direction of good" in result.errors["Broken"]
     works = [r for r in result.records.values() if r.rule == "Works"]
     assert [r.state for r in works] == [AlertState.FIRING]
@@ -61,7 +62,7 @@ def test_a_failing_rule_is_unhealthy_and_the_others_still_run(
     if broken:
         assert broken[0].labels["error"] == "evaluation"
         assert "cannot be evaluated" in broken[0].explanation
-    health = {h.name: h for h in engine.snapshot(result).rules}
+    health = {h.name: h for h in evaluator.publish(result).snapshot.rules}
     assert health["Broken"].health == "err" and health["Broken"].failures == 1
     assert health["Works"].health == "ok"
 
@@ -89,8 +90,9 @@ def test_annotations_see_the_spc_signal(tmp_path: Path) -> None:
     block = Block([{"borough": "Camden"}], np.zeros(n, dtype=np.int64),
                   np.arange(month("2007-01"), month("2007-01") + n), values,
                   np.full(n, np.nan), np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64))
-    result = Engine(load_rules([path])).evaluate(Dataset({"burglary": block}),
-                                                 month_end(month("2008-12")), {})
+    at = month_end(month("2008-12"))
+    result = Evaluator(load_rules([path])).run(Dataset({"burglary": block}), {},
+                                               Cycle(at=at, now=at))
     (record,) = result.records.values()
     assert record.annotations["summary"] == "concern by SPC rule 1"
     assert "outside the process limits" in record.explanation

@@ -10,7 +10,8 @@ import pytest
 
 from monitor.model import AlertState, Status, month
 from monitor.rules import scorecard
-from monitor.rules.engine import Dataset, Engine, Evaluation, month_end
+from monitor.rules.cycle import Cycle, Evaluator
+from monitor.rules.engine import Dataset, Evaluation, month_end
 from monitor.rules.loader import load_rules
 from tests.rules.conftest import REPO
 
@@ -20,7 +21,8 @@ MPS = "Metropolitan Police Service"
 @pytest.fixture(scope="module")
 def evaluation(seed_dataset: Dataset) -> Evaluation:
     ruleset = load_rules([REPO / "rules"])
-    return Engine(ruleset).evaluate(seed_dataset, month_end(month("2008-07")), {})
+    at = month_end(month("2008-07"))
+    return Evaluator(ruleset).run(seed_dataset, {}, Cycle(at=at, now=at))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from monitor.notify.channels import build_channels
 from monitor.notify.config import ReceiverConfig
 from monitor.notify.notification import Notification, sample_alerts
 from monitor.notify.templates import environment
-from monitor.rules.engine import Dataset, Engine
+from monitor.rules.cycle import Cycle, Evaluator
+from monitor.rules.engine import Dataset
 from monitor.rules.loader import load_rules
 from monitor.rules.templating import render
 
@@ -89,9 +90,9 @@ groups:
         annotations:
           summary: "{{ cycler.__init__.__globals__.os.popen('id').read() }}"
 """)
-    engine = Engine(load_rules([rules]))
+    evaluator = Evaluator(load_rules([rules]))
     overdue = Milestone("M1", "Task", "Ops", date(2008, 6, 30), "in_progress", None)
-    result = engine.evaluate(Dataset({}, [("plan", overdue)]), NOW, {})
+    result = evaluator.run(Dataset({}, [("plan", overdue)]), {}, Cycle(at=NOW, now=NOW))
     [record] = result.records.values()
     assert record.annotations["summary"].startswith("(template error: access to attribute")
     assert "uid=" not in record.annotations["summary"]

@@ -1,0 +1,181 @@
+"""One evaluation cycle, the only way anything evaluates rules.
+
+The daemon's scheduled rule groups, ``monitor eval``, ``backtest``, ``diff``, ``test``
+and the rule-test runner all call :meth:`Evaluator.run`; what they print or persist is
+therefore what the daemon would do. Prometheus' ``rules/group.go`` is the model: the
+group owns its rules, and one evaluation of it, at one instant, yields the next alert
+state; the pure state machine (``monitor.alerts.state``) does each step.
+
+One cycle, in order — each decision is made before the step it governs, so nothing is
+undone afterwards:
+
+1. judge each source's health and step the built-in ``SourceStale``/``SourceFailing``
+   alerts (when this process owns them);
+2. decide which rules are *held*: those reading a source that is stale or failing keep
+   their alerts exactly as they are (nothing fires or resolves on data no longer
+   refreshed);
+3. evaluate the other rules with the engine (``Engine.evaluate``) and step their
+   alerts;
+4. forget records resolved longer than the retention;
+5. publish the result (:class:`Published`): the snapshot, scorecard rows and series
+   detail that pages, the API, ``/metrics``, notifications and ``monitor eval`` show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from monitor.alerts.state import AlertRecord
+from monitor.model import AlertState
+from monitor.rules import scorecard, sourcehealth
+from monitor.rules.engine import (
+    RESOLVED_RETENTION,
+    Dataset,
+    Engine,
+    Evaluation,
+    forgettable,
+    month_end,
+)
+from monitor.rules.loader import LoadedRule, RuleSet
+from monitor.rules.snapshot import SeriesDetail, Snapshot
+from monitor.sources.config import SourceBase
+from monitor.store.sourcestate import SourceHealth
+
+ACTIVE = (AlertState.PENDING, AlertState.FIRING)
+
+
+@dataclass(frozen=True)
+class SourceView:
+    """What a cycle knows of the sources: their configs and their stored health."""
+
+    configs: Sequence[SourceBase]
+    health: Sequence[SourceHealth]
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """The instant and scope of one evaluation.
+
+    ``at`` is the instant the data is judged as of (the end of ``rules.as_of``'s month,
+    or now); ``now`` is the time the state machine sees (``for`` and
+    ``keep_firing_for`` count in it). ``rules`` None means every rule. ``sources`` None
+    means no source-health alerts and no holds (a backtest of the past, a rule test).
+    ``owns_health`` is False on a replica that does not own the source-health group: it
+    still holds rules on the health alerts another replica stored.
+    """
+
+    at: datetime
+    now: datetime
+    rules: Sequence[LoadedRule] | None = None
+    sources: SourceView | None = None
+    owns_health: bool = True
+    retention: float = RESOLVED_RETENTION
+
+
+class Published:
+    """What one cycle published: the read model every reader shows, computed once."""
+
+    def __init__(self, evaluation: Evaluation | None, ruleset: RuleSet, engine: Engine) -> None:
+        self.evaluation = evaluation
+        self.ruleset = ruleset
+        self.snapshot: Snapshot = engine.snapshot(evaluation)
+        self._rows: list[SeriesDetail] | None = None
+
+    def scorecard(self) -> list[SeriesDetail]:
+        """Every series' scorecard row (value, target, status, SPC, comment)."""
+        if self.evaluation is None:
+            return []
+        if self._rows is None:
+            self._rows = scorecard.rows(self.evaluation.matrices, self.ruleset)
+        return self._rows
+
+    def detail(self, indicator: str, labels: Mapping[str, str]) -> SeriesDetail | None:
+        """One series' row with its history, limits and signals; None when unknown."""
+        if self.evaluation is None:
+            return None
+        m = self.evaluation.matrices.get(indicator)
+        if m is None:
+            return None
+        row = m.index().get(tuple(sorted(labels.items())))
+        if row is None:
+            return None
+        return scorecard.detail(m, row, self.evaluation.matrices, self.ruleset)
+
+
+class Evaluator:
+    """Runs evaluation cycles of one rule set; keeps rule health between them."""
+
+    def __init__(self, ruleset: RuleSet, *, history: int = 60,
+                 milestone_sources: Sequence[str] = ()) -> None:
+        self.ruleset = ruleset
+        self.engine = Engine(ruleset, history=history)
+        self.milestone_sources = list(milestone_sources)
+
+    def adopt(self, older: Evaluator) -> None:
+        """Carry the rule health of rules that still exist over from ``older`` (a reload)."""
+        for key, stats in older.engine.stats.items():
+            if key in self.engine.stats:
+                self.engine.stats[key] = stats
+
+    def run(self, dataset: Dataset, records: Mapping[str, AlertRecord], cycle: Cycle
+            ) -> Evaluation:
+        """Evaluate one cycle against the previous ``records``; return the new state,
+        the transitions to persist and notify, and what to forget."""
+        rules = list(self.ruleset.rules if cycle.rules is None else cycle.rules)
+        health = None
+        if cycle.sources is not None and cycle.owns_health:
+            health = sourcehealth.evaluate_health(cycle.sources.configs, cycle.sources.health,
+                                                  records, cycle.now)
+            unhealthy = health.unhealthy
+        elif cycle.sources is not None:
+            unhealthy = frozenset(r.labels.get("source", "") for r in records.values()
+                                  if sourcehealth.is_health_record(r) and r.state in ACTIVE)
+        else:
+            unhealthy = frozenset()
+        held = sourcehealth.held_rules(rules, dataset.sources, unhealthy,
+                                       self.milestone_sources)
+        evaluated = [r for r in rules if (r.group, r.rule.alert) not in held]
+        result = self.engine.evaluate(dataset, cycle.at, records, rules=evaluated,
+                                      now=cycle.now)
+        result.unhealthy = unhealthy
+        result.held = sum(1 for r in records.values()
+                          if (r.group, r.rule) in held and r.state in ACTIVE)
+        if health is not None:
+            result = sourcehealth.merge(result, health)
+        owned = {(r.group, r.rule.alert) for r in rules}
+        if health is not None:
+            owned |= {(sourcehealth.GROUP, sourcehealth.STALE),
+                      (sourcehealth.GROUP, sourcehealth.FAILING)}
+        return _forget(result, owned, cycle.now, cycle.retention)
+
+    def publish(self, evaluation: Evaluation | None) -> Published:
+        return Published(evaluation, self.ruleset, self.engine)
+
+
+def _forget(result: Evaluation, owned: set[tuple[str, str]], now: datetime,
+            retention: float) -> Evaluation:
+    """Return ``result`` without the owned records resolved longer than ``retention``
+    (listed in ``removed``)."""
+    gone = {k for k in forgettable(result.records, now, retention)
+            if (result.records[k].group, result.records[k].rule) in owned}
+    if not gone:
+        return result
+    return replace(result, removed=sorted(gone),
+                   records={k: r for k, r in result.records.items() if k not in gone})
+
+
+def replay(evaluator: Evaluator, dataset: Dataset, start: int, end: int, *,
+           rules: Sequence[LoadedRule] | None = None,
+           records: Mapping[str, AlertRecord] | None = None
+           ) -> Iterator[tuple[int, Evaluation]]:
+    """Evaluate every month from ``start`` to ``end`` (monthly ordinals) as the daemon
+    does with ``rules.as_of`` set to that month and its clock at the month's end; yield
+    each month and its evaluation. ``monitor backtest`` and the rule tests use it."""
+    state: Mapping[str, AlertRecord] = records or {}
+    for period in range(start, end + 1):
+        at = month_end(period)
+        result = evaluator.run(dataset, state, Cycle(at=at, now=at, rules=rules))
+        state = result.records
+        yield period, result
