@@ -119,6 +119,43 @@ class App:
         from monitor.http.server import HttpServer, create_app
 
         self.metrics.start_time.set(time.time())
+        self.assemble()
+        assert self.store is not None and self.notifier is not None \
+            and self.poller is not None and self.rules is not None
+        settings = self.settings
+        self.scheduler = BackgroundScheduler(
+            timezone="UTC",
+            executors={"default": ThreadPoolExecutor(max_workers=4)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+        )
+        self.notifier.schedule(self.scheduler)
+        self.poller.schedule(self.scheduler)
+        self.rules.schedule(self.scheduler, settings.rules.evaluation_interval,
+                            settings.rules.watch, settings.rules.watch_interval)
+        self.scheduler.add_listener(self._on_job_executed, EVENT_JOB_EXECUTED)
+        self.scheduler.start()
+        self._clock_watch = ClockWatch(self.registry, self._on_clock_jump)
+        self._clock_watch.start()
+        server = self.settings.server
+        from monitor.observing import DaemonView
+
+        self._http = HttpServer(create_app(self, DaemonView(self), clock=self.clock),
+                                server.host, server.port)
+        self._http.start()
+        self.metrics.ready.set(1)
+        self.metrics.config_reload_ok.set(1)
+        self.metrics.config_reload_time.set(time.time())
+        log.info("daemon started", version=__version__, listen=server.listen,
+                 store=self.store.dialect, instance=self.instance)
+
+    def assemble(self) -> None:
+        """Open and migrate the store (joining the replicas on PostgreSQL), build the
+        poller, the rule service and the notifier, and load the rules — everything but
+        the scheduler, the clock watch and the HTTP server. ``start`` calls it; tests
+        that drive the daemon step by step on a movable clock call it alone.
+
+        Raises MonitorError (store unreachable or locked, rules invalid).
+        """
         cfg = self.settings.store
         url = cfg.url.get_secret_value()
         self.store = open_store(url, busy_timeout=cfg.busy_timeout, pool_size=cfg.pool_size,
@@ -139,36 +176,12 @@ class App:
                                  partition=self.cluster)
         self.rules.load()
         self._rules_loaded = True
-        self.scheduler = BackgroundScheduler(
-            timezone="UTC",
-            executors={"default": ThreadPoolExecutor(max_workers=4)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
-        )
         self.notifier = Notifier(self.store, settings.notify, self.clock, self.registry,
                                  instance=self.instance,
                                  external_url=settings.server.external_url,
                                  status_provider=self._statuses,
                                  owns_digest=None if self.cluster is None else
                                  (lambda name: self._owns(digest_key(name))))
-        self.notifier.schedule(self.scheduler)
-        self.poller.schedule(self.scheduler)
-        self.rules.schedule(self.scheduler, settings.rules.evaluation_interval,
-                            settings.rules.watch, settings.rules.watch_interval)
-        self.scheduler.add_listener(self._on_job_executed, EVENT_JOB_EXECUTED)
-        self.scheduler.start()
-        self._clock_watch = ClockWatch(self.registry, self._on_clock_jump)
-        self._clock_watch.start()
-        server = self.settings.server
-        from monitor.observing import DaemonView
-
-        self._http = HttpServer(create_app(self, DaemonView(self), clock=self.clock),
-                                server.host, server.port)
-        self._http.start()
-        self.metrics.ready.set(1)
-        self.metrics.config_reload_ok.set(1)
-        self.metrics.config_reload_time.set(time.time())
-        log.info("daemon started", version=__version__, listen=server.listen,
-                 store=self.store.dialect, instance=self.instance)
 
     def _join_store(self, settings: Settings) -> None:
         """Migrate the store and, on PostgreSQL, join the cluster of replicas.

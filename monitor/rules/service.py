@@ -32,6 +32,7 @@ from monitor.rules.inputs import DatasetCache
 from monitor.rules.loader import LoadedRule, RuleSet, load_rules, rule_files
 from monitor.rules.snapshot import SeriesDetail, Snapshot
 from monitor.sources.config import SourceBase
+from monitor.sources.poller import Settling
 from monitor.store import Store, describe_error
 
 log = get_logger(__name__)
@@ -84,7 +85,7 @@ class RuleService:
                  history: int = 60,
                  milestone_sources: Callable[[], list[str]] = list,
                  sources: Callable[[], Sequence[SourceBase]] = list,
-                 unsettled: Callable[[], frozenset[str]] = frozenset,
+                 unsettled: Callable[[], Settling] = Settling,
                  on_evaluated: Callable[[Evaluation], None] | None = None,
                  partition: Partition | None = None) -> None:
         self.store = store
@@ -248,16 +249,22 @@ class RuleService:
         milestones = self.evaluator.milestone_sources
         out, deferred = [], set()
         for r in chosen:
+            # Until every source has had its first poll, what each one feeds is not
+            # known: every rule waits.
             reads = sourcehealth.rule_sources(r, feeding, milestones)
-            if (reads & waiting) or not reads:
+            if waiting.awaiting or not reads or (reads & waiting.polling):
                 deferred.add(r.group)
             else:
                 out.append(r)
         self.deferred = sorted(deferred)
         if deferred:
             log.debug("rule groups wait for their sources' polls", groups=self.deferred,
-                      sources=sorted(waiting))
+                      sources=sorted(waiting.awaiting | waiting.polling))
         return out
+
+    def idle(self) -> bool:
+        """True when no cycle is running, requested, or waiting for sources' polls."""
+        return not (self._evaluating.is_set() or self._again.is_set() or self.deferred)
 
     def _due(self, rules: list[LoadedRule] | None, now: datetime) -> list[LoadedRule] | None:
         """Keep the rules whose group is due: a group with its own ``interval`` is evaluated

@@ -94,6 +94,17 @@ class PollResult:
         return f"{self.source}: {self.outcome}: " + ", ".join(parts)
 
 
+@dataclass(frozen=True)
+class Settling:
+    """Sources whose data is not settled yet (see ``Poller.unsettled``)."""
+
+    awaiting: frozenset[str] = frozenset()  # the first poll since start has not finished
+    polling: frozenset[str] = frozenset()  # a poll is in flight
+
+    def __bool__(self) -> bool:
+        return bool(self.awaiting or self.polling)
+
+
 def judge(config: SourceBase, parsed: Parsed) -> None:
     """Raise PayloadError when more than ``max_reject_ratio`` of the rows were rejected."""
     rejected = len(parsed.problems)
@@ -189,15 +200,15 @@ class Poller:
         if self._scheduler is not None:
             self.schedule(self._scheduler)
 
-    def unsettled(self) -> frozenset[str]:
-        """Return the sources whose data is not settled: a poll is in flight, or the
-        first poll since the schedule started (due at once) has not finished. Rules
-        reading them wait (``RuleService``), so nothing is judged on half-polled data.
-        On a cluster only the sources this replica polls count."""
-        names = self._polling | self._awaiting
-        if self.owns is not None:
-            names = {n for n in names if self.owns(n)}
-        return frozenset(names)
+    def unsettled(self) -> Settling:
+        """Return the sources whose data is not settled: those awaiting their first poll
+        since the schedule started (due at once), and those being polled. Rules reading
+        them wait (``RuleService``), so nothing is judged on half-polled data. On a
+        cluster only the sources this replica polls count."""
+        def mine(names: set[str]) -> frozenset[str]:
+            return frozenset(n for n in names if self.owns is None or self.owns(n))
+
+        return Settling(mine(set(self._awaiting)), mine(set(self._polling)))
 
     @property
     def names(self) -> list[str]:

@@ -21,12 +21,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from monitor.app import App
 from monitor.clock import FixedClock
 from monitor.notify.notifier import Notifier
 from monitor.rules.service import RuleService
 from monitor.settings import Settings, load
 from monitor.sources.poller import Poller, PollResult
-from monitor.store import Store, open_store
+from monitor.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "mps-2008-09"
@@ -172,24 +173,19 @@ class Rig:
 
 def build_rig(workdir: Path, config_text: str, at: datetime) -> Rig:
     """Return a rig on the config ``config_text`` (written to ``workdir/config.toml``)
-    with its clock at ``at``; the store is migrated and the rules loaded."""
+    with its clock at ``at``: the daemon's own assembly (``App.assemble``: store
+    migrated, poller, rule service, notifier, rules loaded), without its scheduler."""
     config = workdir / "config.toml"
     config.write_text(config_text, encoding="utf-8")
     settings = load(config, environ={})
     clock = FixedClock(at)
     registry = CollectorRegistry()
-    cfg = settings.store
-    store = open_store(cfg.url.get_secret_value(), busy_timeout=cfg.busy_timeout)
-    poller = Poller(store, settings.sources, clock, registry)
-    milestone_sources = [s.name for s in settings.sources if s.kind == "milestones"]
-    rules = RuleService(store, settings.rules.paths, clock, registry, as_of=None,
-                        history=settings.rules.history,
-                        milestone_sources=lambda: milestone_sources,
-                        sources=lambda: settings.sources)
-    rules.load()
-    notifier = Notifier(store, settings.notify, clock, registry, instance="rig",
-                        external_url="http://monitor.example")
-    return Rig(settings, store, clock, registry, poller, rules, notifier, workdir)
+    app = App(settings, config, clock=clock, registry=registry)
+    app.assemble()
+    assert app.store is not None and app.poller is not None and app.rules is not None \
+        and app.notifier is not None
+    return Rig(settings, app.store, clock, registry, app.poller, app.rules, app.notifier,
+               workdir)
 
 
 def alerts_in(notifications: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
