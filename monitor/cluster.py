@@ -39,6 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor import __version__, logs
 from monitor.errors import MonitorError
 from monitor.logs import get_logger
+from monitor.retry import backoff
 from monitor.settings import ClusterSettings
 from monitor.store import describe_error
 from monitor.store.cluster import (
@@ -108,10 +109,9 @@ def assign(shards: int, replicas: Sequence[str]) -> dict[str, frozenset[int]]:
 
 def retry_delay(failures: int, interval: float, cap: float, rng: random.Random) -> float:
     """Return how long to wait after ``failures`` failed heartbeats in a row: the
-    interval, doubled per further failure, capped, with ±10% jitter so replicas that
-    lost the database together do not return in step."""
-    base = min(cap, interval * 2.0 ** max(0, failures - 1))
-    return max(0.0, base * (0.9 + 0.2 * rng.random()))
+    interval, doubled per further failure, capped, with ±10% jitter (never above the cap)
+    so replicas that lost the database together do not return in step."""
+    return backoff(failures, interval, cap, jitter=0.1, rng=rng)
 
 
 @dataclass(frozen=True)
