@@ -1,7 +1,9 @@
 """The ``monitor`` command: a thin layer that parses arguments and calls the subsystems.
 
 Subsystems contribute their own commands through ``register(subparsers)`` functions
-(``monitor.sources.commands``, ``monitor.rules.commands``, ``monitor.notify.commands``).
+(``monitor.sources.commands``, ``monitor.rules.commands``, ``monitor.notify.commands``);
+their handlers get what they need from the CLI on ``args`` (``args.load_settings``,
+``args.clock``), so no command module imports this one.
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock | None = None) -> in
     parser = build_parser()
     args = parser.parse_args(argv)
     args.clock = clock
+    args.load_settings = load_settings  # passed down: command modules never import the CLI
     handler: Handler = args.handler
     try:
         return handler(args)

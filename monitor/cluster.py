@@ -33,13 +33,15 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import Field, model_validator
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import __version__, logs
+from monitor.configtypes import Duration, Section
 from monitor.errors import MonitorError
 from monitor.logs import get_logger
-from monitor.settings import ClusterSettings
+from monitor.retry import backoff
 from monitor.store import describe_error
 from monitor.store.cluster import (
     ClusterError,
@@ -48,9 +50,9 @@ from monitor.store.cluster import (
     NamesakeError,
 )
 
-__all__ = ["ClusterError", "ClusterMember", "LeaseLostError", "NamesakeError", "Ownership",
-           "Partition", "assign", "digest_key", "group_key", "retry_delay", "shard_of",
-           "source_key"]
+__all__ = ["ClusterError", "ClusterMember", "ClusterSettings", "LeaseLostError",
+           "NamesakeError", "Ownership", "Partition", "assign", "digest_key", "group_key",
+           "retry_delay", "shard_of", "source_key"]
 
 log = get_logger(__name__)
 PRUNE_AFTER = 86400.0  # a dead replica's row stays visible this long
@@ -108,10 +110,9 @@ def assign(shards: int, replicas: Sequence[str]) -> dict[str, frozenset[int]]:
 
 def retry_delay(failures: int, interval: float, cap: float, rng: random.Random) -> float:
     """Return how long to wait after ``failures`` failed heartbeats in a row: the
-    interval, doubled per further failure, capped, with ±10% jitter so replicas that
-    lost the database together do not return in step."""
-    base = min(cap, interval * 2.0 ** max(0, failures - 1))
-    return max(0.0, base * (0.9 + 0.2 * rng.random()))
+    interval, doubled per further failure, capped, with ±10% jitter (never above the cap)
+    so replicas that lost the database together do not return in step."""
+    return backoff(failures, interval, cap, jitter=0.1, rng=rng)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,28 @@ class Partition(Protocol):
     def ownership(self) -> Ownership: ...
 
     def guard(self, ownership: Ownership) -> Callable[[Connection], None]: ...
+
+
+class ClusterSettings(Section):
+    """Replicas on one PostgreSQL store: membership heartbeats and shard leases.
+
+    A replica that stops heartbeating has its shards taken over within ``lease_ttl``:
+    leases last ``lease_ttl - heartbeat_interval`` and the others look every interval.
+    """
+
+    heartbeat_interval: Duration = 5.0
+    lease_ttl: Duration = 30.0
+    shards: int = Field(default=64, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _ttl_covers_heartbeats(self) -> ClusterSettings:
+        if self.heartbeat_interval <= 0:
+            raise ValueError("cluster.heartbeat_interval must be more than 0")
+        if self.lease_ttl < 2 * self.heartbeat_interval:
+            raise ValueError("cluster.lease_ttl must be at least twice "
+                             "cluster.heartbeat_interval, or a replica loses its shards "
+                             "between two heartbeats")
+        return self
 
 
 # --- metrics ------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Building blocks of the configuration models: strict sections, durations, secrets.
 
 Each subsystem owns the schema of its own part of the config (``sources/config.py``,
-``notify/config.py``); ``settings.py`` composes them.
+``notify/config.py``, ``ClusterSettings`` in ``cluster.py``); ``settings.py`` composes them.
 """
 
 from __future__ import annotations

@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from monitor.cluster import ClusterSettings
 from monitor.configtypes import Duration, Section
 from monitor.errors import ConfigError, Problem
 from monitor.notify.config import NotifyConfig
@@ -91,28 +92,6 @@ class LogSettings(Section):
 class DaemonSettings(Section):
     shutdown_timeout: Duration = 10.0
     instance: str = ""
-
-
-class ClusterSettings(Section):
-    """Replicas on one PostgreSQL store: membership heartbeats and shard leases.
-
-    A replica that stops heartbeating has its shards taken over within ``lease_ttl``:
-    leases last ``lease_ttl - heartbeat_interval`` and the others look every interval.
-    """
-
-    heartbeat_interval: Duration = 5.0
-    lease_ttl: Duration = 30.0
-    shards: int = Field(default=64, ge=1, le=4096)
-
-    @model_validator(mode="after")
-    def _ttl_covers_heartbeats(self) -> ClusterSettings:
-        if self.heartbeat_interval <= 0:
-            raise ValueError("cluster.heartbeat_interval must be more than 0")
-        if self.lease_ttl < 2 * self.heartbeat_interval:
-            raise ValueError("cluster.lease_ttl must be at least twice "
-                             "cluster.heartbeat_interval, or a replica loses its shards "
-                             "between two heartbeats")
-        return self
 
 
 class Settings(BaseSettings):

@@ -106,12 +106,11 @@ def register(sub: Any, add_config_option: AddConfigOption) -> None:
 def _notifier(args: argparse.Namespace) -> Iterator[Any]:
     from prometheus_client import CollectorRegistry
 
-    from monitor.cli import load_settings
     from monitor.clock import clock_of
     from monitor.notify.notifier import Notifier
     from monitor.store import open_store
 
-    settings, _ = load_settings(args)
+    settings, _ = args.load_settings(args)
     cfg = settings.store
     store = open_store(cfg.url.get_secret_value(), busy_timeout=cfg.busy_timeout,
                        pool_size=cfg.pool_size)

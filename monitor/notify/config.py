@@ -13,6 +13,8 @@ receivers) is checked when the config loads; all unknown names are reported at o
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -21,6 +23,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from monitor.configtypes import Duration, Section
 from monitor.matchers import MatcherError, parse_matchers
 from monitor.notify.timeintervals import TimeIntervalConfig
+from monitor.retry import TokenBucket
 
 Name = str
 _NAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,100}$"
@@ -67,6 +70,11 @@ class RateLimit(Section):
         if value <= 0:
             raise ValueError("rate_limit.per must be longer than 0s")
         return value
+
+    def bucket(self, monotonic: Callable[[], float] = time.monotonic) -> TokenBucket:
+        """Return a token bucket for one integration: bursts of ``messages``, then
+        ``messages`` per ``per``."""
+        return TokenBucket(self.messages / self.per, self.messages, monotonic)
 
 
 class IntegrationConfig(Section):

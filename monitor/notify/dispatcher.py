@@ -11,10 +11,10 @@ slow or failing receiver never delays the others. A worker:
 2. waits for the receiver's rate limit, if it has one;
 3. renders and sends it; on success marks it delivered;
 4. on a retryable failure (connection, timeout, 5xx, 429) schedules the next attempt
-   with exponential backoff and jitter, or exactly after ``Retry-After``; on a
-   permanent failure (other 4xx, authentication), after ``max_attempts`` or after
-   ``give_up_after``, makes it a dead letter with the reason. Dead letters can be
-   re-sent (``monitor notifications resend ID``).
+   with exponential backoff and jitter, or exactly after ``Retry-After`` (at most
+   ``give_up_after``); on a permanent failure (other 4xx, authentication), after
+   ``max_attempts`` or after ``give_up_after``, makes it a dead letter with the reason.
+   Dead letters can be re-sent (``monitor notifications resend ID``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,46 +34,15 @@ from monitor.clock import Clock
 from monitor.errors import DeliveryError
 from monitor.logs import get_logger
 from monitor.notify.channels import Channel, kind_of
-from monitor.notify.config import RateLimit, RetryPolicy
+from monitor.notify.config import RetryPolicy
 from monitor.notify.metrics import NotifyMetrics
 from monitor.notify.notification import Notification
+from monitor.retry import TokenBucket, backoff
 from monitor.store import describe_error
 from monitor.store.notify import NotifyStore, OutboxItem
 
 log = get_logger(__name__)
 IDLE_POLL = 1.0  # seconds a worker sleeps when its lane has nothing due
-
-
-class RateLimiter:
-    """A token bucket: ``messages`` per ``per`` seconds, bursts up to ``messages``."""
-
-    def __init__(self, limit: RateLimit, monotonic: Callable[[], float] = time.monotonic
-                 ) -> None:
-        self.capacity = float(limit.messages)
-        self.rate = limit.messages / limit.per
-        self.tokens = self.capacity
-        self.monotonic = monotonic
-        self.updated = monotonic()
-        self.lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Take a token if one is free and return 0, else return the seconds to wait."""
-        with self.lock:
-            now = self.monotonic()
-            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-            self.updated = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return 0.0
-            return (1 - self.tokens) / self.rate
-
-
-def backoff(attempts: int, policy: RetryPolicy, rng: random.Random) -> float:
-    """Return the delay before attempt ``attempts + 1``: exponential, capped, jittered."""
-    base = policy.initial_backoff * policy.multiplier ** max(0, attempts - 1)
-    base = min(base, policy.max_backoff)
-    spread = base * policy.jitter
-    return max(0.0, min(policy.max_backoff, base - spread + 2 * spread * rng.random()))
 
 
 @dataclass(frozen=True)
@@ -83,7 +52,7 @@ class Lane:
     receiver: str
     integration: str
     channel: Channel
-    limiter: RateLimiter | None = None
+    limiter: TokenBucket | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -166,11 +135,11 @@ class Dispatcher:
                  detail=result.detail)
         return Outcome(item.id, item.receiver, item.integration, result.outcome, result.detail)
 
-    def _wait_for(self, limiter: RateLimiter) -> bool:
+    def _wait_for(self, limiter: TokenBucket) -> bool:
         """Wait for a token; return True when that took any time."""
         waited = False
         while not self._stop.is_set():
-            delay = limiter.acquire()
+            delay = limiter.take()
             if delay <= 0:
                 return waited
             waited = True
@@ -187,8 +156,12 @@ class Dispatcher:
         if (now - item.created_at).total_seconds() >= self.policy.give_up_after:
             return self._dead(item, kind, f"gave up after {item.attempts} attempts over "
                               f"{self.policy.give_up_after:g}s: {error}")
-        delay = retry_after if retry_after is not None else \
-            backoff(item.attempts, self.policy, self.rng)
+        policy = self.policy
+        # A Retry-After is honoured exactly, but never past give_up_after: a receiver
+        # asking for years would otherwise hold the message (or overflow the date).
+        delay = min(retry_after, policy.give_up_after) if retry_after is not None else \
+            backoff(item.attempts, policy.initial_backoff, policy.max_backoff,
+                    multiplier=policy.multiplier, jitter=policy.jitter, rng=self.rng)
         next_at = now + timedelta(seconds=delay)
         self.store.mark_retry(item.id, next_at, error)
         self.metrics.notifications.labels(item.receiver, kind, "failed").inc()

@@ -32,7 +32,7 @@ from monitor.logs import get_logger
 from monitor.notify.channels import Channel, Message, build_channels
 from monitor.notify.config import NotifyConfig, ReceiverConfig
 from monitor.notify.digest import StatusProvider, build_digest, encode, meta_key
-from monitor.notify.dispatcher import Dispatcher, Lane, Outcome, RateLimiter
+from monitor.notify.dispatcher import Dispatcher, Lane, Outcome
 from monitor.notify.metrics import NotifyMetrics
 from monitor.notify.notification import (
     FIRING,
@@ -130,7 +130,7 @@ class Notifier:
         for receiver in config.receivers:
             limiter_cfg = receiver.rate_limit
             for integration, channel in self.channels(receiver).items():
-                limiter = RateLimiter(limiter_cfg) if limiter_cfg is not None else None
+                limiter = limiter_cfg.bucket() if limiter_cfg is not None else None
                 lanes[(receiver.name, integration)] = Lane(receiver.name, integration,
                                                            channel, limiter)
         self.metrics.known_lanes(lanes)

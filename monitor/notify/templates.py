@@ -18,7 +18,6 @@ log it and send a plain fallback body instead (see :func:`fallback_text`).
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -35,6 +34,7 @@ from markupsafe import Markup, escape
 from monitor.configtypes import format_duration
 from monitor.notify.notification import Notification, NotifyAlert
 from monitor.sandbox import BoundedOperators
+from monitor.textfmt import number
 
 DEFAULTS_DIR = Path(__file__).with_name("default_templates")
 FORMATS = ("text", "html", "slack", "markdown", "mattermost")
@@ -85,21 +85,6 @@ ESCAPERS: dict[str, Callable[[str], str]] = {
 
 
 # --- filters ------------------------------------------------------------------------
-
-
-def number(value: Any, precision: int = 1) -> str:
-    """``9828`` -> ``9,828``; ``-22.345`` -> ``-22.3``; ``None``/NaN -> ``n/a``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    try:
-        figure = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if figure.is_integer() and abs(figure) < 1e15:
-        return f"{figure:,.0f}"
-    if abs(figure) >= 1000:
-        return f"{figure:,.0f}"
-    return f"{figure:,.{precision}f}"
 
 
 def time_text(value: Any, fmt: str = "%Y-%m-%d %H:%M %Z", zone: str = "UTC") -> str:

@@ -7,30 +7,13 @@ attribute access to internals, so a rule file cannot reach Python objects.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from monitor.sandbox import BoundedOperators
-
-
-def _number(value: Any, precision: int = 1) -> str:
-    """``9828`` -> ``9,828``; ``-22.345`` -> ``-22.3``; NaN/None -> ``n/a``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    number = float(value)
-    if (number.is_integer() and precision == 0) or abs(number) >= 1000:
-        return f"{number:,.0f}"
-    return f"{number:,.{precision}f}"
-
-
-def _signed(value: Any, precision: int = 1) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    text = _number(abs(float(value)), precision)
-    return f"+{text}" if float(value) > 0 else (f"-{text}" if float(value) < 0 else text)
+from monitor.textfmt import number, signed
 
 
 class _Sandbox(BoundedOperators, ImmutableSandboxedEnvironment):
@@ -39,8 +22,8 @@ class _Sandbox(BoundedOperators, ImmutableSandboxedEnvironment):
 
 def make_environment() -> ImmutableSandboxedEnvironment:
     env = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
-    env.filters["number"] = _number
-    env.filters["signed"] = _signed
+    env.filters["number"] = number
+    env.filters["signed"] = signed
     env.filters["abs"] = lambda v: abs(float(v))
     return env
 

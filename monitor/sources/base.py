@@ -12,25 +12,123 @@ returns a payload marked ``unchanged`` when the validators say nothing changed.
 ``parse`` raises :class:`~monitor.errors.PayloadError` when the payload as a whole cannot be
 used (HTML instead of JSON, a truncated body, a header without a mapped column) and
 returns a :class:`~monitor.model.RowProblem` for each row it rejects.
+
+Every kind's config model builds on :class:`SourceBase` (name, schedule, what the
+digest covers) and, for files, :class:`FileOrUrl`; both live here with the contract.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import Field, field_validator, model_validator
 
 from monitor.clock import Clock, SystemClock
+from monitor.configtypes import Duration, Section
 from monitor.errors import FetchError
 from monitor.model import Milestone, Observation, RowProblem
-from monitor.sources.config import FileOrUrl, HttpOptions, SourceBase
-from monitor.sources.http import HttpFetcher
+from monitor.sources.http import HttpFetcher, HttpOptions
 from monitor.store.sourcestate import Validators
+
+SourceName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")]
+IndicatorId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")]
+LabelName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")]
+
+DEFAULT_INTERVAL = 3600.0
+
+
+class SourceBase(Section):
+    """Settings every source kind has: a name and a schedule."""
+
+    name: SourceName
+    kind: str
+    interval: Duration | None = None
+    cron: str | None = None
+    jitter: Duration = 0.0
+    enabled: bool = True
+    static_labels: dict[LabelName, str] = Field(default_factory=dict)
+    provisional_last: int = Field(default=0, ge=0, le=120)
+    max_reject_ratio: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_fields(cls, value: str | None) -> str | None:
+        if value is not None:
+            cron_trigger(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> SourceBase:
+        if self.interval is not None and self.cron is not None:
+            raise ValueError("give either interval or cron, not both")
+        if self.interval is not None and self.interval <= 0:
+            raise ValueError("interval must be longer than 0s")
+        return self
+
+    @property
+    def every(self) -> float:
+        """Seconds between polls for interval schedules (the default when neither is set)."""
+        return self.interval if self.interval is not None else DEFAULT_INTERVAL
+
+    def digest(self) -> str:
+        """Return a hash of everything that changes how a payload becomes observations.
+
+        Validators and body hashes taken under another digest are ignored, so editing the
+        mapping re-reads unchanged data. Schedules and secrets are left out.
+        """
+        data = self.model_dump(mode="json", exclude={"interval", "cron", "jitter",
+                                                      "enabled", "max_reject_ratio"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()
+                              ).hexdigest()[:32]
+
+
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def cron_trigger(expr: str, jitter: float = 0.0) -> CronTrigger:
+    """Return the UTC trigger of a five-field cron expression (weekday 0 and 7 = Sunday).
+
+    Raises ValueError with the expected form when ``expr`` is not one.
+    """
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"{expr!r} is not a cron expression; write five fields, "
+                         "minute hour day month weekday, like \"0 6 * * *\"")
+    minute, hour, day, month, weekday = fields
+    # APScheduler numbers weekdays from Monday = 0; cron from Sunday = 0.
+    weekday = re.sub(r"\d+", lambda m: _WEEKDAYS[int(m.group())] if int(m.group()) < 8
+                     else m.group(), weekday)
+    try:
+        return CronTrigger(minute=minute, hour=hour, day=day, month=month,
+                           day_of_week=weekday, timezone="UTC", jitter=round(jitter) or None)
+    except ValueError as exc:
+        raise ValueError(f"{expr!r} is not a valid cron expression: {exc}") from None
+
+
+class FileOrUrl(Section):
+    """Where a file-shaped payload comes from: a local path or an HTTP(S) URL."""
+
+    path: str | None = None
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _one_location(self) -> FileOrUrl:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give exactly one of path (a local file) or url (http or https)")
+        if self.url is not None and not re.match(r"^https?://", self.url):
+            raise ValueError(f"url {self.url!r} must start with http:// or https://")
+        return self
+
 
 ConfigT = TypeVar("ConfigT", bound=SourceBase)
 

@@ -17,16 +17,19 @@ import re
 import sys
 from collections.abc import Iterator
 from operator import itemgetter
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from monitor.errors import PayloadError
 from monitor.model import Observation
-from monitor.sources.base import Parsed, Payload, Source
-from monitor.sources.config import CsvSource
+from monitor.sources.base import FileOrUrl, Parsed, Payload, Source, SourceBase
+from monitor.sources.http import HttpOptions
 from monitor.sources.mapping import (
     Collector,
     Getter,
     Mapper,
+    MappingOptions,
     Reject,
     Skip,
     check_header,
@@ -37,6 +40,34 @@ from monitor.sources.mapping import (
     paused_gc,
 )
 from monitor.store.sourcestate import Validators
+
+
+class CsvSource(SourceBase, FileOrUrl, HttpOptions, MappingOptions):
+    """A CSV table: *long* (one row per period) or *wide* (one column per period)."""
+
+    kind: Literal["csv"]
+    layout: Literal["long", "wide"] = "long"
+    period_columns: str = r"^\d{6}$"
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    encoding: str = "utf-8-sig"
+    header_row: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _wide_has_no_denominator(self) -> CsvSource:
+        if self.layout == "wide" and self.denominator_column:
+            raise ValueError("a wide table has one value per cell; denominator_column works "
+                             "with layout = \"long\" only")
+        return self
+
+    @field_validator("period_columns")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"period_columns {value!r} is not a regular expression: {exc}"
+                             ) from None
+        return value
 
 ACCEPT = "text/csv, text/plain;q=0.9, */*;q=0.1"
 

@@ -7,12 +7,14 @@ One :meth:`HttpFetcher.get`:
    (``If-None-Match`` / ``If-Modified-Since``), so unchanged data costs a 304;
 3. streams the body, failing as soon as it passes ``max_bytes``;
 4. retries connection errors, timeouts, truncated bodies, 5xx and 429 with exponential
-   backoff and jitter, waiting what ``Retry-After`` asks when the server says;
+   backoff (``backoff`` doubled per retry up to ``max_backoff``, ± 20 % jitter), waiting
+   what ``Retry-After`` asks when the server says;
 5. raises :class:`FetchError` (``retryable`` says whether a later poll may succeed)
    with the source, the URL and what to do.
 
 TLS certificates are verified unless ``verify_tls = false``. Sleeping and randomness are
-injected, so tests run without waiting.
+injected, so tests run without waiting. :class:`HttpOptions` (with the ``auth`` models)
+is the config every network source kind mixes in.
 """
 
 from __future__ import annotations
@@ -22,17 +24,64 @@ import random
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import httpx
+from pydantic import Field, SecretStr
 
 from monitor import __version__
+from monitor.configtypes import Duration, Section
 from monitor.errors import FetchError, PayloadError
-from monitor.sources.config import BasicAuth, BearerAuth, HeaderAuth, HttpOptions
+from monitor.retry import backoff, retry_after_seconds
 from monitor.store.sourcestate import Validators
+
+JITTER = 0.2  # each retry waits its doubled delay ± 20 %, so failed polls do not retry in step
+MIB = 1024 * 1024
+
+
+class BearerAuth(Section):
+    """``Authorization: Bearer <token>``."""
+
+    type: Literal["bearer"]
+    token: SecretStr
+
+
+class BasicAuth(Section):
+    """HTTP basic authentication."""
+
+    type: Literal["basic"]
+    username: str
+    password: SecretStr
+
+
+class HeaderAuth(Section):
+    """A secret sent in a header of your choice, e.g. ``X-API-Key``."""
+
+    type: Literal["header"]
+    header: str = Field(pattern=r"^[A-Za-z0-9-]{1,100}$")
+    value: SecretStr
+
+
+Auth = Annotated[BearerAuth | BasicAuth | HeaderAuth, Field(discriminator="type")]
+
+
+class HttpOptions(Section):
+    """How a source is fetched over HTTP(S)."""
+
+    timeout: Duration = 30.0
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff: Duration = 1.0
+    max_backoff: Duration = 60.0
+    max_retry_after: Duration = 300.0
+    max_bytes: int = Field(default=100 * MIB, ge=1024)
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: Auth | None = None
+    allowed_hosts: list[str] = Field(default_factory=list)
+    user_agent: str = "kpi-monitor"
 
 
 @dataclass(frozen=True)
@@ -50,28 +99,6 @@ class HttpResponse:
     @property
     def content_type(self) -> str:
         return self.headers.get("content-type", "")
-
-
-def retry_after_seconds(value: str | None, now: datetime) -> float | None:
-    """Return the wait a ``Retry-After`` header asks for (seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Return the wait before retry ``attempt`` (1-based): exponential with equal jitter."""
-    ceiling: float = min(cap, base * 2.0 ** (attempt - 1))
-    return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
 def host_allowed(host: str, allowed: Collection[str]) -> bool:
@@ -197,7 +224,8 @@ class HttpFetcher:
                         retryable=True, retry_after=wait)
             if attempt < attempts:
                 self._sleep(wait if wait is not None else
-                            backoff_delay(attempt, options.backoff, options.max_backoff, self._rng))
+                            backoff(attempt, options.backoff, options.max_backoff,
+                                    jitter=JITTER, rng=self._rng))
         raise FetchError(f"source {self.source!r}: {method} {_shown(url)}: {last_error} "
                          f"(after {attempts} attempt{'s' if attempts != 1 else ''})",
                          retryable=True)

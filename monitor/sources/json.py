@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from monitor.errors import PayloadError
-from monitor.sources.base import Parsed, Payload, Source
-from monitor.sources.config import JsonSource
+from monitor.sources.base import FileOrUrl, Parsed, Payload, Source, SourceBase
+from monitor.sources.http import HttpOptions
 from monitor.sources.mapping import (
     Collector,
     Getter,
     Mapper,
+    MappingOptions,
     decode,
     html_error,
     is_html,
@@ -26,6 +27,13 @@ from monitor.sources.mapping import (
     paused_gc,
 )
 from monitor.store.sourcestate import Validators
+
+
+class JsonSource(SourceBase, FileOrUrl, HttpOptions, MappingOptions):
+    """A JSON document whose records are found at ``records`` (a dotted path)."""
+
+    kind: Literal["json"]
+    records: str = ""
 
 ACCEPT = "application/json, */*;q=0.1"
 

@@ -18,11 +18,58 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field, field_validator, model_validator
+
+from monitor.configtypes import Section
 from monitor.errors import PayloadError
 from monitor.model import Frequency, Labels, Observation, RowProblem
-from monitor.sources.config import MappingOptions, SourceBase
+from monitor.sources.base import IndicatorId, LabelName, SourceBase
+
+
+class MappingOptions(Section):
+    """How rows (CSV lines, JSON records, SQL rows) become observations of indicators.
+
+    ``*_column`` names are CSV header names, SQL result columns, or dotted field paths
+    into JSON records (``attributes.period``; ``items.0.value`` indexes a list).
+    """
+
+    indicator: IndicatorId | None = None
+    indicator_column: str | None = None
+    indicators: dict[str, IndicatorId] = Field(default_factory=dict)
+    unmapped: Literal["skip", "reject"] = "reject"
+    labels: dict[LabelName, str] = Field(default_factory=dict)
+    frequency: Frequency = Frequency.MONTHLY
+    period_column: str = "period"
+    period_format: str | None = None
+    value_column: str = "value"
+    denominator_column: str | None = None
+    provisional_column: str | None = None
+    allow_negative: bool = False
+    null_values: list[str] = Field(default_factory=list)
+    thousands_separator: str = ""
+    # Rows giving the same series and period: "reject" all of them (the default: neither
+    # can be trusted), or "sum" them (several categories mapped to one indicator).
+    duplicates: Literal["reject", "sum"] = "reject"
+
+    @field_validator("period_format")
+    @classmethod
+    def _strptime_format(cls, value: str | None) -> str | None:
+        if value is not None and "%" not in value:
+            raise ValueError(f"{value!r} is not a strptime format; write it like %Y%m, "
+                             "%Y-%m or %d/%m/%Y")
+        return value
+
+    @model_validator(mode="after")
+    def _one_indicator(self) -> MappingOptions:
+        if (self.indicator is None) == (self.indicator_column is None):
+            raise ValueError("give exactly one of indicator (a fixed id) or indicator_column "
+                             "(a column whose values name the indicator)")
+        if self.indicators and self.indicator_column is None:
+            raise ValueError("indicators maps the values of indicator_column; set "
+                             "indicator_column too")
+        return self
 
 Getter = Callable[[Any], Any]
 """Returns one field of a record; raises LookupError when the record lacks it."""

@@ -13,17 +13,26 @@ import csv
 import io
 from datetime import date, datetime
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from monitor.errors import PayloadError
 from monitor.model import Milestone, RowProblem
-from monitor.sources.base import Parsed, Payload, Source
-from monitor.sources.config import MilestonesSource
+from monitor.sources.base import FileOrUrl, Parsed, Payload, Source, SourceBase
+from monitor.sources.http import HttpOptions
 from monitor.sources.json import load_document
 from monitor.sources.mapping import check_header, decode, html_error, is_html
 from monitor.store.sourcestate import Validators
+
+
+class MilestonesSource(SourceBase, FileOrUrl, HttpOptions):
+    """A plan of milestones (id, title, owner, due, status, completed) in CSV, YAML or JSON."""
+
+    kind: Literal["milestones"]
+    format: Literal["auto", "csv", "yaml", "json"] = "auto"
+    key: str = "milestones"
+    encoding: str = "utf-8-sig"
 
 STATUSES = ("not_started", "in_progress", "done")
 REQUIRED = ("id", "title", "owner", "due", "status")

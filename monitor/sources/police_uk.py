@@ -24,17 +24,47 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
 
 from monitor.errors import PayloadError
 from monitor.model import Frequency, Observation, RowProblem
-from monitor.sources.base import Parsed, Payload, Source, read_file_payload
-from monitor.sources.config import PoliceUkSource
-from monitor.sources.http import HttpFetcher
+from monitor.retry import TokenBucket
+from monitor.sources.base import IndicatorId, Parsed, Payload, Source, SourceBase, read_file_payload
+from monitor.sources.http import HttpFetcher, HttpOptions
 from monitor.sources.json import load_document
 from monitor.store.sourcestate import Validators
+
+
+class PoliceUkSource(SourceBase, HttpOptions):
+    """Street-level crime from data.police.uk, counted per month and category."""
+
+    kind: Literal["police_uk"]
+    base_url: str = "https://data.police.uk/api"
+    force: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,100}$")
+    poly: str | None = None
+    categories: list[str] = Field(default_factory=lambda: ["all-crime"])
+    indicator: IndicatorId = "street_crime"
+    indicators: dict[str, IndicatorId] = Field(default_factory=dict)
+    unmapped: Literal["skip", "reject"] = "skip"
+    months: int = Field(default=12, ge=1, le=60)
+    rate_limit: float = Field(default=15.0, gt=0.0, le=100.0)
+    burst: int = Field(default=15, ge=1, le=100)
+    max_depth: int = Field(default=6, ge=0, le=12)
+    include_no_location: bool = True
+
+    @model_validator(mode="after")
+    def _area(self) -> PoliceUkSource:
+        if (self.force is None) == (self.poly is None):
+            raise ValueError("give exactly one of force (e.g. \"metropolitan\") or poly "
+                             "(\"lat,lng:lat,lng:…\")")
+        if self.poly is not None:
+            parse_poly(self.poly)
+        if not re.match(r"^https?://", self.base_url):
+            raise ValueError(f"base_url {self.base_url!r} must start with http:// or https://")
+        return self
 
 Point = tuple[float, float]  # (latitude, longitude)
 MONTHLY = Frequency.MONTHLY
@@ -102,33 +132,6 @@ def split_poly(points: list[Point]) -> list[list[Point]]:
     return [piece for piece in pieces if len(piece) >= 3]
 
 
-class RateLimiter:
-    """A token bucket: at most ``burst`` requests at once, ``rate`` per second on average."""
-
-    def __init__(self, rate: float, burst: int, monotonic: Callable[[], float],
-                 sleep: Callable[[float], None]) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self._tokens = float(burst)
-        self._monotonic = monotonic
-        self._sleep = sleep
-        self._last = monotonic()
-        self.waited = 0.0
-
-    def acquire(self) -> None:
-        """Take one token, sleeping until one is available."""
-        now = self._monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        if self._tokens < 1.0:
-            wait = (1.0 - self._tokens) / self.rate
-            self._sleep(wait)
-            self.waited += wait
-            self._tokens = 1.0
-            self._last = self._monotonic()
-        self._tokens -= 1.0
-
-
 class PoliceUkKind(Source[PoliceUkSource]):
     """``kind = "police_uk"``."""
 
@@ -139,8 +142,7 @@ class PoliceUkKind(Source[PoliceUkSource]):
         config = self.config
         previous = previous.for_config(self.digest)
         base = config.base_url.rstrip("/")
-        limiter = RateLimiter(config.rate_limit, config.burst, self.deps.monotonic,
-                              self.deps.sleep)
+        limiter = TokenBucket(config.rate_limit, config.burst, self.deps.monotonic)
         with self.http() as http:
             latest = self._latest(http, limiter, base)
             if previous.cursor == MONTHLY.label(latest):
@@ -158,7 +160,7 @@ class PoliceUkKind(Source[PoliceUkSource]):
                         self._street(http, limiter, base, category, label, name, points, 0,
                                      crimes)
                     if config.force and config.include_no_location:
-                        limiter.acquire()
+                        limiter.wait(self.deps.sleep)
                         found = self._json_list(http.get(
                             f"{base}/crimes-no-location",
                             params={"category": category, "force": config.force,
@@ -170,8 +172,8 @@ class PoliceUkKind(Source[PoliceUkSource]):
                        validators=Validators(cursor=MONTHLY.label(latest),
                                              config_digest=self.digest))
 
-    def _latest(self, http: HttpFetcher, limiter: RateLimiter, base: str) -> int:
-        limiter.acquire()
+    def _latest(self, http: HttpFetcher, limiter: TokenBucket, base: str) -> int:
+        limiter.wait(self.deps.sleep)
         response = http.get(f"{base}/crime-last-updated", accept="application/json")
         document = load_document(self.name, response.url, response.body, response.content_type)
         date_text = document.get("date") if isinstance(document, dict) else None
@@ -181,13 +183,13 @@ class PoliceUkKind(Source[PoliceUkSource]):
             raise PayloadError(f"source {self.name!r}: {response.url} answered {document!r}, "
                                "not {\"date\": \"YYYY-MM-DD\"}") from None
 
-    def _areas(self, http: HttpFetcher, limiter: RateLimiter, base: str
+    def _areas(self, http: HttpFetcher, limiter: TokenBucket, base: str
                ) -> list[tuple[str, list[Point]]]:
         config = self.config
         if config.poly is not None:
             return [("poly", parse_poly(config.poly))]
         assert config.force is not None
-        limiter.acquire()
+        limiter.wait(self.deps.sleep)
         listing = self._json_list(http.get(f"{base}/{config.force}/neighbourhoods",
                                            accept="application/json"))
         areas: list[tuple[str, list[Point]]] = []
@@ -196,7 +198,7 @@ class PoliceUkKind(Source[PoliceUkSource]):
             if not ident:
                 raise PayloadError(f"source {self.name!r}: a neighbourhood of force "
                                    f"{config.force!r} has no id: {item!r}")
-            limiter.acquire()
+            limiter.wait(self.deps.sleep)
             boundary = self._json_list(http.get(f"{base}/{config.force}/{ident}/boundary",
                                                 accept="application/json"))
             try:
@@ -213,12 +215,12 @@ class PoliceUkKind(Source[PoliceUkSource]):
                                "(see /api/forces)")
         return areas
 
-    def _street(self, http: HttpFetcher, limiter: RateLimiter, base: str, category: str,
+    def _street(self, http: HttpFetcher, limiter: TokenBucket, base: str, category: str,
                 month: str, name: str, points: list[Point], depth: int,
                 crimes: dict[str, list[Any]]) -> None:
         url = f"{base}/crimes-street/{category}"
         poly = format_poly(points)
-        limiter.acquire()
+        limiter.wait(self.deps.sleep)
         if len(poly) > _MAX_GET_POLY:
             response = http.post_form(url, {"poly": poly, "date": month},
                                       accept="application/json", expect=(503,))

@@ -34,6 +34,7 @@ from monitor.clock import Clock
 from monitor.errors import ConfigError, PayloadError, Problem, SourceError
 from monitor.logs import get_logger
 from monitor.model import RowProblem
+from monitor.retry import backoff
 from monitor.sources.base import Parsed, Payload, Source, SourceDeps
 from monitor.sources.config import SourceBase, check_unique_names, cron_trigger
 from monitor.sources.mapping import mark_provisional
@@ -128,8 +129,7 @@ def failure_backoff(failures: int, every: float) -> float:
     """
     if failures <= 1:
         return 0.0
-    wait: float = min(every * 2.0 ** (failures - 1), max(MAX_BACKOFF, every))
-    return wait
+    return backoff(failures, every, max(MAX_BACKOFF, every))
 
 
 def first_run(config: SourceBase, health: SourceHealth | None, now: datetime,

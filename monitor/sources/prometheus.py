@@ -10,17 +10,57 @@ of a month, their sum, mean, max or min). Row references are ``result[i]`` or
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field, model_validator
+
+from monitor.configtypes import Duration
 from monitor.errors import PayloadError
-from monitor.model import Labels, Observation, RowProblem
-from monitor.sources.base import Parsed, Payload, Source, body_hash
-from monitor.sources.config import PrometheusSource
+from monitor.model import Frequency, Labels, Observation, RowProblem
+from monitor.sources.base import (
+    IndicatorId,
+    LabelName,
+    Parsed,
+    Payload,
+    Source,
+    SourceBase,
+    body_hash,
+)
+from monitor.sources.http import HttpOptions
 from monitor.sources.json import load_document
 from monitor.store.sourcestate import Validators
+
+
+class PrometheusSource(SourceBase, HttpOptions):
+    """An instant or range query against a Prometheus HTTP API."""
+
+    kind: Literal["prometheus"]
+    url: str
+    query: str
+    mode: Literal["instant", "range"] = "instant"
+    lookback: Duration = 90 * 86400.0
+    step: Duration = 86400.0
+    aggregate: Literal["last", "sum", "mean", "max", "min"] = "last"
+    indicator: IndicatorId | None = None
+    indicator_label: str | None = None
+    indicators: dict[str, IndicatorId] = Field(default_factory=dict)
+    unmapped: Literal["skip", "reject"] = "reject"
+    labels: dict[LabelName, str] = Field(default_factory=dict)
+    frequency: Frequency = Frequency.MONTHLY
+    allow_negative: bool = True
+
+    @model_validator(mode="after")
+    def _checks(self) -> PrometheusSource:
+        if not re.match(r"^https?://", self.url):
+            raise ValueError(f"url {self.url!r} must start with http:// or https://")
+        if (self.indicator is None) == (self.indicator_label is None):
+            raise ValueError("give exactly one of indicator (a fixed id) or indicator_label "
+                             "(a metric label whose value names the indicator)")
+        return self
 
 _AGGREGATES: dict[str, Callable[[list[float]], float]] = {
     "last": lambda xs: xs[-1],

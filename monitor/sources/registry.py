@@ -1,8 +1,8 @@
 """Source kinds by name: ``kind = "csv"`` in the config selects :class:`CsvKind`, and so on.
 
-Adding a kind is one module with a :class:`~monitor.sources.base.Source` subclass, its
-config model in ``config.py`` (a member of the ``SourceConfig`` union) and one line here;
-the contract tests in ``tests/sources/test_contract.py`` then cover it.
+Adding a kind is one module with a :class:`~monitor.sources.base.Source` subclass and its
+config model, that model added to the ``SourceConfig`` union in ``config.py``, and one
+line here; the contract tests in ``tests/sources/test_sources_contract.py`` then cover it.
 """
 
 from __future__ import annotations

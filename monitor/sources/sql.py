@@ -13,24 +13,43 @@ import hashlib
 import io
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field, SecretStr
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from monitor.configtypes import Duration
 from monitor.errors import FetchError, PayloadError
-from monitor.sources.base import Parsed, Payload, Source, SourceDeps, read_file_payload
-from monitor.sources.config import SqlSource
+from monitor.sources.base import (
+    Parsed,
+    Payload,
+    Source,
+    SourceBase,
+    SourceDeps,
+    read_file_payload,
+)
 from monitor.sources.mapping import (
     Collector,
     Getter,
     Mapper,
+    MappingOptions,
     check_header,
     missing_columns,
     paused_gc,
 )
 from monitor.store.sourcestate import Validators
+
+
+class SqlSource(SourceBase, MappingOptions):
+    """A query against any SQLAlchemy database URL, returning one row per observation."""
+
+    kind: Literal["sql"]
+    url: SecretStr
+    query: str
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    timeout: Duration = 60.0
 
 
 class SqlKind(Source[SqlSource]):

@@ -12,7 +12,6 @@ import pytest
 
 from monitor.clock import FixedClock
 from monitor.notify.config import RateLimit
-from monitor.notify.dispatcher import RateLimiter
 from monitor.store import Store, open_store
 from tests.notify.helpers import T0, make_notifier, notify_config, record
 from tests.notify.loopback import LoopbackReceiver, validate_am_webhook
@@ -64,7 +63,7 @@ def test_a_message_whose_lease_ran_out_while_rate_limited_is_sent_once(
 
     lane = first.dispatcher.lanes[key]
     first.dispatcher.lanes[key] = replace(
-        lane, limiter=RateLimiter(RateLimit(messages=1, per=0.05), monotonic=monotonic))
+        lane, limiter=RateLimit(messages=1, per=0.05).bucket(monotonic=monotonic))
     outcomes = first.dispatcher.drain(key)
     assert [(o.outcome, o.detail) for o in outcomes] == [
         ("delivered", ""), ("skipped", "lease ran out while rate-limited")]

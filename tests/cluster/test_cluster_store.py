@@ -14,10 +14,9 @@ from sqlalchemy import text
 
 from monitor.alerts.state import AlertRecord
 from monitor.clock import FixedClock
-from monitor.cluster import ClusterMember, assign, group_key, shard_of
+from monitor.cluster import ClusterMember, ClusterSettings, assign, group_key, shard_of
 from monitor.model import AlertState, Observation, labels_of, month
 from monitor.rules.service import RuleService
-from monitor.settings import ClusterSettings
 from monitor.store import Store, open_store
 from monitor.store.cluster import ClusterError, LeaseLostError, NamesakeError
 

@@ -21,7 +21,6 @@ import pytest
 from monitor.clock import FixedClock
 from monitor.errors import DeliveryError
 from monitor.notify.channels import CHANNELS, Channel, build_channels
-from monitor.notify.channels.base import retry_after_seconds
 from monitor.notify.channels.console import ConsoleChannel
 from monitor.notify.config import ReceiverConfig
 from monitor.notify.notification import Notification, NotifyAlert
@@ -247,15 +246,6 @@ def test_webhook_max_alerts_truncates_and_counts() -> None:
         assert len(body["alerts"]) == 5 and body["truncatedAlerts"] == 7
     finally:
         receiver.close()
-
-
-@pytest.mark.parametrize(("header", "seconds"), [
-    pytest.param("7", 7.0, id="seconds"),
-    pytest.param("Fri, 27 Nov 2026 09:02:00 GMT", 120.0, id="http-date"),
-    pytest.param("soon", None, id="garbage"),
-])
-def test_retry_after_is_read_as_seconds_or_a_date(header: str, seconds: float | None) -> None:
-    assert retry_after_seconds(header, NOW) == seconds
 
 
 def test_a_429_is_retryable_and_carries_retry_after() -> None:

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 def start_worker(config: Path, cwd: Path) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
-    return subprocess.Popen([sys.executable, "-m", "monitor.notify.worker", "--config",
+    return subprocess.Popen([sys.executable, "-m", "monitor.notify_worker", "--config",
                              str(config)], cwd=cwd, env={**env, "PYTHONPATH": str(REPO)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

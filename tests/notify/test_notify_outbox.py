@@ -12,7 +12,6 @@ from sqlalchemy import create_engine, select
 
 from monitor.clock import FixedClock
 from monitor.notify.config import RateLimit
-from monitor.notify.dispatcher import RateLimiter
 from monitor.store import Store
 from monitor.store.notify import OUTBOX
 from tests.notify.helpers import T0, make_notifier, notify_config, record
@@ -196,12 +195,12 @@ def test_a_slow_receiver_never_delays_the_others(store: Store) -> None:
 
 def test_the_rate_limit_spaces_messages_out() -> None:
     now = [0.0]
-    limiter = RateLimiter(RateLimit(messages=2, per=60.0), monotonic=lambda: now[0])
-    assert [limiter.acquire(), limiter.acquire()] == [0.0, 0.0]  # a burst of two
-    assert limiter.acquire() == pytest.approx(30.0)  # then one every 30 s
+    limiter = RateLimit(messages=2, per=60.0).bucket(monotonic=lambda: now[0])
+    assert [limiter.take(), limiter.take()] == [0.0, 0.0]  # a burst of two
+    assert limiter.take() == pytest.approx(30.0)  # then one every 30 s
     now[0] = 30.0
-    assert limiter.acquire() == 0.0
-    assert limiter.acquire() == pytest.approx(30.0)
+    assert limiter.take() == 0.0
+    assert limiter.take() == pytest.approx(30.0)
 
 
 def test_outbox_depth_is_exported(store: Store, hook: LoopbackReceiver) -> None:
@@ -215,3 +214,15 @@ def test_outbox_depth_is_exported(store: Store, hook: LoopbackReceiver) -> None:
     notifier.dispatch()
     assert metric(registry, "monitor_notify_outbox_depth", receiver="ops",
                   integration="webhook") == 0
+
+
+def test_a_retry_after_longer_than_give_up_after_waits_only_that_long(
+        store: Store, hook: LoopbackReceiver) -> None:
+    clock = FixedClock(T0)
+    notifier = make_notifier(store, notify_config([webhook("ops", hook)]), clock)
+    hook.replies.append(Reply(429, "slow down", {"Retry-After": "9" * 15}))
+    record(store, "camden", "firing", T0, 6.1)
+    notifier.process_transitions()
+    [limited] = notifier.dispatch()
+    assert limited.outcome == "failed"
+    assert limited.next_attempt_at == T0 + timedelta(hours=24)  # retry.give_up_after

@@ -18,7 +18,6 @@ from monitor.model import month
 from monitor.sources.base import SourceDeps
 from monitor.sources.config import PoliceUkSource
 from monitor.sources.police_uk import (
-    RateLimiter,
     count_crimes,
     format_poly,
     parse_poly,
@@ -244,15 +243,6 @@ def test_it_stays_under_the_rate_limit_and_honours_retry_after(
     busiest = max(sum(1 for t in sent_at if start <= t < start + 1.0) for start in sent_at)
     assert busiest <= 4 + 2
     assert sent_at[-1] - sent_at[0] >= (len(sent_at) - 2 - 2) / 4 - 1e-9
-
-
-def test_it_spaces_requests_with_a_token_bucket() -> None:
-    sleeps = Sleeps()
-    limiter = RateLimiter(15.0, 15, sleeps.monotonic, sleeps)
-    for _ in range(45):
-        limiter.acquire()
-    assert sleeps.waits[:1] and len(sleeps.waits) == 30
-    assert sum(sleeps.waits) == pytest.approx(2.0)
 
 
 def _area(points: list[tuple[float, float]]) -> float:

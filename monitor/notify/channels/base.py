@@ -17,8 +17,6 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -32,6 +30,7 @@ from monitor.logs import get_logger
 from monitor.notify.config import IntegrationConfig
 from monitor.notify.notification import Notification, NotifyAlert, SendResult
 from monitor.notify.templates import TemplateSet, alert_context, context
+from monitor.retry import retry_after_seconds
 
 log = get_logger(__name__)
 USER_AGENT = "kpi-monitor"
@@ -210,22 +209,6 @@ class HttpChannel(Channel):
             hint = "; rate limited by the receiver"
         return self.error(f"HTTP {status}{hint}: {body}" if body else f"HTTP {status}{hint}",
                           retryable=retryable, retry_after=retry_after)
-
-
-def retry_after_seconds(value: str | None, now: datetime) -> float | None:
-    """Return the delay a ``Retry-After`` header asks for (seconds or an HTTP date)."""
-    if not value:
-        return None
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - now).total_seconds())
 
 
 def chunk_text(text: str, limit: int) -> list[str]:

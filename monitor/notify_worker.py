@@ -1,8 +1,10 @@
-"""Run the notifier alone: ``python -m monitor.notify.worker --config PATH``.
+"""Run the notifier alone: ``python -m monitor.notify_worker --config PATH``.
 
 It claims the transitions the engine records, runs the pipeline and delivers the
 outbox until SIGTERM/SIGINT — the notification half of ``monitor run``, for running
 delivery in its own process (and for the crash tests). Exit status 0 after a clean stop.
+Like ``app.py`` it wires settings, store and notifier together, so it stands beside
+``app.py`` rather than inside ``notify/``.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ from monitor.store import open_store
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m monitor.notify.worker",
+    parser = argparse.ArgumentParser(prog="python -m monitor.notify_worker",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--config", "-c", metavar="PATH")
     args = parser.parse_args(argv)
-    log = logs.get_logger("monitor.notify.worker")
+    log = logs.get_logger("monitor.notify_worker")
     try:
         settings = load(config_path(args.config))
     except ConfigError as exc:
