@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from monitor.alerts.policy import Flapping, ForSpec
 from monitor.model import AlertState
-from monitor.rules.schema import Flapping, ForSpec
 
 
 @dataclass(slots=True)

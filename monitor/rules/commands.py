@@ -67,9 +67,7 @@ def register(sub: Any, add_config_option: AddConfig) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     paths = args.paths
     if not paths:
-        from monitor.cli import load_settings
-
-        settings, _ = load_settings(args)
+        settings, _ = args.load_settings(args)
         paths = settings.rules.paths
     try:
         ruleset = load_rules(paths)
@@ -106,10 +104,9 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def _open(args: argparse.Namespace) -> tuple[Any, Any, RuleSet]:
-    from monitor.cli import load_settings
     from monitor.store import open_store
 
-    settings, _ = load_settings(args)
+    settings, _ = args.load_settings(args)
     ruleset = load_rules(settings.rules.paths)
     cfg = settings.store
     store = open_store(cfg.url.get_secret_value(), busy_timeout=cfg.busy_timeout)

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from monitor.alerts.policy import Flapping, ForSpec
 from monitor.configtypes import Duration, parse_duration
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=200)]
@@ -306,14 +307,6 @@ class Condition(BaseModel):
         return [leaf for child in self.children for leaf in child.leaves()]
 
 
-class ForSpec(Strict):
-    """How long a condition must hold before firing: a duration, evaluations or periods."""
-
-    seconds: float = 0.0
-    evaluations: int = 0
-    periods: int = 0
-
-
 def parse_for(value: Any) -> ForSpec:
     """``"30m"`` → seconds; ``"3 evaluations"``; ``"2 periods"``/``"2 months"``; a number
     is seconds. Raises ValueError naming the accepted forms."""
@@ -332,20 +325,6 @@ def parse_for(value: Any) -> ForSpec:
     except ValueError:
         raise ValueError(f"{value!r} is not a wait; write a duration (30m), "
                          "'3 evaluations' or '2 periods'") from None
-
-
-class Flapping(Strict):
-    """Nagios-style flap detection over the last ``window`` results."""
-
-    window: int = Field(default=21, ge=4, le=64)
-    high: float = Field(default=0.5, gt=0, le=1)  # start flapping above this weighted share
-    low: float = Field(default=0.25, ge=0, lt=1)  # stop flapping below this
-
-    @model_validator(mode="after")
-    def _order(self) -> Flapping:
-        if self.low >= self.high:
-            raise ValueError("flapping.low must be below flapping.high")
-        return self
 
 
 class Rule(Strict):
