@@ -107,7 +107,9 @@ interval = "1h"
     fired = datetime.fromisoformat(firing[2]).astimezone()
     since = datetime.fromisoformat(active_since).astimezone()
     assert 8 <= (fired - since).total_seconds() < 11, "fired 8s after it became pending"
-    assert (fired - restarted_at).total_seconds() < 6, "fired a full `for` after the restart"
+    # A restarted `for` would fire 8s or more after the restart; the margin below that
+    # absorbs the start-up of a loaded machine (seen: 6.3s with the suite running).
+    assert (fired - restarted_at).total_seconds() < 7.5, "fired a full `for` after the restart"
     with sqlite3.connect(db) as conn:
         moves = conn.execute("SELECT from_state, to_state, labels FROM alert_transition "
                              "ORDER BY id").fetchall()

@@ -96,3 +96,49 @@ def test_annotations_see_the_spc_signal(tmp_path: Path) -> None:
     (record,) = result.records.values()
     assert record.annotations["summary"] == "concern by SPC rule 1"
     assert "outside the process limits" in record.explanation
+
+
+RESOLVING_RULES = """
+indicators:
+  - id: arrests
+    name: DV arrest rate
+    unit: percent
+    direction: up
+    aggregation: rate
+    window: 12
+    targets:
+      "2007/08": {kind: level, value: 67}
+      "2008/09": {kind: level, value: 65}
+groups:
+  - name: g
+    rules:
+      - alert: BelowTarget
+        indicator: arrests
+        when: {level: {worse_than_target: true}}
+        annotations:
+          summary: "{{ value | number }} against a target of {{ target | number }}"
+"""
+
+
+def test_a_resolved_alert_says_the_value_and_target_that_resolved_it(tmp_path: Path) -> None:
+    """Firing in March 2008 at 65.8% against 67%, resolved in April when the 2008/09
+    target of 65% applies: the resolved record's summary and explanation both speak of
+    April's figures, never March's summary beside April's explanation."""
+    path = tmp_path / "r.yaml"
+    path.write_text(RESOLVING_RULES)
+    n = 24
+    block = Block([{"force": "MPS"}], np.zeros(n, dtype=np.int64),
+                  np.arange(month("2006-05"), month("2006-05") + n), np.full(n, 658.0),
+                  np.full(n, 1000.0), np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64))
+    evaluator = Evaluator(load_rules([path]))
+    data = Dataset({"arrests": block})
+    march, april = month_end(month("2008-03")), month_end(month("2008-04"))
+    fired = evaluator.run(data, {}, Cycle(at=march, now=march))
+    [record] = fired.records.values()
+    assert record.state is AlertState.FIRING
+    assert record.annotations["summary"] == "65.8 against a target of 67.0"
+    resolved = evaluator.run(data, fired.records, Cycle(at=april, now=april))
+    [transition] = resolved.transitions
+    assert transition.to_state is AlertState.RESOLVED
+    assert transition.annotations["summary"] == "65.8 against a target of 65.0"
+    assert "65.0%" in transition.explanation and "67" not in transition.explanation
