@@ -79,6 +79,9 @@ class SeriesOut(BaseModel):
     changes: dict[str, float | None] = Field(
         description="Change over each comparison window, as a ratio (-0.078 = -7.8%).")
     provisional: bool
+    spc_icon: str | None = Field(
+        description="SPC variation at the latest period (as the series detail's spc_icon); "
+                    "null when the engine does not publish it with the snapshot.")
 
 
 class IndicatorList(BaseModel):
@@ -309,7 +312,8 @@ def series_out(ref: SeriesRef) -> SeriesOut:
     return SeriesOut(indicator=ref.frame.info.id, labels=ref.labels,
                      fingerprint=ref.fingerprint, period=ref.period_label, value=ref.value,
                      target=ref.target, status=status, status_code=status.code,
-                     changes=ref.changes(), provisional=ref.provisional)
+                     changes=ref.changes(), provisional=ref.provisional,
+                     spc_icon=ref.spc_icon)
 
 
 def detail_out(detail: SeriesDetail, fp: str) -> SeriesDetailOut:

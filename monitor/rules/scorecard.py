@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import date
 
 import numpy as np
+import numpy.typing as npt
 
 from monitor.model import Frequency, Status, financial_year
 from monitor.rules import conditions, stats
@@ -93,6 +94,20 @@ def detail(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet
         upper=_num(spc.upper[0]) if spc is not None else None,
         lower=_num(spc.lower[0]) if spc is not None else None,
     )
+
+
+def spc_icons(m: Matrix) -> npt.NDArray[np.str_]:
+    """Return every series' SPC variation at the headline period, as ``detail`` publishes
+    it one series at a time (``SeriesDetail.spc_icon``): for ``IndicatorFrame.spc``.
+
+    One XmR chart over all the series at once, as the ``spc`` condition computes it; a
+    series without a value at the headline period is ``common_cause``.
+    """
+    end = m.last_column()
+    if end < 1:
+        return np.full(m.n, "common_cause", dtype=np.str_)
+    result, _ = conditions.spc_for(m)
+    return stats.spc_icon(result, end)
 
 
 def _spc(one: Matrix) -> stats.SpcResult | None:

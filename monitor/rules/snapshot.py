@@ -50,6 +50,9 @@ class IndicatorFrame:
     status: IntArray  # Status.code per series
     changes: dict[str, FloatArray] = field(default_factory=dict)  # window name -> ratio
     provisional: npt.NDArray[np.bool_] | None = None
+    # SPC variation of the headline period per series (scorecard.spc_icons: the vocabulary
+    # and value of SeriesDetail.spc_icon); None when the engine does not publish it.
+    spc: npt.NDArray[np.str_] | None = None
 
 
 SPARKLINE = 24  # periods the scorecard's sparkline shows

@@ -241,6 +241,26 @@ def test_period_starts_are_utc_midnights(frequency: str, period: int, start: dat
     assert period_start_seconds(frequency, np.array([period])).tolist() == [expected]
 
 
+def test_it_exports_the_published_spc_variation_as_a_number() -> None:
+    fr = frame([{"b": "a"}, {"b": "b"}, {"b": "c"}, {"b": "d"}, {"b": "e"}],
+               value=[1, 2, 3, 4, 5])
+    fr.spc = np.array(["concern_high", "common_cause", "improvement_low", "neither_high",
+                       "concern_low"])
+    collector = IndicatorCollector(lambda: snapshot(fr))
+    got = samples(collector.render())
+    assert {k[1][0][1]: v for k, v in got.items()
+            if k[0] == "monitor_indicator_spc_variation"} == {
+        "a": -1.0, "b": 0.0, "c": 1.0, "d": 2.0, "e": -1.0}
+    registry = CollectorRegistry()
+    registry.register(collector)
+    assert same(got, samples(generate_latest(registry).decode()))
+
+
+def test_without_a_published_spc_variation_the_family_is_empty() -> None:
+    got = samples(IndicatorCollector(lambda: snapshot(frame([{"b": "a"}]))).render())
+    assert not [k for k in got if k[0] == "monitor_indicator_spc_variation"]
+
+
 def test_the_snapshot_is_read_at_scrape_time() -> None:
     current = [snapshot(frame([{"b": "a"}], value=[1.0]))]
     collector = IndicatorCollector(lambda: current[0])
