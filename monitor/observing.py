@@ -56,10 +56,8 @@ class DaemonView:
         out = []
         for health in poller.health():
             config = configs.get(health.source)
-            if health.last_attempt_at is None:
-                state = "unknown"
-            else:
-                state = "ok" if health.consecutive_failures == 0 else "bad"
+            state = "unknown" if health.last_attempt_at is None else \
+                "ok" if health.healthy else "bad"
             last_read = store.source_state.last_read(health.source)
             out.append(SourceHealth(
                 name=health.source, kind=config.kind if config else "", health=state,
