@@ -1,9 +1,11 @@
 """The running daemon as the HTTP layer sees it: an implementation of ``http.Observed``.
 
 Each method delegates to the subsystem that owns the answer — the rule service for the
-snapshot and series detail, the store's repositories for history and milestones, the
-poller for source health, the notifier for silences — so the HTTP layer depends on none
-of them.
+snapshot and each series' published detail (values with their scale, SPC per point,
+provisional flags and revisions), the store for what each source wrote and milestones,
+the poller for source health and schedules, the notifier for silences — so the HTTP
+layer depends on none of them. Nothing here computes: a figure the pages show is one
+some subsystem published.
 """
 
 from __future__ import annotations
@@ -13,13 +15,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from monitor.http.observed import (
-    HistoryPoint,
     Silence,
     SilenceSpec,
     SourcedMilestone,
     SourceHealth,
 )
-from monitor.model import Frequency
 from monitor.notify import silences as notify_silences
 from monitor.rules.snapshot import SeriesDetail, Snapshot
 
@@ -45,39 +45,28 @@ class DaemonView:
         rules = self.app.rules
         return rules.detail(indicator, dict(labels)) if rules is not None else None
 
-    def history(self, indicator: str, labels: Mapping[str, str]) -> Sequence[HistoryPoint]:
-        store, rules = self.app.store, self.app.rules
-        if store is None or rules is None or rules.ruleset is None:
-            return []
-        definition = rules.ruleset.indicators.get(indicator)
-        freq = Frequency(definition.frequency if definition else "monthly")
-        scale = 100.0 if definition is not None and definition.unit in ("percent", "pp") else 1.0
-        out = []
-        for point in store.observations.history(indicator, labels):
-            value = point.value
-            if point.denominator:
-                value = point.value / point.denominator * scale
-            out.append(HistoryPoint(freq.label(point.period), value, point.provisional,
-                                    point.revisions))
-        return out
-
     def sources(self) -> Sequence[SourceHealth]:
-        poller = self.app.poller
-        if poller is None:
+        """Each configured source's health as the store keeps it, what the store holds from
+        it, the rows its last reading poll rejected, and when the poller runs it next."""
+        poller, store = self.app.poller, self.app.store
+        if poller is None or store is None:
             return []
-        kinds = {s.name: s for s in self.app.settings.sources}
+        configs = {s.name: s for s in self.app.settings.sources}
+        stored = store.observations.count_by_source()
         out = []
         for health in poller.health():
-            config = kinds.get(health.source)
-            if health.last_attempt_at is None:
-                state = "unknown"
-            else:
-                state = "ok" if health.consecutive_failures == 0 else "bad"
+            config = configs.get(health.source)
+            state = "unknown" if health.last_attempt_at is None else \
+                "ok" if health.healthy else "bad"
+            last_read = store.source_state.last_read(health.source)
             out.append(SourceHealth(
                 name=health.source, kind=config.kind if config else "", health=state,
                 last_error=health.last_error, last_attempt=health.last_attempt_at,
                 last_success=health.last_success_at,
                 consecutive_failures=health.consecutive_failures,
+                observations=stored.get(health.source, 0),
+                rejected=last_read.rejected if last_read is not None else 0,
+                next_poll=poller.next_poll(health.source),
                 enabled=config.enabled if config else False))
         return out
 

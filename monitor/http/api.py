@@ -79,6 +79,9 @@ class SeriesOut(BaseModel):
     changes: dict[str, float | None] = Field(
         description="Change over each comparison window, as a ratio (-0.078 = -7.8%).")
     provisional: bool
+    spc_icon: str | None = Field(
+        description="SPC variation at the latest period (as the series detail's spc_icon); "
+                    "null when the engine does not publish it with the snapshot.")
 
 
 class IndicatorList(BaseModel):
@@ -103,13 +106,26 @@ class IndicatorSeries(IndicatorOut):
 
 
 class ChartPoint(BaseModel):
-    period: str
-    value: float | None
-    target: float | None
+    period: str = Field(description="The period, e.g. 2008-07.")
+    value: float | None = Field(
+        description="The period's own value in the headline's unit (a rate already scaled): "
+                    "what the XmR chart is drawn from.")
+    target: float | None = Field(description="The target on the same per-period scale.")
+    level: float | None = Field(
+        description="The headline window's value ending at this period (the rolling year): "
+                    "what the scorecard's sparkline draws.")
+    level_target: float | None = Field(description="The target of that window value.")
+    mean: float | None = Field(description="SPC centre line of the point's segment.")
+    lower: float | None = Field(description="Lower process limit of the point's segment.")
+    upper: float | None = Field(description="Upper process limit of the point's segment.")
     special_cause: int = Field(
         description="SPC rule that flagged the point: 0 none, 1 outside the limits, "
                     "2 trend, 3 two of three near a limit, 4 shift.")
+    variation: str = Field(
+        description="The point's SPC variation: common_cause, improvement_high, "
+                    "improvement_low, concern_high, concern_low, neither_high or neither_low.")
     provisional: bool
+    revisions: int = Field(description="Earlier values this period had (0: never revised).")
 
 
 class SeriesDetailOut(BaseModel):
@@ -125,17 +141,19 @@ class SeriesDetailOut(BaseModel):
     status: Status
     status_code: int
     comment: str = Field(description="The generated analyst's comment.")
-    spc_icon: str = Field(description="common_cause, improvement_high, improvement_low, "
-                                      "concern_high, concern_low, neither_high or neither_low.")
-    mean: float | None = Field(description="SPC centre line.")
-    upper: float | None = Field(description="Upper process limit.")
-    lower: float | None = Field(description="Lower process limit.")
+    spc_icon: str = Field(description="The latest point's SPC variation: common_cause, "
+                                      "improvement_high, improvement_low, concern_high, "
+                                      "concern_low, neither_high or neither_low.")
+    mean: float | None = Field(description="SPC centre line of the latest segment.")
+    upper: float | None = Field(description="Upper process limit of the latest segment.")
+    lower: float | None = Field(description="Lower process limit of the latest segment.")
     points: list[ChartPoint]
 
 
 class HistoryPointOut(BaseModel):
     period: str
-    value: float | None
+    value: float | None = Field(description="The period's value in the headline's unit, as "
+                                            "the evaluation read it (a rate already scaled).")
     provisional: bool
     revisions: int = Field(description="Earlier values this period had (0: never revised).")
 
@@ -192,9 +210,11 @@ class SourceOut(BaseModel):
     last_attempt: datetime | None
     last_success: datetime | None
     consecutive_failures: int
-    observations: int
-    rejected: int
-    next_poll: datetime | None
+    observations: int = Field(description="Observations (for a milestones source: milestones) "
+                                          "the store holds from the source.")
+    rejected: int = Field(description="Rows rejected by the last poll that read data.")
+    next_poll: datetime | None = Field(description="When the source is polled next (null: "
+                                                   "not scheduled here).")
     enabled: bool
 
 
@@ -292,21 +312,18 @@ def series_out(ref: SeriesRef) -> SeriesOut:
     return SeriesOut(indicator=ref.frame.info.id, labels=ref.labels,
                      fingerprint=ref.fingerprint, period=ref.period_label, value=ref.value,
                      target=ref.target, status=status, status_code=status.code,
-                     changes=ref.changes(), provisional=ref.provisional)
+                     changes=ref.changes(), provisional=ref.provisional,
+                     spc_icon=ref.spc_icon)
 
 
 def detail_out(detail: SeriesDetail, fp: str) -> SeriesDetailOut:
     """Return the API form of a series' detail: headline, comment, SPC and chart points."""
-    n = len(detail.periods)
-
-    def at(values: Sequence[Any], i: int, default: Any) -> Any:
-        return values[i] if i < len(values) else default
-
-    points = [ChartPoint(period=detail.periods[i], value=_clean(at(detail.history, i, None)),
-                         target=_clean(at(detail.targets, i, None)),
-                         special_cause=int(at(detail.special, i, 0)),
-                         provisional=bool(at(detail.provisional, i, False)))
-              for i in range(n)]
+    points = [ChartPoint(period=p.period, value=_clean(p.value), target=_clean(p.target),
+                         level=_clean(p.level), level_target=_clean(p.level_target),
+                         mean=_clean(p.mean), lower=_clean(p.lower), upper=_clean(p.upper),
+                         special_cause=p.special, variation=p.variation,
+                         provisional=p.provisional, revisions=p.revisions)
+              for p in detail.points]
     return SeriesDetailOut(
         indicator=indicator_out(detail.indicator, None), labels=dict(detail.labels),
         fingerprint=fp, period_label=detail.period_label, window_label=detail.window_label,
@@ -458,11 +475,13 @@ def build_router(ctx: HttpContext) -> APIRouter:
     @api.get("/indicators/{indicator}/series/{fingerprint}/history", response_model=HistoryOut,
              tags=["indicators"], dependencies=reads, responses=NOT_FOUND)
     def series_history(indicator: str, fingerprint: str) -> HistoryOut:
-        """Every stored value of one series, oldest first, with provisional flags and revisions."""
+        """Every period the evaluation read for one series, oldest first: its value in the
+        headline's unit, provisional flag and revisions."""
         ref = lookup(indicator, fingerprint)
+        detail = ctx.observed.detail(indicator, ref.labels)
         points = [HistoryPointOut(period=p.period, value=_clean(p.value),
                                   provisional=p.provisional, revisions=p.revisions)
-                  for p in ctx.observed.history(indicator, ref.labels)]
+                  for p in (detail.points if detail is not None else ())]
         return HistoryOut(indicator=indicator, labels=ref.labels, fingerprint=fingerprint,
                           points=points)
 
@@ -491,7 +510,8 @@ def build_router(ctx: HttpContext) -> APIRouter:
 
     @api.get("/sources", response_model=SourceList, tags=["sources"], dependencies=reads)
     def sources() -> SourceList:
-        """Every data source with its health and last error."""
+        """Every data source with its health, last error, stored observations, rows rejected
+        by the last poll that read data, and next poll."""
         return SourceList(sources=[SourceOut(**asdict(s)) for s in ctx.observed.sources()])
 
     @api.get("/milestones", response_model=MilestoneList, tags=["milestones"],

@@ -167,13 +167,17 @@ def format_tick(value: float) -> str:
 
 @dataclass(frozen=True)
 class ChartPointView:
-    """One point as the chart's data table lists it."""
+    """One point as the chart draws it and its data table lists it."""
 
     period: str
     value: float | None
     target: float | None
+    mean: float | None
+    lower: float | None
+    upper: float | None
     special: int
     variation: str  # improvement | concern | neither | "" (common cause)
+    category: str  # the published category: common_cause, concern_high, …
     provisional: bool
 
 
@@ -181,60 +185,38 @@ SPECIAL_RULES = {1: "outside the process limits", 2: "trend", 3: "two of three n
                  4: "shift"}
 
 
-def point_variation(detail: SeriesDetail) -> list[str]:
-    """Return per point ``improvement``, ``concern``, ``neither`` or ``""`` (common cause).
-
-    The side of a trend point is the trend's direction; otherwise the side of the mean.
-    The indicator's direction of good decides improvement or concern.
-    """
-    values = _clean(detail.history)
-    sign = {"up": 1, "down": -1}.get(detail.indicator.direction, 0)
-    out = []
-    for i, rule in enumerate(detail.special[:len(values)]):
-        v = values[i]
-        if not rule or v is None:
-            out.append("")
-            continue
-        if rule == 2:
-            prev = next((x for x in reversed(values[:i]) if x is not None), v)
-            later = next((x for j, x in enumerate(values[i + 1:], i + 1)
-                          if x is not None and detail.special[j] == 2), None)
-            side = (v - prev) or ((later - v) if later is not None else 0.0)
-        else:
-            side = v - (detail.mean if detail.mean is not None else v)
-        if sign == 0 or side == 0:
-            out.append("neither")
-        else:
-            out.append("improvement" if (side > 0) == (sign > 0) else "concern")
-    return out + [""] * (len(values) - len(out))
+def _kind(category: str) -> str:
+    """``concern_high`` -> ``concern``; ``common_cause`` -> ``""``."""
+    return "" if category == "common_cause" else category.split("_", 1)[0]
 
 
 def chart_points(detail: SeriesDetail) -> list[ChartPointView]:
-    """Return the chart's points with their special-cause rule and variation."""
-    values = _clean(detail.history)
-    targets = _clean(list(detail.targets) + [None] * len(values))
-    variation = point_variation(detail)
-    special = list(detail.special) + [0] * len(values)
-    provisional = list(detail.provisional) + [False] * len(values)
-    return [ChartPointView(detail.periods[i], values[i], targets[i], int(special[i]),
-                           variation[i], bool(provisional[i])) for i in range(len(values))]
+    """Return the chart's points as the engine published them (see ``SeriesPoint``)."""
+    return [ChartPointView(p.period_text, _finite(p.value), _finite(p.target),
+                           _finite(p.mean), _finite(p.lower), _finite(p.upper), p.special,
+                           _kind(p.variation), p.variation, p.provisional)
+            for p in detail.points]
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def chart(detail: SeriesDetail, *, width: int = 960, height: int = 340) -> Markup:
-    """Return the indicator chart: values, target, SPC mean and process limits, special causes.
+    """Return the XmR chart of a series: each period's value, its target, the SPC mean and
+    process limits of each point's segment (stepping at a re-base) and the special causes.
 
-    Special-cause points are filled with the variation colour (blue improvement, orange
-    concern, purple neither); provisional points are hollow.
+    Everything is drawn as the engine published it (``SeriesDetail.points``). Special-cause
+    points are filled with their variation's colour (blue improvement, orange concern,
+    purple neither); provisional points are hollow.
     """
     points = chart_points(detail)
     if not any(p.value is not None for p in points):
         return Markup('<p class="muted">No values yet.</p>')
     left, right, top, bottom = 64, 20, 16, 44
     plot_w, plot_h = width - left - right, height - top - bottom
-    limits = [v for v in (detail.mean, detail.upper, detail.lower)
-              if v is not None and math.isfinite(v)]
-    present = [p.value for p in points if p.value is not None] + \
-              [p.target for p in points if p.target is not None] + limits
+    present = [v for p in points for v in (p.value, p.target, p.mean, p.lower, p.upper)
+               if v is not None]
     lo, hi = min(present), max(present)
     span = (hi - lo) or abs(hi) or 1.0
     lo, hi = lo - span * 0.06, hi + span * 0.06
@@ -260,31 +242,33 @@ def chart(detail: SeriesDetail, *, width: int = 960, height: int = 340) -> Marku
     for i in range(0, n, every):
         parts.append(f'<text x="{x(i):.1f}" y="{height - bottom + 18}" text-anchor="middle" '
                      f'class="axis">{escape(points[i].period)}</text>')
-    for value, cls in ((detail.upper, "limit"), (detail.lower, "limit"),
-                       (detail.mean, "mean")):
-        if value is not None and math.isfinite(value):
-            parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(value):.1f}" '
-                         f'y2="{y(value):.1f}" class="{cls}"/>')
-    target = _step_path([x(i) for i in range(n)],
-                        [y(p.target) if p.target is not None else None for p in points],
+    xs = [x(i) for i in range(n)]
+    for cls, ys in (("limit", [p.upper for p in points]), ("limit", [p.lower for p in points]),
+                    ("mean", [p.mean for p in points])):
+        # Each point's own segment limits: the lines step where the chart was re-based.
+        line = _step_path(xs, [y(v) if v is not None else None for v in ys], step / 2)
+        if line:
+            parts.append(f'<path d="{line}" class="{cls}"/>')
+    target = _step_path(xs, [y(p.target) if p.target is not None else None for p in points],
                         step / 2)
     if target:
         parts.append(f'<path d="{target}" class="target"/>')
     line = _path(_segments([(x(i), y(p.value) if p.value is not None else None)
                             for i, p in enumerate(points)]))
     parts.append(f'<path d="{line}" class="values"/>')
-    colours = {"improvement": IMPROVEMENT, "concern": CONCERN, "neither": NEITHER}
     for i, p in enumerate(points):
         if p.value is None:
             continue
-        colour = colours.get(p.variation, LINE_COLOUR)
+        colour = SPC_ICONS[p.category][0] if p.variation and p.category in SPC_ICONS \
+            else LINE_COLOUR
         fill = "#fff" if p.provisional else colour
         radius = 4.5 if p.variation else 3
         label = p.period + (f": special cause ({SPECIAL_RULES.get(p.special, 'rule')}), "
                             f"{p.variation}" if p.variation else "")
         parts.append(f'<circle cx="{x(i):.1f}" cy="{y(p.value):.1f}" r="{radius}" '
                      f'fill="{fill}" stroke="{colour}" stroke-width="1.6" '
-                     f'data-special="{p.special}"><title>{escape(label)}</title></circle>')
+                     f'data-special="{p.special}" data-variation="{escape(p.category)}">'
+                     f'<title>{escape(label)}</title></circle>')
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - text escaped, the rest numbers and constants
 

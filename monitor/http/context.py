@@ -118,6 +118,11 @@ class SeriesRef:
         flags = self.frame.provisional
         return bool(flags[self.index]) if flags is not None else False
 
+    @property
+    def spc_icon(self) -> str | None:
+        icons = self.frame.spc
+        return str(icons[self.index]) if icons is not None else None
+
     def changes(self) -> dict[str, float | None]:
         return {window: finite(ratios[self.index])
                 for window, ratios in self.frame.changes.items()}

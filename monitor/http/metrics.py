@@ -14,6 +14,7 @@ Families (``docs/metrics.md`` documents each)::
     monitor_indicator_status{indicator, <series labels>}      -1 unknown … 3 red
     monitor_indicator_change_ratio{indicator, <series labels>, window}
     monitor_indicator_last_period_timestamp_seconds{indicator, <series labels>}
+    monitor_indicator_spc_variation{indicator, <series labels>}  -1 concern … 2 neither
     monitor_indicator_series{indicator}
     monitor_indicator_series_dropped
     monitor_indicator_snapshot_timestamp_seconds
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -69,6 +71,9 @@ CHANGE = Family("monitor_indicator_change_ratio",
                 "Change of the series over a comparison window as a ratio (-0.078 = -7.8%).")
 LAST_PERIOD = Family("monitor_indicator_last_period_timestamp_seconds",
                      "Unix time of the start of the series' latest period with data.")
+SPC = Family("monitor_indicator_spc_variation",
+             "SPC variation of the series' latest period: -1 special cause concern, 0 common "
+             "cause, 1 special cause improvement, 2 special cause neither good nor bad.")
 SERIES = Family("monitor_indicator_series", "Series the engine holds per indicator.")
 DROPPED = Family("monitor_indicator_series_dropped",
                  "Series left out of this exposition by server.max_exported_series.")
@@ -127,6 +132,20 @@ def go_float(value: float) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     return repr(float(value))
+
+
+SPC_CODES = {"improvement": 1.0, "concern": -1.0, "neither": 2.0}
+
+
+def spc_codes(categories: npt.NDArray[np.str_]) -> npt.NDArray[np.float64]:
+    """Return the number of each published SPC category (``concern_high`` -> -1).
+
+    Only the encoding of the published category; the side (high, low) is left out.
+    """
+    out = np.zeros(len(categories))
+    for prefix, code in SPC_CODES.items():
+        out[np.char.startswith(categories.astype(np.str_), prefix)] = code
+    return out
 
 
 def period_start_seconds(frequency: str, periods: IntArray) -> IntArray:
@@ -230,13 +249,15 @@ class IndicatorCollector(Collector):
         """Yield the families as ``prometheus_client`` metrics (slow; for registries)."""
         snap = self._snapshot()
         slices, dropped = self._plan(snap)
-        value, target, status, change, last = (
-            Metric(f.name, f.help, "gauge") for f in (VALUE, TARGET, STATUS, CHANGE, LAST_PERIOD))
+        value, target, status, change, last, spc = (
+            Metric(f.name, f.help, "gauge")
+            for f in (VALUE, TARGET, STATUS, CHANGE, LAST_PERIOD, SPC))
         series = Metric(SERIES.name, SERIES.help, "gauge")
         for piece in slices:
             frame, info = piece.frame, piece.frame.info
             series.add_sample(SERIES.name, {"indicator": info.id}, float(len(frame.labels)))
             starts = period_start_seconds(info.frequency, frame.period[:piece.take])
+            codes = spc_codes(frame.spc[:piece.take]) if frame.spc is not None else None
             for i in range(piece.take):
                 raw = frame.labels[i]
                 labels = {"indicator": info.id,
@@ -252,7 +273,9 @@ class IndicatorCollector(Collector):
                                           float(ratios[i]))
                 if frame.period[i] >= 0:
                     last.add_sample(LAST_PERIOD.name, labels, float(starts[i]))
-        yield from (value, target, status, change, last, series)
+                if codes is not None:
+                    spc.add_sample(SPC.name, labels, float(codes[i]))
+        yield from (value, target, status, change, last, spc, series)
         yield _single(DROPPED, float(dropped))
         if snap.at is not None:
             yield _single(SNAPSHOT_AT, snap.at.timestamp())
@@ -277,12 +300,12 @@ class IndicatorCollector(Collector):
         """
         snap = self._snapshot()
         slices, dropped = self._plan(snap)
-        out: dict[str, list[str]] = {f.name: [] for f in (VALUE, TARGET, STATUS, CHANGE,
-                                                          LAST_PERIOD, SERIES)}
+        families = (VALUE, TARGET, STATUS, CHANGE, LAST_PERIOD, SPC, SERIES)
+        out: dict[str, list[str]] = {f.name: [] for f in families}
         for piece in slices:
             self._render_frame(piece, out)
         parts: list[str] = []
-        for family in (VALUE, TARGET, STATUS, CHANGE, LAST_PERIOD, SERIES):
+        for family in families:
             parts.append(_header(family))
             parts.extend(out[family.name])
         parts.append(_header(DROPPED))
@@ -321,6 +344,8 @@ class IndicatorCollector(Collector):
         head = LAST_PERIOD.name + "{"
         out[LAST_PERIOD.name].extend([f"{head}{bodies[i]}}} {starts[i]}"
                                       for i in np.flatnonzero(periods >= 0).tolist()])
+        if frame.spc is not None:
+            _values(out[SPC.name], SPC.name + "{", bodies, "}", spc_codes(frame.spc[:take]))
 
     def _label_bodies(self, indicator: str, series: Sequence[Mapping[str, str]],
                       take: int) -> list[str]:

@@ -2,9 +2,11 @@
 
 The API, the pages and ``/metrics`` see the daemon only through this protocol, so they
 depend on no subsystem's internals: the rules engine publishes a
-:class:`~monitor.rules.snapshot.Snapshot`, the sources report their health, the
-notifier keeps silences. The daemon implements the protocol; tests implement it with a
-small in-memory provider built from real data.
+:class:`~monitor.rules.snapshot.Snapshot` and each series'
+:class:`~monitor.rules.snapshot.SeriesDetail`, the sources report their health, the
+notifier keeps silences. The read side shows what is published and computes nothing of
+its own (no RAG, scaling, SPC, ranks or comments). The daemon implements the protocol
+(:class:`monitor.observing.DaemonView`).
 
 The value types below are the shapes the protocol speaks in; they are plain data.
 """
@@ -14,24 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from monitor.matchers import Matcher
 from monitor.model import Milestone
 from monitor.rules.snapshot import SeriesDetail, Snapshot
-
-
-class HistoryPoint(NamedTuple):
-    """One stored value of a series: its period, value, provisional flag and revision count.
-
-    ``revisions`` counts the values this period had before the current one (0: never
-    revised).
-    """
-
-    period: str
-    value: float | None
-    provisional: bool = False
-    revisions: int = 0
 
 
 @dataclass(frozen=True)
@@ -39,7 +28,10 @@ class SourceHealth:
     """The health of one data source, as the sources page and API show it.
 
     ``health`` is ``ok`` (the last poll succeeded), ``bad`` (it failed; ``last_error``
-    says why) or ``unknown`` (not polled yet).
+    says why) or ``unknown`` (not polled yet). ``observations`` is what the store holds
+    from the source (milestones for a milestones source), ``rejected`` the rows the last
+    poll that read data rejected, ``next_poll`` when the poller runs it next (None: not
+    scheduled in this process).
     """
 
     name: str
@@ -49,8 +41,8 @@ class SourceHealth:
     last_attempt: datetime | None = None
     last_success: datetime | None = None
     consecutive_failures: int = 0
-    observations: int = 0  # accepted in the last successful poll
-    rejected: int = 0  # rows rejected in the last poll
+    observations: int = 0
+    rejected: int = 0
     next_poll: datetime | None = None
     enabled: bool = True
 
@@ -111,13 +103,12 @@ class Observed(Protocol):
         """
 
     def detail(self, indicator: str, labels: Mapping[str, str]) -> SeriesDetail | None:
-        """Return everything the scorecard row and the indicator page show for one series.
+        """Return everything the scorecard row, the series page and the API show for one
+        series, as the evaluation published it: its values per period with their scale,
+        SPC per point, provisional flags and revisions.
 
         Returns None when the indicator or the series is unknown.
         """
-
-    def history(self, indicator: str, labels: Mapping[str, str]) -> Sequence[HistoryPoint]:
-        """Return the stored values of one series, oldest period first (empty when unknown)."""
 
     def sources(self) -> Sequence[SourceHealth]:
         """Return the health of every configured source, in config order."""
@@ -157,9 +148,6 @@ class EmptyObserved:
 
     def detail(self, indicator: str, labels: Mapping[str, str]) -> SeriesDetail | None:
         return None
-
-    def history(self, indicator: str, labels: Mapping[str, str]) -> Sequence[HistoryPoint]:
-        return []
 
     def sources(self) -> Sequence[SourceHealth]:
         return []

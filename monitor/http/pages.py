@@ -58,16 +58,14 @@ def build_environment() -> Environment:
 # --- formatting helpers (pure) ------------------------------------------------------------
 
 
-def format_number(value: float | None, unit: str = "") -> str:
-    """Return ``value`` as a scorecard writes it: ``77.0%``, ``4.2pp``, ``9,828``, ``30.8``."""
+def format_number(value: float | None) -> str:
+    """Return a published number for a table cell: ``9,828``, ``30.8``, ``0.125``, ``—``.
+
+    Only the layout: the value is shown as published, never rescaled; headline figures
+    come with their own text (``value_text``, ``target_text``) from the engine.
+    """
     if value is None or not math.isfinite(value):
         return "—"
-    if unit in ("percent", "%"):
-        return f"{value:.1f}%"
-    if unit == "pp":
-        return f"{value:.1f}pp"
-    if unit == "ratio":
-        return f"{value * 100:.1f}%"
     if float(value).is_integer() and abs(value) >= 1:
         return f"{value:,.0f}"
     if abs(value) >= 100:
@@ -159,31 +157,32 @@ def status_word(status: Status, has_value: bool) -> str:
 def row_from_detail(detail: SeriesDetail) -> Row:
     """Return the scorecard row the engine's detail of one series describes."""
     info = detail.indicator
+    spark = detail.sparkline
     return Row(info=info, first=True, span=1, fp=fingerprint(detail.labels),
                labels=dict(detail.labels), value_text=detail.value_text,
                period_text=detail.window_label or detail.period_label,
                target_text=detail.target_text, status=detail.status,
                status_word=status_word(detail.status, detail.value is not None),
                comment=detail.comment, spc=detail.spc_icon,
-               spark=charts.sparkline(detail.history, detail.targets,
+               spark=charts.sparkline([p.level for p in spark],
+                                      [p.level_target for p in spark],
                                       status=detail.status.value,
-                                      label=f"{info.name}: last {len(detail.history)} periods"),
-               provisional=bool(detail.provisional and detail.provisional[-1]))
+                                      label=f"{info.name}: last {len(spark)} periods"),
+               provisional=detail.provisional)
 
 
 def row_for(ref: SeriesRef, detail: SeriesDetail | None) -> Row:
-    """Return the row of a series: from its detail, or from the snapshot's frame alone."""
+    """Return the row of a series: from its detail, or from the snapshot's frame alone
+    (its numbers as published, without the engine's texts)."""
     if detail is not None:
         row = row_from_detail(detail)
         row.provisional = row.provisional or ref.provisional
         return row
     info = ref.frame.info
     status = ref.status
-    target = format_number(ref.target, info.unit) if ref.target is not None else (
-        "Baseline year" if status is Status.BASELINE else "—")
     return Row(info=info, first=True, span=1, fp=ref.fingerprint, labels=ref.labels,
-               value_text=format_number(ref.value, info.unit),
-               period_text=ref.period_label or "", target_text=target, status=status,
+               value_text=format_number(ref.value), period_text=ref.period_label or "",
+               target_text=format_number(ref.target), status=status,
                status_word=status_word(status, ref.value is not None),
                provisional=ref.provisional)
 
@@ -365,12 +364,11 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
             return render(request, "error.html", 404, title="No such series",
                           message=f"Indicator {indicator!r} has no series {fingerprint}.")
         detail = ctx.observed.detail(indicator, ref.labels)
-        history = ctx.observed.history(indicator, ref.labels)
         return render(request, "series.html", title=ref.frame.info.name, info=ref.frame.info,
                       ref=ref, row=row_for(ref, detail), detail=detail,
                       chart=charts.chart(detail) if detail else Markup(""),
                       points=charts.chart_points(detail) if detail else [],
-                      history=list(history)[::-1],
+                      history=list(detail.points)[::-1] if detail else [],
                       alerts=[a for a in snap.alerts if a.labels.get("indicator") == indicator
                               and all(a.labels.get(k) == v for k, v in ref.labels.items())])
 

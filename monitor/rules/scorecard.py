@@ -7,16 +7,19 @@ provisional data, rank in the peer group, and any special-cause signal.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import date
 
 import numpy as np
+import numpy.typing as npt
 
-from monitor.model import Status, financial_year
+from monitor.model import Frequency, Status, financial_year
 from monitor.rules import conditions, stats
 from monitor.rules.data import Matrix
 from monitor.rules.loader import RuleSet
 from monitor.rules.measures import (
+    Headline,
     change,
     describe_value,
     format_target,
@@ -29,9 +32,7 @@ from monitor.rules.measures import (
     window_text,
 )
 from monitor.rules.schema import Indicator, Peers
-from monitor.rules.snapshot import SeriesDetail
-
-HISTORY = 24
+from monitor.rules.snapshot import SeriesDetail, SeriesPoint
 
 
 def reported(ruleset: RuleSet) -> list[Indicator]:
@@ -68,46 +69,104 @@ def rows(matrices: Mapping[str, Matrix], ruleset: RuleSet) -> list[SeriesDetail]
 
 def detail(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet
            ) -> SeriesDetail:
-    """Return everything the scorecard row and the indicator page show for row ``i``."""
+    """Return everything the scorecard row, the series page and the API show for row ``i``."""
     from monitor.rules.engine import indicator_info
 
     ind = m.indicator
     h = headline(m)
     end = h.end
     kind = ind.headline_kind
-    status = status_name(int(h.status[i]))
     value = float(h.value[i])
-    comment = comment_for(m, i, matrices, ruleset)
-    first = max(0, end - HISTORY + 1) if end >= 0 else 0
-    cols = list(range(first, end + 1)) if end >= 0 else []
-    level_hist: list[float | None] = []
-    target_hist: list[float | None] = []
-    for j in cols:
-        level, _ = m.window(j, h.n if not ind.year_to_date else ind.window)
-        level_hist.append(_num(level[i]))
-        target_hist.append(_level_target(m, i, j, h.n))
-    per_period = m.per_period()
-    chart = per_period[i:i + 1, :end + 1] if end >= 0 else per_period[i:i + 1, :0]
-    mean = upper = lower = None
-    special: list[int] = []
-    icon = "common_cause"
-    if chart.shape[1] >= 2 and not np.isnan(chart).all():
-        result, _ = conditions.spc_for(_one_row(m, i))
-        mean, upper, lower = _num(result.mean[0]), _num(result.upper[0]), _num(result.lower[0])
-        special = [int(v) for v in result.special[0, first:end + 1]]
-        icon = str(stats.spc_icon(result)[0])
-    provisional = [bool(m.provisional[i, j]) if m.provisional is not None else False
-                   for j in cols]
+    one = _one_row(m, i)
+    spc = _spc(one)
+    points = _points(one, h, spc)
     return SeriesDetail(
         indicator=indicator_info(ind), labels=dict(m.labels[i]),
         period_label=period_text(ind, m.grid.period(end)) if end >= 0 else "no data",
         window_label=window_text(m, end), value=_num(value),
         value_text=format_value(ind, value, kind), target=_num(float(h.target[i])),
-        target_text=format_target(ind, h.fy), status=status, comment=comment,
-        spc_icon=icon, periods=[period_text(ind, m.grid.period(j)) for j in cols],
-        history=level_hist, targets=target_hist, mean=mean, upper=upper, lower=lower,
-        special=special, provisional=provisional,
+        target_text=format_target(ind, h.fy), status=status_name(int(h.status[i])),
+        comment=comment_for(m, i, matrices, ruleset),
+        # The headline period's point, as the spc condition judges it: a series without
+        # data there shows no signal (stats: a missing point cannot be special).
+        spc_icon=points[-1].variation if points else "common_cause", points=points,
+        mean=_num(spc.mean[0]) if spc is not None else None,
+        upper=_num(spc.upper[0]) if spc is not None else None,
+        lower=_num(spc.lower[0]) if spc is not None else None,
     )
+
+
+def spc_icons(m: Matrix) -> npt.NDArray[np.str_]:
+    """Return every series' SPC variation at the headline period, as ``detail`` publishes
+    it one series at a time (``SeriesDetail.spc_icon``): for ``IndicatorFrame.spc``.
+
+    One XmR chart over all the series at once, as the ``spc`` condition computes it; a
+    series without a value at the headline period is ``common_cause``.
+    """
+    end = m.last_column()
+    if end < 1:
+        return np.full(m.n, "common_cause", dtype=np.str_)
+    result, _ = conditions.spc_for(m)
+    return stats.spc_icon(result, end)
+
+
+def _spc(one: Matrix) -> stats.SpcResult | None:
+    """Return the XmR chart of a one-series matrix, as the ``spc`` condition computes it
+    (None when it has fewer than two periods with data)."""
+    end = one.last_column()
+    if end < 1 or np.count_nonzero(~np.isnan(one.per_period()[0, :end + 1])) < 2:
+        return None
+    result, _ = conditions.spc_for(one)
+    return result
+
+
+def _points(one: Matrix, h: Headline, spc: stats.SpcResult | None) -> tuple[SeriesPoint, ...]:
+    """Return the series' periods from its first value to the headline period.
+
+    Steps: 1. each period's own value (``per_period``: rates scaled, as SPC reads them);
+    2. the headline window's level ending there and the target as a level; 3. the
+    target on the per-period scale; 4. provisional flags and revision counts as stored;
+    5. the SPC limits of the point's segment, its rule and its variation category.
+    """
+    ind = one.indicator
+    end = h.end
+    values = one.per_period()[0, :end + 1] if end >= 0 else np.empty(0)
+    present = np.flatnonzero(~np.isnan(values))
+    if not present.size:
+        return ()
+    n_level = h.n if not ind.year_to_date else ind.window
+    spread = n_level if _adds_up(one) else 1
+    categories = stats.spc_categories(spc)[0] if spc is not None else None
+    mean, lower, upper = stats.point_limits(spc) if spc is not None else (None, None, None)
+    freq = Frequency(ind.frequency)
+    out = []
+    for j in range(int(present[0]), end + 1):
+        period = one.grid.period(j)
+        level, _ = one.window(j, n_level)
+        level_target = _level_target(one, 0, j, h.n)
+        charted = categories is not None and j < len(categories)
+        out.append(SeriesPoint(
+            period=freq.label(period), period_text=period_text(ind, period),
+            value=_num(float(values[j])),
+            target=None if level_target is None else level_target / spread,
+            level=_num(float(level[0])), level_target=level_target,
+            provisional=bool(one.provisional[0, j]) if one.provisional is not None else False,
+            revisions=int(one.revisions[0, j]) if one.revisions is not None else 0,
+            mean=_num(float(mean[0, j])) if charted and mean is not None else None,
+            lower=_num(float(lower[0, j])) if charted and lower is not None else None,
+            upper=_num(float(upper[0, j])) if charted and upper is not None else None,
+            special=int(spc.special[0, j]) if charted and spc is not None else 0,
+            variation=str(categories[j]) if charted and categories is not None
+            else "common_cause"))
+    return tuple(out)
+
+
+def _adds_up(m: Matrix) -> bool:
+    """True when a window's value is the sum of its periods' values (counts), so a window
+    target spreads evenly over its periods; False for rates, means and last values."""
+    if m.parts is not None:
+        return _adds_up(m.parts[0])
+    return m.denominators is None and m.indicator.aggregation not in ("mean", "last")
 
 
 def _one_row(m: Matrix, i: int) -> Matrix:
@@ -122,8 +181,8 @@ def _one_row(m: Matrix, i: int) -> Matrix:
                    _index=None, _names=None, _by_key=None, _key_names=[])
 
 
-def _num(value: float) -> float | None:
-    return None if value is None or np.isnan(value) else float(value)
+def _num(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
 
 
 def _level_target(m: Matrix, i: int, col: int, n: int) -> float | None:
@@ -231,9 +290,11 @@ def _children_sentence(m: Matrix, i: int, children: list[Matrix]) -> str:
         ordered = good + bad
         if parent.unit == "count" and ordered:
             ordered[0] = ordered[0].replace(")", " offences)", 1)
+        # Every part after the first continues the sentence: "…, vehicle crime is down".
+        ordered = ordered[:1] + [_lower_first(text) for text in ordered[1:]]
         first, rest = ordered[:len(good)], ordered[len(good):]
         if first and rest:
-            body = ", ".join(first) + ", but " + ", ".join(_lower_first(b) for b in rest)
+            body = ", ".join(first) + ", but " + ", ".join(rest)
         else:
             body = ", ".join(first or rest)
         return body + window + "."

@@ -1,8 +1,9 @@
 """What the engine exposes after each evaluation: the contract the HTTP layer reads.
 
 Columnar per indicator, so ``/metrics`` can export 100,000 series without building a
-Python object per series; per-series detail (history, limits, comment) is computed on
-demand for the pages.
+Python object per series; per-series detail (every period's value, target, SPC limits,
+signal and variation, the comment) is computed on demand for the pages and the API. The
+read side shows these as published and computes nothing of its own.
 """
 
 from __future__ import annotations
@@ -49,11 +50,58 @@ class IndicatorFrame:
     status: IntArray  # Status.code per series
     changes: dict[str, FloatArray] = field(default_factory=dict)  # window name -> ratio
     provisional: npt.NDArray[np.bool_] | None = None
+    # SPC variation of the headline period per series (scorecard.spc_icons: the vocabulary
+    # and value of SeriesDetail.spc_icon); None when the engine does not publish it.
+    spc: npt.NDArray[np.str_] | None = None
+
+
+SPARKLINE = 24  # periods the scorecard's sparkline shows
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One period of a series, as the evaluation read and judged it.
+
+    ``value`` is the period's own value in the headline's unit — a rate already scaled
+    (per cent, per 1,000), a difference of two rates, a count — and is what the XmR
+    chart is drawn from; ``target`` is the target on that scale (a rolling-year count
+    target divided over its periods). ``level`` is the headline window's value ending at
+    this period (the rolling year, the year to date) and ``level_target`` its target:
+    what the sparkline draws, so the last ``level`` is the headline value of a level
+    indicator.
+
+    SPC, from the XmR chart the rules computed: ``mean``, ``lower`` and ``upper`` are the
+    limits of the segment the point lies in (they step at a re-base), ``special`` the
+    rule that flagged it (0 none, 1 outside the limits, 2 trend, 3 two of three near a
+    limit, 4 shift) and ``variation`` its category (``common_cause``,
+    ``improvement_high``, ``concern_low``, … — the vocabulary of ``spc_icon``).
+    """
+
+    period: str  # "2008-07"
+    period_text: str  # "Jul-08"
+    value: float | None
+    target: float | None = None
+    level: float | None = None
+    level_target: float | None = None
+    provisional: bool = False
+    revisions: int = 0  # earlier values the store kept for this period (0: never revised)
+    mean: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    special: int = 0
+    variation: str = "common_cause"
 
 
 @dataclass(frozen=True)
 class SeriesDetail:
-    """Everything the indicator page and the scorecard row show for one series."""
+    """Everything the scorecard row, the series page and the API show for one series.
+
+    ``points`` are every period the evaluation read for the series, from its first value
+    to the headline period, oldest first; the read side draws and lists them as they are
+    (see :class:`SeriesPoint`). ``mean``, ``upper`` and ``lower`` are the SPC limits of
+    the latest segment, and ``spc_icon`` is the headline period's variation (the last
+    point's; ``common_cause`` when the series has no value there).
+    """
 
     indicator: IndicatorInfo
     labels: dict[str, str]
@@ -66,14 +114,20 @@ class SeriesDetail:
     status: Status
     comment: str  # the generated analyst's comment
     spc_icon: str  # common_cause | improvement_high | concern_low | …
-    periods: list[str]  # history axis labels
-    history: list[float | None]  # monthly values (or rolling rate) for the sparkline/chart
-    targets: list[float | None]  # target line per period
-    mean: float | None = None  # SPC centre line
-    upper: float | None = None  # SPC process limits
+    points: tuple[SeriesPoint, ...] = ()
+    mean: float | None = None  # SPC centre line of the latest segment
+    upper: float | None = None  # its process limits
     lower: float | None = None
-    special: list[int] = field(default_factory=list)  # SPC rule number per point, 0 none
-    provisional: list[bool] = field(default_factory=list)
+
+    @property
+    def sparkline(self) -> tuple[SeriesPoint, ...]:
+        """The latest ``SPARKLINE`` points: what the scorecard's sparkline draws."""
+        return self.points[-SPARKLINE:]
+
+    @property
+    def provisional(self) -> bool:
+        """True when the latest point is provisional."""
+        return bool(self.points) and self.points[-1].provisional
 
 
 @dataclass(frozen=True)

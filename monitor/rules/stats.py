@@ -18,7 +18,8 @@ Contents:
 - trend tests: ``mann_kendall``, ``seasonal_mann_kendall`` (→ ``MannKendall``),
   equal to ``pymannkendall.original_test`` / ``seasonal_test``;
 - statistical process control, NHSRplotthedots semantics: ``spc``,
-  ``spc_rebased`` (→ ``SpcResult``), ``spc_icon``, ``assurance``;
+  ``spc_rebased`` (→ ``SpcResult``), ``spc_icon``, ``spc_categories``,
+  ``point_limits``, ``assurance``;
 - significance: ``poisson_test``, ``wilson_interval``;
 - projection: ``forecast_year_end`` (→ ``YearEndForecast``).
 """
@@ -876,16 +877,8 @@ def spc_rebased(
     return _spc(a, direction, bounds, run_length, trend_length, recalc_screened)
 
 
-def spc_icon(result: SpcResult, column: int = -1) -> StrArray:
-    """Return, per series, the NHS variation icon for the point at ``column`` (default the last).
-
-    One of ``common_cause``, ``improvement_high``, ``improvement_low``,
-    ``concern_high``, ``concern_low``, ``neither_high``, ``neither_low`` (the
-    suffix is the side of the special-cause point). A missing point is
-    ``common_cause``: it cannot be special.
-    """
-    variation = result.variation[:, column]
-    high = result.side[:, column] > 0
+def _categories(variation: Int8Array, side: Int8Array) -> StrArray:
+    """Return the variation category of each element (see :func:`spc_categories`)."""
     kind = np.select(
         [
             variation == VARIATION_IMPROVEMENT,
@@ -895,8 +888,45 @@ def spc_icon(result: SpcResult, column: int = -1) -> StrArray:
         ["improvement", "concern", "neither"],
         default="common_cause",
     )
-    suffix = np.where(high, "_high", "_low")
+    suffix = np.where(side > 0, "_high", "_low")
     return np.where(kind == "common_cause", kind, np.char.add(kind, suffix)).astype(np.str_)
+
+
+def spc_categories(result: SpcResult) -> StrArray:
+    """Return the NHS variation category of every point, shape (n_series, n_periods).
+
+    One of ``common_cause``, ``improvement_high``, ``improvement_low``,
+    ``concern_high``, ``concern_low``, ``neither_high``, ``neither_low``: the
+    point's ``variation`` with its ``side`` as the suffix (for a trend point the
+    trend's direction, otherwise the side of its segment's mean). A missing
+    point is ``common_cause``: it cannot be special.
+    """
+    return _categories(result.variation, result.side)
+
+
+def spc_icon(result: SpcResult, column: int = -1) -> StrArray:
+    """Return, per series, the NHS variation icon for the point at ``column`` (default the last).
+
+    The category of that point, as :func:`spc_categories` names it.
+    """
+    return _categories(result.variation[:, column], result.side[:, column])
+
+
+def point_limits(result: SpcResult) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Return ``(mean, lower, upper)`` for every point, each shaped (n_series, n_periods).
+
+    Each point carries the limits of the segment it lies in, so a chart re-based at
+    a known change steps from one segment's limits to the next one's.
+    """
+    n_series, n_periods = result.special.shape
+    mean = np.full((n_series, n_periods), np.nan)
+    lower = np.full((n_series, n_periods), np.nan)
+    upper = np.full((n_series, n_periods), np.nan)
+    for s in result.segments:
+        mean[:, s.start : s.stop] = s.mean[:, None]
+        lower[:, s.start : s.stop] = s.lower[:, None]
+        upper[:, s.start : s.stop] = s.upper[:, None]
+    return mean, lower, upper
 
 
 class _Limits(Protocol):

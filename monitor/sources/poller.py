@@ -228,6 +228,21 @@ class Poller:
         return [stored.get(name) or SourceHealth(name, None, None, "", 0)
                 for name in self._sources]
 
+    def next_poll(self, name: str) -> datetime | None:
+        """Return when the scheduler next polls ``name``, skipping the runs a failure
+        backoff drops; None when it is not scheduled here (disabled, not scheduled, or
+        another replica's to poll)."""
+        if self._scheduler is None or (self.owns is not None and not self.owns(name)):
+            return None
+        job = self._scheduler.get_job(JOB_PREFIX + name)
+        at: datetime | None = job.next_run_time if job is not None else None
+        retry_at = self._retry_at.get(name)
+        for _ in range(10_000):  # a backoff lasts hours at most: a few fire times
+            if at is None or retry_at is None or at >= retry_at:
+                break
+            at = job.trigger.get_next_fire_time(at, at)
+        return at
+
     def close(self) -> None:
         for source in self._sources.values():
             source.close()

@@ -538,6 +538,16 @@ class ObservationStore:
                                "ON s.id = o.series_id WHERE s.indicator_id = ?", [indicator])
         return int(rows[0][0])
 
+    def count_by_source(self) -> dict[str, int]:
+        """Return, per source name, how many observations it wrote that the store holds;
+        milestones count for milestone sources."""
+        out: dict[str, int] = {}
+        for source, count in self._fetch(
+                "SELECT source, COUNT(*) FROM observation GROUP BY source "
+                "UNION ALL SELECT source, COUNT(*) FROM milestone GROUP BY source", []):
+            out[str(source)] = out.get(str(source), 0) + int(count)
+        return out
+
     def indicators_by_source(self) -> dict[str, list[str]]:
         """Return, per source name, the indicators whose series it created (sorted)."""
         out: dict[str, list[str]] = {}

@@ -160,6 +160,19 @@ class SourceStateStore:
                            int(r.observations), int(r.inserted), int(r.revisions),
                            int(r.rejected), str(r.error)) for r in rows]
 
+    def last_read(self, source: str) -> PollRecord | None:
+        """Return the latest poll of ``source`` that read data (outcome ``success`` or
+        ``partial``); None when none did."""
+        with self.engine.connect() as conn:
+            r = conn.execute(select(_POLL).where(P.source == source,
+                                                 P.outcome.in_(("success", "partial")))
+                             .order_by(P.id.desc()).limit(1)).first()
+        if r is None:
+            return None
+        return PollRecord(str(r.source), utc(r.started_at), _dt(r.finished_at), str(r.outcome),
+                          int(r.observations), int(r.inserted), int(r.revisions),
+                          int(r.rejected), str(r.error))
+
     def poll_count(self, source: str) -> int:
         """Return how many polls of ``source`` the history holds."""
         with self.engine.connect() as conn:

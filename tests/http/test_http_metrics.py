@@ -1,10 +1,14 @@
-"""``/metrics``: the engine's state as gauges, read at scrape time, valid for promtool."""
+"""``/metrics``: the engine's state as gauges, read at scrape time, valid for promtool.
+
+The collector reads the snapshots the real daemons publish on the examples; the
+edge cases (escaping, collisions, infinities) use small hand-made frames.
+"""
 
 from __future__ import annotations
 
 import math
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -21,9 +25,9 @@ from monitor.http.metrics import (
 )
 from monitor.http.observed import SourcedMilestone
 from monitor.model import Alert, AlertState, Milestone, month
+from monitor.observing import DaemonView
 from monitor.rules.snapshot import IndicatorFrame, IndicatorInfo, RuleHealth, Snapshot
 from tests.http.conftest import Served, need_binary
-from tests.http.fakes import LondonObserved
 
 Sample = tuple[str, tuple[tuple[str, str], ...], float]
 INDICATOR_FAMILIES = ("monitor_indicator_value", "monitor_indicator_target",
@@ -71,36 +75,39 @@ def snapshot(*frames: IndicatorFrame, alerts: list[Alert] | None = None,
                     alerts or [], rules or [])
 
 
-def test_it_exports_every_series_of_the_snapshot_with_its_labels(london: LondonObserved) -> None:
-    collector = IndicatorCollector(london.snapshot)
-    got = samples(collector.render())
-    for ind, fr in london.frames.items():
+def test_it_exports_every_series_of_the_snapshot_with_its_labels(london: Served) -> None:
+    snap = london.snapshot()
+    got = samples(IndicatorCollector(london.snapshot).render())
+    for ind, fr in snap.frames.items():
         for i, labels in enumerate(fr.labels):
             key = tuple(sorted({"indicator": ind, **labels}.items()))
-            assert got[("monitor_indicator_value", key)] == fr.value[i]
+            if math.isnan(fr.value[i]):
+                assert ("monitor_indicator_value", key) not in got
+            else:
+                assert got[("monitor_indicator_value", key)] == fr.value[i]
             assert got[("monitor_indicator_status", key)] == fr.status[i]
             assert got[("monitor_indicator_last_period_timestamp_seconds", key)] == \
-                datetime(2009, 12, 1, tzinfo=UTC).timestamp()
-            change = tuple(sorted({"indicator": ind, **labels, "window": "12m"}.items()))
-            assert got[("monitor_indicator_change_ratio", change)] == \
-                pytest.approx(fr.changes["12m"][i])
-            if math.isnan(fr.target[i]):
-                assert ("monitor_indicator_target", key) not in got
-            else:
-                assert got[("monitor_indicator_target", key)] == fr.target[i]
+                datetime(2024, 1, 1, tzinfo=UTC).timestamp()
+            for window, ratios in fr.changes.items():
+                change = tuple(sorted({"indicator": ind, **labels, "window": window}.items()))
+                if not math.isnan(ratios[i]):
+                    assert got[("monitor_indicator_change_ratio", change)] == ratios[i]
+            assert ("monitor_indicator_target", key) not in got  # the example sets none
         assert got[("monitor_indicator_series", (("indicator", ind),))] == len(fr.labels)
     assert got[("monitor_indicator_series_dropped", ())] == 0
-    assert got[("monitor_indicator_snapshot_timestamp_seconds", ())] == \
-        london.published.at.timestamp()  # type: ignore[union-attr]
+    assert snap.at is not None
+    assert got[("monitor_indicator_snapshot_timestamp_seconds", ())] == snap.at.timestamp()
 
 
-def test_the_fast_path_says_exactly_what_the_generic_collector_says(
-        london: LondonObserved) -> None:
-    collector = IndicatorCollector(london.snapshot, milestones=london.milestones,
-                                   clock=london.clock)
+def test_the_fast_path_says_exactly_what_the_generic_collector_says(mps: Served) -> None:
+    collector = IndicatorCollector(mps.snapshot, milestones=DaemonView(mps.app).milestones,
+                                   clock=mps.clock)
     registry = CollectorRegistry()
     registry.register(collector)
-    assert same(samples(collector.render()), samples(generate_latest(registry).decode()))
+    fast = samples(collector.render())
+    assert same(fast, samples(generate_latest(registry).decode()))
+    assert any(k[0] == "monitor_indicator_target" for k in fast)
+    assert any(k[0] == "monitor_milestones" for k in fast)
 
 
 @pytest.mark.parametrize(("name", "exported"), [
@@ -163,33 +170,38 @@ def test_it_leaves_out_unknown_values_and_writes_infinities_as_prometheus_does()
             (("b", "a"), ("indicator", "burglary"))) not in got
 
 
-@pytest.mark.parametrize(("cap", "exported", "dropped"), [
-    pytest.param(1000, 231, 0, id="under-the-cap"),
-    pytest.param(231, 231, 0, id="exactly-the-cap"),
-    pytest.param(100, 100, 131, id="cap-bites-mid-indicator"),
-    pytest.param(0, 0, 231, id="nothing-exported"),
+@pytest.mark.parametrize(("cap", "dropped"), [
+    pytest.param(lambda n: n + 1, lambda n: 0, id="under-the-cap"),
+    pytest.param(lambda n: n, lambda n: 0, id="exactly-the-cap"),
+    pytest.param(lambda n: 100, lambda n: n - 100, id="cap-bites-mid-indicator"),
+    pytest.param(lambda n: 0, lambda n: n, id="nothing-exported"),
 ])
 def test_the_series_cap_limits_export_and_says_how_many_it_dropped(
-        london: LondonObserved, cap: int, exported: int, dropped: int) -> None:
-    got = samples(IndicatorCollector(london.snapshot, max_series=lambda: cap).render())
-    assert sum(1 for k in got if k[0] == "monitor_indicator_status") == exported
-    assert got[("monitor_indicator_series_dropped", ())] == dropped
-    assert sum(v for k, v in got.items() if k[0] == "monitor_indicator_series") == 231
+        london: Served, cap: Callable[[int], int], dropped: Callable[[int], int]) -> None:
+    total = sum(len(f.labels) for f in london.snapshot().frames.values())
+    got = samples(IndicatorCollector(london.snapshot, max_series=lambda: cap(total)).render())
+    assert sum(1 for k in got if k[0] == "monitor_indicator_status") == total - dropped(total)
+    assert got[("monitor_indicator_series_dropped", ())] == dropped(total)
+    assert sum(v for k, v in got.items() if k[0] == "monitor_indicator_series") == total
 
 
 def test_alerts_are_counted_by_name_state_and_severity_with_zeros_for_quiet_rules(
-        london: LondonObserved) -> None:
-    got = samples(IndicatorCollector(london.snapshot).render())
+        mps: Served) -> None:
+    snap = mps.snapshot()
+    got = samples(IndicatorCollector(mps.snapshot).render())
     alerts = {k[1]: v for k, v in got.items() if k[0] == "monitor_alerts"}
-    expected_firing = sum(1 for a in london.published.alerts if a.state is AlertState.FIRING
-                          and a.labels["severity"] == "warning")
-    assert alerts[(("alertname", "AcquisitiveCrimeAboveTarget"), ("severity", "warning"),
-                   ("state", "firing"))] == expected_firing
-    assert alerts[(("alertname", "ViolenceSpecialCause"), ("severity", "none"),
-                   ("state", "firing"))] == 0
-    assert alerts[(("alertname", "ViolenceSpecialCause"), ("severity", "none"),
+    for rule in snap.rules:
+        mine = [a for a in snap.alerts if a.rule == rule.name]
+        severity = mine[0].labels.get("severity", "none") if mine else "none"
+        for state in (AlertState.FIRING, AlertState.PENDING):
+            key = (("alertname", rule.name), ("severity", severity), ("state", state.value))
+            assert alerts[key] == sum(1 for a in mine if a.state is state)
+    assert alerts[(("alertname", "VictimSatisfactionBelowTarget"), ("severity", "warning"),
+                   ("state", "firing"))] == 1
+    assert alerts[(("alertname", "ResidentialBurglarySpecialCause"), ("severity", "none"),
                    ("state", "pending"))] == 0
-    assert sum(alerts.values()) == len(london.published.alerts)
+    active = [a for a in snap.alerts if a.state in (AlertState.FIRING, AlertState.PENDING)]
+    assert sum(alerts.values()) == len(active)
 
 
 def test_resolved_alerts_are_not_counted_as_active() -> None:
@@ -229,6 +241,26 @@ def test_period_starts_are_utc_midnights(frequency: str, period: int, start: dat
     assert period_start_seconds(frequency, np.array([period])).tolist() == [expected]
 
 
+def test_it_exports_the_published_spc_variation_as_a_number() -> None:
+    fr = frame([{"b": "a"}, {"b": "b"}, {"b": "c"}, {"b": "d"}, {"b": "e"}],
+               value=[1, 2, 3, 4, 5])
+    fr.spc = np.array(["concern_high", "common_cause", "improvement_low", "neither_high",
+                       "concern_low"])
+    collector = IndicatorCollector(lambda: snapshot(fr))
+    got = samples(collector.render())
+    assert {k[1][0][1]: v for k, v in got.items()
+            if k[0] == "monitor_indicator_spc_variation"} == {
+        "a": -1.0, "b": 0.0, "c": 1.0, "d": 2.0, "e": -1.0}
+    registry = CollectorRegistry()
+    registry.register(collector)
+    assert same(got, samples(generate_latest(registry).decode()))
+
+
+def test_without_a_published_spc_variation_the_family_is_empty() -> None:
+    got = samples(IndicatorCollector(lambda: snapshot(frame([{"b": "a"}]))).render())
+    assert not [k for k in got if k[0] == "monitor_indicator_spc_variation"]
+
+
 def test_the_snapshot_is_read_at_scrape_time() -> None:
     current = [snapshot(frame([{"b": "a"}], value=[1.0]))]
     collector = IndicatorCollector(lambda: current[0])
@@ -237,14 +269,15 @@ def test_the_snapshot_is_read_at_scrape_time() -> None:
     assert "} 7.0" in collector.render()
 
 
-def test_the_served_metrics_pass_promtool_check_metrics(served: Served) -> None:
+def test_the_served_metrics_pass_promtool_check_metrics(mps: Served) -> None:
     promtool = need_binary("promtool")
-    with served.client() as client:
+    with mps.client() as client:
         response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = response.text
-    assert 'monitor_indicator_value{indicator="residential_burglary",borough="London"} ' in text
+    assert ('monitor_indicator_value{indicator="victim_satisfaction",'
+            'force="Metropolitan Police Service"} ') in text
     assert "monitor_http_requests_total" in text
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                             text=True, timeout=60, check=False)
