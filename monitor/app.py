@@ -280,7 +280,7 @@ class App:
             result.milestones.inserted or result.milestones.updated or result.milestones.removed))
         waiting = self.rules is not None and bool(self.rules.deferred)
         if (changed or waiting) and self.rules is not None and not self._stopping.is_set():
-            self.rules.request_evaluation()
+            self.rules.request_evaluation(data_changed=bool(changed))
 
     def reload(self) -> tuple[bool, str]:
         """Re-read the config file and the rules; keep the running ones when invalid."""

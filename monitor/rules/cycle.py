@@ -27,19 +27,24 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+import numpy as np
+
 from monitor.alerts.state import AlertRecord
-from monitor.model import AlertState
+from monitor.model import Alert, AlertState
 from monitor.rules import scorecard, sourcehealth
 from monitor.rules.engine import (
     RESOLVED_RETENTION,
     Dataset,
     Engine,
     Evaluation,
+    RuleStats,
     forgettable,
+    indicator_info,
     month_end,
 )
 from monitor.rules.loader import LoadedRule, RuleSet
-from monitor.rules.snapshot import SeriesDetail, Snapshot
+from monitor.rules.measures import headline
+from monitor.rules.snapshot import IndicatorFrame, RuleHealth, SeriesDetail, Snapshot
 from monitor.sources.config import SourceBase
 from monitor.store.sourcestate import SourceHealth
 
@@ -80,7 +85,7 @@ class Published:
     def __init__(self, evaluation: Evaluation | None, ruleset: RuleSet, engine: Engine) -> None:
         self.evaluation = evaluation
         self.ruleset = ruleset
-        self.snapshot: Snapshot = engine.snapshot(evaluation)
+        self.snapshot: Snapshot = _snapshot(engine, evaluation)
         self._rows: list[SeriesDetail] | None = None
 
     def scorecard(self) -> list[SeriesDetail]:
@@ -102,6 +107,43 @@ class Published:
         if row is None:
             return None
         return scorecard.detail(m, row, self.evaluation.matrices, self.ruleset)
+
+
+def _snapshot(engine: Engine, evaluation: Evaluation | None) -> Snapshot:
+    """Return the snapshot of ``evaluation``: every indicator's frame (headline value,
+    target, status, SPC variation per series), the alerts and the rules' health."""
+    frames: dict[str, IndicatorFrame] = {}
+    alerts: list[Alert] = []
+    if evaluation is not None:
+        for name, m in evaluation.matrices.items():
+            h = headline(m)
+            changes: dict[str, np.ndarray] = {}
+            if h.change is not None:
+                changes[f"{h.n}"] = h.change.pct / 100.0
+            periods = np.full(m.n, m.grid.period(h.end) if h.end >= 0 else -1,
+                              dtype=np.int64)
+            frames[name] = IndicatorFrame(indicator_info(m.indicator), m.labels, periods,
+                                          h.value, h.target, h.status, changes,
+                                          m.provisional_in(h.end, h.n),
+                                          spc=scorecard.spc_icons(m))
+        for record in evaluation.records.values():
+            alerts.append(Alert(
+                rule=record.rule,
+                labels=dict(record.labels), group=record.group,
+                annotations=record.annotations, state=record.state, value=record.value,
+                active_since=record.active_since, fired_at=record.fired_at,
+                resolved_at=record.resolved_at, last_evaluated=record.last_evaluated,
+                explanation=record.explanation, fingerprint=record.id))
+    rules = []
+    for loaded in engine.ruleset.rules:
+        s = engine.stats.get((loaded.group, loaded.rule.alert), RuleStats())
+        mine = [a for a in alerts if a.rule == loaded.rule.alert]
+        rules.append(RuleHealth(loaded.rule.alert, loaded.group, loaded.file, s.health,
+                                s.last_error, s.last_evaluation, s.duration, s.evaluations,
+                                s.failures,
+                                sum(a.state is AlertState.FIRING for a in mine),
+                                sum(a.state is AlertState.PENDING for a in mine)))
+    return Snapshot(evaluation.at if evaluation else None, frames, alerts, rules)
 
 
 class Evaluator:

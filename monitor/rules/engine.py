@@ -28,13 +28,12 @@ import numpy as np
 from monitor.alerts.state import AlertRecord, Observation, Policy, Transition, step
 from monitor.errors import EvaluationError
 from monitor.logs import get_logger
-from monitor.model import Alert, AlertState, Frequency, Milestone, alert_id
+from monitor.model import AlertState, Frequency, Milestone, alert_id
 from monitor.rules import conditions
 from monitor.rules.data import Grid, LongBlock, Matrix, derive, from_block
 from monitor.rules.loader import LoadedRule, RuleSet
-from monitor.rules.measures import headline
 from monitor.rules.schema import Indicator, Milestones
-from monitor.rules.snapshot import IndicatorFrame, IndicatorInfo, RuleHealth, Snapshot
+from monitor.rules.snapshot import IndicatorInfo
 from monitor.rules.templating import render
 
 log = get_logger(__name__)
@@ -336,42 +335,6 @@ class Engine:
                 log.warning("annotation template failed", rule=loaded.rule.alert,
                             annotation=name, error=str(exc))
         return out
-
-    # --- state for the HTTP layer ---------------------------------------------------
-
-    def snapshot(self, evaluation: Evaluation | None) -> Snapshot:
-        frames: dict[str, IndicatorFrame] = {}
-        alerts: list[Alert] = []
-        if evaluation is not None:
-            for name, m in evaluation.matrices.items():
-                h = headline(m)
-                changes: dict[str, np.ndarray] = {}
-                if h.change is not None:
-                    changes[f"{h.n}"] = h.change.pct / 100.0
-                periods = np.full(m.n, m.grid.period(h.end) if h.end >= 0 else -1,
-                                  dtype=np.int64)
-                frames[name] = IndicatorFrame(indicator_info(m.indicator), m.labels, periods,
-                                              h.value, h.target, h.status, changes,
-                                              m.provisional_in(h.end, h.n))
-            for record in evaluation.records.values():
-                alerts.append(Alert(
-                    rule=record.rule,
-                    labels=dict(record.labels), group=record.group,
-                    annotations=record.annotations, state=record.state, value=record.value,
-                    active_since=record.active_since, fired_at=record.fired_at,
-                    resolved_at=record.resolved_at, last_evaluated=record.last_evaluated,
-                    explanation=record.explanation, fingerprint=record.id))
-        rules = []
-        for loaded in self.ruleset.rules:
-            s = self.stats.get((loaded.group, loaded.rule.alert), RuleStats())
-            mine = [a for a in alerts if a.rule == loaded.rule.alert]
-            rules.append(RuleHealth(loaded.rule.alert, loaded.group, loaded.file, s.health,
-                                    s.last_error, s.last_evaluation, s.duration, s.evaluations,
-                                    s.failures,
-                                    sum(a.state is AlertState.FIRING for a in mine),
-                                    sum(a.state is AlertState.PENDING for a in mine)))
-        return Snapshot(evaluation.at if evaluation else None, frames, alerts, rules)
-
 
 def _sentence(text: str) -> str:
     text = text.strip()

@@ -46,6 +46,10 @@ class DatasetCache:
         self._signature: tuple[object, ...] = ()
         self._read_at = 0.0
 
+    def invalidate(self) -> None:
+        """Read the store again on the next ``get`` (a poll in this process stored data)."""
+        self._data = None
+
     def get(self, ruleset: RuleSet, milestone_sources: Sequence[str]) -> Dataset:
         signature = (id(ruleset), tuple(milestone_sources), tuple(sorted(
             (h.source, h.last_success_at.isoformat() if h.last_success_at else "")

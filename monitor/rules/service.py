@@ -332,8 +332,11 @@ class RuleService:
         published = self.published()
         return published.detail(indicator, labels) if published is not None else None
 
-    def request_evaluation(self) -> None:
-        """Evaluate as soon as possible (new data landed); never lost if one is running."""
+    def request_evaluation(self, *, data_changed: bool = False) -> None:
+        """Evaluate as soon as possible (new data landed: ``data_changed`` makes the next
+        cycle read the store again); never lost if one is running."""
+        if data_changed:
+            self._data.invalidate()
         self._again.set()
         self._force_all = True
         if self._evaluating.is_set():

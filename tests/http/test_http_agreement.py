@@ -144,8 +144,6 @@ def test_every_surface_gives_the_same_spc_variation(surfaces: Surfaces) -> None:
 SPC_CODES = {"common": 0.0, "improvement": 1.0, "concern": -1.0, "neither": 2.0}
 
 
-@pytest.mark.xfail(strict=True, reason="the engine does not publish IndicatorFrame.spc yet: "
-                   "Engine.snapshot must pass spc=scorecard.spc_icons(m) to each frame")
 def test_the_series_list_and_metrics_give_the_same_spc_variation(surfaces: Surfaces) -> None:
     for key, listed in surfaces.listed.items():
         icon = surfaces.detail[key]["spc_icon"]

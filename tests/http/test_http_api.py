@@ -68,9 +68,7 @@ def test_a_series_carries_its_latest_value_target_and_status(api: httpx.Client) 
     assert body["total"] == 1
     [series] = body["series"]
     detail = api.get(f"/api/v1/indicators/dwelling_burglary/series/{LONDON_FP}").json()
-    # null until the engine publishes the variation with the snapshot (the agreement
-    # test's strict xfail says when), then the detail's
-    assert series.pop("spc_icon") in (None, detail["spc_icon"])
+    assert series.pop("spc_icon") == detail["spc_icon"]  # published with the snapshot
     assert series == {
         "indicator": "dwelling_burglary", "labels": {"borough": "London"},
         "fingerprint": LONDON_FP, "period": "2024-01", "value": pytest.approx(pct, rel=1e-12),
