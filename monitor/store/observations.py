@@ -549,11 +549,12 @@ class ObservationStore:
         return out
 
     def indicators_by_source(self) -> dict[str, list[str]]:
-        """Return, per source name, the indicators whose series it created (sorted)."""
+        """Return, per source name, the indicators it has stored observations of (sorted):
+        every source that fed an indicator, whichever was polled first."""
         out: dict[str, list[str]] = {}
         for source, indicator in self._fetch(
-                "SELECT DISTINCT source, indicator_id FROM series ORDER BY source, indicator_id",
-                []):
+                "SELECT DISTINCT o.source, s.indicator_id FROM observation o "
+                "JOIN series s ON s.id = o.series_id ORDER BY 1, 2", []):
             out.setdefault(str(source), []).append(str(indicator))
         return out
 

@@ -95,7 +95,7 @@ def _settled(app: App, timeout: float = 60.0) -> None:
 
 def test_twenty_fresh_starts_in_random_poll_orders_end_with_the_same_alerts(
         tmp_path: Path) -> None:
-    outcomes = []
+    outcomes, annotations = [], []
     for seed in range(20):
         workdir = tmp_path / f"start-{seed}"
         workdir.mkdir()
@@ -116,8 +116,14 @@ def test_twenty_fresh_starts_in_random_poll_orders_end_with_the_same_alerts(
         assert {t["to_state"] for t in transitions} <= {"pending", "firing"}, seed
         assert len({t["alert_id"] for t in transitions
                     if t["to_state"] == "firing"}) == len(firing), seed
+        fed_by = frozenset((r.rule, tuple(sorted(r.labels.items())),
+                            r.annotations.get("sources", "")) for r in stored.values())
         outcomes.append(frozenset(firing))
+        annotations.append(fed_by)
     assert len(set(outcomes)) == 1, "the firing alerts depend on the poll order"
+    assert len(set(annotations)) == 1, "the sources named depend on the poll order"
+    assert {sources for _r, _l, sources in annotations[0]} == {
+        "london-2008-taxonomy, london-2010-taxonomy, london-2022-taxonomy, london-total"}
     alertnames = Counter(rule for rule, _labels in outcomes[0])
     assert alertnames["BurglaryRisingWhileAcquisitiveCrimeFalls"] >= 1
     assert len(outcomes[0]) == 13
