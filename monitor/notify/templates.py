@@ -34,7 +34,7 @@ from markupsafe import Markup, escape
 
 from monitor.configtypes import format_duration
 from monitor.notify.notification import Notification, NotifyAlert
-from monitor.sandbox import BoundedOperators
+from monitor.sandbox import BudgetedSandbox
 
 DEFAULTS_DIR = Path(__file__).with_name("default_templates")
 FORMATS = ("text", "html", "slack", "markdown", "mattermost")
@@ -140,8 +140,8 @@ def _finalize_for(fmt: str) -> Callable[[Any], Any]:
     return finalize
 
 
-class _Sandbox(BoundedOperators, SandboxedEnvironment):
-    """The sandbox, with ``*``/``**`` unable to build oversized values."""
+class _Sandbox(BudgetedSandbox, SandboxedEnvironment):
+    """The sandbox, rendering within the template budget (``monitor.sandbox``)."""
 
 
 @cache

@@ -16,6 +16,7 @@ from monitor.rules import scorecard
 from monitor.rules.engine import Engine, Evaluation, carry_over, month_end
 from monitor.rules.loader import RuleSet, load_rules
 from monitor.rules.snapshot import SeriesDetail
+from monitor.rules.templating import budget_warnings
 from monitor.rules.testing import run_test_file
 
 AddConfig = Callable[[argparse.ArgumentParser], None]
@@ -78,6 +79,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     print(f"OK: {len(ruleset.files)} files, {len(ruleset.indicators)} indicators, "
           f"{len(ruleset.rules)} rules")
+    for warning in budget_warnings(ruleset):
+        print(warning, file=sys.stderr)
     return 0
 
 

@@ -22,7 +22,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import httpx
-from jinja2 import TemplateError
 from pydantic import SecretStr
 
 from monitor import logs
@@ -32,6 +31,7 @@ from monitor.logs import get_logger
 from monitor.notify.config import IntegrationConfig
 from monitor.notify.notification import Notification, NotifyAlert, SendResult
 from monitor.notify.templates import TemplateSet, alert_context, context
+from monitor.sandbox import budget
 
 log = get_logger(__name__)
 USER_AGENT = "kpi-monitor"
@@ -80,12 +80,14 @@ class Channel(ABC):
     def render(self, notification: Notification) -> Message:
         """Return the message for ``notification``; a failing template falls back to plain.
 
-        Never raises for a template problem: it logs the error and renders the fallback.
+        Never raises for a template problem — an error, a sandbox violation, the template
+        budget exceeded, any exception — it logs the error and renders the fallback.
         """
         try:
-            parts = self.render_parts(notification)
+            with budget():  # one budget for all the parts of one message
+                parts = self.render_parts(notification)
             error = None
-        except TemplateError as exc:
+        except Exception as exc:  # whatever the template did, the alert goes out
             error = f"{type(exc).__name__}: {exc}"
             log.error("template failed; sending the plain fallback body",
                       receiver=self.receiver, integration=self.integration, error=error)
@@ -98,7 +100,8 @@ class Channel(ABC):
         return Message(message.body, message.preview, error, message.meta)
 
     def render_parts(self, notification: Notification) -> dict[str, Any]:
-        """Return every part rendered from the templates. Raises jinja2.TemplateError."""
+        """Return every part rendered from the templates. Raises jinja2.TemplateError
+        (including BudgetExceeded)."""
         ctx = context(notification)
         out: dict[str, Any] = {}
         for part in self.parts:
