@@ -106,6 +106,6 @@ def _print_result(result: Any) -> None:
     print(result.summary(), file=stream)
     for problem in result.problems:
         print(f"  rejected: {problem}", file=stream)
-    if result.rejected > len(result.problems):
-        print(f"  … and {result.rejected - len(result.problems):,} more rejected rows (see the "
-              "log)", file=stream)
+    if result.rejected_values > len(result.problems):
+        print(f"  … and {result.rejected_values - len(result.problems):,} more rejected values "
+              "(see the log)", file=stream)
