@@ -208,3 +208,24 @@ def test_a_template_that_crashes_or_exceeds_its_budget_still_delivers_the_alert(
     assert registry.get_sample_value("monitor_notify_template_errors_total",
                                      {"receiver": "ops", "integration": "slack"}) == 1
     assert notifier.notify_store.messages("dead") == []
+
+
+def test_a_label_with_line_breaks_stays_on_its_line_in_text_outputs(
+        store: Store, hook: LoopbackReceiver, tmp_path: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "n.log"
+    config = notify_config([{"name": "ops", "webhook": [{"url": hook.url()}],
+                             "file": [{"path": str(path), "format": "text"}],
+                             "console": [{}]}], route={"group_by": ["borough"]})
+    notifier = make_notifier(store, config)
+    record(store, "Barnet\r\nBcc: victim@example.org\x1b[2J", "firing", T0, 6.1)
+    notifier.process_transitions()
+    assert sorted(o.outcome for o in notifier.dispatch()) == ["delivered"] * 3
+    escaped = "Barnet\\r\\nBcc: victim@example.org\\x1b[2J"
+    for text in (path.read_text(), capsys.readouterr().out):
+        assert escaped in text
+        assert not any(line.startswith("Bcc:") for line in text.splitlines())
+        assert "\r" not in text and "\x1b" not in text
+    [payload] = payloads(hook)
+    assert payload["groupKey"] == f'{{}}:{{borough="{escaped}"}}'
+    assert payload["alerts"][0]["labels"]["borough"] == "Barnet\r\nBcc: victim@example.org\x1b[2J"

@@ -100,3 +100,22 @@ def test_it_exits_1_for_a_file_with_a_header_and_no_rows(config: Path, tmp_path:
         "empty payload in a row; from 3 in a row (empty_payloads) each counts as a failed "
         "poll)")
 
+
+def test_it_prints_each_rejected_row_on_one_line_with_control_characters_escaped(
+        config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    forged = tmp_path / "forged.csv"
+    forged.write_text('indicator,force,period,value\n'
+                      'robbery,"Barnet\r\nBcc: x@y",2008-05,1\n'
+                      'robbery,"Barnet\r\nBcc: x@y",2008-05,2\n'
+                      'robbery,Met,2008-04,5\nrobbery,Met,2008-05,6\nrobbery,Met,2008-06,7\n',
+                      newline="")
+    assert main(["ingest", "--config", str(config), "--source", "kpis", str(forged)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1:] == [
+        "  rejected: source 'kpis' row 3: period: the same series and period as row 5 "
+        "(force=Barnet\\r\\nBcc: x@y, indicator=robbery, period=24100); all of them are "
+        "rejected",
+        "  rejected: source 'kpis' row 5: period: the same series and period as row 3 "
+        "(force=Barnet\\r\\nBcc: x@y, indicator=robbery, period=24100); all of them are "
+        "rejected"]
+    assert "\r" not in out
