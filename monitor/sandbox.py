@@ -566,28 +566,35 @@ _REPLACED: dict[str, Callable[..., Any]] = {"join": _bounded_join, "sum": _bound
 
 
 def bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-    """Return filter ``func`` checked against the active budget (see the module doc)."""
+    """Return filter ``func`` checked against the active budget (see the module doc).
+
+    The wrapper takes the context, whatever ``func`` takes, so Jinja never runs a filter
+    at compile time to fold constants: ``{{ ('a'|center(999999))|list }}`` would
+    otherwise be computed outside any render and written into the compiled code.
+    """
     func = _REPLACED.get(name, func)
-    passes = getattr(func, "jinja_pass_arg", None) is not None
+    passes = getattr(getattr(func, "jinja_pass_arg", None), "name", "")
     signature = inspect.signature(func)
     checks_text = name not in _NOT_TEXT
 
+    @pass_context
     @functools.wraps(func)
-    def bounded(*args: Any, **kwargs: Any) -> Any:
+    def bounded(context: Context, *args: Any, **kwargs: Any) -> Any:
         owner = current()
         owner.tick()
-        value_at = 1 if passes else 0
-        if checks_text and len(args) > value_at and not isinstance(args[value_at], Undefined):
-            owner.text(f"the {name} filter", args[value_at])
+        if checks_text and args and not isinstance(args[0], Undefined):
+            owner.text(f"the {name} filter", args[0])
+        lead: tuple[Any, ...] = {"context": (context,), "eval_context": (context.eval_ctx,),
+                                 "environment": (context.environment,)}.get(passes, ())
         try:
-            bound = signature.bind(*args, **kwargs)
+            bound = signature.bind(*lead, *args, **kwargs)
         except TypeError:
-            return func(*args, **kwargs)  # let the filter report its own usage error
+            return func(*lead, *args, **kwargs)  # the filter reports its own usage error
         arguments = dict(bound.arguments)
-        if passes:
+        if lead:
             arguments.pop(next(iter(signature.parameters)))
         _check_filter(name, owner, arguments)
-        return owner.made(f"the {name} filter", func(*args, **kwargs))
+        return owner.made(f"the {name} filter", func(*lead, *args, **kwargs))
 
     return bounded
 
@@ -691,8 +698,8 @@ def _out(context: Context, value: Any) -> Any:
     return value
 
 
-@pass_eval_context
-def _concat(eval_ctx: Any, parts: list[Any]) -> str:
+@pass_context
+def _concat(context: Context, parts: list[Any]) -> str:
     owner = current()
     owner.tick()
     limit = owner.limits.max_value_size
@@ -701,7 +708,7 @@ def _concat(eval_ctx: Any, parts: list[Any]) -> str:
         if not isinstance(part, Undefined):
             total += text_size(part, limit)
     owner.allow("the ~ operator", total)
-    joined = markup_join(parts) if eval_ctx.autoescape else str_join(parts)
+    joined = markup_join(parts) if context.eval_ctx.autoescape else str_join(parts)
     return owner.made("the ~ operator", joined)  # type: ignore[no-any-return]
 
 

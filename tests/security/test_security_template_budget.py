@@ -208,3 +208,20 @@ groups:
     assert warning.startswith(f"{rules}:5: rule 'Overdue': warning: annotations.summary "
                               "exceeds the template budget on a sample alert")
     assert "the center filter would build a value of 1,000,000,000 characters" in warning
+
+
+@pytest.mark.parametrize("template", [
+    pytest.param("{{ ('a'|center(999999))|list }}", id="filters"),
+    pytest.param("{{ ('a' ~ 'b'|center(999999))|list }}", id="concat"),
+])
+def test_compiling_a_template_computes_nothing(template: str) -> None:
+    from monitor.rules.templating import compile_template
+
+    tracemalloc.start()
+    try:
+        assert compile_template(template) is None
+        environment("text").from_string(template)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 * MB, f"{peak / MB:.1f} MiB to compile"  # it was 80 MiB, folded
