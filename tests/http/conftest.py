@@ -19,10 +19,9 @@ import httpx
 import pytest
 
 from monitor.http.server import HttpServer, create_app
-from tests.conftest import free_port
+from tests.conftest import free_port, needs
 from tests.http.fakes import TOKEN, FakeDaemon, LondonObserved
 
-CI = os.environ.get("MONITOR_TEST_POSTGRES", "") == "1"
 INSTALL_HINT = "install the Debian packages with `bash .ci/system-packages`"
 
 
@@ -33,10 +32,8 @@ def need_binary(name: str) -> str:
         None)
     if path:
         return path
-    message = f"{name} is not installed; {INSTALL_HINT}"
-    if CI:
-        pytest.fail(f"{message} (MONITOR_TEST_POSTGRES=1: CI needs it)")
-    pytest.skip(message)
+    needs(f"{name} is not installed; {INSTALL_HINT}")
+    raise AssertionError("needs() skips or fails")
 
 
 class Served:
