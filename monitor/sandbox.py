@@ -254,7 +254,8 @@ class Budget:
 
 
 _CONTAINERS = (list, tuple, set, frozenset, dict, deque)
-_VIEWS: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
+_ITEMS: type = type({}.items())
+_VIEWS: tuple[type, ...] = (type({}.keys()), type({}.values()), _ITEMS)
 _ACTIVE: ContextVar[Budget | None] = ContextVar("template_budget", default=None)
 
 
@@ -306,12 +307,20 @@ def text_size(value: Any, limit: int) -> int:
             return limit + 1
         memo[key] = 5  # while counting it: a list inside itself prints as [...]
         total = 2
-        members: Iterable[Any] = item.items() if isinstance(item, dict) else cast(
-            Iterable[Any], item)
-        for member in members:
-            total += 2 + size(member, depth + 1)
-            if total > limit:
-                break
+        if isinstance(item, dict | _ITEMS):
+            # Key and value apart: a pair made while iterating dies at once and a later
+            # one may get its id, so a pair must never be remembered.
+            pairs: Iterable[tuple[Any, Any]] = item.items() if isinstance(item, dict) \
+                else cast(Iterable[tuple[Any, Any]], item)
+            for first, second in pairs:
+                total += 4 + size(first, depth + 1) + size(second, depth + 1)
+                if total > limit:
+                    break
+        else:
+            for member in cast(Iterable[Any], item):
+                total += 2 + size(member, depth + 1)
+                if total > limit:
+                    break
         memo[key] = total
         return total
 

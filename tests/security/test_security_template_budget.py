@@ -225,3 +225,12 @@ def test_compiling_a_template_computes_nothing(template: str) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 5 * MB, f"{peak / MB:.1f} MiB to compile"  # it was 80 MiB, folded
+
+
+@pytest.mark.parametrize("shown", ["d", "d.items()", "d.values()", "[d, d]"])
+def test_the_length_of_a_mapping_counts_every_key_and_value(shown: str) -> None:
+    template = ("{% set d = {'a': 'x' * 600000, 'b': 'y' * 600000, 'c': 1} %}{{ " + shown
+                + " }}")
+    with budget(TemplateLimits(max_output=1_000_000)), pytest.raises(BudgetExceeded) as caught:
+        environment("text").from_string(template).render()
+    assert "(templates.max_output)" in str(caught.value)
