@@ -91,7 +91,7 @@ def test_a_hostile_rule_annotation_is_refused_naming_the_limit(template: str, li
     assert peak < 50 * MB, f"{peak / MB:.1f} MiB allocated before the refusal"
 
 
-@pytest.mark.parametrize("fmt", ["text", "html", "slack", "markdown", "mattermost"])
+@pytest.mark.parametrize("fmt", ["text", "line", "html", "slack", "markdown", "mattermost"])
 @pytest.mark.parametrize(("template", "limit"), HOSTILE)
 def test_a_hostile_message_template_is_refused_naming_the_limit(template: str, limit: str,
                                                                 fmt: str) -> None:

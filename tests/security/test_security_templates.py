@@ -78,7 +78,7 @@ def test_rule_annotations_refuse_sandbox_escapes(payload: str) -> None:
     refused(lambda: render(payload, dict(CONTEXT)))
 
 
-@pytest.mark.parametrize("fmt", ["text", "html", "slack", "markdown", "mattermost"])
+@pytest.mark.parametrize("fmt", ["text", "line", "html", "slack", "markdown", "mattermost"])
 @pytest.mark.parametrize("payload", ESCAPES)
 def test_receiver_templates_refuse_sandbox_escapes(payload: str, fmt: str) -> None:
     refused(lambda: environment(fmt).from_string(payload).render(**CONTEXT))
