@@ -24,7 +24,7 @@ from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry, Gauge, Info
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor import __version__, memory
+from monitor import __version__, memory, sandbox
 from monitor import settings as settings_mod
 from monitor.clock import Clock, SystemClock
 from monitor.clockwatch import ClockWatch
@@ -67,6 +67,7 @@ class App:
     def __init__(self, settings: Settings, config_file: Path | None = None,
                  clock: Clock | None = None, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
+        sandbox.configure(settings.templates)
         self.config_file = config_file
         self.clock = clock or SystemClock()
         self.registry = registry or CollectorRegistry()
@@ -296,6 +297,7 @@ class App:
             if self.notifier is not None:
                 self.notifier.reload(new.notify)
             self.settings = new
+            sandbox.configure(new.templates)
             self.metrics.config_reload_ok.set(1)
             self.metrics.config_reload_time.set(time.time())
             log.info("config reloaded", config=str(self.config_file or "(defaults)"))

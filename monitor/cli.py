@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from monitor import __version__, logs
+from monitor import __version__, logs, sandbox
 from monitor.clock import Clock
 from monitor.errors import ConfigError, MonitorError
 from monitor.settings import Settings, config_path, load
@@ -38,6 +38,7 @@ def load_settings(args: argparse.Namespace) -> tuple[Settings, Path | None]:
     settings = load(path)
     logs.setup(getattr(args, "log_level", None) or settings.logging.level,
                getattr(args, "log_format", None) or settings.logging.format)
+    sandbox.configure(settings.templates)
     return settings, path
 
 
@@ -67,6 +68,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
         return 1
     print(f"{path or '(defaults)'}: OK ({len(settings.sources)} sources)")
+    from monitor.clock import clock_of
+    from monitor.notify.checks import budget_warnings
+
+    for warning in budget_warnings(settings.notify, settings.templates, clock_of(args).now()):
+        print(warning, file=sys.stderr)
     return 0
 
 

@@ -13,6 +13,8 @@ import threading
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from monitor.textsafe import has_control
+
 REDACTED = "<redacted>"
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -42,7 +44,7 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 
 def _logfmt_value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    if text == "" or any(c in text for c in ' ="\n\t'):
+    if text == "" or any(c in text for c in ' ="') or has_control(text):
         return json.dumps(text)
     return text
 

@@ -17,7 +17,7 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
-from monitor import logs
+from monitor import logs, sandbox
 from monitor.clock import SystemClock
 from monitor.errors import ConfigError, MonitorError
 from monitor.notify.notifier import Notifier
@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(problem)
         return 1
     logs.setup(settings.logging.level, settings.logging.format)
+    sandbox.configure(settings.templates)
     cfg = settings.store
     try:
         store = open_store(cfg.url.get_secret_value(), busy_timeout=cfg.busy_timeout,

@@ -22,6 +22,7 @@ from monitor.cluster import ClusterSettings
 from monitor.configtypes import Duration, Section
 from monitor.errors import ConfigError, Problem
 from monitor.notify.config import NotifyConfig
+from monitor.sandbox import TemplateLimits
 from monitor.sources.config import SourceConfig
 
 ENV_PREFIX = "MONITOR_"
@@ -109,6 +110,7 @@ class Settings(BaseSettings):
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     sources: list[SourceConfig] = Field(default_factory=list)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    templates: TemplateLimits = Field(default_factory=TemplateLimits)
 
     @classmethod
     def settings_customise_sources(

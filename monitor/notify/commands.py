@@ -27,6 +27,7 @@ from monitor.clock import clock_of
 from monitor.configtypes import parse_duration
 from monitor.errors import DeliveryError, MonitorError
 from monitor.model import utc
+from monitor.textsafe import one_line
 
 AddConfigOption = Callable[[argparse.ArgumentParser], None]
 
@@ -283,7 +284,7 @@ def cmd_receiver_test(args: argparse.Namespace) -> int:
         if isinstance(result, DeliveryError):
             failed += 1
             kind = "retryable" if result.retryable else "permanent"
-            print(f"{integration}: FAILED ({kind}): {result}")
+            print(one_line(f"{integration}: FAILED ({kind}): {result}"))
         else:
             print(f"{integration}: {result.outcome}" + (f" ({result.detail})"
                                                         if result.detail else ""))
@@ -304,8 +305,8 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         print("no dead letters")
         return 0
     for i in items:
-        print(f"{i.id}  {i.receiver}/{i.integration}  attempts={i.attempts}  "
-              f"{i.created_at:%Y-%m-%d %H:%M}  {i.last_error}")
+        print(one_line(f"{i.id}  {i.receiver}/{i.integration}  attempts={i.attempts}  "
+                       f"{i.created_at:%Y-%m-%d %H:%M}  {i.last_error}"))
     print("\nresend one with: monitor notifications resend ID")
     return 0
 

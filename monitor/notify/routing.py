@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from monitor.matchers import MatcherSet
 from monitor.notify.config import RouteConfig
+from monitor.textsafe import one_line
 
 DEFAULT_GROUP_BY: tuple[str, ...] = ("alertname",)
 DEFAULT_GROUP_WAIT = 30.0
@@ -144,4 +145,6 @@ def group_key(route: Route, labels: Mapping[str, str]) -> str:
 
 
 def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """Return a label value quoted for a group key: ``\\`` and ``"`` escaped, and every
+    control character (``\\n``, ``\\r``…) shown escaped, so a key is always one line."""
+    return one_line(value.replace("\\", "\\\\").replace('"', '\\"'))

@@ -9,6 +9,8 @@ the part is written in, so an alert label never becomes markup:
 - ``html``: HTML autoescaping;
 - ``markdown`` (Teams): CommonMark punctuation and Adaptive Card ``{{…}}`` functions;
 - ``mattermost``: Markdown, plus ``@`` mentions and Slack-style ``<!channel>``;
+- ``line``: control characters shown escaped (``\\r``, ``\\n``), so a value never
+  starts a line of its own in a log-like output (the file and console receivers);
 - ``text``: nothing (plain text bodies, subjects).
 
 Template literal text is never escaped; an expression result is, unless the template
@@ -33,11 +35,12 @@ from markupsafe import Markup, escape
 
 from monitor.configtypes import format_duration
 from monitor.notify.notification import Notification, NotifyAlert
-from monitor.sandbox import BoundedOperators
+from monitor.sandbox import BudgetedSandbox
 from monitor.textfmt import number
+from monitor.textsafe import one_line
 
 DEFAULTS_DIR = Path(__file__).with_name("default_templates")
-FORMATS = ("text", "html", "slack", "markdown", "mattermost")
+FORMATS = ("text", "line", "html", "slack", "markdown", "mattermost")
 
 
 # --- escaping -----------------------------------------------------------------------
@@ -77,6 +80,7 @@ def escape_mattermost(text: str) -> str:
 
 ESCAPERS: dict[str, Callable[[str], str]] = {
     "text": lambda s: s,
+    "line": one_line,
     "html": lambda s: str(escape(s)),
     "slack": escape_slack,
     "markdown": escape_markdown,
@@ -125,8 +129,8 @@ def _finalize_for(fmt: str) -> Callable[[Any], Any]:
     return finalize
 
 
-class _Sandbox(BoundedOperators, SandboxedEnvironment):
-    """The sandbox, with ``*``/``**`` unable to build oversized values."""
+class _Sandbox(BudgetedSandbox, SandboxedEnvironment):
+    """The sandbox, rendering within the template budget (``monitor.sandbox``)."""
 
 
 @cache
@@ -287,21 +291,25 @@ def fallback_title(notification: Notification) -> str:
     return f"[{notification.status.upper()}] {name} ({counts or 'no alerts'})"
 
 
-def fallback_text(notification: Notification) -> str:
-    """Return a plain-text body that needs no template: one paragraph per alert."""
-    lines = [fallback_title(notification), ""]
+def fallback_text(notification: Notification,
+                  escape: Callable[[str], str] = ESCAPERS["text"]) -> str:
+    """Return a plain-text body that needs no template: one paragraph per alert.
+
+    ``escape`` is applied to every value from data (``one_line`` for log-like outputs).
+    """
+    lines = [escape(fallback_title(notification)), ""]
     if notification.digest is not None:
         for item in notification.digest.items:
-            lines.append(f"- {item.indicator}: {item.previous or 'new'} -> {item.current}"
-                         + (f" — {item.text}" if item.text else ""))
+            lines.append(escape(f"- {item.indicator}: {item.previous or 'new'} -> "
+                                f"{item.current}" + (f" — {item.text}" if item.text else "")))
     for alert in notification.alerts:
         ctx = alert_context(alert, notification.external_url)
         value = number(alert.value)
         when = "at resolution" if alert.status != "firing" else "when it fired"
-        lines.append(f"{alert.status.upper()}: {ctx['summary']}")
+        lines.append(escape(f"{alert.status.upper()}: {ctx['summary']}"))
         if alert.explanation:
-            lines.append(f"  {alert.explanation}")
-        lines.append(f"  value {when}: {value}; labels: {labels_text(alert.labels)}")
+            lines.append(f"  {escape(alert.explanation)}")
+        lines.append(escape(f"  value {when}: {value}; labels: {labels_text(alert.labels)}"))
         lines.append("")
     if notification.truncated:
         lines.append(f"… and {notification.truncated} more alerts")

@@ -19,7 +19,9 @@ from monitor.rules.engine import Dataset, carry_over, evaluation_time, month_end
 from monitor.rules.inputs import read_dataset
 from monitor.rules.loader import LoadedRule, RuleSet, load_rules
 from monitor.rules.snapshot import SeriesDetail
+from monitor.rules.templating import budget_warnings
 from monitor.rules.testing import run_test_file
+from monitor.textsafe import one_line
 
 AddConfig = Callable[[argparse.ArgumentParser], None]
 
@@ -79,6 +81,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     print(f"OK: {len(ruleset.files)} files, {len(ruleset.indicators)} indicators, "
           f"{len(ruleset.rules)} rules")
+    for warning in budget_warnings(ruleset.rules):
+        print(warning, file=sys.stderr)
     return 0
 
 
@@ -179,22 +183,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"Alerts as of {args.at} ({len(alerts)}):")
         for a in sorted(alerts, key=lambda r: (r.rule, sorted(r.labels.items()))):
             print(f"  [{a.labels.get('severity', '')}] {a.rule}"
-                  f" {_label_text(a.labels)}\n      {a.explanation}")
+                  f" {_label_text(a.labels)}\n      {one_line(a.explanation)}")
         for h in health:
             print(f"  [{h.labels.get('severity', '')}] {h.rule} {_label_text(h.labels)}\n"
-                  f"      {h.explanation}")
+                  f"      {one_line(h.explanation)}")
         if result.unhealthy:
             print(f"  rules reading {', '.join(sorted(result.unhealthy))} are held: their "
                   "alerts neither fire nor resolve until the source recovers")
         for rule, error in result.errors.items():
-            print(f"  rule {rule} failed: {error}")
+            print(f"  rule {rule} failed: {one_line(error)}")
     return 1 if result.errors else 0
 
 
 def _label_text(labels: dict[str, str]) -> str:
     shown = {k: v for k, v in labels.items()
              if k not in ("alertname", "severity", "indicator")}
-    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(shown.items())) + "}"
+    return "{" + ", ".join(f'{k}="{one_line(v)}"' for k, v in sorted(shown.items())) + "}"
 
 
 def _row_json(row: SeriesDetail) -> dict[str, Any]:
@@ -221,16 +225,16 @@ def print_scorecard(rows: list[SeriesDetail], out: TextIO) -> None:
     for row in rows:
         if row.indicator.group != group:
             group = row.indicator.group
-            out.write(f"{group}\n")
-        name = row.indicator.name
+            out.write(f"{one_line(str(group))}\n")
+        name = one_line(row.indicator.name)
         if per_indicator[row.indicator.id] > 1:  # several series: say which one this is
             name = f"{name} {_label_text(row.labels)}"
         name = name if len(name) <= 46 else name[:45] + "…"
-        out.write(f"{row.indicator.reference:<11} {name:<46} {row.value_text:>9} "
-                  f"{row.window_label[:22]:<22} {row.target_text[:20]:<20} "
-                  f"{row.status.value.upper()}\n")
+        out.write(one_line(f"{row.indicator.reference:<11} {name:<46} {row.value_text:>9} "
+                           f"{row.window_label[:22]:<22} {row.target_text[:20]:<20} "
+                           f"{row.status.value.upper()}") + "\n")
         if row.comment:
-            out.write(f"{'':<11} {row.comment}\n")
+            out.write(f"{'':<11} {one_line(row.comment)}\n")
 
 
 # --- backtest -----------------------------------------------------------------------
@@ -292,7 +296,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(f"Backtest {args.start} to {args.end}: {len(events)} events")
     for e in events:
         print(f"{e['period']}  {e['event'].upper():<8} {e['alertname']} "
-              f"{_label_text(e['labels'])}\n         {e['explanation']}")
+              f"{_label_text(e['labels'])}\n         {one_line(e['explanation'])}")
     return 0
 
 
@@ -336,5 +340,5 @@ def cmd_diff(args: argparse.Namespace) -> int:
         print("no alert would change state")
         return 0
     for rule, labels, old_state, new_state, why in sorted(changes):
-        print(f"{rule} {labels}: {old_state} -> {new_state}\n    {why}")
+        print(f"{rule} {labels}: {old_state} -> {new_state}\n    {one_line(why)}")
     return 0

@@ -59,6 +59,7 @@ class RuleStats:
     last_evaluation: datetime | None = None
     duration: float = 0.0
     health: str = "unknown"
+    template_errors: int = 0  # annotations that failed to render at the last evaluation
 
 
 @dataclass
@@ -151,6 +152,7 @@ class Engine:
             key = (loaded.group, loaded.rule.alert)
             stats = self.stats.setdefault(key, RuleStats())
             started = time.perf_counter()
+            stats.template_errors = 0
             try:
                 self._evaluate_rule(loaded, dataset, matrices, at, now, period, result,
                                     by_rule.get(key, []))
@@ -332,6 +334,8 @@ class Engine:
                 out[name] = render(template, context)
             except Exception as exc:  # a bad template must not stop the alert
                 out[name] = f"(template error: {exc})"
+                self.stats.setdefault((loaded.group, loaded.rule.alert),
+                                      RuleStats()).template_errors += 1
                 log.warning("annotation template failed", rule=loaded.rule.alert,
                             annotation=name, error=str(exc))
         return out

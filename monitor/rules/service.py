@@ -49,6 +49,10 @@ class RuleMetrics:
         self.failures = Counter("monitor_rule_group_evaluation_failures_total",
                                 "Rule evaluations that failed, per rule group.", ["group"],
                                 registry=registry)
+        self.template_errors = Counter("monitor_rule_template_errors_total",
+                                       "Rule annotations that failed to render (the alert "
+                                       "reads \"(template error: …)\"), per rule group.",
+                                       ["group"], registry=registry)
         self.duration = Histogram("monitor_rule_group_duration_seconds",
                                   "Time to evaluate a rule group.", ["group"],
                                   buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
@@ -148,6 +152,7 @@ class RuleService:
         for group in ruleset.groups():
             self.metrics.evaluations.labels(group)
             self.metrics.failures.labels(group)
+            self.metrics.template_errors.labels(group)
 
     def reload(self) -> tuple[bool, str]:
         """Load the rule files again; keep the running set when they do not load."""
@@ -222,6 +227,7 @@ class RuleService:
                 self.metrics.evaluations.labels(group).inc()
                 if stats.health == "err":
                     self.metrics.failures.labels(group).inc()
+                self.metrics.template_errors.labels(group).inc(stats.template_errors)
                 self.metrics.duration.labels(group).observe(stats.duration)
         self.metrics.cycle.set(time.perf_counter() - started)
         self.metrics.last_eval.set(time.time())

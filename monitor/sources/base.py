@@ -59,6 +59,7 @@ class SourceBase(Section):
     static_labels: dict[LabelName, str] = Field(default_factory=dict)
     provisional_last: int = Field(default=0, ge=0, le=120)
     max_reject_ratio: float = Field(default=0.5, ge=0.0, le=1.0)
+    empty_payloads: int = Field(default=3, ge=0)  # in a row before each counts as failed
 
     @field_validator("cron")
     @classmethod
@@ -87,7 +88,8 @@ class SourceBase(Section):
         mapping re-reads unchanged data. Schedules and secrets are left out.
         """
         data = self.model_dump(mode="json", exclude={"interval", "cron", "jitter",
-                                                      "enabled", "max_reject_ratio"})
+                                                      "enabled", "max_reject_ratio",
+                                                      "empty_payloads"})
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()
                               ).hexdigest()[:32]
 

@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from monitor.clock import clock_of
+from monitor.textsafe import one_line
 
 
 def register(sub: Any, add_config_option: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -93,7 +94,7 @@ def cmd_sources(args: argparse.Namespace) -> int:
             print(f"{health.source}\t{config.kind}\t{schedule}{enabled}\t{state}\t"
                   f"last success {last}")
             if health.last_error:
-                print(f"\tlast error: {health.last_error}")
+                print(f"\tlast error: {one_line(health.last_error)}")
         return 0
     finally:
         poller.close()
@@ -102,9 +103,9 @@ def cmd_sources(args: argparse.Namespace) -> int:
 
 def _print_result(result: Any) -> None:
     stream = sys.stdout if result.ok else sys.stderr
-    print(result.summary(), file=stream)
+    print(one_line(result.summary()), file=stream)
     for problem in result.problems:
-        print(f"  rejected: {problem}", file=stream)
-    if result.rejected > len(result.problems):
-        print(f"  … and {result.rejected - len(result.problems):,} more rejected rows (see the "
-              "log)", file=stream)
+        print(f"  rejected: {one_line(str(problem))}", file=stream)
+    if result.rejected_values > len(result.problems):
+        print(f"  … and {result.rejected_values - len(result.problems):,} more rejected values "
+              "(see the log)", file=stream)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-OUTCOMES = ("success", "partial", "unchanged", "failed")
+OUTCOMES = ("success", "partial", "unchanged", "empty", "failed")
 RESULTS = ("inserted", "revised", "updated", "unchanged")
 REASONS = ("missing_column", "extra_fields", "missing_value", "missing_label", "non_numeric",
            "negative", "zero_denominator", "bad_period", "bad_flag", "bad_indicator",
@@ -23,7 +23,8 @@ class SourceMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.polls = Counter("monitor_source_polls_total", "Polls by source and outcome "
-                             "(success, partial: some rows rejected, unchanged, failed).",
+                             "(success, partial: some rows rejected, unchanged, empty: no "
+                             "rows, failed).",
                              ["source", "outcome"], registry=registry)
         self.duration = Histogram("monitor_source_poll_duration_seconds",
                                   "Time a poll took: fetch, parse and store.", ["source"],
@@ -38,8 +39,9 @@ class SourceMetrics:
                                     "did (inserted, revised, updated, unchanged).",
                                     ["source", "result"], registry=registry)
         self.rejected = Counter("monitor_source_rows_rejected_total",
-                                "Input rows rejected, by reason; each is logged with its row "
-                                "and field.", ["source", "reason"], registry=registry)
+                                "Input values rejected, by reason (a row may have several); "
+                                "each is logged with its row and field.",
+                                ["source", "reason"], registry=registry)
         self.revisions = Counter("monitor_source_revisions_total",
                                  "Stored values a poll changed (the old value is kept).",
                                  ["source"], registry=registry)

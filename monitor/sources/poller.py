@@ -5,10 +5,17 @@ A poll is a pipeline of small stages::
     fetch      I/O; a payload, or "unchanged" (304, same body hash, no new month)
     parse      pure; observations (or milestones) and row problems
     finish     pure; the provisional rule (the last N periods)
-    report     each rejected row logged with source, row and field; counted by reason
+    report     each rejected value logged with source, row and field; counted by reason
+    empty      pure; a payload with no rows is its own outcome, stored as nothing
     judge      pure; too many rows rejected fails the poll as a whole
     store      one transaction: it lands whole or not at all
     record     validators, health and the poll's history row
+
+An empty payload (a header and no rows, ``[]``, every row filtered out) is a warning
+and changes nothing stored: the source's last success does not move (so SourceStale
+can fire) and its validators stay (so the next poll reads the payload again). From
+the ``empty_payloads``-th in a row, each one counts as a failed poll, and a source
+that keeps publishing empty files turns unhealthy and raises SourceFailing.
 
 One bad source never stops the others: every failure is caught, logged once, counted,
 kept as the source's last error, and the previous data stays. Scheduled polls of a
@@ -56,25 +63,27 @@ class PollResult:
     """What one poll (or one backfill from a file) did."""
 
     source: str
-    outcome: str  # success | partial | unchanged | failed | skipped
+    outcome: str  # success | partial | unchanged | empty | failed | skipped
     started_at: datetime
     finished_at: datetime
     rows: int = 0
-    rejected: int = 0
+    rejected: int = 0  # rows with at least one rejected value
     skipped: int = 0
     stored: IngestResult = field(default_factory=IngestResult)
     milestones: MilestoneResult | None = None
     problems: tuple[RowProblem, ...] = ()
+    rejected_values: int = 0  # every problem found, several per row possibly
     error: str = ""
 
     @property
     def ok(self) -> bool:
+        """Whether the poll read something usable (an empty payload is not)."""
         return self.outcome in ("success", "partial", "unchanged")
 
     def summary(self) -> str:
         """Return one line for people: what was read, stored and rejected."""
-        if self.outcome == "failed":
-            return f"{self.source}: failed: {self.error}"
+        if self.outcome in ("failed", "empty"):
+            return f"{self.source}: {self.outcome}: {self.error}"
         if self.outcome in ("unchanged", "skipped"):
             return f"{self.source}: {self.outcome}"
         parts = [f"{self.rows:,} rows"]
@@ -89,7 +98,10 @@ class PollResult:
                          f"{s.unchanged:,} unchanged")
             if s.series_created:
                 parts.append(f"{s.series_created:,} new series")
-        parts.append(f"{self.rejected:,} rejected")
+        values = (f" ({self.rejected_values:,} values)"
+                  if self.rejected_values > self.rejected else "")
+        parts.append(f"{self.rejected:,} row{'s' if self.rejected != 1 else ''} rejected"
+                     f"{values}")
         if self.skipped:
             parts.append(f"{self.skipped:,} skipped")
         return f"{self.source}: {self.outcome}: " + ", ".join(parts)
@@ -106,12 +118,17 @@ class Settling:
         return bool(self.awaiting or self.polling)
 
 
+def rejected_rows(problems: Sequence[RowProblem]) -> int:
+    """Return how many input rows ``problems`` reject (a row may have several)."""
+    return len({p.row for p in problems})
+
+
 def judge(config: SourceBase, parsed: Parsed) -> None:
     """Raise PayloadError when more than ``max_reject_ratio`` of the rows were rejected."""
-    rejected = len(parsed.problems)
+    rejected = rejected_rows(parsed.problems)
     if not parsed.rows or not rejected:
         return
-    share = rejected / parsed.rows
+    share = rejected / max(parsed.rows, rejected)
     if share > config.max_reject_ratio:
         first = parsed.problems[0]
         raise PayloadError(
@@ -119,6 +136,17 @@ def judge(config: SourceBase, parsed: Parsed) -> None:
             f"({share:.0%}, more than max_reject_ratio {config.max_reject_ratio:.0%}); the "
             f"payload looks broken, so nothing is stored and the previous data is kept; the "
             f"first: {first}")
+
+
+def empty_reason(parsed: Parsed) -> str | None:
+    """Return why a parsed payload is empty — no rows, or every row left out — or None
+    when it has something to store (or rows rejected, which :func:`judge` weighs)."""
+    if parsed.observations or parsed.milestones or parsed.problems:
+        return None
+    if not parsed.rows:
+        return "no rows (a header alone, an empty list or an empty result)"
+    return (f"every row ({parsed.rows:,}) was left out by the source's filters (unmapped = "
+            '"skip", null markers)')
 
 
 def failure_backoff(failures: int, every: float) -> float:
@@ -371,6 +399,9 @@ class Poller:
                 parsed = source.parse(payload)
                 parsed.observations = mark_provisional(source.config, parsed.observations)
                 self._report(name, parsed.problems)
+                empty = empty_reason(parsed) if source.config.empty_payloads else None
+                if empty is not None:
+                    return self._empty(source, payload, parsed, empty, started, clock_start)
                 judge(source.config, parsed)
                 result = self._store(source, parsed, started)
                 self.store.source_state.record_success(
@@ -391,7 +422,9 @@ class Poller:
         name = source.name
         now = self.clock.now()
         outcome = "partial" if parsed.problems else "success"
-        common: dict[str, Any] = {"rows": parsed.rows, "rejected": len(parsed.problems),
+        common: dict[str, Any] = {"rows": parsed.rows,
+                                  "rejected": rejected_rows(parsed.problems),
+                                  "rejected_values": len(parsed.problems),
                                   "skipped": parsed.skipped,
                                   "problems": tuple(parsed.problems[:KEPT_PROBLEMS])}
         if parsed.milestones is not None:
@@ -418,6 +451,40 @@ class Poller:
         if hidden > 0:
             log.warning("more rows rejected than logged", source=name, not_logged=hidden,
                         by_reason=dict(reasons))
+
+    def _empty(self, source: Source[Any], payload: Payload, parsed: Parsed, reason: str,
+               started: datetime, clock_start: float) -> PollResult:
+        """Record an empty payload: a warning, or from ``empty_payloads`` in a row on a
+        failed poll; nothing is stored and the validators are not, so it is read again."""
+        name = source.name
+        limit = source.config.empty_payloads
+        error = (f"source {name!r}: {payload.origin}: empty payload: {reason}; nothing is "
+                 "stored and the previous data is kept")
+        try:
+            streak, failures = self.store.source_state.record_empty(
+                name, started=started, finished=self.clock.now(), error=error,
+                fail_after=limit)
+        except Exception as exc:  # the store may be what failed
+            return self._failed(source, started, clock_start, exc)
+        counted = streak >= limit
+        error += (f" ({streak:,} empty payload{'s' if streak != 1 else ''} in a row; from "
+                  f"{limit:,} in a row (empty_payloads) each counts as a failed poll)")
+        finished = self.clock.now()
+        if counted:
+            log.error("poll failed: empty payload; previous data kept", source=name,
+                      error=error, empty_in_a_row=streak)
+            wait = failure_backoff(failures, source.config.every)
+            if wait:
+                self._retry_at[name] = finished + timedelta(seconds=wait)
+            self.metrics.last_failure.labels(name).set(finished.timestamp())
+        else:
+            log.warning("empty payload; previous data kept", source=name, error=error,
+                        empty_in_a_row=streak)
+        self.metrics.polls.labels(name, "empty").inc()
+        self.metrics.duration.labels(name).observe(time.monotonic() - clock_start)
+        self.metrics.failures.labels(name).set(failures)
+        return PollResult(name, "empty", started, finished, rows=parsed.rows,
+                          skipped=parsed.skipped, error=error)
 
     def _failed(self, source: Source[Any], started: datetime, clock_start: float,
                 exc: Exception) -> PollResult:

@@ -61,7 +61,7 @@ class PollRecord:
     source: str
     started_at: datetime
     finished_at: datetime | None
-    outcome: str  # success | unchanged | partial | failed
+    outcome: str  # success | unchanged | partial | empty | failed
     observations: int
     inserted: int
     revisions: int
@@ -120,6 +120,32 @@ class SourceStateStore:
                                         "consecutive_failures": failures})
             self._poll(conn, source, started, finished, "failed", 0, 0, 0, 0, error)
         return failures
+
+    def record_empty(self, source: str, *, started: datetime, finished: datetime,
+                     error: str, fail_after: int) -> tuple[int, int]:
+        """Record a poll whose payload had no rows; nothing else changes (the last success
+        and the validators stay, so the next poll reads the payload again).
+
+        The ``fail_after``-th empty poll in a row, and each one after it, counts as a
+        failed poll. Returns (empty polls in a row, consecutive failures), this one included.
+        """
+        with self.engine.begin() as conn:
+            latest = conn.execute(select(P.outcome).where(P.source == source)
+                                  .order_by(P.id.desc()).limit(KEEP_POLLS)).scalars()
+            streak = 1
+            for outcome in latest:
+                if outcome != "empty":
+                    break
+                streak += 1
+            current = conn.execute(select(S.consecutive_failures)
+                                   .where(S.source == source)).scalar()
+            failures = int(current or 0)
+            if streak >= fail_after:
+                failures += 1
+            self._upsert(conn, source, {"last_attempt_at": utc(started), "last_error": error,
+                                        "consecutive_failures": failures})
+            self._poll(conn, source, started, finished, "empty", 0, 0, 0, 0, error)
+        return streak, failures
 
     def _upsert(self, conn: Any, source: str, values: dict[str, Any]) -> None:
         changed = conn.execute(update(_STATE).where(S.source == source).values(**values)).rowcount

@@ -49,10 +49,9 @@ from monitor.cli import main
 from monitor.clock import FixedClock
 from monitor.http.server import HttpServer
 from monitor.rules.snapshot import Snapshot
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, needs
 from tests.http import panel as panel_data
 
-CI = os.environ.get("MONITOR_TEST_POSTGRES", "") == "1"
 INSTALL_HINT = "install the Debian packages with `bash .ci/system-packages`"
 TOKEN = "test-token-7c1e2b"
 LONDON_CONFIG = REPO / "examples" / "london-boroughs" / "config.toml"
@@ -66,10 +65,8 @@ def need_binary(name: str) -> str:
         None)
     if path:
         return path
-    message = f"{name} is not installed; {INSTALL_HINT}"
-    if CI:
-        pytest.fail(f"{message} (MONITOR_TEST_POSTGRES=1: CI needs it)")
-    pytest.skip(message)
+    needs(f"{name} is not installed; {INSTALL_HINT}")
+    raise AssertionError("needs() skips or fails")
 
 
 def config_copy(source: Path, folder: Path, port: int, *, token: str | None = TOKEN) -> Path:

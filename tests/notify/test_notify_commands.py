@@ -177,3 +177,45 @@ def test_dead_letters_are_listed_and_resent(config: Path, tmp_path: Path,
     code, _, err = run(capsys, "notifications", "resend", "-c", str(config), "999")
     assert code == 1 and "no message with id 999" in err
     store.close()
+
+
+def _hostile_config(tmp_path: Path, template: str) -> Path:
+    path = tmp_path / "hostile.toml"
+    path.write_text(f"""
+[store]
+url = "sqlite:///{tmp_path / 'monitor.db'}"
+[notify.route]
+receiver = "ops"
+[[notify.receivers]]
+name = "ops"
+[[notify.receivers.file]]
+path = "{tmp_path / 'notifications.log'}"
+templates = {{ text = "{template}" }}
+""")
+    return path
+
+
+def test_template_render_shows_the_fallback_when_a_template_crashes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _hostile_config(tmp_path, "{{ range(10**8)|list }}")
+    code, out, err = run(capsys, "template", "render", "-c", str(config), "--receiver", "ops")
+    assert code == 0 and "Traceback" not in out + err
+    assert ("(template error: BudgetExceeded: template budget exceeded: range() of "
+            "100,000,000 numbers; at most 100,000 (templates.max_iterations); this is the "
+            "fallback body)") in out
+    assert "[FIRING] BurglaryRising (2 firing)" in out
+
+
+def test_check_config_warns_about_a_message_template_over_budget(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _hostile_config(
+        tmp_path, "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}"
+                  "{% endfor %}")
+    code, out, err = run(capsys, "check-config", "-c", str(config))
+    assert code == 0 and out.strip().endswith(": OK (0 sources)")
+    assert err.strip() == (
+        "warning: receiver 'ops', file:0: the message templates exceed the template budget "
+        "on a sample alert, so messages would go out with the plain fallback body: template "
+        "budget exceeded: more than 100,000 loop iterations (templates.max_iterations)")
+    code, _, err = run(capsys, "check-config", "-c", str(_hostile_config(tmp_path, "{{ 1 }}")))
+    assert code == 0 and err == ""

@@ -176,3 +176,56 @@ def test_previews_and_receiver_tests_use_the_real_channels(store: Store,
     assert payloads(hook)[0]["kind"] == "test"
     with pytest.raises(KeyError, match="no receiver named 'nobody'"):
         notifier.preview("nobody")
+
+
+@pytest.mark.parametrize("template", [
+    pytest.param("{{ range(10**8)|list }}", id="huge-range"),
+    pytest.param("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}"
+                 "{% endfor %}", id="nested-loops"),
+    pytest.param("{{ 'a'|center(10**9) }}", id="center"),
+    pytest.param("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+                 id="macro-recursion"),
+    pytest.param("{{ 10.0 ** 400 }}", id="overflow"),
+])
+def test_a_template_that_crashes_or_exceeds_its_budget_still_delivers_the_alert(
+        store: Store, template: str) -> None:
+    from tests.notify.loopback import validate_slack
+
+    slack = LoopbackReceiver(validate_slack)
+    registry = CollectorRegistry()
+    try:
+        config = notify_config([{"name": "ops", "slack": [{
+            "url": slack.url("/services/T/B/x"), "templates": {"title": template}}]}])
+        notifier = make_notifier(store, config, registry=registry)
+        record(store, "camden", "firing", T0, 6.1)
+        notifier.process_transitions()
+        assert [o.outcome for o in notifier.dispatch()] == ["delivered"]
+        [request] = slack.requests
+    finally:
+        slack.close()
+    assert not request.problems
+    assert request.payload["text"] == "[FIRING] BurglaryRising (1 firing)"  # the fallback
+    assert registry.get_sample_value("monitor_notify_template_errors_total",
+                                     {"receiver": "ops", "integration": "slack"}) == 1
+    assert notifier.notify_store.messages("dead") == []
+
+
+def test_a_label_with_line_breaks_stays_on_its_line_in_text_outputs(
+        store: Store, hook: LoopbackReceiver, tmp_path: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "n.log"
+    config = notify_config([{"name": "ops", "webhook": [{"url": hook.url()}],
+                             "file": [{"path": str(path), "format": "text"}],
+                             "console": [{}]}], route={"group_by": ["borough"]})
+    notifier = make_notifier(store, config)
+    record(store, "Barnet\r\nBcc: victim@example.org\x1b[2J", "firing", T0, 6.1)
+    notifier.process_transitions()
+    assert sorted(o.outcome for o in notifier.dispatch()) == ["delivered"] * 3
+    escaped = "Barnet\\r\\nBcc: victim@example.org\\x1b[2J"
+    for text in (path.read_text(), capsys.readouterr().out):
+        assert escaped in text
+        assert not any(line.startswith("Bcc:") for line in text.splitlines())
+        assert "\r" not in text and "\x1b" not in text
+    [payload] = payloads(hook)
+    assert payload["groupKey"] == f'{{}}:{{borough="{escaped}"}}'
+    assert payload["alerts"][0]["labels"]["borough"] == "Barnet\r\nBcc: victim@example.org\x1b[2J"

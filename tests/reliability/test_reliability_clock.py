@@ -19,7 +19,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.clockwatch import ClockWatch, clock_offset
-from tests.conftest import free_port
+from tests.conftest import free_port, needs
 from tests.reliability.example_daemon import Variants, daemon_config, install, settle
 from tests.reliability.processes import Hook, integrity, query, start_daemon, stop, wait_for_text
 from tests.reliability.rig import Rig, build_rig, copy_example, example_config, variant_b
@@ -136,7 +136,7 @@ def metric(port: int, name: str) -> float:
 def test_the_daemon_keeps_working_when_its_wall_clock_jumps(
         tmp_path: Path, example_variants: tuple[Variants, dict[str, set[str]]]) -> None:
     if not FAKETIME.exists():
-        pytest.skip("needs libfaketime (apt-get install libfaketime; CI installs it)")
+        needs("needs libfaketime (apt-get install libfaketime; CI installs it)")
     hook = Hook()
     try:
         data, expected = example_variants

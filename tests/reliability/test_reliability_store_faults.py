@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import needs
 from tests.reliability.processes import integrity
 from tests.reliability.rig import Rig, build_rig, copy_example, example_config, variant_b
 
@@ -140,7 +141,7 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
                               str(path)], capture_output=True, text=True, check=False)
     if mounted.returncode != 0:
-        pytest.skip(f"a real full disk needs a tmpfs mount (root): {mounted.stderr.strip()}")
+        needs(f"a real full disk needs a tmpfs mount (root): {mounted.stderr.strip()}")
     try:
         yield path
     finally:

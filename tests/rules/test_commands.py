@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.clock import SystemClock
@@ -127,3 +128,44 @@ groups:
     assert [r.rule.alert for r in service.ruleset.rules] == ["High", "Low"]  # type: ignore[union-attr]
     assert service.metrics.reload_ok._value.get() == 0
     service.store.close()
+
+
+def test_eval_prints_a_label_with_line_breaks_on_its_own_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from monitor.cli import main
+
+    data = tmp_path / "kpi.csv"
+    data.write_text("indicator,area,period,value\n" + "".join(
+        f'kpi_x,"Barnet\r\nBcc: x@y",{year}-{m:02d},{10 + m}\nkpi_x,Camden,{year}-{m:02d},0\n'
+        for year in (2007, 2008) for m in range(1, 13)), newline="")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("""
+indicators:
+  - {id: kpi_x, name: "Crimes in an area", reference: "X 1", group: "Crime", unit: count,
+     direction: down}
+groups:
+  - name: g
+    rules:
+      - alert: HighX
+        indicator: kpi_x
+        when: {level: {above: 10}}
+""")
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[store]
+url = "sqlite:///{tmp_path / 'monitor.db'}"
+[rules]
+paths = ["{rules}"]
+[[sources]]
+name = "x"
+kind = "csv"
+path = "{data}"
+indicator_column = "indicator"
+labels = {{area = "area"}}
+""")
+    assert main(["eval", "--at", "2008-07", "--poll", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "\r" not in out
+    assert not any(line.startswith("Bcc:") for line in out.splitlines())
+    assert 'HighX {area="Barnet\\r\\nBcc: x@y"}' in out
+    assert 'Crimes in an area {area="Barnet\\r\\nBcc: x@y"}' in out  # the scorecard row

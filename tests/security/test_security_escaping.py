@@ -101,3 +101,36 @@ def test_the_webhook_json_carries_the_values_exactly() -> None:
 def test_data_is_never_template_source(fmt: str) -> None:
     body = rendered("file", {"format": fmt}).body
     assert "{{ 7*7 }}" in body and "49" not in body
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    pytest.param("Barnet\r\nBcc: x@y", "Barnet\\r\\nBcc: x@y", id="crlf"),
+    pytest.param("a\tb\x00c\x1b[31md\x7f", "a\\tb\\x00c\\x1b[31md\\x7f", id="c0-and-del"),
+    pytest.param("a\x85b\u2028c\u2029d", "a\\x85b\\u2028c\\u2029d", id="unicode-breaks"),
+    pytest.param("Camden C:\\dir «ok»", "Camden C:\\dir «ok»", id="printable-untouched"),
+])
+def test_one_line_shows_control_characters_escaped(text: str, shown: str) -> None:
+    from monitor.textsafe import one_line
+
+    assert one_line(text) == shown
+    assert len(one_line(text).splitlines()) == 1
+
+
+def test_a_logfmt_line_stays_one_line_whatever_a_value_holds() -> None:
+    import io
+    import logging
+
+    from monitor import logs
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    stream = io.StringIO()
+    logs.setup("info", "logfmt", stream=stream)
+    try:
+        logs.get_logger("test").warning("row rejected", label="Barnet\rBcc:x@y",
+                                         other="a\x1b[2Jb")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    [line] = stream.getvalue().splitlines()
+    assert 'label="Barnet\\rBcc:x@y"' in line and 'other="a\\u001b[2Jb"' in line

@@ -7,7 +7,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from jinja2 import TemplateError
 from jinja2.sandbox import SecurityError
 
 from monitor.model import Milestone
@@ -36,7 +35,9 @@ ESCAPES = [
                  id="template-reference-context"),
     pytest.param("{{ self.__init__.__globals__.__builtins__.__import__('os') }}",
                  id="self-builtins-import"),
-    pytest.param("{{ ''|attr('__class__')|attr('__mro__') }}", id="attr-filter"),
+    # The public payload chains |attr('__mro__') after this step, which then fails on
+    # an undefined value; the step itself is the one the sandbox must refuse.
+    pytest.param("{{ ''|attr('__class__') }}", id="attr-filter"),
     pytest.param("{{ '{0.__class__.__mro__}'.format(labels) }}", id="str-format"),
     pytest.param("{{ labels.items.__self__.__class__ }}", id="bound-method-self"),
     pytest.param("{% for c in [].__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
@@ -49,26 +50,39 @@ ESCAPES = [
     pytest.param("{{ [0] * 10**8 }}", id="huge-list"),
     pytest.param("{{ 10 ** 10000000 }}", id="huge-power"),
 ]
+
+
+class _Request:
+    """What a Flask payload expects ``request`` to be: an object holding a function."""
+
+    @staticmethod
+    def application() -> None:
+        return None
+
+
+# ``config`` and ``request`` exist, so the Flask payloads meet the sandbox rather than
+# an undefined name.
 CONTEXT = {"labels": {"alertname": "X", "borough": "Camden"}, "value": 1.5,
-           "explanation": "e"}
+           "explanation": "e", "config": {"SECRET_KEY": "planted"}, "request": _Request()}
 
 
-def refused(run: object) -> TemplateError | OverflowError:
-    with pytest.raises((SecurityError, TemplateError, OverflowError)) as caught:
+def refused(run: object) -> SecurityError:
+    """Return the SecurityError ``run`` raised: the sandbox refused it (an undefined
+    name or any other error does not count)."""
+    with pytest.raises(SecurityError) as caught:
         run()  # type: ignore[operator]
     return caught.value
 
 
 @pytest.mark.parametrize("payload", ESCAPES)
 def test_rule_annotations_refuse_sandbox_escapes(payload: str) -> None:
-    refused(lambda: render(payload, {**CONTEXT, "labels": dict(CONTEXT["labels"])}))
+    refused(lambda: render(payload, dict(CONTEXT)))
 
 
-@pytest.mark.parametrize("fmt", ["text", "html", "slack", "markdown", "mattermost"])
+@pytest.mark.parametrize("fmt", ["text", "line", "html", "slack", "markdown", "mattermost"])
 @pytest.mark.parametrize("payload", ESCAPES)
 def test_receiver_templates_refuse_sandbox_escapes(payload: str, fmt: str) -> None:
-    refused(lambda: environment(fmt).from_string(payload).render(
-        **{**CONTEXT, "labels": dict(CONTEXT["labels"])}))
+    refused(lambda: environment(fmt).from_string(payload).render(**CONTEXT))
 
 
 def test_rule_annotations_cannot_change_what_they_are_given() -> None:

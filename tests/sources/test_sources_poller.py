@@ -371,3 +371,103 @@ def test_it_forgets_failure_backoff_when_the_clock_jumps(
     p.clock_jumped()
     result = p.scheduled_poll("kpis")
     assert result is not None and result.outcome == "failed"
+
+
+EMPTY_CASES = [
+    pytest.param("csv", b"indicator,force,period,value\n", {},
+                 "empty payload: no rows (a header alone, an empty list or an empty result)",
+                 id="csv-header-only"),
+    pytest.param("json", b'{"data": []}', {},
+                 "empty payload: no rows (a header alone, an empty list or an empty result)",
+                 id="json-empty-list"),
+    pytest.param("csv", b"indicator,force,period,value\nburglary,Met,2008-04,5\n",
+                 {"indicators": {"robbery": "robbery"}, "unmapped": "skip"},
+                 "empty payload: every row (1) was left out by the source's filters",
+                 id="csv-every-row-filtered-out"),
+]
+
+
+@pytest.mark.parametrize(("kind", "empty", "options", "expected"), EMPTY_CASES)
+def test_an_empty_payload_warns_then_fails_and_the_source_turns_stale_and_failing(
+        store: Store, site: Site, clock: FixedClock, deps: SourceDeps,
+        registry: CollectorRegistry, kind: str, empty: bytes, options: dict[str, Any],
+        expected: str) -> None:
+    from monitor.rules.sourcehealth import judge
+
+    if kind == "csv":
+        config: SourceBase = small(site.url("/feed"), **options)
+        good = Reply(body=SMALL)
+    else:
+        config = JsonSource.model_validate({
+            "name": "kpis", "kind": "json", "url": site.url("/feed"), "records": "data",
+            "indicator_column": "kpi", "labels": {"force": "force"}, "period_column": "month"})
+        good = Reply(body=b'{"data": [{"kpi": "robbery", "force": "Met", "month": "2008-04", '
+                          b'"value": 5}]}', content_type="application/json")
+    site.route("/feed", good)
+    p = poller(store, [config], clock, deps, registry)
+    assert p.poll("kpis").outcome == "success"
+    stored = store.observations.count()
+    validators = store.source_state.validators("kpis")
+    site.route("/feed", Reply(body=empty))
+    failures, verdicts = [], []
+    for _ in range(5):  # hourly, as the source's interval says
+        clock.advance(timedelta(hours=1))
+        result = p.poll("kpis")
+        assert (result.outcome, result.ok) == ("empty", False)
+        assert result.error.startswith(f"source 'kpis': {site.url('/feed')}: {expected}")
+        assert "nothing is stored and the previous data is kept" in result.error
+        [health] = p.health()
+        failures.append(health.consecutive_failures)
+        verdict = judge(config, health, clock.now())
+        verdicts.append((verdict.stale, verdict.failing))
+        assert health.last_success_at == NOW  # an empty payload is not a success
+    assert failures == [0, 0, 1, 2, 3]  # from the third empty payload in a row, failed polls
+    assert verdicts == [(False, False), (False, False), (False, False), (True, False),
+                        (True, True)]
+    assert store.observations.count() == stored
+    assert store.source_state.validators("kpis") == validators  # read again next time
+    assert [r.outcome for r in store.source_state.polls("kpis")] == ["empty"] * 5 + ["success"]
+    assert metric(registry, "monitor_source_polls_total", source="kpis", outcome="empty") == 5
+    assert metric(registry, "monitor_source_consecutive_failures", source="kpis") == 3
+    site.route("/feed", good)
+    clock.advance(timedelta(hours=1))
+    assert p.poll("kpis").outcome in ("success", "unchanged")
+    [health] = p.health()
+    assert (health.consecutive_failures, health.last_success_at) == (0, clock.now())
+
+
+def test_empty_payloads_zero_accepts_an_empty_payload_as_a_success(
+        sqlite_store: Store, site: Site, clock: FixedClock, deps: SourceDeps,
+        registry: CollectorRegistry) -> None:
+    site.route("/feed", Reply(body=b"indicator,force,period,value\n"))
+    p = poller(sqlite_store, [small(site.url("/feed"), empty_payloads=0)], clock, deps,
+               registry)
+    assert p.poll("kpis").outcome == "success"
+    [health] = p.health()
+    assert health.healthy
+
+
+@pytest.mark.parametrize(("body", "outcome", "expected"), [
+    pytest.param(b"indicator,force,2008-04,2008-05,2008-06\nrobbery,Met,x,y,z\n"
+                 b"robbery,Brent,1,2,3\nrobbery,Barnet,1,2,3\n", "partial",
+                 "3 rows, 6 observations: 6 new, 0 revised, 0 updated, 0 unchanged, "
+                 "2 new series, 1 row rejected (3 values)", id="one-bad-row-of-three"),
+    pytest.param(b"indicator,force,2008-04,2008-05\nrobbery,Met,nan,inf\n", "failed",
+                 "1 of 1 rows rejected (100%, more than max_reject_ratio 50%)",
+                 id="nan-inf"),
+])
+def test_the_reject_ratio_counts_rows_not_values(
+        sqlite_store: Store, site: Site, clock: FixedClock, deps: SourceDeps,
+        registry: CollectorRegistry, body: bytes, outcome: str, expected: str) -> None:
+    site.route("/wide.csv", Reply(body=body))
+    config = CsvSource.model_validate({
+        "name": "wide", "kind": "csv", "url": site.url("/wide.csv"), "layout": "wide",
+        "indicator_column": "indicator", "labels": {"force": "force"},
+        "period_columns": r"^\d{4}-\d{2}$"})
+    result = poller(sqlite_store, [config], clock, deps, registry).poll("wide")
+    assert result.outcome == outcome
+    assert expected in result.summary()
+    if outcome == "partial":
+        assert (result.rejected, result.rejected_values, len(result.problems)) == (1, 3, 3)
+        assert metric(registry, "monitor_source_rows_rejected_total", source="wide",
+                      reason="non_numeric") == 3  # each bad value is still reported

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
-from jinja2 import TemplateError
 from pydantic import SecretStr
 
 from monitor import logs
@@ -31,6 +30,7 @@ from monitor.notify.config import IntegrationConfig
 from monitor.notify.notification import Notification, NotifyAlert, SendResult
 from monitor.notify.templates import TemplateSet, alert_context, context
 from monitor.retry import retry_after_seconds
+from monitor.sandbox import budget
 
 log = get_logger(__name__)
 USER_AGENT = "kpi-monitor"
@@ -79,12 +79,14 @@ class Channel(ABC):
     def render(self, notification: Notification) -> Message:
         """Return the message for ``notification``; a failing template falls back to plain.
 
-        Never raises for a template problem: it logs the error and renders the fallback.
+        Never raises for a template problem — an error, a sandbox violation, the template
+        budget exceeded, any exception — it logs the error and renders the fallback.
         """
         try:
-            parts = self.render_parts(notification)
+            with budget():  # one budget for all the parts of one message
+                parts = self.render_parts(notification)
             error = None
-        except TemplateError as exc:
+        except Exception as exc:  # whatever the template did, the alert goes out
             error = f"{type(exc).__name__}: {exc}"
             log.error("template failed; sending the plain fallback body",
                       receiver=self.receiver, integration=self.integration, error=error)
@@ -97,7 +99,8 @@ class Channel(ABC):
         return Message(message.body, message.preview, error, message.meta)
 
     def render_parts(self, notification: Notification) -> dict[str, Any]:
-        """Return every part rendered from the templates. Raises jinja2.TemplateError."""
+        """Return every part rendered from the templates. Raises jinja2.TemplateError
+        (including BudgetExceeded)."""
         ctx = context(notification)
         out: dict[str, Any] = {}
         for part in self.parts:

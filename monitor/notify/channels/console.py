@@ -11,18 +11,20 @@ from monitor.notify.channels.base import Channel, Message
 from monitor.notify.config import ConsoleConfig
 from monitor.notify.notification import Notification, SendResult
 from monitor.notify.templates import fallback_text
+from monitor.textsafe import one_line
 
 _LOCK = threading.Lock()
 
 
 class ConsoleChannel(Channel):
     kind: ClassVar[str] = "console"
-    parts: ClassVar[dict[str, tuple[str, str]]] = {"text": ("text", "text")}
+    # Values are escaped to one line each: a label cannot forge lines in the output.
+    parts: ClassVar[dict[str, tuple[str, str]]] = {"text": ("line", "text")}
     config: ConsoleConfig
     stream: TextIO | None = None  # tests may point it elsewhere; default: sys.stdout
 
     def fallback_parts(self, notification: Notification) -> dict[str, Any]:
-        return {"text": fallback_text(notification)}
+        return {"text": fallback_text(notification, one_line)}
 
     def build(self, notification: Notification, parts: Mapping[str, Any]) -> Message:
         text = str(parts.get("text", "")).rstrip("\n") + "\n"

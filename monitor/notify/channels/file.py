@@ -18,6 +18,7 @@ from monitor.notify.channels.base import Channel, Message
 from monitor.notify.config import FileConfig
 from monitor.notify.notification import Notification, SendResult
 from monitor.notify.templates import fallback_text
+from monitor.textsafe import one_line
 
 _LOCK = threading.Lock()
 
@@ -45,11 +46,12 @@ def append_whole(path: Path, data: bytes) -> None:
 
 class FileChannel(Channel):
     kind: ClassVar[str] = "file"
-    parts: ClassVar[dict[str, tuple[str, str]]] = {"text": ("text", "text")}
+    # Values are escaped to one line each: a label cannot forge lines in the output.
+    parts: ClassVar[dict[str, tuple[str, str]]] = {"text": ("line", "text")}
     config: FileConfig
 
     def fallback_parts(self, notification: Notification) -> dict[str, Any]:
-        return {"text": fallback_text(notification)}
+        return {"text": fallback_text(notification, one_line)}
 
     def build(self, notification: Notification, parts: Mapping[str, Any]) -> Message:
         text = str(parts.get("text", ""))
