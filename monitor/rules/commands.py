@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -202,7 +203,11 @@ def _row_json(row: SeriesDetail) -> dict[str, Any]:
             "name": row.indicator.name, "labels": row.labels, "period": row.period_label,
             "window": row.window_label, "value": row.value, "value_text": row.value_text,
             "target": row.target, "target_text": row.target_text,
-            "status": row.status.value, "spc": row.spc_icon, "comment": row.comment}
+            "target_year": row.target_year, "judged_year": row.judged_year,
+            "judged_target_text": row.judged_target_text,
+            "status": row.status.value, "spc": row.spc_icon, "comment": row.comment,
+            "comment_parts": [asdict(part) for part in row.comment_parts],
+            "ranks": [asdict(rank) for rank in row.ranks]}
 
 
 def _alert_json(a: AlertRecord) -> dict[str, Any]:
