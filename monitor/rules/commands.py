@@ -233,7 +233,7 @@ def print_scorecard(rows: list[SeriesDetail], out: TextIO) -> None:
         name = name if len(name) <= 46 else name[:45] + "…"
         out.write(f"{row.indicator.reference:<11} {name:<46} {row.value_text:>9} "
                   f"{row.window_label[:22]:<22} {row.target_text[:20]:<20} "
-                  f"{row.status.value.upper()}\n")
+                  f"{row.status.word.upper()}\n")
         if row.comment:
             out.write(f"{'':<11} {row.comment}\n")
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from monitor.errors import EvaluationError
-from monitor.model import Milestone, financial_year
+from monitor.model import Milestone, Status, financial_year
 from monitor.rules import stats
 from monitor.rules.data import Alignment, BoolArray, FloatArray, Matrix, align
 from monitor.rules.measures import (
@@ -172,14 +172,13 @@ def _level(leaf: Level, m: Matrix, ctx: Context) -> Outcome:
         clear = leaf.clear_below if leaf.clear_below is not None else leaf.below
         active |= (value < leaf.below) | (was & (value < clear))
         reasons.append("below")
-    codes = {"red": 3, "amber": 2, "green": 1, "baseline": 0, "unknown": -1}
     if leaf.worse_than_target:
-        active |= np.isin(h.status, [2, 3])
+        active |= np.isin(h.status, [Status.AMBER.code, Status.RED.code])
     if leaf.status:
-        active |= np.isin(h.status, [codes[s] for s in leaf.status])
-        if "unknown" in leaf.status:
+        active |= np.isin(h.status, [Status(s).code for s in leaf.status])
+        if "no_data" in leaf.status:
             known = np.ones(m.n, dtype=bool)
-    active &= known | bool(leaf.status and "unknown" in leaf.status)
+    active &= known | bool(leaf.status and "no_data" in leaf.status)
     ind = m.indicator
     kind = ind.headline_kind
     when = window_text(m, h.end)

@@ -171,15 +171,16 @@ def headline(m: Matrix, end: int | None = None) -> Headline:
 
 def rag(value: FloatArray, target: float, kind: str, direction: str, amber: float
         ) -> np.ndarray:
-    """Return Status codes: baseline when the year has no target, unknown without data."""
-    out = np.full(value.shape, Status.UNKNOWN.code, dtype=np.int64)
+    """Return Status codes: no data without a value; baseline in a baseline year; not
+    rated when there is nothing to judge the value by (no target, a neutral indicator)."""
+    out = np.full(value.shape, Status.NO_DATA.code, dtype=np.int64)
+    known = ~np.isnan(value)
     if kind == "none":
-        out[:] = Status.BASELINE.code
-        out[np.isnan(value)] = Status.UNKNOWN.code
+        out[known] = Status.BASELINE.code
         return out
     if kind == "missing" or np.isnan(target) or direction == "neutral":
+        out[known] = Status.NOT_RATED.code
         return out
-    known = ~np.isnan(value)
     gap = (value - target) if direction == "up" else (target - value)  # >= 0 is on target
     out[known & (gap >= 0)] = Status.GREEN.code
     out[known & (gap < 0) & (gap >= -amber)] = Status.AMBER.code

@@ -255,7 +255,8 @@ class Level(Strict):
     clear_above: float | None = None  # hysteresis: stays active until the value is below
     clear_below: float | None = None
     worse_than_target: bool = False
-    status: list[Literal["red", "amber", "green", "baseline", "unknown"]] | None = None
+    status: list[Literal["red", "amber", "green", "baseline", "not_rated", "no_data"]] | None \
+        = None
 
     @model_validator(mode="after")
     def _something(self) -> Level:

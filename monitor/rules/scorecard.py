@@ -280,6 +280,11 @@ def _status_sentence(m: Matrix, i: int, h: Headline) -> str:
                 "not judged against a target.")
     if h.end < 0 or np.isnan(h.value[i]):
         return "No data yet."
+    shown = f"{describe_value(ind, float(h.value[i]), ind.headline_kind)} {over_text(m, h.end)}"
+    if status is Status.NOT_RATED:
+        why = "neither higher nor lower is better" if ind.direction == "neutral" else \
+            f"there is no target for {financial_year_label(h.fy)}"
+        return f"Not rated: {shown}; {why}."
     if status not in (Status.RED, Status.AMBER, Status.GREEN):
         return ""
     if status is Status.GREEN:
@@ -291,8 +296,7 @@ def _status_sentence(m: Matrix, i: int, h: Headline) -> str:
     phrase = target_phrase(ind, h.fy, judged, target, h.target_kind[i],
                            _level_target(m, i, h.end, h.n) if h.target_kind[i] == "change_pp"
                            else None)
-    return (f"{opening}: {describe_value(ind, float(h.value[i]), ind.headline_kind)} "
-            f"{over_text(m, h.end)}, {phrase}{_turn(m, i, h, status)}.")
+    return f"{opening}: {shown}, {phrase}{_turn(m, i, h, status)}."
 
 
 def _turn(m: Matrix, i: int, h: Headline, status: Status) -> str:

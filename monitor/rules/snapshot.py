@@ -9,12 +9,12 @@ read side shows these as published and computes nothing of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 import numpy as np
 import numpy.typing as npt
 
-from monitor.model import Alert, Status
+from monitor.model import Alert, Frequency, Status
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -195,19 +195,53 @@ class RuleHealth:
 
 @dataclass
 class Snapshot:
-    """The engine's state after an evaluation at ``at``."""
+    """The engine's state after an evaluation.
+
+    Two times, never to be confused: ``at`` is the instant the data is judged as of (the
+    end of ``rules.as_of``'s month, or the evaluation time) and :meth:`data_period` the
+    latest period any series has data for — what the figures are about ("data to
+    Jul-08"); ``evaluated_at`` is when the daemon evaluated, on its clock ("evaluated
+    2 min ago").
+    """
 
     at: datetime | None
     frames: dict[str, IndicatorFrame]
     alerts: list[Alert]
     rules: list[RuleHealth]
+    evaluated_at: datetime | None = None
+
+    def data_period(self) -> tuple[Frequency, int] | None:
+        """Return the latest period with data over every series (its frequency and
+        ordinal, the latest by start date); None before any data."""
+        latest: tuple[date, Frequency, int] | None = None
+        for frame in self.frames.values():
+            if not len(frame.period):
+                continue
+            ordinal = int(frame.period.max())
+            if ordinal < 0:
+                continue
+            freq = Frequency(frame.info.frequency)
+            start = freq.start(ordinal)
+            if latest is None or start > latest[0]:
+                latest = (start, freq, ordinal)
+        return None if latest is None else (latest[1], latest[2])
+
+    def data_to(self) -> str:
+        """``Jul-08`` (a month, as comments write it), ``2008-Q3``; ``""`` without data."""
+        found = self.data_period()
+        if found is None:
+            return ""
+        freq, ordinal = found
+        if freq is Frequency.MONTHLY:
+            return f"{freq.start(ordinal):%b-%y}"
+        return freq.label(ordinal)
 
     def status_of(self, indicator: str, labels: dict[str, str]) -> Status:
         frame = self.frames.get(indicator)
         if frame is None:
-            return Status.UNKNOWN
+            return Status.NO_DATA
         for i, candidate in enumerate(frame.labels):
             if candidate == labels:
                 code = int(frame.status[i])
                 return next(s for s in Status if s.code == code)
-        return Status.UNKNOWN
+        return Status.NO_DATA
