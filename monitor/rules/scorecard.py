@@ -31,12 +31,10 @@ from monitor.rules.measures import (
     movement,
     over_text,
     period_text,
-    rag,
     rank_span,
     ranks,
     status_name,
     target_phrase,
-    targets_for,
     turn,
     window_text,
 )
@@ -301,21 +299,27 @@ def _status_sentence(m: Matrix, i: int, h: Headline) -> str:
 
 def _turn(m: Matrix, i: int, h: Headline, status: Status) -> str:
     """``, after a slight improvement on the rolling year to Feb-08 (55.1%)`` when the
-    latest period moved the series across its target (judged against the same target),
-    else ``""``."""
-    if h.end < 1 or financial_year(m.grid.period(h.end - 1), m.indicator.fy_start_month) != h.fy:
+    latest period moved the series across its target, else ``""``.
+
+    The window before is judged against the level this year's target asks for (a change
+    target: the level it comes to, "to 55.2%"), so both windows face the same bar.
+    """
+    ind = m.indicator
+    judged = (Status.RED, Status.AMBER, Status.GREEN)
+    if status not in judged or h.end < 1 or \
+            financial_year(m.grid.period(h.end - 1), ind.fy_start_month) != h.fy:
         return ""
+    bar = float(h.target[i]) if h.target_kind[i] == "level" else \
+        _level_target(m, i, h.end, h.n)
     before = headline(m, h.end - 1)
-    target, kind, amber = targets_for(m.indicator, h.fy)
-    was = status_name(int(rag(before.judged[i:i + 1], target, kind, m.indicator.direction,
-                              amber)[0]))
-    met = (status is Status.GREEN, was is Status.GREEN)
-    if met not in ((True, False), (False, True)):
-        return ""
     then, now = float(before.level[i]), float(h.level[i])
-    word = turn(then, now, m.indicator.direction)
-    shown = format_value(m.indicator, then)
-    return f", after {word} on the {window_text(m, h.end - 1)} ({shown})"
+    if bar is None or np.isnan(bar) or np.isnan(then) or np.isnan(now):
+        return ""
+    was_met = then >= bar if ind.direction == "up" else then <= bar
+    if was_met == (status is Status.GREEN):
+        return ""
+    return (f", after {turn(then, now, ind.direction)} on the {window_text(m, h.end - 1)} "
+            f"({format_value(ind, then)})")
 
 
 def _target_note(ind: Indicator, h: Headline, i: int) -> str:

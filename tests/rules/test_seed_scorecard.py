@@ -303,6 +303,17 @@ def test_monitor_eval_json_lists_the_seed_rows_in_order(eval_json: dict[str, Any
     assert [r["indicator"] for r in eval_json["scorecard"]] == [r.indicator for r in SEED]
 
 
+# The seed's last row: progress against the counter-terrorism plan's milestones. As of
+# 31 July 2008 three are overdue (examples/mps-2008-09/README.md).
+CT_OVERDUE = ["CT-04", "CT-05", "CT-06"]
+
+
+def test_monitor_eval_json_states_the_overdue_ct_milestones(eval_json: dict[str, Any]) -> None:
+    overdue = sorted(a["labels"]["milestone"] for a in eval_json["alerts"]
+                     if a["alertname"] == "CounterTerrorismMilestoneOverdue")
+    assert overdue == CT_OVERDUE
+
+
 # --- the /scorecard page in Chromium -----------------------------------------------------
 
 
@@ -315,8 +326,18 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[st
 
     folder: Path = tmp_path_factory.mktemp("daemon")
     with running(MPS_CONFIG, folder) as served:
-        dom = parse(chromium_dom(f"{served.url}/scorecard"))
-    yield {r["indicator"]: {k: " ".join(v.split()) for k, v in r.items()} for r in dom.rows}
+        html = chromium_dom(f"{served.url}/scorecard")
+    rows = {r["indicator"]: {k: " ".join(v.split()) for k, v in r.items()}
+            for r in parse(html).rows}
+    milestones = re.search(r'<li data-milestones="ct_plan">(.*?)</li>', html, re.DOTALL)
+    rows["ct_plan"] = {"milestones": " ".join(re.sub(r"<[^>]+>", " ", milestones.group(1))
+                                              .split()) if milestones else ""}
+    yield rows
+
+
+def test_the_scorecard_page_states_the_overdue_ct_milestones(
+        page: dict[str, dict[str, str]]) -> None:
+    assert f"{len(CT_OVERDUE)} overdue" in page["ct_plan"]["milestones"]
 
 
 @pytest.mark.parametrize("seed", [pytest.param(r, id=r.seed) for r in SEED])
