@@ -149,17 +149,31 @@ class Direction(StrEnum):
 
 
 class Status(StrEnum):
-    """The RAG status of an indicator against its target. The number is exported to Grafana."""
+    """The RAG status of an indicator against its target.
+
+    The number (``code``) is exported to Grafana; the ``word`` is what every page,
+    message, command and panel says — the words an analyst uses, one per status.
+    """
 
     GREEN = "green"
     AMBER = "amber"
     RED = "red"
-    BASELINE = "baseline"  # no target this year: reported, never judged
-    UNKNOWN = "unknown"  # no data, or an incomplete window
+    BASELINE = "baseline"  # a baseline year (target kind none): reported, never judged
+    NOT_RATED = "not_rated"  # a value, but nothing to judge it by: no target, or neutral
+    NO_DATA = "no_data"  # no value: no data, or a window with a missing period
 
     @property
     def code(self) -> int:
-        return {"unknown": -1, "baseline": 0, "green": 1, "amber": 2, "red": 3}[self.value]
+        return STATUS_CODES[self.value]
+
+    @property
+    def word(self) -> str:
+        """``not rated``, ``no data``, ``baseline``, ``green``, ``amber``, ``red``."""
+        return self.value.replace("_", " ")
+
+
+STATUS_CODES = {"not_rated": -2, "no_data": -1, "baseline": 0, "green": 1, "amber": 2,
+                "red": 3}
 
 
 @dataclass(frozen=True, slots=True)

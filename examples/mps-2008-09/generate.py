@@ -90,6 +90,9 @@ SAC_CHANGE = "-7.8"  # SPI 5.2: the three parts together
 SD_RATES = {"residential_burglary": "14.7", "robbery": "16.5", "vehicle_crime": "7.6"}
 SAC_SD_RATE = "11.1"  # SPI 6.2
 SV_SSO_SD_RATE = "31.9"  # SPI 6.1 + 6.4, combined
+# Not printed: how the combined detections split between serious violence (SPI 6.1) and
+# serious sexual offences (SPI 6.4). The rest of the combined total is SPI 6.4's.
+MSV_SD_RATE = "34.0"
 DV_ARREST_RATE = "65.8"  # arrests / domestic violence offences
 
 # Survey proportions (%).
@@ -122,8 +125,11 @@ RANKS = {
     "sac_sd_rate": 2,  # year to Jul-08
     "ksi_change": 8,  # % change 2007 on 2006, "ranked last"
     "msv_change": 2,  # % change May-Jul 08 on May-Jul 07
+    "msv_sd_rate": 2,  # SPI 6.1, SD rate for serious violence, year to Jul-08
+    "sso_sd_rate": 3,  # SPI 6.4, SD rate for serious sexual offences, year to Jul-08
 }
-HIGHER_IS_BETTER = ("victim_satisfaction", "confidence", "sac_sd_rate")
+HIGHER_IS_BETTER = ("victim_satisfaction", "confidence", "sac_sd_rate", "msv_sd_rate",
+                    "sso_sd_rate")
 
 # Unrounded aims where the printed value alone does not pin the figure down.
 CONFIDENCE_AIMS = {TO_MAR_07: Fraction("54.70"), TO_FEB_08: Fraction("55.13"),
@@ -181,6 +187,11 @@ NOT_STATED = 0.03
 # Other MPS series that only the seed's rates need (12-month totals, previous and current RY).
 SERIOUS_SEXUAL_OFFENCES = (5_640, 5_910)  # added to most serious violence for SPI 6.1/6.4
 DV_OFFENCES = (49_800, 51_270)
+# Not printed: "Rolling year variation in MSV and Assault with Injury shown" (SPI 5.1).
+# Previous RY total and the % change of the RY to Jul-08, invented.
+ASSAULT_WITH_INJURY = (58_400, "-1.2")
+# Peers' serious sexual offences per most serious violence offence (the MPS's own ratio).
+SSO_PER_MSV = Fraction(SERIOUS_SEXUAL_OFFENCES[1], 9_764)
 
 
 @dataclass(frozen=True)
@@ -211,16 +222,17 @@ PEERS = (
 # Each peer's measure = the MPS's measure + this offset (in the measure's unit,
 # % or pp), in the order of RANKS. Peers better than the MPS: 0 on victim
 # satisfaction, 2 on the gap (negative), 0 on confidence, 2 on SAC change
-# (negative), 1 on the SD rate (positive), 0 on KSI change, 1 on MSV change.
+# (negative), 1 on the SD rate (positive), 0 on KSI change, 1 on MSV change,
+# 1 on the serious violence SD rate (positive), 2 on the sexual offences SD rate.
 PEER_OFFSETS: dict[str, tuple[float, ...]] = {
-    #                            sat   gap   conf   sac    sd    ksi   msv
-    "West Midlands Police": (3.4, 2.6, -2.3, -4.4, -1.5, -5.6, 3.1),
-    "Greater Manchester Police": (1.3, 4.1, -4.6, 2.9, 1.9, -2.2, -3.6),
-    "West Yorkshire Police": (4.2, -1.3, -3.3, 5.3, -0.9, -7.4, 1.8),
-    "Merseyside Police": (2.2, 1.4, -1.2, -1.9, -2.4, -3.5, 7.2),
-    "Northumbria Police": (8.6, -2.1, -5.8, 1.6, -1.9, -6.5, 4.6),
-    "South Yorkshire Police": (5.1, 5.9, -6.7, 7.4, -3.1, -4.6, 10.4),
-    "Lancashire Constabulary": (6.3, 3.3, -0.9, 3.8, -2.7, -1.4, 2.7),
+    #                            sat   gap   conf   sac    sd    ksi   msv  sv-sd sso-sd
+    "West Midlands Police": (3.4, 2.6, -2.3, -4.4, -1.5, -5.6, 3.1, -4.1, 3.4),
+    "Greater Manchester Police": (1.3, 4.1, -4.6, 2.9, 1.9, -2.2, -3.6, 2.6, -2.2),
+    "West Yorkshire Police": (4.2, -1.3, -3.3, 5.3, -0.9, -7.4, 1.8, -1.8, 1.7),
+    "Merseyside Police": (2.2, 1.4, -1.2, -1.9, -2.4, -3.5, 7.2, -6.3, -4.9),
+    "Northumbria Police": (8.6, -2.1, -5.8, 1.6, -1.9, -6.5, 4.6, -3.0, -6.1),
+    "South Yorkshire Police": (5.1, 5.9, -6.7, 7.4, -3.1, -4.6, 10.4, -7.7, -3.6),
+    "Lancashire Constabulary": (6.3, 3.3, -0.9, 3.8, -2.7, -1.4, 2.7, -5.2, -1.3),
 }
 # Peers' SD rate of each part relative to their SAC rate (the MPS's own mix).
 SD_MIX = {"residential_burglary": "1.32", "robbery": "1.49", "vehicle_crime": "0.68"}
@@ -574,14 +586,27 @@ def build_mps(data: Data) -> None:
     ksi = counts("ksi", MPS, ksi_span, "roads", windows, after / before - 1)
     put(data, "ksi", MPS, ksi_span, ksi)
 
-    # SPI 6.1 + 6.4: offences = most serious violence + serious sexual offences.
+    # Assault with injury: SPI 5.1's companion, rolling year on rolling year.
+    before, printed = ASSAULT_WITH_INJURY
+    after = solve_change(before, printed, None)
+    put(data, "assault_with_injury", MPS, span, counts(
+        "assault_with_injury", MPS, span, VIOLENCE_SHAPE, {PREVIOUS_RY: before, RY: after},
+        after / before - 1))
+
+    # SPI 6.1 and 6.4: detections of most serious violence and of serious sexual
+    # offences; combined (the seed's row) they are 31.9% of the two offence totals.
     sso = counts("serious_sexual_offences", MPS, span, "sexual",
                  dict(zip((PREVIOUS_RY, RY), SERIOUS_SEXUAL_OFFENCES, strict=True)), 0.048)
-    sv_sso = np.array([value for value, _ in data["most_serious_violence", MPS].values()]) + sso
-    detections = share_of(int(sv_sso[mask(span, RY)].sum()), SV_SSO_SD_RATE)
-    put(data, "serious_violence_sso_offences", MPS, span, sv_sso)
-    put(data, "serious_violence_sso_sd", MPS, span, proportions(
-        "serious_violence_sso_sd", MPS, span, sv_sso, {RY: detections}, 0.305, 0.04))
+    msv = np.array([value for value, _ in data["most_serious_violence", MPS].values()])
+    in_ry = mask(span, RY)
+    detections = share_of(int(msv[in_ry].sum() + sso[in_ry].sum()), SV_SSO_SD_RATE)
+    msv_detections = share_of(int(msv[in_ry].sum()), MSV_SD_RATE)
+    put(data, "serious_sexual_offences", MPS, span, sso)
+    put(data, "most_serious_violence_sd", MPS, span, proportions(
+        "most_serious_violence_sd", MPS, span, msv, {RY: msv_detections}, 0.325, 0.04))
+    put(data, "serious_sexual_offences_sd", MPS, span, proportions(
+        "serious_sexual_offences_sd", MPS, span, sso, {RY: detections - msv_detections},
+        0.27, 0.05))
 
     # Domestic violence: arrests / offences.
     dv = counts("dv_offences", MPS, span, VIOLENCE_SHAPE,
@@ -714,8 +739,21 @@ def build_peers(data: Data, mps: Mapping[str, Fraction]) -> None:
         share = Fraction(seasonal(months(MAY_JUL_07), VIOLENCE_SHAPE).sum()) / 12
         before = round(peer.most_serious_violence * share)
         windows = {MAY_JUL_07: before, MAY_JUL_08: round(before * (1 + change))}
-        put(data, "most_serious_violence", peer.name, span, counts(
-            "most_serious_violence", peer.name, span, VIOLENCE_SHAPE, windows, float(change)))
+        msv = counts("most_serious_violence", peer.name, span, VIOLENCE_SHAPE, windows,
+                     float(change))
+        put(data, "most_serious_violence", peer.name, span, msv)
+
+        # SPI 6.1 and 6.4: detection rates over the rolling year; sexual offences sized
+        # like the MPS's against most serious violence.
+        sso = counts("serious_sexual_offences", peer.name, span, "sexual",
+                     {RY: round(int(msv[in_ry].sum()) * SSO_PER_MSV)}, 0.04)
+        put(data, "serious_sexual_offences", peer.name, span, sso)
+        for name, offences, measure in (("most_serious_violence", msv, "msv_sd_rate"),
+                                        ("serious_sexual_offences", sso, "sso_sd_rate")):
+            detections = round(target[measure] / 100 * int(offences[in_ry].sum()))
+            put(data, f"{name}_sd", peer.name, span, proportions(
+                f"{name}_sd", peer.name, span, offences, {RY: detections},
+                overdispersion=0.05))
 
 
 # =============================================================================
@@ -783,6 +821,11 @@ class Dataset:
             return self.change("ksi", CALENDAR_07, CALENDAR_06, force)
         if name == "msv_change":
             return self.change("most_serious_violence", MAY_JUL_08, MAY_JUL_07, force)
+        if name == "msv_sd_rate":
+            return self.ratio("most_serious_violence_sd", "most_serious_violence", RY, force)
+        if name == "sso_sd_rate":
+            return self.ratio("serious_sexual_offences_sd", "serious_sexual_offences", RY,
+                              force)
         raise KeyError(name)
 
     def rank(self, name: str, force: str = MPS) -> int:
@@ -878,8 +921,13 @@ def seed_checks(d: Dataset, milestones: Sequence[Milestone]) -> list[Check]:
         Check("SPI 5.5", "gun crime % change", ry,
               d.change("gun_crime", RY, PREVIOUS_RY), CHANGES["gun_crime"][0]),
         Check("SPI 6.1/6.4", "serious violence + SSO SD rate %", "RY to Jul-08",
-              d.ratio("serious_violence_sso_sd", "serious_violence_sso_offences", RY),
+              d.ratio(["most_serious_violence_sd", "serious_sexual_offences_sd"],
+                      ["most_serious_violence", "serious_sexual_offences"], RY),
               SV_SSO_SD_RATE),
+        Check("SPI 6.1", rank, "year to Jul-08", Fraction(d.rank("msv_sd_rate")), "2"),
+        Check("SPI 6.4", rank, "year to Jul-08", Fraction(d.rank("sso_sd_rate")), "3"),
+        Check("SPI 5.1*", "assault with injury % change (companion)", ry,
+              d.change("assault_with_injury", RY, PREVIOUS_RY), ASSAULT_WITH_INJURY[1]),
         Check("DV", "arrest rate %", "RY to Jul-08",
               d.ratio("dv_arrests", "dv_offences", RY), DV_ARREST_RATE),
         Check("SYV", "under-20 victims % change", ry,

@@ -22,7 +22,15 @@ from monitor.http.context import HttpContext, SeriesRef, find_series, finite, se
 from monitor.http.observed import Silence, SilenceSpec
 from monitor.matchers import Matcher, MatcherError, compile_matchers, parse_all
 from monitor.model import Alert, AlertState, Status, utc
-from monitor.rules.snapshot import IndicatorFrame, IndicatorInfo, RuleHealth, SeriesDetail
+from monitor.rules.snapshot import (
+    IndicatorFrame,
+    IndicatorInfo,
+    RuleHealth,
+    SeriesDetail,
+    Snapshot,
+)
+
+STATUS_CODES_TEXT = ", ".join(f"{s.code} {s.word}" for s in sorted(Status, key=lambda s: s.code))
 
 
 class ApiError(Exception):
@@ -75,7 +83,7 @@ class SeriesOut(BaseModel):
     value: float | None = Field(description="Headline value for the latest period.")
     target: float | None
     status: Status
-    status_code: int = Field(description="-1 unknown, 0 baseline, 1 green, 2 amber, 3 red.")
+    status_code: int = Field(description=STATUS_CODES_TEXT)
     changes: dict[str, float | None] = Field(
         description="Change over each comparison window, as a ratio (-0.078 = -7.8%).")
     provisional: bool
@@ -84,21 +92,37 @@ class SeriesOut(BaseModel):
                     "null when the engine does not publish it with the snapshot.")
 
 
-class IndicatorList(BaseModel):
-    at: datetime | None = Field(description="When the engine evaluated (null: not yet).")
+class Times(BaseModel):
+    """The two times of what a response shows, never one for the other."""
+
+    data_as_of: datetime | None = Field(
+        description="The instant the data is judged as of: the end of rules.as_of's month, "
+                    "or the evaluation time (null: not evaluated yet).")
+    data_to: str | None = Field(
+        description="The latest period any series has data for, as comments write it "
+                    "(Jul-08): what the figures are about.")
+    evaluated_at: datetime | None = Field(
+        description="When the daemon evaluated, on its clock (null: not yet).")
+
+
+def times(snap: Snapshot) -> dict[str, Any]:
+    """Return the :class:`Times` fields of ``snap``."""
+    return {"data_as_of": snap.at, "data_to": snap.data_to() or None,
+            "evaluated_at": snap.evaluated_at}
+
+
+class IndicatorList(Times):
     indicators: list[IndicatorOut]
 
 
-class SeriesPage(BaseModel):
-    at: datetime | None
+class SeriesPage(Times):
     total: int = Field(description="Series matching the filters, before paging.")
     offset: int
     limit: int
     series: list[SeriesOut]
 
 
-class IndicatorSeries(IndicatorOut):
-    at: datetime | None
+class IndicatorSeries(IndicatorOut, Times):
     total: int
     offset: int
     limit: int
@@ -137,10 +161,18 @@ class SeriesDetailOut(BaseModel):
     value: float | None
     value_text: str
     target: float | None
-    target_text: str
+    target_text: str = Field(description="The Target column: the target of target_year.")
+    target_year: str = Field(description="The scorecard's financial year, e.g. 2008/09.")
+    judged_year: str = Field(description="The financial year whose target the status "
+                                         "judges: the year of the latest data.")
+    judged_target_text: str = Field(description="That year's target.")
     status: Status
-    status_code: int
+    status_code: int = Field(description=STATUS_CODES_TEXT)
     comment: str = Field(description="The generated analyst's comment.")
+    comment_parts: list[CommentPartOut] = Field(
+        description="The comment sentence by sentence, each with what it states.")
+    ranks: list[RankOut] = Field(description="The ranks in the peer group the comment states, "
+                                             "each with its window.")
     spc_icon: str = Field(description="The latest point's SPC variation: common_cause, "
                                       "improvement_high, improvement_low, concern_high, "
                                       "concern_low, neither_high or neither_low.")
@@ -148,6 +180,27 @@ class SeriesDetailOut(BaseModel):
     upper: float | None = Field(description="Upper process limit of the latest segment.")
     lower: float | None = Field(description="Lower process limit of the latest segment.")
     points: list[ChartPoint]
+
+
+class CommentPartOut(BaseModel):
+    kind: str = Field(description="status, target_note, note, parts, companions, comparison, "
+                                  "provisional, variation or rank.")
+    text: str
+
+
+class RankOut(BaseModel):
+    indicator: str = Field(description="Whose rank: the series' indicator or a part's.")
+    reference: str
+    rank: int = Field(description="1 is the best.")
+    size: int = Field(description="Members ranked.")
+    position: str = Field(description='"2nd", "last".')
+    over: str = Field(description="The window as the rule file names it: last 3 months, "
+                                  "rolling_year, financial_year, calendar_year.")
+    window: str = Field(description='The window as the comment says it: "May–July 2008".')
+    first_period: str
+    last_period: str
+    value: float | None
+    group_mean: float | None
 
 
 class HistoryPointOut(BaseModel):
@@ -175,12 +228,13 @@ class AlertOut(BaseModel):
     fired_at: datetime | None
     resolved_at: datetime | None
     last_evaluated: datetime | None
+    period: str | None = Field(description="The period the value is about (Jul-08); "
+                                           "active_since and the rest are the daemon's clock.")
     explanation: str = Field(description="The numbers that made the alert fire, in words.")
     fingerprint: str
 
 
-class AlertList(BaseModel):
-    at: datetime | None
+class AlertList(Times):
     alerts: list[AlertOut]
 
 
@@ -329,7 +383,13 @@ def detail_out(detail: SeriesDetail, fp: str) -> SeriesDetailOut:
         fingerprint=fp, period_label=detail.period_label, window_label=detail.window_label,
         value=_clean(detail.value), value_text=detail.value_text,
         target=_clean(detail.target), target_text=detail.target_text, status=detail.status,
-        status_code=detail.status.code, comment=detail.comment, spc_icon=detail.spc_icon,
+        target_year=detail.target_year, judged_year=detail.judged_year,
+        judged_target_text=detail.judged_target_text,
+        status_code=detail.status.code, comment=detail.comment,
+        comment_parts=[CommentPartOut(kind=p.kind, text=p.text) for p in detail.comment_parts],
+        ranks=[RankOut(**{**asdict(r), "value": _clean(r.value),
+                          "group_mean": _clean(r.group_mean)}) for r in detail.ranks],
+        spc_icon=detail.spc_icon,
         mean=_clean(detail.mean), upper=_clean(detail.upper), lower=_clean(detail.lower),
         points=points)
 
@@ -343,7 +403,8 @@ def alert_out(alert: Alert) -> AlertOut:
                     annotations=dict(alert.annotations), state=alert.state,
                     value=_clean(alert.value), active_since=alert.active_since,
                     fired_at=alert.fired_at, resolved_at=alert.resolved_at,
-                    last_evaluated=alert.last_evaluated, explanation=alert.explanation,
+                    last_evaluated=alert.last_evaluated,
+                    period=alert.annotations.get("period"), explanation=alert.explanation,
                     fingerprint=alert.fingerprint)
 
 
@@ -417,7 +478,7 @@ def build_router(ctx: HttpContext) -> APIRouter:
     def indicators() -> IndicatorList:
         """Every indicator in scorecard order, with its series count and RAG statuses."""
         snap = ctx.observed.snapshot()
-        return IndicatorList(at=snap.at, indicators=[indicator_out(frame.info, frame)
+        return IndicatorList(**times(snap), indicators=[indicator_out(frame.info, frame)
                                                      for frame in snap.frames.values()])
 
     @api.get("/series", response_model=SeriesPage, tags=["indicators"], dependencies=reads)
@@ -429,7 +490,7 @@ def build_router(ctx: HttpContext) -> APIRouter:
         snap = ctx.observed.snapshot()
         refs = list(select_series(snap, indicators=indicator, match=label_filter(match),
                                   statuses=status))
-        return SeriesPage(at=snap.at, total=len(refs), offset=offset, limit=limit,
+        return SeriesPage(**times(snap), total=len(refs), offset=offset, limit=limit,
                           series=[series_out(r) for r in refs[offset:offset + limit]])
 
     @api.get("/indicators/{indicator}", response_model=IndicatorSeries, tags=["indicators"],
@@ -446,7 +507,7 @@ def build_router(ctx: HttpContext) -> APIRouter:
         refs = list(select_series(snap, indicators=[indicator], match=label_filter(match),
                                   statuses=status))
         head = indicator_out(frame.info, frame)
-        return IndicatorSeries(**head.model_dump(), at=snap.at, total=len(refs), offset=offset,
+        return IndicatorSeries(**head.model_dump(), **times(snap), total=len(refs), offset=offset,
                                limit=limit,
                                series=[series_out(r) for r in refs[offset:offset + limit]])
 
@@ -498,7 +559,7 @@ def build_router(ctx: HttpContext) -> APIRouter:
         found = [a for a in snap.alerts
                  if (not states or a.state in states) and (not rules or a.rule in rules)
                  and (keep is None or keep(a.labels))]
-        return AlertList(at=snap.at, alerts=[alert_out(a) for a in found])
+        return AlertList(**times(snap), alerts=[alert_out(a) for a in found])
 
     @api.get("/rules", response_model=RuleList, tags=["rules"], dependencies=reads)
     def rules(health: Annotated[list[str], Query(

@@ -101,7 +101,7 @@ def _step_path(xs: Sequence[float], ys: Sequence[float | None], half: float) -> 
 
 
 def sparkline(values: Sequence[float | None], targets: Sequence[float | None] = (),
-              *, status: str = "unknown", width: int = 132, height: int = 34,
+              *, status: str = "no_data", width: int = 132, height: int = 34,
               label: str = "") -> Markup:
     """Return a small line of ``values`` with a dashed target line and the last point marked.
 

@@ -95,7 +95,7 @@ class SeriesRef:
 
     @property
     def status(self) -> Status:
-        return STATUS_BY_CODE.get(int(self.frame.status[self.index]), Status.UNKNOWN)
+        return STATUS_BY_CODE.get(int(self.frame.status[self.index]), Status.NO_DATA)
 
     @property
     def period(self) -> int:

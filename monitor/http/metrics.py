@@ -11,13 +11,14 @@ Families (``docs/metrics.md`` documents each)::
 
     monitor_indicator_value{indicator, <series labels>}
     monitor_indicator_target{indicator, <series labels>}
-    monitor_indicator_status{indicator, <series labels>}      -1 unknown … 3 red
+    monitor_indicator_status{indicator, <series labels>}      -2 not rated … 3 red
     monitor_indicator_change_ratio{indicator, <series labels>, window}
     monitor_indicator_last_period_timestamp_seconds{indicator, <series labels>}
     monitor_indicator_spc_variation{indicator, <series labels>}  -1 concern … 2 neither
     monitor_indicator_series{indicator}
     monitor_indicator_series_dropped
-    monitor_indicator_snapshot_timestamp_seconds
+    monitor_indicator_data_period_timestamp_seconds   what the values are about
+    monitor_indicator_evaluated_timestamp_seconds     when the daemon evaluated them
     monitor_alerts{alertname, state, severity}
     monitor_milestones{source, status}
 
@@ -52,8 +53,8 @@ MILESTONE_STATES = ("open", "overdue", "done", "done_late")
 ALERT_STATES = (AlertState.PENDING.value, AlertState.FIRING.value)
 RESERVED_LABELS = frozenset({"indicator", "window"})
 
-STATUS_HELP = ("RAG status of the series' latest value: -1 unknown, 0 baseline (no target), "
-               "1 green, 2 amber, 3 red.")
+STATUS_HELP = ("RAG status of the series' latest value: " + ", ".join(
+    f"{s.code} {s.word}" for s in sorted(Status, key=lambda s: s.code)) + ".")
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,11 @@ SPC = Family("monitor_indicator_spc_variation",
 SERIES = Family("monitor_indicator_series", "Series the engine holds per indicator.")
 DROPPED = Family("monitor_indicator_series_dropped",
                  "Series left out of this exposition by server.max_exported_series.")
-SNAPSHOT_AT = Family("monitor_indicator_snapshot_timestamp_seconds",
-                     "Unix time of the evaluation the indicator values come from.")
+DATA_PERIOD = Family("monitor_indicator_data_period_timestamp_seconds",
+                     "Unix time of the start of the latest period any series has data for: "
+                     "what the values are about (data to Jul-08).")
+EVALUATED = Family("monitor_indicator_evaluated_timestamp_seconds",
+                   "Unix time the daemon evaluated the values shown, on its clock.")
 ALERTS = Family("monitor_alerts", "Active alerts by rule, state and severity label.")
 MILESTONES = Family("monitor_milestones",
                     "Plan milestones by source and status (open, overdue, done, done_late).")
@@ -277,8 +281,8 @@ class IndicatorCollector(Collector):
                     spc.add_sample(SPC.name, labels, float(codes[i]))
         yield from (value, target, status, change, last, spc, series)
         yield _single(DROPPED, float(dropped))
-        if snap.at is not None:
-            yield _single(SNAPSHOT_AT, snap.at.timestamp())
+        for family, seconds in _times(snap):
+            yield _single(family, seconds)
         alerts = Metric(ALERTS.name, ALERTS.help, "gauge")
         for (rule, state, severity), count in self._alert_counts(snap).items():
             alerts.add_sample(ALERTS.name, {"alertname": rule, "state": state,
@@ -310,9 +314,9 @@ class IndicatorCollector(Collector):
             parts.extend(out[family.name])
         parts.append(_header(DROPPED))
         parts.append(f"{DROPPED.name} {dropped}")
-        if snap.at is not None:
-            parts.append(_header(SNAPSHOT_AT))
-            parts.append(f"{SNAPSHOT_AT.name} {go_float(snap.at.timestamp())}")
+        for family, seconds in _times(snap):
+            parts.append(_header(family))
+            parts.append(f"{family.name} {go_float(seconds)}")
         parts.append(_header(ALERTS))
         for (rule, state, severity), count in self._alert_counts(snap).items():
             parts.append(f'{ALERTS.name}{{alertname="{escape_label_value(rule)}",'
@@ -393,6 +397,20 @@ def _header(family: Family) -> str:
     return f"# HELP {family.name} {family.help}\n# TYPE {family.name} gauge"
 
 
+def _times(snap: Snapshot) -> list[tuple[Family, float]]:
+    """The two times of the values: the period they are about, and when they were
+    evaluated (each absent until known)."""
+    out: list[tuple[Family, float]] = []
+    found = snap.data_period()
+    if found is not None:
+        freq, ordinal = found
+        start = period_start_seconds(freq.value, np.array([ordinal], dtype=np.int64))
+        out.append((DATA_PERIOD, float(start[0])))
+    if snap.evaluated_at is not None:
+        out.append((EVALUATED, snap.evaluated_at.timestamp()))
+    return out
+
+
 def _single(family: Family, value: float) -> Metric:
     metric = Metric(family.name, family.help, "gauge")
     metric.add_sample(family.name, {}, value)
@@ -423,5 +441,5 @@ class HttpMetrics:
 
 
 def status_name(code: int) -> str:
-    """Return the status name for a ``Status.code`` (``unknown`` for an unknown number)."""
-    return next((s.value for s in Status if s.code == code), Status.UNKNOWN.value)
+    """Return the status name for a ``Status.code`` (``no_data`` for an unknown number)."""
+    return next((s.value for s in Status if s.code == code), Status.NO_DATA.value)

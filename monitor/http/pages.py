@@ -31,11 +31,11 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 
-STATUS_ORDER = (Status.RED, Status.AMBER, Status.GREEN, Status.BASELINE, Status.UNKNOWN)
-STATUS_WORDS = {Status.RED: "Red", Status.AMBER: "Amber", Status.GREEN: "Green",
-                Status.BASELINE: "Baseline", Status.UNKNOWN: "No data"}
+STATUS_ORDER = (Status.RED, Status.AMBER, Status.GREEN, Status.BASELINE, Status.NOT_RATED,
+                Status.NO_DATA)
+STATUS_WORDS = {s: s.word.capitalize() for s in Status}  # "Not rated", "No data", …
 STATUS_MARKS = {Status.RED: "✕", Status.AMBER: "!", Status.GREEN: "✓", Status.BASELINE: "○",
-                Status.UNKNOWN: "?"}
+                Status.NOT_RATED: "–", Status.NO_DATA: "?"}
 DIRECTION_WORDS = {"up": "higher is better", "down": "lower is better",
                    "neutral": "neither higher nor lower is better"}
 
@@ -101,6 +101,11 @@ def series_url(indicator: str, fp: str) -> str:
     return f"/indicators/{quote(indicator, safe='')}/series/{fp}"
 
 
+def evaluated_text(evaluated_at: datetime | None, now: datetime) -> str:
+    """``evaluated 2m ago``: when the daemon evaluated, on its clock ("not evaluated yet")."""
+    return "not evaluated yet" if evaluated_at is None else f"evaluated {ago(evaluated_at, now)}"
+
+
 def ago(then: datetime | None, now: datetime) -> str:
     """Return ``12s ago``, ``5m ago``, ``3h ago``, ``2d ago``, ``in 4m`` or ``never``."""
     if then is None:
@@ -131,8 +136,8 @@ class Row:
     value_text: str = "—"
     period_text: str = ""
     target_text: str = "—"
-    status: Status = Status.UNKNOWN
-    status_word: str = STATUS_WORDS[Status.UNKNOWN]
+    status: Status = Status.NO_DATA
+    status_word: str = STATUS_WORDS[Status.NO_DATA]
     comment: str = ""
     spc: str = ""
     spark: Markup = field(default_factory=Markup)
@@ -147,10 +152,8 @@ class Group:
     rows: list[Row]
 
 
-def status_word(status: Status, has_value: bool) -> str:
-    """Return the word the RAG badge shows; an unknown status with a value is "Not rated"."""
-    if status is Status.UNKNOWN and has_value:
-        return "Not rated"
+def status_word(status: Status) -> str:
+    """Return the word the RAG badge, the tiles and the filters show for ``status``."""
     return STATUS_WORDS[status]
 
 
@@ -162,7 +165,7 @@ def row_from_detail(detail: SeriesDetail) -> Row:
                labels=dict(detail.labels), value_text=detail.value_text,
                period_text=detail.window_label or detail.period_label,
                target_text=detail.target_text, status=detail.status,
-               status_word=status_word(detail.status, detail.value is not None),
+               status_word=status_word(detail.status),
                comment=detail.comment, spc=detail.spc_icon,
                spark=charts.sparkline([p.level for p in spark],
                                       [p.level_target for p in spark],
@@ -183,7 +186,7 @@ def row_for(ref: SeriesRef, detail: SeriesDetail | None) -> Row:
     return Row(info=info, first=True, span=1, fp=ref.fingerprint, labels=ref.labels,
                value_text=format_number(ref.value), period_text=ref.period_label or "",
                target_text=format_number(ref.target), status=status,
-               status_word=status_word(status, ref.value is not None),
+               status_word=status_word(status),
                provisional=ref.provisional)
 
 
@@ -315,6 +318,7 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
         base = {"match": match, "view": view if view == "all" else "",
                 "per_indicator": per_indicator if per_indicator != 10 else ""}
         return render(request, "scorecard.html", title="Scorecard", snapshot_at=snap.at,
+                      data_to=snap.data_to(), evaluated_at=snap.evaluated_at,
                       groups=groups, counts=counts, status_order=STATUS_ORDER,
                       selected_status=set(status), match=[m for m in match if m.strip()],
                       error=error, choices=choices, free_match=free_match, view=view,

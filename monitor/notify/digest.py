@@ -18,7 +18,7 @@ from monitor.notify.notification import Digest, DigestItem
 
 StatusKey = tuple[str, str]
 StatusProvider = Callable[[], Mapping[StatusKey, tuple[str, str]]]
-SEVERITY = {"red": 0, "amber": 1, "unknown": 2, "green": 3, "baseline": 4}
+SEVERITY = {"red": 0, "amber": 1, "no_data": 2, "not_rated": 3, "green": 4, "baseline": 5}
 
 
 def meta_key(name: str) -> str:

@@ -107,6 +107,11 @@ def labels_text(labels: Mapping[str, str], exclude: Iterable[str] = ()) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in skip)
 
 
+def status_word(status: Any) -> str:
+    """``not_rated`` -> ``not rated``: a status as the pages and messages say it."""
+    return str(status).replace("_", " ") if status else ""
+
+
 def duration_text(seconds: Any) -> str:
     """``5400`` -> ``1h30m``."""
     try:
@@ -150,6 +155,7 @@ def environment(fmt: str) -> SandboxedEnvironment:
     env.filters["time"] = time_text
     env.filters["labels"] = labels_text
     env.filters["duration"] = duration_text
+    env.filters["status_word"] = status_word
     # Already escaped for their format, so marked safe against escaping twice.
     env.filters["escape_slack"] = lambda s: Markup(escape_slack(str(s)))  # noqa: S704
     env.filters["escape_markdown"] = lambda s: Markup(escape_markdown(str(s)))  # noqa: S704
@@ -238,6 +244,9 @@ def alert_context(alert: NotifyAlert, external_url: str = "") -> dict[str, Any]:
         "description": alert.annotations.get("description", ""),
         "explanation": alert.explanation,
         "value": alert.value,
+        # The period the value is about (Jul-08); starts_at and ends_at are the daemon's
+        # clock: when it noticed, not what the data is about.
+        "period": alert.annotations.get("period", ""),
         "starts_at": alert.starts_at,
         "ends_at": alert.ends_at,
         "url": url,
@@ -300,16 +309,18 @@ def fallback_text(notification: Notification,
     lines = [escape(fallback_title(notification)), ""]
     if notification.digest is not None:
         for item in notification.digest.items:
-            lines.append(escape(f"- {item.indicator}: {item.previous or 'new'} -> "
-                                f"{item.current}" + (f" — {item.text}" if item.text else "")))
+            lines.append(escape(f"- {item.indicator}: {status_word(item.previous) or 'new'} -> "
+                                f"{status_word(item.current)}"
+                                + (f" — {item.text}" if item.text else "")))
     for alert in notification.alerts:
         ctx = alert_context(alert, notification.external_url)
         value = number(alert.value)
         when = "at resolution" if alert.status != "firing" else "when it fired"
+        data = f" (data to {ctx['period']})" if ctx["period"] else ""
         lines.append(escape(f"{alert.status.upper()}: {ctx['summary']}"))
         if alert.explanation:
             lines.append(f"  {escape(alert.explanation)}")
-        lines.append(escape(f"  value {when}: {value}; labels: {labels_text(alert.labels)}"))
+        lines.append(escape(f"  value {when}: {value}{data}; labels: {labels_text(alert.labels)}"))
         lines.append("")
     if notification.truncated:
         lines.append(f"… and {notification.truncated} more alerts")

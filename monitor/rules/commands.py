@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -206,7 +207,11 @@ def _row_json(row: SeriesDetail) -> dict[str, Any]:
             "name": row.indicator.name, "labels": row.labels, "period": row.period_label,
             "window": row.window_label, "value": row.value, "value_text": row.value_text,
             "target": row.target, "target_text": row.target_text,
-            "status": row.status.value, "spc": row.spc_icon, "comment": row.comment}
+            "target_year": row.target_year, "judged_year": row.judged_year,
+            "judged_target_text": row.judged_target_text,
+            "status": row.status.value, "spc": row.spc_icon, "comment": row.comment,
+            "comment_parts": [asdict(part) for part in row.comment_parts],
+            "ranks": [asdict(rank) for rank in row.ranks]}
 
 
 def _alert_json(a: AlertRecord) -> dict[str, Any]:
@@ -232,7 +237,7 @@ def print_scorecard(rows: list[SeriesDetail], out: TextIO) -> None:
         name = name if len(name) <= 46 else name[:45] + "…"
         out.write(one_line(f"{row.indicator.reference:<11} {name:<46} {row.value_text:>9} "
                            f"{row.window_label[:22]:<22} {row.target_text[:20]:<20} "
-                           f"{row.status.value.upper()}") + "\n")
+                           f"{row.status.word.upper()}") + "\n")
         if row.comment:
             out.write(f"{'':<11} {one_line(row.comment)}\n")
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from monitor.errors import EvaluationError
-from monitor.model import Milestone, financial_year
+from monitor.model import Milestone, Status, financial_year
 from monitor.rules import stats
 from monitor.rules.data import Alignment, BoolArray, FloatArray, Matrix, align
 from monitor.rules.measures import (
@@ -28,6 +28,7 @@ from monitor.rules.measures import (
     headline_window,
     over_text,
     period_text,
+    ranks,
     target_phrase,
     window_text,
 )
@@ -171,14 +172,13 @@ def _level(leaf: Level, m: Matrix, ctx: Context) -> Outcome:
         clear = leaf.clear_below if leaf.clear_below is not None else leaf.below
         active |= (value < leaf.below) | (was & (value < clear))
         reasons.append("below")
-    codes = {"red": 3, "amber": 2, "green": 1, "baseline": 0, "unknown": -1}
     if leaf.worse_than_target:
-        active |= np.isin(h.status, [2, 3])
+        active |= np.isin(h.status, [Status.AMBER.code, Status.RED.code])
     if leaf.status:
-        active |= np.isin(h.status, [codes[s] for s in leaf.status])
-        if "unknown" in leaf.status:
+        active |= np.isin(h.status, [Status(s).code for s in leaf.status])
+        if "no_data" in leaf.status:
             known = np.ones(m.n, dtype=bool)
-    active &= known | bool(leaf.status and "unknown" in leaf.status)
+    active &= known | bool(leaf.status and "no_data" in leaf.status)
     ind = m.indicator
     kind = ind.headline_kind
     when = window_text(m, h.end)
@@ -553,26 +553,13 @@ def _peers(leaf: Peers, m: Matrix, ctx: Context) -> Outcome:
     if not ind.peer_group or ind.peer_group not in ctx.peer_groups:
         raise EvaluationError(f'peers condition: indicator "{ind.id}" has no peer_group')
     group = ctx.peer_groups[ind.peer_group]
-    end = m.last_column()
-    if leaf.over == "financial_year" and ind.frequency == "monthly" and end >= 0:
-        fy_end_month = (ind.fy_start_month - 2) % 12  # March for an April year
-        end -= (m.grid.period(end) % 12 - fy_end_month) % 12
-    h = headline(m, end)
-    member = np.array([lab.get(group.label) in group.members for lab in m.labels], dtype=bool)
-    value = np.where(member, h.value, np.nan)
-    sign = {"up": -1.0, "down": 1.0}.get(ind.direction, 0.0)
-    if sign == 0:
-        raise EvaluationError(f'peers condition: indicator "{ind.id}" is neutral; ranks need '
-                              "a direction of good")
-    score = value * sign  # larger is worse, so ascending order ranks the best first
-    valid = ~np.isnan(score)
-    size = int(valid.sum())
-    order = np.argsort(np.where(valid, score, np.inf), kind="stable")
-    rank = np.full(m.n, np.nan)
-    rank[order[:size]] = np.arange(1, size + 1)
-    rank = np.where(valid, rank, np.nan)  # 1 = best
-    mean = float(np.nanmean(value)) if size else np.nan
-    known = valid
+    try:
+        result = ranks(m, group, leaf.over)
+    except ValueError as exc:
+        raise EvaluationError(f"peers condition: {exc}") from None
+    rank, value, size, mean = result.rank, result.value, result.size, result.mean
+    sign = {"up": -1.0, "down": 1.0}[ind.direction]
+    known = ~np.isnan(rank)
     active = np.zeros(m.n, dtype=bool)
     if leaf.rank == "last":
         active |= rank == size
@@ -583,26 +570,16 @@ def _peers(leaf: Peers, m: Matrix, ctx: Context) -> Outcome:
     if leaf.from_mean is not None:
         active |= (value - mean) * sign > leaf.from_mean
     active &= known
-    when = window_text(m, h.end)
-    if leaf.over == "financial_year" and h.end >= 0:
-        fy = financial_year(m.grid.period(h.end), ind.fy_start_month)
-        when = f"{fy}/{(fy + 1) % 100:02d} financial year"
 
     def explain(i: int) -> str:
-        position = "last" if rank[i] == size else _ordinal(int(rank[i]))
         shown = format_value(ind, float(value[i]), ind.headline_kind)
         group_mean = format_value(ind, mean, ind.headline_kind)
         member_name = m.labels[i].get(group.label, ind.name)
-        return (f"{member_name} ranked {position} of {size} in its peer group for the {when} "
-                f"({shown} against a group mean of {group_mean})")
+        return (f"{member_name} ranked {result.position(i)} of {size} in its {group.name} "
+                f"{result.phrase} ({shown} against a group mean of {group_mean})")
 
-    return Outcome(active, known, rank, {"rank": rank, "group_size": size, "group_mean": mean},
-                   explain)
-
-
-def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
+    return Outcome(active, known, rank, {"rank": rank, "group_size": size, "group_mean": mean,
+                                         "rank_window": result.window}, explain)
 
 
 def _data(leaf: Data, m: Matrix, ctx: Context) -> Outcome:

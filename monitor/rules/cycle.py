@@ -143,7 +143,8 @@ def _snapshot(engine: Engine, evaluation: Evaluation | None) -> Snapshot:
                                 s.failures,
                                 sum(a.state is AlertState.FIRING for a in mine),
                                 sum(a.state is AlertState.PENDING for a in mine)))
-    return Snapshot(evaluation.at if evaluation else None, frames, alerts, rules)
+    return Snapshot(evaluation.at if evaluation else None, frames, alerts, rules,
+                    evaluated_at=evaluation.evaluated_at if evaluation else None)
 
 
 class Evaluator:

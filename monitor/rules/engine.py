@@ -32,6 +32,7 @@ from monitor.model import AlertState, Frequency, Milestone, alert_id
 from monitor.rules import conditions
 from monitor.rules.data import Grid, LongBlock, Matrix, derive, from_block
 from monitor.rules.loader import LoadedRule, RuleSet
+from monitor.rules.measures import period_text
 from monitor.rules.schema import Indicator, Milestones
 from monitor.rules.snapshot import IndicatorInfo
 from monitor.rules.templating import render
@@ -76,6 +77,7 @@ class Evaluation:
     errors: dict[str, str] = field(default_factory=dict)
     unhealthy: frozenset[str] = frozenset()  # sources judged stale or failing
     held: int = 0  # active alerts of rules held because a source they read is unhealthy
+    evaluated_at: datetime | None = None  # the clock's time of the evaluation (``now``)
 
 
 def indicator_info(ind: Indicator) -> IndicatorInfo:
@@ -144,7 +146,7 @@ class Engine:
         replaying a past month still counts `for` in real time."""
         matrices, period = self.matrices(dataset, at)
         now = now or at
-        result = Evaluation(at, period, matrices, dict(records))
+        result = Evaluation(at, period, matrices, dict(records), evaluated_at=now)
         by_rule: dict[tuple[str, str], list[AlertRecord]] = {}
         for record in records.values():
             by_rule.setdefault((record.group, record.rule), []).append(record)
@@ -247,7 +249,7 @@ class Engine:
             explanation = outcome.explain(i) if known else "no data to evaluate"
             explanation = _sentence(explanation)
             annotations = self._annotations(loaded, labels, value, explanation, outcome, i,
-                                            matrix, sources)
+                                            matrix, sources, data_period)
             seen_ids.add(key)
             new, transitions = step(record, Observation(active, value, explanation, annotations,
                                                         data_period),
@@ -313,7 +315,8 @@ class Engine:
 
     def _annotations(self, loaded: LoadedRule, labels: dict[str, str], value: float | None,
                      explanation: str, outcome: conditions.Outcome, i: int,
-                     matrix: Matrix | None, sources: str = "") -> dict[str, str]:
+                     matrix: Matrix | None, sources: str = "",
+                     data_period: int | None = None) -> dict[str, str]:
         facts: dict[str, Any] = {}
         for name, fact in outcome.facts.items():
             if isinstance(fact, np.ndarray) and fact.ndim == 1 and len(fact) == len(outcome.value):
@@ -329,6 +332,8 @@ class Engine:
         out = {"explanation": explanation}
         if sources:  # which sources feed the indicator: the failing-source inhibition reads it
             out["sources"] = sources
+        if matrix is not None and data_period is not None:  # the period the value is about
+            out["period"] = period_text(matrix.indicator, data_period)
         for name, template in loaded.rule.annotations.items():
             try:
                 out[name] = render(template, context)

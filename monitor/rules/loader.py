@@ -18,11 +18,12 @@ import yaml
 from pydantic import ValidationError
 
 from monitor.errors import Problem, RuleFileError
-from monitor.rules.schema import Group, Indicator, PeerGroup, Rule, RuleFile, suggest
+from monitor.rules.schema import LEAVES, Group, Indicator, PeerGroup, Rule, RuleFile, suggest
 from monitor.rules.templating import compile_template
 
 Position = tuple[int, int]
 KeyPath = tuple[Any, ...]
+CONDITION_KINDS = frozenset({*LEAVES, "all", "any", "not"})
 
 
 @dataclass(frozen=True)
@@ -129,14 +130,31 @@ def _field_path(path: KeyPath, start: int) -> str:
 
 
 def _clean_loc(loc: tuple[Any, ...], data: Any) -> KeyPath:
-    """Turn a pydantic location into a key path in the YAML data."""
+    """Turn a pydantic location into a key path in the YAML data.
+
+    A condition's errors are located inside its kind's mapping (``when.peers.over``,
+    ``when.all[1].level.above``), which pydantic's location leaves out."""
     out: list[Any] = []
     node = data
+    skip_index = False
     for part in loc:
         if isinstance(part, str) and part in ("function-after[_parse(), Condition]",):
             continue
+        if skip_index and isinstance(part, int):
+            skip_index = False
+            continue
         if part == "for_":
             part = "for"
+        if isinstance(node, dict) and len(node) == 1 and part not in node \
+                and next(iter(node)) in CONDITION_KINDS:
+            kind = next(iter(node))
+            out.append(kind)
+            node = node[kind]
+            if part == "children":
+                skip_index = kind == "not"  # not: {…} is the one child, at index 0
+                continue
+            if part in ("kind", "leaf"):
+                continue
         if isinstance(node, dict) and part not in node:
             if part in ("kind", "leaf", "children") or str(part).startswith(("function-",
                                                                               "Condition")):
@@ -244,6 +262,12 @@ def load_rules(paths: Iterable[str | Path], *, known_labels: set[str] | None = N
             if indicator.parent:
                 rule_refs.append((shown, positions.get(("indicators", i, "parent"), pos),
                                   subject, "parent", indicator.parent))
+            for j, name in enumerate(indicator.rank.parts):
+                rule_refs.append((shown, positions.get(("indicators", i, "rank", "parts", j),
+                                                       pos), subject, "rank.parts", name))
+            for j, name in enumerate(indicator.companions):
+                rule_refs.append((shown, positions.get(("indicators", i, "companions", j), pos),
+                                  subject, "companions", name))
             if indicator.derived:
                 for j, name in enumerate(indicator.derived.inputs):
                     key = _derived_key(indicator, j)
@@ -263,6 +287,9 @@ def load_rules(paths: Iterable[str | Path], *, known_labels: set[str] | None = N
         elif name not in ruleset.indicators:
             problems.append(Problem(shown, *pos, subject, f'unknown indicator "{name}"'
                                     f"{suggest(name, list(ruleset.indicators))}"))
+        elif field_name == "rank.parts" and ruleset.indicators[name].rank.over is None:
+            problems.append(Problem(shown, *pos, subject, f'rank.parts: indicator "{name}" '
+                                    "has no rank.over; give it the window its rank is over"))
     for indicator in ruleset.indicators.values():
         if indicator.peer_group and indicator.peer_group not in ruleset.peer_groups:
             file, pos = where_defined[indicator.id]

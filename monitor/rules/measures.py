@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.model import Frequency, Status, financial_year
+from monitor.model import Frequency, Status, financial_year, financial_year_label
 from monitor.rules.data import BoolArray, FloatArray, Matrix
-from monitor.rules.schema import Indicator
+from monitor.rules.schema import Indicator, PeerGroup, RankWindow
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -29,6 +29,11 @@ def period_text(indicator: Indicator, ordinal: int) -> str:
 def month_name(ordinal: int) -> str:
     return ("January", "February", "March", "April", "May", "June", "July", "August",
             "September", "October", "November", "December")[ordinal % 12]
+
+
+def month_year(ordinal: int) -> str:
+    """``July 2008``."""
+    return f"{month_name(ordinal)} {ordinal // 12}"
 
 
 def end_column(m: Matrix) -> int:
@@ -166,15 +171,16 @@ def headline(m: Matrix, end: int | None = None) -> Headline:
 
 def rag(value: FloatArray, target: float, kind: str, direction: str, amber: float
         ) -> np.ndarray:
-    """Return Status codes: baseline when the year has no target, unknown without data."""
-    out = np.full(value.shape, Status.UNKNOWN.code, dtype=np.int64)
+    """Return Status codes: no data without a value; baseline in a baseline year; not
+    rated when there is nothing to judge the value by (no target, a neutral indicator)."""
+    out = np.full(value.shape, Status.NO_DATA.code, dtype=np.int64)
+    known = ~np.isnan(value)
     if kind == "none":
-        out[:] = Status.BASELINE.code
-        out[np.isnan(value)] = Status.UNKNOWN.code
+        out[known] = Status.BASELINE.code
         return out
     if kind == "missing" or np.isnan(target) or direction == "neutral":
+        out[known] = Status.NOT_RATED.code
         return out
-    known = ~np.isnan(value)
     gap = (value - target) if direction == "up" else (target - value)  # >= 0 is on target
     out[known & (gap >= 0)] = Status.GREEN.code
     out[known & (gap < 0) & (gap >= -amber)] = Status.AMBER.code
@@ -226,7 +232,10 @@ def format_target(indicator: Indicator, fy: int) -> str:
         return f"{target.value:+g}pp"
     if target.kind == "change_count":
         return f"{target.value:+,g}"
-    return format_value(indicator, target.value)
+    # A level target reads as the rule file writes it: 67%, 78.9%, 208.
+    written = f"{int(target.value):,}" if float(target.value).is_integer() \
+        else f"{target.value:,}"
+    return written + {"percent": "%", "pp": "pp"}.get(indicator.unit, "")
 
 
 def describe_value(indicator: Indicator, value: float, kind: str) -> str:
@@ -240,20 +249,46 @@ def describe_value(indicator: Indicator, value: float, kind: str) -> str:
     return format_value(indicator, value, kind)
 
 
-def target_phrase(indicator: Indicator, fy: int, judged: float, target: float, kind: str
-                  ) -> str:
-    """``below its 2008/09 target of 78.9%``, ``short of its 2008/09 target of -6%``."""
+def target_phrase(indicator: Indicator, fy: int, judged: float, target: float, kind: str,
+                  to: float | None = None) -> str:
+    """``below its 2008/09 target of 78.9%``, ``short of its 2008/09 target of -6%``;
+    with ``to`` (the level a change target comes to), ``meeting its 2007/08 target (0.5pp
+    increase, to 55.2%)``."""
     year = f"{fy}/{(fy + 1) % 100:02d}"
     shown = format_target(indicator, fy)
     if kind in ("none", "missing") or np.isnan(target):
         return f"with no target for {year} ({shown})"
     spec = indicator.target_for(fy)
-    of = f"({shown})" if spec is not None and spec.text else f"of {shown}"
+    reaching = "" if to is None or np.isnan(to) else f", to {format_value(indicator, to)}"
+    of = f"({shown}{reaching})" if spec is not None and spec.text else \
+        f"of {shown}" + (f" ({reaching[2:]})" if reaching else "")
     if kind == "level":
         word = "above" if judged > target else ("below" if judged < target else "on")
         return f"{word} its {year} target {of}"
     good = (judged >= target) if indicator.direction == "up" else (judged <= target)
     return f"{'meeting' if good else 'short of'} its {year} target {of}"
+
+
+SLIGHT = 5.0  # a change under this share (%) of the earlier value is "slight"
+
+
+def movement(before: float, after: float) -> str:
+    """``slightly up``, ``down``, ``unchanged``: how a value moved, "slightly" when by less
+    than :data:`SLIGHT` per cent of the earlier value."""
+    if after == before:
+        return "unchanged"
+    word = "up" if after > before else "down"
+    slight = before != 0 and abs(after - before) / abs(before) * 100 < SLIGHT
+    return f"slightly {word}" if slight else word
+
+
+def turn(before: float, after: float, direction: str) -> str:
+    """``a slight improvement``, ``a decline``: a move judged by direction of good."""
+    better = (after > before) if direction == "up" else (after < before)
+    slight = movement(before, after).startswith("slightly")
+    if better:
+        return "a slight improvement" if slight else "an improvement"
+    return "a slight decline" if slight else "a decline"
 
 
 def over_text(m: Matrix, end: int) -> str:
@@ -262,3 +297,123 @@ def over_text(m: Matrix, end: int) -> str:
     if m.indicator.year_to_date or text[:1].isupper():
         return f"over {text}"
     return f"over the {text}"
+
+
+# --- ranks in a peer group ------------------------------------------------------------
+
+
+def rank_span(m: Matrix, over: RankWindow) -> tuple[int, int]:
+    """Return (last column, periods) of the window ``over`` names on ``m``.
+
+    The latest period is the last one any series of ``m`` has; a financial or calendar
+    year is the last one complete by then (data to Mar-08: 2007/08 and 2007). The last
+    column is -1 when ``m`` has no data.
+    """
+    ind = m.indicator
+    end = m.last_column()
+    freq = Frequency(ind.frequency)
+    if over.kind == "headline":
+        return end, headline_window(m, max(end, 0)) if end >= 0 else ind.window
+    if over.kind == "last_months":
+        return end, over.months
+    if end < 0 or over.kind == "rolling_year" or freq in (Frequency.WEEKLY, Frequency.ANNUAL):
+        return end, freq.per_year
+    months_per_period = 12 // freq.per_year
+    last_month = (ind.fy_start_month - 2) % 12 if over.kind == "financial_year" else 11
+    last = last_month // months_per_period  # the year's last period, within a year
+    period = m.grid.period(end)
+    return end - (period % freq.per_year - last) % freq.per_year, freq.per_year
+
+
+def rank_window_text(m: Matrix, over: RankWindow, end: int, n: int) -> tuple[str, str]:
+    """Return the window's name and how a sentence says a rank over it: (``May–July 2008``,
+    ``for May–July 2008``), (``the year to July 2008``, ``for the year to July 2008``),
+    (``2007/08``, ``for 2007/08``), (``2007``, ``in 2007``)."""
+    ind = m.indicator
+    if end < 0:
+        return "no data", "without data"
+    last = m.grid.period(end)
+    monthly = ind.frequency == "monthly"
+    if over.kind == "financial_year":
+        year = financial_year_label(financial_year(last, ind.fy_start_month)) if monthly else \
+            window_text(m, end, n)
+        return year, f"for {year}"
+    if over.kind == "calendar_year":
+        year = str(Frequency(ind.frequency).start(last).year)
+        return year, f"in {year}"
+    if over.kind == "rolling_year":
+        to = month_year(last) if monthly else period_text(ind, last)
+        return f"the year to {to}", f"for the year to {to}"
+    if over.kind == "last_months" and monthly:
+        first = last - n + 1
+        if n == 1:
+            text = month_year(last)
+        elif first // 12 == last // 12:
+            text = f"{month_name(first)}–{month_year(last)}"
+        else:
+            text = f"{month_year(first)}–{month_year(last)}"
+        return text, f"for {text}"
+    text = window_text(m, end, n)
+    return text, f"for the {text}" if text[:1].islower() else f"for {text}"
+
+
+@dataclass
+class Ranks:
+    """Every series' rank in its peer group over one window (1 = best)."""
+
+    rank: FloatArray  # NaN: not a member, or no value over the window
+    value: FloatArray  # the members' values ranked, in the headline's kind; NaN otherwise
+    size: int  # members with a value
+    mean: float  # their unweighted mean
+    end: int
+    n: int
+    window: str  # "May–July 2008", "the year to July 2008", "2007/08", "2007"
+    phrase: str  # "for May–July 2008", "in 2007"
+
+    def position(self, i: int) -> str:
+        """``last``, ``1st``, ``2nd``: where series ``i`` stands."""
+        rank = int(self.rank[i])
+        return "last" if rank == self.size and self.size > 1 else ordinal(rank)
+
+
+def ranks(m: Matrix, group: PeerGroup, over: RankWindow) -> Ranks:
+    """Return every series' rank among ``group``'s members over the window ``over``.
+
+    Steps: 1. the window (:func:`rank_span`); 2. each series' value over it, in the
+    indicator's headline kind: a level over the window, or a change of the window on the
+    same months a year earlier (the headline window keeps the headline's own comparison);
+    3. members with a value are ranked by direction of good, ties sharing a rank (1 + the
+    members strictly better). Raises ValueError for a neutral indicator.
+    """
+    ind = m.indicator
+    sign = {"up": -1.0, "down": 1.0}.get(ind.direction, 0.0)
+    if sign == 0:
+        raise ValueError(f'indicator "{ind.id}" is neutral; ranks need a direction of good')
+    end, n = rank_span(m, over)
+    kind = ind.headline_kind
+    if end < 0:
+        value = np.full(m.n, np.nan)
+    elif over.kind == "headline":
+        value = headline(m).value
+    elif kind == "level":
+        value, _ = m.window(end, n)
+    else:
+        result = change(m, end, n, "last_year")
+        value = result.pct if kind == "change_pct" else result.delta
+    member = np.array([lab.get(group.label) in group.members for lab in m.labels], dtype=bool)
+    value = np.where(member, value, np.nan)
+    score = value * sign  # smaller is better
+    valid = ~np.isnan(score)
+    ranked = np.sort(score[valid])
+    rank = np.full(m.n, np.nan)
+    rank[valid] = 1.0 + np.searchsorted(ranked, score[valid], side="left")
+    size = int(valid.sum())
+    mean = float(np.nanmean(value)) if size else float("nan")
+    window, phrase = rank_window_text(m, over, end, n)
+    return Ranks(rank, value, size, mean, end, n, window, phrase)
+
+
+def ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``11th``, ``22nd``."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"

@@ -14,9 +14,18 @@ Conditions (``when``) are a mapping with exactly one key naming the kind — ``l
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
 from monitor.alerts.policy import Flapping, ForSpec
 from monitor.configtypes import Duration, parse_duration
@@ -27,6 +36,47 @@ FY_KEY = re.compile(r"^(\d{4})(?:/(\d{2}))?$")
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class RankWindow:
+    """The periods a rank in a peer group is taken over.
+
+    Written in a rule file as ``last 3 months`` (the latest N months), ``rolling_year``
+    (the 12 months to the latest month), ``financial_year`` (the last complete financial
+    year), ``calendar_year`` (the last complete calendar year) or, for the ``peers``
+    condition only, ``headline`` (the indicator's own headline window). A level is ranked
+    on its value over the window; a change on the window against the same months a year
+    earlier.
+    """
+
+    kind: Literal["headline", "last_months", "rolling_year", "financial_year",
+                  "calendar_year"]
+    months: int = 0  # for last_months
+
+    KINDS = ("rolling_year", "financial_year", "calendar_year", "headline")
+
+    @classmethod
+    def parse(cls, value: Any) -> RankWindow:
+        """Return the window written as ``value``. Raises ValueError naming the forms."""
+        if isinstance(value, RankWindow):
+            return value
+        text = str(value).strip()
+        if text in cls.KINDS:
+            return cls(text)  # type: ignore[arg-type]
+        match = re.fullmatch(r"last\s+(\d+)\s+months?", text)
+        if match and 1 <= int(match.group(1)) <= 60:
+            return cls("last_months", int(match.group(1)))
+        raise ValueError(f"unknown rank window {text!r}{suggest(text, list(cls.KINDS))}; write "
+                         "last N months (1-60), rolling_year, financial_year or calendar_year")
+
+    def __str__(self) -> str:
+        if self.kind == "last_months":
+            return f"last {self.months} month{'s' if self.months != 1 else ''}"
+        return self.kind
+
+
+RankOver = Annotated[RankWindow, BeforeValidator(RankWindow.parse), PlainSerializer(str)]
 
 
 class Target(Strict):
@@ -41,6 +91,7 @@ class Target(Strict):
     value: float | None = None
     amber: float | None = None  # tolerance in the headline's unit; overrides the indicator's
     text: str | None = None  # how the scorecard prints it, e.g. "Reduce gap to 3.8pp"
+    note: str = ""  # why the year's target is what it is; the comment adds it
 
     @model_validator(mode="after")
     def _value_unless_none(self) -> Target:
@@ -97,6 +148,21 @@ class SpcOptions(Strict):
     rebase: list[str] = Field(default_factory=list)  # periods where a new baseline starts
     run_length: int = Field(default=7, ge=5, le=12)
     trend_length: int = Field(default=7, ge=5, le=12)
+    # The comment says the period values vary considerably when the process limits lie at
+    # least this share of the mean either side of it (0.4: ±40%); None never says it.
+    considerable_variation: float | None = Field(default=None, gt=0)
+
+
+class Rank(Strict):
+    """The ranks an indicator's scorecard comment gives in its peer group.
+
+    ``over``: the window of the indicator's own rank (see :class:`RankWindow`); none, no
+    rank of its own. ``parts``: indicators whose ranks the row carries too, each over its
+    own ``rank.over`` (a combined row ranked by its parts, as SPI 6.1 and 6.4).
+    """
+
+    over: RankOver | None = None
+    parts: list[Name] = Field(default_factory=list)
 
 
 class Indicator(Strict):
@@ -128,6 +194,20 @@ class Indicator(Strict):
     labels: dict[str, str] = Field(default_factory=dict)  # static labels on its alerts
     precision: int = Field(default=1, ge=0, le=6)
     scorecard: bool | None = None  # show on the scorecard (default: has a reference or target)
+    rank: Rank = Field(default_factory=Rank)  # ranks in the peer group the comment gives
+    note: str = ""  # what the figure reflects (a definition note); the comment adds it
+    companions: list[Name] = Field(default_factory=list)  # changes given alongside its own
+    compare_with: Literal["financial_year"] | None = None  # the last complete FY, in words
+
+    @model_validator(mode="after")
+    def _rank_needs_a_group(self) -> Indicator:
+        over = self.rank.over
+        if over is not None and not self.peer_group:
+            raise ValueError("rank.over needs a peer_group to rank the indicator in")
+        if over is not None and over.kind == "last_months" and self.frequency != "monthly":
+            raise ValueError(f'rank.over "{over}" needs a monthly indicator; use '
+                             "rolling_year, financial_year or calendar_year")
+        return self
 
     @field_validator("targets")
     @classmethod
@@ -162,6 +242,7 @@ class PeerGroup(Strict):
     label: str = "force"
     members: list[str]
     subject: str | None = None  # the member the scorecard speaks for, e.g. the MPS
+    name: str = "peer group"  # what comments call it: "ranked 2nd of 8 in its <name>"
 
 
 # --- conditions ----------------------------------------------------------------------
@@ -174,7 +255,8 @@ class Level(Strict):
     clear_above: float | None = None  # hysteresis: stays active until the value is below
     clear_below: float | None = None
     worse_than_target: bool = False
-    status: list[Literal["red", "amber", "green", "baseline", "unknown"]] | None = None
+    status: list[Literal["red", "amber", "green", "baseline", "not_rated", "no_data"]] | None \
+        = None
 
     @model_validator(mode="after")
     def _something(self) -> Level:
@@ -243,7 +325,7 @@ class Peers(Strict):
     indicator: Name | None = None
     rank: Literal["last", "bottom_half"] | int | None = None  # int: ranked at or below
     from_mean: float | None = None  # worse than the group mean by this much
-    over: Literal["headline", "financial_year"] = "headline"  # or the last complete FY
+    over: RankOver = RankWindow("headline")  # the window ranked (see RankWindow)
 
 
 class Milestones(Strict):

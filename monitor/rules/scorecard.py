@@ -1,20 +1,23 @@
 """The scorecard: each reported indicator's row, with the comment an analyst would write.
 
-A comment is built from facts, in the seed's order: status against target, what the
-parts did (``Robbery is down 22.3% (9,828 offences) … but res. burglary is up 0.6%``),
-provisional data, rank in the peer group, and any special-cause signal.
+A comment is built sentence by sentence from data, rules and indicator metadata, in the
+seed's order: status against the judged target, the target's and the indicator's notes,
+what the parts did (``Robbery is down 22.3% (9,828 offences) … but res. burglary is up
+0.6%``) and the companions, the comparison with the last complete financial year,
+provisional data, SPC limits wide for the mean, and the ranks in the peer group — each
+over its own window (``for May–July 2008``, ``in 2007``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import date
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from monitor.model import Frequency, Status, financial_year
+from monitor.model import Frequency, Status, financial_year, financial_year_label, labels_of
 from monitor.rules import conditions, stats
 from monitor.rules.data import Matrix
 from monitor.rules.loader import RuleSet
@@ -25,14 +28,18 @@ from monitor.rules.measures import (
     format_target,
     format_value,
     headline,
+    movement,
     over_text,
     period_text,
+    rank_span,
+    ranks,
     status_name,
     target_phrase,
+    turn,
     window_text,
 )
-from monitor.rules.schema import Indicator, Peers
-from monitor.rules.snapshot import SeriesDetail, SeriesPoint
+from monitor.rules.schema import Indicator, RankWindow
+from monitor.rules.snapshot import CommentPart, RankFact, SeriesDetail, SeriesPoint
 
 
 def reported(ruleset: RuleSet) -> list[Indicator]:
@@ -80,13 +87,19 @@ def detail(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet
     one = _one_row(m, i)
     spc = _spc(one)
     points = _points(one, h, spc)
+    parts, rank_facts = comment(m, i, matrices, ruleset)
+    year = target_year(m)
     return SeriesDetail(
         indicator=indicator_info(ind), labels=dict(m.labels[i]),
         period_label=period_text(ind, m.grid.period(end)) if end >= 0 else "no data",
         window_label=window_text(m, end), value=_num(value),
         value_text=format_value(ind, value, kind), target=_num(float(h.target[i])),
-        target_text=format_target(ind, h.fy), status=status_name(int(h.status[i])),
-        comment=comment_for(m, i, matrices, ruleset),
+        target_text=format_target(ind, year if ind.target_for(year) is not None else h.fy),
+        status=status_name(int(h.status[i])),
+        comment=" ".join(part.text for part in parts),
+        target_year=financial_year_label(year), judged_year=financial_year_label(h.fy),
+        judged_target_text=format_target(ind, h.fy), ranks=tuple(rank_facts),
+        comment_parts=tuple(parts),
         # The headline period's point, as the spc condition judges it: a series without
         # data there shows no signal (stats: a missing point cannot be special).
         spc_icon=points[-1].variation if points else "common_cause", points=points,
@@ -203,82 +216,207 @@ def _level_target(m: Matrix, i: int, col: int, n: int) -> float | None:
     return base + target.value
 
 
+def target_year(m: Matrix) -> int:
+    """The financial year of the scorecard's Target column: the year of the evaluation
+    period (as of July 2008: 2008/09), whatever period the series' data ends in."""
+    ind = m.indicator
+    day = Frequency(ind.frequency).start(m.grid.end)
+    return financial_year(day.year * 12 + day.month - 1, ind.fy_start_month)
+
+
 def comment_for(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet) -> str:
     """Return the analyst's comment for row ``i`` of ``m``."""
+    parts, _ = comment(m, i, matrices, ruleset)
+    return " ".join(part.text for part in parts)
+
+
+def comment(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet
+            ) -> tuple[list[CommentPart], list[RankFact]]:
+    """Return the comment on row ``i`` of ``m`` sentence by sentence, and the ranks it states.
+
+    In the seed's order: the status against the judged target (and the target's note),
+    the indicator's note, what its parts and companions did, the comparison with the last
+    complete financial year, provisional data, wide SPC limits, and its ranks.
+    """
     ind = m.indicator
     h = headline(m)
-    parts: list[str] = []
+    label = m.labels[i]
+    children = [matrices[c.id] for c in ruleset.children_of(ind.id) if c.id in matrices]
+    reported_ids = {r.id for r in reported(ruleset)}
+    rank_facts = _rank_facts(m, i, matrices, ruleset)
+    texts = [
+        ("status", _status_sentence(m, i, h)),
+        ("target_note", _target_note(ind, h, i)),
+        ("note", _sentence(ind.note)),
+        ("parts", _children_sentence(m, i, [c for c in children
+                                            if c.indicator.id not in reported_ids
+                                            or _changes(c, m)])),
+        ("companions", _companions_sentence(m, label, matrices)),
+        ("comparison", _comparison_sentence(m, i, children)),
+        ("provisional", _provisional_sentence(m, i, h)),
+        ("variation", _variation_sentence(m, i)),
+        ("rank", _rank_sentence(rank_facts, m, ruleset)),
+    ]
+    return [CommentPart(kind, text) for kind, text in texts if text], rank_facts
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return ""
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _status_sentence(m: Matrix, i: int, h: Headline) -> str:
+    """``Below target level: 77.0% over the rolling year to Jun-08, below its 2008/09 target
+    of 78.9%.``; a met target reached in the latest period says so."""
+    ind = m.indicator
     status = status_name(int(h.status[i]))
     judged, target = float(h.judged[i]), float(h.target[i])
     if status is Status.BASELINE:
-        parts.append(f"{h.fy}/{(h.fy + 1) % 100:02d} is a baseline year: the figure is "
-                     "reported, not judged against a target.")
-    elif status in (Status.RED, Status.AMBER):
-        opening = "Short of target" if h.target_kind[i] != "level" else \
-            f"{'Below' if ind.direction == 'up' else 'Above'} target level"
-        parts.append(f"{opening}: "
-                     f"{describe_value(ind, float(h.value[i]), ind.headline_kind)} "
-                     f"{over_text(m, h.end)}, "
-                     f"{target_phrase(ind, h.fy, judged, target, h.target_kind[i])}.")
-    elif status is Status.GREEN:
-        parts.append(f"On target: {describe_value(ind, float(h.value[i]), ind.headline_kind)}"
-                     f" {over_text(m, h.end)}, "
-                     f"{target_phrase(ind, h.fy, judged, target, h.target_kind[i])}.")
-    elif h.end < 0:
-        parts.append("No data yet.")
-    children = [matrices[c.id] for c in ruleset.children_of(ind.id) if c.id in matrices]
-    if children:
-        parts.append(_children_sentence(m, i, children))
-    if m.provisional is not None and h.end >= 0:
-        window = m.provisional[i, max(0, h.end - h.n + 1):h.end + 1]
-        if window.any():
-            cols = np.flatnonzero(m.provisional[i, :h.end + 1])
-            first, last = m.grid.period(int(cols[0])), m.grid.period(int(cols[-1]))
-            span = period_text(ind, first) if first == last else \
-                f"{period_text(ind, first)} to {period_text(ind, last)}"
-            parts.append(f"Data for {span} is provisional (late submissions may change it).")
-    group = ruleset.peer_groups.get(ind.peer_group or "")
-    if group is not None and ind.direction != "neutral":
-        ctx = conditions.Context(matrices, ruleset.peer_groups, [], date.min, 0)
-        for over in ("financial_year",):
-            outcome = conditions._peers(Peers(rank="last", over=over), m, ctx)
-            if not np.isnan(outcome.value[i]):
-                rank = int(outcome.value[i])
-                size = int(outcome.facts["group_size"])
-                fy_text = outcome.explain(i).split(" for the ")[1].split(" (")[0]
-                position = "last" if rank == size else conditions._ordinal(rank)
-                parts.append(f"Ranked {position} of {size} in its most similar family for "
-                             f"{fy_text.replace(' financial year', '')}.")
-    return " ".join(p for p in parts if p)
+        return (f"{financial_year_label(h.fy)} is a baseline year: the figure is reported, "
+                "not judged against a target.")
+    if h.end < 0 or np.isnan(h.value[i]):
+        return "No data yet."
+    shown = f"{describe_value(ind, float(h.value[i]), ind.headline_kind)} {over_text(m, h.end)}"
+    if status is Status.NOT_RATED:
+        why = "neither higher nor lower is better" if ind.direction == "neutral" else \
+            f"there is no target for {financial_year_label(h.fy)}"
+        return f"Not rated: {shown}; {why}."
+    if status not in (Status.RED, Status.AMBER, Status.GREEN):
+        return ""
+    if status is Status.GREEN:
+        opening = "On target"
+    elif h.target_kind[i] != "level":
+        opening = "Short of target"
+    else:
+        opening = f"{'Below' if ind.direction == 'up' else 'Above'} target level"
+    phrase = target_phrase(ind, h.fy, judged, target, h.target_kind[i],
+                           _level_target(m, i, h.end, h.n) if h.target_kind[i] == "change_pp"
+                           else None)
+    return f"{opening}: {shown}, {phrase}{_turn(m, i, h, status)}."
+
+
+def _turn(m: Matrix, i: int, h: Headline, status: Status) -> str:
+    """``, after a slight improvement on the rolling year to Feb-08 (55.1%)`` when the
+    latest period moved the series across its target, else ``""``.
+
+    The window before is judged against the level this year's target asks for (a change
+    target: the level it comes to, "to 55.2%"), so both windows face the same bar.
+    """
+    ind = m.indicator
+    judged = (Status.RED, Status.AMBER, Status.GREEN)
+    if status not in judged or h.end < 1 or \
+            financial_year(m.grid.period(h.end - 1), ind.fy_start_month) != h.fy:
+        return ""
+    bar = float(h.target[i]) if h.target_kind[i] == "level" else \
+        _level_target(m, i, h.end, h.n)
+    before = headline(m, h.end - 1)
+    then, now = float(before.level[i]), float(h.level[i])
+    if bar is None or np.isnan(bar) or np.isnan(then) or np.isnan(now):
+        return ""
+    was_met = then >= bar if ind.direction == "up" else then <= bar
+    if was_met == (status is Status.GREEN):
+        return ""
+    return (f", after {turn(then, now, ind.direction)} on the {window_text(m, h.end - 1)} "
+            f"({format_value(ind, then)})")
+
+
+def _target_note(ind: Indicator, h: Headline, i: int) -> str:
+    target = ind.target_for(h.fy)
+    return _sentence(target.note) if target is not None else ""
+
+
+def _provisional_sentence(m: Matrix, i: int, h: Headline) -> str:
+    ind = m.indicator
+    if m.provisional is None or h.end < 0:
+        return ""
+    window = m.provisional[i, max(0, h.end - h.n + 1):h.end + 1]
+    if not window.any():
+        return ""
+    cols = np.flatnonzero(m.provisional[i, :h.end + 1])
+    first, last = m.grid.period(int(cols[0])), m.grid.period(int(cols[-1]))
+    span = period_text(ind, first) if first == last else \
+        f"{period_text(ind, first)} to {period_text(ind, last)}"
+    return f"Data for {span} is provisional (late submissions may change it)."
+
+
+def _variation_sentence(m: Matrix, i: int) -> str:
+    """``Monthly values vary considerably: …`` when the indicator asks for the note
+    (``spc.considerable_variation``) and its latest process limits lie at least that share
+    of the mean either side of it."""
+    ind = m.indicator
+    share = ind.spc.considerable_variation
+    if share is None:
+        return ""
+    spc = _spc(_one_row(m, i))
+    if spc is None:
+        return ""
+    mean, lower, upper = float(spc.mean[0]), float(spc.lower[0]), float(spc.upper[0])
+    if np.isnan(mean) or mean == 0 or (upper - lower) / 2 < share * abs(mean):
+        return ""
+    every = {"monthly": "Monthly", "quarterly": "Quarterly", "weekly": "Weekly",
+             "annual": "Yearly"}[ind.frequency]
+    spread = (upper - lower) / 2 / abs(mean) * 100
+    return (f"{every} values vary considerably: the SPC process limits, "
+            f"{format_value(ind, lower)} to {format_value(ind, upper)}, lie ±{spread:.0f}% "
+            f"around the mean of {format_value(ind, mean)}.")
+
+
+# --- what the parts, the companions and the last financial year say -------------------
+
+
+def _changes(child: Matrix, parent: Matrix) -> bool:
+    """True when a part is described by its change (the parent's headline is a change)."""
+    kind = child.indicator.headline_kind
+    return kind == "change_pct" or (kind == "level"
+                                    and parent.indicator.headline_kind == "change_pct")
+
+
+@dataclass(frozen=True)
+class _Move:
+    text: str  # "Robbery is down 22.3% (9,828)"
+    worse: bool
+    window: str  # " over the rolling year to Jul-08 (compared to the RY to Jul-07)"
+
+
+def _move(m: Matrix, row: int) -> _Move | None:
+    """How series ``row`` of ``m`` changed over its headline window on the one before;
+    None when the windows cannot be compared."""
+    ind = m.indicator
+    h = headline(m)
+    result = change(m, h.end, h.n)
+    delta, pct = float(result.delta[row]), float(result.pct[row])
+    if np.isnan(pct):
+        return None
+    word = "up" if delta > 0 else "down" if delta < 0 else "unchanged"
+    size = "" if word == "unchanged" else f" {abs(pct):.1f}% ({abs(delta):,.0f})"
+    window = (f" over the {window_text(m, h.end)} (compared to the "
+              f"{window_text(m, h.end - result.lag, short=True)})")
+    worse = (delta > 0) if ind.direction == "down" else (delta < 0)
+    return _Move(f"{ind.name} is {word}{size}", worse, window)
 
 
 def _children_sentence(m: Matrix, i: int, children: list[Matrix]) -> str:
     parent = m.indicator
-    label = m.labels[i]
+    label = labels_of(m.labels[i])
     good: list[str] = []
     bad: list[str] = []
     levels: list[str] = []
     window = ""
     for child in children:
-        ci = child.index().get(tuple(sorted(label.items())))
+        ci = child.index().get(label)
         if ci is None:
             continue
-        ch = headline(child)
         cind = child.indicator
-        if cind.headline_kind == "change_pct" or (cind.headline_kind == "level"
-                                                  and parent.headline_kind == "change_pct"):
-            result = change(child, ch.end, ch.n)
-            delta, pct = float(result.delta[ci]), float(result.pct[ci])
-            if np.isnan(pct):
+        if _changes(child, m):
+            moved = _move(child, ci)
+            if moved is None:
                 continue
-            word = "up" if delta > 0 else "down"
-            count = f"{abs(delta):,.0f}"
-            text = f"{cind.name} is {word} {abs(pct):.1f}% ({count})"
-            window = (f" over the {window_text(child, ch.end)} (compared to the "
-                      f"{window_text(child, ch.end - result.lag, short=True)})")
-            worse = (delta > 0) if cind.direction == "down" else (delta < 0)
-            (bad if worse else good).append(text)
+            (bad if moved.worse else good).append(moved.text)
+            window = moved.window
         else:
+            ch = headline(child)
             value = float(ch.value[ci])
             target = float(ch.target[ci])
             text = f"{cind.name} {format_value(cind, value)}"
@@ -301,6 +439,167 @@ def _children_sentence(m: Matrix, i: int, children: list[Matrix]) -> str:
     if levels:
         return "Parts: " + "; ".join(levels) + window + "."
     return ""
+
+
+def _companions_sentence(m: Matrix, label: Mapping[str, str],
+                         matrices: Mapping[str, Matrix]) -> str:
+    """``Most serious violence is down 3.8% (386 offences) and assault with injury is down
+    1.9% (…) over the rolling year to Jul-08 (compared to …).``: the indicator's own change
+    and its companions' (``companions``), each over its headline window."""
+    ind = m.indicator
+    if not ind.companions:
+        return ""
+    key = labels_of(label)
+    moves: list[_Move] = []
+    for name in [ind.id, *ind.companions]:
+        other = m if name == ind.id else matrices.get(name)
+        row = other.index().get(key) if other is not None else None
+        moved = _move(other, row) if other is not None and row is not None else None
+        if moved is not None:
+            moves.append(moved)
+    if len(moves) < 2:
+        return ""
+    texts = [moves[0].text] + [_lower_first(mv.text) for mv in moves[1:]]
+    if ind.unit == "count":
+        texts[0] = texts[0].replace(")", " offences)", 1)
+    windows = {mv.window for mv in moves}
+    body = ", ".join(texts[:-1]) + " and " + texts[-1]
+    if len(windows) == 1:
+        return body + moves[0].window + "."
+    return "; ".join(t + mv.window for t, mv in zip(texts, moves, strict=True)) + "."
+
+
+def _comparison_sentence(m: Matrix, i: int, children: list[Matrix]) -> str:
+    """``Slightly down on 2007/08 over the rolling year to Jul-08 (207 against 210 a month);
+    cocaine (inc. crack) and heroin, however, are both slightly up (…).``: the headline
+    window against the last complete financial year (``compare_with``), and its parts."""
+    ind = m.indicator
+    if ind.compare_with != "financial_year":
+        return ""
+    own = _against_last_year(m, i)
+    if own is None:
+        return ""
+    word, now, then, fy = own
+    per = " a month" if ind.aggregation == "mean" and ind.frequency == "monthly" else ""
+    averages = "monthly averages: " if per else ""
+    text = (f"{word[:1].upper()}{word[1:]} on {fy} over the {window_text(m, headline(m).end)} "
+            f"({averages}{_figure(ind, now)} against {_figure(ind, then)})")
+    key = labels_of(m.labels[i])
+    moves: list[tuple[str, str, str]] = []  # name, word, figures
+    for child in children:
+        ci = child.index().get(key)
+        found = _against_last_year(child, ci) if ci is not None else None
+        if found is None:
+            continue
+        cword, cnow, cthen, _ = found
+        moves.append((child.indicator.name, cword,
+                      f"{_figure(child.indicator, cnow)} against "
+                      f"{_figure(child.indicator, cthen)}"))
+    if not moves:
+        return text + "."
+    words = {w for _, w, _ in moves}
+    if len(words) == 1:
+        (cword,) = words
+        names = [_lower_first(n) for n, _, _ in moves]
+        joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        contrast = ", however," if cword.split()[-1] != word.split()[-1] else ""
+        verb = "is" if len(moves) == 1 else {2: "are both"}.get(len(moves), "are all")
+        figures = "; ".join(f for _, _, f in moves)
+        return f"{text}; {joined}{contrast} {verb} {cword} ({figures})."
+    parts = [f"{_lower_first(n)} is {w} ({f})" for n, w, f in moves]
+    return f"{text}; " + ", ".join(parts) + "."
+
+
+def _figure(ind: Indicator, value: float) -> str:
+    """A level being compared, one decimal finer than the indicator's own (``209.5``), so
+    that rounding never hides a move the words state."""
+    if ind.unit in ("percent", "pp") or ind.aggregation == "rate":
+        return format_value(ind, value)
+    return f"{value:,.{ind.precision + 1}f}"
+
+
+def _against_last_year(m: Matrix, i: int) -> tuple[str, float, float, str] | None:
+    """Return (``slightly down``, headline level, the last complete financial year's
+    level, ``2007/08``) for row ``i``; None when either is unknown."""
+    h = headline(m)
+    end, n = rank_span(m, RankWindow("financial_year"))
+    if h.end < 0 or end < 0:
+        return None
+    then, _ = m.window(end, n)
+    now = float(h.level[i])
+    if np.isnan(now) or np.isnan(then[i]):
+        return None
+    fy = financial_year(m.grid.period(end), m.indicator.fy_start_month)
+    return movement(float(then[i]), now), now, float(then[i]), financial_year_label(fy)
+
+
+# --- ranks -----------------------------------------------------------------------------
+
+
+def _rank_facts(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet
+                ) -> list[RankFact]:
+    """The row's own rank (``rank.over``), then its parts' (``rank.parts``), each over
+    its indicator's window; ranks that cannot be taken (no data) are left out."""
+    ind = m.indicator
+    key = labels_of(m.labels[i])
+    out = []
+    for name in ([ind.id] if ind.rank.over is not None else []) + list(ind.rank.parts):
+        other = m if name == ind.id else matrices.get(name)
+        if other is None or other.indicator.rank.over is None:
+            continue
+        group = ruleset.peer_groups.get(other.indicator.peer_group or "")
+        row = other.index().get(key)
+        if group is None or row is None or other.indicator.direction == "neutral":
+            continue
+        result = ranks(other, group, other.indicator.rank.over)
+        if np.isnan(result.rank[row]):
+            continue
+        freq = Frequency(other.indicator.frequency)
+        oind = other.indicator
+        out.append(RankFact(
+            indicator=oind.id, reference=oind.reference or oind.name,
+            rank=int(result.rank[row]), size=result.size, position=result.position(row),
+            over=str(oind.rank.over), window=result.window,
+            first_period=freq.label(other.grid.period(result.end - result.n + 1)),
+            last_period=freq.label(other.grid.period(result.end)),
+            value=_num(float(result.value[row])), group_mean=_num(result.mean)))
+    return out
+
+
+def _rank_sentence(facts: list[RankFact], m: Matrix, ruleset: RuleSet) -> str:
+    """``Ranked 3rd of 8 in its most similar family for May–July 2008.``; a combined row's
+    parts: ``For the year to July 2008, ranked 2nd of 8 in its most similar family for
+    SPI 6.1 and 3rd of 8 for SPI 6.4.``"""
+    if not facts:
+        return ""
+    sentences = []
+    own = [f for f in facts if f.indicator == m.indicator.id]
+    for fact in own:
+        group = _group_name(m.indicator.id, ruleset)
+        sentences.append(f"Ranked {fact.position} of {fact.size} in its {group} "
+                         f"{_phrase(fact, ruleset)}.")
+    by_window: dict[str, list[RankFact]] = {}
+    for fact in facts:
+        if fact not in own:
+            by_window.setdefault(_phrase(fact, ruleset), []).append(fact)
+    for phrase, parts in by_window.items():
+        group = _group_name(parts[0].indicator, ruleset)
+        ranked = [f"{f.position} of {f.size}" + (f" in its {group}" if k == 0 else "")
+                  + f" for {f.reference}" for k, f in enumerate(parts)]
+        body = ranked[0] if len(ranked) == 1 else ", ".join(ranked[:-1]) + " and " + ranked[-1]
+        sentences.append(f"{phrase[:1].upper()}{phrase[1:]}, ranked {body}.")
+    return " ".join(sentences)
+
+
+def _phrase(fact: RankFact, ruleset: RuleSet) -> str:
+    over = ruleset.indicators[fact.indicator].rank.over
+    return f"in {fact.window}" if over is not None and over.kind == "calendar_year" \
+        else f"for {fact.window}"
+
+
+def _group_name(indicator: str, ruleset: RuleSet) -> str:
+    group = ruleset.peer_groups.get(ruleset.indicators[indicator].peer_group or "")
+    return group.name if group is not None else "peer group"
 
 
 def _lower_first(text: str) -> str:

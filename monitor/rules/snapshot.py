@@ -9,12 +9,12 @@ read side shows these as published and computes nothing of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 import numpy as np
 import numpy.typing as npt
 
-from monitor.model import Alert, Status
+from monitor.model import Alert, Frequency, Status
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -93,8 +93,49 @@ class SeriesPoint:
 
 
 @dataclass(frozen=True)
+class RankFact:
+    """One rank a scorecard row states: whose, where it stands, over which window.
+
+    ``indicator`` is the row's own indicator or one of the parts whose ranks a combined
+    row carries; ``over`` is the window as the rule file names it (``last 3 months``,
+    ``rolling_year``, ``financial_year``, ``calendar_year``) and ``window`` as the comment
+    says it (``May–July 2008``, ``the year to July 2008``, ``2007/08``, ``2007``), from
+    ``first_period`` to ``last_period``.
+    """
+
+    indicator: str
+    reference: str  # "SPI 6.1"; the indicator's name when it has none
+    rank: int  # 1 = best
+    size: int  # members ranked
+    position: str  # "2nd", "last"
+    over: str
+    window: str
+    first_period: str  # "2008-05"
+    last_period: str  # "2008-07"
+    value: float | None  # the value ranked, in the headline's kind
+    group_mean: float | None
+
+
+@dataclass(frozen=True)
+class CommentPart:
+    """One sentence of a scorecard comment and what it states: ``status`` (against the
+    target), ``target_note``, ``note`` (what the figure reflects), ``parts``,
+    ``companions``, ``comparison`` (with the last complete financial year),
+    ``provisional``, ``variation`` (SPC limits wide for the mean) or ``rank``."""
+
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
 class SeriesDetail:
     """Everything the scorecard row, the series page and the API show for one series.
+
+    ``target_text`` is the Target column: the target of the scorecard's financial year
+    (``target_year``); ``status`` judges the target of the year the data is about
+    (``judged_year``), so a series whose data ends in March 2008 is judged against
+    2007/08 while the column shows 2008/09, as the seed does. ``comment`` is
+    ``comment_parts`` joined.
 
     ``points`` are every period the evaluation read for the series, from its first value
     to the headline period, oldest first; the read side draws and lists them as they are
@@ -118,6 +159,11 @@ class SeriesDetail:
     mean: float | None = None  # SPC centre line of the latest segment
     upper: float | None = None  # its process limits
     lower: float | None = None
+    target_year: str = ""  # the financial year of the Target column: the scorecard's
+    judged_year: str = ""  # the financial year whose target the status judges (the data's)
+    judged_target_text: str = ""  # that year's target, as the Target column would print it
+    ranks: tuple[RankFact, ...] = ()  # in the order the comment states them
+    comment_parts: tuple[CommentPart, ...] = ()  # the comment, sentence by sentence
 
     @property
     def sparkline(self) -> tuple[SeriesPoint, ...]:
@@ -149,19 +195,53 @@ class RuleHealth:
 
 @dataclass
 class Snapshot:
-    """The engine's state after an evaluation at ``at``."""
+    """The engine's state after an evaluation.
+
+    Two times, never to be confused: ``at`` is the instant the data is judged as of (the
+    end of ``rules.as_of``'s month, or the evaluation time) and :meth:`data_period` the
+    latest period any series has data for — what the figures are about ("data to
+    Jul-08"); ``evaluated_at`` is when the daemon evaluated, on its clock ("evaluated
+    2 min ago").
+    """
 
     at: datetime | None
     frames: dict[str, IndicatorFrame]
     alerts: list[Alert]
     rules: list[RuleHealth]
+    evaluated_at: datetime | None = None
+
+    def data_period(self) -> tuple[Frequency, int] | None:
+        """Return the latest period with data over every series (its frequency and
+        ordinal, the latest by start date); None before any data."""
+        latest: tuple[date, Frequency, int] | None = None
+        for frame in self.frames.values():
+            if not len(frame.period):
+                continue
+            ordinal = int(frame.period.max())
+            if ordinal < 0:
+                continue
+            freq = Frequency(frame.info.frequency)
+            start = freq.start(ordinal)
+            if latest is None or start > latest[0]:
+                latest = (start, freq, ordinal)
+        return None if latest is None else (latest[1], latest[2])
+
+    def data_to(self) -> str:
+        """``Jul-08`` (a month, as comments write it), ``2008-Q3``; ``""`` without data."""
+        found = self.data_period()
+        if found is None:
+            return ""
+        freq, ordinal = found
+        if freq is Frequency.MONTHLY:
+            return f"{freq.start(ordinal):%b-%y}"
+        return freq.label(ordinal)
 
     def status_of(self, indicator: str, labels: dict[str, str]) -> Status:
         frame = self.frames.get(indicator)
         if frame is None:
-            return Status.UNKNOWN
+            return Status.NO_DATA
         for i, candidate in enumerate(frame.labels):
             if candidate == labels:
                 code = int(frame.status[i])
                 return next(s for s in Status if s.code == code)
-        return Status.UNKNOWN
+        return Status.NO_DATA

@@ -119,7 +119,8 @@ def test_the_rag_colours_map_every_status_code() -> None:
     expected = {str(Status.RED.code): ("Red", "red"), str(Status.AMBER.code): ("Amber", "orange"),
                 str(Status.GREEN.code): ("Green", "green"),
                 str(Status.BASELINE.code): ("Baseline", "#5f6b75"),
-                str(Status.UNKNOWN.code): ("No data", "#8e8e8e")}
+                str(Status.NOT_RATED.code): ("Not rated", "#8e8e8e"),
+                str(Status.NO_DATA.code): ("No data", "#b1b4b6")}
     assert {k: (v["text"], v["color"]) for k, v in mapping.items()} == expected
     timeline = panels["RAG status history"]["fieldConfig"]["defaults"]["mappings"]
     assert timeline == override["properties"][0]["value"]

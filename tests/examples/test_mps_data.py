@@ -39,6 +39,8 @@ CALENDAR_06 = ("2006-01", "2006-12")
 CALENDAR_07 = ("2007-01", "2007-12")
 SAC = ("residential_burglary", "robbery", "vehicle_crime")
 SAC_SD = tuple(f"{part}_sd" for part in SAC)
+SV_SSO = ("most_serious_violence", "serious_sexual_offences")  # SPI 6.1 and 6.4's offences
+SV_SSO_SD = tuple(f"{part}_sd" for part in SV_SSO)
 PROPORTIONS = {"victim_satisfaction", "satisfaction_white", "satisfaction_bme", "confidence"}
 
 
@@ -145,8 +147,7 @@ SEED_FIGURES = [
                  id="spi-5.1-most-serious-violence-change"),
     pytest.param(lambda: change("gun_crime", RY, PREVIOUS_RY), "-19.5",
                  id="spi-5.5-gun-crime-change"),
-    pytest.param(lambda: ratio("serious_violence_sso_sd", "serious_violence_sso_offences", RY),
-                 "31.9", id="spi-6.1-6.4-combined-sd-rate"),
+    pytest.param(lambda: ratio(SV_SSO_SD, SV_SSO, RY), "31.9", id="spi-6.1-6.4-combined-sd-rate"),
     pytest.param(lambda: ratio("dv_arrests", "dv_offences", RY), "65.8", id="dv-arrest-rate"),
     pytest.param(lambda: change("youth_violence_victims", RY, PREVIOUS_RY), "-5.1",
                  id="serious-youth-violence-change"),
@@ -218,6 +219,9 @@ STATEMENTS = [
                  < 5, id="cocaine-slight-increase-on-2007-08"),
     pytest.param(lambda: 0 < mean("class_a_sd_heroin", RY) - mean("class_a_sd_heroin", TO_MAR_08)
                  < 5, id="heroin-slight-increase-on-2007-08"),
+    pytest.param(lambda: change("most_serious_violence", RY, PREVIOUS_RY) < 0
+                 and change("assault_with_injury", RY, PREVIOUS_RY) < 0,
+                 id="spi-5.1-rolling-year-variation-in-msv-and-assault-with-injury"),
     pytest.param(lambda: (max(table()["assets_seized_cases", MPS][p][0] for p in months(FYTD))
                           - min(table()["assets_seized_cases", MPS][p][0] for p in months(FYTD)))
                  > mean("assets_seized_cases", FYTD) / 5,
@@ -241,6 +245,8 @@ MEASURES: dict[str, tuple[Callable[[str], Fraction], bool]] = {
     "sac_sd_rate": (lambda f: ratio(SAC_SD, SAC, RY, f), True),
     "ksi_change": (lambda f: change("ksi", CALENDAR_07, CALENDAR_06, f), False),
     "msv_change": (lambda f: change("most_serious_violence", MAY_JUL_08, MAY_JUL_07, f), False),
+    "msv_sd_rate": (lambda f: ratio(SV_SSO_SD[0], SV_SSO[0], RY, f), True),
+    "sso_sd_rate": (lambda f: ratio(SV_SSO_SD[1], SV_SSO[1], RY, f), True),
 }
 
 
@@ -260,6 +266,8 @@ def rank(measure: str) -> int:
     pytest.param("sac_sd_rate", 2, id="spi-6.2-2nd-year-to-jul-08"),
     pytest.param("ksi_change", 8, id="spi-9.1-last-in-2007"),
     pytest.param("msv_change", 2, id="spi-5.1-2nd-may-jul-08"),
+    pytest.param("msv_sd_rate", 2, id="spi-6.1-2nd-year-to-jul-08"),
+    pytest.param("sso_sd_rate", 3, id="spi-6.4-3rd-year-to-jul-08"),
 ])
 def test_it_ranks_the_mps_in_its_family_as_the_seed_says(measure: str, expected: int) -> None:
     assert rank(measure) == expected
@@ -268,7 +276,8 @@ def test_it_ranks_the_mps_in_its_family_as_the_seed_says(measure: str, expected:
 @pytest.mark.parametrize("indicator", [
     "victim_satisfaction", "satisfaction_white", "satisfaction_bme", "confidence", "robbery",
     "vehicle_crime", "residential_burglary", "robbery_sd", "vehicle_crime_sd",
-    "residential_burglary_sd", "ksi", "most_serious_violence",
+    "residential_burglary_sd", "ksi", "most_serious_violence", "most_serious_violence_sd",
+    "serious_sexual_offences", "serious_sexual_offences_sd",
 ])
 def test_it_holds_seven_peers_over_the_mps_months(indicator: str) -> None:
     holders = [f for f in forces() if (indicator, f) in table()]
@@ -317,8 +326,9 @@ def test_it_flags_only_jan_to_mar_2008_ksi_as_provisional() -> None:
     pytest.param("ksi", "2006-01", "2008-03", id="ksi-jan-06-to-mar-08"),
     *(pytest.param(name, "2006-04", "2008-07", id=name) for name in (
         "robbery", "vehicle_crime", "residential_burglary", "robbery_sd", "vehicle_crime_sd",
-        "residential_burglary_sd", "most_serious_violence", "gun_crime",
-        "serious_violence_sso_offences", "serious_violence_sso_sd", "dv_offences", "dv_arrests",
+        "residential_burglary_sd", "most_serious_violence", "gun_crime", "assault_with_injury",
+        "serious_sexual_offences", "most_serious_violence_sd", "serious_sexual_offences_sd",
+        "dv_offences", "dv_arrests",
         "youth_violence_victims", "criminal_networks_disrupted", "assets_seized_cases",
         "class_a_sd", "class_a_sd_cocaine", "class_a_sd_heroin")),
 ])
@@ -328,7 +338,7 @@ def test_it_covers_every_month_of_the_indicator(indicator: str, first: str, last
 
 def test_it_holds_no_other_indicators() -> None:
     mps_indicators = {indicator for indicator, force in table() if force == MPS}
-    assert len(mps_indicators) == 23
+    assert len(mps_indicators) == 25
 
 
 @pytest.mark.parametrize(("children", "parent", "column"), [
@@ -338,10 +348,7 @@ def test_it_holds_no_other_indicators() -> None:
                  id="white-and-bme-satisfied-within-all"),
     pytest.param(("satisfaction_white", "satisfaction_bme"), "victim_satisfaction", 1,
                  id="white-and-bme-respondents-within-all"),
-    pytest.param(("most_serious_violence",), "serious_violence_sso_offences", 0,
-                 id="msv-within-serious-violence-and-sso"),
-    pytest.param(("serious_violence_sso_sd",), "serious_violence_sso_offences", 0,
-                 id="sv-sso-detections-within-offences"),
+    *(pytest.param((f"{p}_sd",), p, 0, id=f"{p}-detections-within-offences") for p in SV_SSO),
     pytest.param(("dv_arrests",), "dv_offences", 0, id="dv-arrests-within-offences"),
     *(pytest.param((f"{p}_sd",), p, 0, id=f"{p}-detections-within-offences") for p in SAC),
 ])

@@ -6,7 +6,8 @@ from html.parser import HTMLParser
 
 
 class Dom(HTMLParser):
-    """Collects scorecard rows (status, badge words, value, SPC icon, comment), group
+    """Collects scorecard rows (status, badge words, value, period, target, SPC icon,
+    comment), group
     headings, chart points flagged as special causes, and a series page's headline."""
 
     def __init__(self) -> None:
@@ -30,7 +31,7 @@ class Dom(HTMLParser):
         if tag == "tr" and "series-row" in classes:
             self._row = {"indicator": a["data-indicator"], "series": a["data-series"],
                          "status": a["data-status"], "rag": "", "value": "", "comment": "",
-                         "spc": ""}
+                         "spc": "", "period": "", "target": ""}
             self.rows.append(self._row)
         elif tag == "tr" and "group-head" in classes:
             self._in_group = True
@@ -41,6 +42,10 @@ class Dom(HTMLParser):
             self._collect("value")
         elif tag == "td" and self._row is not None and "c-comment" in classes:
             self._collect("comment")
+        elif tag == "td" and self._row is not None and "c-target" in classes:
+            self._collect("target")
+        elif tag == "span" and self._row is not None and "period" in classes:
+            self._collect("period")
         elif tag == "circle" and a.get("data-special", "0") != "0":
             self.special_points.append(a["data-special"])
         elif tag == "svg" and "spc-icon" in classes and self._row is not None:

@@ -58,7 +58,10 @@ def test_it_lists_indicators_in_the_order_the_engine_publishes_with_status_count
     forces = {force for (ind, force) in ex.mps_rows() if ind == "robbery"}
     assert (sac["reference"], sac["group"]) == (rules["reference"], rules["group"])
     assert sac["series_count"] == len(forces) == sum(sac["status_counts"].values())
-    assert body["at"].startswith("2008-07-31T")  # as of the end of rules.as_of's month
+    assert body["data_as_of"].startswith("2008-07-31T")  # the end of rules.as_of's month
+    assert body["data_to"] == "Jul-08"  # the latest period with data
+    assert body["evaluated_at"] == mps.snapshot().evaluated_at.isoformat().replace(
+        "+00:00", "Z")  # the daemon's clock
 
 
 def test_a_series_carries_its_latest_value_target_and_status(api: httpx.Client) -> None:
@@ -72,7 +75,7 @@ def test_a_series_carries_its_latest_value_target_and_status(api: httpx.Client) 
     assert series == {
         "indicator": "dwelling_burglary", "labels": {"borough": "London"},
         "fingerprint": LONDON_FP, "period": "2024-01", "value": pytest.approx(pct, rel=1e-12),
-        "target": None, "status": "unknown", "status_code": -1,  # the example sets no target
+        "target": None, "status": "not_rated", "status_code": -2,  # the example sets no target
         "changes": {"12": pytest.approx(pct / 100, rel=1e-12)}, "provisional": False}
 
 
@@ -124,7 +127,7 @@ def test_series_filters_combine(api: httpx.Client, params: dict[str, Any]) -> No
 
 def test_series_filter_by_status(mps_api: httpx.Client, mps: Served) -> None:
     everything = mps_api.get("/api/v1/series").json()["series"]
-    for status in ("red", "amber", "green", "baseline", "unknown"):
+    for status in ("red", "amber", "green", "baseline", "not_rated", "no_data"):
         body = mps_api.get("/api/v1/series", params={"status": status}).json()
         assert body["total"] == sum(1 for s in everything if s["status"] == status)
     assert mps_api.get("/api/v1/series", params={"status": "baseline"}).json()["total"] > 0

@@ -95,8 +95,11 @@ def test_it_exports_every_series_of_the_snapshot_with_its_labels(london: Served)
             assert ("monitor_indicator_target", key) not in got  # the example sets none
         assert got[("monitor_indicator_series", (("indicator", ind),))] == len(fr.labels)
     assert got[("monitor_indicator_series_dropped", ())] == 0
-    assert snap.at is not None
-    assert got[("monitor_indicator_snapshot_timestamp_seconds", ())] == snap.at.timestamp()
+    assert snap.evaluated_at is not None
+    assert got[("monitor_indicator_evaluated_timestamp_seconds", ())] == \
+        snap.evaluated_at.timestamp()  # the daemon's clock, not the data's month
+    assert got[("monitor_indicator_data_period_timestamp_seconds", ())] == \
+        datetime(2024, 1, 1, tzinfo=UTC).timestamp()  # data to Jan-24
 
 
 def test_the_fast_path_says_exactly_what_the_generic_collector_says(mps: Served) -> None:

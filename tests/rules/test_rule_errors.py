@@ -141,4 +141,4 @@ def test_a_resolved_alert_says_the_value_and_target_that_resolved_it(tmp_path: P
     [transition] = resolved.transitions
     assert transition.to_state is AlertState.RESOLVED
     assert transition.annotations["summary"] == "65.8 against a target of 65.0"
-    assert "65.0%" in transition.explanation and "67" not in transition.explanation
+    assert "target of 65%" in transition.explanation and "67" not in transition.explanation

@@ -188,7 +188,7 @@ def test_it_reads_the_example_indicators_file() -> None:
                          denominator_column="denominator", provisional_column="provisional")
     parsed = parse_csv(config, (EXAMPLE_DATA / "indicators.csv").read_bytes(), origin="x")
     assert parsed.problems == []
-    assert len(parsed.observations) == parsed.rows == 2932
+    assert len(parsed.observations) == parsed.rows == 3576
     assert {o.indicator for o in parsed.observations} >= {"robbery", "ksi", "confidence"}
     assert any(o.provisional for o in parsed.observations)
     assert any(o.denominator for o in parsed.observations)

@@ -276,7 +276,7 @@ def test_it_ingests_the_example_indicators_and_milestones(
     results = {r.source: r for r in p.poll_all()}
     assert {name: r.outcome for name, r in results.items()} == {
         "scorecard": "success", "ct-plan": "success", "ct-plan-csv": "success"}
-    assert results["scorecard"].stored.inserted == 2932
+    assert results["scorecard"].stored.inserted == 3576
     assert "robbery" in store.observations.read(["robbery"])
     from_yaml = store.observations.milestones("ct-plan")
     from_csv = store.observations.milestones("ct-plan-csv")
