@@ -201,8 +201,12 @@ class RuleService:
             assert evaluator is not None
             wall = now or self.clock.now()
             rules, guard, health_owned = self._share()
+            # Which sources are still being polled is asked before the store is read: a
+            # poll that ends in between must not leave this cycle judging the data read
+            # before it landed.
+            waiting = self.unsettled()
             dataset = self._data.get(evaluator.ruleset, self.milestone_sources())
-            rules = self._settled(rules, dataset.sources)
+            rules = self._settled(rules, dataset.sources, waiting)
             if rules is not None and not rules and self.deferred:
                 return None
             rules = self._due(rules, wall)
@@ -238,15 +242,14 @@ class RuleService:
             self.on_evaluated(result)
         return result
 
-    def _settled(self, rules: list[LoadedRule] | None,
-                 feeding: Mapping[str, frozenset[str]]) -> list[LoadedRule] | None:
+    def _settled(self, rules: list[LoadedRule] | None, feeding: Mapping[str, frozenset[str]],
+                 waiting: Settling) -> list[LoadedRule] | None:
         """Keep the rules whose sources have finished their poll.
 
         A rule reading a source that is being polled, or that has not had its first
         poll since the daemon started, waits (the poll's end asks for an evaluation);
         a rule whose indicators no source has fed yet waits for every source. So
         nothing is judged on half-polled data, at start-up or later."""
-        waiting = self.unsettled()
         if not waiting:
             self.deferred = []
             return rules
