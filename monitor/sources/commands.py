@@ -39,11 +39,11 @@ def register(sub: Any, add_config_option: Callable[[argparse.ArgumentParser], No
 
 
 def _poller(args: argparse.Namespace) -> Any:
-    from monitor.cli import load_settings
+    from monitor.cli import require_config
     from monitor.sources.poller import Poller
     from monitor.store import open_store
 
-    settings, _path = load_settings(args)
+    settings, _path = require_config(args, rules=False)
     cfg = settings.store
     store = open_store(cfg.url.get_secret_value(), busy_timeout=cfg.busy_timeout,
                        pool_size=cfg.pool_size)
