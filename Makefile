@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest audit install bench clean
+.PHONY: run test test-future lint typecheck pytest audit install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,22 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The suite again with the wall clock a year ahead (libfaketime; the monotonic clock is left
+# alone so timeouts and waits behave), to prove no test depends on today's date.
+# tests/faketime/sitecustomize.py works around libfaketime 0.9.10's broken time.sleep;
+# tests marked real_clock compare times with a server libfaketime cannot move.
+FAKETIME_LIB ?= $(firstword $(wildcard /usr/lib/*/faketime/libfaketimeMT.so.1 /usr/lib/faketime/libfaketimeMT.so.1))
+FAKETIME_OFFSET ?= +365d
+FUTURE_ENV = LD_PRELOAD=$(FAKETIME_LIB) FAKETIME=$(FAKETIME_OFFSET) FAKETIME_DONT_FAKE_MONOTONIC=1 \
+	PYTHONPATH=$(CURDIR)/tests/faketime
+FUTURE_ARGS ?= -m "not real_clock"
+
+test-future: $(STAMP)
+	@test -n "$(FAKETIME_LIB)" || { echo "make test-future needs libfaketime: bash .ci/system-packages"; exit 1; }
+	@moved=$$(( $$($(FUTURE_ENV) date +%s) - $$(date +%s) )); test $${moved#-} -gt 86400 || \
+		{ echo "libfaketime ($(FAKETIME_LIB)) did not move the clock"; exit 1; }
+	$(FUTURE_ENV) $(BIN)/pytest -q $(FUTURE_ARGS) $(PYTEST_ARGS)
 
 # Security: bandit on monitor/ (bandit.yaml explains every skipped test) and the pinned
 # dependencies against PyPI's vulnerability data.

@@ -3,34 +3,51 @@
 Subsystems contribute their own commands through ``register(subparsers)`` functions
 (``monitor.sources.commands``, ``monitor.rules.commands``, ``monitor.notify.commands``);
 their handlers get what they need from the CLI on ``args`` (``args.load_settings``,
-``args.clock``), so no command module imports this one.
+``args.require_config``, ``args.require_observations``, ``args.clock``), so no command
+module imports this one.
+
+Every command finds its config the same way (:func:`monitor.settings.config_path`):
+``--config``, else ``$MONITOR_CONFIG``, else ``./config.toml`` when it exists. Commands
+that evaluate or read data call :func:`require_config` and refuse to run on the built-in
+defaults; ``monitor run`` runs on them with a warning.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitor import __version__, logs, sandbox
 from monitor.clock import Clock
-from monitor.errors import ConfigError, MonitorError
-from monitor.settings import Settings, config_path, load
+from monitor.errors import ConfigError, MonitorError, Problem
+from monitor.settings import CONFIG_LOOKUP, Settings, config_path, load
+
+if TYPE_CHECKING:
+    from monitor.store import Store
 
 Handler = Callable[[argparse.Namespace], int]
 COMMAND_MODULES = ("monitor.sources.commands", "monitor.rules.commands",
                    "monitor.notify.commands")
 
 
+EXAMPLE_CONFIG = "config.example.toml"  # the bundled example, in the source tree
+
+
 def add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", metavar="PATH",
-                        help="config file (default: $MONITOR_CONFIG, else built-in defaults)")
+                        help="config file (default: $MONITOR_CONFIG, else ./config.toml "
+                             "when it exists)")
 
 
 def load_settings(args: argparse.Namespace) -> tuple[Settings, Path | None]:
-    """Return the settings named by ``--config``/``MONITOR_CONFIG``; set up logging.
+    """Return the settings of the config file ``config_path`` finds, or the built-in
+    defaults and None when there is none; set up logging.
 
     Raises ConfigError with every problem when the config is invalid.
     """
@@ -42,10 +59,74 @@ def load_settings(args: argparse.Namespace) -> tuple[Settings, Path | None]:
     return settings, path
 
 
+def require_config(args: argparse.Namespace, *, rules: bool = True) -> tuple[Settings, Path]:
+    """Return the settings and the path of the config file a command that reads data runs on.
+
+    Raises ConfigError saying what it looked for and how to point the command at a config
+    when no config file was found (the built-in defaults would evaluate an empty store),
+    with every problem when the config is invalid, and, when ``rules``, when its
+    ``rules.paths`` find no rule file.
+    """
+    from monitor.rules.loader import rule_files
+
+    settings, path = load_settings(args)
+    if path is None:
+        raise ConfigError([Problem(
+            "", None, None, "",
+            f"no config file: `{_command(args)}` looked for {CONFIG_LOOKUP} (in {Path.cwd()}), "
+            "found none, and does not run on the built-in defaults.\n"
+            f"Point it at one: {_with_config(args, EXAMPLE_CONFIG)} (the bundled example), "
+            "or set MONITOR_CONFIG=PATH, or put a config.toml in this folder.")])
+    paths = settings.rules.paths
+    if rules and not any(p.is_file() for p in rule_files(paths)):
+        relative = [p for p in paths if not Path(p).is_absolute()]
+        where = f" (relative paths are read from {Path.cwd()})" if relative else ""
+        raise ConfigError([Problem(
+            str(path), None, None, "rules.paths",
+            f"{json.dumps(paths)} finds no rule files (*.yaml){where}; set [rules] paths in "
+            f"{path} to your rule files or folders, or point --config at another config: "
+            f"{_with_config(args, EXAMPLE_CONFIG)}")])
+    return settings, path
+
+
+def require_observations(args: argparse.Namespace, store: Store, path: Path) -> None:
+    """Return when ``store`` holds observations or milestones to evaluate.
+
+    Raises ConfigError, after closing ``store``, when it holds none: evaluating it would
+    show every indicator without data and every firing alert as resolved.
+    """
+    if store.observations.count() or store.observations.milestones():
+        return
+    store.close()
+    poll = "run with --poll, or " if hasattr(args, "poll") else ""
+    fill = shlex.join(["monitor", "poll", "--all", "--config", str(path)])
+    raise ConfigError([Problem(
+        str(path), None, None, "store.url",
+        f"the store holds no observations, so `{_command(args)}` has nothing to evaluate. "
+        f"Fill it first: {poll}`{fill}`; or point --config at the daemon's config, whose "
+        "store the daemon fills.")])
+
+
+def _command(args: argparse.Namespace) -> str:
+    """Return the command as typed: ``monitor eval``."""
+    return f"monitor {args.command}"
+
+
+def _with_config(args: argparse.Namespace, config: str) -> str:
+    """Return the command line the user typed with ``--config CONFIG`` after the command."""
+    argv = list(getattr(args, "argv", None) or [args.command])
+    at = argv.index(args.command) + 1 if args.command in argv else len(argv)
+    return shlex.join(["monitor", *argv[:at], "--config", config, *argv[at:]])
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.app import App
 
     settings, path = load_settings(args)
+    if path is None:
+        logs.get_logger("monitor").warning(
+            "no config file; running on the built-in defaults", looked_for=CONFIG_LOOKUP,
+            cwd=str(Path.cwd()))
     app = App(settings, path)
     app.install_signal_handlers()
     try:
@@ -67,7 +148,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         count = len(exc.problems)
         print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
         return 1
-    print(f"{path or '(defaults)'}: OK ({len(settings.sources)} sources)")
+    shown = path or f"(no config file: looked for {CONFIG_LOOKUP}; built-in defaults)"
+    print(f"{shown}: OK ({len(settings.sources)} sources)")
     from monitor.clock import clock_of
     from monitor.notify.checks import budget_warnings
 
@@ -133,7 +215,11 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock | None = None) -> in
     parser = build_parser()
     args = parser.parse_args(argv)
     args.clock = clock
-    args.load_settings = load_settings  # passed down: command modules never import the CLI
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    # Passed down: command modules never import the CLI.
+    args.load_settings = load_settings
+    args.require_config = require_config
+    args.require_observations = require_observations
     handler: Handler = args.handler
     try:
         return handler(args)

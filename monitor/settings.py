@@ -1,7 +1,8 @@
 """The daemon's settings: ``config.example.toml`` documents every one.
 
-Values come from a TOML file (``--config`` or ``MONITOR_CONFIG``) and are overridden by
-``MONITOR_…`` environment variables, nested with ``__`` (``MONITOR_SERVER__LISTEN``).
+Values come from a TOML file (:func:`config_path`: ``--config``, else ``MONITOR_CONFIG``,
+else ``./config.toml`` when it exists) and are overridden by ``MONITOR_…`` environment
+variables, nested with ``__`` (``MONITOR_SERVER__LISTEN``).
 :func:`load` reports every problem at once, each with ``file:line`` and the key path.
 """
 
@@ -27,6 +28,8 @@ from monitor.sources.config import SourceConfig
 
 ENV_PREFIX = "MONITOR_"
 CONFIG_ENV = "MONITOR_CONFIG"
+DEFAULT_CONFIG = "config.toml"  # in the current folder
+CONFIG_LOOKUP = f"--config, then ${CONFIG_ENV}, then ./{DEFAULT_CONFIG}"  # config_path's order
 
 
 class ServerSettings(Section):
@@ -125,10 +128,19 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
-def config_path(cli_value: str | None) -> Path | None:
-    """Return the config path from ``--config`` or ``MONITOR_CONFIG`` (None: defaults only)."""
-    value = cli_value or os.environ.get(CONFIG_ENV)
-    return Path(value) if value else None
+def config_path(cli_value: str | None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """Return the config file every command reads: ``--config``, else ``$MONITOR_CONFIG``,
+    else ``./config.toml`` when it exists; None when there is none (built-in defaults).
+
+    A path named by ``--config`` or ``MONITOR_CONFIG`` is returned even when it does not
+    exist, so that :func:`load` reports it.
+    """
+    env = os.environ if environ is None else environ
+    value = cli_value or env.get(CONFIG_ENV)
+    if value:
+        return Path(value)
+    default = Path(DEFAULT_CONFIG)
+    return default if default.is_file() else None
 
 
 def load(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -17,6 +17,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -44,6 +45,14 @@ def _pg_reachable() -> bool:
         return True
     except OSError:
         return False
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """Say so when the run's wall clock is moved (``make test-future``)."""
+    if not os.environ.get("FAKETIME"):
+        return None
+    return (f"wall clock moved by libfaketime (FAKETIME={os.environ['FAKETIME']}): "
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

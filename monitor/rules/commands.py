@@ -111,12 +111,14 @@ def cmd_test(args: argparse.Namespace) -> int:
 def _open(args: argparse.Namespace) -> tuple[Any, Any, RuleSet]:
     from monitor.store import open_store
 
-    settings, _ = args.load_settings(args)
+    settings, path = args.require_config(args)
     ruleset = load_rules(settings.rules.paths)
     cfg = settings.store
     store = open_store(cfg.url.get_secret_value(), busy_timeout=cfg.busy_timeout)
     if getattr(args, "poll", False):
         _poll_all(args, settings, store)
+    else:
+        args.require_observations(args, store, path)
     return settings, store, ruleset
 
 

@@ -43,7 +43,7 @@ def _poller(args: argparse.Namespace) -> Any:
     from monitor.sources.poller import Poller
     from monitor.store import open_store
 
-    settings, _path = args.load_settings(args)
+    settings, _path = args.require_config(args, rules=False)
     cfg = settings.store
     store = open_store(cfg.url.get_secret_value(), busy_timeout=cfg.busy_timeout,
                        pool_size=cfg.pool_size)

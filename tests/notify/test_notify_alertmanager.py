@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
+
 from monitor.clock import SystemClock
 from monitor.notify.channels import build_channels
 from monitor.notify.config import ReceiverConfig
@@ -33,6 +35,7 @@ def wait_for(am: AlertmanagerProcess, predicate: object, timeout: float = 10) ->
     return alerts
 
 
+@pytest.mark.real_clock  # Alertmanager hides an alert once its endsAt is past on its clock
 def test_firing_alerts_appear_in_alertmanager_and_resolved_ones_leave(
         alertmanager: AlertmanagerProcess) -> None:
     now = SystemClock().now()

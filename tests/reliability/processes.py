@@ -95,17 +95,22 @@ class Hook:
         self.server.server_close()
 
 
-def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Return the environment for a daemon: no MONITOR_* from the caller, the repo on
-    the path."""
+def clean_env(extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """Return the environment for a daemon: no MONITOR_* from the caller, the repo first on
+    the path (the caller's PYTHONPATH kept: ``make test-future`` puts a shim there), then
+    ``extra``, where None removes a variable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
-    env["PYTHONPATH"] = str(REPO)
-    env.update(extra or {})
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    for name, value in (extra or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return env
 
 
 def start_daemon(config: Path, cwd: Path, log_path: Path,
-                 env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+                 env: Mapping[str, str | None] | None = None) -> subprocess.Popen[bytes]:
     """Start ``monitor run --config config`` in ``cwd``, its output appended to
     ``log_path``."""
     with log_path.open("ab") as out:

@@ -2,12 +2,14 @@
 timers set before a jump back do not wait as long as the jump, and nothing is lost.
 
 The last test runs the real daemon under libfaketime and moves its wall clock two hours
-back, then three hours forward, while the data changes.
+back, then three hours forward, while the data changes. Under ``make test-future`` the
+daemon's clock starts where the test run's is (a year ahead) and jumps from there.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.clockwatch import ClockWatch, clock_offset
-from tests.conftest import free_port, needs
+from tests.conftest import REPO, free_port, needs
 from tests.reliability.example_daemon import Variants, daemon_config, install, settle
 from tests.reliability.processes import Hook, integrity, query, start_daemon, stop, wait_for_text
 from tests.reliability.rig import Rig, build_rig, copy_example, example_config, variant_b
@@ -126,6 +128,19 @@ def test_after_a_jump_back_retries_and_group_timers_are_due_at_once(
 # --- the real daemon under libfaketime ------------------------------------------------------
 
 
+def run_offset() -> float:
+    """Return the seconds this test run's own clock is moved by: 0, or the relative
+    ``FAKETIME`` that ``make test-future`` sets (``+365d``)."""
+    value = os.environ.get("FAKETIME", "")
+    if not value:
+        return 0.0
+    found = re.fullmatch(r"([+-]?\d+(?:\.\d+)?)([smhdy]?)", value)
+    if not found:
+        pytest.fail(f"FAKETIME={value!r} is not a relative offset like +365d")
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "y": 365 * 86400}[found.group(2)]
+    return float(found.group(1)) * unit
+
+
 def metric(port: int, name: str) -> float:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
@@ -144,19 +159,25 @@ def test_the_daemon_keeps_working_when_its_wall_clock_jumps(
         port = free_port()
         config = workdir / "config.toml"
         config.write_text(daemon_config(workdir, port, hook))
+        # The daemon's offset from the real clock: the run's own, then that and a jump. The
+        # file is read only without FAKETIME, so the run's FAKETIME is not passed on.
+        base = run_offset()
         offset_file = tmp_path / "faketime"
-        offset_file.write_text("+0\n")
+        offset_file.write_text(f"{base:+.0f}\n")
         log_path = workdir / "daemon.log"
         proc = start_daemon(config, workdir, log_path, env={
             "LD_PRELOAD": str(FAKETIME), "FAKETIME_TIMESTAMP_FILE": str(offset_file),
-            "FAKETIME_CACHE_DURATION": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+            "FAKETIME_CACHE_DURATION": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            "FAKETIME": None,
+            # time.sleep under libfaketime with a jump ahead: see tests/faketime.
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests" / "faketime")])})
         try:
             assert wait_for_text(log_path, 'msg="daemon started"', proc=proc, timeout=60)
             db = workdir / "monitor.db"
             assert settle(db, hook, expected["A"])
-            for shift, variant, direction in (("-2h", "B", "backward"),
-                                              ("+1h", "A", "forward")):
-                offset_file.write_text(f"{shift}\n")
+            for shift, variant, direction in ((-7200, "B", "backward"),
+                                              (3600, "A", "forward")):
+                offset_file.write_text(f"{base + shift:+.0f}\n")
                 assert wait_for_text(log_path, f"direction={direction}", proc=proc)
                 install(workdir, data[variant])
                 assert settle(db, hook, expected[variant]), log_path.read_text()[-3000:]
