@@ -113,8 +113,18 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _with_config(args: argparse.Namespace, config: str) -> str:
-    """Return the command line the user typed with ``--config CONFIG`` after the command."""
-    argv = list(getattr(args, "argv", None) or [args.command])
+    """Return the command line the user typed with ``--config CONFIG`` after the command
+    in place of any ``--config`` it had."""
+    typed = list(getattr(args, "argv", None) or [args.command])
+    argv: list[str] = []
+    skip = False
+    for arg in typed:
+        if skip:
+            skip = False
+        elif arg in ("--config", "-c"):
+            skip = True
+        elif not arg.startswith(("--config=", "-c")):
+            argv.append(arg)
     at = argv.index(args.command) + 1 if args.command in argv else len(argv)
     return shlex.join(["monitor", *argv[:at], "--config", config, *argv[at:]])
 

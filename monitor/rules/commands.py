@@ -70,7 +70,7 @@ def register(sub: Any, add_config_option: AddConfig) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     paths = args.paths
     if not paths:
-        settings, _ = args.load_settings(args)
+        settings, _ = args.require_config(args)  # never the built-in defaults' rules
         paths = settings.rules.paths
     try:
         ruleset = load_rules(paths)

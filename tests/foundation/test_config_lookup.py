@@ -132,6 +132,17 @@ def test_it_refuses_rules_paths_that_find_no_rule_file(
         "config.example.toml --from 2008-04 --to 2008-07")
 
 
+def test_the_suggested_command_replaces_the_config_it_was_given(
+        bare: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (bare / "empty").mkdir()
+    (bare / "etc").mkdir()
+    config = write_config(bare / "etc", rules=str(bare / "empty"))
+    code, _, err = run(capsys, "eval", "-c", str(config), "--at", "2008-07")
+    assert code == 1
+    assert err.endswith("point --config at another config: monitor eval --config "
+                        "config.example.toml --at 2008-07")
+
+
 def test_diff_on_an_empty_store_says_to_poll_first(
         bare: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (bare / "etc").mkdir()

@@ -163,7 +163,7 @@ def test_the_series_page_shows_the_published_headline_and_comment(mps: Served) -
 ])
 def test_each_page_shows_what_the_engine_reports(mps: Served, path: str,
                                                  texts: list[str]) -> None:
-    response = httpx.get(mps.url + path)
+    response = httpx.get(mps.url + path, timeout=30)  # httpx's 5 s default is short under load
     assert response.status_code == 200
     for text in texts:
         assert text in response.text
