@@ -93,6 +93,7 @@ def _settled(app: App, timeout: float = 60.0) -> None:
     raise AssertionError("the daemon did not finish its first polls and evaluation")
 
 
+@pytest.mark.slow  # twenty real daemons, one after another
 def test_twenty_fresh_starts_in_random_poll_orders_end_with_the_same_alerts(
         tmp_path: Path) -> None:
     outcomes, annotations = [], []

@@ -27,6 +27,10 @@ from tests.http.dom import parse, series_page
 
 Key = tuple[str, str]  # (indicator, series fingerprint)
 
+# Two real daemons and 1,000 requests: run by `make test`, left out of the year-ahead run
+# (`make test-future`), where libfaketime slows every clock read and CI has 15 minutes.
+pytestmark = pytest.mark.slow
+
 
 @dataclass
 class Surfaces:
