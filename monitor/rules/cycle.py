@@ -23,6 +23,7 @@ undone afterwards:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -134,15 +135,15 @@ def _snapshot(engine: Engine, evaluation: Evaluation | None) -> Snapshot:
                 active_since=record.active_since, fired_at=record.fired_at,
                 resolved_at=record.resolved_at, last_evaluated=record.last_evaluated,
                 explanation=record.explanation, fingerprint=record.id))
+    counts = Counter((a.rule, a.state) for a in alerts)  # one pass, not one per rule
     rules = []
     for loaded in engine.ruleset.rules:
         s = engine.stats.get((loaded.group, loaded.rule.alert), RuleStats())
-        mine = [a for a in alerts if a.rule == loaded.rule.alert]
-        rules.append(RuleHealth(loaded.rule.alert, loaded.group, loaded.file, s.health,
+        name = loaded.rule.alert
+        rules.append(RuleHealth(name, loaded.group, loaded.file, s.health,
                                 s.last_error, s.last_evaluation, s.duration, s.evaluations,
-                                s.failures,
-                                sum(a.state is AlertState.FIRING for a in mine),
-                                sum(a.state is AlertState.PENDING for a in mine)))
+                                s.failures, counts[(name, AlertState.FIRING)],
+                                counts[(name, AlertState.PENDING)]))
     return Snapshot(evaluation.at if evaluation else None, frames, alerts, rules,
                     evaluated_at=evaluation.evaluated_at if evaluation else None)
 

@@ -22,6 +22,7 @@ import pytest
 from scipy import stats as sps
 
 from monitor.rules import stats
+from tests.conftest import needs
 
 NAN = math.nan
 
@@ -37,7 +38,7 @@ def _london(n_series: int = 200, first_month: str = "200801", n_months: int = 36
     """Return real monthly crime counts: the first ``n_series`` borough × category rows."""
     path = _shared_data() / "mps-borough-crime-2008-01-to-2016-12.csv"
     if not path.exists():
-        pytest.skip(f"shared data not found at {path} (set MONITOR_SHARED_DATA)")
+        needs(f"shared data not found at {path} (set MONITOR_SHARED_DATA)")
     with path.open(newline="") as f:
         reader = csv.reader(f)
         header = next(reader)
