@@ -246,6 +246,11 @@ class Alert:
     explanation: str = ""
     fingerprint: str = ""  # the alert's id (see alert_id)
     group: str = ""  # the rule group that owns it
+    # The series the alert is about (its fingerprint, as the series page names it) and the
+    # period its value is about (``2008-07``, as the series page's ``?at=`` takes it);
+    # empty for an alert on no series (a source's health, milestones).
+    series: str = ""
+    period: str = ""
 
     def __post_init__(self) -> None:
         if not self.fingerprint:

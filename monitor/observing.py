@@ -21,7 +21,7 @@ from monitor.http.observed import (
     SourceHealth,
 )
 from monitor.notify import silences as notify_silences
-from monitor.rules.snapshot import SeriesDetail, Snapshot
+from monitor.rules.snapshot import ReloadStatus, SeriesDetail, Snapshot
 
 if TYPE_CHECKING:
     from monitor.app import App
@@ -36,6 +36,10 @@ class DaemonView:
     def snapshot(self) -> Snapshot:
         rules = self.app.rules
         return rules.snapshot() if rules is not None else Snapshot(None, {}, [], [])
+
+    def rule_reload(self) -> ReloadStatus:
+        rules = self.app.rules
+        return rules.reload_status() if rules is not None else ReloadStatus()
 
     def scorecard(self) -> Sequence[SeriesDetail]:
         rules = self.app.rules

@@ -179,6 +179,7 @@ class ChartPointView:
     variation: str  # improvement | concern | neither | "" (common cause)
     category: str  # the published category: common_cause, concern_high, …
     provisional: bool
+    key: str = ""  # the period as links name it: 2008-07 (``?at=2008-07``)
 
 
 SPECIAL_RULES = {1: "outside the process limits", 2: "trend", 3: "two of three near a limit",
@@ -194,7 +195,7 @@ def chart_points(detail: SeriesDetail) -> list[ChartPointView]:
     """Return the chart's points as the engine published them (see ``SeriesPoint``)."""
     return [ChartPointView(p.period_text, _finite(p.value), _finite(p.target),
                            _finite(p.mean), _finite(p.lower), _finite(p.upper), p.special,
-                           _kind(p.variation), p.variation, p.provisional)
+                           _kind(p.variation), p.variation, p.provisional, p.period)
             for p in detail.points]
 
 
@@ -202,13 +203,15 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def chart(detail: SeriesDetail, *, width: int = 960, height: int = 340) -> Markup:
+def chart(detail: SeriesDetail, *, width: int = 960, height: int = 340,
+          at: str | None = None) -> Markup:
     """Return the XmR chart of a series: each period's value, its target, the SPC mean and
     process limits of each point's segment (stepping at a re-base) and the special causes.
 
     Everything is drawn as the engine published it (``SeriesDetail.points``). Special-cause
     points are filled with their variation's colour (blue improvement, orange concern,
-    purple neither); provisional points are hollow.
+    purple neither); provisional points are hollow. ``at`` (``2008-07``) highlights that
+    period with a band behind it and a ring round its point.
     """
     points = chart_points(detail)
     if not any(p.value is not None for p in points):
@@ -234,6 +237,12 @@ def chart(detail: SeriesDetail, *, width: int = 960, height: int = 340) -> Marku
              f'aria-labelledby="chart-title chart-desc" preserveAspectRatio="xMidYMid meet">',
              f'<title id="chart-title">{escape(detail.indicator.name)}</title>',
              f'<desc id="chart-desc">{escape(_chart_description(detail, points))}</desc>']
+    marked = next((i for i, p in enumerate(points) if at and p.key == at), None)
+    if marked is not None:
+        half = max(step / 2, 4.0)
+        parts.append(f'<rect class="at-band" x="{x(marked) - half:.1f}" y="{top}" '
+                     f'width="{2 * half:.1f}" height="{plot_h}" '
+                     f'data-period="{escape(points[marked].key)}"/>')
     for t in ticks:
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}" '
                      f'class="grid"/><text x="{left - 8}" y="{y(t) + 4:.1f}" '
@@ -269,6 +278,10 @@ def chart(detail: SeriesDetail, *, width: int = 960, height: int = 340) -> Marku
                      f'fill="{fill}" stroke="{colour}" stroke-width="1.6" '
                      f'data-special="{p.special}" data-variation="{escape(p.category)}">'
                      f'<title>{escape(label)}</title></circle>')
+    marked_value = points[marked].value if marked is not None else None
+    if marked is not None and marked_value is not None:
+        parts.append(f'<circle class="at-ring" cx="{x(marked):.1f}" '
+                     f'cy="{y(marked_value):.1f}" r="9"/>')
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - text escaped, the rest numbers and constants
 

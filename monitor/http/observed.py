@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from monitor.matchers import Matcher
 from monitor.model import Milestone
-from monitor.rules.snapshot import SeriesDetail, Snapshot
+from monitor.rules.snapshot import ReloadStatus, SeriesDetail, Snapshot
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,10 @@ class Observed(Protocol):
     def snapshot(self) -> Snapshot:
         """Return the engine's latest published snapshot (empty before the first evaluation)."""
 
+    def rule_reload(self) -> ReloadStatus:
+        """Return the latest rule reload's outcome: after a failed one, its problems
+        (``file:line:column: …``) while the last good rules keep running."""
+
     def scorecard(self) -> Sequence[SeriesDetail]:
         """Return the scorecard's rows: each reported indicator's subject series, in order.
 
@@ -142,6 +146,9 @@ class EmptyObserved:
 
     def snapshot(self) -> Snapshot:
         return self.published
+
+    def rule_reload(self) -> ReloadStatus:
+        return ReloadStatus()
 
     def scorecard(self) -> Sequence[SeriesDetail]:
         return []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,11 +21,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from monitor import links
 from monitor.http import charts
 from monitor.http.context import HttpContext, SeriesRef, find_series, select_series
 from monitor.matchers import MatcherError, compile_matchers, parse_all
-from monitor.model import AlertState, Status, fingerprint
-from monitor.rules.snapshot import IndicatorInfo, SeriesDetail
+from monitor.model import Alert, AlertState, Status, fingerprint
+from monitor.rules.snapshot import IndicatorInfo, RuleHealth, SeriesDetail
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -51,7 +52,7 @@ def build_environment() -> Environment:
                        special_rules=charts.SPECIAL_RULES)
     env.filters.update(number=format_number, series_url=series_url,
                        labels_text=labels_text, selector=selector,
-                       recurrence_text=recurrence_text)
+                       recurrence_text=recurrence_text, duration=duration_text)
     return env
 
 
@@ -99,6 +100,19 @@ def selector(labels: Mapping[str, str]) -> str:
 
 def series_url(indicator: str, fp: str) -> str:
     return f"/indicators/{quote(indicator, safe='')}/series/{fp}"
+
+
+def duration_text(seconds: float) -> str:
+    """Return an interval as a rule file writes it: ``30s``, ``5m``, ``1h30m``, ``1d``."""
+    total = round(seconds)
+    if total <= 0:
+        return "0s"
+    parts = []
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m"), (1, "s")):
+        if total >= size:
+            parts.append(f"{total // size}{unit}")
+            total %= size
+    return "".join(parts)
 
 
 def evaluated_text(evaluated_at: datetime | None, now: datetime) -> str:
@@ -237,6 +251,31 @@ def all_series_rows(ctx: HttpContext, refs: Sequence[SeriesRef],
     return rows
 
 
+@dataclass(frozen=True)
+class AlertRow:
+    """One row of the alerts page: the alert, its value as its rule wrote it, and where to
+    read more — its series' chart at the alert's period, its rule, a silence for it."""
+
+    alert: Alert
+    value_text: str
+    series_link: str
+    rule_link: str
+    silence_link: str
+
+
+def alert_row(alert: Alert) -> AlertRow:
+    """Return the row of ``alert``: the value in its unit as the engine published it
+    (``value_text``: ``0.6%``), else the plain number."""
+    indicator = alert.labels.get("indicator", "")
+    return AlertRow(
+        alert,
+        alert.annotations.get("value_text") or format_number(alert.value),
+        links.series_url("", indicator, alert.series, alert.period or None)
+        if indicator and alert.series else "",
+        links.rule_url("", alert.rule),
+        links.silence_url("", alert.labels))
+
+
 # --- the router -----------------------------------------------------------------------------
 
 MatchParam = Annotated[list[str], Query()]
@@ -327,6 +366,7 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
                       show_series=show_series, common=common,
                       indicators=len({r.info.id for r in series_rows}),
                       series_count=len(series_rows),
+                      spc_shown=spc_legend(r.spc for r in series_rows if r.spc),
                       view_link=lambda v: _query({**base, "view": v if v == "all" else ""}),
                       status_link=lambda s: _query({**base, "status": s.value}))
 
@@ -359,7 +399,8 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
                       if offset + limit < len(refs) else "")
 
     @pages.get("/indicators/{indicator}/series/{fingerprint}", response_class=HTMLResponse)
-    def series(request: Request, indicator: str, fingerprint: str) -> Response:
+    def series(request: Request, indicator: str, fingerprint: str,
+               at: Annotated[str | None, Query(max_length=16)] = None) -> Response:
         if (response := denied(request)) is not None:
             return response
         snap = ctx.observed.snapshot()
@@ -368,10 +409,15 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
             return render(request, "error.html", 404, title="No such series",
                           message=f"Indicator {indicator!r} has no series {fingerprint}.")
         detail = ctx.observed.detail(indicator, ref.labels)
+        points = charts.chart_points(detail) if detail else []
+        at = (at or "").strip() or None
+        marked = next((p for p in points if p.key == at), None)
         return render(request, "series.html", title=ref.frame.info.name, info=ref.frame.info,
                       ref=ref, row=row_for(ref, detail), detail=detail,
-                      chart=charts.chart(detail) if detail else Markup(""),
-                      points=charts.chart_points(detail) if detail else [],
+                      chart=charts.chart(detail, at=at) if detail else Markup(""),
+                      points=points, at=at, marked=marked,
+                      variations=sorted({p.variation for p in points if p.variation}),
+                      any_provisional=any(p.provisional for p in points),
                       history=list(detail.points)[::-1] if detail else [],
                       alerts=[a for a in snap.alerts if a.labels.get("indicator") == indicator
                               and all(a.labels.get(k) == v for k, v in ref.labels.items())])
@@ -385,13 +431,16 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
         snap = ctx.observed.snapshot()
         keep, error = parse_filter(match)
         wanted = set(state) or {AlertState.FIRING, AlertState.PENDING}
-        found = [a for a in snap.alerts if a.state in wanted and (keep is None or keep(a.labels))]
+        matching = [a for a in snap.alerts if keep is None or keep(a.labels)]
+        found = [a for a in matching if a.state in wanted]
         order = {AlertState.FIRING: 0, AlertState.PENDING: 1, AlertState.RESOLVED: 2,
                  AlertState.INACTIVE: 3}
         found.sort(key=lambda a: (order[a.state], a.rule, sorted(a.labels.items())))
-        counts = Counter(a.state for a in snap.alerts)
-        return render(request, "alerts.html", title="Alerts", alerts=found,
+        counts = Counter(a.state for a in matching)  # the header counts what the filter keeps
+        return render(request, "alerts.html", title="Alerts",
+                      rows=[alert_row(a) for a in found],
                       firing=counts[AlertState.FIRING], pending=counts[AlertState.PENDING],
+                      total=len(snap.alerts), filtered=keep is not None,
                       wanted=wanted, match=[m for m in match if m.strip()], error=error,
                       states=list(AlertState))
 
@@ -399,10 +448,21 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
     def rules(request: Request) -> Response:
         if (response := denied(request)) is not None:
             return response
-        found = sorted(ctx.observed.snapshot().rules,
-                       key=lambda r: (r.health != "err", r.group, r.name))
-        return render(request, "rules.html", title="Rules", rules=found,
-                      bad=sum(1 for r in found if r.health == "err"))
+        snap = ctx.observed.snapshot()
+        by_group: dict[str, list[RuleHealth]] = {}
+        for rule in snap.rules:
+            by_group.setdefault(rule.group, []).append(rule)
+        anchored: set[str] = set()
+        anchors = {}  # the first rule of a name gets the /rules#rule-<name> anchor
+        for rule in snap.rules:
+            if rule.name not in anchored:
+                anchored.add(rule.name)
+                anchors[(rule.group, rule.name)] = f"rule-{rule.name}"
+        return render(request, "rules.html", title="Rules", rules=snap.rules,
+                      groups=[(g, by_group.get(g.name, [])) for g in snap.groups],
+                      anchors=anchors, reload=ctx.observed.rule_reload(),
+                      default_interval=ctx.daemon.settings.rules.evaluation_interval,
+                      bad=sum(1 for r in snap.rules if r.health == "err"))
 
     @pages.get("/sources", response_class=HTMLResponse)
     def sources(request: Request) -> Response:
@@ -433,6 +493,13 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
                       counts=Counter(state for _, state in rows))
 
     return pages
+
+
+def spc_legend(shown: Iterable[str]) -> list[str]:
+    """Return the SPC icons a page shows, each once, in the legend's order (the known
+    categories first, then any the engine published that the icons draw as "?")."""
+    found = set(shown)
+    return [k for k in charts.SPC_ICONS if k in found] + sorted(found - set(charts.SPC_ICONS))
 
 
 def label_choices(frames: Any, limit: int = 60) -> dict[str, list[str]]:

@@ -6,17 +6,20 @@ reaches into the store or the engine on its own.
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 import threading
 import time
 import weakref
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -48,6 +51,12 @@ def http_metrics(registry: CollectorRegistry) -> HttpMetrics:
     return metrics
 
 
+# Swagger UI's JavaScript and CSS, as the fastapi-offline package ships them, so /api/docs
+# works without the internet (FastAPI's default page loads them from a CDN).
+DOCS_ASSETS = Path(str(importlib.resources.files("fastapi_offline") / "static"))
+DOCS_ASSETS_URL = "/api/docs/assets"
+
+
 def create_app(daemon: Daemon, observed: Observed | None = None, *,
                clock: Clock | None = None) -> FastAPI:
     """Return the ASGI application serving the daemon.
@@ -59,7 +68,7 @@ def create_app(daemon: Daemon, observed: Observed | None = None, *,
     indicators = IndicatorCollector(
         ctx.observed.snapshot, max_series=lambda: daemon.settings.server.max_exported_series,
         milestones=ctx.observed.milestones, clock=ctx.clock)
-    app = FastAPI(title="kpi-monitor", version=_version(), docs_url="/api/docs",
+    app = FastAPI(title="kpi-monitor", version=_version(), docs_url=None,
                   openapi_url="/api/openapi.json", redoc_url=None,
                   description="Indicators, alerts, rules, sources and silences of a running "
                               "kpi-monitor. Reads are open unless `server.protect_reads` is "
@@ -117,9 +126,19 @@ def create_app(daemon: Daemon, observed: Observed | None = None, *,
         ok, message = daemon.request_reload()
         return JSONResponse({"reloaded": ok, "message": message}, status_code=200 if ok else 400)
 
+    @app.get("/api/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """Swagger UI from the assets the fastapi-offline package ships: no CDN."""
+        return get_swagger_ui_html(
+            openapi_url="/api/openapi.json", title="kpi-monitor API",
+            swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon.png")
+
     app.include_router(api.build_router(ctx))
     app.include_router(pages.build_router(ctx))
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=str(DOCS_ASSETS)), name="api-docs-assets")
     return app
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -60,6 +60,12 @@ def register(sub: Any, add_config_option: AddConfig) -> None:
     diff.add_argument("paths", nargs="*", metavar="PATH",
                       help="the edited rule files (default: rules.paths)")
     diff.add_argument("--at", metavar="YYYY-MM", help="evaluate as of this month")
+    diff.add_argument("--backtest", metavar="FROM..TO",
+                      help="replay both rule sets month by month from FROM to TO (YYYY-MM) "
+                           "and compare the alerts each would have fired")
+    diff.add_argument("--format", choices=["table", "markdown", "json"], default="table",
+                      help="with --backtest: a table, Markdown (a pull-request comment) or "
+                           "JSON")
     add_config_option(diff)
     diff.set_defaults(handler=cmd_diff)
 
@@ -314,6 +320,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     """Evaluate the edited rules exactly as the daemon's next cycle would — the stored
     alert state, the sources' health, ``rules.as_of``, ``rules.history`` — and print
     every alert whose state would change."""
+    if args.backtest:
+        return cmd_diff_backtest(args)
     settings, store, _running = _open(args)
     try:
         edited = load_rules(args.paths) if args.paths else load_rules(settings.rules.paths)
@@ -349,3 +357,173 @@ def cmd_diff(args: argparse.Namespace) -> int:
     for rule, labels, old_state, new_state, why in sorted(changes):
         print(f"{rule} {labels}: {old_state} -> {new_state}\n    {one_line(why)}")
     return 0
+
+
+# --- diff --backtest ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleChange:
+    """How one rule's alerts over a backtest differ between the running and edited rules:
+    how often it fired and first fired in each, and which series only one fires on."""
+
+    rule: str
+    fired_before: int
+    fired_after: int
+    first_before: str  # "Feb-08"; "" when it never fired
+    first_after: str
+    series_added: tuple[str, ...] = ()  # series only the edited rules fire on
+    series_removed: tuple[str, ...] = ()  # series only the running rules fire on
+    status: str = "changed"  # changed | new | removed | same
+
+    def summary(self) -> str:
+        """``fired 4× → 9×, first Feb-07``: the change in words."""
+        if self.status == "new":
+            return f"new rule: fired {self.fired_after}×" + \
+                (f", first {self.first_after}" if self.first_after else "")
+        if self.status == "removed":
+            return f"rule removed: had fired {self.fired_before}×"
+        if self.status == "same":
+            return f"unchanged: fired {self.fired_before}×"
+        text = f"fired {self.fired_before}× → {self.fired_after}×"
+        if self.first_after and self.first_after != self.first_before:
+            text += f", first {self.first_after}" + \
+                (f" (was {self.first_before})" if self.first_before else "")
+        if self.series_added or self.series_removed:
+            text += f"; +{len(self.series_added)}/-{len(self.series_removed)} series"
+        return text
+
+
+def parse_span(text: str) -> tuple[int, int]:
+    """Return the monthly ordinals of ``FROM..TO``. Raises ValueError saying the form."""
+    start, sep, end = text.partition("..")
+    if not sep:
+        raise ValueError(f"--backtest {text!r}: write the months as FROM..TO, "
+                         "e.g. 2007-04..2008-07")
+    first, last = Frequency.MONTHLY.parse(start), Frequency.MONTHLY.parse(end)
+    if last < first:
+        raise ValueError(f"--backtest {text!r}: TO is before FROM")
+    return first, last
+
+
+def compare_backtests(before: list[dict[str, Any]], after: list[dict[str, Any]],
+                      rules_before: set[str], rules_after: set[str]) -> list[RuleChange]:
+    """Return, per rule of either set, how its firings differ (from ``backtest`` events)."""
+
+    def fired(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for e in events:
+            if e["event"] == "firing":
+                out.setdefault(e["alertname"], []).append(e)
+        return out
+
+    was, now = fired(before), fired(after)
+    changes = []
+    for rule in sorted(rules_before | rules_after):
+        old, new = was.get(rule, []), now.get(rule, [])
+        old_series = {_label_text(e["labels"]) for e in old}
+        new_series = {_label_text(e["labels"]) for e in new}
+        status = "new" if rule not in rules_before else \
+            "removed" if rule not in rules_after else \
+            "same" if _firings(old) == _firings(new) else "changed"
+        changes.append(RuleChange(
+            rule, len(old), len(new), _month_text(old[0]["period"]) if old else "",
+            _month_text(new[0]["period"]) if new else "",
+            tuple(sorted(new_series - old_series)), tuple(sorted(old_series - new_series)),
+            status))
+    return changes
+
+
+def _firings(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(e["period"], _label_text(e["labels"])) for e in events]
+
+
+def _month_text(period: str) -> str:
+    """``2008-02`` -> ``Feb-08``, as comments write a month."""
+    return f"{Frequency.MONTHLY.start(Frequency.MONTHLY.parse(period)):%b-%y}"
+
+
+def cmd_diff_backtest(args: argparse.Namespace) -> int:
+    """Replay the running rules and the edited ones over the same months, each through
+    ``backtest`` (the evaluation cycle's ``replay``), and print how their alerts differ."""
+    try:
+        start, end = parse_span(args.backtest)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    settings, store, running = _open(args)
+    try:
+        edited = load_rules(args.paths) if args.paths else running
+        data_running = read_dataset(store, running, _milestone_sources(settings))
+        data_edited = data_running if edited is running else \
+            read_dataset(store, edited, _milestone_sources(settings))
+    finally:
+        store.close()
+    before = backtest(_evaluator(settings, running), data_running, start, end)
+    after = backtest(_evaluator(settings, edited), data_edited, start, end)
+    changes = compare_backtests(before, after, {r.rule.alert for r in running.rules},
+                                {r.rule.alert for r in edited.rules})
+    span = f"{Frequency.MONTHLY.label(start)}..{Frequency.MONTHLY.label(end)}"
+    edited_name = ", ".join(args.paths) if args.paths else "the running rules"
+    if args.format == "json":
+        json.dump({"from": Frequency.MONTHLY.label(start), "to": Frequency.MONTHLY.label(end),
+                   "edited": args.paths, "rules": [
+                       {**asdict(c), "summary": c.summary()} for c in changes]},
+                  sys.stdout, indent=2)
+        print()
+    elif args.format == "markdown":
+        print_backtest_markdown(changes, span, edited_name, sys.stdout)
+    else:
+        print_backtest_table(changes, span, edited_name, sys.stdout)
+    return 0
+
+
+def print_backtest_table(changes: list[RuleChange], span: str, edited: str,
+                         out: TextIO) -> None:
+    """Print the per-rule comparison as a plain-text table, changed rules first."""
+    shown = [c for c in changes if c.status != "same"]
+    out.write(f"Backtest {span}: running rules vs {one_line(edited)}; "
+              f"{len(shown)} of {len(changes)} rules would alert differently\n")
+    width = max([len("Rule"), *(len(c.rule) for c in changes)])
+    header = (f"{'Rule':<{width}}  {'Before':>6}  {'After':>6}  {'First before':<12}  "
+              f"{'First after':<12}  Change")
+    out.write(header + "\n" + "-" * len(header) + "\n")
+    for c in sorted(changes, key=lambda c: (c.status == "same", c.rule)):
+        out.write(f"{c.rule:<{width}}  {c.fired_before:>6}  {c.fired_after:>6}  "
+                  f"{c.first_before or '—':<12}  {c.first_after or '—':<12}  "
+                  f"{c.summary()}\n")
+    for c in shown:
+        for series in c.series_added:
+            out.write(f"  + {c.rule} {series}\n")
+        for series in c.series_removed:
+            out.write(f"  - {c.rule} {series}\n")
+
+
+def print_backtest_markdown(changes: list[RuleChange], span: str, edited: str,
+                            out: TextIO) -> None:
+    """Print the comparison as Markdown for a pull-request comment."""
+    shown = [c for c in changes if c.status != "same"]
+    out.write(f"### Backtest {span}: {len(shown)} of {len(changes)} rules would alert "
+              f"differently\n\n")
+    out.write(f"Running rules compared with `{_md(edited)}`, each replayed month by month "
+              "as the daemon evaluates.\n\n")
+    out.write("| Rule | Fired before | Fired after | First before | First after | Change |\n")
+    out.write("|---|---:|---:|---|---|---|\n")
+    for c in sorted(changes, key=lambda c: (c.status == "same", c.rule)):
+        out.write(f"| `{_md(c.rule)}` | {c.fired_before} | {c.fired_after} | "
+                  f"{c.first_before or '—'} | {c.first_after or '—'} | {_md(c.summary())} |\n")
+    for c in shown:
+        if not (c.series_added or c.series_removed):
+            continue
+        out.write(f"\n<details><summary>{_md(c.rule)}: series that change</summary>\n\n")
+        for series in c.series_added:
+            out.write(f"- added `{_md(series)}`\n")
+        for series in c.series_removed:
+            out.write(f"- removed `{_md(series)}`\n")
+        out.write("\n</details>\n")
+
+
+def _md(text: str) -> str:
+    """Return ``text`` safe in a Markdown table cell: one line, pipes and backticks
+    escaped."""
+    return one_line(text).replace("|", "\\|").replace("`", "'")

@@ -56,6 +56,9 @@ class Outcome:
     value: FloatArray
     facts: dict[str, Any] = field(default_factory=dict)
     explain: Explain = lambda i: ""
+    # How ``value`` is written in the indicator's unit (``0.6%``, ``9,828``, ``77.0%``):
+    # published as the alert's ``value_text``. None: a plain number (a slope, a p-value).
+    shown: Callable[[float], str] | None = None
 
     def take(self, alignment: Alignment) -> Outcome:
         """Re-index this outcome onto another row space."""
@@ -71,7 +74,8 @@ class Outcome:
                  for k, v in self.facts.items()}
         explain = self.explain
         return Outcome(pick(self.active, False).astype(bool), pick(self.known, False).astype(bool),
-                       pick(self.value, np.nan), facts, lambda i: explain(int(idx[i])))
+                       pick(self.value, np.nan), facts, lambda i: explain(int(idx[i])),
+                       self.shown)
 
 
 def _is_vector(value: Any, n: int) -> bool:
@@ -132,11 +136,11 @@ def evaluate(condition: Condition, rule_matrix: Matrix | None, ctx: Context) -> 
             texts = [p.explain(i) for p in parts if condition.kind == "all" or p.active[i]]
             return joiner.join(t for t in texts if t)
 
-        return Outcome(active, known, parts[0].value, facts, explain)
+        return Outcome(active, known, parts[0].value, facts, explain, parts[0].shown)
     if condition.kind == "not":
         inner = evaluate(condition.children[0], rule_matrix, ctx)
         return Outcome(~inner.active & inner.known, inner.known, inner.value, inner.facts,
-                       lambda i: f"not ({inner.explain(i)})")
+                       lambda i: f"not ({inner.explain(i)})", inner.shown)
     leaf = condition.leaf
     assert leaf is not None
     if isinstance(leaf, Milestones):
@@ -196,7 +200,8 @@ def _level(leaf: Level, m: Matrix, ctx: Context) -> Outcome:
                 f"{format_value(ind, float(bound if bound is not None else np.nan), kind)}")
 
     return Outcome(active, known, value, {"value": value, "target": h.target,
-                                          "status": h.status}, explain)
+                                          "status": h.status}, explain,
+                   lambda v: format_value(ind, v, kind))
 
 
 def _change(leaf: Change, m: Matrix, ctx: Context) -> Outcome:
@@ -243,7 +248,8 @@ def _change(leaf: Change, m: Matrix, ctx: Context) -> Outcome:
              "change_count": result.delta, "change_pct": result.pct,
              "change_pp": result.delta if m.is_rate else np.full(m.n, np.nan),
              "window": now_text, "baseline_window": then_text}
-    return Outcome(active, known, value, facts, explain)
+    kind = {"pct": "change_pct", "pp": "change_pp", "count": "change_count"}[leaf.measure]
+    return Outcome(active, known, value, facts, explain, lambda v: format_value(ind, v, kind))
 
 
 def _trend(leaf: Trend, m: Matrix, ctx: Context) -> Outcome:
@@ -439,7 +445,8 @@ def _spc(leaf: Spc, m: Matrix, ctx: Context) -> Outcome:
                 f"{format_value(ind, float(result.lower[i]))}–"
                 f"{format_value(ind, float(result.upper[i]))})")
 
-    return Outcome(np.asarray(active & known), known, data[:, end], facts, explain)
+    return Outcome(np.asarray(active & known), known, data[:, end], facts, explain,
+                   lambda v: format_value(ind, v))
 
 
 def _per_period_target(m: Matrix, target: FloatArray) -> FloatArray:
@@ -636,7 +643,7 @@ def _data(leaf: Data, m: Matrix, ctx: Context) -> Outcome:
         return "; ".join(t for t in (r(i) for r in reasons) if t)
 
     return Outcome(active, np.ones(m.n, dtype=bool), data[:, end] if end >= 0 else
-                   np.full(m.n, np.nan), facts, explain)
+                   np.full(m.n, np.nan), facts, explain, lambda v: format_value(ind, v))
 
 
 def _milestones(leaf: Milestones, ctx: Context) -> Outcome:

@@ -31,7 +31,7 @@ from datetime import datetime
 import numpy as np
 
 from monitor.alerts.state import AlertRecord
-from monitor.model import Alert, AlertState
+from monitor.model import Alert, AlertState, Frequency, fingerprint
 from monitor.rules import scorecard, sourcehealth
 from monitor.rules.engine import (
     RESOLVED_RETENTION,
@@ -45,7 +45,13 @@ from monitor.rules.engine import (
 )
 from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.measures import headline
-from monitor.rules.snapshot import IndicatorFrame, RuleHealth, SeriesDetail, Snapshot
+from monitor.rules.snapshot import (
+    GroupHealth,
+    IndicatorFrame,
+    RuleHealth,
+    SeriesDetail,
+    Snapshot,
+)
 from monitor.sources.config import SourceBase
 from monitor.store.sourcestate import SourceHealth
 
@@ -128,13 +134,15 @@ def _snapshot(engine: Engine, evaluation: Evaluation | None) -> Snapshot:
                                           m.provisional_in(h.end, h.n),
                                           spc=scorecard.spc_icons(m))
         for record in evaluation.records.values():
+            series, period = _about(evaluation, record)
             alerts.append(Alert(
                 rule=record.rule,
                 labels=dict(record.labels), group=record.group,
                 annotations=record.annotations, state=record.state, value=record.value,
                 active_since=record.active_since, fired_at=record.fired_at,
                 resolved_at=record.resolved_at, last_evaluated=record.last_evaluated,
-                explanation=record.explanation, fingerprint=record.id))
+                explanation=record.explanation, fingerprint=record.id,
+                series=series, period=period))
     counts = Counter((a.rule, a.state) for a in alerts)  # one pass, not one per rule
     rules = []
     for loaded in engine.ruleset.rules:
@@ -143,9 +151,38 @@ def _snapshot(engine: Engine, evaluation: Evaluation | None) -> Snapshot:
         rules.append(RuleHealth(name, loaded.group, loaded.file, s.health,
                                 s.last_error, s.last_evaluation, s.duration, s.evaluations,
                                 s.failures, counts[(name, AlertState.FIRING)],
-                                counts[(name, AlertState.PENDING)]))
+                                counts[(name, AlertState.PENDING)], loaded.line,
+                                loaded.definition))
     return Snapshot(evaluation.at if evaluation else None, frames, alerts, rules,
-                    evaluated_at=evaluation.evaluated_at if evaluation else None)
+                    evaluated_at=evaluation.evaluated_at if evaluation else None,
+                    groups=_groups(engine, rules))
+
+
+def _about(evaluation: Evaluation, record: AlertRecord) -> tuple[str, str]:
+    """Return the fingerprint of the series an alert is about and the period (``2008-07``)
+    its value is about; empty strings when it is about no series."""
+    m = evaluation.matrices.get(record.labels.get("indicator", ""))
+    if m is None:
+        return "", ""
+    row = m.row_of(record.labels)
+    series = fingerprint(m.labels[row]) if row is not None else ""
+    period = Frequency(m.indicator.frequency).label(record.last_period) \
+        if record.last_period is not None else ""
+    return series, period
+
+
+def _groups(engine: Engine, rules: Sequence[RuleHealth]) -> list[GroupHealth]:
+    """Return every rule group's health, in the order the rule files define them."""
+    out = []
+    for name, members in engine.ruleset.groups().items():
+        health = [r for r in rules if r.group == name]
+        times = [r.last_evaluation for r in health if r.last_evaluation is not None]
+        last = max(times) if times else None
+        out.append(GroupHealth(
+            name, tuple(dict.fromkeys(m.file for m in members)), members[0].interval, last,
+            sum(r.duration_seconds for r in health if r.last_evaluation == last),
+            len(members), tuple((r.name, r.last_error) for r in health if r.health == "err")))
+    return out
 
 
 class Evaluator:

@@ -334,6 +334,8 @@ class Engine:
             out["sources"] = sources
         if matrix is not None and data_period is not None:  # the period the value is about
             out["period"] = period_text(matrix.indicator, data_period)
+        if value is not None and outcome.shown is not None:  # the value in its unit: 0.6%
+            out["value_text"] = outcome.shown(value)
         for name, template in loaded.rule.annotations.items():
             try:
                 out[name] = render(template, context)

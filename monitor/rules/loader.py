@@ -33,6 +33,7 @@ class LoadedRule:
     file: str
     line: int
     interval: float | None
+    definition: str = ""  # the rule as its file writes it (YAML, without comments)
 
 
 @dataclass
@@ -278,7 +279,8 @@ def load_rules(paths: Iterable[str | Path], *, known_labels: set[str] | None = N
         for gi, group in enumerate(parsed.groups):
             if group is None:
                 continue
-            _check_group(shown, gi, group, positions, problems, rule_refs, seen_alerts, ruleset)
+            _check_group(shown, gi, group, positions, problems, rule_refs, seen_alerts, ruleset,
+                         _raw_rules(data, gi))
     for shown, pos, subject, field_name, name in rule_refs:
         if field_name == "peer_group":
             if name not in ruleset.peer_groups:
@@ -388,7 +390,8 @@ def _derived_key(indicator: Indicator, j: int) -> KeyPath:
 
 def _check_group(shown: str, gi: int, group: Group, positions: dict[KeyPath, Position],
                  problems: list[Problem], refs: list[tuple[str, Position, str, str, str]],
-                 seen: dict[tuple[str, str], str], ruleset: RuleSet) -> None:
+                 seen: dict[tuple[str, str], str], ruleset: RuleSet,
+                 raws: list[Any]) -> None:
     for ri, rule in enumerate(group.rules):
         if rule is None:
             continue
@@ -418,7 +421,18 @@ def _check_group(shown: str, gi: int, group: Group, positions: dict[KeyPath, Pos
                 apos = positions.get((*base, "annotations", name), pos)
                 problems.append(Problem(shown, *apos, subject,
                                         f"annotations.{name}: template does not compile: {error}"))
-        ruleset.rules.append(LoadedRule(rule, group.name, shown, pos[0], group.interval))
+        definition = yaml.safe_dump(raws[ri], sort_keys=False, allow_unicode=True,
+                                    width=100) if ri < len(raws) else ""
+        ruleset.rules.append(LoadedRule(rule, group.name, shown, pos[0], group.interval,
+                                        definition))
+
+
+def _raw_rules(data: Any, gi: int) -> list[Any]:
+    """Return the rules of group ``gi`` as the file wrote them (mappings)."""
+    groups = data.get("groups") if isinstance(data, dict) else None
+    group = groups[gi] if isinstance(groups, list) and gi < len(groups) else None
+    rules = group.get("rules") if isinstance(group, dict) else None
+    return rules if isinstance(rules, list) else []
 
 
 def _leaves_with_paths(condition: Any, path: KeyPath) -> list[tuple[KeyPath, Any]]:

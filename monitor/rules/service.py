@@ -30,7 +30,7 @@ from monitor.rules.cycle import Cycle, Evaluator, Published, SourceView
 from monitor.rules.engine import Evaluation, carry_over, evaluation_time
 from monitor.rules.inputs import DatasetCache
 from monitor.rules.loader import LoadedRule, RuleSet, load_rules, rule_files
-from monitor.rules.snapshot import SeriesDetail, Snapshot
+from monitor.rules.snapshot import ReloadStatus, SeriesDetail, Snapshot
 from monitor.sources.config import SourceBase
 from monitor.sources.poller import Settling
 from monitor.store import Store, describe_error
@@ -118,6 +118,7 @@ class RuleService:
         self._group_last: dict[str, datetime] = {}  # when each rule group last ran
         self._force_all = False
         self._data = DatasetCache(store)
+        self._reload = ReloadStatus()  # the latest reload's outcome, for the rules page
 
     @property
     def ruleset(self) -> RuleSet | None:
@@ -163,11 +164,14 @@ class RuleService:
             self._mtimes = self._scan()
             log.error("rule reload failed; keeping the last good rules",
                       problems=len(exc.problems), error=str(exc))
+            self._reload = ReloadStatus(False, tuple(str(p) for p in exc.problems),
+                                        self.clock.now())
             return False, str(exc)
         with self._lock:
             self._install(ruleset)
             self.records = {**carry_over(self.records, ruleset),
                             **sourcehealth.health_records(self.records)}
+        self._reload = ReloadStatus(True, (), self.clock.now())
         log.info("rules reloaded", rules=len(ruleset.rules))
         return True, f"{len(ruleset.rules)} rules loaded"
 
@@ -332,6 +336,10 @@ class RuleService:
     def snapshot(self) -> Snapshot:
         published = self.published()
         return published.snapshot if published is not None else Snapshot(None, {}, [], [])
+
+    def reload_status(self) -> ReloadStatus:
+        """The latest reload's outcome: ok, or the problems that kept the last good rules."""
+        return self._reload
 
     def scorecard(self) -> list[SeriesDetail]:
         published = self.published()

@@ -191,6 +191,36 @@ class RuleHealth:
     failures: int
     alerts_firing: int
     alerts_pending: int
+    line: int = 0  # where the rule starts in ``file``
+    definition: str = ""  # the rule as its file writes it (YAML)
+
+
+@dataclass(frozen=True)
+class GroupHealth:
+    """One rule group, as the rules page shows it (Prometheus's ``/rules`` group header).
+
+    ``interval`` is the group's own (None: every evaluation cycle); ``last_evaluation``
+    the latest of its rules', ``duration_seconds`` their sum at that evaluation, and
+    ``errors`` the rules whose last evaluation failed, each with its error.
+    """
+
+    name: str
+    files: tuple[str, ...]
+    interval: float | None
+    last_evaluation: datetime | None
+    duration_seconds: float
+    rules: int
+    errors: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ReloadStatus:
+    """The outcome of the latest rule reload: ``ok``, or the ``problems`` (``file:line:
+    column: …`` each) that kept the last good rules running, and when it was tried."""
+
+    ok: bool = True
+    problems: tuple[str, ...] = ()
+    at: datetime | None = None
 
 
 @dataclass
@@ -209,6 +239,7 @@ class Snapshot:
     alerts: list[Alert]
     rules: list[RuleHealth]
     evaluated_at: datetime | None = None
+    groups: list[GroupHealth] = field(default_factory=list)
 
     def data_period(self) -> tuple[Frequency, int] | None:
         """Return the latest period with data over every series (its frequency and
