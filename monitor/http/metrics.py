@@ -47,7 +47,7 @@ from prometheus_client.registry import Collector
 from monitor.clock import Clock, SystemClock
 from monitor.http.observed import SourcedMilestone
 from monitor.model import AlertState, Frequency, Status
-from monitor.rules.snapshot import IndicatorFrame, IntArray, Snapshot
+from monitor.rules.snapshot import IndicatorFrame, IntArray, SeriesDetail, Snapshot
 
 MILESTONE_STATES = ("open", "overdue", "done", "done_late")
 ALERT_STATES = (AlertState.PENDING.value, AlertState.FIRING.value)
@@ -86,6 +86,13 @@ EVALUATED = Family("monitor_indicator_evaluated_timestamp_seconds",
 ALERTS = Family("monitor_alerts", "Active alerts by rule, state and severity label.")
 MILESTONES = Family("monitor_milestones",
                     "Plan milestones by source and status (open, overdue, done, done_late).")
+SCORECARD = Family("monitor_scorecard_status",
+                   "RAG status of each series the scorecard shows (its rows at /scorecard: "
+                   "each reported indicator's subject series), coded as "
+                   "monitor_indicator_status.")
+SERVER = Family("monitor_server_info",
+                "Always 1; the external_url label is server.external_url, the address of "
+                "the daemon's pages (the dashboard links to it).")
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -185,8 +192,12 @@ class IndicatorCollector(Collector):
     def __init__(self, snapshot: Callable[[], Snapshot], *,
                  max_series: Callable[[], int] | int = 200_000,
                  milestones: Callable[[], Sequence[SourcedMilestone]] | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None,
+                 scorecard: Callable[[], Sequence[SeriesDetail]] | None = None,
+                 external_url: Callable[[], str] | None = None) -> None:
         self._snapshot = snapshot
+        self._scorecard = scorecard or (lambda: [])
+        self._external_url = external_url or (lambda: "")
         self._max_series = max_series if callable(max_series) else (lambda: max_series)
         self._milestones = milestones or (lambda: [])
         self._clock = clock or SystemClock()
@@ -293,6 +304,23 @@ class IndicatorCollector(Collector):
             milestones.add_sample(MILESTONES.name, {"source": source, "status": state},
                                   float(count))
         yield milestones
+        rows = Metric(SCORECARD.name, SCORECARD.help, "gauge")
+        for labels, code in self._scorecard_rows():
+            rows.add_sample(SCORECARD.name, labels, code)
+        yield rows
+        server = Metric(SERVER.name, SERVER.help, "gauge")
+        server.add_sample(SERVER.name, {"external_url": self._external_url()}, 1.0)
+        yield server
+
+    def _scorecard_rows(self) -> list[tuple[dict[str, str], float]]:
+        """Return the exported labels and status code of every scorecard row."""
+        out = []
+        for row in self._scorecard():
+            raw = row.labels
+            labels = {"indicator": row.indicator.id,
+                      **dict(zip(self._exported_names(tuple(raw)), raw.values(), strict=True))}
+            out.append((labels, float(row.status.code)))
+        return out
 
     # --- the fast path -----------------------------------------------------------------
 
@@ -325,6 +353,13 @@ class IndicatorCollector(Collector):
         for (source, state), count in self._milestone_counts().items():
             parts.append(f'{MILESTONES.name}{{source="{escape_label_value(source)}",'
                          f'status="{state}"}} {count}')
+        parts.append(_header(SCORECARD))
+        for labels, code in self._scorecard_rows():
+            body = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels.items())
+            parts.append(f"{SCORECARD.name}{{{body}}} {go_float(code)}")
+        parts.append(_header(SERVER))
+        parts.append(f'{SERVER.name}{{external_url="{escape_label_value(self._external_url())}"}}'
+                     " 1.0")
         parts.append("")
         return "\n".join(parts)
 

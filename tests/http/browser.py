@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -24,6 +25,13 @@ from types import TracebackType
 from typing import Any
 
 from tests.http.conftest import need_binary
+
+
+def _high(fd: int) -> int:
+    """Return ``fd`` moved to 10 or above, so the shell's ``3<&N 4>&M`` cannot clobber it."""
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return moved
 
 
 class BrowserError(AssertionError):
@@ -42,11 +50,11 @@ class Browser:
         self.session = ""
 
     def __enter__(self) -> Browser:
-        to_chrome_r, to_chrome_w = os.pipe()
-        from_chrome_r, from_chrome_w = os.pipe()
+        to_chrome_r, to_chrome_w = (_high(fd) for fd in os.pipe())
+        from_chrome_r, from_chrome_w = (_high(fd) for fd in os.pipe())
         env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and
                not k.startswith("FAKETIME")}
-        # Chromium reads fd 3 and writes fd 4: the shell puts the pipe ends there and
+        # Chromium reads fd 3 and writes fd 4: bash (dash takes one-digit fds only) puts the pipe ends there and
         # execs it (no preexec_fn, which is unsafe beside the test daemon's threads).
         args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--disable-background-networking",
@@ -55,7 +63,7 @@ class Browser:
                 "--remote-debugging-pipe", "about:blank"]
         script = f'exec "$0" "$@" 3<&{to_chrome_r} 4>&{from_chrome_w}'
         self._proc = subprocess.Popen(
-            ["/bin/sh", "-c", script, self._binary, *args], stdin=subprocess.DEVNULL,
+            ["/bin/bash", "-c", script, self._binary, *args], stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
             pass_fds=(to_chrome_r, from_chrome_w))
         os.close(to_chrome_r)
