@@ -221,3 +221,37 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     result = run(analyze, "verify", str(copy))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr.strip() == ""
+
+
+def test_the_status_tiles_count_what_the_scorecard_shows() -> None:
+    panels = {p["title"]: p for p in dashboard()["panels"]}
+    for code, word in ((3, "Red"), (2, "Amber"), (1, "Green")):
+        expr = panels[f"{word} on the scorecard"]["targets"][0]["expr"]
+        assert expr == (f'count(monitor_scorecard_status{{indicator=~"$indicator"}} == {code})'
+                        " or vector(0)")
+    assert not any("monitor_indicator_status" in e and "count(" in e
+                   for e in exprs(dashboard()))
+
+
+def test_the_link_to_the_daemon_comes_from_server_external_url() -> None:
+    board = dashboard()
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    daemon = variables["daemon_url"]
+    assert daemon["query"]["query"] == "label_values(monitor_server_info, external_url)"
+    assert [link["url"] for link in board["links"]] == ["${daemon_url}/scorecard"]
+    assert "127.0.0.1:9108" not in DASHBOARD.read_text(encoding="utf-8")
+
+
+def test_the_dashboard_variable_queries_are_valid_promql(tmp_path: Path) -> None:
+    promtool = need_binary("promtool")
+    queries = [v["query"]["query"] for v in dashboard()["templating"]["list"]
+               if isinstance(v.get("query"), dict)]
+    metrics = [re.fullmatch(r"label_values\((\w+), \w+\)", q) for q in queries]
+    assert all(metrics), queries
+    rules = {"groups": [{"name": "variables", "rules": [
+        {"record": f"dashboard:variable_{i}", "expr": m.group(1)}
+        for i, m in enumerate(metrics) if m]}]}
+    path = tmp_path / "variables.rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    result = run(promtool, "check", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
