@@ -55,7 +55,7 @@ class Browser:
         env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and
                not k.startswith("FAKETIME")}
         # Chromium reads fd 3 and writes fd 4: bash (dash takes one-digit fds only) puts
-        # the pipe ends there and execs it (no preexec_fn, which is unsafe beside the test daemon's threads).
+        # the pipe ends there and execs it (no preexec_fn: unsafe beside the daemon's threads).
         args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
