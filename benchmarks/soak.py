@@ -8,7 +8,10 @@ day per cycle (``--cycles-per-day`` turns each). Half the series are monthly, ha
 weekly (the product has no daily frequency); every day a new extract arrives with each
 series' period-to-date value (provisional, so a revision a day), new periods start at
 week and month boundaries, and the values random-walk around alert thresholds so alerts
-fire and resolve and notifications flow every day.
+fire and resolve and notifications flow every day. The first extract carries the whole
+evaluation window (``--window`` periods, ``rules.history``) of every series, as a daemon
+that has run for a while holds, so the data each evaluation reads stays the same size
+over the month and what grows is what the daemon keeps (``--history`` starts shorter).
 
 After each simulated day it samples the resident memory (VmRSS) and prints one line.
 At the end it prints the growth after warm-up: the highest RSS of the days after
@@ -155,13 +158,13 @@ class Feed:
         return "\n".join(lines) + "\n"
 
 
-def config(folder: Path, sink: Sink) -> str:
+def config(folder: Path, sink: Sink, history: int) -> str:
     return f"""
 [store]
 url = "sqlite:///{folder / 'soak.db'}"
 [rules]
 paths = ["{folder / 'soak.yaml'}"]
-history = 24
+history = {history}
 watch = false
 [notify]
 [notify.route]
@@ -202,12 +205,20 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--cycles-per-day", type=int, default=1)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--window", type=int, default=24,
+                        help="periods each evaluation reads (rules.history)")
+    parser.add_argument("--history", type=int, default=None,
+                        help="final periods in the first extract, before the current one "
+                             "(default: the window's, so the data each evaluation holds "
+                             "stays the same size and growth is what the daemon keeps)")
     parser.add_argument("--no-trim", action="store_true",
                         help="leave freed heap pages to glibc (no malloc_trim after each "
                              "evaluation), to compare with the daemon's default")
     parser.add_argument("--target", type=float, default=5.0,
                         help="largest growth after warm-up, in percent, that passes")
     args = parser.parse_args()
+    if args.history is None:
+        args.history = args.window - 1
     logs.setup("warning")
 
     with tempfile.TemporaryDirectory(prefix="monitor-soak-") as name:
@@ -215,7 +226,7 @@ def main() -> int:
         feed = Feed(args.series, args.seed)
         (folder / "soak.yaml").write_text(rule_file(feed.freqs))
         sink = Sink()
-        (folder / "config.toml").write_text(config(folder, sink))
+        (folder / "config.toml").write_text(config(folder, sink, args.window))
         settings = load(folder / "config.toml", environ={})
         clock = FixedClock(START)
         registry = CollectorRegistry()
@@ -232,10 +243,11 @@ def main() -> int:
             for freq in ("monthly", "weekly"):
                 (folder / f"{freq}.csv").write_text(feed.extract(clock.now(), freq, history))
 
-        deliver(history=3)
+        deliver(history=args.history)
         print(f"soak: {feed.series:,} series ({INDICATORS} monthly and {INDICATORS} weekly "
               f"indicators), {args.days} simulated days, warm-up {args.warmup} days, "
-              f"seed {args.seed}, malloc_trim {'off' if args.no_trim else 'on'}")
+              f"seed {args.seed}, window {args.window} periods, {args.history + 1} in the first "
+              f"extract, malloc_trim {'off' if args.no_trim else 'on'}")
         print(f"{'day':>4} {'rss MiB':>8} {'sqlite':>7} {'blocks':>10} {'polled':>8} "
               f"{'firing':>7} "
               f"{'records':>8} {'changes':>8} {'messages':>9} {'seconds':>8}")
