@@ -205,8 +205,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--cycles-per-day", type=int, default=1)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--window", type=int, default=8,
-                        help="periods each evaluation reads (rules.history)")
+    parser.add_argument("--window", type=int, default=12,
+                        help="periods each evaluation reads (rules.history, at least 12)")
     parser.add_argument("--history", type=int, default=None,
                         help="final periods in the first extract, before the current one "
                              "(default: the window's, so the data each evaluation holds "

@@ -2,8 +2,9 @@
 line and a metric, the loop goes on, and once the store can write again nothing is lost.
 
 The busy store is real (another connection holds SQLite's write lock); the full disk is
-a real tmpfs filled to the last byte. Mounting it needs root; without root the test runs
-itself again in a user and mount namespace of its own (``unshare --user --map-root-user
+a real tmpfs filled to the last byte. Mounting it needs root; where this process may not
+mount (not root, or a container without the capability), the test runs itself again in
+a user and mount namespace of its own (``unshare --user --map-root-user
 --mount``), where an unprivileged user may mount a tmpfs. Where neither works (a
 container that forbids both) it is skipped, and under CI it fails.
 """
@@ -158,9 +159,15 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-def can_mount() -> bool:
-    """Return whether this process may mount a tmpfs (root, or a namespace's root)."""
-    return os.geteuid() == 0 or bool(os.environ.get(IN_NAMESPACE))
+def can_mount(probe: Path) -> bool:
+    """Return whether this process may mount a tmpfs (root with the capability to, or
+    the root of a user namespace): mount one at ``probe`` and unmount it."""
+    probe.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)],
+                             capture_output=True, check=False)
+    if mounted.returncode == 0:
+        subprocess.run(["umount", str(probe)], check=False)
+    return mounted.returncode == 0
 
 
 def rerun_in_a_mount_namespace(test: str) -> None:
@@ -171,8 +178,8 @@ def rerun_in_a_mount_namespace(test: str) -> None:
         if shutil.which("unshare") else None
     if tried is None or tried.returncode != 0:
         why = tried.stderr.strip() if tried is not None else "no unshare (util-linux)"
-        needs(f"a real full disk needs a tmpfs: not root, and no user namespace to mount "
-              f"one in ({why})")
+        needs(f"a real full disk needs a tmpfs: this process may not mount one, and no user "
+              f"namespace to mount one in ({why})")
     root = Path(__file__).resolve().parents[2]
     inner = subprocess.run(
         [*UNSHARE, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
@@ -201,7 +208,8 @@ def full(disk: Path) -> Iterator[None]:
 
 def test_a_full_disk_fails_writes_cleanly_and_they_land_once_space_is_back(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    if not can_mount():
+    if not can_mount(tmp_path / "probe"):
+        assert not os.environ.get(IN_NAMESPACE), "no tmpfs mount in the test's own namespace"
         rerun_in_a_mount_namespace(
             "test_a_full_disk_fails_writes_cleanly_and_they_land_once_space_is_back")
         return
