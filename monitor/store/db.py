@@ -54,6 +54,12 @@ def make_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = 5) -> E
                          pool_pre_ping=True, pool_recycle=1800)
 
 
+# A connection whose pool record's info holds this key was given a larger page cache
+# for one transaction; it is set back to SQLite's default when the pool takes it back.
+SHRINK_CACHE = "shrink_cache"
+DEFAULT_CACHE_SIZE = -2000  # SQLite's default: about 2 MB
+
+
 def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
@@ -66,6 +72,13 @@ def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection: sqlite3.Connection | None, record: Any) -> None:
+        # A bulk insert raised this connection's page cache (see SHRINK_CACHE); once it
+        # has committed, hand the pages back rather than hold them until the next one.
+        if record.info.pop(SHRINK_CACHE, False) and dbapi_connection is not None:
+            dbapi_connection.execute(f"PRAGMA cache_size = {DEFAULT_CACHE_SIZE}")
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
