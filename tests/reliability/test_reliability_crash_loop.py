@@ -110,7 +110,9 @@ def test_it_survives_random_sigkills_with_nothing_lost(
             runs.append(len(hook.deliveries))
         proc = start_daemon(config, workdir, log_path)
         try:
-            assert wait_for_text(log_path, 'msg="rules loaded"', offset, proc=proc), \
+            # A start takes a few seconds; on a loaded machine much longer.
+            assert wait_for_text(log_path, 'msg="rules loaded"', offset, timeout=120,
+                                 proc=proc), \
                 log_path.read_text()[offset:]
             time.sleep(rng.uniform(0.0, 1.5))
             with hook.lock:
