@@ -294,9 +294,8 @@ def main() -> int:
         block_base = blocks[args.warmup]
         block_peak = max(blocks[args.warmup + 1:], default=block_base)
         print(f"growth after warm-up: {growth:+.1f}% (target <= {args.target:g}%): "
-              f"{'OK' if growth <= args.target else 'OVER TARGET'}; of it SQLite's page "
-              f"cache {cache[-1] - cache[args.warmup]:+.0f} MiB (bounded: store pages cached "
-              f"per connection, at most 64 MiB each)")
+              f"{'OK' if growth <= args.target else 'OVER TARGET'}; SQLite's own memory "
+              f"{cache[args.warmup]:.1f} -> {cache[-1]:.1f} MiB")
         print(f"Python heap (sys.getallocatedblocks after gc.collect): {block_base:,} blocks "
               f"at the end of warm-up, at most {block_peak:,} after it "
               f"({(block_peak - block_base) / block_base * 100:+.1f}%)")
