@@ -7,6 +7,14 @@ limit that refused it, the CPU time of the render, and the memory it added — t
 of Python allocations (tracemalloc, its own run) and the growth of the process's peak
 resident set. Deterministic apart from the times; the time-bound template takes about
 the ``timeout`` of wall-clock time, however fast the machine.
+
+Then the four the issue named, as a Slack receiver's title template, each in a fresh
+process: the notifier takes an alert from a SQLite store and delivers it to a Slack-like
+receiver on loopback; the line gives the CPU time of ``process_transitions`` and
+``dispatch`` together (under tracemalloc, so an upper bound), their peak of Python
+allocations, and whether the receiver got the plain fallback text. The run exits 1 if any
+of them took 1 s of CPU or more, allocated 50 MiB or more, or was not delivered with the
+fallback.
 """
 
 from __future__ import annotations
@@ -65,9 +73,59 @@ def measure(template: str) -> dict[str, object]:
     return {"outcome": outcome, "cpu": cpu, "wall": wall, "rss": rss, "peak": peak}
 
 
+DELIVERED = {  # the acceptance cases of the template budget, in a receiver template
+    "nested loops over range(99999)": CASES["nested loops over range(99999)"],
+    "range(10**8)|list": CASES["range(10**8)|list"],
+    "'a'|center(10**9)": CASES["'a'|center(10**9)"],
+    "macro calling itself": CASES["macro calling itself"],
+}
+
+
+def deliver(template: str) -> dict[str, object]:
+    """Deliver an alert through a Slack receiver whose title is ``template``, under
+    tracemalloc (so the CPU time includes tracing's overhead: an upper bound)."""
+    import tempfile
+
+    from prometheus_client import CollectorRegistry
+
+    from monitor.store import open_store
+    from tests.notify.helpers import T0, make_notifier, notify_config, record
+    from tests.notify.loopback import LoopbackReceiver, validate_slack
+
+    slack = LoopbackReceiver(validate_slack)
+    with tempfile.TemporaryDirectory() as folder:
+        store = open_store(f"sqlite:///{folder}/bench.db")
+        try:
+            registry = CollectorRegistry()
+            config = notify_config([{"name": "ops", "slack": [{
+                "url": slack.url("/services/T/B/x"), "templates": {"title": template}}]}],
+)
+            notifier = make_notifier(store, config, registry=registry)
+            record(store, "camden", "firing", T0, 6.1)
+            tracemalloc.start()
+            cpu = time.process_time()
+            notifier.process_transitions()
+            outcomes = [o.outcome for o in notifier.dispatch()]
+            cpu = time.process_time() - cpu
+            peak = tracemalloc.get_traced_memory()[1] / 1024 / 1024
+            tracemalloc.stop()
+            texts = [r.payload["text"] for r in slack.requests]
+            errors = registry.get_sample_value("monitor_notify_template_errors_total",
+                                               {"receiver": "ops", "integration": "slack"})
+        finally:
+            store.close()
+            slack.close()
+    fallback = texts == ["[FIRING] BurglaryRising (1 firing)"]
+    return {"cpu": cpu, "peak": peak, "outcomes": outcomes, "fallback": fallback,
+            "errors": errors}
+
+
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--one":
         print(json.dumps(measure(CASES[sys.argv[2]])))
+        return
+    if len(sys.argv) == 3 and sys.argv[1] == "--deliver":
+        print(json.dumps(deliver(DELIVERED[sys.argv[2]])))
         return
     print(f"{'template':<46} {'refused by':<26} {'CPU s':>6} {'wall s':>6} "
           f"{'alloc MiB':>9} {'RSS MiB':>8}")
@@ -80,6 +138,21 @@ def main() -> None:
         limit = found.group(1) if found else outcome[:26]
         print(f"{name:<46} {limit:<26} {row['cpu']:>6.3f} {row['wall']:>6.3f} "
               f"{row['peak']:>9.1f} {row['rss']:>8.1f}")
+    print(f"\nin a Slack receiver's title, delivered to a receiver on loopback:\n"
+          f"{'template':<46} {'CPU s':>6} {'alloc MiB':>9} {'outcomes':<22} fallback")
+    good = True
+    for name in DELIVERED:
+        done = subprocess.run([sys.executable, __file__, "--deliver", name],
+                              capture_output=True, text=True, check=True)
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        ok = (row["cpu"] < 1.0 and row["peak"] < 50 and row["fallback"]
+              and row["outcomes"] == ["delivered"])
+        good = good and ok
+        print(f"{name:<46} {row['cpu']:>6.3f} {row['peak']:>9.1f} "
+              f"{','.join(row['outcomes']):<22} {'yes' if row['fallback'] else 'NO'}"
+              f"{'' if ok else '  OVER (1 s CPU, 50 MiB, fallback delivered)'}")
+    if not good:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -843,6 +843,15 @@ class BudgetedSandbox(SandboxedEnvironment):
         current().tick()
         return super().getattr(obj, attribute)
 
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        """Refuse an unsafe attribute at once, naming it and the object it was asked of.
+
+        Jinja's sandbox returns an undefined value instead, so in a chain such as
+        ``value.__class__.__init__`` the refusal surfaced at a later step, as an
+        attribute of ``StrictUndefined`` — the same error a misspelt name gives."""
+        raise SecurityError(f"access to attribute {attribute!r} of "
+                            f"{type(obj).__name__!r} object is unsafe.")
+
     def getitem(self, obj: Any, argument: Any) -> Any:
         current().tick()
         return super().getitem(obj, argument)

@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError
 from monitor.model import Frequency, Labels, Milestone, Observation, fingerprint, labels_of, utc
+from monitor.store.db import SHRINK_CACHE
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -226,6 +227,8 @@ class ObservationStore:
             with self.engine.begin() as conn:
                 raw = conn.connection.driver_connection
                 assert raw is not None
+                if not self._pg:  # _insert_new may raise its page cache
+                    conn.connection.info[SHRINK_CACHE] = True
                 cur = raw.cursor()
                 try:
                     ids, created = self._resolve_series(cur, source, batch.keys, frequency, now)
@@ -411,7 +414,9 @@ class ObservationStore:
             cur.execute("TRUNCATE ingest_obs")
             return
         # The default 2 MB page cache thrashes once the table outgrows it; 64 MB keeps the
-        # B-tree pages a bulk insert walks through in memory (per connection, not per file).
+        # B-tree pages a bulk insert walks through in memory (per connection, not per file)
+        # for this transaction. Kept afterwards, it filled with the table's pages over weeks
+        # and held them between polls (benchmarks/soak.py): the pool sets it back.
         cur.execute("PRAGMA cache_size = -65536")
         # Constants are written into the statement: binding fewer values per row is what
         # makes executemany fast. The stamp is our own strftime output; the source is

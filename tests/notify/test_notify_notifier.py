@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import tracemalloc
 from datetime import timedelta
 from typing import Any
 
@@ -198,11 +199,18 @@ def test_a_template_that_crashes_or_exceeds_its_budget_still_delivers_the_alert(
             "url": slack.url("/services/T/B/x"), "templates": {"title": template}}]}])
         notifier = make_notifier(store, config, registry=registry)
         record(store, "camden", "firing", T0, 6.1)
-        notifier.process_transitions()
-        assert [o.outcome for o in notifier.dispatch()] == ["delivered"]
+        tracemalloc.start()
+        try:
+            notifier.process_transitions()
+            assert [o.outcome for o in notifier.dispatch()] == ["delivered"]
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
         [request] = slack.requests
     finally:
         slack.close()
+    # Refused before it could build anything big (CPU: benchmarks/bench_templates.py).
+    assert peak < 50 * 2**20, f"{peak / 2**20:.1f} MiB allocated to render and deliver"
     assert not request.problems
     assert request.payload["text"] == "[FIRING] BurglaryRising (1 firing)"  # the fallback
     assert registry.get_sample_value("monitor_notify_template_errors_total",

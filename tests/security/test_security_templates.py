@@ -21,34 +21,47 @@ from monitor.rules.templating import render
 
 NOW = datetime(2008, 7, 31, 12, tzinfo=UTC)
 # Public sandbox-escape payloads (PayloadsAllTheThings, HackTricks "SSTI (Jinja2)").
-ESCAPES = [
-    pytest.param("{{ ''.__class__.__mro__[1].__subclasses__() }}", id="mro-subclasses"),
-    pytest.param("{{ ''.__class__.__base__.__subclasses__() }}", id="base-subclasses"),
+ESCAPES = [  # (payload, the refusal it must meet: the first unsafe step, or the limit)
+    pytest.param("{{ ''.__class__.__mro__[1].__subclasses__() }}",
+                 "attribute '__class__' of 'str'", id="mro-subclasses"),
+    pytest.param("{{ ''.__class__.__base__.__subclasses__() }}",
+                 "attribute '__class__' of 'str'", id="base-subclasses"),
     pytest.param("{{ ().__class__.__bases__[0].__subclasses__()[59].__init__.__globals__ }}",
-                 id="tuple-bases"),
-    pytest.param("{{ cycler.__init__.__globals__.os.popen('id').read() }}", id="cycler-os"),
-    pytest.param("{{ joiner.__init__.__globals__.os.popen('id').read() }}", id="joiner-os"),
+                 "attribute '__class__' of 'tuple'", id="tuple-bases"),
+    pytest.param("{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+                 "attribute '__init__' of 'type'", id="cycler-os"),
+    pytest.param("{{ joiner.__init__.__globals__.os.popen('id').read() }}",
+                 "attribute '__init__' of 'type'", id="joiner-os"),
     pytest.param("{{ namespace.__init__.__globals__.os.popen('id').read() }}",
-                 id="namespace-os"),
-    pytest.param("{{ lipsum.__globals__['os'].popen('id').read() }}", id="lipsum-globals"),
+                 "attribute '__init__' of 'type'", id="namespace-os"),
+    pytest.param("{{ lipsum.__globals__['os'].popen('id').read() }}",
+                 "attribute '__globals__' of 'function'", id="lipsum-globals"),
     pytest.param("{{ self._TemplateReference__context.cycler.__init__.__globals__.os }}",
+                 "attribute '_TemplateReference__context' of 'TemplateReference'",
                  id="template-reference-context"),
     pytest.param("{{ self.__init__.__globals__.__builtins__.__import__('os') }}",
-                 id="self-builtins-import"),
-    # The public payload chains |attr('__mro__') after this step, which then fails on
-    # an undefined value; the step itself is the one the sandbox must refuse.
-    pytest.param("{{ ''|attr('__class__') }}", id="attr-filter"),
-    pytest.param("{{ '{0.__class__.__mro__}'.format(labels) }}", id="str-format"),
-    pytest.param("{{ labels.items.__self__.__class__ }}", id="bound-method-self"),
+                 "attribute '__init__' of 'TemplateReference'", id="self-builtins-import"),
+    pytest.param("{{ ''|attr('__class__')|attr('__mro__') }}",
+                 "attribute '__class__' of 'str'", id="attr-filter"),
+    pytest.param("{{ '{0.__class__.__mro__}'.format(labels) }}",
+                 "attribute '__class__' of 'dict'", id="str-format"),
+    pytest.param("{{ labels.items.__self__.__class__ }}",
+                 "attribute '__self__' of 'builtin_function_or_method'",
+                 id="bound-method-self"),
     pytest.param("{% for c in [].__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
-                 id="for-subclasses"),
-    pytest.param("{{ value.__class__.__init__ }}", id="float-class"),
-    pytest.param("{{ config.__class__.__init__.__globals__ }}", id="flask-config"),
-    pytest.param("{{ request.application.__globals__.__builtins__ }}", id="flask-request"),
-    pytest.param("{{ range(10**9)|list|length }}", id="huge-range"),
-    pytest.param("{{ 'a' * 10**9 }}", id="huge-string"),
-    pytest.param("{{ [0] * 10**8 }}", id="huge-list"),
-    pytest.param("{{ 10 ** 10000000 }}", id="huge-power"),
+                 "attribute '__class__' of 'list'", id="for-subclasses"),
+    pytest.param("{{ value.__class__.__init__ }}", "attribute '__class__' of 'float'",
+                 id="float-class"),
+    pytest.param("{{ config.__class__.__init__.__globals__ }}",
+                 "attribute '__class__' of 'dict'", id="flask-config"),
+    pytest.param("{{ request.application.__globals__.__builtins__ }}",
+                 "attribute '__globals__' of 'function'", id="flask-request"),
+    pytest.param("{{ range(10**9)|list|length }}", "(templates.max_iterations)",
+                 id="huge-range"),
+    pytest.param("{{ 'a' * 10**9 }}", "(templates.max_value_size)", id="huge-string"),
+    pytest.param("{{ [0] * 10**8 }}", "(templates.max_value_size)", id="huge-list"),
+    pytest.param("{{ 10 ** 10000000 }}", "the ** operator would build a number",
+                 id="huge-power"),
 ]
 
 
@@ -66,29 +79,44 @@ CONTEXT = {"labels": {"alertname": "X", "borough": "Camden"}, "value": 1.5,
            "explanation": "e", "config": {"SECRET_KEY": "planted"}, "request": _Request()}
 
 
-def refused(run: object) -> SecurityError:
-    """Return the SecurityError ``run`` raised: the sandbox refused it (an undefined
-    name or any other error does not count)."""
+def refused(run: object, refusal: str) -> SecurityError:
+    """Return the SecurityError ``run`` raised, which must be the sandbox's refusal
+    ``refusal`` (the unsafe attribute and the type of the object it was asked of, or the
+    budget's limit). Any other error — an undefined name, a later step refused on an
+    undefined value, another attribute — does not count."""
     with pytest.raises(SecurityError) as caught:
         run()  # type: ignore[operator]
+    message = str(caught.value)
+    assert "Undefined" not in message, message
+    assert refusal in message, message
     return caught.value
 
 
-@pytest.mark.parametrize("payload", ESCAPES)
-def test_rule_annotations_refuse_sandbox_escapes(payload: str) -> None:
-    refused(lambda: render(payload, dict(CONTEXT)))
+@pytest.mark.parametrize(("payload", "refusal"), ESCAPES)
+def test_rule_annotations_refuse_sandbox_escapes(payload: str, refusal: str) -> None:
+    refused(lambda: render(payload, dict(CONTEXT)), refusal)
 
 
 @pytest.mark.parametrize("fmt", ["text", "line", "html", "slack", "markdown", "mattermost"])
-@pytest.mark.parametrize("payload", ESCAPES)
-def test_receiver_templates_refuse_sandbox_escapes(payload: str, fmt: str) -> None:
-    refused(lambda: environment(fmt).from_string(payload).render(**CONTEXT))
+@pytest.mark.parametrize(("payload", "refusal"), ESCAPES)
+def test_receiver_templates_refuse_sandbox_escapes(payload: str, refusal: str, fmt: str
+                                                   ) -> None:
+    refused(lambda: environment(fmt).from_string(payload).render(**CONTEXT), refusal)
+
+
+def test_an_escape_from_a_name_never_defined_is_not_counted_as_refused() -> None:
+    """``refused`` itself: a payload that fails only because a name is undefined fails."""
+    with pytest.raises(AssertionError):
+        refused(lambda: render("{{ nosuchname.__class__ }}", dict(CONTEXT)),
+                "attribute '__class__'")
 
 
 def test_rule_annotations_cannot_change_what_they_are_given() -> None:
     labels = {"alertname": "X"}
-    refused(lambda: render("{{ labels.update({'alertname': 'Y'}) }}", {"labels": labels}))
-    refused(lambda: render("{{ labels.pop('alertname') }}", {"labels": labels}))
+    refused(lambda: render("{{ labels.update({'alertname': 'Y'}) }}", {"labels": labels}),
+            "'update' of 'dict'")
+    refused(lambda: render("{{ labels.pop('alertname') }}", {"labels": labels}),
+            "'pop' of 'dict'")
     assert labels == {"alertname": "X"}
 
 
