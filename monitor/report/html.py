@@ -68,7 +68,7 @@ def sparkline(row: SeriesDetail) -> Markup:
 
 
 def chart(row: SeriesDetail) -> Markup:
-    return _styled(charts.chart(row, width=960, height=330), CHART_CSS)
+    return _styled(charts.chart(row, width=960, height=300), CHART_CSS)
 
 
 def environment() -> Environment:

@@ -50,11 +50,11 @@ def special(detail: SeriesDetail) -> bool:
 
 @dataclass(frozen=True)
 class Signal:
-    """One special-cause point of a chart: when, which rule, which way."""
+    """The special-cause points of a chart that one rule flagged, one way."""
 
-    period: str
     rule: str
     variation: str
+    periods: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -131,9 +131,14 @@ def series_alerts(detail: SeriesDetail, alerts: Sequence[Alert]) -> tuple[Alert,
 
 
 def signals(points: Sequence[SeriesPoint]) -> tuple[Signal, ...]:
-    """The special-cause points as published, oldest first."""
-    return tuple(Signal(p.period_text, SPECIAL_RULES.get(p.special, "a special cause"),
-                        p.variation) for p in points if p.special)
+    """The special-cause points as published, grouped by rule and variation in the order
+    each first appears; periods oldest first."""
+    grouped: dict[tuple[int, str], list[str]] = {}
+    for p in points:
+        if p.special:
+            grouped.setdefault((p.special, p.variation), []).append(p.period_text)
+    return tuple(Signal(SPECIAL_RULES.get(rule, "a special cause"), variation, tuple(periods))
+                 for (rule, variation), periods in grouped.items())
 
 
 def rebase_points(points: Sequence[SeriesPoint]) -> tuple[str, ...]:
