@@ -189,12 +189,17 @@ class App:
                                  owns_digest=None if self.cluster is None else
                                  (lambda name: self._owns(digest_key(name))))
         self.reports = Reports(self.store, lambda: self.settings, self._ruleset, self.clock,
-                               wake=self._wake_notifier,
+                               wake=self._wake_notifier, ready=self._settled,
                                owns=None if self.cluster is None else
                                (lambda name: self._owns(digest_key(f"report:{name}"))))
 
     def _ruleset(self) -> RuleSet | None:
         return self.rules.ruleset if self.rules is not None else None
+
+    def _settled(self) -> bool:
+        """True once the rules evaluated and no poll is in flight."""
+        return self.rules is not None and self.rules.last is not None \
+            and self.poller is not None and not self.poller.unsettled()
 
     def _wake_notifier(self) -> None:
         if self.notifier is not None:

@@ -120,7 +120,7 @@ class ReportSettings(Section):
     # working day of every month at 09:00.
     schedule: str = "0 9 * * *"
     timezone: str = "UTC"
-    working_day: int | None = 5
+    working_day: int | None = None
     holidays: list[date] = Field(default_factory=list)
     # An occurrence the daemon was down for is still delivered up to this long after it.
     catch_up: Duration = 86400.0

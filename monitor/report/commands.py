@@ -62,7 +62,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     finally:
         store.close()
     data = render(pack, args.format)
-    if args.out == "-":
+    if args.out == "-" and args.format == "html":
+        sys.stdout.write(data.decode("utf-8"))
+    elif args.out == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:

@@ -86,6 +86,7 @@ class Reports:
     def __init__(self, store: Store, settings: Callable[[], Settings],
                  ruleset: Callable[[], RuleSet | None], clock: Clock, *,
                  wake: Callable[[], None] = lambda: None,
+                 ready: Callable[[], bool] = lambda: True,
                  owns: Callable[[str], bool] | None = None,
                  new_id: Callable[[], str] = new_message_id) -> None:
         self.store = store
@@ -93,7 +94,9 @@ class Reports:
         self.ruleset = ruleset
         self.clock = clock
         self.wake = wake
+        self.ready = ready
         self.owns = owns
+        self.checks = 0  # scheduled checks run (tests wait for one)
         self.new_id = new_id
         self._lock = threading.Lock()
 
@@ -110,9 +113,12 @@ class Reports:
 
     def run_due(self, now: datetime | None = None) -> int:
         """Generate and queue every report whose occurrence is due; return how many
-        messages were queued."""
+        messages were queued. Nothing is generated before the daemon is ``ready`` (its
+        first polls and evaluation done): a pack of an empty store would be sent."""
         now = now or self.clock.now()
         queued = 0
+        if not self.ready():
+            return 0
         with self._lock:
             for report in self.settings().reports:
                 if self.owns is not None and not self.owns(report.name):
@@ -182,6 +188,8 @@ class Reports:
             self.run_due()
         except Exception as exc:  # the next check tries again
             log.error("performance pack failed; will try again", error=str(exc))
+        finally:
+            self.checks += 1
 
     def schedule(self, scheduler: Any) -> None:
         """Add the job that looks at the schedules every ``CHECK_INTERVAL`` seconds."""
