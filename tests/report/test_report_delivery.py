@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -145,10 +146,10 @@ def test_the_fifth_working_day_s_pack_arrives_once_by_email_across_restarts_and_
         latest["monthly-2008-07.pdf"]
 
 
-def _wait(predicate: object, timeout: float = 90.0) -> None:
+def _wait(predicate: Callable[[], bool], timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return
         time.sleep(0.1)
     raise AssertionError("timed out")
@@ -162,8 +163,7 @@ def test_the_running_daemon_sends_its_scheduled_pack_once_and_not_again_after_a_
     the daemon starts in the middle of the window."""
     handler, port = smtp
     started = datetime.now(UTC).replace(second=0, microsecond=0)
-    instant = (started - timedelta(minutes=1)).astimezone(
-        __import__("zoneinfo").ZoneInfo("Europe/London"))
+    instant = (started - timedelta(minutes=1)).astimezone(ZoneInfo("Europe/London"))
     config = with_report(tmp_path, port, f"{instant.minute} {instant.hour} * * *",
                          working_day=None)
     for attempt in range(2):
@@ -173,7 +173,8 @@ def test_the_running_daemon_sends_its_scheduled_pack_once_and_not_again_after_a_
         try:
             reports = app.reports
             assert reports is not None
-            _wait(lambda r=reports: r.checks >= 1 and (attempt or handler.messages))
+            _wait(lambda r=reports, first=attempt == 0: r.checks >= 1
+                  and (not first or bool(handler.messages)))
             if attempt == 0:
                 listen = app.settings.server.listen
                 page = httpx.get(f"http://{listen}/report?at=2008-07", timeout=30)
