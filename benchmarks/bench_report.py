@@ -85,8 +85,9 @@ def main() -> None:
                       rows=rows, alerts=now.snapshot.alerts, previous_rows=previous)
     steps.append(("build the pack", time.perf_counter() - t))
     sizes = {}
-    for name, render in (("html", lambda: html.render(pack).encode()), ("pdf", lambda: pdf.render(pack)),
-                         ("xlsx", lambda: xlsx.render(pack))):
+    writers = (("html", lambda: html.render(pack).encode()), ("pdf", lambda: pdf.render(pack)),
+               ("xlsx", lambda: xlsx.render(pack)))
+    for name, render in writers:
         t = time.perf_counter()
         sizes[name] = len(render())
         steps.append((f"write {name}", time.perf_counter() - t))
