@@ -69,7 +69,7 @@ class ChartPage:
 
 
 @dataclass(frozen=True)
-class Exception_:
+class Change:
     """A series that changed status or shows a special cause this month."""
 
     detail: SeriesDetail
@@ -103,7 +103,7 @@ class Pack:
     data_to: str  # the latest period with data: "Jul-08"
     generated_at: datetime
     rows: tuple[SeriesDetail, ...]
-    exceptions: tuple[Exception_, ...]
+    exceptions: tuple[Change, ...]
     charts: tuple[ChartPage, ...]
     alerts: tuple[Alert, ...]  # every active alert of the month, outside source health
 
@@ -169,7 +169,7 @@ def build_pack(*, title: str, organisation: str, period: str, previous_period: s
         changed = old is None or old.status is not row.status
         new_special = special(row) and (old is None or old.spc_icon != row.spc_icon)
         if changed or special(row):
-            exceptions.append(Exception_(row, old.status if old else None, changed,
+            exceptions.append(Change(row, old.status if old else None, changed,
                                          new_special, fired))
         reasons = []
         if row.status in ATTENTION:
