@@ -33,7 +33,9 @@ from monitor.errors import MonitorError, StoreError
 from monitor.logs import get_logger
 from monitor.model import fingerprint
 from monitor.notify.notifier import Notifier
+from monitor.report.delivery import Reports
 from monitor.rules.engine import Evaluation
+from monitor.rules.loader import RuleSet
 from monitor.rules.service import RuleService
 from monitor.settings import Settings
 from monitor.sources.poller import JOB_PREFIX, Poller, PollResult
@@ -84,6 +86,7 @@ class App:
         self.poller: Poller | None = None
         self.rules: RuleService | None = None
         self.notifier: Notifier | None = None
+        self.reports: Reports | None = None
         self._clock_watch: ClockWatch | None = None
         self.cluster: ClusterMember | None = None  # PostgreSQL: this process as a replica
 
@@ -130,6 +133,8 @@ class App:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
         )
         self.notifier.schedule(self.scheduler)
+        if self.reports is not None:
+            self.reports.schedule(self.scheduler)
         self.poller.schedule(self.scheduler)
         self.rules.schedule(self.scheduler, settings.rules.evaluation_interval,
                             settings.rules.watch, settings.rules.watch_interval)
@@ -183,6 +188,22 @@ class App:
                                  status_provider=self._statuses,
                                  owns_digest=None if self.cluster is None else
                                  (lambda name: self._owns(digest_key(name))))
+        self.reports = Reports(self.store, lambda: self.settings, self._ruleset, self.clock,
+                               wake=self._wake_notifier, ready=self._settled,
+                               owns=None if self.cluster is None else
+                               (lambda name: self._owns(digest_key(f"report:{name}"))))
+
+    def _ruleset(self) -> RuleSet | None:
+        return self.rules.ruleset if self.rules is not None else None
+
+    def _settled(self) -> bool:
+        """True once the rules evaluated and no poll is in flight."""
+        return self.rules is not None and self.rules.last is not None \
+            and self.poller is not None and not self.poller.unsettled()
+
+    def _wake_notifier(self) -> None:
+        if self.notifier is not None:
+            self.notifier.dispatcher.wake()
 
     def _join_store(self, settings: Settings) -> None:
         """Migrate the store and, on PostgreSQL, join the cluster of replicas.

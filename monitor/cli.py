@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 Handler = Callable[[argparse.Namespace], int]
 COMMAND_MODULES = ("monitor.sources.commands", "monitor.rules.commands",
-                   "monitor.notify.commands", "monitor.notify.routecommands")
+                   "monitor.notify.commands", "monitor.notify.routecommands",
+                   "monitor.report.commands")
 
 
 EXAMPLE_CONFIG = "config.example.toml"  # the bundled example, in the source tree

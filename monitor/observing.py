@@ -21,6 +21,7 @@ from monitor.http.observed import (
     SourceHealth,
 )
 from monitor.notify import silences as notify_silences
+from monitor.report import html
 from monitor.rules.snapshot import ReloadStatus, SeriesDetail, Snapshot
 
 if TYPE_CHECKING:
@@ -109,6 +110,11 @@ class DaemonView:
             return None
         expired = notifier.expire_silence(silence_id)
         return _silence(expired, self.app.clock.now()) if expired is not None else None
+
+    def pack_html(self, period: int) -> str | None:
+        reports = self.app.reports
+        pack = reports.pack(period) if reports is not None else None
+        return html.render(pack) if pack is not None else None
 
 
 def _silence(s: notify_silences.Silence, now: datetime) -> Silence:

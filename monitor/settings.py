@@ -12,10 +12,11 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -25,6 +26,9 @@ from monitor.errors import ConfigError, Problem
 from monitor.notify.config import NotifyConfig
 from monitor.sandbox import TemplateLimits
 from monitor.sources.config import SourceConfig
+
+if TYPE_CHECKING:
+    from monitor.schedule import Schedule
 
 ENV_PREFIX = "MONITOR_"
 CONFIG_ENV = "MONITOR_CONFIG"
@@ -98,6 +102,53 @@ class DaemonSettings(Section):
     instance: str = ""
 
 
+ReportFormat = Literal["pdf", "xlsx", "html"]
+
+
+def _pdf_only() -> list[ReportFormat]:
+    return ["pdf"]
+
+
+class ReportSettings(Section):
+    """A scheduled performance pack (``[[reports]]``): when, which formats, where to."""
+
+    name: str = Field(default="monthly", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    title: str = "Monthly performance report"
+    organisation: str = ""
+    # A 5-field crontab in ``timezone``; with ``working_day`` only that working day of the
+    # month (Monday to Friday, ``holidays`` left out) counts: "0 9 * * *" + 5 = the 5th
+    # working day of every month at 09:00.
+    schedule: str = "0 9 * * *"
+    timezone: str = "UTC"
+    working_day: int | None = None
+    holidays: list[date] = Field(default_factory=list)
+    # An occurrence the daemon was down for is still delivered up to this long after it.
+    catch_up: Duration = 86400.0
+    formats: list[ReportFormat] = Field(default_factory=_pdf_only, min_length=1)
+    # Where every generated pack is written (and kept: emails attach it from there).
+    directory: str = "var/reports"
+    # Receivers (``[[notify.receivers]]``): email integrations attach the files, the others
+    # carry a link to the pack.
+    receivers: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _schedule(self) -> ReportSettings:
+        from monitor.schedule import ScheduleError
+
+        try:
+            self.calendar()
+        except ScheduleError as exc:
+            raise ValueError(f"report {self.name!r}: {exc}") from None
+        return self
+
+    def calendar(self) -> Schedule:
+        """Return the schedule. Raises ScheduleError when it cannot be used."""
+        from monitor.schedule import Schedule
+
+        return Schedule(self.schedule, self.timezone, self.working_day,
+                        tuple(self.holidays))
+
+
 class Settings(BaseSettings):
     """The whole configuration."""
 
@@ -114,6 +165,21 @@ class Settings(BaseSettings):
     sources: list[SourceConfig] = Field(default_factory=list)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     templates: TemplateLimits = Field(default_factory=TemplateLimits)
+    reports: list[ReportSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _report_receivers(self) -> Settings:
+        known = {r.name for r in self.notify.receivers}
+        problems = [f"reports[{i}].receivers: unknown receiver {name!r}; define it in "
+                    f"[[notify.receivers]] (known: {', '.join(sorted(known)) or 'none'})"
+                    for i, report in enumerate(self.reports) for name in report.receivers
+                    if name not in known]
+        names = [r.name for r in self.reports]
+        problems += [f"reports: the name {name!r} is used twice"
+                     for name in sorted({n for n in names if names.count(n) > 1})]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @classmethod
     def settings_customise_sources(

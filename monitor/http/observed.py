@@ -133,6 +133,11 @@ class Observed(Protocol):
     def expire_silence(self, silence_id: str) -> Silence | None:
         """Expire a silence now; return it, or None when no silence has that id."""
 
+    def pack_html(self, period: int) -> str | None:
+        """Return the performance pack of the month ``period`` (a monthly ordinal) as its
+        HTML document, evaluated as ``monitor report --at`` evaluates it; None when the
+        daemon has no rules loaded."""
+
 
 @dataclass
 class EmptyObserved:
@@ -169,4 +174,7 @@ class EmptyObserved:
         raise ValueError("silences are not available: the notifier is not running")
 
     def expire_silence(self, silence_id: str) -> Silence | None:
+        return None
+
+    def pack_html(self, period: int) -> str | None:
         return None

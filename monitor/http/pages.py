@@ -25,7 +25,7 @@ from monitor import links
 from monitor.http import charts
 from monitor.http.context import HttpContext, SeriesRef, find_series, select_series
 from monitor.matchers import MatcherError, compile_matchers, parse_all
-from monitor.model import Alert, AlertState, Status, fingerprint
+from monitor.model import Alert, AlertState, Frequency, Status, fingerprint
 from monitor.rules.snapshot import IndicatorInfo, RuleHealth, SeriesDetail
 
 HERE = Path(__file__).resolve().parent
@@ -369,6 +369,29 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
                       spc_shown=spc_legend(r.spc for r in series_rows if r.spc),
                       view_link=lambda v: _query({**base, "view": v if v == "all" else ""}),
                       status_link=lambda s: _query({**base, "status": s.value}))
+
+    @pages.get("/report", response_class=HTMLResponse)
+    def report(request: Request,
+               at: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None
+               ) -> Response:
+        """The monthly performance pack of ``at`` (default: the month the daemon evaluates
+        as of), the HTML the PDF is made from."""
+        if (response := denied(request)) is not None:
+            return response
+        snap_at = ctx.observed.snapshot().at
+        month = at or (f"{snap_at:%Y-%m}" if snap_at is not None else None)
+        try:
+            period = Frequency.MONTHLY.parse(month or "")
+        except ValueError:
+            return render(request, "error.html", 400, title="Which month?",
+                          message="Name the month of the pack: /report?at=YYYY-MM "
+                                  "(for example /report?at=2008-07).")
+        document = ctx.observed.pack_html(period)
+        if document is None:
+            return render(request, "error.html", 503, title="No pack yet",
+                          message="The daemon has not loaded its rules yet; try again "
+                                  "in a moment.")
+        return HTMLResponse(document)
 
     @pages.get("/indicators/{indicator}", response_class=HTMLResponse)
     def indicator(request: Request, indicator: str, match: MatchParam = [],  # noqa: B006

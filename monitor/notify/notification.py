@@ -121,6 +121,34 @@ class Digest:
 
 
 @dataclass(frozen=True)
+class ReportNote:
+    """A scheduled performance pack: what it is about, its files and where to read it.
+
+    ``files`` are the paths of the generated files, kept in the report's directory: an
+    email attaches them at send time, so a retry sends the same bytes.
+    """
+
+    name: str
+    title: str
+    period: str  # the month evaluated: "2008-07"
+    data_to: str  # the latest period with data: "Jul-08"
+    files: tuple[str, ...]
+    link: str  # the pack's page: external_url/report?at=2008-07 ("" without external_url)
+    summary: str = ""  # "6 red, 2 amber, 8 green; 3 exceptions"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "period": self.period,
+                "data_to": self.data_to, "files": list(self.files), "link": self.link,
+                "summary": self.summary}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReportNote:
+        return cls(str(data["name"]), str(data.get("title", "")), str(data["period"]),
+                   str(data.get("data_to", "")), tuple(str(f) for f in data.get("files", [])),
+                   str(data.get("link", "")), str(data.get("summary", "")))
+
+
+@dataclass(frozen=True)
 class Notification:
     """One message for one receiver: a group's alerts, a digest, or a test.
 
@@ -129,7 +157,7 @@ class Notification:
     the group, which email uses for ``In-Reply-To``/``References``.
     """
 
-    kind: str  # alerts | digest | test
+    kind: str  # alerts | digest | report | test
     receiver: str
     group_key: str
     group_labels: Mapping[str, str]
@@ -140,6 +168,7 @@ class Notification:
     external_url: str = ""
     digest: Digest | None = None
     truncated: int = 0
+    report: ReportNote | None = None
 
     @property
     def firing(self) -> tuple[NotifyAlert, ...]:
@@ -179,6 +208,7 @@ class Notification:
             "thread_id": self.thread_id, "external_url": self.external_url,
             "digest": self.digest.to_dict() if self.digest else None,
             "truncated": self.truncated,
+            "report": self.report.to_dict() if self.report else None,
         }, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -201,6 +231,7 @@ class Notification:
             external_url=str(data.get("external_url", "")),
             digest=Digest.from_dict(data["digest"]) if data.get("digest") else None,
             truncated=int(data.get("truncated", 0)),
+            report=ReportNote.from_dict(data["report"]) if data.get("report") else None,
         )
 
 

@@ -281,6 +281,7 @@ def context(notification: Notification) -> dict[str, Any]:
         "now": notification.created_at,
         "message_id": notification.message_id,
         "digest": digest,
+        "report": notification.report.to_dict() if notification.report else None,
     }
 
 
@@ -291,6 +292,8 @@ def fallback_title(notification: Notification) -> str:
     """Return a plain one-line title that needs no template."""
     if notification.kind == "digest" and notification.digest is not None:
         return notification.digest.title
+    if notification.kind == "report" and notification.report is not None:
+        return f"{notification.report.title}: data to {notification.report.data_to}"
     if notification.kind == "test":
         return f"Test notification for {notification.receiver}"
     firing, resolved = len(notification.firing), len(notification.resolved)
@@ -307,6 +310,11 @@ def fallback_text(notification: Notification,
     ``escape`` is applied to every value from data (``one_line`` for log-like outputs).
     """
     lines = [escape(fallback_title(notification)), ""]
+    if notification.report is not None:
+        report = notification.report
+        lines.append(escape(report.summary))
+        if report.link:
+            lines.append(escape(report.link))
     if notification.digest is not None:
         for item in notification.digest.items:
             lines.append(escape(f"- {item.indicator}: {status_word(item.previous) or 'new'} -> "

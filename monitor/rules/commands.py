@@ -15,8 +15,8 @@ from monitor.clock import clock_of
 from monitor.errors import RuleFileError
 from monitor.model import AlertState, Frequency
 from monitor.rules import sourcehealth
-from monitor.rules.cycle import Cycle, Evaluator, SourceView, replay
-from monitor.rules.engine import Dataset, carry_over, evaluation_time, month_end
+from monitor.rules.cycle import Cycle, Evaluator, SourceView, publish_month, replay
+from monitor.rules.engine import Dataset, carry_over, evaluation_time
 from monitor.rules.inputs import read_dataset
 from monitor.rules.loader import LoadedRule, RuleSet, load_rules
 from monitor.rules.snapshot import SeriesDetail
@@ -169,10 +169,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"error: --at: {exc}", file=sys.stderr)
         return 2
     dataset, sources = _read(store, settings, ruleset)
-    evaluator = _evaluator(settings, ruleset)
-    at = month_end(period)
-    result = evaluator.run(dataset, {}, Cycle(at=at, now=at, sources=sources))
-    rows = evaluator.publish(result).scorecard()
+    result, published = publish_month(_evaluator(settings, ruleset), dataset, period, sources)
+    rows = published.scorecard()
     alerts = [r for r in result.records.values()
               if r.state in (AlertState.FIRING, AlertState.PENDING)
               and r.group != sourcehealth.GROUP]
@@ -217,7 +215,8 @@ def _row_json(row: SeriesDetail) -> dict[str, Any]:
             "target": row.target, "target_text": row.target_text,
             "target_year": row.target_year, "judged_year": row.judged_year,
             "judged_target_text": row.judged_target_text,
-            "status": row.status.value, "spc": row.spc_icon, "comment": row.comment,
+            "status": row.status.value, "spc": row.spc_icon, "assurance": row.assurance,
+            "comment": row.comment,
             "comment_parts": [asdict(part) for part in row.comment_parts],
             "ranks": [asdict(rank) for rank in row.ranks]}
 

@@ -247,6 +247,17 @@ def _forget(result: Evaluation, owned: set[tuple[str, str]], now: datetime,
                    records={k: r for k, r in result.records.items() if k not in gone})
 
 
+def publish_month(evaluator: Evaluator, dataset: Dataset, period: int,
+                  sources: SourceView | None = None) -> tuple[Evaluation, Published]:
+    """Evaluate as of the end of the month ``period`` (a monthly ordinal) from no earlier
+    alert state, the clock at the month's end, as ``monitor eval --at`` prints it; return
+    the evaluation and what it published. ``monitor eval``, ``monitor report``, the
+    scheduled packs and ``/report`` all evaluate a month through it."""
+    at = month_end(period)
+    result = evaluator.run(dataset, {}, Cycle(at=at, now=at, sources=sources))
+    return result, evaluator.publish(result)
+
+
 def replay(evaluator: Evaluator, dataset: Dataset, start: int, end: int, *,
            rules: Sequence[LoadedRule] | None = None,
            records: Mapping[str, AlertRecord] | None = None

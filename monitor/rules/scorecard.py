@@ -106,7 +106,25 @@ def detail(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet
         mean=_num(spc.mean[0]) if spc is not None else None,
         upper=_num(spc.upper[0]) if spc is not None else None,
         lower=_num(spc.lower[0]) if spc is not None else None,
+        assurance=_assurance(points, ind.direction),
     )
+
+
+@dataclass(frozen=True)
+class _PointLimits:
+    upper: npt.NDArray[np.float64]
+    lower: npt.NDArray[np.float64]
+
+
+def _assurance(points: tuple[SeriesPoint, ...], direction: str) -> str:
+    """Return the SPC assurance of the headline period: its target against the limits of
+    its segment (``stats.assurance``); ``none`` without a target or limits."""
+    last = points[-1] if points else None
+    if last is None or last.target is None or last.upper is None or last.lower is None:
+        return "none"
+    sign = {"up": 1, "down": -1}.get(direction, 0)
+    limits = _PointLimits(np.array([last.upper]), np.array([last.lower]))
+    return str(stats.assurance(limits, [last.target], [sign])[0])
 
 
 def spc_icons(m: Matrix) -> npt.NDArray[np.str_]:

@@ -164,6 +164,10 @@ class SeriesDetail:
     judged_target_text: str = ""  # that year's target, as the Target column would print it
     ranks: tuple[RankFact, ...] = ()  # in the order the comment states them
     comment_parts: tuple[CommentPart, ...] = ()  # the comment, sentence by sentence
+    # SPC assurance: will the process meet the latest period's target? ``pass`` (the
+    # target is beyond the limits on the good side), ``fail`` (on the bad side),
+    # ``hit_and_miss`` (within them), ``none`` (no target, no limits or neutral).
+    assurance: str = "none"
 
     @property
     def sparkline(self) -> tuple[SeriesPoint, ...]:

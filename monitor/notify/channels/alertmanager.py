@@ -48,7 +48,7 @@ class AlertmanagerChannel(HttpChannel):
         return Message(alerts, json.dumps(alerts, indent=2, ensure_ascii=False))
 
     def deliver(self, message: Message, notification: Notification) -> SendResult:
-        if notification.kind == "digest" or not message.body:
-            return SendResult("skipped", "Alertmanager takes alerts, not digests")
+        if notification.kind in ("digest", "report") or not message.body:
+            return SendResult("skipped", f"Alertmanager takes alerts, not {notification.kind}s")
         self.post_json(message.body)
         return SendResult()

@@ -9,6 +9,7 @@ group's first message, so mail clients thread them.
 
 from __future__ import annotations
 
+import mimetypes
 import re
 import smtplib
 import ssl
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 from monitor.errors import DeliveryError
@@ -80,7 +82,28 @@ class EmailChannel(Channel):
                 msg[name] = one_line(value)
         msg.set_content(str(parts.get("text", "")) + "\n")
         msg.add_alternative(str(parts.get("html", "")), subtype="html")
-        return Message(msg, msg.as_string())
+        preview = msg.as_string()
+        if notification.report is not None:
+            self._attach(msg, notification.report.files)
+        return Message(msg, preview)
+
+    def _attach(self, msg: EmailMessage, files: tuple[str, ...]) -> None:
+        """Attach a performance pack's files, read now from the report's directory.
+
+        Raises DeliveryError (retryable: a directory on a mount may come back) when one
+        cannot be read.
+        """
+        for name in files:
+            path = Path(name)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise self.error(f"cannot read the pack {path} to attach it: "
+                                 f"{exc.strerror or exc}; regenerate it with `monitor report`"
+                                 " and resend", retryable=True) from None
+            kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            maintype, _, subtype = kind.partition("/")
+            msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=path.name)
 
     def deliver(self, message: Message, notification: Notification) -> SendResult:
         cfg = self.config

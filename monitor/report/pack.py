@@ -1,0 +1,183 @@
+"""The monthly performance pack as a view model: cover, exceptions, scorecard, SPC charts.
+
+:func:`build_pack` is pure: it takes what two evaluations published — the month's
+scorecard rows and alerts, and the previous month's rows — and decides only what goes
+on which page. Every value, status, icon and comment is a published one
+(:class:`~monitor.rules.snapshot.SeriesDetail`); nothing is recomputed here.
+
+Pages, in order (the NHS "Making Data Count" integrated performance report is the
+model):
+
+1. the cover: organisation, title, the period the data is about, when generated;
+2. the exceptions: every series whose status changed since the previous month, or whose
+   latest point is a special cause, with the comment and the alerts that explain it;
+3. the scorecard in the seed's layout, groups as headings;
+4. one XmR chart page for each series that is red, amber or shows a special cause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from monitor.model import Alert, AlertState, Status
+from monitor.rules.snapshot import SeriesDetail, SeriesPoint
+
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+ATTENTION = (Status.RED, Status.AMBER)
+ASSURANCE_WORDS = {
+    "pass": "The target is consistently met: it lies beyond the process limits on the "
+            "good side",
+    "fail": "The target is consistently missed: it lies beyond the process limits on the "
+            "bad side",
+    "hit_and_miss": "The target lies within the process limits: it will be met and "
+                    "missed at random",
+    "none": "No assurance: no target, no process limits, or no better direction",
+}
+SPECIAL_RULES = {1: "a point outside the process limits", 2: "a trend of six points",
+                 3: "two of three points near a limit", 4: "a shift of eight points"}
+
+
+def key_of(detail: SeriesDetail) -> SeriesKey:
+    return detail.indicator.id, tuple(sorted(detail.labels.items()))
+
+
+def special(detail: SeriesDetail) -> bool:
+    """True when the headline period's point is a special cause."""
+    return detail.spc_icon != "common_cause"
+
+
+@dataclass(frozen=True)
+class Signal:
+    """The special-cause points of a chart that one rule flagged, one way."""
+
+    rule: str
+    variation: str
+    periods: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChartPage:
+    """An XmR chart page: the series, why it is in the pack, what fired."""
+
+    detail: SeriesDetail
+    reasons: tuple[str, ...]  # "red", "special cause concern: low values", …
+    alerts: tuple[Alert, ...]
+    signals: tuple[Signal, ...]
+    rebased: tuple[str, ...]  # periods where a new segment's limits start
+
+
+@dataclass(frozen=True)
+class Change:
+    """A series that changed status or shows a special cause this month."""
+
+    detail: SeriesDetail
+    previous: Status | None  # None: not on the previous month's scorecard
+    changed: bool
+    new_special: bool  # a special cause now that the previous month did not show
+    alerts: tuple[Alert, ...]
+
+    @property
+    def headline(self) -> str:
+        """``Red, was green``; ``Special cause concern: low values``; both joined."""
+        parts = []
+        if self.changed:
+            was = self.previous.word if self.previous is not None else "not reported"
+            parts.append(f"{self.detail.status.word.capitalize()}, was {was}")
+        if special(self.detail):
+            parts.append(f"special cause ({self.detail.spc_icon.replace('_', ' ')})"
+                         + ("" if self.new_special else ", as last month"))
+        text = "; ".join(parts)
+        return text[:1].upper() + text[1:]
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Everything the pack's pages show, in page order."""
+
+    title: str
+    organisation: str
+    period: str  # the month evaluated: "2008-07"
+    previous_period: str  # "2008-06"
+    data_to: str  # the latest period with data: "Jul-08"
+    generated_at: datetime
+    rows: tuple[SeriesDetail, ...]
+    exceptions: tuple[Change, ...]
+    charts: tuple[ChartPage, ...]
+    alerts: tuple[Alert, ...]  # every active alert of the month, outside source health
+
+    @property
+    def groups(self) -> list[tuple[str, list[SeriesDetail]]]:
+        """The scorecard rows under their group headings, in order."""
+        out: list[tuple[str, list[SeriesDetail]]] = []
+        for row in self.rows:
+            if not out or out[-1][0] != row.indicator.group:
+                out.append((row.indicator.group, []))
+            out[-1][1].append(row)
+        return out
+
+    @property
+    def several_series(self) -> bool:
+        """True when an indicator has more than one row (label values are shown)."""
+        ids = [r.indicator.id for r in self.rows]
+        return len(ids) != len(set(ids))
+
+
+def series_alerts(detail: SeriesDetail, alerts: Sequence[Alert]) -> tuple[Alert, ...]:
+    """The active alerts about ``detail``'s series: its indicator's, on its labels."""
+    return tuple(a for a in alerts if a.labels.get("indicator") == detail.indicator.id
+                 and all(a.labels.get(k) == v for k, v in detail.labels.items()))
+
+
+def signals(points: Sequence[SeriesPoint]) -> tuple[Signal, ...]:
+    """The special-cause points as published, grouped by rule and variation in the order
+    each first appears; periods oldest first."""
+    grouped: dict[tuple[int, str], list[str]] = {}
+    for p in points:
+        if p.special:
+            grouped.setdefault((p.special, p.variation), []).append(p.period_text)
+    return tuple(Signal(SPECIAL_RULES.get(rule, "a special cause"), variation, tuple(periods))
+                 for (rule, variation), periods in grouped.items())
+
+
+def rebase_points(points: Sequence[SeriesPoint]) -> tuple[str, ...]:
+    """The periods where the published limits step (a re-based chart's new segment)."""
+    out = []
+    previous: SeriesPoint | None = None
+    for p in points:
+        if p.mean is None:
+            continue
+        if previous is not None and previous.mean is not None and p.mean != previous.mean:
+            out.append(p.period_text)
+        previous = p
+    return tuple(out)
+
+
+def build_pack(*, title: str, organisation: str, period: str, previous_period: str,
+               data_to: str, generated_at: datetime, rows: Sequence[SeriesDetail],
+               alerts: Sequence[Alert], previous_rows: Sequence[SeriesDetail]) -> Pack:
+    """Return the pack of the month's published ``rows`` and ``alerts`` against the
+    previous month's published ``previous_rows``."""
+    active = tuple(a for a in alerts if a.state in (AlertState.FIRING, AlertState.PENDING)
+                   and a.labels.get("indicator"))
+    before: Mapping[SeriesKey, SeriesDetail] = {key_of(r): r for r in previous_rows}
+    exceptions, charts = [], []
+    for row in rows:
+        old = before.get(key_of(row))
+        fired = series_alerts(row, active)
+        changed = old is None or old.status is not row.status
+        new_special = special(row) and (old is None or old.spc_icon != row.spc_icon)
+        if changed or special(row):
+            exceptions.append(Change(row, old.status if old else None, changed,
+                                         new_special, fired))
+        reasons = []
+        if row.status in ATTENTION:
+            reasons.append(row.status.word)
+        if special(row):
+            reasons.append(f"special cause ({row.spc_icon.replace('_', ' ')})")
+        if reasons:
+            charts.append(ChartPage(row, tuple(reasons), fired, signals(row.points),
+                                    rebase_points(row.points)))
+    return Pack(title, organisation, period, previous_period, data_to, generated_at,
+                tuple(rows), tuple(exceptions), tuple(charts), active)
