@@ -111,8 +111,9 @@ def create_app(daemon: Daemon, observed: Observed | None = None, *,
                          400: {"description": "the new config or rules are invalid"}})
     def reload(request: Request) -> JSONResponse:
         """Reload config and rules; the running set stays when the new one is invalid."""
-        if not token_ok(request, daemon.api_token()):
-            return JSONResponse({"error": "a valid bearer token is required"}, status_code=401,
+        refusal = ctx.write_refusal(request)
+        if refusal is not None:
+            return JSONResponse({"error": refusal}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
         ok, message = daemon.request_reload()
         return JSONResponse({"reloaded": ok, "message": message}, status_code=200 if ok else 400)

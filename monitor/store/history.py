@@ -30,7 +30,9 @@ def transition_events(transitions: Iterable[Transition]) -> list[AlertEvent]:
                        at=t.at, from_state=t.from_state.value, to_state=t.to_state.value,
                        value=t.value, explanation=t.explanation,
                        period=t.annotations.get("period_id", ""),
-                       detail={"group": t.group} if t.group else {})
+                       detail={k: v for k, v in (("group", t.group),
+                                                 ("series", t.annotations.get("series")))
+                               if v})
             for t in transitions]
 
 
