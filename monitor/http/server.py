@@ -58,7 +58,8 @@ def create_app(daemon: Daemon, observed: Observed | None = None, *,
     ctx = HttpContext(daemon, observed or EmptyObserved(), clock or SystemClock())
     indicators = IndicatorCollector(
         ctx.observed.snapshot, max_series=lambda: daemon.settings.server.max_exported_series,
-        milestones=ctx.observed.milestones, clock=ctx.clock)
+        milestones=ctx.observed.milestones, clock=ctx.clock,
+        suppressed=ctx.observed.suppressed)
     app = FastAPI(title="kpi-monitor", version=_version(), docs_url="/api/docs",
                   openapi_url="/api/openapi.json", redoc_url=None,
                   description="Indicators, alerts, rules, sources and silences of a running "

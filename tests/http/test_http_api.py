@@ -13,9 +13,9 @@ from datetime import date, timedelta
 from typing import Any
 
 import httpx
-from markupsafe import escape
 import numpy as np
 import pytest
+from markupsafe import escape
 
 from monitor.model import fingerprint
 from monitor.rules import stats
