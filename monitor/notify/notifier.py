@@ -18,7 +18,7 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -241,9 +241,13 @@ class Notifier:
 
     def _end_outdated(self, tx: NotifyTx, silences: list[Silence],
                       alerts: Sequence[NotifyAlert], now: datetime) -> list[Silence]:
-        """End the KPI silences whose next period's data arrived; return the silences."""
-        ended = [expire(s, now) for s in outdated(
-            silences, [(a.labels, a.annotations.get("period_id", "")) for a in alerts], now)]
+        """End the KPI silences whose next period's data arrived — as the notifier's alerts
+        or the engine's latest evaluation say it — and return the silences."""
+        if not any(s.until_period for s in silences):
+            return silences
+        seen: list[tuple[Mapping[str, str], str]] = [
+            (a.labels, a.annotations.get("period_id", "")) for a in alerts]
+        ended = [expire(s, now) for s in outdated(silences, [*seen, *tx.alert_periods()], now)]
         if not ended:
             return silences
         tx.save_silences(ended)

@@ -290,6 +290,16 @@ class NotifyTx:
         if silences:
             self.conn.execute(insert(SILENCE), [_silence_row(s) for s in silences])
 
+    def alert_periods(self) -> list[tuple[dict[str, str], str]]:
+        """Return each engine alert's labels and the data period it is about (``2008-07``)
+        as last evaluated: what ends a KPI silence."""
+        out = []
+        for row in self.conn.execute(select(ALERT.c.labels, ALERT.c.annotations)):
+            period = json.loads(row.annotations).get("period_id", "")
+            if period:
+                out.append((json.loads(row.labels), str(period)))
+        return out
+
     def record_history(self, events: Sequence[AlertEvent]) -> None:
         """Append notified and muted events to the alert history in this transaction."""
         insert_events(self.conn, events)
