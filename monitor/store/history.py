@@ -31,7 +31,8 @@ def transition_events(transitions: Iterable[Transition]) -> list[AlertEvent]:
                        value=t.value, explanation=t.explanation,
                        period=t.annotations.get("period_id", ""),
                        detail={k: v for k, v in (("group", t.group),
-                                                 ("series", t.annotations.get("series")))
+                                                 ("series", t.annotations.get("series")),
+                                                 ("cause", t.annotations.get("cause")))
                                if v})
             for t in transitions]
 

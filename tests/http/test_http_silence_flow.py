@@ -233,3 +233,21 @@ def test_the_api_previews_and_warns_and_a_kpi_silence_ends_when_the_next_period_
     code, out, err = cli(crime, "silence", "add", "alertnme=Foo", "-m", "typo", "-a", "me")
     assert code == 0 and "did you mean alertname?" in err and "match no current alert" in err
     assert len(hook.requests) >= before
+
+
+def test_an_alert_a_revision_made_fire_says_so_in_its_message_and_history(
+        crime: Served, hook: LoopbackReceiver) -> None:
+    periods = [*PERIODS, "2008-08"]
+    repoll(crime, {"North": 150, "South": 70}, periods)  # Aug-08 revised down: resolves
+    deliver(crime)
+    before = len(hook.requests)
+    repoll(crime, {"North": 150, "South": 160}, periods)  # …and up again: fires, no new month
+    deliver(crime)
+    assert hook.wait_for(before + 1)
+    fired = [a for r in hook.requests[before:] for a in r.payload["alerts"]
+             if a["status"] == "firing"]
+    assert [a["labels"]["area"] for a in fired] == ["South"]
+    assert fired[0]["annotations"]["cause"] == "Aug-08 was revised 70.0 → 160.0"
+    episodes = crime.client().get("/api/v1/alerts/history", params={
+        "match": 'area="South"', "rule": "BurglaryHigh"}).json()["episodes"]
+    assert episodes[0]["events"][0]["detail"]["cause"] == "Aug-08 was revised 70.0 → 160.0"
