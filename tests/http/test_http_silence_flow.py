@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -28,7 +29,8 @@ from tests.http.cdp import Browser
 from tests.http.conftest import TOKEN, Served, running
 from tests.notify.loopback import LoopbackReceiver
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+# The README's screenshots: `MONITOR_SCREENSHOTS=docs pytest tests/http/test_http_silence_flow.py`
+SHOTS = os.environ.get("MONITOR_SCREENSHOTS")
 PERIODS = [f"2008-{m:02d}" for m in range(1, 8)]
 RULES = """
 indicators:
@@ -124,7 +126,8 @@ def cli(served: Served, *argv: str) -> tuple[int, str, str]:
 
 
 def test_a_silence_made_from_a_message_link_in_the_browser_mutes_the_next_notification(
-        crime: Served, hook: LoopbackReceiver) -> None:
+        crime: Served, hook: LoopbackReceiver, tmp_path: Path) -> None:
+    shots = Path(SHOTS) if SHOTS else tmp_path
     deliver(crime)
     assert hook.wait_for(2), "both areas' firing messages reach the receiver"
     fired = {a["labels"]["area"]: a for a in alerts_in(hook)}
@@ -149,8 +152,8 @@ def test_a_silence_made_from_a_message_link_in_the_browser_mutes_the_next_notifi
         preview = re.search(r'<section id="preview">.*?</section>', form, re.S)
         assert preview is not None and "Would mute now: 1 alert" in preview.group(0)
         assert preview.group(0).count("data-alert=") == 1
-        DOCS.mkdir(exist_ok=True)
-        browser.screenshot(DOCS / "silence-form.png")
+        browser.screenshot(shots / "silence-form.png")
+        assert (shots / "silence-form.png").read_bytes().startswith(b"\x89PNG")
         done = browser.submit({"created_by": "analyst@example.org",
                                "comment": "North's figures are being re-keyed",
                                "duration": "2h", "token": TOKEN}, "#create")
@@ -193,7 +196,8 @@ def test_a_silence_made_from_a_message_link_in_the_browser_mutes_the_next_notifi
     with Browser() as browser:
         page = browser.open(f"{crime.url}/alerts/history")
         assert page.count('<tr data-alert="') == 2
-        browser.screenshot(DOCS / "alert-history.png")
+        browser.evaluate("document.querySelectorAll('details')[1].open = true")
+        browser.screenshot(shots / "alert-history.png")
 
 
 def test_the_api_previews_and_warns_and_a_kpi_silence_ends_when_the_next_period_lands(
