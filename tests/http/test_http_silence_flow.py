@@ -255,3 +255,30 @@ def test_an_alert_a_revision_made_fire_says_so_in_its_message_and_history(
     episodes = crime.client().get("/api/v1/alerts/history", params={
         "match": 'area="South"', "rule": "BurglaryHigh"}).json()["episodes"]
     assert episodes[0]["events"][0]["detail"]["cause"] == "Aug-08 was revised 70.0 → 160.0"
+
+
+def test_silences_are_extended_and_expired_from_the_page_and_the_api(crime: Served) -> None:
+    admin = crime.client(TOKEN)
+    made = admin.post("/api/v1/silences", json={
+        "matchers": [{"name": "area", "value": "North"}], "duration": "1h",
+        "created_by": "analyst", "comment": "checking"}).json()
+    longer = admin.post(f"/api/v1/silences/{made['id']}/extend", json={"duration": "3d"})
+    assert longer.status_code == 200
+    assert longer.json()["ends_at"] > made["ends_at"]
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    page = crime.client()  # a browser: no Authorization header, the token in the form
+    wrong = page.post(f"/silences/{made['id']}/expire", content=b"token=nope", headers=form)
+    assert wrong.status_code == 401 and "a valid bearer token is required" in wrong.text
+    extended = page.post(f"/silences/{made['id']}/extend",
+                         content=f"duration=5d&token={TOKEN}".encode(), headers=form,
+                         follow_redirects=True)
+    assert extended.status_code == 200 and "extended to" in extended.text
+    expired = page.post(f"/silences/{made['id']}/expire", content=f"token={TOKEN}".encode(),
+                        headers=form, follow_redirects=True)
+    assert expired.status_code == 200 and f"Silence {made['id']} expired." in expired.text
+    states = {s["id"]: s["state"] for s in admin.get("/api/v1/silences").json()["silences"]}
+    assert states[made["id"]] == "expired"
+    bad = page.post("/silences/new", headers=form, content=(
+        f"matchers=area%3D%22North%22&until=duration&duration=soon&created_by=me&comment=x"
+        f"&action=create&token={TOKEN}").encode())
+    assert bad.status_code == 400 and "duration:" in bad.text
