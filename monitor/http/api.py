@@ -390,10 +390,6 @@ class SilenceExtend(BaseModel):
         return self
 
 
-class PreviewIn(BaseModel):
-    matchers: list[MatcherModel] = Field(min_length=1, max_length=100)
-
-
 class PreviewOut(BaseModel):
     """What a silence with these matchers would mute now."""
 
@@ -810,12 +806,19 @@ def build_router(ctx: HttpContext) -> APIRouter:
         except MatcherError as exc:
             raise ApiError(400, str(exc), "matchers") from None
 
-    @api.post("/silences/preview", response_model=PreviewOut, tags=["silences"],
-              dependencies=reads)
-    def preview_silence(body: PreviewIn) -> PreviewOut:
+    @api.get("/silences/preview", response_model=PreviewOut, tags=["silences"],
+             dependencies=reads)
+    def preview_silence(match: Annotated[list[str], Query(
+            min_length=1, description='The silence\'s matchers: area="North", '
+                                      'alertname=~"Burglary.*". Repeat for more.')]
+            ) -> PreviewOut:
         """Which current alerts a silence with these matchers would mute, and what is
         probably wrong with them (a label no rule produces, no alert matched)."""
-        found, warnings = current(to_matchers(body.matchers))
+        try:
+            matchers = parse_all(match)
+        except MatcherError as exc:
+            raise ApiError(400, str(exc), "match") from None
+        found, warnings = current(matchers)
         muted = ctx.observed.suppressed()
         return PreviewOut(alerts=[alert_out(a, muted.get(a.fingerprint)) for a in found],
                           warnings=warnings)

@@ -205,8 +205,7 @@ def test_the_api_previews_and_warns_and_a_kpi_silence_ends_when_the_next_period_
     repoll(crime, {"North": 150, "South": 140})
     deliver(crime)
     admin = crime.client(TOKEN)
-    preview = admin.post("/api/v1/silences/preview", json={"matchers": [
-        {"name": "aera", "value": "South"}]}).json()
+    preview = admin.get("/api/v1/silences/preview", params={"match": 'aera="South"'}).json()
     assert preview["alerts"] == []
     assert any("'aera'; did you mean area?" in w for w in preview["warnings"])
     assert any("match no current alert" in w for w in preview["warnings"])
