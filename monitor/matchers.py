@@ -178,3 +178,32 @@ def compile_matchers(matchers: Iterable[Matcher]) -> Callable[[Mapping[str, str]
     """Return a predicate: True when a label set satisfies every matcher."""
     chosen = tuple(matchers)
     return lambda labels: matches_all(chosen, labels)
+
+
+# Labels every alert carries, whatever its rule: a silence may always name them.
+ALWAYS_LABELS = frozenset({"alertname", "severity"})
+
+
+def silence_warnings(matchers: Sequence[Matcher], current: Iterable[Mapping[str, str]],
+                     known_names: Iterable[str]) -> list[str]:
+    """Return what is probably wrong with a silence's matchers, in words (empty: nothing).
+
+    Two warnings, as amtool users wish it had: a matcher naming a label no rule produces
+    (``alertnme="Foo"``, with the closest known name), and matchers that match none of
+    the ``current`` alerts' label sets. A warning, not an error: a silence made ahead of
+    an alert is legitimate.
+    """
+    import difflib
+
+    known = set(known_names) | ALWAYS_LABELS
+    out: list[str] = []
+    for m in matchers:
+        if m.name in known or m.matches({}):
+            continue
+        close = difflib.get_close_matches(m.name, sorted(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else \
+            f" (labels in use: {', '.join(sorted(known))})"
+        out.append(f"matcher {m}: no rule produces the label {m.name!r}{hint}")
+    if not any(matches_all(matchers, labels) for labels in current):
+        out.append("the matchers match no current alert: the silence mutes nothing now")
+    return out

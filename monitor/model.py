@@ -257,6 +257,91 @@ class Alert:
             self.fingerprint = alert_id(self.group, self.labels)
 
 
+@dataclass(frozen=True)
+class AlertEvent:
+    """One entry of an alert's history.
+
+    ``kind`` is ``transition`` (``from_state`` → ``to_state``, with the value and
+    explanation at that moment), ``notified`` (``detail`` names the receiver) or
+    ``muted`` (``detail`` lists ``silenced_by`` silence ids and ``inhibited_by`` alerts).
+    ``period`` is the data period the alert was about (``2008-07``; empty: none).
+    """
+
+    alert_id: str
+    rule: str
+    labels: Mapping[str, str]
+    kind: str
+    at: datetime
+    from_state: str = ""
+    to_state: str = ""
+    value: float | None = None
+    explanation: str = ""
+    period: str = ""
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One alert episode: from the transition that made it active (pending or firing)
+    to its resolution (or now), with every event in between, oldest first."""
+
+    alert_id: str
+    rule: str
+    labels: Mapping[str, str]
+    started_at: datetime
+    events: tuple[AlertEvent, ...]
+
+    @property
+    def state(self) -> str:
+        """The state its last transition left it in."""
+        moves = [e.to_state for e in self.events if e.kind == "transition"]
+        return moves[-1] if moves else ""
+
+    def first(self, to_state: str) -> datetime | None:
+        """Return when the episode first moved to ``to_state`` (None: it never did)."""
+        return next((e.at for e in self.events
+                     if e.kind == "transition" and e.to_state == to_state), None)
+
+    @property
+    def fired_at(self) -> datetime | None:
+        return self.first("firing")
+
+    @property
+    def resolved_at(self) -> datetime | None:
+        return self.first("resolved")
+
+    @property
+    def notifications(self) -> int:
+        return sum(1 for e in self.events if e.kind == "notified")
+
+    @property
+    def muted(self) -> int:
+        return sum(1 for e in self.events if e.kind == "muted")
+
+
+def episodes(events: Iterable[AlertEvent]) -> list[Episode]:
+    """Return ``events`` (oldest first) cut into episodes, newest episode first.
+
+    An episode starts at a transition out of ``inactive`` or ``resolved``; events of an
+    alert before its first such transition (history cut by the retention or the time
+    range) open an episode of their own.
+    """
+    open_: dict[str, list[AlertEvent]] = {}
+    done: list[list[AlertEvent]] = []
+    for event in events:
+        starts = event.kind == "transition" and event.from_state in ("inactive", "resolved")
+        current = open_.get(event.alert_id)
+        if current is None or starts:
+            if current:
+                done.append(current)
+            open_[event.alert_id] = current = []
+        current.append(event)
+    done.extend(e for e in open_.values() if e)
+    out = [Episode(e[0].alert_id, e[0].rule, e[-1].labels, e[0].at, tuple(e)) for e in done]
+    out.sort(key=lambda ep: (ep.started_at, ep.alert_id), reverse=True)
+    return out
+
+
 def utc(dt: datetime) -> datetime:
     """Return ``dt`` as an aware UTC datetime (naive values are taken as UTC)."""
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)

@@ -15,12 +15,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from monitor.http.observed import (
+    HistoryQuery,
     Silence,
     SilenceSpec,
     SourcedMilestone,
     SourceHealth,
+    Suppressed,
 )
+from monitor.model import AlertState, Episode, episodes
 from monitor.notify import silences as notify_silences
+from monitor.notify.notification import FIRING, RESOLVED, NotifyAlert
 from monitor.report import html
 from monitor.rules.snapshot import ReloadStatus, SeriesDetail, Snapshot
 
@@ -101,7 +105,8 @@ class DaemonView:
             matchers=tuple(spec.matchers),
             starts_at=spec.starts_at, ends_at=spec.ends_at, created_by=spec.created_by,
             comment=spec.comment,
-            recurrence=notify_silences.recurrence_from(spec.recurrence)))
+            recurrence=notify_silences.recurrence_from(spec.recurrence),
+            until_period=spec.until_period))
         return _silence(created, self.app.clock.now())
 
     def expire_silence(self, silence_id: str) -> Silence | None:
@@ -117,8 +122,40 @@ class DaemonView:
         return html.render(pack) if pack is not None else None
 
 
+    def extend_silence(self, silence_id: str, ends_at: datetime) -> Silence | None:
+        notifier = self.app.notifier
+        if notifier is None:
+            return None
+        longer = notifier.extend_silence(silence_id, ends_at)
+        return _silence(longer, self.app.clock.now()) if longer is not None else None
+
+    def suppressed(self) -> Mapping[str, Suppressed]:
+        """The notifier's silence and inhibit stages over the published alerts (pending
+        ones too: a silence made now mutes them when they fire)."""
+        notifier = self.app.notifier
+        if notifier is None:
+            return {}
+        alerts = [NotifyAlert(
+            alert_id=a.fingerprint, rule=a.rule, labels=a.labels, annotations=a.annotations,
+            status=FIRING if a.state is AlertState.FIRING else RESOLVED, value=a.value,
+            explanation=a.explanation,
+            starts_at=a.fired_at or a.active_since or a.last_evaluated or self.app.clock.now())
+            for a in self.snapshot().alerts
+            if a.state in (AlertState.FIRING, AlertState.PENDING)]
+        return {k: Suppressed(v.silenced_by, v.inhibited_by)
+                for k, v in notifier.suppressed(alerts).items()}
+
+    def history(self, query: HistoryQuery) -> Sequence[Episode]:
+        store = self.app.store
+        if store is None:
+            return []
+        return episodes(store.history.events(
+            rules=query.rules, alert_ids=query.alert_ids, since=query.since,
+            until=query.until, limit=query.limit))
+
+
 def _silence(s: notify_silences.Silence, now: datetime) -> Silence:
     return Silence(id=s.id, matchers=s.matchers,
                    starts_at=s.starts_at, ends_at=s.effective_end(), created_by=s.created_by,
                    comment=s.comment, state=s.state(now), updated_at=s.updated_at,
-                   recurrence=notify_silences.recurrence_dict(s))
+                   recurrence=notify_silences.recurrence_dict(s), until_period=s.until_period)

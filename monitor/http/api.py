@@ -17,11 +17,26 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from monitor import links
 from monitor.configtypes import parse_duration
-from monitor.http.context import HttpContext, SeriesRef, find_series, finite, select_series
-from monitor.http.observed import Silence, SilenceSpec
-from monitor.matchers import Matcher, MatcherError, compile_matchers, parse_all
-from monitor.model import Alert, AlertState, Status, utc
+from monitor.http.context import (
+    HttpContext,
+    SeriesRef,
+    find_series,
+    finite,
+    known_label_names,
+    select_series,
+)
+from monitor.http.observed import HistoryQuery, Silence, SilenceSpec, Suppressed
+from monitor.matchers import (
+    Matcher,
+    MatcherError,
+    compile_matchers,
+    matches_all,
+    parse_all,
+    silence_warnings,
+)
+from monitor.model import Alert, AlertEvent, AlertState, Episode, Status, utc
 from monitor.rules.snapshot import (
     IndicatorFrame,
     IndicatorInfo,
@@ -218,6 +233,16 @@ class HistoryOut(BaseModel):
     points: list[HistoryPointOut]
 
 
+class AlertStatusOut(BaseModel):
+    """Whether the notifier would tell anyone, as Alertmanager's API says it."""
+
+    state: Literal["active", "suppressed"] = Field(
+        description="suppressed: a silence or an inhibition mutes it.")
+    silencedBy: list[str] = Field(description="Ids of the silences muting it.")
+    inhibitedBy: list[str] = Field(
+        description="Fingerprints of the firing alerts inhibiting it.")
+
+
 class AlertOut(BaseModel):
     rule: str
     labels: dict[str, str]
@@ -232,6 +257,10 @@ class AlertOut(BaseModel):
                                            "active_since and the rest are the daemon's clock.")
     explanation: str = Field(description="The numbers that made the alert fire, in words.")
     fingerprint: str
+    status: AlertStatusOut
+    series_url: str | None = Field(description="The series chart the alert is about, its "
+                                               "data period highlighted (null: no series).")
+    silence_url: str = Field(description="The silence form pre-filled with its labels.")
 
 
 class AlertList(Times):
@@ -303,9 +332,16 @@ class SilenceIn(BaseModel):
             parse_duration(value)
         return value
 
+    until_next_period: bool = Field(
+        False, description="Mute until the next period's data arrives (the Aug-08 figure "
+                           "after alerts about Jul-08); ends_at/duration is then optional, "
+                           "a backstop defaulting to 400 days.")
+
     @model_validator(mode="after")
     def _one_end(self) -> SilenceIn:
-        if (self.ends_at is None) == (self.duration is None):
+        if self.ends_at is not None and self.duration is not None:
+            raise ValueError("give exactly one of ends_at and duration")
+        if self.ends_at is None and self.duration is None and not self.until_next_period:
             raise ValueError("give exactly one of ends_at and duration")
         return self
 
@@ -320,10 +356,79 @@ class SilenceOut(BaseModel):
     state: Literal["pending", "active", "expired"] | str
     updated_at: datetime | None
     recurrence: dict[str, Any] | None
+    until_period: str | None = Field(
+        description="A KPI silence: it mutes alerts about data up to this period and ends "
+                    "when a newer period's figure for a matched series arrives.")
 
 
 class SilenceList(BaseModel):
     silences: list[SilenceOut]
+
+
+class SilenceCreated(SilenceOut):
+    warnings: list[str] = Field(description="What is probably wrong: a label no rule "
+                                            "produces, matchers matching no current alert.")
+
+
+class SilenceExtend(BaseModel):
+    """The new end of a silence: ``ends_at`` or a ``duration`` from now."""
+
+    ends_at: datetime | None = None
+    duration: str | None = Field(None, description="From now: 30m, 2h, 1d…")
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_end(self) -> SilenceExtend:
+        if (self.ends_at is None) == (self.duration is None):
+            raise ValueError("give exactly one of ends_at and duration")
+        return self
+
+
+class PreviewOut(BaseModel):
+    """What a silence with these matchers would mute now."""
+
+    alerts: list[AlertOut] = Field(description="The current (firing and pending) alerts "
+                                               "the matchers match.")
+    warnings: list[str]
+
+
+class EventOut(BaseModel):
+    kind: Literal["transition", "notified", "muted"] | str = Field(
+        description="transition (from_state → to_state), notified (detail.receiver) or "
+                    "muted (detail.silenced_by / detail.inhibited_by).")
+    at: datetime
+    from_state: str
+    to_state: str
+    value: float | None
+    explanation: str
+    period: str = Field(description="The data period the alert was about (2008-07).")
+    detail: dict[str, Any]
+
+
+class EpisodeOut(BaseModel):
+    alert_id: str = Field(description="The alert's fingerprint.")
+    rule: str
+    labels: dict[str, str]
+    state: str = Field(description="The state its last transition left it in.")
+    started_at: datetime
+    fired_at: datetime | None
+    resolved_at: datetime | None
+    notifications: int = Field(description="Messages sent about it.")
+    muted: int = Field(description="Messages a silence or an inhibition kept back.")
+    series_url: str | None
+    events: list[EventOut] = Field(description="Oldest first.")
+
+
+class HistoryList(BaseModel):
+    since: datetime | None
+    until: datetime | None
+    episodes: list[EpisodeOut] = Field(description="Newest first.")
 
 
 class MilestoneOut(BaseModel):
@@ -398,14 +503,65 @@ def _clean(value: float | None) -> float | None:
     return None if value is None else finite(value)
 
 
-def alert_out(alert: Alert) -> AlertOut:
+def alert_series_url(labels: Mapping[str, str], annotations: Mapping[str, str],
+                     base: str = "") -> str | None:
+    """Return the series page an alert is about, its period highlighted (None: no series)."""
+    indicator, series = labels.get("indicator"), annotations.get("series")
+    if not indicator or not series:
+        return None
+    return links.series_url(base, indicator, series, annotations.get("period_id") or None)
+
+
+def alert_out(alert: Alert, muted: Suppressed | None = None) -> AlertOut:
+    muted = muted or Suppressed()
+    suppressed = bool(muted.silenced_by or muted.inhibited_by)
     return AlertOut(rule=alert.rule, labels=dict(alert.labels),
                     annotations=dict(alert.annotations), state=alert.state,
                     value=_clean(alert.value), active_since=alert.active_since,
                     fired_at=alert.fired_at, resolved_at=alert.resolved_at,
                     last_evaluated=alert.last_evaluated,
                     period=alert.annotations.get("period"), explanation=alert.explanation,
-                    fingerprint=alert.fingerprint)
+                    fingerprint=alert.fingerprint,
+                    status=AlertStatusOut(state="suppressed" if suppressed else "active",
+                                          silencedBy=list(muted.silenced_by),
+                                          inhibitedBy=list(muted.inhibited_by)),
+                    series_url=alert_series_url(alert.labels, alert.annotations),
+                    silence_url=links.silence_url("", alert.labels))
+
+
+def event_out(e: AlertEvent) -> EventOut:
+    return EventOut(kind=e.kind, at=e.at, from_state=e.from_state, to_state=e.to_state,
+                    value=_clean(e.value), explanation=e.explanation, period=e.period,
+                    detail=dict(e.detail))
+
+
+def episode_out(ep: Episode) -> EpisodeOut:
+    last = ep.events[-1]
+    series = next((e.detail.get("series") for e in ep.events if e.detail.get("series")), None)
+    url = links.series_url("", ep.labels["indicator"], str(series), last.period or None) \
+        if series and "indicator" in ep.labels else None
+    return EpisodeOut(alert_id=ep.alert_id, rule=ep.rule, labels=dict(ep.labels),
+                      state=ep.state, started_at=ep.started_at, fired_at=ep.fired_at,
+                      resolved_at=ep.resolved_at, notifications=ep.notifications,
+                      muted=ep.muted, series_url=url,
+                      events=[event_out(e) for e in ep.events])
+
+
+def parse_time(value: str | None, name: str) -> datetime | None:
+    """Return an ISO 8601 time, or a period (``2008-07``: its first instant), as UTC.
+
+    Raises ApiError 400 naming ``name`` when it is neither.
+    """
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 7 and text[4] == "-":
+            return datetime.fromisoformat(text + "-01T00:00:00+00:00")
+        return utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        raise ApiError(400, f"{name}: {value!r} is not a time; write 2008-07, 2008-07-31 "
+                            "or 2008-07-31T12:00:00Z", name) from None
 
 
 def rule_out(rule: RuleHealth) -> RuleOut:
@@ -423,7 +579,8 @@ def silence_out(silence: Silence) -> SilenceOut:
                       starts_at=silence.starts_at, ends_at=silence.ends_at,
                       created_by=silence.created_by, comment=silence.comment,
                       state=silence.state, updated_at=silence.updated_at,
-                      recurrence=dict(silence.recurrence) if silence.recurrence else None)
+                      recurrence=dict(silence.recurrence) if silence.recurrence else None,
+                      until_period=silence.until_period)
 
 
 def label_filter(match: Sequence[str]) -> Callable[[Mapping[str, str]], bool] | None:
@@ -437,6 +594,12 @@ def label_filter(match: Sequence[str]) -> Callable[[Mapping[str, str]], bool] | 
         return compile_matchers(parse_all(match))
     except MatcherError as exc:
         raise ApiError(400, str(exc), "match") from None
+
+
+def latest_period(alerts: Sequence[Alert]) -> str | None:
+    """Return the newest data period (``2008-07``) the alerts are about (None: none)."""
+    periods = [a.annotations["period_id"] for a in alerts if a.annotations.get("period_id")]
+    return max(periods) if periods else None
 
 
 # --- the router ----------------------------------------------------------------------------
@@ -464,11 +627,9 @@ def build_router(ctx: HttpContext) -> APIRouter:
                                 "(server.protect_reads is on)")
 
     def require_write(request: Request) -> None:
-        if not ctx.daemon.api_token():
-            raise ApiError(401, "changes through the API are disabled: set server.api_token "
-                                "in the config and send it as a bearer token")
-        if not ctx.writes_allowed(request):
-            raise ApiError(401, "a valid bearer token is required (Authorization: Bearer …)")
+        refusal = ctx.write_refusal(request)
+        if refusal is not None:
+            raise ApiError(401, refusal)
 
     reads = [Depends(require_read)]
     api = APIRouter(prefix="/api/v1", responses=ERRORS)
@@ -550,16 +711,45 @@ def build_router(ctx: HttpContext) -> APIRouter:
     def alerts(state: Annotated[list[AlertState], Query(
                    description="Alert states to list (default: every state held).")] = [],  # noqa: B006
                match: Match = [],  # noqa: B006
-               rule: Annotated[list[str], Query(description="Rule names.")] = []  # noqa: B006
+               rule: Annotated[list[str], Query(description="Rule names.")] = [],  # noqa: B006
+               suppressed: Annotated[bool | None, Query(
+                   description="true: only alerts a silence or an inhibition mutes; false: "
+                               "only the others.")] = None
                ) -> AlertList:
         """Alerts with their explanations, filtered by state, rule and label matchers."""
         keep = label_filter(match)
         snap = ctx.observed.snapshot()
         states, rules = set(state), set(rule)
+        muted = ctx.observed.suppressed()
         found = [a for a in snap.alerts
                  if (not states or a.state in states) and (not rules or a.rule in rules)
-                 and (keep is None or keep(a.labels))]
-        return AlertList(**times(snap), alerts=[alert_out(a) for a in found])
+                 and (keep is None or keep(a.labels))
+                 and (suppressed is None or (a.fingerprint in muted) == suppressed)]
+        return AlertList(**times(snap), alerts=[alert_out(a, muted.get(a.fingerprint))
+                                                for a in found])
+
+    @api.get("/alerts/history", response_model=HistoryList, tags=["alerts"],
+             dependencies=reads)
+    def alert_history(
+            rule: Annotated[list[str], Query(description="Rule names.")] = [],  # noqa: B006
+            match: Match = [],  # noqa: B006
+            since: Annotated[str | None, Query(
+                description="From (inclusive): 2008-07, 2008-07-31 or an ISO 8601 time.")]
+            = None,
+            until: Annotated[str | None, Query(description="To (exclusive), as since.")] = None,
+            limit: Annotated[int, Query(ge=1, le=100_000,
+                                        description="Events read at most.")] = 10_000
+            ) -> HistoryList:
+        """Every alert episode with events in the range, newest first: when it went
+        pending, fired and resolved (value and explanation at each), the notifications
+        sent and the messages silences or inhibitions muted. Kept for
+        notify.history_retention."""
+        keep = label_filter(match)
+        start, end = parse_time(since, "since"), parse_time(until, "until")
+        found = ctx.observed.history(HistoryQuery(rules=tuple(rule), since=start, until=end,
+                                                  limit=limit))
+        return HistoryList(since=start, until=end, episodes=[
+            episode_out(ep) for ep in found if keep is None or keep(ep.labels)])
 
     @api.get("/rules", response_model=RuleList, tags=["rules"], dependencies=reads)
     def rules(health: Annotated[list[str], Query(
@@ -603,31 +793,86 @@ def build_router(ctx: HttpContext) -> APIRouter:
         found.sort(key=lambda s: s.starts_at, reverse=True)
         return SilenceList(silences=[silence_out(s) for s in found])
 
-    @api.post("/silences", response_model=SilenceOut, status_code=201, tags=["silences"],
+    def current(matchers: Sequence[Matcher]) -> tuple[list[Alert], list[str]]:
+        """Return the firing and pending alerts ``matchers`` match, and the warnings."""
+        snap = ctx.observed.snapshot()
+        live = [a for a in snap.alerts if a.state in (AlertState.FIRING, AlertState.PENDING)]
+        return ([a for a in live if matches_all(matchers, a.labels)],
+                silence_warnings(matchers, [a.labels for a in live], known_label_names(snap)))
+
+    def to_matchers(models: Sequence[MatcherModel]) -> tuple[Matcher, ...]:
+        try:  # a Matcher checks its operator and compiles its regular expression
+            return tuple(Matcher(m.name, m.value, m.op) for m in models)
+        except MatcherError as exc:
+            raise ApiError(400, str(exc), "matchers") from None
+
+    @api.get("/silences/preview", response_model=PreviewOut, tags=["silences"],
+             dependencies=reads)
+    def preview_silence(match: Annotated[list[str], Query(
+            min_length=1, description='The silence\'s matchers: area="North", '
+                                      'alertname=~"Burglary.*". Repeat for more.')]
+            ) -> PreviewOut:
+        """Which current alerts a silence with these matchers would mute, and what is
+        probably wrong with them (a label no rule produces, no alert matched)."""
+        try:
+            matchers = parse_all(match)
+        except MatcherError as exc:
+            raise ApiError(400, str(exc), "match") from None
+        found, warnings = current(matchers)
+        muted = ctx.observed.suppressed()
+        return PreviewOut(alerts=[alert_out(a, muted.get(a.fingerprint)) for a in found],
+                          warnings=warnings)
+
+    @api.post("/silences", response_model=SilenceCreated, status_code=201, tags=["silences"],
               dependencies=[Depends(require_write)])
-    def create_silence(body: SilenceIn) -> SilenceOut:
-        """Create a silence (bearer token required). It mutes every alert its matchers match."""
+    def create_silence(body: SilenceIn) -> SilenceCreated:
+        """Create a silence (bearer token required). It mutes every alert its matchers
+        match; ``warnings`` says when they match no current alert or name a label no rule
+        produces. ``until_next_period`` mutes until a newer period's data arrives."""
         now = ctx.clock.now()
         starts = utc(body.starts_at) if body.starts_at else now
         ends = utc(body.ends_at) if body.ends_at else \
-            starts + timedelta(seconds=parse_duration(body.duration))
+            starts + timedelta(seconds=parse_duration(body.duration)) if body.duration else \
+            starts + timedelta(days=400)
         if ends <= starts:
             raise ApiError(400, "ends_at must be after starts_at", "ends_at")
         if ends <= now:
             raise ApiError(400, "the silence would already be over: ends_at is in the past",
                            "ends_at")
-        try:  # a Matcher checks its operator and compiles its regular expression
-            matchers = tuple(Matcher(m.name, m.value, m.op) for m in body.matchers)
-        except MatcherError as exc:
-            raise ApiError(400, str(exc), "matchers") from None
+        matchers = to_matchers(body.matchers)
+        found, warnings = current(matchers)
+        until_period = None
+        if body.until_next_period:
+            until_period = latest_period(found)
+            if until_period is None:
+                raise ApiError(400, "until_next_period: no current alert with a data period "
+                                    "matches these matchers, so there is no period to wait "
+                                    "past; give ends_at or duration instead",
+                               "until_next_period")
         try:
             created = ctx.observed.create_silence(SilenceSpec(
                 matchers=matchers, starts_at=starts, ends_at=ends,
                 created_by=body.created_by, comment=body.comment,
-                recurrence=body.recurrence or None))
+                recurrence=body.recurrence or None, until_period=until_period))
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
-        return silence_out(created)
+        return SilenceCreated(**silence_out(created).model_dump(), warnings=warnings)
+
+    @api.post("/silences/{silence_id}/extend", response_model=SilenceOut, tags=["silences"],
+              dependencies=[Depends(require_write)],
+              responses={404: {"model": ErrorOut, "description": "no such silence"}})
+    def extend_silence(silence_id: str, body: SilenceExtend) -> SilenceOut:
+        """Make a silence last longer (bearer token required)."""
+        ends = utc(body.ends_at) if body.ends_at else \
+            ctx.clock.now() + timedelta(seconds=parse_duration(body.duration))
+        try:
+            longer = ctx.observed.extend_silence(silence_id, ends)
+        except ValueError as exc:
+            raise ApiError(400, str(exc), "ends_at") from None
+        if longer is None:
+            raise ApiError(404, f"no silence {silence_id!r}; GET /api/v1/silences lists them",
+                           "silence_id")
+        return silence_out(longer)
 
     @api.delete("/silences/{silence_id}", response_model=SilenceOut, tags=["silences"],
                 dependencies=[Depends(require_write)],

@@ -24,6 +24,14 @@ from monitor.settings import Settings
 
 STATUS_BY_CODE = {s.code: s for s in Status}
 
+# What every protected endpoint (the API's changes, /-/reload, the silence forms) says
+# when it refuses: the same words whatever the endpoint, and what to do.
+WRITES_DISABLED = ("changes are disabled: no API token is configured; set server.api_token (or "
+            "server.api_token_file) in the config, reload, and send it as "
+            "'Authorization: Bearer <token>'")
+WRITE_DENIED = ("a valid bearer token is required: send 'Authorization: Bearer "
+             "<server.api_token>'")
+
 
 class Daemon(Protocol):
     """What the HTTP layer needs from the running daemon."""
@@ -76,6 +84,29 @@ class HttpContext:
     def writes_allowed(self, request: Request) -> bool:
         """Return True when the request carries the configured bearer token."""
         return token_ok(request, self.daemon.api_token())
+
+    def write_refusal(self, request: Request, given: str | None = None) -> str | None:
+        """Return why a change is refused (:data:`WRITES_DISABLED`, :data:`WRITE_DENIED`), or None
+        when the request carries the token — in its Authorization header, or ``given``
+        (the token field of a page's form)."""
+        expected = self.daemon.api_token()
+        if not expected:
+            return WRITES_DISABLED
+        if token_ok(request, expected) or (
+                given is not None and hmac.compare_digest(given.encode(), expected.encode())):
+            return None
+        return WRITE_DENIED
+
+
+def known_label_names(snap: Snapshot) -> set[str]:
+    """Return every label name the published alerts and series carry, and ``indicator``."""
+    names = {"indicator"}
+    for alert in snap.alerts:
+        names.update(alert.labels)
+    for frame in snap.frames.values():
+        for labels in frame.labels:
+            names.update(labels)
+    return names
 
 
 @dataclass(frozen=True)

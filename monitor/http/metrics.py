@@ -20,6 +20,7 @@ Families (``docs/metrics.md`` documents each)::
     monitor_indicator_data_period_timestamp_seconds   what the values are about
     monitor_indicator_evaluated_timestamp_seconds     when the daemon evaluated them
     monitor_alerts{alertname, state, severity}
+    monitor_alerts_suppressed{alertname, by}          muted by a silence or an inhibition
     monitor_milestones{source, status}
 
 Label names are sanitised to Prometheus' rules (``[a-zA-Z_][a-zA-Z0-9_]*``, no leading
@@ -45,7 +46,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from monitor.clock import Clock, SystemClock
-from monitor.http.observed import SourcedMilestone
+from monitor.http.observed import SourcedMilestone, Suppressed
 from monitor.model import AlertState, Frequency, Status
 from monitor.rules.snapshot import IndicatorFrame, IntArray, SeriesDetail, Snapshot
 
@@ -84,6 +85,9 @@ DATA_PERIOD = Family("monitor_indicator_data_period_timestamp_seconds",
 EVALUATED = Family("monitor_indicator_evaluated_timestamp_seconds",
                    "Unix time the daemon evaluated the values shown, on its clock.")
 ALERTS = Family("monitor_alerts", "Active alerts by rule, state and severity label.")
+SUPPRESSED = Family("monitor_alerts_suppressed",
+                    "Firing and pending alerts a silence or an inhibition mutes, by rule and "
+                    "by what mutes them (silenced, inhibited): Alertmanager's suppressed state.")
 MILESTONES = Family("monitor_milestones",
                     "Plan milestones by source and status (open, overdue, done, done_late).")
 SCORECARD = Family("monitor_scorecard_status",
@@ -194,10 +198,12 @@ class IndicatorCollector(Collector):
                  milestones: Callable[[], Sequence[SourcedMilestone]] | None = None,
                  clock: Clock | None = None,
                  scorecard: Callable[[], Sequence[SeriesDetail]] | None = None,
-                 external_url: Callable[[], str] | None = None) -> None:
+                 external_url: Callable[[], str] | None = None,
+                 suppressed: Callable[[], Mapping[str, Suppressed]] | None = None) -> None:
         self._snapshot = snapshot
         self._scorecard = scorecard or (lambda: [])
         self._external_url = external_url or (lambda: "")
+        self._suppressed = suppressed or (lambda: {})
         self._max_series = max_series if callable(max_series) else (lambda: max_series)
         self._milestones = milestones or (lambda: [])
         self._clock = clock or SystemClock()
@@ -225,6 +231,22 @@ class IndicatorCollector(Collector):
                 self._names.clear()
             self._names[keys] = names
         return names
+
+    def _suppressed_counts(self, snap: Snapshot) -> dict[tuple[str, str], int]:
+        """Return muted firing and pending alerts by (alertname, silenced|inhibited), with
+        a zero for each rule that has such alerts and each cause."""
+        muted = self._suppressed()
+        counts: dict[tuple[str, str], int] = {}
+        for alert in snap.alerts:
+            if alert.state.value not in ("firing", "pending"):
+                continue
+            for by in ("silenced", "inhibited"):
+                counts.setdefault((alert.rule, by), 0)
+            why = muted.get(alert.fingerprint)
+            if why is not None:
+                by = "silenced" if why.silenced_by else "inhibited"
+                counts[(alert.rule, by)] += 1
+        return dict(sorted(counts.items()))
 
     def _alert_counts(self, snap: Snapshot) -> dict[tuple[str, str, str], int]:
         """Return active alerts counted by (alertname, state, severity), zeros pre-created.
@@ -299,6 +321,10 @@ class IndicatorCollector(Collector):
             alerts.add_sample(ALERTS.name, {"alertname": rule, "state": state,
                                             "severity": severity}, float(count))
         yield alerts
+        suppressed = Metric(SUPPRESSED.name, SUPPRESSED.help, "gauge")
+        for (rule, by), count in self._suppressed_counts(snap).items():
+            suppressed.add_sample(SUPPRESSED.name, {"alertname": rule, "by": by}, float(count))
+        yield suppressed
         milestones = Metric(MILESTONES.name, MILESTONES.help, "gauge")
         for (source, state), count in self._milestone_counts().items():
             milestones.add_sample(MILESTONES.name, {"source": source, "status": state},
@@ -349,6 +375,10 @@ class IndicatorCollector(Collector):
         for (rule, state, severity), count in self._alert_counts(snap).items():
             parts.append(f'{ALERTS.name}{{alertname="{escape_label_value(rule)}",'
                          f'severity="{escape_label_value(severity)}",state="{state}"}} {count}')
+        parts.append(_header(SUPPRESSED))
+        for (rule, by), count in self._suppressed_counts(snap).items():
+            parts.append(f'{SUPPRESSED.name}{{alertname="{escape_label_value(rule)}",'
+                         f'by="{by}"}} {count}')
         parts.append(_header(MILESTONES))
         for (source, state), count in self._milestone_counts().items():
             parts.append(f'{MILESTONES.name}{{source="{escape_label_value(source)}",'

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from monitor.matchers import Matcher
-from monitor.model import Milestone
+from monitor.model import Episode, Milestone
 from monitor.rules.snapshot import ReloadStatus, SeriesDetail, Snapshot
 
 
@@ -63,6 +63,7 @@ class SilenceSpec:
     created_by: str
     comment: str
     recurrence: Mapping[str, Any] | None = None
+    until_period: str | None = None  # a KPI silence: mutes alerts about data up to it
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,28 @@ class Silence:
     state: str
     updated_at: datetime | None = None
     recurrence: Mapping[str, Any] | None = None
+    until_period: str | None = None
+
+
+@dataclass(frozen=True)
+class Suppressed:
+    """Why an alert is muted (Alertmanager's ``silencedBy``/``inhibitedBy``): the ids of
+    the silences, and the ids (fingerprints) of the firing alerts inhibiting it."""
+
+    silenced_by: tuple[str, ...] = ()
+    inhibited_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """Which alert history to read: rules (empty: all), alert ids (empty: all), and the
+    time range ``since`` ≤ at < ``until`` (None: open)."""
+
+    rules: tuple[str, ...] = ()
+    alert_ids: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -137,6 +160,18 @@ class Observed(Protocol):
         """Return the performance pack of the month ``period`` (a monthly ordinal) as its
         HTML document, evaluated as ``monitor report --at`` evaluates it; None when the
         daemon has no rules loaded."""
+    def extend_silence(self, silence_id: str, ends_at: datetime) -> Silence | None:
+        """Make a silence last until ``ends_at``; None when no silence has that id.
+
+        Raises ValueError when the silence has ended or ``ends_at`` is past.
+        """
+
+    def suppressed(self) -> Mapping[str, Suppressed]:
+        """Return, by alert fingerprint, the snapshot's alerts a silence or an inhibition
+        mutes now — the notifier's own silence and inhibit stages — and what mutes them."""
+
+    def history(self, query: HistoryQuery) -> Sequence[Episode]:
+        """Return the alert episodes with events in the query's range, newest first."""
 
 
 @dataclass
@@ -178,3 +213,11 @@ class EmptyObserved:
 
     def pack_html(self, period: int) -> str | None:
         return None
+    def extend_silence(self, silence_id: str, ends_at: datetime) -> Silence | None:
+        return None
+
+    def suppressed(self) -> Mapping[str, Suppressed]:
+        return {}
+
+    def history(self, query: HistoryQuery) -> Sequence[Episode]:
+        return []

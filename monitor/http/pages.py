@@ -11,10 +11,10 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -22,9 +22,25 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from monitor import links
+from monitor.configtypes import format_duration, parse_duration
 from monitor.http import charts
-from monitor.http.context import HttpContext, SeriesRef, find_series, select_series
-from monitor.matchers import MatcherError, compile_matchers, parse_all
+from monitor.http.api import ApiError, episode_out, latest_period, parse_time
+from monitor.http.context import (
+    HttpContext,
+    SeriesRef,
+    find_series,
+    known_label_names,
+    select_series,
+)
+from monitor.http.observed import HistoryQuery, SilenceSpec
+from monitor.matchers import (
+    Matcher,
+    MatcherError,
+    compile_matchers,
+    matches_all,
+    parse_all,
+    silence_warnings,
+)
 from monitor.model import Alert, AlertState, Frequency, Status, fingerprint
 from monitor.rules.snapshot import IndicatorInfo, RuleHealth, SeriesDetail
 
@@ -52,7 +68,8 @@ def build_environment() -> Environment:
                        special_rules=charts.SPECIAL_RULES)
     env.filters.update(number=format_number, series_url=series_url,
                        labels_text=labels_text, selector=selector,
-                       recurrence_text=recurrence_text, duration=duration_text)
+                       recurrence_text=recurrence_text, duration=duration_text,
+                       silence_link=lambda labels: links.silence_url("", labels))
     return env
 
 
@@ -435,7 +452,11 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
         points = charts.chart_points(detail) if detail else []
         at = (at or "").strip() or None
         marked = next((p for p in points if p.key == at), None)
+        timeline = [episode_out(ep) for ep in ctx.observed.history(HistoryQuery())
+                    if ep.labels.get("indicator") == indicator
+                    and all(ep.labels.get(k) == v for k, v in ref.labels.items())]
         return render(request, "series.html", title=ref.frame.info.name, info=ref.frame.info,
+                      episodes=timeline,
                       ref=ref, row=row_for(ref, detail), detail=detail,
                       chart=charts.chart(detail, at=at) if detail else Markup(""),
                       points=points, at=at, marked=marked,
@@ -461,11 +482,108 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
         found.sort(key=lambda a: (order[a.state], a.rule, sorted(a.labels.items())))
         counts = Counter(a.state for a in matching)  # the header counts what the filter keeps
         return render(request, "alerts.html", title="Alerts",
-                      rows=[alert_row(a) for a in found],
+                      rows=[alert_row(a) for a in found], muted=ctx.observed.suppressed(),
                       firing=counts[AlertState.FIRING], pending=counts[AlertState.PENDING],
                       total=len(snap.alerts), filtered=keep is not None,
                       wanted=wanted, match=[m for m in match if m.strip()], error=error,
                       states=list(AlertState))
+
+    @pages.get("/alerts/history", response_class=HTMLResponse)
+    def alert_history(request: Request, rule: str = "", match: MatchParam = [],  # noqa: B006
+                      since: str = "", until: str = "") -> Response:
+        if (response := denied(request)) is not None:
+            return response
+        keep, error = parse_filter(match)
+        try:
+            start, end = parse_time(since, "since"), parse_time(until, "until")
+        except ApiError as exc:
+            start = end = None
+            error = exc.message
+        found = ctx.observed.history(HistoryQuery(rules=(rule,) if rule else (),
+                                                  since=start, until=end))
+        episodes = [episode_out(ep) for ep in found if keep is None or keep(ep.labels)]
+        names = sorted({r.name for r in ctx.observed.snapshot().rules} | {e.rule for e in found})
+        retention = format_duration(ctx.daemon.settings.notify.history_retention)
+        return render(request, "alert_history.html", title="Alert history", episodes=episodes,
+                      rule=rule, rule_names=names, match=[m for m in match if m.strip()],
+                      since=since, until=until, error=error, retention=retention)
+
+    def silence_form(request: Request, status_code: int = 200, *, matchers: Sequence[str],
+                     fields: Mapping[str, str] | None = None, **values: Any) -> HTMLResponse:
+        """Render the silence form for ``matchers`` with what they would mute now."""
+        snap = ctx.observed.snapshot()
+        live = [a for a in snap.alerts if a.state in (AlertState.FIRING, AlertState.PENDING)]
+        preview: list[Alert] = []
+        warnings: list[str] = []
+        error = values.pop("error", "")
+        texts = [m.strip() for m in matchers if m.strip()]
+        if texts:
+            try:
+                parsed = parse_all(texts)
+                preview = [a for a in live if matches_all(parsed, a.labels)]
+                warnings = silence_warnings(parsed, [a.labels for a in live],
+                                            known_label_names(snap))
+            except MatcherError as exc:
+                error = error or f"matchers: {exc}"
+        defaults = {"duration": "2h", "until": "duration", "created_by": "", "comment": "",
+                    "created": None}
+        return render(request, "silence_form.html", status_code, title="New silence",
+                      matchers=texts, preview=preview, warnings=warnings, error=error,
+                      muted=ctx.observed.suppressed(),
+                      next_after=_period_word(latest_period(preview)),
+                      **{**defaults, **(fields or {}), **values})
+
+    @pages.get("/silences/new", response_class=HTMLResponse)
+    def new_silence(request: Request, matcher: MatchParam = [],  # noqa: B006
+                    matchers: str = "") -> Response:
+        if (response := denied(request)) is not None:
+            return response
+        return silence_form(request, matchers=[*matcher, *matchers.splitlines()])
+
+    @pages.post("/silences/new", response_class=HTMLResponse)
+    async def create_silence(request: Request) -> Response:
+        if (response := denied(request)) is not None:
+            return response
+        form = await _form(request)
+        texts = [line for line in form.get("matchers", "").splitlines() if line.strip()]
+        values = {k: form.get(k, "") for k in ("duration", "until", "created_by", "comment")}
+        if form.get("action") != "create":
+            return silence_form(request, matchers=texts, fields=values)
+        refusal = ctx.write_refusal(request, form.get("token", ""))
+        if refusal is not None:
+            return silence_form(request, 401, matchers=texts, error=refusal, fields=values)
+        try:
+            spec = _silence_spec(ctx, texts, values)
+            created = ctx.observed.create_silence(spec)
+        except (ValueError, MatcherError) as exc:
+            return silence_form(request, 400, matchers=texts, error=str(exc), fields=values)
+        return silence_form(request, matchers=texts, created=created, fields=values)
+
+    @pages.post("/silences/{silence_id}/{action}", response_class=HTMLResponse)
+    async def change_silence(request: Request, silence_id: str,
+                             action: Literal["expire", "extend"]) -> Response:
+        if (response := denied(request)) is not None:
+            return response
+        form = await _form(request)
+        refusal = ctx.write_refusal(request, form.get("token", ""))
+        if refusal is not None:
+            return silences_page(request, 401, notice=refusal, notice_error=True)
+        try:
+            if action == "expire":
+                changed = ctx.observed.expire_silence(silence_id)
+            else:
+                ends = ctx.clock.now() + timedelta(
+                    seconds=parse_duration(form.get("duration", "") or "1d"))
+                changed = ctx.observed.extend_silence(silence_id, ends)
+        except ValueError as exc:
+            return silences_page(request, 400, notice=str(exc), notice_error=True)
+        if changed is None:
+            return silences_page(request, 404, notice=f"No silence {silence_id}.",
+                                 notice_error=True)
+        done = "expired" if action == "expire" else \
+            f"extended to {changed.ends_at:%Y-%m-%d %H:%M} UTC"
+        query = urlencode({"notice": f"Silence {silence_id} {done}."})
+        return RedirectResponse(f"/silences?{query}#silence-{silence_id}", status_code=303)
 
     @pages.get("/rules", response_class=HTMLResponse)
     def rules(request: Request) -> Response:
@@ -495,15 +613,20 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
         return render(request, "sources.html", title="Sources", sources=found,
                       bad=sum(1 for s in found if s.health == "bad"))
 
-    @pages.get("/silences", response_class=HTMLResponse)
-    def silences(request: Request) -> Response:
-        if (response := denied(request)) is not None:
-            return response
+    def silences_page(request: Request, status_code: int = 200, notice: str = "",
+                      notice_error: bool = False) -> HTMLResponse:
         found = sorted(ctx.observed.silences(), key=lambda s: s.starts_at, reverse=True)
         by_state = {state: [s for s in found if s.state == state]
                     for state in ("active", "pending", "expired")}
-        return render(request, "silences.html", title="Silences", by_state=by_state,
-                      base_url=str(request.base_url).rstrip("/"))
+        return render(request, "silences.html", status_code, title="Silences",
+                      by_state=by_state, base_url=str(request.base_url).rstrip("/"),
+                      notice=notice, notice_error=notice_error)
+
+    @pages.get("/silences", response_class=HTMLResponse)
+    def silences(request: Request, notice: str = "") -> Response:
+        if (response := denied(request)) is not None:
+            return response
+        return silences_page(request, notice=notice[:300])
 
     @pages.get("/milestones", response_class=HTMLResponse)
     def milestones(request: Request) -> Response:
@@ -540,6 +663,52 @@ def label_choices(frames: Any, limit: int = 60) -> dict[str, list[str]]:
                     bucket.add(value)
     return {name: sorted(vals) for name, vals in sorted(values.items())
             if 1 < len(vals) <= limit}
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """Return an HTML form's fields (``application/x-www-form-urlencoded``), last value
+    of each name."""
+    body = (await request.body())[:100_000].decode("utf-8", errors="replace")
+    return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
+
+
+def _silence_spec(ctx: HttpContext, texts: Sequence[str], values: Mapping[str, str]
+                  ) -> SilenceSpec:
+    """Return the silence the form describes. Raises ValueError or MatcherError saying
+    which field is wrong."""
+    if not texts:
+        raise ValueError("matchers: give at least one, such as alertname=\"BurglaryRising\"")
+    matchers: list[Matcher] = parse_all(texts)
+    now = ctx.clock.now()
+    until_period = None
+    if values.get("until") == "next_period":
+        live = [a for a in ctx.observed.snapshot().alerts
+                if a.state in (AlertState.FIRING, AlertState.PENDING)
+                and matches_all(matchers, a.labels)]
+        until_period = latest_period(live)
+        if until_period is None:
+            raise ValueError("until the next period's data: no current alert with a data "
+                             "period matches these matchers; give a duration instead")
+        ends = now + timedelta(days=400)
+    else:
+        try:
+            ends = now + timedelta(seconds=parse_duration(values.get("duration") or "2h"))
+        except ValueError as exc:
+            raise ValueError(f"duration: {exc}") from None
+    return SilenceSpec(matchers=tuple(matchers), starts_at=now, ends_at=ends,
+                       created_by=values.get("created_by", ""),
+                       comment=values.get("comment", ""), until_period=until_period)
+
+
+def _period_word(period: str | None) -> str:
+    """``2008-07`` -> ``Jul-08`` (monthly periods; others as given; empty for None)."""
+    if not period:
+        return ""
+    try:
+        when = datetime.strptime(period, "%Y-%m")
+    except ValueError:
+        return period
+    return when.strftime("%b-%y")
 
 
 def _query(params: Mapping[str, Any]) -> str:

@@ -68,7 +68,8 @@ def create_app(daemon: Daemon, observed: Observed | None = None, *,
     indicators = IndicatorCollector(
         ctx.observed.snapshot, max_series=lambda: daemon.settings.server.max_exported_series,
         milestones=ctx.observed.milestones, clock=ctx.clock, scorecard=ctx.observed.scorecard,
-        external_url=lambda: daemon.settings.server.external_url)
+        external_url=lambda: daemon.settings.server.external_url,
+        suppressed=ctx.observed.suppressed)
     app = FastAPI(title="kpi-monitor", version=_version(), docs_url=None,
                   openapi_url="/api/openapi.json", redoc_url=None,
                   description="Indicators, alerts, rules, sources and silences of a running "
@@ -121,8 +122,9 @@ def create_app(daemon: Daemon, observed: Observed | None = None, *,
                          400: {"description": "the new config or rules are invalid"}})
     def reload(request: Request) -> JSONResponse:
         """Reload config and rules; the running set stays when the new one is invalid."""
-        if not token_ok(request, daemon.api_token()):
-            return JSONResponse({"error": "a valid bearer token is required"}, status_code=401,
+        refusal = ctx.write_refusal(request)
+        if refusal is not None:
+            return JSONResponse({"error": refusal}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
         ok, message = daemon.request_reload()
         return JSONResponse({"reloaded": ok, "message": message}, status_code=200 if ok else 400)

@@ -9,6 +9,8 @@
     monitor receiver test NAME
     monitor notifications dead-letters [--limit N] [--json]
     monitor notifications resend ID
+    monitor alerts query [MATCHER…] [--suppressed | --active] [--history [--since T]
+                         [--until T]] [--json]
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ def register(sub: Any, add_config_option: AddConfigOption) -> None:
                      help="recurring: only at these times, e.g. 18:00-24:00")
     add.add_argument("--timezone", default="UTC",
                      help="IANA zone of --weekdays/--times (default: UTC)")
+    add.add_argument("--until-next-period", action="store_true",
+                     help="mute until the next period's data arrives for the matched series "
+                          "(a KPI silence; --duration/--end is then a backstop, default 400d)")
     add.add_argument("--json", action="store_true", help="print the silence as JSON")
     add.set_defaults(handler=cmd_silence_add)
 
@@ -102,6 +107,26 @@ def register(sub: Any, add_config_option: AddConfigOption) -> None:
     resend.add_argument("id", type=int, help="message id (see dead-letters)")
     resend.set_defaults(handler=cmd_resend)
 
+    alerts = sub.add_parser("alerts", help="query current alerts and the alert history")
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
+    query = alerts_sub.add_parser(
+        "query", help="list alerts matching label matchers (like amtool alert query)")
+    add_config_option(query)
+    query.add_argument("matchers", nargs="*", metavar="MATCHER",
+                       help='label matcher, e.g. alertname="BurglaryRising" or '
+                            'borough=~"Cam.*"')
+    muted = query.add_mutually_exclusive_group()
+    muted.add_argument("--suppressed", "-s", action="store_true",
+                       help="only alerts a silence or an inhibition mutes")
+    muted.add_argument("--active", "-a", action="store_true",
+                       help="only alerts nothing mutes")
+    query.add_argument("--history", action="store_true",
+                       help="list past episodes from the alert history instead")
+    query.add_argument("--since", help="with --history: from (2008-07, or ISO 8601)")
+    query.add_argument("--until", help="with --history: to, exclusive")
+    query.add_argument("--json", action="store_true", help="print JSON")
+    query.set_defaults(handler=cmd_alerts_query)
+
 
 @contextmanager
 def _notifier(args: argparse.Namespace) -> Iterator[Any]:
@@ -135,7 +160,7 @@ def _time(text: str | None, default: datetime) -> datetime:
 
 
 def cmd_silence_add(args: argparse.Namespace) -> int:
-    from monitor.matchers import MatcherError, parse_matchers
+    from monitor.matchers import MatcherError, matches_all, parse_matchers, silence_warnings
     from monitor.notify.silences import SilenceSpec, recurrence_from, recurrence_summary
 
     now = clock_of(args).now()
@@ -165,12 +190,29 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise MonitorError(str(exc)) from None
     author = args.author or getpass.getuser()
-    spec = SilenceSpec(matchers, start, end, author, args.comment, recurrence)
     with _notifier(args) as notifier:
+        current = _current(notifier)
+        warnings = silence_warnings(matchers, [r.labels for r in current],
+                                    {"indicator", *(k for r in current for k in r.labels)})
+        until_period = None
+        if args.until_next_period:
+            periods = [r.annotations["period_id"] for r in current
+                       if r.annotations.get("period_id") and matches_all(matchers, r.labels)]
+            if not periods:
+                raise MonitorError("--until-next-period: no current alert with a data period "
+                                   "matches these matchers, so there is no period to wait "
+                                   "past; give --duration instead")
+            until_period = max(periods)
+            if not args.end and not args.duration:
+                end = start + timedelta(days=400)
+        spec = SilenceSpec(matchers, start, end, author, args.comment, recurrence,
+                           until_period)
         try:
             silence = notifier.create_silence(spec)
         except ValueError as exc:
             raise MonitorError(str(exc)) from None
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(_silence_json(silence, now), indent=2))
     else:
@@ -190,7 +232,120 @@ def _silence_json(silence: Any, now: datetime) -> dict[str, Any]:
         "created_by": silence.created_by, "comment": silence.comment,
         "state": silence.state(now), "recurrence": recurrence_summary(silence) or None,
         "expired_at": silence.expired_at.isoformat() if silence.expired_at else None,
+        "until_period": silence.until_period,
     }
+
+
+def _current(notifier: Any) -> list[Any]:
+    """Return the stored firing and pending alert records: what the daemon last evaluated."""
+    from monitor.model import AlertState
+
+    records = notifier.store.alerts.load().values()
+    return sorted((r for r in records if r.state in (AlertState.FIRING, AlertState.PENDING)),
+                  key=lambda r: (r.state is not AlertState.FIRING, r.rule,
+                                 sorted(r.labels.items())))
+
+
+def cmd_alerts_query(args: argparse.Namespace) -> int:
+    from monitor.matchers import MatcherError, matches_all, parse_matchers
+    from monitor.model import AlertState
+    from monitor.notify.notification import FIRING, RESOLVED, NotifyAlert
+
+    try:
+        matchers = tuple(m for text in args.matchers for m in parse_matchers(text))
+    except MatcherError as exc:
+        raise MonitorError(str(exc)) from None
+    now = clock_of(args).now()
+    with _notifier(args) as notifier:
+        if args.history:
+            return _history(args, notifier, matchers)
+        records = [r for r in _current(notifier) if matches_all(matchers, r.labels)]
+        muted = notifier.suppressed([NotifyAlert(
+            alert_id=r.id, rule=r.rule, labels=r.labels, annotations=r.annotations,
+            status=FIRING if r.state is AlertState.FIRING else RESOLVED, value=r.value,
+            explanation=r.explanation, starts_at=r.fired_at or r.active_since or now)
+            for r in records])
+    if args.suppressed or args.active:
+        records = [r for r in records if (r.id in muted) == args.suppressed]
+    rows = []
+    for r in records:
+        why = muted.get(r.id)
+        rows.append({
+            "fingerprint": r.id, "alertname": r.labels.get("alertname", r.rule),
+            "state": r.state.value, "status": {
+                "state": "suppressed" if why else "active",
+                "silencedBy": list(why.silenced_by) if why else [],
+                "inhibitedBy": list(why.inhibited_by) if why else []},
+            "period": r.annotations.get("period", ""), "value": r.value,
+            "since": (r.fired_at or r.active_since or now).isoformat(),
+            "labels": dict(r.labels), "explanation": r.explanation})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no alerts match" + (" (only suppressed ones were asked for)"
+                                   if args.suppressed else ""))
+        return 0
+    print(f"{'STATE':<22} {'ALERTNAME':<28} {'DATA':<7} {'SINCE':<17} LABELS")
+    for row in rows:
+        status = row["status"]
+        state = row["state"] + (" suppressed" if status["state"] == "suppressed" else "")
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(row["labels"].items())
+                           if k != "alertname")
+        since = datetime.fromisoformat(row["since"])
+        print(one_line(f"{state:<22} {row['alertname']:<28} {row['period'] or '—':<7} "
+                       f"{since:%Y-%m-%d %H:%M} {labels}"))
+        if status["silencedBy"]:
+            print(f"{'':<22} silenced by {', '.join(status['silencedBy'])}")
+        if status["inhibitedBy"]:
+            print(f"{'':<22} inhibited by {', '.join(status['inhibitedBy'])}")
+    return 0
+
+
+def _history(args: argparse.Namespace, notifier: Any, matchers: tuple[Any, ...]) -> int:
+    from monitor.matchers import matches_all
+    from monitor.model import episodes
+
+    def when(text: str | None, name: str) -> datetime | None:
+        if not text:
+            return None
+        if len(text) == 7 and text[4] == "-":
+            text += "-01T00:00:00+00:00"
+        try:
+            return utc(datetime.fromisoformat(text))
+        except ValueError:
+            raise MonitorError(f"{name} {text!r} is not a time; write 2008-07, 2008-07-31 or "
+                               "2008-07-31T12:00+00:00") from None
+
+    found = [ep for ep in episodes(notifier.store.history.events(
+        since=when(args.since, "--since"), until=when(args.until, "--until")))
+        if matches_all(matchers, ep.labels)]
+    if args.json:
+        print(json.dumps([{
+            "alert_id": ep.alert_id, "rule": ep.rule, "labels": dict(ep.labels),
+            "state": ep.state, "started_at": ep.started_at.isoformat(),
+            "fired_at": ep.fired_at.isoformat() if ep.fired_at else None,
+            "resolved_at": ep.resolved_at.isoformat() if ep.resolved_at else None,
+            "notifications": ep.notifications, "muted": ep.muted,
+            "events": [{"kind": e.kind, "at": e.at.isoformat(), "from_state": e.from_state,
+                        "to_state": e.to_state, "value": e.value, "period": e.period,
+                        "explanation": e.explanation, "detail": dict(e.detail)}
+                       for e in ep.events]} for ep in found], indent=2))
+        return 0
+    if not found:
+        print("no alert episodes match in the kept history")
+        return 0
+    print(f"{'STARTED':<17} {'ALERTNAME':<28} {'STATE':<9} {'FIRED':<17} {'RESOLVED':<17} "
+          f"{'SENT':>4} {'MUTED':>5} LABELS")
+    for ep in found:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(ep.labels.items())
+                           if k != "alertname")
+        fired = f"{ep.fired_at:%Y-%m-%d %H:%M}" if ep.fired_at else "—"
+        resolved = f"{ep.resolved_at:%Y-%m-%d %H:%M}" if ep.resolved_at else "—"
+        print(one_line(f"{ep.started_at:%Y-%m-%d %H:%M} {ep.rule:<28} {ep.state:<9} "
+                       f"{fired:<17} {resolved:<17} {ep.notifications:>4} {ep.muted:>5} "
+                       f"{labels}"))
+    return 0
 
 
 def cmd_silence_list(args: argparse.Namespace) -> int:

@@ -66,14 +66,20 @@ def failing_source_rule() -> InhibitRule:
 
 
 def inhibited(alerts: Sequence[NotifyAlert], rules: Sequence[InhibitRule]) -> dict[str, str]:
-    """Return ``{alert_id: reason}`` for every alert some firing source alert inhibits.
+    """Return ``{alert_id: reason}`` for every alert some firing source alert inhibits."""
+    return {k: reason for k, (reason, _) in inhibitors(alerts, rules).items()}
+
+
+def inhibitors(alerts: Sequence[NotifyAlert], rules: Sequence[InhibitRule]
+               ) -> dict[str, tuple[str, str]]:
+    """Return ``{alert_id: (reason, source alert id)}`` for every inhibited alert.
 
     Steps, per rule: 1. index the firing alerts that match the source matchers by their
     ``equal`` label values; 2. for each alert matching the target matchers, look up
     the same values; 3. it is inhibited by any indexed source that is not itself and
     is not excluded by the two-sided rule.
     """
-    out: dict[str, str] = {}
+    out: dict[str, tuple[str, str]] = {}
     for rule in rules:
         sources: dict[tuple[str, ...], list[tuple[NotifyAlert, bool]]] = defaultdict(list)
         for alert in alerts:
@@ -92,6 +98,7 @@ def inhibited(alerts: Sequence[NotifyAlert], rules: Sequence[InhibitRule]) -> di
                     continue
                 equal = ", ".join(f"{n}={source.labels.get(n, '')}" for n in rule.equal)
                 out[alert.alert_id] = (f"inhibited by {source.name} ({rule.name}"
-                                       + (f"; {equal}" if equal else "") + ")")
+                                       + (f"; {equal}" if equal else "") + ")",
+                                       source.alert_id)
                 break
     return out

@@ -56,6 +56,12 @@ class NotifyMetrics:
             "by stage (pipeline or outbox).", ["stage"], registry=registry)
         for stage in ERROR_STAGES:
             self.errors.labels(stage)
+        self.muted = Counter(
+            "monitor_notify_muted", "Alert transitions kept from receivers, by what muted "
+            "them (silenced or inhibited); each is logged and kept in the alert history.",
+            ["by"], registry=registry)
+        for by in ("silenced", "inhibited"):
+            self.muted.labels(by)
         self._lanes: set[tuple[str, str]] = set()
 
     def known_lanes(self, lanes: Iterable[tuple[str, str]]) -> None:

@@ -18,7 +18,7 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.clock import Clock
 from monitor.errors import DeliveryError
 from monitor.logs import get_logger
+from monitor.model import AlertEvent
 from monitor.notify.channels import Channel, Message, build_channels
 from monitor.notify.config import NotifyConfig, ReceiverConfig
 from monitor.notify.digest import StatusProvider, build_digest, encode, meta_key
@@ -41,13 +42,28 @@ from monitor.notify.notification import (
     SendResult,
     sample_alerts,
 )
-from monitor.notify.pipeline import Flow, PipelineState, build_pipeline, new_message_id
-from monitor.notify.silences import Silence, SilenceSpec, expire, new_silence
+from monitor.notify.pipeline import (
+    Flow,
+    PipelineState,
+    Suppression,
+    build_pipeline,
+    new_message_id,
+    suppression,
+)
+from monitor.notify.silences import (
+    Silence,
+    SilenceSpec,
+    expire,
+    extend,
+    new_silence,
+    outdated,
+)
 from monitor.store import Store, describe_error
 from monitor.store.notify import NewMessage, NotifyTx, TransitionEvent
 
 log = get_logger(__name__)
 MAX_IDLE_FLUSH = 30.0  # run the pipeline at least this often (silences end, time intervals)
+PRUNE_EVERY = 3600.0  # forget history older than notify.history_retention this often
 
 
 @dataclass(frozen=True)
@@ -118,6 +134,7 @@ class Notifier:
         self._next_due: datetime | None = None
         self._last_run: datetime | None = None
         self._force = True
+        self._pruned_at: datetime | None = None
         self._scheduler: Any = None
         self._started = False
         self.config = config
@@ -172,14 +189,16 @@ class Notifier:
         with self._lock, self.notify_store.transaction() as tx:
             events = tx.claim_transitions(self.instance, now)
             notifiable = [e for e in events if e.notifiable]
+            fresh: dict[str, NotifyAlert] = {}
             if notifiable:
                 current = {a.alert_id: a for a in tx.load_alerts()}
-                tx.save_alerts(list(apply_transitions(current, notifiable).values()))
+                fresh = apply_transitions(current, notifiable)
+                tx.save_alerts(list(fresh.values()))
             if events:
                 self.metrics.transitions.inc(len(events))
             if not notifiable and not self._due(now):
                 return FlushResult(claimed=len(events), next_due=self._next_due, ran=False)
-            result = self._run(tx, now)
+            result = self._run(tx, now, fresh)
         result = replace(result, claimed=len(events))
         self._after(result)
         return result
@@ -199,14 +218,18 @@ class Notifier:
             return True
         return (now - self._last_run).total_seconds() >= MAX_IDLE_FLUSH
 
-    def _run(self, tx: NotifyTx, now: datetime) -> FlushResult:
-        state = PipelineState(silences=tx.silences(), log=tx.log_entries())
+    def _run(self, tx: NotifyTx, now: datetime,
+             fresh: dict[str, NotifyAlert] | None = None) -> FlushResult:
+        alerts = tx.load_alerts()
+        silences = self._end_outdated(tx, tx.silences(), alerts, now)
+        state = PipelineState(silences=silences, log=tx.log_entries())
         pipeline = build_pipeline(self.config, state, external_url=self.external_url,
                                   new_id=self.new_id)
-        flow = pipeline.run(tx.load_alerts(), now)
+        flow = pipeline.run(alerts, now)
         messages = self._messages(flow)
         tx.write_log([o.entry for o in flow.outgoing])
         tx.enqueue(messages, now)
+        tx.record_history(self._history(flow, fresh or {}, now))
         tx.delete_alerts(flow.removable)
         self._force = False
         self._last_run = now
@@ -215,6 +238,68 @@ class Notifier:
         return FlushResult(groups_sent=sum(1 for o in flow.outgoing if o.notification),
                            messages=len(messages), removed=len(flow.removable),
                            next_due=flow.next_due, trace=flow.trace)
+
+    def _end_outdated(self, tx: NotifyTx, silences: list[Silence],
+                      alerts: Sequence[NotifyAlert], now: datetime) -> list[Silence]:
+        """End the KPI silences whose next period's data arrived — as the notifier's alerts
+        or the engine's latest evaluation say it — and return the silences."""
+        if not any(s.until_period for s in silences):
+            return silences
+        seen: list[tuple[Mapping[str, str], str]] = [
+            (a.labels, a.annotations.get("period_id", "")) for a in alerts]
+        ended = [expire(s, now) for s in outdated(silences, [*seen, *tx.alert_periods()], now)]
+        if not ended:
+            return silences
+        tx.save_silences(ended)
+        for silence in ended:
+            log.info("silence ended: a newer period's data arrived", id=silence.id,
+                     until_period=silence.until_period)
+        by_id = {s.id: s for s in ended}
+        return [by_id.get(s.id, s) for s in silences]
+
+    def _history(self, flow: Flow, fresh: dict[str, NotifyAlert], now: datetime
+                 ) -> list[AlertEvent]:
+        """Return the history of this run: every alert of every message sent, and every
+        new transition a silence or an inhibition kept from its receivers (each logged)."""
+        events: list[AlertEvent] = []
+        for outgoing in flow.outgoing:
+            notification = outgoing.notification
+            if notification is None:
+                continue
+            for alert in notification.alerts:
+                events.append(_event(alert, "notified", now, {
+                    "receiver": notification.receiver, "status": alert.status,
+                    "message_id": notification.message_id}))
+        for alert_id, alert in fresh.items():
+            reason = flow.muted.get(alert_id)
+            if reason is None:
+                continue
+            detail = {"status": alert.status, "reason": reason,
+                      "silenced_by": list(flow.silenced_by.get(alert_id, ())),
+                      "inhibited_by": list(flow.inhibited_by.get(alert_id, ()))}
+            self.metrics.muted.labels("silenced" if detail["silenced_by"] else "inhibited").inc()
+            log.info("notification muted", alert=alert.name, alert_id=alert_id,
+                     status=alert.status, reason=reason,
+                     silenced_by=",".join(detail["silenced_by"]),
+                     inhibited_by=",".join(detail["inhibited_by"]))
+            events.append(_event(alert, "muted", now, detail))
+        return events
+
+    def prune_history(self, now: datetime | None = None) -> int:
+        """Forget history older than ``notify.history_retention``; return how many events."""
+        now = self._now(now)
+        removed = self.store.history.prune(
+            now - timedelta(seconds=self.config.history_retention))
+        self._pruned_at = now
+        if removed:
+            log.info("alert history pruned", events=removed,
+                     retention=self.config.history_retention)
+        return removed
+
+    def suppressed(self, alerts: Sequence[NotifyAlert]) -> dict[str, Suppression]:
+        """Return which of ``alerts`` a silence or an inhibition mutes now, and by what."""
+        return suppression(self.config, self.notify_store.silences(), alerts,
+                           self.clock.now())
 
     def _messages(self, flow: Flow) -> list[NewMessage]:
         receivers = {r.name: r for r in self.config.receivers}
@@ -323,6 +408,18 @@ class Notifier:
         log.info("silence created", id=silence.id, by=silence.created_by,
                  matchers=",".join(str(m) for m in silence.matchers))
         return silence
+
+    def extend_silence(self, silence_id: str, ends_at: datetime) -> Silence | None:
+        """Make a silence last until ``ends_at``; return it, or None when no silence has
+        that id. Raises ValueError when it has ended or the end is past."""
+        silence = self.notify_store.silence(silence_id)
+        if silence is None:
+            return None
+        longer = extend(silence, ends_at, self.clock.now())
+        self.notify_store.save_silence(longer)
+        self._force = True
+        log.info("silence extended", id=silence_id, ends_at=longer.ends_at.isoformat())
+        return longer
 
     def expire_silence(self, silence_id: str) -> Silence | None:
         """Expire a silence now; return it, or None when no silence has that id."""
@@ -445,6 +542,9 @@ class Notifier:
         """The scheduled job: process transitions; never raises (one log line instead)."""
         try:
             self.process_transitions()
+            now = self.clock.now()
+            if self._pruned_at is None or (now - self._pruned_at).total_seconds() >= PRUNE_EVERY:
+                self.prune_history(now)
         except Exception as exc:  # the loop must go on
             self.metrics.errors.labels("pipeline").inc()
             trouble = describe_error(exc)
@@ -480,6 +580,13 @@ class Notifier:
             "dead": sum(v for (_, _, s), v in counts.items() if s == "dead"),
             "next_due": self._next_due.isoformat() if self._next_due else None,
         }
+
+
+def _event(alert: NotifyAlert, kind: str, now: datetime, detail: dict[str, Any]
+           ) -> AlertEvent:
+    return AlertEvent(alert_id=alert.alert_id, rule=alert.rule, labels=alert.labels, kind=kind,
+                      at=now, value=alert.value, explanation=alert.explanation,
+                      period=alert.annotations.get("period_id", ""), detail=detail)
 
 
 def load_alerts_file(text: str, now: datetime) -> list[NotifyAlert]:

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from monitor.notify.config import NotifyConfig
-from monitor.notify.inhibit import InhibitRule, inhibited, rules_from_config
+from monitor.notify.inhibit import InhibitRule, inhibitors, rules_from_config
 from monitor.notify.notification import Notification, NotifyAlert
 from monitor.notify.routing import Route, build_tree, group_key, group_labels
-from monitor.notify.silences import Silence, muting
+from monitor.notify.silences import Silence, muting_all
 from monitor.notify.timeintervals import TimeIntervalConfig, any_active
 
 
@@ -89,6 +89,9 @@ class Flow:
 
     alerts: tuple[NotifyAlert, ...]
     muted: Mapping[str, str] = field(default_factory=dict)
+    # Alertmanager's status.silencedBy / inhibitedBy: silence ids, inhibiting alert ids
+    silenced_by: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    inhibited_by: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     groups: tuple[Group, ...] = ()
     held: Mapping[tuple[str, str], str] = field(default_factory=dict)
     decisions: tuple[Decision, ...] = ()
@@ -153,6 +156,27 @@ def build_pipeline(config: NotifyConfig, state: PipelineState, *, external_url: 
     ))
 
 
+@dataclass(frozen=True)
+class Suppression:
+    """Why an alert is muted, as Alertmanager's API says it: the silences and the
+    inhibiting alerts (both empty: the alert is active, not suppressed)."""
+
+    silenced_by: tuple[str, ...] = ()
+    inhibited_by: tuple[str, ...] = ()
+
+
+def suppression(config: NotifyConfig, silences: Sequence[Silence],
+                alerts: Sequence[NotifyAlert], now: datetime) -> dict[str, Suppression]:
+    """Return ``{alert_id: Suppression}`` for the suppressed ones of ``alerts``: the
+    pipeline's own silence and inhibit stages, nothing re-derived."""
+    flow = Flow(alerts=tuple(alerts))
+    flow = silence_stage(silences)(flow, now)
+    flow = inhibit_stage(rules_from_config(config))(flow, now)
+    return {alert_id: Suppression(flow.silenced_by.get(alert_id, ()),
+                                  flow.inhibited_by.get(alert_id, ()))
+            for alert_id in flow.muted}
+
+
 # --- the stages ------------------------------------------------------------------------
 
 
@@ -163,30 +187,37 @@ def silence_stage(silences: Sequence[Silence]) -> Stage:
         if not live:
             return flow
         muted = dict(flow.muted)
+        silenced_by = dict(flow.silenced_by)
         trace = list(flow.trace)
         for alert in flow.alerts:
-            silence = muting(live, alert.labels, now)
-            if silence is not None and alert.alert_id not in muted:
+            found = muting_all(live, alert.labels, now, alert.annotations.get("period_id"))
+            if not found:
+                continue
+            silenced_by[alert.alert_id] = tuple(s.id for s in found)
+            silence = found[0]
+            if alert.alert_id not in muted:
                 muted[alert.alert_id] = f"silenced by {silence.id}"
                 trace.append(f"{alert.alert_id}: silenced by {silence.id} "
                              f"({silence.describe()})")
-        return replace(flow, muted=muted, trace=tuple(trace))
+        return replace(flow, muted=muted, silenced_by=silenced_by, trace=tuple(trace))
     return stage
 
 
 def inhibit_stage(rules: Sequence[InhibitRule]) -> Stage:
     """Mark alerts a firing source alert inhibits (silenced sources still inhibit)."""
     def stage(flow: Flow, now: datetime) -> Flow:
-        found = inhibited(flow.alerts, rules)
+        found = inhibitors(flow.alerts, rules)
         if not found:
             return flow
         muted = dict(flow.muted)
+        inhibited_by = dict(flow.inhibited_by)
         trace = list(flow.trace)
-        for alert_id, reason in found.items():
+        for alert_id, (reason, source) in found.items():
+            inhibited_by[alert_id] = (source,)
             if alert_id not in muted:
                 muted[alert_id] = reason
                 trace.append(f"{alert_id}: {reason}")
-        return replace(flow, muted=muted, trace=tuple(trace))
+        return replace(flow, muted=muted, inhibited_by=inhibited_by, trace=tuple(trace))
     return stage
 
 

@@ -5,6 +5,12 @@ comment, as in Alertmanager. A *recurring* silence also has a recurrence — one
 time-interval spec such as "Saturday and Sunday, all day, Europe/London" — and mutes
 only while the recurrence contains the instant (Alertmanager has no such thing).
 Expiring a silence records ``expired_at`` and keeps it for audit.
+
+A *KPI* silence (``until_period``, e.g. ``2008-07``) mutes only alerts about data up to
+that period: "until the Aug-08 figure lands". An alert about a newer period is not
+muted, and the notifier expires the silence when it sees one (:func:`outdated`); its
+``ends_at`` is only a backstop. None of Alertmanager, Grafana or ElastAlert has it: for
+monthly data a clock-time silence is the wrong unit.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class SilenceSpec:
     created_by: str
     comment: str
     recurrence: TimeIntervalSpec | None = None
+    until_period: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class Silence:
     recurrence: TimeIntervalSpec | None = None
     created_at: datetime | None = None
     expired_at: datetime | None = None
+    until_period: str | None = None
 
     @property
     def updated_at(self) -> datetime | None:
@@ -78,14 +86,22 @@ class Silence:
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
 
-    def mutes(self, labels: Mapping[str, str], now: datetime) -> bool:
-        """Return True when this silence mutes an alert with ``labels`` at ``now``."""
-        return self.mutes_now(now) and self.matches(labels)
+    def covers(self, period: str | None) -> bool:
+        """Return False when an alert about ``period`` is about newer data than a KPI
+        silence lasts for (True for every other silence, and for alerts with no period)."""
+        return not (self.until_period and period and period > self.until_period)
+
+    def mutes(self, labels: Mapping[str, str], now: datetime, period: str | None = None
+              ) -> bool:
+        """Return True when this silence mutes an alert with ``labels`` (about data period
+        ``period``, ``2008-07``) at ``now``."""
+        return self.mutes_now(now) and self.matches(labels) and self.covers(period)
 
     def describe(self) -> str:
         """Return ``{borough="Camden"} by alice: comment`` for traces and lists."""
         matchers = "{" + ",".join(str(m) for m in self.matchers) + "}"
-        return f"{matchers} by {self.created_by}: {self.comment}"
+        until = f" until data after {self.until_period}" if self.until_period else ""
+        return f"{matchers}{until} by {self.created_by}: {self.comment}"
 
 
 def validate(spec: SilenceSpec, now: datetime) -> None:
@@ -117,7 +133,7 @@ def new_silence(spec: SilenceSpec, now: datetime, silence_id: str | None = None)
         id=silence_id or str(uuid.uuid4()), matchers=spec.matchers,
         starts_at=utc(spec.starts_at), ends_at=utc(spec.ends_at),
         created_by=spec.created_by.strip(), comment=spec.comment.strip(),
-        recurrence=spec.recurrence, created_at=now,
+        recurrence=spec.recurrence, created_at=now, until_period=spec.until_period,
     )
 
 
@@ -128,13 +144,40 @@ def expire(silence: Silence, now: datetime) -> Silence:
     return replace(silence, expired_at=now)
 
 
-def muting(silences: Iterable[Silence], labels: Mapping[str, str], now: datetime
-           ) -> Silence | None:
+def muting(silences: Iterable[Silence], labels: Mapping[str, str], now: datetime,
+           period: str | None = None) -> Silence | None:
     """Return the first silence that mutes ``labels`` at ``now``, or None."""
     for silence in silences:
-        if silence.mutes(labels, now):
+        if silence.mutes(labels, now, period):
             return silence
     return None
+
+
+def muting_all(silences: Iterable[Silence], labels: Mapping[str, str], now: datetime,
+               period: str | None = None) -> list[Silence]:
+    """Return every silence that mutes ``labels`` at ``now`` (Alertmanager's silencedBy)."""
+    return [s for s in silences if s.mutes(labels, now, period)]
+
+
+def outdated(silences: Iterable[Silence], alerts: Iterable[tuple[Mapping[str, str], str]],
+             now: datetime) -> list[Silence]:
+    """Return the KPI silences to end now: active ones matching an alert (labels, data
+    period) about a newer period than they last for — the next period's data arrived."""
+    seen = list(alerts)
+    return [s for s in silences
+            if s.until_period and s.state(now) != EXPIRED
+            and any(period and not s.covers(period) and s.matches(labels)
+                    for labels, period in seen)]
+
+
+def extend(silence: Silence, ends_at: datetime, now: datetime) -> Silence:
+    """Return the silence lasting until ``ends_at``. Raises ValueError when it has already
+    ended or the new end is not later than now."""
+    if silence.state(now) == EXPIRED:
+        raise ValueError("ends_at: the silence has ended; create a new one")
+    if utc(ends_at) <= now:
+        raise ValueError("ends_at: the new end is already in the past")
+    return replace(silence, ends_at=utc(ends_at))
 
 
 def recurrence_from(data: Mapping[str, object] | None) -> TimeIntervalSpec | None:

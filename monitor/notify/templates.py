@@ -33,6 +33,7 @@ from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
+from monitor import links
 from monitor.configtypes import format_duration
 from monitor.notify.notification import Notification, NotifyAlert
 from monitor.sandbox import BudgetedSandbox
@@ -227,6 +228,21 @@ def alert_url(alert: NotifyAlert, external_url: str) -> str:
     return f"{external_url.rstrip('/')}/alerts?{urlencode(query)}"
 
 
+def series_url(alert: NotifyAlert, external_url: str) -> str:
+    """Return the series chart the alert is about, its data period highlighted (empty
+    without a base URL, or for an alert about no series)."""
+    indicator, series = alert.labels.get("indicator"), alert.annotations.get("series")
+    if not external_url or not indicator or not series:
+        return ""
+    return links.series_url(external_url, indicator, series,
+                            alert.annotations.get("period_id") or None)
+
+
+def silence_url(alert: NotifyAlert, external_url: str) -> str:
+    """Return the silence form pre-filled with the alert's labels (empty without a base URL)."""
+    return links.silence_url(external_url, alert.labels) if external_url else ""
+
+
 def alert_context(alert: NotifyAlert, external_url: str = "") -> dict[str, Any]:
     """Return the variables describing one alert (``alert.*`` in templates)."""
     summary = alert.annotations.get("summary") or \
@@ -251,6 +267,12 @@ def alert_context(alert: NotifyAlert, external_url: str = "") -> dict[str, Any]:
         "ends_at": alert.ends_at,
         "url": url,
         "generator_url": url,
+        # The page that explains the alert (its series chart, the month highlighted) and
+        # the silence form pre-filled with its labels.
+        "series_url": series_url(alert, external_url),
+        "silence_url": silence_url(alert, external_url),
+        # What made it fire when that was a revision: "Jun-08 was revised 77.4 → 76.9".
+        "cause": alert.annotations.get("cause", ""),
     }
 
 
@@ -329,6 +351,12 @@ def fallback_text(notification: Notification,
         if alert.explanation:
             lines.append(f"  {escape(alert.explanation)}")
         lines.append(escape(f"  value {when}: {value}{data}; labels: {labels_text(alert.labels)}"))
+        if ctx["cause"]:
+            lines.append(escape(f"  fired because {ctx['cause']}"))
+        if ctx["series_url"]:
+            lines.append(escape(f"  chart: {ctx['series_url']}"))
+        if ctx["silence_url"]:
+            lines.append(escape(f"  silence: {ctx['silence_url']}"))
         lines.append("")
     if notification.truncated:
         lines.append(f"… and {notification.truncated} more alerts")

@@ -28,7 +28,7 @@ import numpy as np
 from monitor.alerts.state import AlertRecord, Observation, Policy, Transition, step
 from monitor.errors import EvaluationError
 from monitor.logs import get_logger
-from monitor.model import AlertState, Frequency, Milestone, alert_id
+from monitor.model import AlertState, Frequency, Milestone, alert_id, fingerprint
 from monitor.rules import conditions
 from monitor.rules.data import Grid, LongBlock, Matrix, derive, from_block
 from monitor.rules.loader import LoadedRule, RuleSet
@@ -249,7 +249,8 @@ class Engine:
             explanation = outcome.explain(i) if known else "no data to evaluate"
             explanation = _sentence(explanation)
             annotations = self._annotations(loaded, labels, value, explanation, outcome, i,
-                                            matrix, sources, data_period)
+                                            matrix, sources, data_period,
+                                            fingerprint(labels_rows[i]) if matrix else "")
             seen_ids.add(key)
             new, transitions = step(record, Observation(active, value, explanation, annotations,
                                                         data_period),
@@ -316,7 +317,7 @@ class Engine:
     def _annotations(self, loaded: LoadedRule, labels: dict[str, str], value: float | None,
                      explanation: str, outcome: conditions.Outcome, i: int,
                      matrix: Matrix | None, sources: str = "",
-                     data_period: int | None = None) -> dict[str, str]:
+                     data_period: int | None = None, series: str = "") -> dict[str, str]:
         facts: dict[str, Any] = {}
         for name, fact in outcome.facts.items():
             if isinstance(fact, np.ndarray) and fact.ndim == 1 and len(fact) == len(outcome.value):
@@ -334,6 +335,10 @@ class Engine:
             out["sources"] = sources
         if matrix is not None and data_period is not None:  # the period the value is about
             out["period"] = period_text(matrix.indicator, data_period)
+            # …and the same as the series page's ?at= parameter and the history keep it
+            out["period_id"] = Frequency(matrix.indicator.frequency).label(data_period)
+        if series:  # the series page the alert is about: /indicators/{indicator}/series/{it}
+            out["series"] = series
         if value is not None and outcome.shown is not None:  # the value in its unit: 0.6%
             out["value_text"] = outcome.shown(value)
         for name, template in loaded.rule.annotations.items():

@@ -25,15 +25,19 @@ from monitor.clock import Clock
 from monitor.cluster import LeaseLostError, Partition, group_key
 from monitor.errors import RuleFileError
 from monitor.logs import get_logger
+from monitor.model import AlertState, fingerprint
 from monitor.rules import sourcehealth
 from monitor.rules.cycle import Cycle, Evaluator, Published, SourceView
 from monitor.rules.engine import Evaluation, carry_over, evaluation_time
 from monitor.rules.inputs import DatasetCache
 from monitor.rules.loader import LoadedRule, RuleSet, load_rules, rule_files
+from monitor.rules.measures import period_text
 from monitor.rules.snapshot import ReloadStatus, SeriesDetail, Snapshot
 from monitor.sources.config import SourceBase
 from monitor.sources.poller import Settling
 from monitor.store import Store, describe_error
+from monitor.store.observations import RevisionRecord
+from monitor.textfmt import number
 
 log = get_logger(__name__)
 CLUSTER_RECORDS_REFRESH = 60.0  # seconds between reads of the other replicas' alerts
@@ -109,6 +113,7 @@ class RuleService:
         self.evaluator: Evaluator | None = None
         self.records: dict[str, AlertRecord] = {}
         self.last: Evaluation | None = None
+        self._evaluated_wall: datetime | None = None  # when the last cycle ran
         self.deferred: list[str] = []  # groups waiting for their sources' polls
         self._published: Published | None = None
         self._mtimes: dict[str, float] = {}
@@ -217,7 +222,11 @@ class RuleService:
             cycle = Cycle(at=evaluation_time(self.as_of, wall), now=wall, rules=rules,
                           sources=SourceView(self.sources(), self.store.source_state.health()),
                           owns_health=health_owned)
+            previous = self.last
             result = evaluator.run(dataset, self.records, cycle)
+            if previous is not None and previous.period == result.period:
+                explain_revisions(result, self.store, self._evaluated_wall)
+            self._evaluated_wall = wall
             try:
                 self.store.alerts.save(result.changed, result.transitions, self.clock.now(),
                                        removed=result.removed, guard=guard)
@@ -393,3 +402,28 @@ class RuleService:
                     return
         finally:
             self._evaluating.clear()
+
+
+def explain_revisions(result: Evaluation, store: Store, since: datetime | None) -> None:
+    """Say so when a revision made an alert fire: no newer period arrived since the last
+    cycle, and a value of the alert's series was revised since then. The firing
+    transition's ``cause`` annotation reads "Jun-08 was revised 77.4 → 76.9" (the
+    latest such revision); messages and the history show it."""
+    firing = [t for t in result.transitions if t.to_state is AlertState.FIRING
+              and t.annotations.get("series") and t.labels.get("indicator") in result.matrices]
+    if not firing or since is None:
+        return
+    by_indicator: dict[str, dict[str, RevisionRecord]] = {}
+    for t in firing:
+        indicator = t.labels["indicator"]
+        if indicator not in by_indicator:
+            latest: dict[str, RevisionRecord] = {}
+            for stored in store.observations.revisions(since=since, indicator=indicator):
+                latest.setdefault(fingerprint(stored.labels), stored)  # newest first
+            by_indicator[indicator] = latest
+        rev = by_indicator[indicator].get(t.annotations["series"])
+        if rev is not None:
+            when = period_text(result.matrices[indicator].indicator, rev.period)
+            t.annotations["cause"] = (f"{when} was revised {number(rev.old_value)} → "
+                                      f"{number(rev.new_value)}")
+

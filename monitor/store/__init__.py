@@ -26,6 +26,7 @@ __all__ = ["Store", "describe_error", "open_store"]
 if TYPE_CHECKING:
     from monitor.store.alerts import AlertStore
     from monitor.store.cluster import ClusterStore
+    from monitor.store.history import HistoryStore
     from monitor.store.notify import NotifyStore
     from monitor.store.observations import ObservationStore
     from monitor.store.sourcestate import SourceStateStore
@@ -50,6 +51,13 @@ class Store:
         from monitor.store.observations import ObservationStore
 
         return ObservationStore(self.engine)
+
+    @cached_property
+    def history(self) -> HistoryStore:
+        """The alert history: transitions, notifications sent, messages muted."""
+        from monitor.store.history import HistoryStore
+
+        return HistoryStore(self.engine)
 
     @cached_property
     def source_state(self) -> SourceStateStore:

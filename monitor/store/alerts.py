@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, up
 
 from monitor.alerts.state import AlertRecord, Transition
 from monitor.model import AlertState, iter_chunks, utc
+from monitor.store.history import insert_events, transition_events
 from monitor.store.tables import AlertRow
 
 ALERT = AlertRow.metadata.tables["alert"]
@@ -70,6 +71,7 @@ class AlertStore:
         its shards); whatever it raises rolls the transaction back and propagates.
         """
         records = [_row(r, now) for r in changed]
+        moves = list(transitions)
         events = [{
             "alert_id": t.alert_id, "rule": t.rule,
             "labels": json.dumps(t.labels, sort_keys=True),
@@ -77,7 +79,7 @@ class AlertStore:
             "from_state": t.from_state.value, "to_state": t.to_state.value, "value": t.value,
             "explanation": t.explanation, "at": t.at,
             "claimed_by": None if t.notify else HELD, "claimed_at": None if t.notify else now,
-        } for t in transitions]
+        } for t in moves]
         gone = list(removed)
         if not records and not events and not gone:
             return
@@ -97,6 +99,7 @@ class AlertStore:
                     conn.execute(update(ALERT).where(ALERT.c.id == bindparam("key")), old)
             if events:
                 conn.execute(insert(TRANSITION), events)
+                insert_events(conn, transition_events(moves))
             for gone_chunk in iter_chunks(gone, CHUNK):
                 conn.execute(delete(ALERT).where(ALERT.c.id.in_(gone_chunk)))
 

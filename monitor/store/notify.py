@@ -26,10 +26,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, text, update
 
 from monitor.matchers import Matcher
-from monitor.model import iter_chunks, utc
+from monitor.model import AlertEvent, iter_chunks, utc
 from monitor.notify.notification import FIRING, RESOLVED, NotifyAlert
 from monitor.notify.pipeline import LogEntry
 from monitor.notify.silences import Silence, recurrence_dict, recurrence_from
+from monitor.store.history import insert_events
 from monitor.store.tables import (
     AlertRow,
     MetaRow,
@@ -147,6 +148,7 @@ def _silence(row: Any) -> Silence:
         starts_at=utc(m["starts_at"]), ends_at=utc(m["ends_at"]), created_by=m["created_by"],
         comment=m["comment"], recurrence=recurrence_from(recurrence),
         created_at=utc(m["created_at"]), expired_at=_dt(m["expired_at"]),
+        until_period=m["until_period"],
     )
 
 
@@ -158,7 +160,7 @@ def _silence_row(silence: Silence) -> dict[str, Any]:
         "created_by": silence.created_by, "comment": silence.comment,
         "recurrence": json.dumps(recurrence) if recurrence else None,
         "created_at": silence.created_at or silence.starts_at,
-        "expired_at": silence.expired_at,
+        "expired_at": silence.expired_at, "until_period": silence.until_period,
     }
 
 
@@ -280,6 +282,27 @@ class NotifyTx:
 
     def silences(self) -> list[Silence]:
         return [_silence(row) for row in self.conn.execute(select(SILENCE))]
+
+    def save_silences(self, silences: Sequence[Silence]) -> None:
+        """Replace the given silences (their ids) in this transaction."""
+        for chunk in iter_chunks([s.id for s in silences], CHUNK):
+            self.conn.execute(delete(SILENCE).where(SILENCE.c.id.in_(chunk)))
+        if silences:
+            self.conn.execute(insert(SILENCE), [_silence_row(s) for s in silences])
+
+    def alert_periods(self) -> list[tuple[dict[str, str], str]]:
+        """Return each engine alert's labels and the data period it is about (``2008-07``)
+        as last evaluated: what ends a KPI silence."""
+        out = []
+        for row in self.conn.execute(select(ALERT.c.labels, ALERT.c.annotations)):
+            period = json.loads(row.annotations).get("period_id", "")
+            if period:
+                out.append((json.loads(row.labels), str(period)))
+        return out
+
+    def record_history(self, events: Sequence[AlertEvent]) -> None:
+        """Append notified and muted events to the alert history in this transaction."""
+        insert_events(self.conn, events)
 
     def get_meta(self, key: str) -> str | None:
         value = self.conn.execute(select(META.c.value).where(META.c.key == key)).scalar()

@@ -141,6 +141,28 @@ class TransitionRow(SQLModel, table=True):
     claimed_at: datetime | None = Field(default=None, sa_column=_ts())
 
 
+class AlertEventRow(SQLModel, table=True):
+    """The alert history: every transition of every alert, every notification sent for
+    it and every message a silence or an inhibition muted. Kept ``alerts.history_retention``."""
+
+    __tablename__ = "alert_event"
+    __table_args__ = (Index("ix_alert_event_alert_at", "alert_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: str = Field(max_length=40)
+    rule: str = Field(max_length=200, index=True)
+    group_name: str = Field(default="", max_length=200)
+    labels: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    kind: str = Field(max_length=12)  # transition | notified | muted
+    from_state: str = Field(default="", max_length=10)
+    to_state: str = Field(default="", max_length=10)
+    value: float | None = None
+    explanation: str = Field(default="", sa_column=Column(Text, nullable=False))
+    period: str = Field(default="", max_length=20)  # the data period (2008-07)
+    detail: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    at: datetime = Field(sa_column=_ts(nullable=False, index=True))
+
+
 class NotificationRow(SQLModel, table=True):
     """The outbox: one message for one receiver, committed before any attempt to send it."""
 
@@ -205,6 +227,9 @@ class SilenceRow(SQLModel, table=True):
     recurrence: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(sa_column=_ts(nullable=False))
     expired_at: datetime | None = Field(default=None, sa_column=_ts())
+    # A KPI silence: mutes only alerts about data up to this period (2008-07); it ends
+    # when a newer period's figure for a matched series arrives.
+    until_period: str | None = Field(default=None, max_length=20)
 
 
 class SourcePollRow(SQLModel, table=True):

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from markupsafe import escape
 
 from monitor.model import fingerprint
 from monitor.rules import stats
@@ -343,6 +344,18 @@ def test_without_a_configured_token_mutations_are_refused_and_say_how_to_enable_
     response = api.post("/api/v1/silences", json={})
     assert response.status_code == 401
     assert "set server.api_token" in response.json()["error"]
+    # Every protected endpoint says the same helpful thing (issue #17): reload, the
+    # silence changes of the API and of the pages' forms.
+    refusals = {response.json()["error"]}
+    for path in ("/-/reload", "/api/v1/silences/x/extend"):
+        answer = api.post(path, json={"duration": "1h"})
+        assert answer.status_code == 401, path
+        refusals.add(answer.json()["error"])
+    page = api.post("/silences/x/expire", content=b"token=anything",
+                    headers={"content-type": "application/x-www-form-urlencoded"})
+    assert page.status_code == 401
+    assert len(refusals) == 1
+    assert str(escape(refusals.pop())) in page.text
 
 
 def test_reload_with_the_token_reloads(admin: httpx.Client, london: Served) -> None:

@@ -35,13 +35,17 @@ def am_alert(alert: NotifyAlert, external_url: str) -> dict[str, Any]:
     annotations.setdefault("value", f"{alert.value:.10g}" if alert.value is not None else "")
     if alert.explanation:
         annotations.setdefault("explanation", alert.explanation)
+    shown = alert_context(alert, external_url)
+    for link in ("series_url", "silence_url"):  # the chart that explains it, a silence
+        if shown[link]:
+            annotations.setdefault(link, shown[link])
     return {
         "status": alert.status,
         "labels": dict(alert.labels),
         "annotations": annotations,
         "startsAt": rfc3339(alert.starts_at),
         "endsAt": rfc3339(alert.ends_at) if not alert.firing else ZERO_TIME,
-        "generatorURL": alert_context(alert, external_url)["url"],
+        "generatorURL": shown["url"],
         "fingerprint": alert.alert_id,
     }
 

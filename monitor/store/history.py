@@ -1,0 +1,101 @@
+"""The alert history (``alert_event``): what happened to every alert, kept for the
+retention (``alerts.history_retention``).
+
+Written in bulk — one ``INSERT … VALUES`` executemany per batch, in the transaction that
+made the events: the engine's transitions with the alert records
+(:meth:`monitor.store.alerts.AlertStore.save`), the notifier's sent and muted messages
+with its outbox. Read by time range and rule; label matchers are applied by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, insert, select
+
+from monitor.alerts.state import Transition
+from monitor.model import AlertEvent, iter_chunks, utc
+from monitor.store.tables import AlertEventRow
+
+EVENT = AlertEventRow.metadata.tables["alert_event"]
+CHUNK = 500  # alert ids per IN (…) when reading one series' alerts
+
+
+def transition_events(transitions: Iterable[Transition]) -> list[AlertEvent]:
+    """Return the history events of the engine's transitions."""
+    return [AlertEvent(alert_id=t.alert_id, rule=t.rule, labels=t.labels, kind="transition",
+                       at=t.at, from_state=t.from_state.value, to_state=t.to_state.value,
+                       value=t.value, explanation=t.explanation,
+                       period=t.annotations.get("period_id", ""),
+                       detail={k: v for k, v in (("group", t.group),
+                                                 ("series", t.annotations.get("series")),
+                                                 ("cause", t.annotations.get("cause")))
+                               if v})
+            for t in transitions]
+
+
+def _row(e: AlertEvent) -> dict[str, Any]:
+    detail = dict(e.detail)
+    return {"alert_id": e.alert_id, "rule": e.rule, "group_name": str(detail.get("group", "")),
+            "labels": json.dumps(dict(e.labels), sort_keys=True), "kind": e.kind,
+            "from_state": e.from_state, "to_state": e.to_state, "value": e.value,
+            "explanation": e.explanation, "period": e.period,
+            "detail": json.dumps(detail, sort_keys=True), "at": e.at}
+
+
+def _event(row: Any) -> AlertEvent:
+    m = row._mapping
+    return AlertEvent(alert_id=m["alert_id"], rule=m["rule"], labels=json.loads(m["labels"]),
+                      kind=m["kind"], at=utc(m["at"]), from_state=m["from_state"],
+                      to_state=m["to_state"], value=m["value"], explanation=m["explanation"],
+                      period=m["period"], detail=json.loads(m["detail"] or "{}"))
+
+
+def insert_events(conn: Connection, events: Sequence[AlertEvent]) -> None:
+    """Append ``events`` in the caller's transaction: one executemany, no per-row round trip."""
+    if events:
+        conn.execute(insert(EVENT), [_row(e) for e in events])
+
+
+class HistoryStore:
+    """The alert history on the shared engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def record(self, events: Sequence[AlertEvent]) -> None:
+        """Append ``events`` in a transaction of their own."""
+        if events:
+            with self.engine.begin() as conn:
+                insert_events(conn, events)
+
+    def events(self, *, rules: Sequence[str] = (), alert_ids: Sequence[str] = (),
+               since: datetime | None = None, until: datetime | None = None,
+               limit: int = 10_000) -> list[AlertEvent]:
+        """Return events oldest first: of these rules and alerts (empty: all), at or after
+        ``since`` and before ``until``; the newest ``limit`` when there are more."""
+        query = select(EVENT)
+        if rules:
+            query = query.where(EVENT.c.rule.in_(list(rules)))
+        if since is not None:
+            query = query.where(EVENT.c.at >= since)
+        if until is not None:
+            query = query.where(EVENT.c.at < until)
+        rows: list[Any] = []
+        with self.engine.connect() as conn:
+            if alert_ids:
+                for chunk in iter_chunks(list(dict.fromkeys(alert_ids)), CHUNK):
+                    rows.extend(conn.execute(query.where(EVENT.c.alert_id.in_(chunk))
+                                             .order_by(EVENT.c.id.desc()).limit(limit)))
+            else:
+                rows.extend(conn.execute(query.order_by(EVENT.c.id.desc()).limit(limit)))
+        rows.sort(key=lambda r: r._mapping["id"])
+        return [_event(r) for r in rows[-limit:]]
+
+    def prune(self, before: datetime) -> int:
+        """Forget events older than ``before`` (the retention); return how many."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(delete(EVENT).where(EVENT.c.at < before)).rowcount)

@@ -1,0 +1,290 @@
+"""Issue #17 end to end, on a real daemon: a message links to the chart of its month and
+to a pre-filled silence form; a silence created in headless Chromium from that link (a
+real form submission) mutes the next real notification to a loopback webhook; the mute
+is logged, counted and kept in the alert history; the history page and the API show it;
+``monitor alerts query`` prints it.
+
+A small data set of its own: ``burglary`` per area (North, South), monthly to Jul-08,
+and one rule, ``BurglaryHigh`` (``level above 100``), so both areas fire at start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+import tomli_w
+
+from monitor.cli import main
+from tests.http.cdp import Browser
+from tests.http.conftest import TOKEN, Served, running
+from tests.notify.loopback import LoopbackReceiver
+
+# The README's screenshots: `MONITOR_SCREENSHOTS=docs pytest tests/http/test_http_silence_flow.py`
+SHOTS = os.environ.get("MONITOR_SCREENSHOTS")
+PERIODS = [f"2008-{m:02d}" for m in range(1, 8)]
+RULES = """
+indicators:
+  - id: burglary
+    name: Residential burglary
+    group: Acquisitive crime
+    direction: down
+    window: 1
+    headline: level
+    scorecard: true
+
+groups:
+  - name: crime
+    rules:
+      - alert: BurglaryHigh
+        indicator: burglary
+        when:
+          level: {above: 100}
+        severity: warning
+        annotations:
+          summary: "Burglary {{ value | number }} in {{ labels.area }}"
+"""
+
+
+def write_csv(path: Path, values: dict[str, int], periods: list[str] = PERIODS) -> None:
+    lines = ["indicator,area,period,value"]
+    for area, last in values.items():
+        lines += [f"burglary,{area},{p},{last if p == periods[-1] else 90}" for p in periods]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_config(folder: Path, hook: str) -> Path:
+    (folder / "rules").mkdir()
+    (folder / "rules" / "crime.yaml").write_text(RULES, encoding="utf-8")
+    write_csv(folder / "crime.csv", {"North": 120, "South": 130})
+    config = {
+        "rules": {"paths": [str(folder / "rules")], "as_of": "2008-08"},
+        "notify": {
+            "route": {"receiver": "team", "group_by": ["area"], "group_wait": "0s",
+                      "group_interval": "1s", "repeat_interval": "24h"},
+            "receivers": [{"name": "team", "webhook": [{"url": hook}]}]},
+        "sources": [{"name": "crime", "kind": "csv", "path": str(folder / "crime.csv"),
+                     "layout": "long", "indicator_column": "indicator",
+                     "labels": {"area": "area"}, "period_column": "period",
+                     "value_column": "value", "interval": "1h"}],
+    }
+    path = folder / "crime.toml"
+    path.write_text(tomli_w.dumps(config), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def hook() -> Iterator[LoopbackReceiver]:
+    receiver = LoopbackReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="module")
+def crime(tmp_path_factory: pytest.TempPathFactory, hook: LoopbackReceiver
+          ) -> Iterator[Served]:
+    folder = tmp_path_factory.mktemp("crime")
+    with running(write_config(folder, hook.url()), folder) as served:
+        yield served
+
+
+def deliver(served: Served) -> None:
+    """Run the notifier now: claim the transitions, fill the outbox, send what is due."""
+    notifier = served.app.notifier
+    assert notifier is not None
+    notifier.process_transitions()
+    notifier.dispatch()
+
+
+def repoll(served: Served, values: dict[str, int], periods: list[str] = PERIODS) -> None:
+    """Change the data, poll it a minute later and evaluate: new transitions."""
+    write_csv(served.config.parent / "crime.csv", values, periods)
+    served.clock.advance(timedelta(minutes=1))
+    assert served.app.poller is not None and served.app.rules is not None
+    served.app.poller.poll("crime")
+    served.app.rules.evaluate()
+
+
+def alerts_in(hook: LoopbackReceiver) -> list[dict[str, Any]]:
+    return [a for r in hook.requests for a in r.payload["alerts"]]
+
+
+def cli(served: Served, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([*argv, "--config", str(served.config)], clock=served.clock)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_a_silence_made_from_a_message_link_in_the_browser_mutes_the_next_notification(
+        crime: Served, hook: LoopbackReceiver, tmp_path: Path) -> None:
+    shots = Path(SHOTS) if SHOTS else tmp_path
+    deliver(crime)
+    assert hook.wait_for(2), "both areas' firing messages reach the receiver"
+    fired = {a["labels"]["area"]: a for a in alerts_in(hook)}
+    assert set(fired) == {"North", "South"}
+    north = fired["North"]["annotations"]
+
+    # The message links to the series chart with its month, built on server.external_url.
+    chart = north["series_url"]
+    assert chart.startswith(crime.url + "/indicators/burglary/series/")
+    assert parse_qs(urlparse(chart).query) == {"at": ["2008-07"]}
+    page = httpx.get(chart, timeout=30)
+    assert page.status_code == 200
+    assert "Jul-08" in page.text or "2008-07" in page.text
+    assert 'data-alert="' in page.text and "Alert timeline" in page.text
+
+    # …and to the silence form, pre-filled with the alert's labels.
+    link = north["silence_url"]
+    assert link.startswith(crime.url + "/silences/new?matcher=")
+    with Browser() as browser:
+        form = browser.open(link)
+        assert 'area="North"' in form and 'alertname="BurglaryHigh"' in form
+        preview = re.search(r'<section id="preview">.*?</section>', form, re.S)
+        assert preview is not None and "Would mute now: 1 alert" in preview.group(0)
+        assert preview.group(0).count("data-alert=") == 1
+        browser.screenshot(shots / "silence-form.png")
+        assert (shots / "silence-form.png").read_bytes().startswith(b"\x89PNG")
+        done = browser.submit({"created_by": "analyst@example.org",
+                               "comment": "North's figures are being re-keyed",
+                               "duration": "2h", "token": TOKEN}, "#create")
+    created = re.search(r'id="created">Silence <code>([0-9a-f-]+)</code>', done)
+    assert created is not None, done[-3000:]
+    silence_id = created.group(1)
+
+    # The alerts page, the API and /metrics show North suppressed by that silence.
+    api = crime.client()
+    listed = {a["labels"]["area"]: a for a in api.get("/api/v1/alerts").json()["alerts"]}
+    assert listed["North"]["status"] == {"state": "suppressed", "silencedBy": [silence_id],
+                                         "inhibitedBy": []}
+    assert listed["South"]["status"]["state"] == "active"
+    assert 'data-suppressed="silenced"' in api.get("/alerts").text
+    metrics = api.get("/metrics").text
+    assert 'monitor_alerts_suppressed{alertname="BurglaryHigh",by="silenced"} 1' in metrics
+
+    # The next real notifications: both areas resolve; North's message is muted.
+    before = len(hook.requests)
+    repoll(crime, {"North": 80, "South": 70})
+    deliver(crime)
+    assert hook.wait_for(before + 1)
+    later = alerts_in(hook)[len(fired):]
+    assert [(a["labels"]["area"], a["status"]) for a in later] == [("South", "resolved")]
+    notifier = crime.app.notifier
+    assert notifier is not None
+    assert notifier.metrics.muted.labels("silenced")._value.get() >= 1
+
+    # The history keeps the episode: fired, notified, resolved, muted.
+    history = api.get("/api/v1/alerts/history",
+                      params={"match": 'area="North"'}).json()["episodes"]
+    assert len(history) == 1
+    kinds = [(e["kind"], e["to_state"]) for e in history[0]["events"]]
+    assert kinds == [("transition", "firing"), ("notified", ""), ("transition", "resolved"),
+                     ("muted", "")]
+    assert history[0]["events"][-1]["detail"]["silenced_by"] == [silence_id]
+    code, out, _ = cli(crime, "alerts", "query", "--history", 'area="North"')
+    assert code == 0 and "BurglaryHigh" in out and re.search(r"\s1\s+1\s+area=North", out)
+
+    with Browser() as browser:
+        page = browser.open(f"{crime.url}/alerts/history")
+        assert page.count('<tr data-alert="') == 2
+        browser.evaluate("document.querySelectorAll('details')[1].open = true")
+        browser.screenshot(shots / "alert-history.png")
+
+
+def test_the_api_previews_and_warns_and_a_kpi_silence_ends_when_the_next_period_lands(
+        crime: Served, hook: LoopbackReceiver) -> None:
+    repoll(crime, {"North": 150, "South": 140})
+    deliver(crime)
+    admin = crime.client(TOKEN)
+    preview = admin.get("/api/v1/silences/preview", params={"match": 'aera="South"'}).json()
+    assert preview["alerts"] == []
+    assert any("'aera'; did you mean area?" in w for w in preview["warnings"])
+    assert any("match no current alert" in w for w in preview["warnings"])
+
+    body = {"matchers": [{"name": "area", "value": "South"}], "until_next_period": True,
+            "created_by": "analyst", "comment": "until the Aug-08 figure lands"}
+    made = admin.post("/api/v1/silences", json=body)
+    assert made.status_code == 201, made.text
+    assert made.json()["until_period"] == "2008-07" and made.json()["warnings"] == []
+    schema = admin.get("/api/openapi.json").json()
+    assert "/api/v1/alerts/history" in schema["paths"]
+    assert "until_period" in schema["components"]["schemas"]["SilenceOut"]["properties"]
+
+    code, out, _ = cli(crime, "alerts", "query", "--suppressed")
+    assert code == 0
+    assert re.search(r"firing suppressed\s+BurglaryHigh\s+Jul-08 .*area=South", out), out
+    assert "silenced by " + made.json()["id"] in out
+    code, out, _ = cli(crime, "alerts", "query", "--active")
+    assert code == 0 and "area=South" not in out
+
+    # Aug-08 lands: South is about a newer period now; the silence ends and it is told.
+    before = len(hook.requests)
+    repoll(crime, {"North": 150, "South": 145}, [*PERIODS, "2008-08"])
+    deliver(crime)
+    states = {s["id"]: s["state"] for s in admin.get("/api/v1/silences").json()["silences"]}
+    assert states[made.json()["id"]] == "expired"
+    code, out, err = cli(crime, "silence", "add", "alertnme=Foo", "-m", "typo", "-a", "me")
+    assert code == 0 and "did you mean alertname?" in err and "match no current alert" in err
+    assert len(hook.requests) >= before
+
+
+def test_an_alert_a_revision_made_fire_says_so_in_its_message_and_history(
+        crime: Served, hook: LoopbackReceiver) -> None:
+    periods = [*PERIODS, "2008-08"]
+    repoll(crime, {"North": 150, "South": 70}, periods)  # Aug-08 revised down: resolves
+    deliver(crime)
+    before = len(hook.requests)
+    repoll(crime, {"North": 150, "South": 160}, periods)  # …and up again: fires, no new month
+    deliver(crime)
+    assert hook.wait_for(before + 1)
+    fired = [a for r in hook.requests[before:] for a in r.payload["alerts"]
+             if a["status"] == "firing"]
+    assert [a["labels"]["area"] for a in fired] == ["South"]
+    assert fired[0]["annotations"]["cause"] == "Aug-08 was revised 70.0 → 160.0"
+    episodes = crime.client().get("/api/v1/alerts/history", params={
+        "match": 'area="South"', "rule": "BurglaryHigh"}).json()["episodes"]
+    assert episodes[0]["events"][0]["detail"]["cause"] == "Aug-08 was revised 70.0 → 160.0"
+
+
+def test_silences_are_extended_and_expired_from_the_page_and_the_api(crime: Served) -> None:
+    admin = crime.client(TOKEN)
+    made = admin.post("/api/v1/silences", json={
+        "matchers": [{"name": "area", "value": "North"}], "duration": "1h",
+        "created_by": "analyst", "comment": "checking"}).json()
+    longer = admin.post(f"/api/v1/silences/{made['id']}/extend", json={"duration": "3d"})
+    assert longer.status_code == 200
+    assert longer.json()["ends_at"] > made["ends_at"]
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    page = crime.client()  # a browser: no Authorization header, the token in the form
+    wrong = page.post(f"/silences/{made['id']}/expire", content=b"token=nope", headers=form)
+    assert wrong.status_code == 401 and "a valid bearer token is required" in wrong.text
+    extended = page.post(f"/silences/{made['id']}/extend",
+                         content=f"duration=5d&token={TOKEN}".encode(), headers=form,
+                         follow_redirects=True)
+    assert extended.status_code == 200 and "extended to" in extended.text
+    expired = page.post(f"/silences/{made['id']}/expire", content=f"token={TOKEN}".encode(),
+                        headers=form, follow_redirects=True)
+    assert expired.status_code == 200 and f"Silence {made['id']} expired." in expired.text
+    states = {s["id"]: s["state"] for s in admin.get("/api/v1/silences").json()["silences"]}
+    assert states[made["id"]] == "expired"
+    bad = page.post("/silences/new", headers=form, content=(
+        f"matchers=area%3D%22North%22&until=duration&duration=soon&created_by=me&comment=x"
+        f"&action=create&token={TOKEN}").encode())
+    assert bad.status_code == 400 and "duration:" in bad.text
+
+
+def test_the_silence_form_warns_about_a_label_no_rule_produces(crime: Served) -> None:
+    page = crime.client().get("/silences/new", params={"matcher": 'aera="North"'}).text
+    warnings = re.findall(r"<p [^>]*data-warning>([^<]*)</p>", page)
+    assert any("no rule produces the label &#39;aera&#39;; did you mean area?" in w
+               for w in warnings), warnings
+    assert any("match no current alert" in w for w in warnings)

@@ -1,0 +1,90 @@
+"""The alert history (issue #17): written in bulk with the engine's transitions, read by
+rule and time range, cut into episodes, pruned by the retention, and started from the
+transitions an older store holds when migration 0003 runs — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from alembic import command
+from sqlalchemy import event, text
+
+from monitor.alerts.state import AlertRecord, Transition
+from monitor.model import AlertEvent, AlertState, episodes
+from monitor.store import Store, open_store
+from monitor.store.db import _alembic_config
+
+T0 = datetime(2008, 8, 1, 12, tzinfo=UTC)
+
+
+def move(alert: str, old: AlertState, new: AlertState, minutes: int,
+         area: str = "North") -> Transition:
+    labels = {"alertname": "BurglaryHigh", "area": area}
+    return Transition(alert, "BurglaryHigh", labels, old, new, T0 + timedelta(minutes=minutes),
+                      120.0, f"{area} is 120.", {"period_id": "2008-07", "series": "abc"}, True,
+                      "crime")
+
+
+def test_transitions_are_kept_in_one_bulk_insert_and_read_back_as_episodes(
+        store_url: str) -> None:
+    store = open_store(store_url)
+    try:
+        statements: list[str] = []
+        event.listen(store.engine, "before_cursor_execute",
+                     lambda *args: statements.append(args[2]))
+        moves = [move(f"a{i}", AlertState.INACTIVE, AlertState.FIRING, i, f"area{i}")
+                 for i in range(300)]
+        records = [AlertRecord(t.alert_id, t.rule, t.labels, AlertState.FIRING) for t in moves]
+        store.alerts.save(records, moves, T0)
+        inserts = [s for s in statements if s.lstrip().upper().startswith(
+            "INSERT INTO ALERT_EVENT")]
+        assert len(inserts) == 1 and inserts[0].count("?") + inserts[0].count("%(") <= 20
+        store.alerts.save([], [move("a0", AlertState.FIRING, AlertState.RESOLVED, 400),
+                               move("a0", AlertState.RESOLVED, AlertState.PENDING, 500)], T0)
+        found = store.history.events(rules=["BurglaryHigh"])
+        assert len(found) == 302 and found[0].period == "2008-07"
+        assert found[0].detail == {"group": "crime", "series": "abc"}
+        a0 = [ep for ep in episodes(found) if ep.alert_id == "a0"]
+        assert [(ep.state, ep.fired_at is not None, ep.resolved_at is not None) for ep in a0] \
+            == [("pending", False, False), ("resolved", True, True)]
+        window = store.history.events(since=T0 + timedelta(minutes=299),
+                                      until=T0 + timedelta(minutes=450))
+        assert [(e.alert_id, e.to_state) for e in window] == [("a299", "firing"),
+                                                              ("a0", "resolved")]
+        assert store.history.prune(T0 + timedelta(minutes=450)) == 301
+        assert [e.to_state for e in store.history.events()] == ["pending"]
+    finally:
+        store.close()
+
+
+def test_the_notifier_adds_sent_and_muted_messages(store_url: str) -> None:
+    store = open_store(store_url)
+    try:
+        with store.notify.transaction() as tx:
+            tx.record_history([AlertEvent("a1", "R", {"area": "North"}, "muted", T0,
+                                          detail={"silenced_by": ["s1"]})])
+        (muted,) = store.history.events(alert_ids=["a1"])
+        assert (muted.kind, muted.detail["silenced_by"]) == ("muted", ["s1"])
+    finally:
+        store.close()
+
+
+def test_migration_0003_starts_the_history_from_the_stored_transitions(store_url: str) -> None:
+    store = Store(store_url)
+    try:
+        command.upgrade(_alembic_config(store.engine), "0002")
+        with store.engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO alert_transition (alert_id, rule, labels, annotations, from_state, "
+                "to_state, value, explanation, at) VALUES ('a1', 'R', :labels, '{}', "
+                "'inactive', 'firing', 1.5, 'why', :at)"),
+                {"labels": json.dumps({"area": "North"}), "at": T0})
+        store.upgrade()
+        (kept,) = store.history.events()
+        assert (kept.alert_id, kept.to_state, kept.value, kept.labels) == \
+            ("a1", "firing", 1.5, {"area": "North"})
+        command.downgrade(_alembic_config(store.engine), "0002")
+        store.upgrade()
+    finally:
+        store.close()
