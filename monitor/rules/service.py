@@ -27,6 +27,7 @@ from monitor.errors import RuleFileError
 from monitor.logs import get_logger
 from monitor.rules import sourcehealth
 from monitor.rules.cycle import Cycle, Evaluator, Published, SourceView
+from monitor.rules.distributed import DistributedEngine
 from monitor.rules.engine import Evaluation, carry_over, evaluation_time
 from monitor.rules.inputs import DatasetCache
 from monitor.rules.loader import LoadedRule, RuleSet, load_rules, rule_files
@@ -91,8 +92,10 @@ class RuleService:
                  sources: Callable[[], Sequence[SourceBase]] = list,
                  unsettled: Callable[[], Settling] = Settling,
                  on_evaluated: Callable[[Evaluation], None] | None = None,
-                 partition: Partition | None = None) -> None:
+                 partition: Partition | None = None,
+                 engine: DistributedEngine | None = None) -> None:
         self.store = store
+        self.engine = engine  # None: every cycle evaluates in this process, unpartitioned
         self.partition = partition  # None: this process evaluates every rule group
         self._epochs: dict[int, int] | None = None  # shards held when records were read
         self._records_read = 0.0  # time.monotonic() of that read
@@ -209,7 +212,9 @@ class RuleService:
             # poll that ends in between must not leave this cycle judging the data read
             # before it landed.
             waiting = self.unsettled()
-            dataset = self._data.get(evaluator.ruleset, self.milestone_sources())
+            dataset = self._data.get(evaluator.ruleset, self.milestone_sources()) \
+                if self.engine is None else \
+                self.engine.inputs(self.store, evaluator.ruleset, self.milestone_sources())
             rules = self._settled(rules, dataset.sources, waiting)
             if rules is not None and not rules and self.deferred:
                 return None
@@ -217,7 +222,8 @@ class RuleService:
             cycle = Cycle(at=evaluation_time(self.as_of, wall), now=wall, rules=rules,
                           sources=SourceView(self.sources(), self.store.source_state.health()),
                           owns_health=health_owned)
-            result = evaluator.run(dataset, self.records, cycle)
+            result = evaluator.run(dataset, self.records, cycle) if self.engine is None \
+                else self.engine.run(evaluator, dataset, self.records, cycle)
             try:
                 self.store.alerts.save(result.changed, result.transitions, self.clock.now(),
                                        removed=result.removed, guard=guard)
@@ -354,6 +360,8 @@ class RuleService:
         cycle read the store again); never lost if one is running."""
         if data_changed:
             self._data.invalidate()
+            if self.engine is not None:
+                self.engine.invalidate()
         self._again.set()
         self._force_all = True
         if self._evaluating.is_set():
