@@ -145,8 +145,10 @@ def _joins(ruleset: RuleSet, totals: set[str]
         spec = ind.derived
         if spec is None or spec.total is not None:
             continue
+        # Its series are keyed by its `on` labels: with any partitioned input, they must
+        # hold the key, or one derived series would add up several partitions' series.
         partitioned = [i for i in spec.inputs if i not in totals]
-        if len(partitioned) > 1:
+        if partitioned:
             out.append((f'derived indicator "{name}"', spec.on, ", ".join(partitioned)))
     return out
 
