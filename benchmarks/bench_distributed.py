@@ -195,7 +195,7 @@ def main() -> None:
               f"{time.perf_counter() - started:.0f} s (SQLite)")
         one = child("one", folder, 0)
         local = child("local", folder, args.workers)
-        print(f"\n| run | first cycle s | steady cycle s | peak RSS MB |")
+        print("\n| run | first cycle s | steady cycle s | peak RSS MB |")
         print("|---|---|---|---|")
         print(f"| one process | {one['first']:.2f} | {one['steady']:.2f} | {one['rss']:.0f} |")
         workers = ", ".join(f"{w:.0f}" for w in local["workers"])  # type: ignore[attr-defined]
