@@ -34,6 +34,7 @@ from monitor.logs import get_logger
 from monitor.model import fingerprint
 from monitor.notify.notifier import Notifier
 from monitor.report.delivery import Reports
+from monitor.rules.distributed import DistributedEngine, EngineConfig
 from monitor.rules.engine import Evaluation
 from monitor.rules.loader import RuleSet
 from monitor.rules.service import RuleService
@@ -179,7 +180,7 @@ class App:
                                  sources=lambda: self.settings.sources,
                                  unsettled=self.poller.unsettled,
                                  on_evaluated=self._on_evaluated,
-                                 partition=self.cluster)
+                                 partition=self.cluster, engine=self._engine())
         self.rules.load()
         self._rules_loaded = True
         self.notifier = Notifier(self.store, settings.notify, self.clock, self.registry,
@@ -331,6 +332,16 @@ class App:
                 self.rules.request_evaluation()
             return ok, "reloaded" if ok else message
 
+    def _engine(self) -> DistributedEngine | None:
+        """Return the distributed engine ``[engine]`` asks for (None: in this process)."""
+        engine = self.settings.engine
+        if not engine.partitioned:
+            return None
+        return DistributedEngine(
+            self.settings.store.url.get_secret_value(),
+            EngineConfig(engine.scheduler, engine.partitions, engine.local_workers,
+                         tuple(engine.partition_by)), history=self.settings.rules.history)
+
     def stop(self) -> None:
         """Stop taking work, finish what is in flight, flush state, close the store."""
         if self._stopping.is_set():
@@ -356,6 +367,8 @@ class App:
             self._http.stop(max(0.5, deadline - time.monotonic()))
         if self.poller is not None:
             self.poller.close()
+        if self.rules is not None and self.rules.engine is not None:
+            self.rules.engine.close()
         if self.store is not None:
             self.store.close()
         log.info("daemon stopped")

@@ -92,6 +92,29 @@ class RulesSettings(Section):
         return value or None
 
 
+class EngineSettings(Section):
+    """``[engine]``: where rule evaluation runs (docs/operations.md, "The scale path")."""
+
+    scheduler: str = "in-process"  # in-process, local, or tcp://host:8786 (a Dask scheduler)
+    partitions: int = Field(default=1, ge=1, le=4096)
+    local_workers: int = Field(default=2, ge=1, le=256)
+    partition_by: list[str] = Field(default_factory=list)
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str) -> str:
+        if value not in ("in-process", "local") and \
+                not re.match(r"^(tcp|tls|inproc|ucx)://[^\s]+$", value):
+            raise ValueError(f"{value!r} is not in-process, local or a Dask scheduler's "
+                             "address such as tcp://scheduler:8786")
+        return value
+
+    @property
+    def partitioned(self) -> bool:
+        """True when cycles go through the distributed engine."""
+        return self.partitions > 1 or self.scheduler != "in-process"
+
+
 class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["logfmt", "json"] = "logfmt"
@@ -159,6 +182,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
     logging: LogSettings = Field(default_factory=LogSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)

@@ -86,6 +86,18 @@ class Cycle:
     retention: float = RESOLVED_RETENTION
 
 
+@dataclass(frozen=True)
+class Holds:
+    """What a cycle decided before evaluating: the rules in scope, those to evaluate, the
+    held ones (by group and name), the unhealthy sources and the health step's result."""
+
+    rules: list[LoadedRule]
+    evaluated: list[LoadedRule]
+    held: set[tuple[str, str]]
+    unhealthy: frozenset[str]
+    health: sourcehealth.HealthResult | None
+
+
 class Published:
     """What one cycle published: the read model every reader shows, computed once."""
 
@@ -204,6 +216,16 @@ class Evaluator:
             ) -> Evaluation:
         """Evaluate one cycle against the previous ``records``; return the new state,
         the transitions to persist and notify, and what to forget."""
+        holds = self.holds(dataset.sources, records, cycle)
+        result = self.engine.evaluate(dataset, cycle.at, records, rules=holds.evaluated,
+                                      now=cycle.now)
+        return self.settle(result, holds, records, cycle)
+
+    def holds(self, feeding: Mapping[str, frozenset[str]],
+              records: Mapping[str, AlertRecord], cycle: Cycle) -> Holds:
+        """Steps 1 and 2 of a cycle: judge the sources' health and decide which rules
+        are held; return them with the rules to evaluate. ``feeding`` is the sources
+        feeding each indicator (``Dataset.sources``)."""
         rules = list(self.ruleset.rules if cycle.rules is None else cycle.rules)
         health = None
         if cycle.sources is not None and cycle.owns_health:
@@ -215,18 +237,22 @@ class Evaluator:
                                   if sourcehealth.is_health_record(r) and r.state in ACTIVE)
         else:
             unhealthy = frozenset()
-        held = sourcehealth.held_rules(rules, dataset.sources, unhealthy,
-                                       self.milestone_sources)
+        held = sourcehealth.held_rules(rules, feeding, unhealthy, self.milestone_sources)
         evaluated = [r for r in rules if (r.group, r.rule.alert) not in held]
-        result = self.engine.evaluate(dataset, cycle.at, records, rules=evaluated,
-                                      now=cycle.now)
-        result.unhealthy = unhealthy
+        return Holds(rules, evaluated, held, unhealthy, health)
+
+    def settle(self, result: Evaluation, holds: Holds, records: Mapping[str, AlertRecord],
+               cycle: Cycle) -> Evaluation:
+        """Steps 3 to 4 after the engine evaluated ``holds.evaluated`` (here, or
+        partitioned on workers: ``monitor.rules.distributed``): count the held alerts,
+        step the source-health alerts, forget what was resolved long ago."""
+        result.unhealthy = holds.unhealthy
         result.held = sum(1 for r in records.values()
-                          if (r.group, r.rule) in held and r.state in ACTIVE)
-        if health is not None:
-            result = sourcehealth.merge(result, health)
-        owned = {(r.group, r.rule.alert) for r in rules}
-        if health is not None:
+                          if (r.group, r.rule) in holds.held and r.state in ACTIVE)
+        if holds.health is not None:
+            result = sourcehealth.merge(result, holds.health)
+        owned = {(r.group, r.rule.alert) for r in holds.rules}
+        if holds.health is not None:
             owned |= {(sourcehealth.GROUP, sourcehealth.STALE),
                       (sourcehealth.GROUP, sourcehealth.FAILING)}
         return _forget(result, owned, cycle.now, cycle.retention)

@@ -19,11 +19,14 @@ from monitor.store import Store
 DATA_MAX_AGE = 600.0  # seconds a cached dataset is trusted without a new poll
 
 
-def read_dataset(store: Store, ruleset: RuleSet, milestone_sources: Sequence[str]) -> Dataset:
+def read_dataset(store: Store, ruleset: RuleSet, milestone_sources: Sequence[str], *,
+                 observations: bool = True) -> Dataset:
     """Return the observations of every base indicator, the milestones of the named
-    sources and the sources feeding each indicator, from the store."""
+    sources and the sources feeding each indicator, from the store. Without
+    ``observations`` the blocks are left out: a distributed engine's workers read them,
+    each its own partition's."""
     base = [i.id for i in ruleset.indicators.values() if i.derived is None]
-    blocks = store.observations.read(base)
+    blocks = store.observations.read(base) if observations else {}
     milestones: list[tuple[str, Milestone]] = []
     for source in milestone_sources:
         milestones.extend((source, m) for m in store.observations.milestones(source))

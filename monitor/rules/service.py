@@ -28,6 +28,7 @@ from monitor.logs import get_logger
 from monitor.model import AlertState, fingerprint
 from monitor.rules import sourcehealth
 from monitor.rules.cycle import Cycle, Evaluator, Published, SourceView
+from monitor.rules.distributed import DistributedEngine
 from monitor.rules.engine import Evaluation, carry_over, evaluation_time
 from monitor.rules.inputs import DatasetCache
 from monitor.rules.loader import LoadedRule, RuleSet, load_rules, rule_files
@@ -95,8 +96,10 @@ class RuleService:
                  sources: Callable[[], Sequence[SourceBase]] = list,
                  unsettled: Callable[[], Settling] = Settling,
                  on_evaluated: Callable[[Evaluation], None] | None = None,
-                 partition: Partition | None = None) -> None:
+                 partition: Partition | None = None,
+                 engine: DistributedEngine | None = None) -> None:
         self.store = store
+        self.engine = engine  # None: every cycle evaluates in this process, unpartitioned
         self.partition = partition  # None: this process evaluates every rule group
         self._epochs: dict[int, int] | None = None  # shards held when records were read
         self._records_read = 0.0  # time.monotonic() of that read
@@ -214,7 +217,9 @@ class RuleService:
             # poll that ends in between must not leave this cycle judging the data read
             # before it landed.
             waiting = self.unsettled()
-            dataset = self._data.get(evaluator.ruleset, self.milestone_sources())
+            dataset = self._data.get(evaluator.ruleset, self.milestone_sources()) \
+                if self.engine is None else \
+                self.engine.inputs(self.store, evaluator.ruleset, self.milestone_sources())
             rules = self._settled(rules, dataset.sources, waiting)
             if rules is not None and not rules and self.deferred:
                 return None
@@ -223,7 +228,8 @@ class RuleService:
                           sources=SourceView(self.sources(), self.store.source_state.health()),
                           owns_health=health_owned)
             previous = self.last
-            result = evaluator.run(dataset, self.records, cycle)
+            result = evaluator.run(dataset, self.records, cycle) if self.engine is None \
+                else self.engine.run(evaluator, dataset, self.records, cycle)
             if previous is not None and previous.period == result.period:
                 explain_revisions(result, self.store, self._evaluated_wall)
             self._evaluated_wall = wall
@@ -363,6 +369,8 @@ class RuleService:
         cycle read the store again); never lost if one is running."""
         if data_changed:
             self._data.invalidate()
+            if self.engine is not None:
+                self.engine.invalidate()
         self._again.set()
         self._force_all = True
         if self._evaluating.is_set():

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from monitor.model import Status
+from monitor.settings import load
 from tests.conftest import REPO
 from tests.http.conftest import need_binary
 
@@ -255,3 +256,31 @@ def test_the_dashboard_variable_queries_are_valid_promql(tmp_path: Path) -> None
     path.write_text(yaml.safe_dump(rules))
     result = run(promtool, "check", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dask_compose_runs_a_scheduler_and_two_workers_beside_the_daemon() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose-dask.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {"postgres", "dask-scheduler", "dask-worker", "kpi-monitor"}
+    assert services["dask-worker"]["deploy"]["replicas"] == 2
+    build = services["kpi-monitor"]["build"]
+    assert (DEPLOY / build["context"] / build["dockerfile"]).is_file()
+    scheduler = services["dask-scheduler"]["entrypoint"]
+    port = scheduler[scheduler.index("--port") + 1]
+    worker = services["dask-worker"]["entrypoint"]
+    assert f"tcp://dask-scheduler:{port}" in worker
+    env = services["kpi-monitor"]["environment"]
+    # The daemon's own settings accept what compose gives it.
+    settings = load(None, environ={
+        "MONITOR_STORE__URL": env["MONITOR_STORE__URL"].replace("${POSTGRES_PASSWORD:-monitor}",
+                                                                "pw"),
+        "MONITOR_ENGINE__SCHEDULER": env["MONITOR_ENGINE__SCHEDULER"],
+        "MONITOR_ENGINE__PARTITIONS": env["MONITOR_ENGINE__PARTITIONS"]})
+    assert settings.engine.scheduler == f"tcp://dask-scheduler:{port}"
+    assert settings.engine.partitions == 2 and settings.engine.partitioned
+    assert settings.store.url.get_secret_value().startswith("postgresql://")
+    for name, service in services.items():
+        for published in service.get("ports", []):
+            assert published.startswith("127.0.0.1:"), f"{name} publishes {published}"
+    # The image the workers run has Dask's command (distributed is a dependency).
+    assert "dask" in (DEPLOY.parent / "pyproject.toml").read_text()

@@ -1,0 +1,124 @@
+"""The London example evaluated on a real two-worker Dask ``LocalCluster`` (separate
+processes) makes exactly the transitions, and the outbox exactly the notifications, of
+the daemon evaluating in one process — also when a worker dies in the middle of a cycle.
+
+Each run is the daemon's own assembly (``App.assemble``) on the shipped example config,
+``[engine]`` added, stepped month by month through ``RuleService.evaluate`` (which
+persists and hands the transitions to the notifier), on its own SQLite store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.clock import FixedClock
+from monitor.model import Frequency, month
+from monitor.rules.engine import month_end
+from tests.examples.daemons import assembled, example_config
+
+pytestmark = pytest.mark.slow
+MONTHS = ("2009-01", "2010-12")  # 24 cycles; burglary alerts fire and resolve in them
+POLLED_AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+LOCAL_CLUSTER = '\n[engine]\nscheduler = "local"\npartitions = 2\nlocal_workers = 2\n'
+
+
+def _run(workdir: Path, engine: str, before: Any = None) -> tuple[list[Any], Counter[Any]]:
+    """Return the transitions of every cycle, and the outbox's rows, of one daemon run."""
+    workdir.mkdir()
+    config = example_config("london", workdir)
+    config.write_text(config.read_text(encoding="utf-8") + engine, encoding="utf-8")
+    clock = FixedClock(POLLED_AT)
+    app = assembled(config, clock)
+    assert app.poller is not None and app.rules is not None
+    try:
+        assert all(r.ok for r in app.poller.poll_all())
+        if before is not None:
+            before(app)
+        transitions: list[Any] = []
+        for period in range(month(MONTHS[0]), month(MONTHS[1]) + 1):
+            app.rules.as_of = Frequency.MONTHLY.label(period)
+            clock.set(month_end(period))
+            result = app.rules.evaluate()
+            assert result is not None and not result.errors
+            transitions.append(sorted(
+                (t.alert_id, t.rule, t.from_state.value, t.to_state.value, t.value,
+                 t.explanation, tuple(sorted(t.annotations.items())))
+                for t in result.transitions))
+    finally:
+        app.stop()
+    with sqlite3.connect(workdir / "store.db") as db:
+        stored = Counter(db.execute("SELECT alert_id, from_state, to_state, value, at "
+                                    "FROM alert_transition"))
+        outbox = Counter((receiver, integration, key, _message(payload)) for
+                         receiver, integration, key, payload in db.execute(
+                             "SELECT receiver, integration, group_key, payload "
+                             "FROM notification"))
+    assert sum(stored.values()) == sum(len(t) for t in transitions)
+    return transitions, stored + outbox
+
+
+def _message(payload: str) -> str:
+    """Return an outbox message without what differs between any two runs: its random
+    message and thread ids and the daemon's URL (each run has its own port)."""
+    message = json.loads(payload)
+    for key in ("message_id", "thread_id", "external_url"):
+        message.pop(key, None)
+    return json.dumps(message, sort_keys=True)
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Any], Counter[Any]]:
+    return _run(tmp_path_factory.mktemp("london") / "in-process", "")
+
+
+def test_it_makes_on_a_two_worker_local_cluster_exactly_the_transitions_of_one_process(
+        in_process: tuple[list[Any], Counter[Any]], tmp_path: Path) -> None:
+    workers: list[int] = []
+
+    def count_workers(app: Any) -> None:
+        client = app.rules.engine.client()
+        workers.extend(client.run(os.getpid).values())
+
+    transitions, written = _run(tmp_path / "cluster", LOCAL_CLUSTER, count_workers)
+    assert len(set(workers)) == 2 and os.getpid() not in workers  # separate processes
+    assert sum(len(t) for t in transitions) > 20  # alerts fire and resolve in the range
+    assert transitions == in_process[0]
+    assert written == in_process[1]  # the same transitions stored, the same outbox
+
+
+def test_a_worker_killed_mid_cycle_loses_no_transition_and_doubles_no_notification(
+        in_process: tuple[list[Any], Counter[Any]], tmp_path: Path) -> None:
+    marker = tmp_path / "killed"
+    count = tmp_path / "tasks"
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class DieOnce(WorkerPlugin):  # type: ignore[misc]
+        """Ends its worker's process as it starts the 15th partition task (cycle 8)."""
+
+        def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+            if finish != "executing" or "evaluate_partition" not in str(key):
+                return
+            with open(count, "a", encoding="utf-8") as f:
+                f.write("x")
+            if count.stat().st_size >= 15:
+                try:
+                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    return
+                os._exit(1)
+
+    def arm(app: Any) -> None:
+        app.rules.engine.client().register_plugin(DieOnce(), name="die-once")
+
+    transitions, written = _run(tmp_path / "cluster", LOCAL_CLUSTER, arm)
+    assert marker.exists()  # a worker did die mid-cycle
+    assert transitions == in_process[0]
+    assert written == in_process[1]  # every transition stored once; outbox identical

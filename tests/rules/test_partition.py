@@ -1,0 +1,178 @@
+"""Partitions of the series space: the key, when there can be none, the order of the
+cross-partition totals, and a partitioned cycle that decides exactly what one process
+decides (run one partition after another here; on Dask in test_distributed.py)."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitor.model import Observation, labels_of, month
+from monitor.rules.cycle import Cycle, Evaluator
+from monitor.rules.data import Grid, Matrix, from_block, group_total
+from monitor.rules.distributed import DistributedEngine, EngineConfig
+from monitor.rules.engine import month_end
+from monitor.rules.inputs import read_dataset
+from monitor.rules.loader import load_rules
+from monitor.rules.partition import combine_totals, partial_total, plan
+from monitor.rules.schema import Indicator
+from monitor.store import open_store
+from tests.conftest import REPO
+
+AREAS = [f"area{i:02d}" for i in range(12)]
+FAMILY = AREAS[:4]
+RULES = f"""
+indicators:
+  - {{id: burglary, name: Burglary, direction: down, headline: change_pct,
+     peer_group: family}}
+  - {{id: robbery, name: Robbery, direction: down, headline: change_pct}}
+  - id: london
+    name: London burglary
+    direction: down
+    headline: change_pct
+    derived: {{total: burglary}}
+  - id: london_robbery
+    name: London robbery
+    direction: down
+    derived: {{total: robbery}}
+  - id: london_ratio
+    name: London burglary per robbery
+    unit: ratio
+    derived: {{ratio: {{numerator: london, denominator: london_robbery}}}}
+peer_groups:
+  - {{id: family, label: area, members: {FAMILY}}}
+groups:
+  - name: crime
+    rules:
+      - alert: BurglaryUpRobberyDown
+        indicator: burglary
+        on: [area]
+        when:
+          all:
+            - change: {{window: 3, above: 0}}
+            - change: {{indicator: robbery, window: 3, below: 0}}
+      - alert: LondonBurglaryUp
+        indicator: london
+        when: {{change: {{window: 3, above: 0}}}}
+      - alert: UpWhileLondonUp
+        indicator: burglary
+        when:
+          all:
+            - change: {{window: 3, above: 0}}
+            - change: {{indicator: london, window: 3, above: 0}}
+      - alert: LastInFamily
+        indicator: burglary
+        when: {{peers: {{rank: last, over: last 1 months}}}}
+"""
+
+
+def _rules(tmp_path: Path, text: str = RULES):  # type: ignore[no-untyped-def]
+    folder = tmp_path / "rules"
+    folder.mkdir(exist_ok=True)
+    (folder / "r.yaml").write_text(text, encoding="utf-8")
+    return load_rules([str(folder)])
+
+
+def test_the_key_is_the_labels_every_join_matches_on() -> None:
+    cut = plan(load_rules([str(REPO / "examples/london-boroughs/rules")]), 4)
+    assert cut.key == ("borough",) and cut.partitions == 4 and not cut.reason
+    assert cut.stages == ()  # its London is a stored series, not a total
+
+
+def test_totals_over_every_area_are_written_back_in_stages_in_order(tmp_path: Path) -> None:
+    cut = plan(_rules(tmp_path), 3)
+    assert cut.key == ("area",)
+    # The totals over every area first, written back; then the partitions evaluate.
+    assert cut.stages == (("london", "london_robbery"),)
+    assert cut.whole == {"london", "london_robbery", "london_ratio"}
+    assert len({cut.partition_of({"area": a}) for a in FAMILY}) == 1  # a family stays whole
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    pytest.param("on: [area]", "", id="join-on-the-key"),
+    pytest.param("on: []", "r.yaml:24: rule BurglaryUpRobberyDown joins robbery on [], "
+                 "which does not hold the partition key", id="join-on-nothing"),
+])
+def test_a_join_without_the_key_leaves_one_partition_and_says_where(
+        tmp_path: Path, change: str, reason: str) -> None:
+    text = RULES.replace("on: [area]", change)
+    cut = plan(_rules(tmp_path, text), 3, ["area"])
+    assert (cut.partitions, cut.reason.split(" ['area']")[0].split("rules/")[-1]) == \
+        ((3, "") if not reason else (1, reason))
+
+
+def test_a_peer_group_on_a_label_outside_the_key_leaves_one_partition(tmp_path: Path) -> None:
+    cut = plan(_rules(tmp_path, RULES.replace("label: area", "label: force")), 3)
+    assert cut.partitions == 1
+    assert cut.reason == ('peer group "family" ranks on the label "force", which is not in '
+                          "the partition key ['area']")
+
+
+def test_no_join_and_no_partition_by_leaves_one_partition(tmp_path: Path) -> None:
+    text = ("indicators:\n  - {id: burglary, name: Burglary, direction: down}\n"
+            "groups:\n  - name: g\n    rules:\n"
+            "      - {alert: Up, indicator: burglary, when: {change: {above: 0}}}\n")
+    cut = plan(_rules(tmp_path, text), 3)
+    assert (cut.partitions, cut.reason) == (1, "no rule or derived indicator joins on a label "
+                                            "(`on:`); name the labels to partition on in "
+                                            "[engine] partition_by")
+    assert plan(_rules(tmp_path, text), 3, ["area"]).partitions == 3
+
+
+def test_partial_totals_add_up_to_the_one_process_total() -> None:
+    rng = np.random.default_rng(7)
+    n, t = 40, 24
+    values = rng.integers(0, 500, (n, t)).astype(float)
+    values[:5, :6] = np.nan  # members that start late
+    values[7, 10] = np.nan  # a gap: that month of the total is missing
+    labels = [{"area": f"a{i}", "region": "north" if i % 3 else "south"} for i in range(n)]
+    ind = Indicator(id="x", name="x")
+    m = Matrix(ind, labels, Grid(100, 100 + t - 1), values)
+    for by in ([], ["region"]):
+        whole = group_total(ind, m, by)
+        groups = [random.Random((by and 1) or 2).randrange(3) for _ in range(n)]
+        parts = [partial_total(Matrix(ind, [labels[i] for i in range(n) if groups[i] == g],
+                                      m.grid, values[[groups[i] == g for i in range(n)]]), by)
+                 for g in range(3)]
+        back = from_block(ind, combine_totals(parts), m.grid)
+        order = [back.labels.index(lab) for lab in whole.labels]
+        np.testing.assert_array_equal(back.values[order], whole.values)
+
+
+def test_a_partitioned_cycle_decides_what_one_process_decides(tmp_path: Path) -> None:
+    ruleset = _rules(tmp_path)
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    rng = random.Random(3)
+    start = month("2020-01")
+    observations = [Observation(name, labels_of({"area": area}), start + k,
+                                float(rng.randrange(50, 150)))
+                    for name in ("burglary", "robbery") for area in AREAS
+                    for k in range(36) if not (area == "area11" and k < 20)]
+    store.observations.ingest("src", observations, now=datetime(2026, 1, 1, tzinfo=UTC))
+    one = Evaluator(ruleset)
+    parted = Evaluator(ruleset)
+    engine = DistributedEngine(store.url, EngineConfig(partitions=3))
+    dataset = read_dataset(store, ruleset, [])
+    mine: dict = {}  # type: ignore[type-arg]
+    theirs: dict = {}  # type: ignore[type-arg]
+    seen = 0
+    for period in range(start + 12, start + 36):
+        cycle = Cycle(at=month_end(period), now=month_end(period))
+        a = one.run(dataset, mine, cycle)
+        b = engine.run(parted, engine.inputs(store, ruleset, []), theirs, cycle)
+        mine, theirs = a.records, b.records
+        assert sorted((t.alert_id, t.to_state, t.value, t.explanation, t.annotations.items())
+                      for t in b.transitions) == \
+            sorted((t.alert_id, t.to_state, t.value, t.explanation, t.annotations.items())
+                   for t in a.transitions)
+        assert not a.errors and not b.errors
+        seen += len(a.transitions)
+    assert seen > 20
+    assert {r.rule for r in mine.values()} == {"BurglaryUpRobberyDown", "LondonBurglaryUp",
+                                               "UpWhileLondonUp", "LastInFamily"}
+    assert [p.series > 0 for p in engine.last] == [True, True, True]
+    store.close()
