@@ -193,11 +193,28 @@ def _level(leaf: Level, m: Matrix, ctx: Context) -> Outcome:
             phrase = target_phrase(ind, h.fy, float(h.judged[i]), float(h.target[i]),
                                    h.target_kind[i])
             return f"{ind.name} is {shown} {over_text(m, h.end)}, {phrase}"
-        above = leaf.above is not None and value[i] > leaf.above
-        bound = leaf.above if above else leaf.below
-        word = "above" if above else "below"
-        return (f"{ind.name} is {shown} over the {when}, {word} the threshold of "
-                f"{format_value(ind, float(bound if bound is not None else np.nan), kind)}")
+        return f"{ind.name} is {shown} over the {when}, {_versus_bounds(leaf, float(value[i]))}"
+
+    def _versus_bounds(leaf: Level, v: float) -> str:
+        # Where the value stands against the bounds the rule has: firing above them, held
+        # by a clearing bound (hysteresis), or back inside (a resolved alert says so).
+        def text(bound: float) -> str:
+            return format_value(ind, bound, kind)
+        if leaf.above is not None and v > leaf.above:
+            return f"above the threshold of {text(leaf.above)}"
+        if leaf.below is not None and v < leaf.below:
+            return f"below the threshold of {text(leaf.below)}"
+        if leaf.above is not None and leaf.clear_above is not None and v > leaf.clear_above:
+            return (f"still above the clearing threshold of {text(leaf.clear_above)} "
+                    f"(fires above {text(leaf.above)})")
+        if leaf.below is not None and leaf.clear_below is not None and v < leaf.clear_below:
+            return (f"still below the clearing threshold of {text(leaf.clear_below)} "
+                    f"(fires below {text(leaf.below)})")
+        inside = [f"at or below the threshold of {text(leaf.above)}"] if leaf.above is not None \
+            else []
+        if leaf.below is not None:
+            inside.append(f"at or above the threshold of {text(leaf.below)}")
+        return " and ".join(inside) or "within its thresholds"
 
     return Outcome(active, known, value, {"value": value, "target": h.target,
                                           "status": h.status}, explain,
