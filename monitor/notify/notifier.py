@@ -18,7 +18,7 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,10 +29,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.clock import Clock
 from monitor.errors import DeliveryError
 from monitor.logs import get_logger
+from monitor.matchers import MatcherSet
 from monitor.notify.channels import Channel, Message, build_channels
 from monitor.notify.config import NotifyConfig, ReceiverConfig
 from monitor.notify.digest import StatusProvider, build_digest, encode, meta_key
 from monitor.notify.dispatcher import Dispatcher, Lane, Outcome
+from monitor.notify.inhibit import rules_from_config
 from monitor.notify.metrics import NotifyMetrics
 from monitor.notify.notification import (
     FIRING,
@@ -41,13 +43,17 @@ from monitor.notify.notification import (
     SendResult,
     sample_alerts,
 )
-from monitor.notify.pipeline import Flow, PipelineState, build_pipeline, new_message_id
+from monitor.notify.pipeline import Flow, PipelineState, build_pipeline, new_message_id, routed
+from monitor.notify.routing import Route, build_tree
+from monitor.notify.scope import GroupIndex
 from monitor.notify.silences import Silence, SilenceSpec, expire, new_silence
+from monitor.notify.timeintervals import any_active
 from monitor.store import Store, describe_error
 from monitor.store.notify import NewMessage, NotifyTx, TransitionEvent
 
 log = get_logger(__name__)
-MAX_IDLE_FLUSH = 30.0  # run the pipeline at least this often (silences end, time intervals)
+MAX_IDLE_FLUSH = 30.0  # look at least this often (silences end, time intervals)
+RUN_KEY = "notify:last_run"  # monitor_meta: who ran the pipeline last
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,11 @@ class Notifier:
         self._started = False
         self.config = config
         self.dispatcher = self._dispatcher(config)
+        self._index = GroupIndex()  # which groups the next run must look at
+        self._live: frozenset[str] = frozenset()  # silences muting at the last run
+        self._in_force: tuple[object, ...] = ()  # time intervals at the last run
+        self._run_mark: str | None = None  # this process's last run, as stored
+        self._tree: tuple[NotifyConfig, Route, set[str]] | None = None
 
     # --- configuration ---------------------------------------------------------------
 
@@ -172,14 +183,17 @@ class Notifier:
         with self._lock, self.notify_store.transaction() as tx:
             events = tx.claim_transitions(self.instance, now)
             notifiable = [e for e in events if e.notifiable]
+            changed: dict[str, NotifyAlert] = {}
             if notifiable:
-                current = {a.alert_id: a for a in tx.load_alerts()}
-                tx.save_alerts(list(apply_transitions(current, notifiable).values()))
+                current = {a.alert_id: a for a in
+                           tx.load_alerts({e.alert_id for e in notifiable})}
+                changed = apply_transitions(current, notifiable)
+                tx.save_alerts(list(changed.values()))
             if events:
                 self.metrics.transitions.inc(len(events))
             if not notifiable and not self._due(now):
                 return FlushResult(claimed=len(events), next_due=self._next_due, ran=False)
-            result = self._run(tx, now)
+            result = self._run(tx, now, changed)
         result = replace(result, claimed=len(events))
         self._after(result)
         return result
@@ -199,22 +213,93 @@ class Notifier:
             return True
         return (now - self._last_run).total_seconds() >= MAX_IDLE_FLUSH
 
-    def _run(self, tx: NotifyTx, now: datetime) -> FlushResult:
-        state = PipelineState(silences=tx.silences(), log=tx.log_entries())
+    def _run(self, tx: NotifyTx, now: datetime,
+             changed: Mapping[str, NotifyAlert] | None = None) -> FlushResult:
+        """Run the pipeline over every group (``changed`` None, or whenever
+        :meth:`_whole` says so), else over the groups ``changed`` alerts belong to and
+        those due (see ``notify/scope.py``); commit its output."""
+        silences = tx.silences()
+        whole = self._whole(tx, silences, now, changed or {}) or changed is None
+        if whole:
+            alerts = tx.load_alerts()
+            entries = tx.log_entries()
+            ids: set[str] = set()
+            groups: set[tuple[str, str]] = set()
+        else:
+            assert changed is not None
+            tree, receivers = self._routes()
+            ids, groups = self._index.scope(
+                {a.alert_id: [ident for _r, ident, _l in routed(tree, receivers, a.labels)
+                              if ident is not None] for a in changed.values()}, now)
+            if not ids and not groups:
+                self._mark_run(tx, now)
+                return FlushResult(next_due=self._next_due, ran=False)
+            # The inhibiting alerts are read too: they may mute alerts of these groups.
+            alerts = tx.load_alerts(ids | self._index.sources)
+            entries = tx.log_entries(groups)
+        state = PipelineState(silences=silences, log=entries,
+                              scope=None if whole else frozenset(groups))
         pipeline = build_pipeline(self.config, state, external_url=self.external_url,
                                   new_id=self.new_id)
-        flow = pipeline.run(tx.load_alerts(), now)
+        flow = pipeline.run(alerts, now)
+        if not whole:  # an alert outside the scope may be needed by a group outside it
+            flow = replace(flow, removable=tuple(a for a in flow.removable if a in ids))
         messages = self._messages(flow)
         tx.write_log([o.entry for o in flow.outgoing])
         tx.enqueue(messages, now)
         tx.delete_alerts(flow.removable)
+        retention = self.config.resolved_retention
+        if whole:
+            self._index.rebuild(flow, now, retention)
+        else:
+            self._index.update(flow, ids, groups, now, retention)
+        self._index.note_sources(flow, self._inhibit_sources())
         self._force = False
-        self._last_run = now
-        self._next_due = flow.next_due
+        self._mark_run(tx, now)
         self.metrics.flushes.inc()
         return FlushResult(groups_sent=sum(1 for o in flow.outgoing if o.notification),
                            messages=len(messages), removed=len(flow.removable),
                            next_due=flow.next_due, trace=flow.trace)
+
+    def _whole(self, tx: NotifyTx, silences: Sequence[Silence], now: datetime,
+               changed: Mapping[str, NotifyAlert]) -> bool:
+        """True when the next run must cover every group: nothing is known yet, a
+        silence, reload or clock jump asked for it, an alert that may inhibit others
+        changed (inhibition looks across groups), the silences muting now or the time
+        intervals in force changed, or another process ran the pipeline since this one
+        did."""
+        live = frozenset(s.id for s in silences if s.mutes_now(now))
+        tree, _receivers = self._routes()
+        intervals = {t.name: t for t in self.config.time_intervals}
+        in_force = tuple(
+            (any_active(r.options.mute_time_intervals, intervals, now),
+             any_active(r.options.active_time_intervals, intervals, now))
+            for r in tree.walk())
+        sources = self._inhibit_sources()
+        inhibiting = any(m.matches(a.labels) for a in changed.values() for m in sources) \
+            if changed else False
+        whole = (self._force or not self._index.valid or inhibiting
+                 or live != self._live or in_force != self._in_force
+                 or tx.get_meta(RUN_KEY) != self._run_mark)
+        self._live, self._in_force = live, in_force
+        return whole
+
+    def _mark_run(self, tx: NotifyTx, now: datetime) -> None:
+        """Record this run, so another process's notifier knows its memory is stale."""
+        self._run_mark = f"{self.instance} {now.isoformat()} {self.new_id()}"
+        tx.set_meta(RUN_KEY, self._run_mark, now)
+        self._last_run = now
+        dues = list(self._index.due.values()) + list(self._index.expiry.values())
+        self._next_due = min(dues) if dues else None
+
+    def _inhibit_sources(self) -> list[MatcherSet]:
+        return [rule.source for rule in rules_from_config(self.config)]
+
+    def _routes(self) -> tuple[Route, set[str]]:
+        if self._tree is None or self._tree[0] is not self.config:
+            self._tree = (self.config, build_tree(self.config.route),
+                          {r.name for r in self.config.receivers})
+        return self._tree[1], self._tree[2]
 
     def _messages(self, flow: Flow) -> list[NewMessage]:
         receivers = {r.name: r for r in self.config.receivers}

@@ -23,7 +23,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from monitor.matchers import Matcher
 from monitor.model import iter_chunks, utc
@@ -139,6 +151,15 @@ def _alert(row: Any) -> NotifyAlert:
     )
 
 
+def _entry(row: Any) -> tuple[tuple[str, str], LogEntry]:
+    m = row._mapping
+    return (m["receiver"], m["group_key"]), LogEntry(
+        receiver=m["receiver"], group_key=m["group_key"],
+        firing=frozenset(json.loads(m["firing"] or "[]")),
+        resolved=frozenset(json.loads(m["resolved"] or "[]")),
+        sent_at=utc(m["sent_at"]), thread_id=m["message_id"])
+
+
 def _silence(row: Any) -> Silence:
     m = row._mapping
     recurrence = json.loads(m["recurrence"]) if m["recurrence"] else None
@@ -203,9 +224,16 @@ class NotifyTx:
                     explanation=m["explanation"], at=utc(m["at"])))
         return events
 
-    def load_alerts(self) -> list[NotifyAlert]:
-        """Return every alert the notifier tracks (firing, and resolved not yet dropped)."""
-        return [_alert(row) for row in self.conn.execute(select(NOTIFY_ALERT))]
+    def load_alerts(self, ids: Iterable[str] | None = None) -> list[NotifyAlert]:
+        """Return the alerts the notifier tracks (firing, and resolved not yet dropped):
+        every one, or those of ``ids``."""
+        if ids is None:
+            return [_alert(row) for row in self.conn.execute(select(NOTIFY_ALERT))]
+        out: list[NotifyAlert] = []
+        for chunk in iter_chunks(sorted(ids), CHUNK):
+            out.extend(_alert(row) for row in self.conn.execute(
+                select(NOTIFY_ALERT).where(NOTIFY_ALERT.c.alert_id.in_(chunk))))
+        return out
 
     def save_alerts(self, alerts: Sequence[NotifyAlert]) -> None:
         """Insert or replace the given alerts."""
@@ -227,25 +255,28 @@ class NotifyTx:
         for chunk in iter_chunks(list(alert_ids), CHUNK):
             self.conn.execute(delete(NOTIFY_ALERT).where(NOTIFY_ALERT.c.alert_id.in_(chunk)))
 
-    def log_entries(self) -> dict[tuple[str, str], LogEntry]:
-        """Return the notification log keyed by (receiver, group key)."""
+    def log_entries(self, groups: Iterable[tuple[str, str]] | None = None
+                    ) -> dict[tuple[str, str], LogEntry]:
+        """Return the notification log keyed by (receiver, group key): all of it, or the
+        entries of ``groups``."""
+        if groups is None:
+            return dict(_entry(row) for row in self.conn.execute(select(LOG)))
+        wanted = set(groups)
         out = {}
-        for row in self.conn.execute(select(LOG)):
-            m = row._mapping
-            out[(m["receiver"], m["group_key"])] = LogEntry(
-                receiver=m["receiver"], group_key=m["group_key"],
-                firing=frozenset(json.loads(m["firing"] or "[]")),
-                resolved=frozenset(json.loads(m["resolved"] or "[]")),
-                sent_at=utc(m["sent_at"]), thread_id=m["message_id"])
+        for chunk in iter_chunks(sorted({key for _r, key in wanted}), CHUNK):
+            for row in self.conn.execute(select(LOG).where(LOG.c.group_key.in_(chunk))):
+                ident, entry = _entry(row)
+                if ident in wanted:
+                    out[ident] = entry
         return out
 
     def write_log(self, entries: Sequence[LogEntry]) -> None:
         """Insert or replace the given log entries."""
         if not entries:
             return
-        for entry in entries:
-            self.conn.execute(delete(LOG).where(LOG.c.receiver == entry.receiver,
-                                                LOG.c.group_key == entry.group_key))
+        self.conn.execute(delete(LOG).where(LOG.c.receiver == bindparam("r"),
+                                            LOG.c.group_key == bindparam("k")),
+                          [{"r": e.receiver, "k": e.group_key} for e in entries])
         self.conn.execute(insert(LOG), [{
             "receiver": e.receiver, "group_key": e.group_key,
             "firing": json.dumps(sorted(e.firing)), "resolved": json.dumps(sorted(e.resolved)),
@@ -261,15 +292,16 @@ class NotifyTx:
         """
         if not messages:
             return 0
-        for message in messages:
-            self.conn.execute(
-                update(OUTBOX).where(
-                    OUTBOX.c.receiver == message.receiver,
-                    OUTBOX.c.integration == message.integration,
-                    OUTBOX.c.group_key == message.group_key,
-                    OUTBOX.c.status == PENDING,
-                    or_(OUTBOX.c.claimed_until.is_(None), OUTBOX.c.claimed_until < now))
-                .values(status=SUPERSEDED, last_error="superseded by a newer message"))
+        self.conn.execute(
+            update(OUTBOX).where(
+                OUTBOX.c.receiver == bindparam("r"),
+                OUTBOX.c.integration == bindparam("i"),
+                OUTBOX.c.group_key == bindparam("k"),
+                OUTBOX.c.status == PENDING,
+                or_(OUTBOX.c.claimed_until.is_(None), OUTBOX.c.claimed_until < bindparam("t")))
+            .values(status=SUPERSEDED, last_error="superseded by a newer message"),
+            [{"r": m.receiver, "i": m.integration, "k": m.group_key, "t": now}
+             for m in messages])
         self.conn.execute(insert(OUTBOX), [{
             "receiver": m.receiver, "integration": m.integration, "group_key": m.group_key,
             "payload": m.payload, "status": PENDING, "attempts": 0, "created_at": now,
