@@ -339,11 +339,13 @@ class ObservationStore:
         else:
             plain = False
         get = existing.get
+        written: set[int] = set()  # local series with a value written
         for (local, period), (value, den, prov) in batch.rows.items() if existing else ():
             sid = ids[local]
             old = get((sid, period))
             if old is None:
                 new.append((sid, period, value, den, prov))
+                written.add(local)
                 continue
             old_value, old_den, old_prov = old
             revised = old_value != value or old_den != den
@@ -351,8 +353,12 @@ class ObservationStore:
                 revisions.append((value, den, stamp, source, sid, period))
             elif bool(old_prov) == prov:
                 continue
+            written.add(local)
             updates.append((value, den, prov, stamp, source, int(revised), sid, period))
         self._insert_new(cur, new, stamp, source, plain=plain)
+        fed = {batch.keys[local][0] for local in written} if existing else \
+            {indicator for indicator, _labels in batch.keys}
+        self._note_feeding(cur, source, fed)
         if revisions:  # copied from the stored row before the update below changes it
             cur.executemany(self._q(
                 "INSERT INTO observation_revision (series_id, period, old_value, "
@@ -366,6 +372,13 @@ class ObservationStore:
                 "source = ?, revisions = revisions + ? WHERE series_id = ? AND period = ?"),
                 updates)
         return len(new), len(revisions), len(updates) - len(revisions)
+
+    def _note_feeding(self, cur: Any, source: str, indicators: set[str]) -> None:
+        """Record that ``source`` wrote values of ``indicators`` (``source_indicator``)."""
+        if indicators:
+            cur.executemany(self._q("INSERT INTO source_indicator (source, indicator_id) "
+                                    "VALUES (?, ?) ON CONFLICT DO NOTHING"),
+                            [(source, indicator) for indicator in sorted(indicators)])
 
     def _existing(self, cur: Any, sids: list[int], first: int, last: int
                   ) -> dict[tuple[int, int], tuple[float, float | None, Any]]:
@@ -553,8 +566,7 @@ class ObservationStore:
         every source that fed an indicator, whichever was polled first."""
         out: dict[str, list[str]] = {}
         for source, indicator in self._fetch(
-                "SELECT DISTINCT o.source, s.indicator_id FROM observation o "
-                "JOIN series s ON s.id = o.series_id ORDER BY 1, 2", []):
+                "SELECT source, indicator_id FROM source_indicator ORDER BY 1, 2", []):
             out.setdefault(str(source), []).append(str(indicator))
         return out
 
