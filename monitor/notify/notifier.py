@@ -54,6 +54,7 @@ from monitor.store.notify import NewMessage, NotifyTx, TransitionEvent
 log = get_logger(__name__)
 MAX_IDLE_FLUSH = 30.0  # look at least this often (silences end, time intervals)
 RUN_KEY = "notify:last_run"  # monitor_meta: who ran the pipeline last
+CLAIM_BATCH = 100_000  # transitions claimed per transaction: bounds the memory of one
 
 
 @dataclass(frozen=True)
@@ -178,10 +179,24 @@ class Notifier:
 
     def process_transitions(self, now: datetime | None = None) -> FlushResult:
         """Claim new transitions and, when any arrived or a group timer is due, run the
-        pipeline — all in one transaction. Returns what it did."""
+        pipeline — one transaction per ``CLAIM_BATCH`` transitions, until none is left.
+        Returns what it did, summed over the batches."""
         now = self._now(now)
+        result = self._process_batch(now)
+        total = result
+        while result.claimed >= CLAIM_BATCH:
+            result = self._process_batch(now)
+            total = replace(total, claimed=total.claimed + result.claimed,
+                            groups_sent=total.groups_sent + result.groups_sent,
+                            messages=total.messages + result.messages,
+                            removed=total.removed + result.removed,
+                            next_due=result.next_due, ran=total.ran or result.ran,
+                            trace=total.trace + result.trace)
+        return total
+
+    def _process_batch(self, now: datetime) -> FlushResult:
         with self._lock, self.notify_store.transaction() as tx:
-            events = tx.claim_transitions(self.instance, now)
+            events = tx.claim_transitions(self.instance, now, CLAIM_BATCH)
             notifiable = [e for e in events if e.notifiable]
             changed: dict[str, NotifyAlert] = {}
             if notifiable:

@@ -36,8 +36,8 @@ _UPSERT = (f"INSERT INTO alert ({', '.join(COLUMNS)}) VALUES "  # noqa: S608
            + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:]))
 
 
-def _json(mapping: dict[str, str]) -> str:
-    return json.dumps(mapping, sort_keys=True)
+_ENCODER = json.JSONEncoder(sort_keys=True)
+_json = _ENCODER.encode
 
 
 def _float(value: float | None) -> float | None:
@@ -49,22 +49,38 @@ class AlertStore:
         self.engine = engine
         self._pg = engine.dialect.name == "postgresql"
 
-    def _ts(self, at: datetime | None) -> Any:
-        """Return ``at`` as the driver stores a DateTime column (None stays None)."""
-        if at is None:
-            return None
-        at = utc(at)
-        return at if self._pg else at.replace(tzinfo=None).strftime(_SQLITE_TS)
+    def _stamper(self) -> Callable[[datetime | None], Any]:
+        """Return a function giving a datetime as the driver stores a DateTime column
+        (None stays None); most alerts of a cycle share a few instants, so each is
+        converted once."""
+        memo: dict[datetime | None, Any] = {None: None}
+        pg = self._pg
+
+        def stamp(at: datetime | None) -> Any:
+            found = memo.get(at, memo)
+            if found is memo:
+                assert at is not None
+                found = memo[at] = utc(at) if pg else \
+                    utc(at).replace(tzinfo=None).strftime(_SQLITE_TS)
+            return found
+        return stamp
 
     @staticmethod
-    def _from_ts(value: Any) -> datetime | None:
-        if value is None:
-            return None
-        return utc(value if isinstance(value, datetime) else datetime.fromisoformat(str(value)))
+    def _reader() -> Callable[[Any], datetime | None]:
+        """Return a function reading a stored DateTime (memoised like ``_stamper``)."""
+        memo: dict[Any, datetime | None] = {None: None}
+
+        def read(value: Any) -> datetime | None:
+            found = memo.get(value, memo)
+            if found is memo:
+                found = memo[value] = utc(value if isinstance(value, datetime)
+                                          else datetime.fromisoformat(str(value)))
+            return found  # type: ignore[return-value]
+        return read
 
     def load(self) -> dict[str, AlertRecord]:
         """Return every stored alert record by id."""
-        when = self._from_ts
+        when = self._reader()
         with self.engine.connect() as conn:
             raw = conn.connection.driver_connection
             assert raw is not None
@@ -100,7 +116,7 @@ class AlertStore:
         ``guard`` runs first in the same transaction (a replica checking it still holds
         its shards); whatever it raises rolls the transaction back and propagates.
         """
-        ts = self._ts
+        ts = self._stamper()
         stamp = ts(now)
         records = [(r.id, r.rule, r.group, _json(r.labels), _json(r.annotations),
                     r.state.value, _float(r.value), r.explanation, ts(r.active_since),

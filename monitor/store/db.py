@@ -6,7 +6,9 @@ a small connection pool and ``pool_pre_ping`` so a restarted server is noticed.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,18 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    any_,
+    bindparam,
+    column,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -52,6 +65,16 @@ def make_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = 5) -> E
         return engine
     return create_engine(parsed, pool_size=pool_size, max_overflow=pool_size,
                          pool_pre_ping=True, pool_recycle=1800)
+
+
+def one_of(col: ColumnElement[Any], values: Iterable[Any], dialect: str) -> ColumnElement[bool]:
+    """Return ``col IN values`` with the values as one bound parameter, however many:
+    an array on PostgreSQL, a JSON list (``json_each``) on SQLite. Neither driver takes
+    more than a few ten thousand parameters in a statement."""
+    items = list(values)
+    if dialect == "postgresql":
+        return col == any_(bindparam(None, items, type_=ARRAY(col.type)))
+    return col.in_(select(column("value")).select_from(func.json_each(json.dumps(items))))
 
 
 def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:

@@ -38,10 +38,11 @@ from sqlalchemy import (
 )
 
 from monitor.matchers import Matcher
-from monitor.model import iter_chunks, utc
+from monitor.model import utc
 from monitor.notify.notification import FIRING, RESOLVED, NotifyAlert
 from monitor.notify.pipeline import LogEntry
 from monitor.notify.silences import Silence, recurrence_dict, recurrence_from
+from monitor.store.db import one_of
 from monitor.store.tables import (
     AlertRow,
     MetaRow,
@@ -65,7 +66,6 @@ DELIVERED = "delivered"
 DEAD = "dead"
 SUPERSEDED = "superseded"
 ADVISORY_LOCK = 0x6B70696E  # "kpin": one notifier flush at a time across replicas
-CHUNK = 500
 
 
 def _dt(value: datetime | None) -> datetime | None:
@@ -193,35 +193,23 @@ class NotifyTx:
                           ) -> list[TransitionEvent]:
         """Claim up to ``limit`` unclaimed transitions, oldest first; return the claimed ones.
 
-        Each is claimed by ``UPDATE … WHERE id = :id AND claimed_by IS NULL``; a row
-        another notifier took first is skipped.
+        One ``UPDATE … WHERE id IN (the oldest unclaimed) AND claimed_by IS NULL
+        RETURNING …``: a row another notifier took first is skipped.
         """
-        ids = list(self.conn.execute(
-            select(TRANSITION.c.id).where(TRANSITION.c.claimed_by.is_(None))
-            .order_by(TRANSITION.c.id).limit(limit)).scalars())
-        claimed: list[int] = []
-        for chunk in iter_chunks(ids, CHUNK):
-            result = self.conn.execute(
-                update(TRANSITION)
-                .where(TRANSITION.c.id.in_(chunk), TRANSITION.c.claimed_by.is_(None))
-                .values(claimed_by=owner, claimed_at=now))
-            if result.rowcount == len(chunk):
-                claimed.extend(chunk)
-            else:  # someone else took some: keep exactly the rows now ours
-                claimed.extend(self.conn.execute(
-                    select(TRANSITION.c.id).where(TRANSITION.c.id.in_(chunk),
-                                                  TRANSITION.c.claimed_by == owner,
-                                                  TRANSITION.c.claimed_at == now)).scalars())
-        events: list[TransitionEvent] = []
-        for chunk in iter_chunks(sorted(claimed), CHUNK):
-            for row in self.conn.execute(select(TRANSITION).where(
-                    TRANSITION.c.id.in_(chunk)).order_by(TRANSITION.c.id)):
-                m = row._mapping
-                events.append(TransitionEvent(
-                    id=m["id"], alert_id=m["alert_id"], rule=m["rule"],
-                    labels=json.loads(m["labels"]), annotations=json.loads(m["annotations"]),
-                    from_state=m["from_state"], to_state=m["to_state"], value=m["value"],
-                    explanation=m["explanation"], at=utc(m["at"])))
+        rows = self.conn.execute(text(
+            "UPDATE alert_transition SET claimed_by = :owner, claimed_at = :now "
+            "WHERE id IN (SELECT id FROM alert_transition WHERE claimed_by IS NULL "
+            "ORDER BY id LIMIT :limit) AND claimed_by IS NULL RETURNING id, alert_id, rule, "
+            "labels, annotations, from_state, to_state, value, explanation, at").bindparams(
+            bindparam("now", type_=TRANSITION.c.claimed_at.type)),
+            {"owner": owner, "now": now, "limit": limit}).all()
+        events = [TransitionEvent(
+            id=r.id, alert_id=r.alert_id, rule=r.rule, labels=json.loads(r.labels),
+            annotations=json.loads(r.annotations), from_state=r.from_state,
+            to_state=r.to_state, value=r.value, explanation=r.explanation,
+            at=utc(r.at if isinstance(r.at, datetime) else datetime.fromisoformat(r.at)))
+            for r in rows]
+        events.sort(key=lambda e: e.id)
         return events
 
     def load_alerts(self, ids: Iterable[str] | None = None) -> list[NotifyAlert]:
@@ -229,19 +217,17 @@ class NotifyTx:
         every one, or those of ``ids``."""
         if ids is None:
             return [_alert(row) for row in self.conn.execute(select(NOTIFY_ALERT))]
-        out: list[NotifyAlert] = []
-        for chunk in iter_chunks(sorted(ids), CHUNK):
-            out.extend(_alert(row) for row in self.conn.execute(
-                select(NOTIFY_ALERT).where(NOTIFY_ALERT.c.alert_id.in_(chunk))))
-        return out
+        return [_alert(row) for row in self.conn.execute(select(NOTIFY_ALERT).where(
+            self._one_of(NOTIFY_ALERT.c.alert_id, ids)))]
+
+    def _one_of(self, col: Any, values: Iterable[Any]) -> Any:
+        return one_of(col, values, self.conn.dialect.name)
 
     def save_alerts(self, alerts: Sequence[NotifyAlert]) -> None:
         """Insert or replace the given alerts."""
         if not alerts:
             return
-        ids = [a.alert_id for a in alerts]
-        for chunk in iter_chunks(ids, CHUNK):
-            self.conn.execute(delete(NOTIFY_ALERT).where(NOTIFY_ALERT.c.alert_id.in_(chunk)))
+        self.delete_alerts(a.alert_id for a in alerts)
         self.conn.execute(insert(NOTIFY_ALERT), [{
             "alert_id": a.alert_id, "rule": a.rule,
             "labels": json.dumps(dict(a.labels), sort_keys=True),
@@ -252,8 +238,10 @@ class NotifyTx:
         } for a in alerts])
 
     def delete_alerts(self, alert_ids: Iterable[str]) -> None:
-        for chunk in iter_chunks(list(alert_ids), CHUNK):
-            self.conn.execute(delete(NOTIFY_ALERT).where(NOTIFY_ALERT.c.alert_id.in_(chunk)))
+        ids = list(alert_ids)
+        if ids:
+            self.conn.execute(delete(NOTIFY_ALERT).where(
+                self._one_of(NOTIFY_ALERT.c.alert_id, ids)))
 
     def log_entries(self, groups: Iterable[tuple[str, str]] | None = None
                     ) -> dict[tuple[str, str], LogEntry]:
@@ -263,11 +251,11 @@ class NotifyTx:
             return dict(_entry(row) for row in self.conn.execute(select(LOG)))
         wanted = set(groups)
         out = {}
-        for chunk in iter_chunks(sorted({key for _r, key in wanted}), CHUNK):
-            for row in self.conn.execute(select(LOG).where(LOG.c.group_key.in_(chunk))):
-                ident, entry = _entry(row)
-                if ident in wanted:
-                    out[ident] = entry
+        for row in self.conn.execute(select(LOG).where(
+                self._one_of(LOG.c.group_key, sorted({key for _r, key in wanted})))):
+            ident, entry = _entry(row)
+            if ident in wanted:
+                out[ident] = entry
         return out
 
     def write_log(self, entries: Sequence[LogEntry]) -> None:

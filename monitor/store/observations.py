@@ -453,8 +453,14 @@ class ObservationStore:
         if indicator_ids is not None:
             if not indicator_ids:
                 return {}
-            where_series = f"WHERE indicator_id IN ({','.join('?' * len(indicator_ids))})"
-            params = list(indicator_ids)
+            # One parameter however many indicators: an array (PostgreSQL), a JSON list
+            # (SQLite).
+            if self._pg:
+                where_series = "WHERE indicator_id = ANY(?)"
+                params = [list(indicator_ids)]
+            else:
+                where_series = "WHERE indicator_id IN (SELECT value FROM json_each(?))"
+                params = [json.dumps(list(indicator_ids))]
         with self.engine.connect() as conn:
             raw = conn.connection.driver_connection
             assert raw is not None
