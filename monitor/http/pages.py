@@ -399,10 +399,10 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
     def rules(request: Request) -> Response:
         if (response := denied(request)) is not None:
             return response
-        found = sorted(ctx.observed.snapshot().rules,
-                       key=lambda r: (r.health != "err", r.group, r.name))
+        snapshot = ctx.observed.snapshot()
+        found = sorted(snapshot.rules, key=lambda r: (r.health != "err", r.group, r.name))
         return render(request, "rules.html", title="Rules", rules=found,
-                      bad=sum(1 for r in found if r.health == "err"))
+                      bad=sum(1 for r in found if r.health == "err"), overrun=snapshot.overrun)
 
     @pages.get("/sources", response_class=HTMLResponse)
     def sources(request: Request) -> Response:
