@@ -7,8 +7,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.app import App
