@@ -381,10 +381,9 @@ class RuleService:
         return published.detail(indicator, labels) if published is not None else None
 
     def request_evaluation(self, *, data_changed: bool = False) -> None:
-        """Evaluate as soon as possible (new data landed: ``data_changed`` makes the next
-        cycle read the store again); never lost if one is running."""
-        if data_changed:
-            self._data.invalidate()
+        """Evaluate as soon as possible (``data_changed``: new data landed, which the
+        next cycle reads — only what changed — from the store's data version); never
+        lost if one is running."""
         self._again.set()
         self._force_all = True
         if self._evaluating.is_set():
