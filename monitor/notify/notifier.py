@@ -18,6 +18,7 @@ import os
 import random
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -301,7 +302,7 @@ class Notifier:
 
     def _mark_run(self, tx: NotifyTx, now: datetime) -> None:
         """Record this run, so another process's notifier knows its memory is stale."""
-        self._run_mark = f"{self.instance} {now.isoformat()} {self.new_id()}"
+        self._run_mark = f"{self.instance} {now.isoformat()} {uuid.uuid4().hex}"
         tx.set_meta(RUN_KEY, self._run_mark, now)
         self._last_run = now
         dues = list(self._index.due.values()) + list(self._index.expiry.values())
