@@ -17,14 +17,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from monitor.alerts.state import AlertRecord, Transition
-from monitor.model import AlertState, utc
+from monitor.model import AlertState
+from monitor.store.db import reader, stamper
 from monitor.store.tables import AlertRow
 
 ALERT = AlertRow.metadata.tables["alert"]
 TRANSITION = AlertRow.metadata.tables["alert_transition"]
 
 HELD = "held:flapping"  # claimed_by of transitions the notifier must not send
-_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
 COLUMNS = ("id", "rule", "group_name", "labels", "annotations", "state", "value",
            "explanation", "active_since", "fired_at", "resolved_at", "keep_firing_until",
            "last_evaluated", "pending_evaluations", "pending_periods", "last_period",
@@ -49,38 +49,9 @@ class AlertStore:
         self.engine = engine
         self._pg = engine.dialect.name == "postgresql"
 
-    def _stamper(self) -> Callable[[datetime | None], Any]:
-        """Return a function giving a datetime as the driver stores a DateTime column
-        (None stays None); most alerts of a cycle share a few instants, so each is
-        converted once."""
-        memo: dict[datetime | None, Any] = {None: None}
-        pg = self._pg
-
-        def stamp(at: datetime | None) -> Any:
-            found = memo.get(at, memo)
-            if found is memo:
-                assert at is not None
-                found = memo[at] = utc(at) if pg else \
-                    utc(at).replace(tzinfo=None).strftime(_SQLITE_TS)
-            return found
-        return stamp
-
-    @staticmethod
-    def _reader() -> Callable[[Any], datetime | None]:
-        """Return a function reading a stored DateTime (memoised like ``_stamper``)."""
-        memo: dict[Any, datetime | None] = {None: None}
-
-        def read(value: Any) -> datetime | None:
-            found = memo.get(value, memo)
-            if found is memo:
-                found = memo[value] = utc(value if isinstance(value, datetime)
-                                          else datetime.fromisoformat(str(value)))
-            return found  # type: ignore[return-value]
-        return read
-
     def load(self) -> dict[str, AlertRecord]:
         """Return every stored alert record by id."""
-        when = self._reader()
+        when = reader()
         with self.engine.connect() as conn:
             raw = conn.connection.driver_connection
             assert raw is not None
@@ -116,7 +87,7 @@ class AlertStore:
         ``guard`` runs first in the same transaction (a replica checking it still holds
         its shards); whatever it raises rolls the transaction back and propagates.
         """
-        ts = self._stamper()
+        ts = stamper(self._pg)
         stamp = ts(now)
         records = [(r.id, r.rule, r.group, _json(r.labels), _json(r.annotations),
                     r.state.value, _float(r.value), r.explanation, ts(r.active_since),

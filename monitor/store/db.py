@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from monitor.errors import StoreError
 from monitor.logs import get_logger
+from monitor.model import utc
 
 log = get_logger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -75,6 +77,39 @@ def one_of(col: ColumnElement[Any], values: Iterable[Any], dialect: str) -> Colu
     if dialect == "postgresql":
         return col == any_(bindparam(None, items, type_=ARRAY(col.type)))
     return col.in_(select(column("value")).select_from(func.json_each(json.dumps(items))))
+
+
+SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
+
+
+def stamper(postgres: bool) -> Callable[[datetime | None], Any]:
+    """Return a function giving a datetime as the driver stores a DateTime column (UTC;
+    None stays None), for writes through the cursor. The rows of one bulk write share a
+    few instants, so each is converted once."""
+    memo: dict[datetime | None, Any] = {None: None}
+
+    def stamp(at: datetime | None) -> Any:
+        found = memo.get(at, memo)
+        if found is memo:
+            assert at is not None
+            found = memo[at] = utc(at) if postgres else \
+                utc(at).replace(tzinfo=None).strftime(SQLITE_TS)
+        return found
+    return stamp
+
+
+def reader() -> Callable[[Any], datetime | None]:
+    """Return a function reading a DateTime column as fetched through the cursor (an
+    aware UTC datetime; None stays None), memoised like :func:`stamper`."""
+    memo: dict[Any, datetime | None] = {None: None}
+
+    def read(value: Any) -> datetime | None:
+        found = memo.get(value, memo)
+        if found is memo:
+            found = memo[value] = utc(value if isinstance(value, datetime)
+                                      else datetime.fromisoformat(str(value)))
+        return found  # type: ignore[return-value]
+    return read
 
 
 def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:

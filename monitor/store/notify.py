@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
@@ -42,7 +42,7 @@ from monitor.model import utc
 from monitor.notify.notification import FIRING, RESOLVED, NotifyAlert
 from monitor.notify.pipeline import LogEntry
 from monitor.notify.silences import Silence, recurrence_dict, recurrence_from
-from monitor.store.db import one_of
+from monitor.store.db import one_of, reader, stamper
 from monitor.store.tables import (
     AlertRow,
     MetaRow,
@@ -141,6 +141,11 @@ def _item(row: Any) -> OutboxItem:
     )
 
 
+_ALERT_COLUMNS = ("alert_id", "rule", "labels", "annotations", "status", "value",
+                  "explanation", "starts_at", "ends_at", "updated_at")
+_ENCODER = json.JSONEncoder(sort_keys=True)
+
+
 def _alert(row: Any) -> NotifyAlert:
     m = row._mapping
     return NotifyAlert(
@@ -214,11 +219,32 @@ class NotifyTx:
 
     def load_alerts(self, ids: Iterable[str] | None = None) -> list[NotifyAlert]:
         """Return the alerts the notifier tracks (firing, and resolved not yet dropped):
-        every one, or those of ``ids``."""
-        if ids is None:
-            return [_alert(row) for row in self.conn.execute(select(NOTIFY_ALERT))]
-        return [_alert(row) for row in self.conn.execute(select(NOTIFY_ALERT).where(
-            self._one_of(NOTIFY_ALERT.c.alert_id, ids)))]
+        every one, or those of ``ids``. Read through the cursor: a run can read 100,000."""
+        sql = f"SELECT {', '.join(_ALERT_COLUMNS)} FROM notify_alert"  # noqa: S608
+        args: tuple[Any, ...] = ()
+        postgres = self.conn.dialect.name == "postgresql"
+        if ids is not None:  # one parameter however many ids
+            if postgres:
+                sql += " WHERE alert_id = ANY(%s)"
+                args = (list(ids),)
+            else:
+                sql += " WHERE alert_id IN (SELECT value FROM json_each(?))"
+                args = (json.dumps(list(ids)),)
+        raw = self.conn.connection.driver_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            cur.execute(sql, args)
+            rows = cur.fetchall()
+        finally:
+            cur.close()
+        when = reader()
+        loads = json.loads
+        return [NotifyAlert(alert_id=i, rule=r, labels=loads(lab), annotations=loads(notes),
+                            status=st, value=v, explanation=ex,
+                            starts_at=cast(datetime, when(start)), ends_at=when(end),
+                            updated_at=when(upd))
+                for i, r, lab, notes, st, v, ex, start, end, upd in rows]
 
     def _one_of(self, col: Any, values: Iterable[Any]) -> Any:
         return one_of(col, values, self.conn.dialect.name)
@@ -228,14 +254,21 @@ class NotifyTx:
         if not alerts:
             return
         self.delete_alerts(a.alert_id for a in alerts)
-        self.conn.execute(insert(NOTIFY_ALERT), [{
-            "alert_id": a.alert_id, "rule": a.rule,
-            "labels": json.dumps(dict(a.labels), sort_keys=True),
-            "annotations": json.dumps(dict(a.annotations), sort_keys=True),
-            "status": a.status, "value": a.value, "explanation": a.explanation,
-            "starts_at": a.starts_at, "ends_at": a.ends_at,
-            "updated_at": a.updated_at or a.starts_at,
-        } for a in alerts])
+        postgres = self.conn.dialect.name == "postgresql"
+        ts = stamper(postgres)
+        dumps = _ENCODER.encode
+        rows = [(a.alert_id, a.rule, dumps(dict(a.labels)), dumps(dict(a.annotations)),
+                 a.status, a.value, a.explanation, ts(a.starts_at), ts(a.ends_at),
+                 ts(a.updated_at or a.starts_at)) for a in alerts]
+        mark = "%s" if postgres else "?"
+        raw = self.conn.connection.driver_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            cur.executemany(f"INSERT INTO notify_alert ({', '.join(_ALERT_COLUMNS)}) "  # noqa: S608
+                            f"VALUES ({', '.join([mark] * len(_ALERT_COLUMNS))})", rows)
+        finally:
+            cur.close()
 
     def delete_alerts(self, alert_ids: Iterable[str]) -> None:
         ids = list(alert_ids)
