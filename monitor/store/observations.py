@@ -137,38 +137,48 @@ class _Batch:
 
 
 def _collect(observations: Iterable[Observation]) -> _Batch:
-    """Return the batch: local series keys and one row per (local series, period)."""
+    """Return the batch: local series keys and one row per (local series, period).
+
+    The loop runs once per value (millions per poll): counters and flags are locals,
+    written back at the end."""
     batch = _Batch()
     index: dict[tuple[str, Labels], int] = {}
+    keys = batch.keys
     rows = batch.rows
     last_indicator: str | None = None
     last_labels: Labels | None = None
     local = -1
+    given = rejected = 0
+    plain = True
     isfinite = math.isfinite
     for obs in observations:
-        batch.given += 1
+        given += 1
         value = obs.value
         if not isfinite(value):
-            batch.rejected += 1
+            rejected += 1
             continue
         # Parsers emit a series' periods together, sharing one labels tuple: an identity
         # check skips hashing the label set for all but the first.
-        if obs.labels is not last_labels or obs.indicator is not last_indicator:
-            last_indicator, last_labels = obs.indicator, obs.labels
-            key = (obs.indicator, obs.labels)
+        labels = obs.labels
+        indicator = obs.indicator
+        if labels is not last_labels or indicator is not last_indicator:
+            last_indicator, last_labels = indicator, labels
+            key = (indicator, labels)
             found = index.get(key)
             if found is None:
-                found = index[key] = len(batch.keys)
-                batch.keys.append(key)
+                found = index[key] = len(keys)
+                keys.append(key)
             local = found
         den = obs.denominator
+        provisional = obs.provisional
         if den is not None:
-            batch.plain = False
+            plain = False
             if not isfinite(den):
                 den = None
-        if obs.provisional:
-            batch.plain = False
-        rows[(local, obs.period)] = (value, den, obs.provisional)
+        elif provisional:
+            plain = False
+        rows[(local, obs.period)] = (value, den, provisional)
+    batch.given, batch.rejected, batch.plain = given, rejected, plain
     return batch
 
 
