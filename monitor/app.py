@@ -180,7 +180,8 @@ class App:
                                  sources=lambda: self.settings.sources,
                                  unsettled=self.poller.unsettled,
                                  on_evaluated=self._on_evaluated,
-                                 partition=self.cluster, engine=self._engine())
+                                 partition=self.cluster, engine=self._engine(),
+                                 interval=settings.rules.evaluation_interval)
         self.rules.load()
         self._rules_loaded = True
         self.notifier = Notifier(self.store, settings.notify, self.clock, self.registry,

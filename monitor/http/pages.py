@@ -603,7 +603,8 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
                       groups=[(g, by_group.get(g.name, [])) for g in snap.groups],
                       anchors=anchors, reload=ctx.observed.rule_reload(),
                       default_interval=ctx.daemon.settings.rules.evaluation_interval,
-                      bad=sum(1 for r in snap.rules if r.health == "err"))
+                      bad=sum(1 for r in snap.rules if r.health == "err"),
+                      overrun=snap.overrun)
 
     @pages.get("/sources", response_class=HTMLResponse)
     def sources(request: Request) -> Response:

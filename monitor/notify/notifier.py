@@ -18,6 +18,7 @@ import os
 import random
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -29,11 +30,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.clock import Clock
 from monitor.errors import DeliveryError
 from monitor.logs import get_logger
+from monitor.matchers import MatcherSet
 from monitor.model import AlertEvent
 from monitor.notify.channels import Channel, Message, build_channels
 from monitor.notify.config import NotifyConfig, ReceiverConfig
 from monitor.notify.digest import StatusProvider, build_digest, encode, meta_key
 from monitor.notify.dispatcher import Dispatcher, Lane, Outcome
+from monitor.notify.inhibit import rules_from_config
 from monitor.notify.metrics import NotifyMetrics
 from monitor.notify.notification import (
     FIRING,
@@ -48,8 +51,11 @@ from monitor.notify.pipeline import (
     Suppression,
     build_pipeline,
     new_message_id,
+    routed,
     suppression,
 )
+from monitor.notify.routing import Route, build_tree
+from monitor.notify.scope import GroupIndex
 from monitor.notify.silences import (
     Silence,
     SilenceSpec,
@@ -58,12 +64,15 @@ from monitor.notify.silences import (
     new_silence,
     outdated,
 )
+from monitor.notify.timeintervals import any_active
 from monitor.store import Store, describe_error
 from monitor.store.notify import NewMessage, NotifyTx, TransitionEvent
 
 log = get_logger(__name__)
-MAX_IDLE_FLUSH = 30.0  # run the pipeline at least this often (silences end, time intervals)
+MAX_IDLE_FLUSH = 30.0  # look at least this often (silences end, time intervals)
 PRUNE_EVERY = 3600.0  # forget history older than notify.history_retention this often
+RUN_KEY = "notify:last_run"  # monitor_meta: who ran the pipeline last
+CLAIM_BATCH = 100_000  # transitions claimed per transaction: bounds the memory of one
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,11 @@ class Notifier:
         self._started = False
         self.config = config
         self.dispatcher = self._dispatcher(config)
+        self._index = GroupIndex()  # which groups the next run must look at
+        self._live: frozenset[str] = frozenset()  # silences muting at the last run
+        self._in_force: tuple[object, ...] = ()  # time intervals at the last run
+        self._run_mark: str | None = None  # this process's last run, as stored
+        self._tree: tuple[NotifyConfig, Route, set[str]] | None = None
 
     # --- configuration ---------------------------------------------------------------
 
@@ -184,21 +198,36 @@ class Notifier:
 
     def process_transitions(self, now: datetime | None = None) -> FlushResult:
         """Claim new transitions and, when any arrived or a group timer is due, run the
-        pipeline — all in one transaction. Returns what it did."""
+        pipeline — one transaction per ``CLAIM_BATCH`` transitions, until none is left.
+        Returns what it did, summed over the batches."""
         now = self._now(now)
+        result = self._process_batch(now)
+        total = result
+        while result.claimed >= CLAIM_BATCH:
+            result = self._process_batch(now)
+            total = replace(total, claimed=total.claimed + result.claimed,
+                            groups_sent=total.groups_sent + result.groups_sent,
+                            messages=total.messages + result.messages,
+                            removed=total.removed + result.removed,
+                            next_due=result.next_due, ran=total.ran or result.ran,
+                            trace=total.trace + result.trace)
+        return total
+
+    def _process_batch(self, now: datetime) -> FlushResult:
         with self._lock, self.notify_store.transaction() as tx:
-            events = tx.claim_transitions(self.instance, now)
+            events = tx.claim_transitions(self.instance, now, CLAIM_BATCH)
             notifiable = [e for e in events if e.notifiable]
-            fresh: dict[str, NotifyAlert] = {}
+            changed: dict[str, NotifyAlert] = {}
             if notifiable:
-                current = {a.alert_id: a for a in tx.load_alerts()}
-                fresh = apply_transitions(current, notifiable)
-                tx.save_alerts(list(fresh.values()))
+                current = {a.alert_id: a for a in
+                           tx.load_alerts({e.alert_id for e in notifiable})}
+                changed = apply_transitions(current, notifiable)
+                tx.save_alerts(list(changed.values()))
             if events:
                 self.metrics.transitions.inc(len(events))
             if not notifiable and not self._due(now):
                 return FlushResult(claimed=len(events), next_due=self._next_due, ran=False)
-            result = self._run(tx, now, fresh)
+            result = self._run(tx, now, changed)
         result = replace(result, claimed=len(events))
         self._after(result)
         return result
@@ -219,21 +248,51 @@ class Notifier:
         return (now - self._last_run).total_seconds() >= MAX_IDLE_FLUSH
 
     def _run(self, tx: NotifyTx, now: datetime,
-             fresh: dict[str, NotifyAlert] | None = None) -> FlushResult:
-        alerts = tx.load_alerts()
-        silences = self._end_outdated(tx, tx.silences(), alerts, now)
-        state = PipelineState(silences=silences, log=tx.log_entries())
+             changed: Mapping[str, NotifyAlert] | None = None) -> FlushResult:
+        """Run the pipeline over every group (``changed`` None, or whenever
+        :meth:`_whole` says so), else over the groups ``changed`` alerts belong to and
+        those due (see ``notify/scope.py``); commit its output."""
+        # A KPI silence whose next period arrived ends first (the alerts that changed and
+        # the engine's records say which periods arrived); the run then sees it ended.
+        silences = self._end_outdated(tx, tx.silences(), list((changed or {}).values()), now)
+        whole = self._whole(tx, silences, now, changed or {}) or changed is None
+        if whole:
+            alerts = tx.load_alerts()
+            entries = tx.log_entries()
+            ids: set[str] = set()
+            groups: set[tuple[str, str]] = set()
+        else:
+            assert changed is not None
+            tree, receivers = self._routes()
+            ids, groups = self._index.scope(
+                {a.alert_id: [ident for _r, ident, _l in routed(tree, receivers, a.labels)
+                              if ident is not None] for a in changed.values()}, now)
+            if not ids and not groups:
+                self._mark_run(tx, now)
+                return FlushResult(next_due=self._next_due, ran=False)
+            # The inhibiting alerts are read too: they may mute alerts of these groups.
+            alerts = tx.load_alerts(ids | self._index.sources)
+            entries = tx.log_entries(groups)
+        state = PipelineState(silences=silences, log=entries,
+                              scope=None if whole else frozenset(groups))
         pipeline = build_pipeline(self.config, state, external_url=self.external_url,
                                   new_id=self.new_id)
         flow = pipeline.run(alerts, now)
+        if not whole:  # an alert outside the scope may be needed by a group outside it
+            flow = replace(flow, removable=tuple(a for a in flow.removable if a in ids))
         messages = self._messages(flow)
         tx.write_log([o.entry for o in flow.outgoing])
         tx.enqueue(messages, now)
-        tx.record_history(self._history(flow, fresh or {}, now))
+        tx.record_history(self._history(flow, changed or {}, now))
         tx.delete_alerts(flow.removable)
+        retention = self.config.resolved_retention
+        if whole:
+            self._index.rebuild(flow, now, retention)
+        else:
+            self._index.update(flow, ids, groups, now, retention)
+        self._index.note_sources(flow, self._inhibit_sources())
         self._force = False
-        self._last_run = now
-        self._next_due = flow.next_due
+        self._mark_run(tx, now)
         self.metrics.flushes.inc()
         return FlushResult(groups_sent=sum(1 for o in flow.outgoing if o.notification),
                            messages=len(messages), removed=len(flow.removable),
@@ -257,7 +316,7 @@ class Notifier:
         by_id = {s.id: s for s in ended}
         return [by_id.get(s.id, s) for s in silences]
 
-    def _history(self, flow: Flow, fresh: dict[str, NotifyAlert], now: datetime
+    def _history(self, flow: Flow, fresh: Mapping[str, NotifyAlert], now: datetime
                  ) -> list[AlertEvent]:
         """Return the history of this run: every alert of every message sent, and every
         new transition a silence or an inhibition kept from its receivers (each logged)."""
@@ -300,6 +359,45 @@ class Notifier:
         """Return which of ``alerts`` a silence or an inhibition mutes now, and by what."""
         return suppression(self.config, self.notify_store.silences(), alerts,
                            self.clock.now())
+    def _whole(self, tx: NotifyTx, silences: Sequence[Silence], now: datetime,
+               changed: Mapping[str, NotifyAlert]) -> bool:
+        """True when the next run must cover every group: nothing is known yet, a
+        silence, reload or clock jump asked for it, an alert that may inhibit others
+        changed (inhibition looks across groups), the silences muting now or the time
+        intervals in force changed, or another process ran the pipeline since this one
+        did."""
+        live = frozenset(s.id for s in silences if s.mutes_now(now))
+        tree, _receivers = self._routes()
+        intervals = {t.name: t for t in self.config.time_intervals}
+        in_force = tuple(
+            (any_active(r.options.mute_time_intervals, intervals, now),
+             any_active(r.options.active_time_intervals, intervals, now))
+            for r in tree.walk())
+        sources = self._inhibit_sources()
+        inhibiting = any(m.matches(a.labels) for a in changed.values() for m in sources) \
+            if changed else False
+        whole = (self._force or not self._index.valid or inhibiting
+                 or live != self._live or in_force != self._in_force
+                 or tx.get_meta(RUN_KEY) != self._run_mark)
+        self._live, self._in_force = live, in_force
+        return whole
+
+    def _mark_run(self, tx: NotifyTx, now: datetime) -> None:
+        """Record this run, so another process's notifier knows its memory is stale."""
+        self._run_mark = f"{self.instance} {now.isoformat()} {uuid.uuid4().hex}"
+        tx.set_meta(RUN_KEY, self._run_mark, now)
+        self._last_run = now
+        dues = list(self._index.due.values()) + list(self._index.expiry.values())
+        self._next_due = min(dues) if dues else None
+
+    def _inhibit_sources(self) -> list[MatcherSet]:
+        return [rule.source for rule in rules_from_config(self.config)]
+
+    def _routes(self) -> tuple[Route, set[str]]:
+        if self._tree is None or self._tree[0] is not self.config:
+            self._tree = (self.config, build_tree(self.config.route),
+                          {r.name for r in self.config.receivers})
+        return self._tree[1], self._tree[2]
 
     def _messages(self, flow: Flow) -> list[NewMessage]:
         receivers = {r.name: r for r in self.config.receivers}

@@ -133,6 +133,9 @@ class PipelineState:
 
     silences: Sequence[Silence] = ()
     log: Mapping[tuple[str, str], LogEntry] = field(default_factory=dict)
+    # The groups this run decides (None: every group). A run over some groups also
+    # reads alerts of others (inhibiting sources); their groups are left alone.
+    scope: frozenset[tuple[str, str]] | None = None
 
 
 def new_message_id() -> str:
@@ -148,7 +151,7 @@ def build_pipeline(config: NotifyConfig, state: PipelineState, *, external_url: 
     return Pipeline((
         ("silence", silence_stage(state.silences)),
         ("inhibit", inhibit_stage(rules_from_config(config))),
-        ("group", group_stage(build_tree(config.route), set(receivers))),
+        ("group", group_stage(build_tree(config.route), set(receivers), state.scope)),
         ("time_intervals", time_interval_stage(intervals)),
         ("dedup", dedup_stage(state.log, send_resolved)),
         ("messages", message_stage(state.log, send_resolved, external_url, new_id)),
@@ -221,20 +224,21 @@ def inhibit_stage(rules: Sequence[InhibitRule]) -> Stage:
     return stage
 
 
-def group_stage(tree: Route, receivers: set[str]) -> Stage:
-    """Route every alert through the tree and collect the groups, in a stable order."""
+def group_stage(tree: Route, receivers: set[str],
+                scope: frozenset[tuple[str, str]] | None = None) -> Stage:
+    """Route every alert through the tree and collect the groups (those in ``scope``
+    when given), in a stable order."""
     def stage(flow: Flow, now: datetime) -> Flow:
         members: dict[tuple[str, str], list[NotifyAlert]] = {}
         meta: dict[tuple[str, str], tuple[Route, dict[str, str]]] = {}
         trace = list(flow.trace)
         for alert in flow.alerts:
-            for route in tree.match(alert.labels):
-                receiver = route.options.receiver
-                if receiver not in receivers:
+            for route, ident, labels in routed(tree, receivers, alert.labels):
+                if ident is None:
                     trace.append(f"{alert.alert_id}: route {route.key} has no receiver")
                     continue
-                labels = group_labels(route.options, alert.labels)
-                ident = (receiver, group_key(route, labels))
+                if scope is not None and ident not in scope:
+                    continue
                 members.setdefault(ident, []).append(alert)
                 meta.setdefault(ident, (route, labels))
         groups = tuple(
@@ -244,6 +248,21 @@ def group_stage(tree: Route, receivers: set[str]) -> Stage:
             for ident, alerts in sorted(members.items()))
         return replace(flow, groups=groups, trace=tuple(trace))
     return stage
+
+
+def routed(tree: Route, receivers: set[str], labels: Mapping[str, str]
+           ) -> list[tuple[Route, tuple[str, str] | None, dict[str, str]]]:
+    """Return each route ``labels`` match with the group they join there — (receiver,
+    group key), None when the route's receiver is unknown — and the group's labels."""
+    out: list[tuple[Route, tuple[str, str] | None, dict[str, str]]] = []
+    for route in tree.match(labels):
+        receiver = route.options.receiver
+        if receiver not in receivers:
+            out.append((route, None, {}))
+            continue
+        grouped = group_labels(route.options, labels)
+        out.append((route, (receiver, group_key(route, grouped)), grouped))
+    return out
 
 
 def time_interval_stage(intervals: Mapping[str, TimeIntervalConfig]) -> Stage:

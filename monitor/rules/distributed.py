@@ -45,7 +45,7 @@ from monitor.rules import sourcehealth
 from monitor.rules.cycle import Cycle, Evaluator
 from monitor.rules.data import Block, Matrix
 from monitor.rules.engine import Dataset, Engine, Evaluation, RuleStats
-from monitor.rules.inputs import DATA_MAX_AGE, read_dataset
+from monitor.rules.inputs import read_dataset
 from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.partition import PartialTotal, Plan, combine_totals, partial_total, plan
 from monitor.store import Store
@@ -195,12 +195,10 @@ class DistributedEngine:
                ) -> Dataset:
         """Return what the coordinator reads: milestones and the sources feeding each
         indicator, no observations (the tasks read those). Read again, and the tasks'
-        data too, when a source's last poll moved, the rules changed, ``invalidate`` was
-        called or ``DATA_MAX_AGE`` passed — as ``DatasetCache`` does for one process."""
+        data too, when the store's data version moved (any process's write), the rules
+        changed or ``invalidate`` was called — as ``DatasetCache`` does for one process."""
         version = (self._generation, id(ruleset), tuple(milestone_sources),
-                   int(time.time() // DATA_MAX_AGE), tuple(sorted(
-                       (h.source, h.last_success_at.isoformat() if h.last_success_at else "")
-                       for h in store.source_state.health())))
+                   store.observations.version())
         if self._inputs is None or self._inputs[0] != version:
             self._inputs = (version, read_dataset(store, ruleset, milestone_sources,
                                                   observations=False))

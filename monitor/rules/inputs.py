@@ -2,21 +2,22 @@
 
 ``read_dataset`` is the one way anything (the daemon, ``eval``, ``backtest``, ``diff``)
 reads the observations, milestones and source feeding of a rule set; ``DatasetCache``
-keeps the daemon from re-reading 100,000 series when no poll has landed.
+keeps the daemon from re-reading 100,000 series when no poll has landed, and reads only
+what a poll changed when one has.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 
 from monitor.model import Milestone
 from monitor.rules import sourcehealth
+from monitor.rules.data import LongBlock
 from monitor.rules.engine import Dataset
 from monitor.rules.loader import RuleSet
 from monitor.store import Store
-
-DATA_MAX_AGE = 600.0  # seconds a cached dataset is trusted without a new poll
+from monitor.store.observations import SeriesBlock, merge_blocks
 
 
 def read_dataset(store: Store, ruleset: RuleSet, milestone_sources: Sequence[str], *,
@@ -25,8 +26,16 @@ def read_dataset(store: Store, ruleset: RuleSet, milestone_sources: Sequence[str
     sources and the sources feeding each indicator, from the store. Without
     ``observations`` the blocks are left out: a distributed engine's workers read them,
     each its own partition's."""
-    base = [i.id for i in ruleset.indicators.values() if i.derived is None]
-    blocks = store.observations.read(base) if observations else {}
+    blocks = store.observations.read(base_indicators(ruleset)) if observations else {}
+    return _dataset(store, blocks, milestone_sources, ruleset)
+
+
+def base_indicators(ruleset: RuleSet) -> list[str]:
+    return [i.id for i in ruleset.indicators.values() if i.derived is None]
+
+
+def _dataset(store: Store, blocks: Mapping[str, LongBlock], milestone_sources: Sequence[str],
+             ruleset: RuleSet) -> Dataset:
     milestones: list[tuple[str, Milestone]] = []
     for source in milestone_sources:
         milestones.extend((source, m) for m in store.observations.milestones(source))
@@ -35,31 +44,54 @@ def read_dataset(store: Store, ruleset: RuleSet, milestone_sources: Sequence[str
 
 
 class DatasetCache:
-    """The daemon's dataset, read again only when it may have changed.
+    """The daemon's dataset, read again only when the data changed, and then only what
+    changed.
 
     Reading every series is the costly part of a cycle at scale (seconds for 100,000
-    series), and data only changes when a poll lands: the dataset is kept until a
-    source's last success moves (any replica's poll), the rules change, or
-    ``DATA_MAX_AGE`` passes (a backfill by ``monitor ingest``).
+    series), and data only changes when a write lands. Every write of observations or
+    milestones counts up the store's data version in its transaction: a cycle reads
+    that one number, and nothing else when it has not moved. When it moved and this
+    process made every write since (its poller), only the touched series are read, from
+    the earliest period written, and merged into the blocks held; otherwise (another
+    replica's poll, ``monitor ingest``, new rules) everything is read again.
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._data: Dataset | None = None
+        self._blocks: dict[str, SeriesBlock] = {}
         self._signature: tuple[object, ...] = ()
-        self._read_at = 0.0
+        self._version = -1
+        self.reads = Counter[str]()  # "full", "changes", "none": how each get() read
 
     def invalidate(self) -> None:
-        """Read the store again on the next ``get`` (a poll in this process stored data)."""
+        """Read everything on the next ``get``."""
         self._data = None
 
     def get(self, ruleset: RuleSet, milestone_sources: Sequence[str]) -> Dataset:
-        signature = (id(ruleset), tuple(milestone_sources), tuple(sorted(
-            (h.source, h.last_success_at.isoformat() if h.last_success_at else "")
-            for h in self.store.source_state.health())))
-        fresh = time.monotonic() - self._read_at < DATA_MAX_AGE
-        if self._data is None or signature != self._signature or not fresh:
-            self._data = read_dataset(self.store, ruleset, milestone_sources)
-            self._signature = signature
-            self._read_at = time.monotonic()
+        signature = (id(ruleset), tuple(milestone_sources))
+        observations = self.store.observations
+        version = observations.version()
+        if self._data is not None and signature == self._signature:
+            if version == self._version:
+                self.reads["none"] += 1
+                return self._data
+            base = base_indicators(ruleset)
+            changes = observations.read_changes(self._version, version, base)
+            if changes is not None:
+                delta, first = changes
+                for name, block in delta.items():
+                    held = self._blocks.get(name)
+                    self._blocks[name] = block if held is None else \
+                        merge_blocks(held, block, first)
+                self._data = _dataset(self.store, dict(self._blocks), milestone_sources,
+                                      ruleset)
+                self._version = version
+                self.reads["changes"] += 1
+                return self._data
+        self._blocks = observations.read(base_indicators(ruleset))
+        self._data = _dataset(self.store, dict(self._blocks), milestone_sources, ruleset)
+        self._signature = signature
+        self._version = version
+        self.reads["full"] += 1
         return self._data

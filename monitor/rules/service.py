@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from monitor.rules.engine import Evaluation, carry_over, evaluation_time
 from monitor.rules.inputs import DatasetCache
 from monitor.rules.loader import LoadedRule, RuleSet, load_rules, rule_files
 from monitor.rules.measures import period_text
-from monitor.rules.snapshot import ReloadStatus, SeriesDetail, Snapshot
+from monitor.rules.snapshot import Overrun, ReloadStatus, SeriesDetail, Snapshot
 from monitor.sources.config import SourceBase
 from monitor.sources.poller import Settling
 from monitor.store import Store, describe_error
@@ -81,6 +82,14 @@ class RuleMetrics:
         self.held = Gauge("monitor_rule_alerts_held",
                           "KPI alerts held in their state at the last evaluation because "
                           "the source feeding them is stale or failing.", registry=registry)
+        self.overruns = Counter(
+            "monitor_rule_evaluation_overruns_total",
+            "Evaluation cycles (evaluate, save, notify) that took longer than "
+            "rules.evaluation_interval, so the next one started late.", registry=registry)
+        self.overrunning = Gauge(
+            "monitor_rule_evaluation_overrunning",
+            "1 while evaluation cycles take longer than rules.evaluation_interval.",
+            registry=registry)
         self.unhealthy_sources = Gauge("monitor_rule_sources_unhealthy",
                                        "Sources whose SourceStale or SourceFailing alert is "
                                        "active.", registry=registry)
@@ -97,9 +106,11 @@ class RuleService:
                  unsettled: Callable[[], Settling] = Settling,
                  on_evaluated: Callable[[Evaluation], None] | None = None,
                  partition: Partition | None = None,
-                 engine: DistributedEngine | None = None) -> None:
+                 engine: DistributedEngine | None = None, interval: float = 60.0) -> None:
         self.store = store
         self.engine = engine  # None: every cycle evaluates in this process, unpartitioned
+        self.interval = interval  # rules.evaluation_interval: a cycle should fit in it
+        self.overrun: Overrun | None = None
         self.partition = partition  # None: this process evaluates every rule group
         self._epochs: dict[int, int] | None = None  # shards held when records were read
         self._records_read = 0.0  # time.monotonic() of that read
@@ -259,7 +270,33 @@ class RuleService:
                      firing=sum(r.state.value == "firing" for r in result.records.values()))
         if self.on_evaluated is not None:
             self.on_evaluated(result)
+        self._note_overrun(time.perf_counter() - started, result, wall)
         return result
+
+    def _note_overrun(self, elapsed: float, result: Evaluation, wall: datetime) -> None:
+        """Report a cycle (evaluate, save, notify) longer than the interval: one warning
+        when cycles start to overrun, with the figures, and one line when they keep up
+        again; the metrics and the Rules page say it meanwhile."""
+        if elapsed <= self.interval:
+            if self.overrun is not None:
+                log.info("evaluation cycles fit their interval again",
+                         duration=round(elapsed, 2), interval=self.interval)
+                self.overrun = None
+                self.metrics.overrunning.set(0)
+            return
+        self.metrics.overruns.inc()
+        self.metrics.overrunning.set(1)
+        series = sum(m.n for m in result.matrices.values())
+        alerts = len(result.records)
+        if self.overrun is None:
+            log.warning("evaluation cycle took longer than rules.evaluation_interval; the "
+                        "next cycles start late (none is skipped, none runs twice at once)",
+                        duration=round(elapsed, 2), interval=self.interval, series=series,
+                        alerts=alerts, transitions=len(result.transitions))
+            self.overrun = Overrun(elapsed, self.interval, wall, 1, series, alerts)
+        else:
+            self.overrun = replace(self.overrun, duration=elapsed, cycles=self.overrun.cycles
+                                   + 1, series=series, alerts=alerts)
 
     def _settled(self, rules: list[LoadedRule] | None, feeding: Mapping[str, frozenset[str]],
                  waiting: Settling) -> list[LoadedRule] | None:
@@ -349,8 +386,10 @@ class RuleService:
         return self._published
 
     def snapshot(self) -> Snapshot:
+        """What the last cycle published, with how far the cycles overrun their interval."""
         published = self.published()
-        return published.snapshot if published is not None else Snapshot(None, {}, [], [])
+        snapshot = published.snapshot if published is not None else Snapshot(None, {}, [], [])
+        return replace(snapshot, overrun=self.overrun) if self.overrun else snapshot
 
     def reload_status(self) -> ReloadStatus:
         """The latest reload's outcome: ok, or the problems that kept the last good rules."""
@@ -365,12 +404,11 @@ class RuleService:
         return published.detail(indicator, labels) if published is not None else None
 
     def request_evaluation(self, *, data_changed: bool = False) -> None:
-        """Evaluate as soon as possible (new data landed: ``data_changed`` makes the next
-        cycle read the store again); never lost if one is running."""
-        if data_changed:
-            self._data.invalidate()
-            if self.engine is not None:
-                self.engine.invalidate()
+        """Evaluate as soon as possible (``data_changed``: new data landed, which the
+        next cycle reads — only what changed — from the store's data version); never
+        lost if one is running."""
+        if data_changed and self.engine is not None:
+            self.engine.invalidate()
         self._again.set()
         self._force_all = True
         if self._evaluating.is_set():

@@ -227,6 +227,20 @@ class ReloadStatus:
     at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Overrun:
+    """Evaluation cycles that take longer than ``rules.evaluation_interval``: the next
+    cycle starts late (never two at once), so data is judged less often than configured.
+    ``duration`` is the last cycle's, ``since`` when the first overrunning one ended."""
+
+    duration: float
+    interval: float
+    since: datetime
+    cycles: int
+    series: int
+    alerts: int
+
+
 @dataclass
 class Snapshot:
     """The engine's state after an evaluation.
@@ -244,6 +258,7 @@ class Snapshot:
     rules: list[RuleHealth]
     evaluated_at: datetime | None = None
     groups: list[GroupHealth] = field(default_factory=list)
+    overrun: Overrun | None = None  # the cycles are slower than their interval
 
     def data_period(self) -> tuple[Frequency, int] | None:
         """Return the latest period with data over every series (its frequency and

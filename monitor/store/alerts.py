@@ -1,66 +1,84 @@
 """Alert state and transitions: loaded at start, saved after each evaluation in one
-transaction, so a restart restores every alert exactly (no `for` timer restarts)."""
+transaction, so a restart restores every alert exactly (no `for` timer restarts).
+
+Both directions are bulk, because a cycle at 100,000 series can change hundreds of
+thousands of alerts: rows are read through the driver's cursor (no ORM object per row)
+and written with ``executemany`` of one upsert on SQLite and ``COPY`` on PostgreSQL —
+never a statement with one bound parameter per alert.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Engine, select
 
 from monitor.alerts.state import AlertRecord, Transition
-from monitor.model import AlertState, iter_chunks, utc
+from monitor.model import AlertState
+from monitor.store.db import reader, stamper
 from monitor.store.history import insert_events, transition_events
 from monitor.store.tables import AlertRow
 
 ALERT = AlertRow.metadata.tables["alert"]
 TRANSITION = AlertRow.metadata.tables["alert_transition"]
 
-CHUNK = 10_000  # ids per IN (…): SQLite allows 32,766 parameters, PostgreSQL 65,535
 HELD = "held:flapping"  # claimed_by of transitions the notifier must not send
+COLUMNS = ("id", "rule", "group_name", "labels", "annotations", "state", "value",
+           "explanation", "active_since", "fired_at", "resolved_at", "keep_firing_until",
+           "last_evaluated", "pending_evaluations", "pending_periods", "last_period",
+           "history", "flapping", "notified_state", "updated_at")
+EVENT_COLUMNS = ("alert_id", "rule", "labels", "annotations", "from_state", "to_state",
+                 "value", "explanation", "at", "claimed_by", "claimed_at")
+_UPSERT = (f"INSERT INTO alert ({', '.join(COLUMNS)}) VALUES "  # noqa: S608
+           f"({', '.join('?' * len(COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
+           + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:]))
 
 
-def _dt(value: datetime | None) -> datetime | None:
-    return utc(value) if value is not None else None
+_ENCODER = json.JSONEncoder(sort_keys=True)
+_json = _ENCODER.encode
 
 
-def _record(row: AlertRow) -> AlertRecord:
-    return AlertRecord(
-        id=row.id, rule=row.rule, labels=json.loads(row.labels), state=AlertState(row.state),
-        annotations=json.loads(row.annotations), value=row.value, explanation=row.explanation,
-        active_since=_dt(row.active_since), fired_at=_dt(row.fired_at),
-        resolved_at=_dt(row.resolved_at), keep_firing_until=_dt(row.keep_firing_until),
-        last_evaluated=_dt(row.last_evaluated), pending_evaluations=row.pending_evaluations,
-        pending_periods=row.pending_periods, last_period=row.last_period, history=row.history,
-        flapping=row.flapping, notified_state=AlertState(row.notified_state),
-        group=row.group_name,
-    )
-
-
-def _row(r: AlertRecord, now: datetime) -> dict[str, object]:
-    return {
-        "id": r.id, "rule": r.rule, "group_name": r.group,
-        "labels": json.dumps(r.labels, sort_keys=True),
-        "annotations": json.dumps(r.annotations, sort_keys=True), "state": r.state.value,
-        "value": r.value, "explanation": r.explanation, "active_since": r.active_since,
-        "fired_at": r.fired_at, "resolved_at": r.resolved_at,
-        "keep_firing_until": r.keep_firing_until, "last_evaluated": r.last_evaluated,
-        "pending_evaluations": r.pending_evaluations, "pending_periods": r.pending_periods,
-        "last_period": r.last_period, "history": r.history, "flapping": r.flapping,
-        "notified_state": r.notified_state.value, "updated_at": now,
-    }
+def _float(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 class AlertStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._pg = engine.dialect.name == "postgresql"
 
     def load(self) -> dict[str, AlertRecord]:
         """Return every stored alert record by id."""
+        when = reader()
         with self.engine.connect() as conn:
-            rows = conn.execute(select(ALERT)).all()
-        return {row.id: _record(AlertRow.model_validate(row._mapping)) for row in rows}
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            cur = raw.cursor()
+            try:
+                cur.execute(f"SELECT {', '.join(COLUMNS)} FROM alert")  # noqa: S608
+                rows = cur.fetchall()
+            finally:
+                cur.close()
+            conn.rollback()
+        out: dict[str, AlertRecord] = {}
+        for (alert_id, rule, group, labels, notes, state, value, explanation,
+             active_since, fired_at, resolved_at, keep_firing_until, last_evaluated,
+             pending_evaluations, pending_periods, last_period, history, flapping,
+             notified_state, _updated) in rows:
+            out[alert_id] = AlertRecord(
+                id=alert_id, rule=rule, labels=json.loads(labels), state=AlertState(state),
+                annotations=json.loads(notes), value=value, explanation=explanation,
+                active_since=when(active_since), fired_at=when(fired_at),
+                resolved_at=when(resolved_at), keep_firing_until=when(keep_firing_until),
+                last_evaluated=when(last_evaluated),
+                pending_evaluations=int(pending_evaluations),
+                pending_periods=int(pending_periods), last_period=last_period,
+                history=history, flapping=bool(flapping),
+                notified_state=AlertState(notified_state), group=group)
+        return out
 
     def save(self, changed: Iterable[AlertRecord], transitions: Iterable[Transition],
              now: datetime, *, removed: Iterable[str] = (),
@@ -70,38 +88,43 @@ class AlertStore:
         ``guard`` runs first in the same transaction (a replica checking it still holds
         its shards); whatever it raises rolls the transaction back and propagates.
         """
-        records = [_row(r, now) for r in changed]
+        ts = stamper(self._pg)
         moves = list(transitions)
-        events = [{
-            "alert_id": t.alert_id, "rule": t.rule,
-            "labels": json.dumps(t.labels, sort_keys=True),
-            "annotations": json.dumps(t.annotations, sort_keys=True),
-            "from_state": t.from_state.value, "to_state": t.to_state.value, "value": t.value,
-            "explanation": t.explanation, "at": t.at,
-            "claimed_by": None if t.notify else HELD, "claimed_at": None if t.notify else now,
-        } for t in moves]
-        gone = list(removed)
+        stamp = ts(now)
+        records = [(r.id, r.rule, r.group, _json(r.labels), _json(r.annotations),
+                    r.state.value, _float(r.value), r.explanation, ts(r.active_since),
+                    ts(r.fired_at), ts(r.resolved_at), ts(r.keep_firing_until),
+                    ts(r.last_evaluated), int(r.pending_evaluations), int(r.pending_periods),
+                    None if r.last_period is None else int(r.last_period), r.history,
+                    bool(r.flapping), r.notified_state.value, stamp)
+                   for r in changed]
+        events = [(t.alert_id, t.rule, _json(t.labels), _json(t.annotations),
+                   t.from_state.value, t.to_state.value, _float(t.value), t.explanation,
+                   ts(t.at),
+                   None if t.notify else HELD, None if t.notify else stamp)
+                  for t in moves]
+        gone = [(alert_id,) for alert_id in removed]
         if not records and not events and not gone:
             return
         with self.engine.begin() as conn:
             if guard is not None:
                 guard(conn)
-            if records:
-                existing: set[object] = set()
-                for chunk in iter_chunks([r["id"] for r in records], CHUNK):
-                    existing.update(conn.execute(select(ALERT.c.id).where(
-                        ALERT.c.id.in_(chunk))).scalars())
-                new = [r for r in records if r["id"] not in existing]
-                old = [{**r, "key": r["id"]} for r in records if r["id"] in existing]
-                if new:
-                    conn.execute(insert(ALERT), new)
-                if old:  # one executemany, not one statement per alert
-                    conn.execute(update(ALERT).where(ALERT.c.id == bindparam("key")), old)
-            if events:
-                conn.execute(insert(TRANSITION), events)
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            cur = raw.cursor()
+            try:
+                if self._pg:
+                    _save_postgres(cur, records, events, gone)
+                else:
+                    cur.executemany(_UPSERT, records)
+                    cur.executemany(
+                        f"INSERT INTO alert_transition ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608
+                        f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})", events)
+                    cur.executemany("DELETE FROM alert WHERE id = ?", gone)
+            finally:
+                cur.close()
+            if moves:  # the alert history's copy, in the same transaction
                 insert_events(conn, transition_events(moves))
-            for gone_chunk in iter_chunks(gone, CHUNK):
-                conn.execute(delete(ALERT).where(ALERT.c.id.in_(gone_chunk)))
 
     def transitions(self, limit: int = 1000) -> list[dict[str, object]]:
         """Return the newest transitions, newest first."""
@@ -109,3 +132,26 @@ class AlertStore:
             rows = conn.execute(select(TRANSITION).order_by(
                 TRANSITION.c.id.desc()).limit(limit)).all()
         return [dict(row._mapping) for row in rows]
+
+
+def _save_postgres(cur: Any, records: Sequence[tuple[Any, ...]],
+                   events: Sequence[tuple[Any, ...]], gone: Sequence[tuple[str]]) -> None:
+    """Write with COPY: records into a temporary table merged by one upsert, transitions
+    straight into their table; removed ids as one array parameter."""
+    if records:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS alert_stage "
+                    "(LIKE alert INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        with cur.copy(f"COPY alert_stage ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            for row in records:
+                copy.write_row(row)
+        cur.execute(f"INSERT INTO alert ({', '.join(COLUMNS)}) "  # noqa: S608
+                    f"SELECT {', '.join(COLUMNS)} FROM alert_stage ON CONFLICT (id) DO UPDATE "
+                    "SET " + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:]))
+        cur.execute("TRUNCATE alert_stage")
+    if events:
+        with cur.copy(f"COPY alert_transition ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
+                      ) as copy:
+            for row in events:
+                copy.write_row(row)
+    if gone:
+        cur.execute("DELETE FROM alert WHERE id = ANY(%s)", ([g for (g,) in gone],))

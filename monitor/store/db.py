@@ -6,7 +6,10 @@ a small connection pool and ``pool_pre_ping`` so a restarted server is noticed.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +17,24 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    any_,
+    bindparam,
+    column,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from monitor.errors import StoreError
 from monitor.logs import get_logger
+from monitor.model import utc
 
 log = get_logger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -65,6 +80,47 @@ def make_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = 5) -> E
 SHRINK_CACHE = "shrink_cache"
 DEFAULT_CACHE_SIZE = -2000  # SQLite's default: about 2 MB
 STATEMENT_CACHE = 8  # prepared statements kept per connection (Python's default: 128)
+def one_of(col: ColumnElement[Any], values: Iterable[Any], dialect: str) -> ColumnElement[bool]:
+    """Return ``col IN values`` with the values as one bound parameter, however many:
+    an array on PostgreSQL, a JSON list (``json_each``) on SQLite. Neither driver takes
+    more than a few ten thousand parameters in a statement."""
+    items = list(values)
+    if dialect == "postgresql":
+        return col == any_(bindparam(None, items, type_=ARRAY(col.type)))
+    return col.in_(select(column("value")).select_from(func.json_each(json.dumps(items))))
+
+
+SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
+
+
+def stamper(postgres: bool) -> Callable[[datetime | None], Any]:
+    """Return a function giving a datetime as the driver stores a DateTime column (UTC;
+    None stays None), for writes through the cursor. The rows of one bulk write share a
+    few instants, so each is converted once."""
+    memo: dict[datetime | None, Any] = {None: None}
+
+    def stamp(at: datetime | None) -> Any:
+        found = memo.get(at, memo)
+        if found is memo:
+            assert at is not None
+            found = memo[at] = utc(at) if postgres else \
+                utc(at).replace(tzinfo=None).strftime(SQLITE_TS)
+        return found
+    return stamp
+
+
+def reader() -> Callable[[Any], datetime | None]:
+    """Return a function reading a DateTime column as fetched through the cursor (an
+    aware UTC datetime; None stays None), memoised like :func:`stamper`."""
+    memo: dict[Any, datetime | None] = {None: None}
+
+    def read(value: Any) -> datetime | None:
+        found = memo.get(value, memo)
+        if found is memo:
+            found = memo[value] = utc(value if isinstance(value, datetime)
+                                      else datetime.fromisoformat(str(value)))
+        return found  # type: ignore[return-value]
+    return read
 
 
 def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:

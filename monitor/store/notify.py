@@ -21,15 +21,28 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from monitor.matchers import Matcher
-from monitor.model import AlertEvent, iter_chunks, utc
+from monitor.model import AlertEvent, utc
 from monitor.notify.notification import FIRING, RESOLVED, NotifyAlert
 from monitor.notify.pipeline import LogEntry
 from monitor.notify.silences import Silence, recurrence_dict, recurrence_from
+from monitor.store.db import one_of, reader, stamper
 from monitor.store.history import insert_events
 from monitor.store.tables import (
     AlertRow,
@@ -54,7 +67,6 @@ DELIVERED = "delivered"
 DEAD = "dead"
 SUPERSEDED = "superseded"
 ADVISORY_LOCK = 0x6B70696E  # "kpin": one notifier flush at a time across replicas
-CHUNK = 500
 
 
 def _dt(value: datetime | None) -> datetime | None:
@@ -130,6 +142,11 @@ def _item(row: Any) -> OutboxItem:
     )
 
 
+_ALERT_COLUMNS = ("alert_id", "rule", "labels", "annotations", "status", "value",
+                  "explanation", "starts_at", "ends_at", "updated_at")
+_ENCODER = json.JSONEncoder(sort_keys=True)
+
+
 def _alert(row: Any) -> NotifyAlert:
     m = row._mapping
     return NotifyAlert(
@@ -138,6 +155,15 @@ def _alert(row: Any) -> NotifyAlert:
         explanation=m["explanation"], starts_at=utc(m["starts_at"]),
         ends_at=_dt(m["ends_at"]), updated_at=utc(m["updated_at"]),
     )
+
+
+def _entry(row: Any) -> tuple[tuple[str, str], LogEntry]:
+    m = row._mapping
+    return (m["receiver"], m["group_key"]), LogEntry(
+        receiver=m["receiver"], group_key=m["group_key"],
+        firing=frozenset(json.loads(m["firing"] or "[]")),
+        resolved=frozenset(json.loads(m["resolved"] or "[]")),
+        sent_at=utc(m["sent_at"]), thread_id=m["message_id"])
 
 
 def _silence(row: Any) -> Silence:
@@ -174,80 +200,106 @@ class NotifyTx:
                           ) -> list[TransitionEvent]:
         """Claim up to ``limit`` unclaimed transitions, oldest first; return the claimed ones.
 
-        Each is claimed by ``UPDATE … WHERE id = :id AND claimed_by IS NULL``; a row
-        another notifier took first is skipped.
+        One ``UPDATE … WHERE id IN (the oldest unclaimed) AND claimed_by IS NULL
+        RETURNING …``: a row another notifier took first is skipped.
         """
-        ids = list(self.conn.execute(
-            select(TRANSITION.c.id).where(TRANSITION.c.claimed_by.is_(None))
-            .order_by(TRANSITION.c.id).limit(limit)).scalars())
-        claimed: list[int] = []
-        for chunk in iter_chunks(ids, CHUNK):
-            result = self.conn.execute(
-                update(TRANSITION)
-                .where(TRANSITION.c.id.in_(chunk), TRANSITION.c.claimed_by.is_(None))
-                .values(claimed_by=owner, claimed_at=now))
-            if result.rowcount == len(chunk):
-                claimed.extend(chunk)
-            else:  # someone else took some: keep exactly the rows now ours
-                claimed.extend(self.conn.execute(
-                    select(TRANSITION.c.id).where(TRANSITION.c.id.in_(chunk),
-                                                  TRANSITION.c.claimed_by == owner,
-                                                  TRANSITION.c.claimed_at == now)).scalars())
-        events: list[TransitionEvent] = []
-        for chunk in iter_chunks(sorted(claimed), CHUNK):
-            for row in self.conn.execute(select(TRANSITION).where(
-                    TRANSITION.c.id.in_(chunk)).order_by(TRANSITION.c.id)):
-                m = row._mapping
-                events.append(TransitionEvent(
-                    id=m["id"], alert_id=m["alert_id"], rule=m["rule"],
-                    labels=json.loads(m["labels"]), annotations=json.loads(m["annotations"]),
-                    from_state=m["from_state"], to_state=m["to_state"], value=m["value"],
-                    explanation=m["explanation"], at=utc(m["at"])))
+        rows = self.conn.execute(text(
+            "UPDATE alert_transition SET claimed_by = :owner, claimed_at = :now "
+            "WHERE id IN (SELECT id FROM alert_transition WHERE claimed_by IS NULL "
+            "ORDER BY id LIMIT :limit) AND claimed_by IS NULL RETURNING id, alert_id, rule, "
+            "labels, annotations, from_state, to_state, value, explanation, at").bindparams(
+            bindparam("now", type_=TRANSITION.c.claimed_at.type)),
+            {"owner": owner, "now": now, "limit": limit}).all()
+        events = [TransitionEvent(
+            id=r.id, alert_id=r.alert_id, rule=r.rule, labels=json.loads(r.labels),
+            annotations=json.loads(r.annotations), from_state=r.from_state,
+            to_state=r.to_state, value=r.value, explanation=r.explanation,
+            at=utc(r.at if isinstance(r.at, datetime) else datetime.fromisoformat(r.at)))
+            for r in rows]
+        events.sort(key=lambda e: e.id)
         return events
 
-    def load_alerts(self) -> list[NotifyAlert]:
-        """Return every alert the notifier tracks (firing, and resolved not yet dropped)."""
-        return [_alert(row) for row in self.conn.execute(select(NOTIFY_ALERT))]
+    def load_alerts(self, ids: Iterable[str] | None = None) -> list[NotifyAlert]:
+        """Return the alerts the notifier tracks (firing, and resolved not yet dropped):
+        every one, or those of ``ids``. Read through the cursor: a run can read 100,000."""
+        sql = f"SELECT {', '.join(_ALERT_COLUMNS)} FROM notify_alert"  # noqa: S608
+        args: tuple[Any, ...] = ()
+        postgres = self.conn.dialect.name == "postgresql"
+        if ids is not None:  # one parameter however many ids
+            if postgres:
+                sql += " WHERE alert_id = ANY(%s)"
+                args = (list(ids),)
+            else:
+                sql += " WHERE alert_id IN (SELECT value FROM json_each(?))"
+                args = (json.dumps(list(ids)),)
+        raw = self.conn.connection.driver_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            cur.execute(sql, args)
+            rows = cur.fetchall()
+        finally:
+            cur.close()
+        when = reader()
+        loads = json.loads
+        return [NotifyAlert(alert_id=i, rule=r, labels=loads(lab), annotations=loads(notes),
+                            status=st, value=v, explanation=ex,
+                            starts_at=cast(datetime, when(start)), ends_at=when(end),
+                            updated_at=when(upd))
+                for i, r, lab, notes, st, v, ex, start, end, upd in rows]
+
+    def _one_of(self, col: Any, values: Iterable[Any]) -> Any:
+        return one_of(col, values, self.conn.dialect.name)
 
     def save_alerts(self, alerts: Sequence[NotifyAlert]) -> None:
         """Insert or replace the given alerts."""
         if not alerts:
             return
-        ids = [a.alert_id for a in alerts]
-        for chunk in iter_chunks(ids, CHUNK):
-            self.conn.execute(delete(NOTIFY_ALERT).where(NOTIFY_ALERT.c.alert_id.in_(chunk)))
-        self.conn.execute(insert(NOTIFY_ALERT), [{
-            "alert_id": a.alert_id, "rule": a.rule,
-            "labels": json.dumps(dict(a.labels), sort_keys=True),
-            "annotations": json.dumps(dict(a.annotations), sort_keys=True),
-            "status": a.status, "value": a.value, "explanation": a.explanation,
-            "starts_at": a.starts_at, "ends_at": a.ends_at,
-            "updated_at": a.updated_at or a.starts_at,
-        } for a in alerts])
+        self.delete_alerts(a.alert_id for a in alerts)
+        postgres = self.conn.dialect.name == "postgresql"
+        ts = stamper(postgres)
+        dumps = _ENCODER.encode
+        rows = [(a.alert_id, a.rule, dumps(dict(a.labels)), dumps(dict(a.annotations)),
+                 a.status, a.value, a.explanation, ts(a.starts_at), ts(a.ends_at),
+                 ts(a.updated_at or a.starts_at)) for a in alerts]
+        mark = "%s" if postgres else "?"
+        raw = self.conn.connection.driver_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            cur.executemany(f"INSERT INTO notify_alert ({', '.join(_ALERT_COLUMNS)}) "  # noqa: S608
+                            f"VALUES ({', '.join([mark] * len(_ALERT_COLUMNS))})", rows)
+        finally:
+            cur.close()
 
     def delete_alerts(self, alert_ids: Iterable[str]) -> None:
-        for chunk in iter_chunks(list(alert_ids), CHUNK):
-            self.conn.execute(delete(NOTIFY_ALERT).where(NOTIFY_ALERT.c.alert_id.in_(chunk)))
+        ids = list(alert_ids)
+        if ids:
+            self.conn.execute(delete(NOTIFY_ALERT).where(
+                self._one_of(NOTIFY_ALERT.c.alert_id, ids)))
 
-    def log_entries(self) -> dict[tuple[str, str], LogEntry]:
-        """Return the notification log keyed by (receiver, group key)."""
+    def log_entries(self, groups: Iterable[tuple[str, str]] | None = None
+                    ) -> dict[tuple[str, str], LogEntry]:
+        """Return the notification log keyed by (receiver, group key): all of it, or the
+        entries of ``groups``."""
+        if groups is None:
+            return dict(_entry(row) for row in self.conn.execute(select(LOG)))
+        wanted = set(groups)
         out = {}
-        for row in self.conn.execute(select(LOG)):
-            m = row._mapping
-            out[(m["receiver"], m["group_key"])] = LogEntry(
-                receiver=m["receiver"], group_key=m["group_key"],
-                firing=frozenset(json.loads(m["firing"] or "[]")),
-                resolved=frozenset(json.loads(m["resolved"] or "[]")),
-                sent_at=utc(m["sent_at"]), thread_id=m["message_id"])
+        for row in self.conn.execute(select(LOG).where(
+                self._one_of(LOG.c.group_key, sorted({key for _r, key in wanted})))):
+            ident, entry = _entry(row)
+            if ident in wanted:
+                out[ident] = entry
         return out
 
     def write_log(self, entries: Sequence[LogEntry]) -> None:
         """Insert or replace the given log entries."""
         if not entries:
             return
-        for entry in entries:
-            self.conn.execute(delete(LOG).where(LOG.c.receiver == entry.receiver,
-                                                LOG.c.group_key == entry.group_key))
+        self.conn.execute(delete(LOG).where(LOG.c.receiver == bindparam("r"),
+                                            LOG.c.group_key == bindparam("k")),
+                          [{"r": e.receiver, "k": e.group_key} for e in entries])
         self.conn.execute(insert(LOG), [{
             "receiver": e.receiver, "group_key": e.group_key,
             "firing": json.dumps(sorted(e.firing)), "resolved": json.dumps(sorted(e.resolved)),
@@ -263,15 +315,16 @@ class NotifyTx:
         """
         if not messages:
             return 0
-        for message in messages:
-            self.conn.execute(
-                update(OUTBOX).where(
-                    OUTBOX.c.receiver == message.receiver,
-                    OUTBOX.c.integration == message.integration,
-                    OUTBOX.c.group_key == message.group_key,
-                    OUTBOX.c.status == PENDING,
-                    or_(OUTBOX.c.claimed_until.is_(None), OUTBOX.c.claimed_until < now))
-                .values(status=SUPERSEDED, last_error="superseded by a newer message"))
+        self.conn.execute(
+            update(OUTBOX).where(
+                OUTBOX.c.receiver == bindparam("r"),
+                OUTBOX.c.integration == bindparam("i"),
+                OUTBOX.c.group_key == bindparam("k"),
+                OUTBOX.c.status == PENDING,
+                or_(OUTBOX.c.claimed_until.is_(None), OUTBOX.c.claimed_until < bindparam("t")))
+            .values(status=SUPERSEDED, last_error="superseded by a newer message"),
+            [{"r": m.receiver, "i": m.integration, "k": m.group_key, "t": now}
+             for m in messages])
         self.conn.execute(insert(OUTBOX), [{
             "receiver": m.receiver, "integration": m.integration, "group_key": m.group_key,
             "payload": m.payload, "status": PENDING, "attempts": 0, "created_at": now,
@@ -285,9 +338,9 @@ class NotifyTx:
 
     def save_silences(self, silences: Sequence[Silence]) -> None:
         """Replace the given silences (their ids) in this transaction."""
-        for chunk in iter_chunks([s.id for s in silences], CHUNK):
-            self.conn.execute(delete(SILENCE).where(SILENCE.c.id.in_(chunk)))
         if silences:
+            self.conn.execute(delete(SILENCE).where(
+                one_of(SILENCE.c.id, [s.id for s in silences], self.conn.dialect.name)))
             self.conn.execute(insert(SILENCE), [_silence_row(s) for s in silences])
 
     def alert_periods(self) -> list[tuple[dict[str, str], str]]:

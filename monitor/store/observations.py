@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -39,6 +40,8 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 _CHUNK = 500  # bound parameters per IN (...) list: well under every driver's limit
+VERSION_KEY = "observations:version"  # monitor_meta: writes of observations and milestones
+JOURNAL = 1000  # versions this process remembers what it wrote in
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
 DRIVER_ERRORS = (sqlite3.Error, psycopg.Error, SQLAlchemyError)
 
@@ -135,38 +138,48 @@ class _Batch:
 
 
 def _collect(observations: Iterable[Observation]) -> _Batch:
-    """Return the batch: local series keys and one row per (local series, period)."""
+    """Return the batch: local series keys and one row per (local series, period).
+
+    The loop runs once per value (millions per poll): counters and flags are locals,
+    written back at the end."""
     batch = _Batch()
     index: dict[tuple[str, Labels], int] = {}
+    keys = batch.keys
     rows = batch.rows
     last_indicator: str | None = None
     last_labels: Labels | None = None
     local = -1
+    given = rejected = 0
+    plain = True
     isfinite = math.isfinite
     for obs in observations:
-        batch.given += 1
+        given += 1
         value = obs.value
         if not isfinite(value):
-            batch.rejected += 1
+            rejected += 1
             continue
         # Parsers emit a series' periods together, sharing one labels tuple: an identity
         # check skips hashing the label set for all but the first.
-        if obs.labels is not last_labels or obs.indicator is not last_indicator:
-            last_indicator, last_labels = obs.indicator, obs.labels
-            key = (obs.indicator, obs.labels)
+        labels = obs.labels
+        indicator = obs.indicator
+        if labels is not last_labels or indicator is not last_indicator:
+            last_indicator, last_labels = indicator, labels
+            key = (indicator, labels)
             found = index.get(key)
             if found is None:
-                found = index[key] = len(batch.keys)
-                batch.keys.append(key)
+                found = index[key] = len(keys)
+                keys.append(key)
             local = found
         den = obs.denominator
+        provisional = obs.provisional
         if den is not None:
-            batch.plain = False
+            plain = False
             if not isfinite(den):
                 den = None
-        if obs.provisional:
-            batch.plain = False
-        rows[(local, obs.period)] = (value, den, obs.provisional)
+        elif provisional:
+            plain = False
+        rows[(local, obs.period)] = (value, den, provisional)
+    batch.given, batch.rejected, batch.plain = given, rejected, plain
     return batch
 
 
@@ -188,6 +201,60 @@ class ObservationStore:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._pg = self.dialect == "postgresql"
+        # What this process wrote, by data version: the series touched and the earliest
+        # period written. A reader that saw version v re-reads only what versions after
+        # v touched, when all of them were written here (see ``read_changes``).
+        self._changes: dict[int, tuple[frozenset[int], int]] = {}
+        self._lock = threading.Lock()
+
+    # --- the data version ------------------------------------------------------------------
+
+    def _bump(self, cur: Any, now: Any) -> int:
+        """Count one more write of observations or milestones, in the writer's transaction
+        (so readers can tell nothing changed without reading anything); return the new
+        version."""
+        stamp = self._ts(now) if isinstance(now, datetime) else now
+        cast = "(monitor_meta.value::bigint + 1)::text" if self._pg else \
+            "CAST(CAST(monitor_meta.value AS INTEGER) + 1 AS TEXT)"
+        cur.execute(self._q("INSERT INTO monitor_meta (key, value, updated_at) VALUES "  # noqa: S608
+                            f"(?, '1', ?) ON CONFLICT (key) DO UPDATE SET value = {cast}, "
+                            "updated_at = excluded.updated_at RETURNING value"),
+                    (VERSION_KEY, stamp))
+        row = cur.fetchone()
+        return int(row[0])
+
+    def _journal(self, version: int, series: set[int], first: int) -> None:
+        with self._lock:
+            self._changes[version] = (frozenset(series), first)
+            for old in sorted(self._changes)[:-JOURNAL]:
+                del self._changes[old]
+
+    def version(self) -> int:
+        """Return the data version: how many writes changed observations or milestones
+        (0 for a store never written). One small read: readers poll it every cycle."""
+        rows = self._fetch("SELECT value FROM monitor_meta WHERE key = ?", [VERSION_KEY])
+        return int(rows[0][0]) if rows else 0
+
+    def read_changes(self, since: int, until: int, indicator_ids: list[str]
+                     ) -> tuple[dict[str, SeriesBlock], int] | None:
+        """Return what the writes after version ``since`` up to ``until`` changed, as
+        blocks holding every observation of the touched series from the earliest period
+        written on, and that period; None when some of those writes were not made by
+        this process (another replica, ``monitor ingest``): then read everything."""
+        with self._lock:
+            wanted = range(since + 1, until + 1)
+            if any(v not in self._changes for v in wanted):
+                return None
+            series: set[int] = set()
+            first: int | None = None
+            for v in wanted:
+                touched, earliest = self._changes[v]
+                if touched:
+                    series |= touched
+                    first = earliest if first is None else min(first, earliest)
+        if not series or first is None:
+            return {}, 0
+        return self.read(indicator_ids, since=first, series_ids=series), first
 
     # --- SQL helpers -----------------------------------------------------------------
 
@@ -232,12 +299,15 @@ class ObservationStore:
                 cur = raw.cursor()
                 try:
                     ids, created = self._resolve_series(cur, source, batch.keys, frequency, now)
-                    counts = self._apply(cur, source, batch, ids, now)
+                    counts, touched = self._apply(cur, source, batch, ids, now)
+                    version = self._bump(cur, now) if any(counts) else None
                 finally:
                     cur.close()
         except DRIVER_ERRORS as exc:
             raise StoreError(f"cannot store the observations of source {source!r}: "
                              f"{str(exc).strip().splitlines()[0]}; nothing was written") from exc
+        if version is not None:
+            self._journal(version, *touched)
         total = len(batch.rows)
         inserted, revised, updated = counts
         return IngestResult(
@@ -317,8 +387,9 @@ class ObservationStore:
         return missing
 
     def _apply(self, cur: Any, source: str, batch: _Batch, ids: list[int],
-               now: datetime) -> tuple[int, int, int]:
-        """Merge the batch into ``observation``; return (inserted, revised, updated).
+               now: datetime) -> tuple[tuple[int, int, int], tuple[set[int], int]]:
+        """Merge the batch into ``observation``; return (inserted, revised, updated) and
+        (the series written, the earliest period written).
 
         1. load the stored rows of the touched series within the batch's period range;
         2. compare in memory: new, unchanged, revised (value or denominator), flag-only;
@@ -342,11 +413,15 @@ class ObservationStore:
         else:
             plain = False
         get = existing.get
+        written: set[int] = set()  # local series with a value written
+        first_written = max(periods)  # the earliest period written
         for (local, period), (value, den, prov) in batch.rows.items() if existing else ():
             sid = ids[local]
             old = get((sid, period))
             if old is None:
                 new.append((sid, period, value, den, prov))
+                written.add(local)
+                first_written = min(first_written, period)
                 continue
             old_value, old_den, old_prov = old
             revised = old_value != value or old_den != den
@@ -354,8 +429,15 @@ class ObservationStore:
                 revisions.append((value, den, stamp, source, sid, period))
             elif bool(old_prov) == prov:
                 continue
+            written.add(local)
+            first_written = min(first_written, period)
             updates.append((value, den, prov, stamp, source, int(revised), sid, period))
         self._insert_new(cur, new, stamp, source, plain=plain)
+        fed = {batch.keys[local][0] for local in written} if existing else \
+            {indicator for indicator, _labels in batch.keys}
+        self._note_feeding(cur, source, fed)
+        touched = ({ids[local] for local in written}, first_written) if existing else \
+            (set(ids), min(periods))
         if revisions:  # copied from the stored row before the update below changes it
             cur.executemany(self._q(
                 "INSERT INTO observation_revision (series_id, period, old_value, "
@@ -368,7 +450,14 @@ class ObservationStore:
                 "UPDATE observation SET value = ?, denominator = ?, provisional = ?, as_of = ?, "
                 "source = ?, revisions = revisions + ? WHERE series_id = ? AND period = ?"),
                 updates)
-        return len(new), len(revisions), len(updates) - len(revisions)
+        return (len(new), len(revisions), len(updates) - len(revisions)), touched
+
+    def _note_feeding(self, cur: Any, source: str, indicators: set[str]) -> None:
+        """Record that ``source`` wrote values of ``indicators`` (``source_indicator``)."""
+        if indicators:
+            cur.executemany(self._q("INSERT INTO source_indicator (source, indicator_id) "
+                                    "VALUES (?, ?) ON CONFLICT DO NOTHING"),
+                            [(source, indicator) for indicator in sorted(indicators)])
 
     def _existing(self, cur: Any, sids: list[int], first: int, last: int
                   ) -> dict[tuple[int, int], tuple[float, float | None, Any]]:
@@ -434,7 +523,8 @@ class ObservationStore:
     # --- reading -------------------------------------------------------------------------
 
     def read(self, indicator_ids: list[str] | None = None,
-             since: int | None = None) -> dict[str, SeriesBlock]:
+             since: int | None = None, series_ids: set[int] | None = None
+             ) -> dict[str, SeriesBlock]:
         """Return one columnar block per indicator with its observations from ``since`` on.
 
         ``indicator_ids`` None reads every indicator. Indicators without observations in
@@ -443,10 +533,24 @@ class ObservationStore:
         where_series = ""
         params: list[Any] = []
         if indicator_ids is not None:
-            if not indicator_ids:
+            if not indicator_ids or (series_ids is not None and not series_ids):
                 return {}
-            where_series = f"WHERE indicator_id IN ({','.join('?' * len(indicator_ids))})"
-            params = list(indicator_ids)
+            # One parameter however many indicators: an array (PostgreSQL), a JSON list
+            # (SQLite).
+            if self._pg:
+                where_series = "WHERE indicator_id = ANY(?)"
+                params = [list(indicator_ids)]
+            else:
+                where_series = "WHERE indicator_id IN (SELECT value FROM json_each(?))"
+                params = [json.dumps(list(indicator_ids))]
+        if series_ids is not None:
+            where_series += " AND " if where_series else "WHERE "
+            if self._pg:
+                where_series += "id = ANY(?)"
+                params.append(sorted(series_ids))
+            else:
+                where_series += "id IN (SELECT value FROM json_each(?))"
+                params.append(json.dumps(sorted(series_ids)))
         with self.engine.connect() as conn:
             raw = conn.connection.driver_connection
             assert raw is not None
@@ -558,8 +662,7 @@ class ObservationStore:
         every source that fed an indicator, whichever was polled first."""
         out: dict[str, list[str]] = {}
         for source, indicator in self._fetch(
-                "SELECT DISTINCT o.source, s.indicator_id FROM observation o "
-                "JOIN series s ON s.id = o.series_id ORDER BY 1, 2", []):
+                "SELECT source, indicator_id FROM source_indicator ORDER BY 1, 2", []):
             out.setdefault(str(source), []).append(str(indicator))
         return out
 
@@ -616,8 +719,11 @@ class ObservationStore:
                     "completed = ?, labels = ?, updated_at = ? WHERE source = ? AND id = ?"),
                     changed)
                 cur.executemany(self._q("DELETE FROM milestone WHERE source = ? AND id = ?"), gone)
+                version = self._bump(cur, stamp) if new or changed or gone else None
             finally:
                 cur.close()
+        if version is not None:
+            self._journal(version, set(), 0)  # milestones are read whole at every read
         return MilestoneResult(inserted=len(new), updated=len(changed), removed=len(gone),
                                unchanged=len(wanted) - len(new) - len(changed))
 
@@ -722,3 +828,38 @@ def iter_block(block: SeriesBlock) -> Iterator[tuple[dict[str, str], int, float]
     """Yield (labels, period, value) for every observation of a block (for tests and tools)."""
     for k in range(len(block)):
         yield block.labels[int(block.row[k])], int(block.period[k]), float(block.value[k])
+
+
+def merge_blocks(old: SeriesBlock, new: SeriesBlock, first: int) -> SeriesBlock:
+    """Return ``old`` with the observations of ``new``'s series from period ``first`` on
+    replaced by ``new``'s (what ``read_changes`` returns after a poll).
+
+    1. give each of ``new``'s series its row in ``old`` (series new to the store are
+       appended);
+    2. drop ``old``'s rows of those series from ``first`` on, add ``new``'s rows;
+    3. sort again by series, then period.
+    """
+    index = {sid: row for row, sid in enumerate(old.series_ids)}
+    series_ids = list(old.series_ids)
+    labels = list(old.labels)
+    mapping = np.empty(len(new.series_ids), dtype=np.int64)
+    for local, sid in enumerate(new.series_ids):
+        at = index.get(sid)
+        if at is None:
+            at = index[sid] = len(series_ids)
+            series_ids.append(sid)
+            labels.append(new.labels[local])
+        mapping[local] = at
+    touched = np.zeros(len(series_ids), dtype=bool)
+    touched[mapping[np.unique(new.row)]] = True
+    keep = ~(touched[old.row] & (old.period >= first))
+    row = np.concatenate([old.row[keep], mapping[new.row]])
+    period = np.concatenate([old.period[keep], new.period])
+    order = np.lexsort((period, row))
+    return SeriesBlock(
+        indicator=old.indicator, series_ids=series_ids, labels=labels, row=row[order],
+        period=period[order],
+        value=np.concatenate([old.value[keep], new.value])[order],
+        denominator=np.concatenate([old.denominator[keep], new.denominator])[order],
+        provisional=np.concatenate([old.provisional[keep], new.provisional])[order],
+        revisions=np.concatenate([old.revisions[keep], new.revisions])[order])

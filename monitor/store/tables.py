@@ -80,6 +80,15 @@ class RevisionRow(SQLModel, table=True):
     source: str = Field(default="", max_length=200)
 
 
+class SourceIndicatorRow(SQLModel, table=True):
+    """A source that has stored observations of an indicator (added to at ingest)."""
+
+    __tablename__ = "source_indicator"
+
+    source: str = Field(primary_key=True, max_length=200)
+    indicator_id: str = Field(primary_key=True, max_length=200)
+
+
 class MilestoneRow(SQLModel, table=True):
     __tablename__ = "milestone"
 

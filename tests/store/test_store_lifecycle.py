@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import text
 
 from monitor.errors import StoreError, StoreLockedError
-from monitor.store import Store, open_store
+from monitor.store import Store, db, open_store
 from monitor.store.db import head_revision
 
 
@@ -42,6 +43,28 @@ def test_it_keeps_data_written_before_a_restart(store_url: str) -> None:
             assert value.scalar_one() == "kept"
     finally:
         reopened.close()
+
+
+def test_it_fills_the_sources_feeding_each_indicator_when_migrating(store_url: str) -> None:
+    store = Store(store_url)
+    try:
+        command.upgrade(db._alembic_config(store.engine), "0002")
+        with store.engine.begin() as conn:
+            conn.execute(text("INSERT INTO indicator (id, name, reference, unit, direction, "
+                              "frequency, definition) VALUES ('x', 'x', '', '', 'neutral', "
+                              "'monthly', '{}'), ('y', 'y', '', '', 'neutral', 'monthly', '{}')"))
+            conn.execute(text("INSERT INTO series (id, indicator_id, fingerprint, labels, "
+                              "source) VALUES (1, 'x', 'a', '{}', 'one'), "
+                              "(2, 'y', 'b', '{}', 'two')"))
+            conn.execute(text("INSERT INTO observation (series_id, period, value, provisional, "
+                              "as_of, revisions, source) VALUES "
+                              "(1, 1, 1.0, false, '2008-01-01', 0, 'one'), "
+                              "(1, 2, 1.0, false, '2008-01-01', 0, 'two'), "
+                              "(2, 1, 1.0, false, '2008-01-01', 0, 'two')"))
+        store.upgrade()
+        assert store.observations.indicators_by_source() == {"one": ["x"], "two": ["x", "y"]}
+    finally:
+        store.close()
 
 
 def test_it_refuses_a_second_process_on_one_sqlite_file(tmp_path: Path) -> None:

@@ -1,0 +1,403 @@
+"""The daemon end to end: poll → store → read → evaluate → persist → notify, at scale.
+
+    .venv/bin/python benchmarks/bench_daemon.py [--sizes 10000 100000] [--stores sqlite postgresql]
+                                                [--months 36] [--million] [--profile FILE]
+
+The real daemon, assembled as ``monitor run`` assembles it (``App.assemble``: store
+migrated, poller, rule service, notifier, rules loaded), on a movable clock and without
+the scheduler, so every step is timed on its own:
+
+- a wide CSV of N generated monthly series (half ``burglary``, half ``robbery``, one
+  per ``area``; seasonal Poisson counts with a per-series level and trend) served by a
+  real HTTP server on loopback and polled by a ``kind = "csv"`` source;
+- ten KPI rules per indicator, like the workload of issue #15: level against the target,
+  rolling year +5%, half year +10%, same month last year +20%, 12-month slope, forecast
+  misses target, SPC concern, Poisson significance, Mann-Kendall trend, and a composite
+  joined on ``area`` (up here while the other indicator is down there);
+- notifications grouped by ``alertname`` to a real webhook receiver on loopback.
+
+For each store and size, in a process of its own (so peak RSS is its own), it prints:
+
+- ingest: the poll of every series (fetch, parse, store) and observations per second;
+- first: the first evaluation after that poll — read the store, evaluate, persist the
+  alerts and transitions, run the notifier, deliver to the webhook;
+- steady: the next cycle a minute later, no new data;
+- new month: the cycle after a poll that brought one new month for every series
+  (its poll is the "month ingest" column);
+- alerts firing after the first cycle, messages the webhook received, peak RSS.
+
+``--million`` adds 1,000,000 series. ``--profile FILE`` writes a cProfile of the
+steady and new-month cycles of the largest size (first store) to FILE and prints the top
+functions. PostgreSQL runs on a database created (and dropped) at
+``MONITOR_BENCH_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``).
+"""
+
+# ruff: noqa: E501  (the embedded rule file reads best one rule per line)
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from monitor.app import App  # noqa: E402
+from monitor.clock import FixedClock  # noqa: E402
+from monitor.model import month  # noqa: E402
+from monitor.settings import load  # noqa: E402
+
+ADMIN_URL = os.environ.get("MONITOR_BENCH_POSTGRES_URL",
+                           "postgresql://postgres@127.0.0.1:5432/postgres")
+END = "2016-12"  # the last month of the generated history
+INDICATORS = ("burglary", "robbery")
+
+RULES = """
+indicators:
+  - {{id: burglary, name: Burglary, direction: down, targets: {{"2016/17": {{kind: level, value: {burglary_target}}}}}}}
+  - {{id: robbery, name: Robbery, direction: down, targets: {{"2016/17": {{kind: level, value: {robbery_target}}}}}}}
+groups:
+  - name: bench
+    rules:
+{rules}
+"""
+
+RULE_LINES = """      - {{alert: {X}WorseThanTarget, indicator: {x}, when: {{level: {{worse_than_target: true}}}}}}
+      - {{alert: {X}RollingYearUp, indicator: {x}, when: {{change: {{window: 12, above: 5}}}}}}
+      - {{alert: {X}HalfYearUp, indicator: {x}, when: {{change: {{window: 6, above: 10}}}}}}
+      - {{alert: {X}SameMonthLastYear, indicator: {x}, when: {{change: {{window: 1, compare: last_year, above: 20}}}}}}
+      - {{alert: {X}Slope, indicator: {x}, when: {{trend: {{test: slope, periods: 12, direction: rising, min_slope: 0.5}}}}}}
+      - {{alert: {X}ForecastMiss, indicator: {x}, when: {{forecast: {{misses_target: true}}}}}}
+      - {{alert: {X}Spc, indicator: {x}, when: {{spc: {{signal: concern}}}}}}
+      - {{alert: {X}Significant, indicator: {x}, when: {{significance: {{test: poisson, window: 12, alpha: 0.01}}}}}}
+      - {{alert: {X}Trend, indicator: {x}, when: {{trend: {{test: mann_kendall, periods: 36, direction: rising, alpha: 0.05}}}}}}
+      - alert: {X}UpWhile{Y}Down
+        indicator: {x}
+        on: [area]
+        when:
+          all:
+            - change: {{window: 12, above: 5}}
+            - change: {{indicator: {y}, window: 12, below: 0}}
+"""
+
+
+# --- the workload ------------------------------------------------------------------------
+
+
+def yyyymm(period: int) -> str:
+    """Return a monthly ordinal as ``YYYYMM``."""
+    year, index = divmod(period, 12)
+    return f"{year:04d}{index + 1:02d}"
+
+
+class Workload:
+    """N generated series as a wide CSV table, one column per month, grown month by month."""
+
+    def __init__(self, n: int, months: int, seed: int = 7) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.half = max(1, n // 2)
+        self.first = month(END) - months + 1
+        self.level = self.rng.gamma(4.0, 25.0, size=(len(INDICATORS), self.half, 1))
+        self.slope = self.rng.normal(0.0, 0.004, size=(len(INDICATORS), self.half, 1))
+        self.values = self._months(self.first, months)
+
+    def _months(self, first: int, count: int) -> np.ndarray:
+        periods = np.arange(first, first + count)
+        season = 1 + 0.1 * np.sin(2 * np.pi * (periods % 12) / 12)
+        trend = 1 + self.slope * (periods - self.first)
+        return self.rng.poisson(self.level * season * trend).astype(np.int64)
+
+    def add_month(self) -> None:
+        last = self.first + self.values.shape[2]
+        self.values = np.concatenate([self.values, self._months(last, 1)], axis=2)
+
+    @property
+    def last(self) -> int:
+        return self.first + self.values.shape[2] - 1
+
+    @property
+    def observations(self) -> int:
+        return int(self.values.size)
+
+    def target(self, which: int) -> int:
+        """The level target half the series miss: the median rolling-year sum."""
+        return int(np.median(self.values[which, :, -12:].sum(axis=1)))
+
+    def csv(self) -> bytes:
+        header = ["indicator", "area"] + [yyyymm(p) for p in range(self.first,
+                                                                     self.last + 1)]
+        out = io.StringIO()
+        out.write(",".join(header) + "\n")
+        for which, name in enumerate(INDICATORS):
+            table = self.values[which]
+            cells = np.char.mod("%d", table)
+            for row in range(self.half):
+                out.write(f"{name},a{row},")
+                out.write(",".join(cells[row]))
+                out.write("\n")
+        return out.getvalue().encode()
+
+    def rules(self) -> str:
+        lines = "".join(RULE_LINES.format(X=x.title(), x=x, Y=y.title(), y=y)
+                        for x, y in (INDICATORS, INDICATORS[::-1]))
+        return RULES.format(burglary_target=self.target(0), robbery_target=self.target(1),
+                            rules=lines.rstrip("\n"))
+
+
+class Server:
+    """A loopback HTTP server: GET serves the current CSV; POST counts webhook messages."""
+
+    def __init__(self) -> None:
+        self.body = b""
+        self.messages = 0
+        self.alerts = 0
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                body = server.body
+                self.send_response(200)
+                self.send_header("Content-Type", "text/csv")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                payload = json.loads(self.rfile.read(length) or b"{}")
+                with server.lock:
+                    server.messages += 1
+                    server.alerts += len(payload.get("alerts", []))
+                    server.alerts += int(payload.get("truncatedAlerts", 0))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *_args: Any) -> None:
+                return
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def config(workdir: Path, url: str, port: int) -> str:
+    return f"""
+[store]
+url = "{url}"
+busy_timeout = "30s"
+
+[rules]
+paths = ["{workdir / 'rules'}"]
+evaluation_interval = "1m"
+watch = false
+
+[notify]
+poll_interval = "1s"
+[notify.retry]
+timeout = "60s"
+lease = "120s"
+[notify.route]
+receiver = "hook"
+group_by = ["alertname"]
+group_wait = "0s"
+group_interval = "1m"
+repeat_interval = "1000h"
+[[notify.receivers]]
+name = "hook"
+send_resolved = true
+[[notify.receivers.webhook]]
+url = "http://127.0.0.1:{port}/hook"
+max_alerts = 100
+
+[[sources]]
+name = "generated"
+kind = "csv"
+url = "http://127.0.0.1:{port}/series.csv"
+layout = "wide"
+indicator_column = "indicator"
+labels = {{area = "area"}}
+interval = "1h"
+timeout = "600s"
+max_bytes = 4_000_000_000
+"""
+
+
+# --- one run -------------------------------------------------------------------------------
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(kind: str, url: str, n: int, months: int, profile: str | None) -> dict[str, Any]:
+    """Run the daemon on ``n`` series at ``url``; return the figures."""
+    workload = Workload(n, months)
+    server = Server()
+    server.body = workload.csv()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        if kind == "sqlite":
+            url = f"sqlite:///{workdir / 'monitor.db'}"
+        (workdir / "rules").mkdir()
+        (workdir / "rules" / "bench.yaml").write_text(workload.rules())
+        path = workdir / "config.toml"
+        path.write_text(config(workdir, url, server.port))
+        start = datetime.strptime(yyyymm(workload.last + 1) + "05", "%Y%m%d").replace(
+            hour=6, tzinfo=UTC)
+        clock = FixedClock(start)
+        app = App(load(path, environ={}), path, clock=clock)
+        app.assemble()
+        assert app.poller is not None and app.rules is not None and app.notifier is not None
+        poller, rules, notifier = app.poller, app.rules, app.notifier
+        figures: dict[str, Any] = {"store": kind, "series": n,
+                                   "observations": workload.observations}
+
+        def poll() -> float:
+            started = time.perf_counter()
+            results = [poller.poll(name) for name in poller.names]
+            elapsed = time.perf_counter() - started
+            for result in results:
+                if result.error:
+                    raise SystemExit(f"the poll failed: {result.error}")
+            return elapsed
+
+        def cycle(profiler: cProfile.Profile | None = None) -> float:
+            started = time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
+            rules.evaluate()
+            notifier.process_transitions()
+            notifier.dispatch()
+            if profiler is not None:
+                profiler.disable()
+            return time.perf_counter() - started
+
+        try:
+            figures["ingest"] = poll()
+            figures["first"] = cycle()
+            last = rules.last
+            figures["firing"] = sum(1 for r in last.records.values()
+                                    if r.state.value == "firing") if last else 0
+            clock.advance(timedelta(minutes=1))
+            profiler = cProfile.Profile() if profile else None
+            figures["steady"] = cycle(profiler)
+            workload.add_month()
+            server.body = workload.csv()
+            clock.advance(timedelta(days=31))
+            figures["month_ingest"] = poll()
+            figures["month"] = cycle(profiler)
+            figures["messages"] = server.messages
+            figures["rss"] = peak_rss_mb()
+            if profiler is not None and profile:
+                profiler.dump_stats(profile)
+        finally:
+            app.stop()
+            server.close()
+    return figures
+
+
+def _postgres_database() -> tuple[str, str]:
+    """Create a scratch database; return (its URL, its name)."""
+    import psycopg
+
+    name = f"bench_daemon_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{name}", name
+
+
+def _drop(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def child(kind: str, n: int, months: int, profile: str | None) -> None:
+    """One store and size, in this process; prints one JSON line of figures."""
+    if kind == "postgresql":
+        url, name = _postgres_database()
+        try:
+            figures = run(kind, url, n, months, profile)
+        finally:
+            _drop(name)
+    else:
+        figures = run(kind, "", n, months, profile)
+    print(json.dumps(figures), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--stores", nargs="+", default=["sqlite", "postgresql"],
+                        choices=["sqlite", "postgresql"])
+    parser.add_argument("--months", type=int, default=36)
+    parser.add_argument("--million", action="store_true", help="add 1,000,000 series")
+    parser.add_argument("--profile", help="write a cProfile of the largest size's cycles here")
+    parser.add_argument("--child", nargs=3, metavar=("STORE", "N", "MONTHS"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, n, months = args.child
+        child(kind, int(n), int(months), args.profile)
+        return
+    sizes = sorted(set(args.sizes + ([1_000_000] if args.million else [])))
+    print(f"{'store':<11}{'series':>10}{'obs':>11}{'ingest s':>9}{'obs/s':>10}{'first s':>9}"
+          f"{'steady s':>9}{'month s':>9}{'m.ingest':>9}{'firing':>9}{'msgs':>6}"
+          f"{'peak MB':>9}", flush=True)
+    for kind in args.stores:
+        for n in sizes:
+            profile = args.profile if args.profile and kind == args.stores[0] \
+                and n == sizes[-1] else None
+            command = [sys.executable, __file__, "--child", kind, str(n), str(args.months)]
+            if profile:
+                command += ["--profile", profile]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+            if done.returncode != 0 or not lines:
+                print(f"{kind:<11}{n:>10,}  failed: "
+                      f"{(done.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)
+                continue
+            f = json.loads(lines[-1])
+            print(f"{kind:<11}{n:>10,}{f['observations']:>11,}{f['ingest']:>9.2f}"
+                  f"{f['observations'] / f['ingest']:>10,.0f}{f['first']:>9.2f}"
+                  f"{f['steady']:>9.2f}{f['month']:>9.2f}{f['month_ingest']:>9.2f}"
+                  f"{f['firing']:>9,}{f['messages']:>6}{f['rss']:>9,.0f}", flush=True)
+    print(f"(measured {datetime.now(UTC):%Y-%m-%d}, {args.months} months per series, "
+          f"{os.cpu_count()} CPUs)")
+    if args.profile:
+        stats = pstats.Stats(args.profile)
+        stats.sort_stats("cumulative").print_stats(30)
+
+
+if __name__ == "__main__":
+    main()
