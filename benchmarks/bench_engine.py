@@ -108,6 +108,7 @@ def timed(evaluator: Evaluator, data: Dataset, records: Mapping[str, AlertRecord
     if profiler is not None:
         profiler.enable()
     result = evaluator.run(data, records, Cycle(at=at, now=at))
+    evaluator.publish(result)  # the snapshot pages, API and metrics read, as the daemon does
     elapsed = time.perf_counter() - started
     if profiler is not None:
         profiler.disable()

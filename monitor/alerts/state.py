@@ -254,8 +254,11 @@ class AlertArrays:
     @classmethod
     def empty(cls, n: int) -> AlertArrays:
         """n rows of fresh records (inactive, nothing recorded)."""
-        times = [np.full(n, NO_TIME, dtype=np.int64) for _ in range(5)]
-        return cls(np.zeros(n, dtype=np.int8), *times, np.zeros(n, dtype=np.int32),
+        def times() -> np.ndarray:
+            return np.full(n, NO_TIME, dtype=np.int64)
+
+        return cls(np.zeros(n, dtype=np.int8), times(), times(), times(), times(), times(),
+                   np.zeros(n, dtype=np.int32),
                    np.zeros(n, dtype=np.int32), np.full(n, NO_PERIOD, dtype=np.int32),
                    np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=np.int8),
                    np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int8))
@@ -300,21 +303,41 @@ class AlertArrays:
             out |= getattr(self, f.name) != getattr(other, f.name)
         return out
 
-    def record(self, i: int, old: AlertRecord, like: datetime, *,
+    def record(self, i: int, old: AlertRecord, like: datetime | Times, *,
                value: float | None, explanation: str, annotations: dict[str, str]
                ) -> AlertRecord:
-        """Return ``old`` with row ``i``'s moving fields and the given value and texts."""
+        """Return ``old`` with row ``i``'s moving fields and the given value and texts
+        (times in ``like``'s zone; a ``Times`` converts many rows' times at once)."""
+        times = like if isinstance(like, Times) else Times(like)
         n = int(self.history_len[i])
         return AlertRecord(
             old.id, old.rule, old.labels, STATE_CODES[self.state[i]], annotations, value,
-            explanation, from_micros(self.active_since[i], like),
-            from_micros(self.fired_at[i], like), from_micros(self.resolved_at[i], like),
-            from_micros(self.keep_firing_until[i], like),
-            from_micros(self.last_evaluated[i], like), int(self.pending_evaluations[i]),
+            explanation, times.get(int(self.active_since[i])),
+            times.get(int(self.fired_at[i])), times.get(int(self.resolved_at[i])),
+            times.get(int(self.keep_firing_until[i])),
+            times.get(int(self.last_evaluated[i])), int(self.pending_evaluations[i]),
             int(self.pending_periods[i]),
             None if self.last_period[i] == NO_PERIOD else int(self.last_period[i]),
             format(int(self.history[i]), f"0{n}b") if n else "", bool(self.flapping[i]),
             STATE_CODES[self.notified_state[i]], old.group)
+
+
+class Times:
+    """Microseconds back to datetimes in ``like``'s zone, each instant made once (the
+    rows of one evaluation share a few instants: now, and the evaluations before)."""
+
+    def __init__(self, like: datetime) -> None:
+        self.like = like
+        self._made: dict[int, datetime | None] = {int(NO_TIME): None, micros(like): like}
+
+    def get(self, value: int) -> datetime | None:
+        made = self._made.get(value, _MISSING)
+        if made is _MISSING:
+            made = self._made[value] = from_micros(value, self.like)
+        return made  # type: ignore[return-value]
+
+
+_MISSING = object()
 
 
 @dataclass
@@ -433,3 +456,40 @@ def step_many(old: AlertArrays, active: np.ndarray, period: np.ndarray, now: dat
     moved_from = np.where(settled, old.notified_state, prev).astype(np.int8)
     new.notified_state = np.where(told, new.state, old.notified_state).astype(np.int8)
     return Stepped(new, seen, moved | settled, moved_from, notify | settled)
+
+
+def texts(seen_code: int, old: AlertRecord, value: float | None, explanation: str,
+          annotations: dict[str, str]) -> tuple[float | None, str, dict[str, str]]:
+    """Return the value, explanation and annotations of a row after a step that took
+    ``seen_code`` from an observation of ``value``, ``explanation``, ``annotations``."""
+    if seen_code == SEEN_ALL:
+        return value, explanation, annotations
+    if seen_code == SEEN_RESOLVED:
+        # The resolved record says what resolved it: the value, explanation and
+        # annotations of this observation, never the firing ones beside a resolving
+        # explanation.
+        return value, explanation or old.explanation, annotations or old.annotations
+    if seen_code == SEEN_CLEARED:
+        return value, explanation, old.annotations
+    return old.value, old.explanation, old.annotations
+
+
+def transition(r: AlertRecord, moved_from: int, now: datetime, notify: bool) -> Transition:
+    return _transition(r, STATE_CODES[moved_from], now, notify)
+
+
+def step_record(record: AlertRecord, seen: Observation, now: datetime, policy: Policy
+                ) -> tuple[AlertRecord, list[Transition]]:
+    """``step`` for one record, done by ``step_many``: what the engine's rare paths (a
+    vanished series, a failing rule, source health) use, so every alert moves the same
+    way."""
+    stepped = step_many(AlertArrays.of([record]), np.array([seen.active]),
+                        np.array([NO_PERIOD if seen.period is None else seen.period],
+                                 dtype=np.int32), now, policy)
+    value, explanation, annotations = texts(int(stepped.seen[0]), record, seen.value,
+                                            seen.explanation, seen.annotations)
+    new = stepped.arrays.record(0, record, now, value=value, explanation=explanation,
+                                annotations=annotations)
+    if not stepped.moved[0]:
+        return new, []
+    return new, [transition(new, int(stepped.moved_from[0]), now, bool(stepped.notify[0]))]

@@ -83,10 +83,11 @@ class Cycle:
 class Published:
     """What one cycle published: the read model every reader shows, computed once."""
 
-    def __init__(self, evaluation: Evaluation | None, ruleset: RuleSet, engine: Engine) -> None:
+    def __init__(self, evaluation: Evaluation | None, ruleset: RuleSet, engine: Engine,
+                 alerts: dict[str, tuple[AlertRecord, Alert]] | None = None) -> None:
         self.evaluation = evaluation
         self.ruleset = ruleset
-        self.snapshot: Snapshot = _snapshot(engine, evaluation)
+        self.snapshot: Snapshot = _snapshot(engine, evaluation, {} if alerts is None else alerts)
         self._rows: list[SeriesDetail] | None = None
 
     def scorecard(self) -> list[SeriesDetail]:
@@ -110,9 +111,14 @@ class Published:
         return scorecard.detail(m, row, self.evaluation.matrices, self.ruleset)
 
 
-def _snapshot(engine: Engine, evaluation: Evaluation | None) -> Snapshot:
+def _snapshot(engine: Engine, evaluation: Evaluation | None,
+              published: dict[str, tuple[AlertRecord, Alert]]) -> Snapshot:
     """Return the snapshot of ``evaluation``: every indicator's frame (headline value,
-    target, status, SPC variation per series), the alerts and the rules' health."""
+    target, status, SPC variation per series), the alerts and the rules' health.
+
+    ``published`` holds the alerts of the last snapshot by id with the record each was
+    made from: an alert whose record did not change is the same object again; only
+    records that changed make a new one."""
     frames: dict[str, IndicatorFrame] = {}
     alerts: list[Alert] = []
     if evaluation is not None:
@@ -127,14 +133,23 @@ def _snapshot(engine: Engine, evaluation: Evaluation | None) -> Snapshot:
                                           h.value, h.target, h.status, changes,
                                           m.provisional_in(h.end, h.n),
                                           spc=scorecard.spc_icons(m))
-        for record in evaluation.records.values():
-            alerts.append(Alert(
+        for key, record in evaluation.records.items():
+            kept = published.get(key)
+            if kept is not None and kept[0] is record:
+                alerts.append(kept[1])
+                continue
+            alert = Alert(
                 rule=record.rule,
                 labels=dict(record.labels), group=record.group,
                 annotations=record.annotations, state=record.state, value=record.value,
                 active_since=record.active_since, fired_at=record.fired_at,
                 resolved_at=record.resolved_at, last_evaluated=record.last_evaluated,
-                explanation=record.explanation, fingerprint=record.id))
+                explanation=record.explanation, fingerprint=record.id)
+            published[key] = (record, alert)
+            alerts.append(alert)
+        if len(published) > len(evaluation.records):
+            for key in [k for k in published if k not in evaluation.records]:
+                del published[key]
     counts = Counter((a.rule, a.state) for a in alerts)  # one pass, not one per rule
     rules = []
     for loaded in engine.ruleset.rules:
@@ -156,6 +171,7 @@ class Evaluator:
         self.ruleset = ruleset
         self.engine = Engine(ruleset, history=history)
         self.milestone_sources = list(milestone_sources)
+        self._published: dict[str, tuple[AlertRecord, Alert]] = {}
 
     def adopt(self, older: Evaluator) -> None:
         """Carry the rule health of rules that still exist over from ``older`` (a reload)."""
@@ -195,7 +211,7 @@ class Evaluator:
         return _forget(result, owned, cycle.now, cycle.retention)
 
     def publish(self, evaluation: Evaluation | None) -> Published:
-        return Published(evaluation, self.ruleset, self.engine)
+        return Published(evaluation, self.ruleset, self.engine, self._published)
 
 
 def _forget(result: Evaluation, owned: set[tuple[str, str]], now: datetime,

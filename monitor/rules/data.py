@@ -88,6 +88,10 @@ class Matrix:
     _names: set[str] | None = None
     _by_key: dict[tuple[str, ...], int] | None = None
     _key_names: list[str] = field(default_factory=list)
+    # What readers computed over the whole matrix once per cycle (the scorecard's
+    # headline, changes and ranks), so one per row costs nothing more; a copy made with
+    # ``dataclasses.replace`` starts empty.
+    memo: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def n(self) -> int:

@@ -29,6 +29,7 @@ from monitor.alerts.state import (
     Transition,
     step,
     step_many,
+    step_record,
 )
 
 T0 = datetime(2008, 7, 31, 12, tzinfo=UTC)
@@ -114,6 +115,7 @@ def test_step_many_matches_step_for_every_record_and_transition(
                     got.state, now, got.value, got.explanation, dict(got.annotations),
                     bool(stepped.notify[i]), got.group))
             assert transitions == moves, (k, i)
+            assert step_record(mine[i], observations[i], now, policy) == (expected, moves)
             reference[i], mine[i] = expected, got
         arrays = stepped.arrays
     assert AlertArrays.of(mine).differs(arrays).sum() == 0  # and they round-trip
