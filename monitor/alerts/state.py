@@ -296,6 +296,10 @@ class AlertArrays:
         for f in fields(self):
             getattr(self, f.name)[rows] = getattr(other, f.name)
 
+    def columns(self) -> AlertColumns:
+        """The rows as Python lists, to make many records without a numpy scalar each."""
+        return AlertColumns(*[getattr(self, f.name).tolist() for f in fields(self)])
+
     def differs(self, other: AlertArrays) -> np.ndarray:
         """Rows where any moving field differs between the two."""
         out = np.zeros(len(self), dtype=bool)
@@ -319,6 +323,39 @@ class AlertArrays:
             int(self.pending_periods[i]),
             None if self.last_period[i] == NO_PERIOD else int(self.last_period[i]),
             format(int(self.history[i]), f"0{n}b") if n else "", bool(self.flapping[i]),
+            STATE_CODES[self.notified_state[i]], old.group)
+
+
+@dataclass
+class AlertColumns:
+    """``AlertArrays.columns``: the same fields as lists."""
+
+    state: list[int]
+    active_since: list[int]
+    fired_at: list[int]
+    resolved_at: list[int]
+    keep_firing_until: list[int]
+    last_evaluated: list[int]
+    pending_evaluations: list[int]
+    pending_periods: list[int]
+    last_period: list[int]
+    history: list[int]
+    history_len: list[int]
+    flapping: list[bool]
+    notified_state: list[int]
+
+    def record(self, i: int, old: AlertRecord, times: Times, *, value: float | None,
+               explanation: str, annotations: dict[str, str]) -> AlertRecord:
+        """As ``AlertArrays.record``."""
+        n = self.history_len[i]
+        period = self.last_period[i]
+        return AlertRecord(
+            old.id, old.rule, old.labels, STATE_CODES[self.state[i]], annotations, value,
+            explanation, times.get(self.active_since[i]), times.get(self.fired_at[i]),
+            times.get(self.resolved_at[i]), times.get(self.keep_firing_until[i]),
+            times.get(self.last_evaluated[i]), self.pending_evaluations[i],
+            self.pending_periods[i], None if period == NO_PERIOD else period,
+            format(self.history[i], f"0{n}b") if n else "", self.flapping[i],
             STATE_CODES[self.notified_state[i]], old.group)
 
 

@@ -23,6 +23,7 @@ undone afterwards:
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -45,7 +46,7 @@ from monitor.rules.engine import (
 )
 from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.measures import headline
-from monitor.rules.snapshot import IndicatorFrame, RuleHealth, SeriesDetail, Snapshot
+from monitor.rules.snapshot import Alerts, IndicatorFrame, RuleHealth, SeriesDetail, Snapshot
 from monitor.sources.config import SourceBase
 from monitor.store.sourcestate import SourceHealth
 
@@ -84,10 +85,10 @@ class Published:
     """What one cycle published: the read model every reader shows, computed once."""
 
     def __init__(self, evaluation: Evaluation | None, ruleset: RuleSet, engine: Engine,
-                 alerts: dict[str, tuple[AlertRecord, Alert]] | None = None) -> None:
+                 alerts: _Published | None = None) -> None:
         self.evaluation = evaluation
         self.ruleset = ruleset
-        self.snapshot: Snapshot = _snapshot(engine, evaluation, {} if alerts is None else alerts)
+        self.snapshot: Snapshot = _snapshot(engine, evaluation, alerts or _Published())
         self._rows: list[SeriesDetail] | None = None
 
     def scorecard(self) -> list[SeriesDetail]:
@@ -111,16 +112,21 @@ class Published:
         return scorecard.detail(m, row, self.evaluation.matrices, self.ruleset)
 
 
-def _snapshot(engine: Engine, evaluation: Evaluation | None,
-              published: dict[str, tuple[AlertRecord, Alert]]) -> Snapshot:
-    """Return the snapshot of ``evaluation``: every indicator's frame (headline value,
-    target, status, SPC variation per series), the alerts and the rules' health.
+class _Published:
+    """The alerts made for the snapshots so far, by id, with the record each was made
+    from: an alert whose record did not change is the same object again."""
 
-    ``published`` holds the alerts of the last snapshot by id with the record each was
-    made from: an alert whose record did not change is the same object again; only
-    records that changed make a new one."""
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # pages and /metrics make them from their threads
+        self.alerts: dict[str, tuple[AlertRecord, Alert]] = {}
+
+
+def _snapshot(engine: Engine, evaluation: Evaluation | None, published: _Published
+              ) -> Snapshot:
+    """Return the snapshot of ``evaluation``: every indicator's frame (headline value,
+    target, status, SPC variation per series), the alerts (made when first read) and the
+    rules' health."""
     frames: dict[str, IndicatorFrame] = {}
-    alerts: list[Alert] = []
     if evaluation is not None:
         for name, m in evaluation.matrices.items():
             h = headline(m)
@@ -133,24 +139,9 @@ def _snapshot(engine: Engine, evaluation: Evaluation | None,
                                           h.value, h.target, h.status, changes,
                                           m.provisional_in(h.end, h.n),
                                           spc=scorecard.spc_icons(m))
-        for key, record in evaluation.records.items():
-            kept = published.get(key)
-            if kept is not None and kept[0] is record:
-                alerts.append(kept[1])
-                continue
-            alert = Alert(
-                rule=record.rule,
-                labels=dict(record.labels), group=record.group,
-                annotations=record.annotations, state=record.state, value=record.value,
-                active_since=record.active_since, fired_at=record.fired_at,
-                resolved_at=record.resolved_at, last_evaluated=record.last_evaluated,
-                explanation=record.explanation, fingerprint=record.id)
-            published[key] = (record, alert)
-            alerts.append(alert)
-        if len(published) > len(evaluation.records):
-            for key in [k for k in published if k not in evaluation.records]:
-                del published[key]
-    counts = Counter((a.rule, a.state) for a in alerts)  # one pass, not one per rule
+    records: Mapping[str, AlertRecord] = evaluation.records if evaluation is not None else {}
+    alerts = Alerts(lambda: _alerts(records, published))
+    counts = Counter((r.rule, r.state) for r in records.values())  # one pass
     rules = []
     for loaded in engine.ruleset.rules:
         s = engine.stats.get((loaded.group, loaded.rule.alert), RuleStats())
@@ -163,6 +154,35 @@ def _snapshot(engine: Engine, evaluation: Evaluation | None,
                     evaluated_at=evaluation.evaluated_at if evaluation else None)
 
 
+def _alerts(records: Mapping[str, AlertRecord], cache: _Published) -> list[Alert]:
+    """Return the alert of every record."""
+    with cache.lock:
+        return _alerts_locked(records, cache.alerts)
+
+
+def _alerts_locked(records: Mapping[str, AlertRecord],
+                   published: dict[str, tuple[AlertRecord, Alert]]) -> list[Alert]:
+    alerts = []
+    for key, record in records.items():
+        kept = published.get(key)
+        if kept is not None and kept[0] is record:
+            alerts.append(kept[1])
+            continue
+        alert = Alert(
+            rule=record.rule,
+            labels=dict(record.labels), group=record.group,
+            annotations=record.annotations, state=record.state, value=record.value,
+            active_since=record.active_since, fired_at=record.fired_at,
+            resolved_at=record.resolved_at, last_evaluated=record.last_evaluated,
+            explanation=record.explanation, fingerprint=record.id)
+        published[key] = (record, alert)
+        alerts.append(alert)
+    if len(published) > len(records):
+        for key in [k for k in published if k not in records]:
+            del published[key]
+    return alerts
+
+
 class Evaluator:
     """Runs evaluation cycles of one rule set; keeps rule health between them."""
 
@@ -171,7 +191,7 @@ class Evaluator:
         self.ruleset = ruleset
         self.engine = Engine(ruleset, history=history)
         self.milestone_sources = list(milestone_sources)
-        self._published: dict[str, tuple[AlertRecord, Alert]] = {}
+        self._published = _Published()
 
     def adopt(self, older: Evaluator) -> None:
         """Carry the rule health of rules that still exist over from ``older`` (a reload)."""

@@ -99,7 +99,7 @@ class Matrix:
 
     def label_names(self) -> set[str]:
         if self._names is None:
-            self._names = set().union(*(set(lab) for lab in self.labels)) if self.labels \
+            self._names = set().union(*self.labels) if self.labels \
                 else set()
         return self._names
 
@@ -255,8 +255,8 @@ def align(left: Sequence[Mapping[str, str]], right: Sequence[Mapping[str, str]],
     them (a single national series) matches every left row.
     """
     if on is None:
-        left_names = set().union(*(set(lab) for lab in left)) if left else set()
-        right_names = set().union(*(set(lab) for lab in right)) if right else set()
+        left_names = set().union(*left) if left else set()
+        right_names = set().union(*right) if right else set()
         on = sorted(left_names & right_names)
     if len(on) == 1:
         # The common case (one shared label, e.g. borough) without building tuples.
@@ -291,7 +291,7 @@ def derive(indicator: Indicator, inputs: Mapping[str, Matrix]) -> Matrix:
     if on is None:
         shared = None
         for m in mats:
-            names_here = set().union(*(set(lab) for lab in m.labels)) if m.labels else set()
+            names_here = m.label_names() if m.labels else set()
             shared = names_here if shared is None else shared & names_here
         on = sorted(shared or set())
     if all(m.labels == mats[0].labels for m in mats[1:]) and \

@@ -252,13 +252,14 @@ class Engine:
             arrays.put(rows, stepped.arrays)
             seen = stepped.seen
             times = Times(now)
+            columns = stepped.arrays.columns()
             for k in np.flatnonzero(moved | (seen != SEEN_NOTHING)).tolist():
                 i = int(rows[k])
                 old = alerts.record(i)
                 value, explanation, annotations = texts(
                     int(seen[k]), old, *view.observed(i, old.labels, seen[k] != SEEN_CLEARED))
-                new = stepped.arrays.record(k, old, times, value=value,
-                                            explanation=explanation, annotations=annotations)
+                new = columns.record(k, old, times, value=value, explanation=explanation,
+                                     annotations=annotations)
                 if not moved[k] and new == old:
                     continue
                 alerts.records[i] = new
