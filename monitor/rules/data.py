@@ -21,6 +21,7 @@ from monitor.rules.schema import Indicator
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
+CountArray = npt.NDArray[np.int32]  # small counts (revisions): int32 is exact
 
 
 class LongBlock(Protocol):
@@ -82,7 +83,7 @@ class Matrix:
     values: FloatArray
     denominators: FloatArray | None = None
     provisional: BoolArray | None = None
-    revisions: IntArray | None = None
+    revisions: CountArray | None = None  # earlier values kept per cell (int32)
     parts: tuple[Matrix, Matrix] | None = None
     _index: dict[Labels, int] | None = None
     _names: set[str] | None = None
@@ -203,7 +204,7 @@ def from_block(indicator: Indicator, block: LongBlock | None, grid: Grid) -> Mat
     n, t = len(labels), grid.size
     values = np.full((n, t), np.nan)
     provisional = np.zeros((n, t), dtype=bool)
-    revisions = np.zeros((n, t), dtype=np.int64)
+    revisions = np.zeros((n, t), dtype=np.int32)
     denominators: FloatArray | None = None
     if block is not None and len(block.row):
         cols = np.asarray(block.period, dtype=np.int64) - grid.start
@@ -223,7 +224,7 @@ def from_block(indicator: Indicator, block: LongBlock | None, grid: Grid) -> Mat
             provisional.ravel()[flat] = flags
         revs = kept(block.revisions, np.int64)
         if revs.any():
-            revisions.ravel()[flat] = revs
+            revisions.ravel()[flat] = np.minimum(revs, np.iinfo(np.int32).max)
         den = kept(block.denominator, np.float64)
         if indicator.aggregation == "rate" or (den.size and not np.isnan(den).all()):
             denominators = np.full((n, t), np.nan)
