@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -333,9 +333,7 @@ def _trend(leaf: Trend, m: Matrix, ctx: Context) -> Outcome:
 def spc_for(m: Matrix) -> tuple[stats.SpcResult, int]:
     """Return the XmR chart of ``m`` up to its last column, honouring frozen baselines
     (computed once per matrix: the ``spc`` conditions and the snapshot share it)."""
-    if "spc" not in m.memo:
-        m.memo["spc"] = _spc_for(m)
-    return cast(tuple[stats.SpcResult, int], m.memo["spc"])
+    return m.cached("spc", lambda: _spc_for(m))
 
 
 def _spc_for(m: Matrix) -> tuple[stats.SpcResult, int]:

@@ -34,6 +34,7 @@ import numpy as np
 from monitor.alerts.state import AlertRecord
 from monitor.model import Alert, AlertState
 from monitor.rules import scorecard, sourcehealth
+from monitor.rules.data import Matrix
 from monitor.rules.engine import (
     RESOLVED_RETENTION,
     Dataset,
@@ -45,7 +46,7 @@ from monitor.rules.engine import (
     month_end,
 )
 from monitor.rules.loader import LoadedRule, RuleSet
-from monitor.rules.measures import headline
+from monitor.rules.measures import Headline, headline
 from monitor.rules.snapshot import Alerts, IndicatorFrame, RuleHealth, SeriesDetail, Snapshot
 from monitor.sources.config import SourceBase
 from monitor.store.sourcestate import SourceHealth
@@ -112,6 +113,11 @@ class Published:
         return scorecard.detail(m, row, self.evaluation.matrices, self.ruleset)
 
 
+def _headline(m: Matrix) -> Headline:
+    """The matrix's headline, once per matrix (the scorecard reads the same one)."""
+    return m.cached(("headline", None), lambda: headline(m))
+
+
 class _Published:
     """The alerts made for the snapshots so far, by id, with the record each was made
     from: an alert whose record did not change is the same object again."""
@@ -129,7 +135,7 @@ def _snapshot(engine: Engine, evaluation: Evaluation | None, published: _Publish
     frames: dict[str, IndicatorFrame] = {}
     if evaluation is not None:
         for name, m in evaluation.matrices.items():
-            h = headline(m)
+            h = _headline(m)
             changes: dict[str, np.ndarray] = {}
             if h.change is not None:
                 changes[f"{h.n}"] = h.change.pct / 100.0

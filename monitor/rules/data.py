@@ -7,9 +7,9 @@ inputs with label matching, like recording rules. Nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +18,7 @@ from monitor.errors import EvaluationError
 from monitor.model import Labels, labels_of
 from monitor.rules.schema import Indicator
 
+T = TypeVar("T")
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
@@ -25,7 +26,13 @@ CountArray = npt.NDArray[np.int32]  # small counts (revisions): int32 is exact
 
 
 class LongBlock(Protocol):
-    """Observations of one indicator in long form (what the store's ``read`` returns)."""
+    """Observations of one indicator in long form (what the store's ``read`` returns).
+
+    A block handed to the engine is not changed afterwards: new data comes as a new block
+    (or new arrays). The engine pivots a block once and reuses the matrix while the same
+    block comes back (a steady cycle); it makes the arrays it pivoted read-only, so a
+    change in place fails loudly instead of going unseen.
+    """
 
     labels: list[dict[str, str]]
     row: npt.NDArray[Any]
@@ -97,6 +104,12 @@ class Matrix:
     @property
     def n(self) -> int:
         return len(self.labels)
+
+    def cached(self, key: Any, make: Callable[[], T]) -> T:
+        """Return ``make()``, computed once for this matrix (``memo``)."""
+        if key not in self.memo:
+            self.memo[key] = make()
+        return cast(T, self.memo[key])
 
     def label_names(self) -> set[str]:
         if self._names is None:

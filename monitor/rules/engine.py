@@ -50,7 +50,7 @@ from monitor.rules import conditions
 from monitor.rules.data import BoolArray, Grid, LongBlock, Matrix, derive, from_block
 from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.measures import period_text
-from monitor.rules.schema import Indicator, Milestones
+from monitor.rules.schema import Indicator, Level, Milestones
 from monitor.rules.snapshot import IndicatorInfo
 from monitor.rules.templating import render
 
@@ -132,6 +132,9 @@ class Engine:
         self.stats: dict[tuple[str, str], RuleStats] = {
             (r.group, r.rule.alert): RuleStats() for r in ruleset.rules}
         self._alerts: dict[tuple[str, str], _RuleAlerts] = {}
+        self._pivots: dict[str, _Pivot] = {}
+        self._derived: dict[str, tuple[tuple[Matrix, ...], Matrix]] = {}
+        self._outcomes: dict[tuple[str, str], _Judged] = {}
 
     # --- matrices -------------------------------------------------------------------
 
@@ -149,9 +152,19 @@ class Engine:
             ind = self.ruleset.indicators[name]
             grid = grids[ind.frequency]
             if ind.derived is None:
-                out[name] = from_block(ind, dataset.blocks.get(name), grid)
+                block = dataset.blocks.get(name)
+                pivot = self._pivots.get(name)
+                if pivot is None or not pivot.holds(block, grid):
+                    pivot = self._pivots[name] = _Pivot.of(block, grid,
+                                                           from_block(ind, block, grid))
+                out[name] = pivot.matrix
             else:
-                out[name] = derive(ind, out)
+                inputs = tuple(out[i] for i in ind.derived.inputs)
+                kept = self._derived.get(name)
+                if kept is None or len(kept[0]) != len(inputs) or \
+                        any(a is not b for a, b in zip(kept[0], inputs, strict=True)):
+                    kept = self._derived[name] = (inputs, derive(ind, out))
+                out[name] = kept[1]
         return out, Frequency.MONTHLY.ordinal(at.date())
 
     # --- evaluation -----------------------------------------------------------------
@@ -219,7 +232,7 @@ class Engine:
                 if row is not None:
                     was[row] = True
             ctx.was_active = was
-        outcome = conditions.evaluate(rule.when, matrix, ctx)
+        outcome = self._judge(loaded, matrices, ctx, matrix)
         n = len(labels_rows)
         if len(outcome.active) == 0:
             outcome = conditions.Outcome(np.zeros(n, dtype=bool), np.ones(n, dtype=bool),
@@ -290,6 +303,22 @@ class Engine:
                 result.changed.append(new)
             result.transitions.extend(transitions)
 
+    def _judge(self, loaded: LoadedRule, matrices: Mapping[str, Matrix],
+               ctx: conditions.Context, matrix: Matrix | None) -> conditions.Outcome:
+        """Return the outcome of the rule's condition: the last one again when nothing it
+        depends on changed (the same matrices, milestones, day, period and hysteresis
+        state — a steady cycle), else a new evaluation."""
+        key = (loaded.group, loaded.rule.alert)
+        judged = self._outcomes.get(key)
+        hysteresis = any(isinstance(leaf, Level) and (leaf.clear_above is not None
+                                                      or leaf.clear_below is not None)
+                         for leaf in loaded.rule.when.leaves())
+        if judged is not None and judged.holds(matrices, ctx, hysteresis):
+            return judged.outcome
+        outcome = conditions.evaluate(loaded.rule.when, matrix, ctx)
+        self._outcomes[key] = _Judged.of(matrices, ctx, outcome)
+        return outcome
+
     def _alerts_of(self, loaded: LoadedRule, labels_rows: list[dict[str, str]],
                    matrix: Matrix | None) -> _RuleAlerts:
         """Return the rule's alerts, one row per series, kept while its series are the same."""
@@ -343,6 +372,73 @@ class Engine:
         labels["alertname"] = rule.alert
         labels["severity"] = rule.severity
         return labels
+
+_BLOCK_ARRAYS = ("row", "period", "value", "denominator", "provisional", "revisions")
+
+
+@dataclass
+class _Pivot:
+    """A block as pivoted onto a grid: reused while the same block (the same arrays)
+    comes back for the same grid."""
+
+    block: LongBlock | None
+    grid: Grid
+    arrays: tuple[Any, ...]
+    labels: list[dict[str, str]]
+    matrix: Matrix
+
+    @classmethod
+    def of(cls, block: LongBlock | None, grid: Grid, matrix: Matrix) -> _Pivot:
+        arrays = tuple(getattr(block, name) for name in _BLOCK_ARRAYS) if block else ()
+        for array in arrays:  # blocks are not changed in place (see LongBlock)
+            if isinstance(array, np.ndarray):
+                array.flags.writeable = False
+        return cls(block, grid, arrays, list(block.labels) if block else [], matrix)
+
+    def holds(self, block: LongBlock | None, grid: Grid) -> bool:
+        if block is not self.block or grid != self.grid:
+            return False
+        if block is None:
+            return True
+        return all(getattr(block, name) is array
+                   for name, array in zip(_BLOCK_ARRAYS, self.arrays, strict=True)) \
+            and block.labels == self.labels
+
+
+@dataclass
+class _Judged:
+    """A rule's last outcome and what it was computed from."""
+
+    matrices: dict[str, Matrix]
+    milestones: list[tuple[str, Milestone]]
+    today: date
+    at_period: int
+    was_active: BoolArray | None
+    outcome: conditions.Outcome
+
+    @classmethod
+    def of(cls, matrices: Mapping[str, Matrix], ctx: conditions.Context,
+           outcome: conditions.Outcome) -> _Judged:
+        was = None if ctx.was_active is None else ctx.was_active.copy()
+        return cls(dict(matrices), list(ctx.milestones), ctx.today, ctx.at_period, was,
+                   outcome)
+
+    def holds(self, matrices: Mapping[str, Matrix], ctx: conditions.Context,
+              hysteresis: bool) -> bool:
+        """True when the outcome still stands; which alerts were active matters only to a
+        condition with hysteresis (``clear_above``/``clear_below``)."""
+        if ctx.today != self.today or ctx.at_period != self.at_period \
+                or len(matrices) != len(self.matrices) \
+                or any(self.matrices.get(k) is not m for k, m in matrices.items()):
+            return False
+        if list(ctx.milestones) != self.milestones:
+            return False
+        if not hysteresis:
+            return True
+        if ctx.was_active is None or self.was_active is None:
+            return ctx.was_active is None and self.was_active is None
+        return bool(np.array_equal(ctx.was_active, self.was_active))
+
 
 class _RuleAlerts:
     """One rule's alerts, one row per series of its matrix, kept across cycles while the

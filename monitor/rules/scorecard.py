@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -50,9 +50,7 @@ T = TypeVar("T")
 def _memo(m: Matrix, key: tuple[Any, ...], make: Callable[[], T]) -> T:
     """Return ``make()`` computed once per matrix (``Matrix.memo``): what every row of the
     scorecard reads of the whole matrix is computed once per cycle, not once per row."""
-    if key not in m.memo:
-        m.memo[key] = make()
-    return cast(T, m.memo[key])
+    return m.cached(key, make)
 
 
 def _headline(m: Matrix, end: int | None = None) -> Headline:

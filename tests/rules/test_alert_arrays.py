@@ -6,7 +6,8 @@ between, series appearing and disappearing, records forgotten after the retentio
 record handed back that is not the one the engine made (a restart, a replica reading
 the store) — goes through one Evaluator kept warm and, cycle by cycle, through a fresh
 Evaluator given the same records. Records, changes, transitions and removals must be
-equal every cycle.
+equal every cycle. Within a month the same blocks come back, as from a store with
+nothing new: the warm engine reuses its matrices and outcomes, the cold one cannot.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ groups:
         when: {change: {window: 1, above: 0}}
         flapping: {window: 6, high: 0.5, low: 0.25}
       - {alert: NoData, indicator: burglary, when: {level: {above: 100}}, no_data: keep_state}
+      - {alert: Hysteresis, indicator: burglary, when: {level: {above: 104, clear_above: 98}}}
       - {alert: Matched, indicator: burglary, when: {level: {above: 95}}, match: {kind: a}}
       - alert: Joined
         indicator: burglary
@@ -92,6 +94,7 @@ def test_a_warm_engine_decides_what_a_cold_one_does(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     records: dict[str, AlertRecord] = {}
     start = month("2016-01")
+    datasets: dict[tuple[int, int], Dataset] = {}
     moves: set[tuple[str, str]] = set()
     removed = 0
     for step in range(30):
@@ -99,11 +102,14 @@ def test_a_warm_engine_decides_what_a_cold_one_does(tmp_path: Path) -> None:
         areas = [f"a{i}" for i in range(40) if not (step > 10 and i % 7 == 0)]
         if step > 20:
             areas.append("a99")  # a new series
-        data = dataset(np.random.default_rng(int(period)), period, areas)
+        if (period, len(areas)) not in datasets:  # the same blocks all month: a steady cycle
+            datasets[(period, len(areas))] = dataset(np.random.default_rng(int(period)),
+                                                     period, areas)
+        data = datasets[(period, len(areas))]
         now = month_end(period) + timedelta(minutes=2 * step) + \
             timedelta(days=2 if step in (24, 25) else 0)  # resolved ones get forgotten
         cycle = Cycle(at=month_end(period), now=now, retention=36 * 3600.0)
-        if step == 15:  # records read back from the store, not the ones made: another
+        if step == 16:  # records read back from the store, not the ones made: another
             # replica resolved the firing ones meanwhile
             records = {k: replace(r, state=AlertState.RESOLVED, resolved_at=now,
                                   notified_state=AlertState.RESOLVED)
@@ -121,3 +127,35 @@ def test_a_warm_engine_decides_what_a_cold_one_does(tmp_path: Path) -> None:
     assert {("inactive", "pending"), ("pending", "firing"), ("firing", "resolved"),
             ("pending", "inactive"), ("inactive", "firing")} <= moves
     assert removed > 0
+
+
+def test_an_outcome_is_judged_again_when_the_hysteresis_state_changed(tmp_path: Path
+                                                                       ) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES)
+    ruleset = load_rules([path])
+    end = month("2016-06")
+
+    def one_series(latest: float) -> Dataset:
+        values = np.full(30, 100.0)
+        values[-1] = latest
+        block = Block([{"area": "a1", "kind": "a"}], np.zeros(30, dtype=np.int64),
+                      np.arange(end - 29, end + 1), values, np.full(30, np.nan),
+                      np.zeros(30, dtype=bool), np.zeros(30, dtype=np.int64))
+        return Dataset({"burglary": block, "robbery": block})
+
+    warm = Evaluator(ruleset, history=30)
+    at = month_end(end)
+    first = warm.run(one_series(110.0), {}, Cycle(at=at, now=at))
+    steady = one_series(100.0)  # between clear_above and above: active only if it was
+    second = warm.run(steady, first.records, Cycle(at=at, now=at + timedelta(minutes=1)))
+    key = next(k for k, r in second.records.items() if r.rule == "Hysteresis")
+    assert second.records[key].state is AlertState.FIRING
+    # Another replica resolved it meanwhile: with the same data it is no longer active.
+    records = {**second.records, key: replace(second.records[key],
+                                              state=AlertState.RESOLVED, resolved_at=at,
+                                              notified_state=AlertState.RESOLVED)}
+    cycle = Cycle(at=at, now=at + timedelta(minutes=2))
+    got = warm.run(steady, records, cycle)
+    same(got, Evaluator(ruleset, history=30).run(steady, records, cycle))
+    assert got.records[key].state is AlertState.RESOLVED
