@@ -115,13 +115,13 @@ Labels = tuple[tuple[str, str], ...]
 
 def labels_of(mapping: Mapping[str, Any]) -> Labels:
     """Return the sorted label tuple for a mapping of label names to values."""
-    return tuple(sorted((str(k), str(v)) for k, v in mapping.items()))
+    return tuple(sorted([(str(k), str(v)) for k, v in mapping.items()]))
 
 
 def fingerprint(labels: Labels | Mapping[str, Any]) -> str:
     """Return a stable 16-hex-digit fingerprint of a label set (order does not matter)."""
     pairs = labels_of(labels) if isinstance(labels, Mapping) else labels
-    text = "\xfe".join(f"{name}\xff{value}" for name, value in pairs)
+    text = "\xfe".join([f"{name}\xff{value}" for name, value in pairs])
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 

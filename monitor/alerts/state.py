@@ -15,9 +15,12 @@ is re-announced when the flapping stops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import numpy as np
 
 from monitor.alerts.policy import Flapping, ForSpec
 from monitor.model import AlertState
@@ -184,3 +187,346 @@ def _resolve(r: AlertRecord, seen: Observation, now: datetime) -> AlertRecord:
 def _transition(r: AlertRecord, prev: AlertState, now: datetime, notify: bool) -> Transition:
     return Transition(r.id, r.rule, dict(r.labels), prev, r.state, now, r.value, r.explanation,
                       dict(r.annotations), notify, r.group)
+
+
+# --- the same machine over arrays ----------------------------------------------------
+#
+# The engine steps every alert of a rule at once: one row per alert, each field of
+# AlertRecord that the machine moves held in a compact array. ``step`` above is the
+# reference (one record, one step); ``step_many`` does exactly what it does, row by row
+# (tests/alerts/test_state_arrays.py steps random sequences through both). Value,
+# explanation and annotations stay out of the arrays: ``Stepped.seen`` says, per row,
+# which of them the observation replaced, so they are built only for rows that changed.
+
+STATE_CODES = (AlertState.INACTIVE, AlertState.PENDING, AlertState.FIRING, AlertState.RESOLVED)
+CODE = {state: code for code, state in enumerate(STATE_CODES)}
+INACTIVE, PENDING, FIRING, RESOLVED = range(4)
+NO_TIME = np.iinfo(np.int64).min  # a datetime field that is None
+NO_PERIOD = np.iinfo(np.int32).min  # last_period None
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+# What one step took from the observation, per row (``Stepped.seen``).
+SEEN_NOTHING = 0  # not active and nothing to clear: value and texts unchanged
+SEEN_ALL = 1  # active: value, explanation and annotations are the observation's
+SEEN_RESOLVED = 2  # resolved: its value; its explanation and annotations unless empty
+SEEN_CLEARED = 3  # pending back to inactive: its value and explanation
+
+
+def micros(when: datetime | None) -> int:
+    """Return ``when`` as microseconds since the epoch (exact); NO_TIME for None."""
+    if when is None:
+        return int(NO_TIME)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - _EPOCH) // _US
+
+
+def from_micros(value: int, like: datetime) -> datetime | None:
+    """Return microseconds since the epoch as a datetime in ``like``'s zone."""
+    if value == NO_TIME:
+        return None
+    out = _EPOCH + timedelta(microseconds=int(value))
+    if like.tzinfo is None:
+        return out.replace(tzinfo=None)
+    return out if like.tzinfo is UTC else out.astimezone(like.tzinfo)
+
+
+@dataclass
+class AlertArrays:
+    """The moving fields of n alert records, one row each. Times are microseconds since
+    the epoch (NO_TIME: None); flap history is a bit string, newest in bit 0."""
+
+    state: np.ndarray  # int8 codes of STATE_CODES
+    active_since: np.ndarray  # int64
+    fired_at: np.ndarray
+    resolved_at: np.ndarray
+    keep_firing_until: np.ndarray
+    last_evaluated: np.ndarray
+    pending_evaluations: np.ndarray  # int32
+    pending_periods: np.ndarray  # int32
+    last_period: np.ndarray  # int32, NO_PERIOD: None
+    history: np.ndarray  # uint64 bits
+    history_len: np.ndarray  # int8
+    flapping: np.ndarray  # bool
+    notified_state: np.ndarray  # int8
+
+    @classmethod
+    def empty(cls, n: int) -> AlertArrays:
+        """n rows of fresh records (inactive, nothing recorded)."""
+        def times() -> np.ndarray:
+            return np.full(n, NO_TIME, dtype=np.int64)
+
+        return cls(np.zeros(n, dtype=np.int8), times(), times(), times(), times(), times(),
+                   np.zeros(n, dtype=np.int32),
+                   np.zeros(n, dtype=np.int32), np.full(n, NO_PERIOD, dtype=np.int32),
+                   np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=np.int8),
+                   np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int8))
+
+    @classmethod
+    def of(cls, records: Sequence[AlertRecord]) -> AlertArrays:
+        out = cls.empty(len(records))
+        for i, r in enumerate(records):
+            out.set_row(i, r)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.state)
+
+    def set_row(self, i: int, r: AlertRecord) -> None:
+        """Copy the moving fields of ``r`` into row ``i``."""
+        self.state[i] = CODE[r.state]
+        self.active_since[i] = micros(r.active_since)
+        self.fired_at[i] = micros(r.fired_at)
+        self.resolved_at[i] = micros(r.resolved_at)
+        self.keep_firing_until[i] = micros(r.keep_firing_until)
+        self.last_evaluated[i] = micros(r.last_evaluated)
+        self.pending_evaluations[i] = r.pending_evaluations
+        self.pending_periods[i] = r.pending_periods
+        self.last_period[i] = NO_PERIOD if r.last_period is None else r.last_period
+        self.history[i] = int(r.history, 2) if r.history else 0
+        self.history_len[i] = len(r.history)
+        self.flapping[i] = r.flapping
+        self.notified_state[i] = CODE[r.notified_state]
+
+    def take(self, rows: np.ndarray) -> AlertArrays:
+        return AlertArrays(*[getattr(self, f.name)[rows] for f in fields(self)])
+
+    def put(self, rows: np.ndarray, other: AlertArrays) -> None:
+        for f in fields(self):
+            getattr(self, f.name)[rows] = getattr(other, f.name)
+
+    def columns(self) -> AlertColumns:
+        """The rows as Python lists, to make many records without a numpy scalar each."""
+        return AlertColumns(*[getattr(self, f.name).tolist() for f in fields(self)])
+
+    def differs(self, other: AlertArrays) -> np.ndarray:
+        """Rows where any moving field differs between the two."""
+        out = np.zeros(len(self), dtype=bool)
+        for f in fields(self):
+            out |= getattr(self, f.name) != getattr(other, f.name)
+        return out
+
+    def record(self, i: int, old: AlertRecord, like: datetime | Times, *,
+               value: float | None, explanation: str, annotations: dict[str, str]
+               ) -> AlertRecord:
+        """Return ``old`` with row ``i``'s moving fields and the given value and texts
+        (times in ``like``'s zone; a ``Times`` converts many rows' times at once)."""
+        times = like if isinstance(like, Times) else Times(like)
+        n = int(self.history_len[i])
+        return AlertRecord(
+            old.id, old.rule, old.labels, STATE_CODES[self.state[i]], annotations, value,
+            explanation, times.get(int(self.active_since[i])),
+            times.get(int(self.fired_at[i])), times.get(int(self.resolved_at[i])),
+            times.get(int(self.keep_firing_until[i])),
+            times.get(int(self.last_evaluated[i])), int(self.pending_evaluations[i]),
+            int(self.pending_periods[i]),
+            None if self.last_period[i] == NO_PERIOD else int(self.last_period[i]),
+            format(int(self.history[i]), f"0{n}b") if n else "", bool(self.flapping[i]),
+            STATE_CODES[self.notified_state[i]], old.group)
+
+
+@dataclass
+class AlertColumns:
+    """``AlertArrays.columns``: the same fields as lists."""
+
+    state: list[int]
+    active_since: list[int]
+    fired_at: list[int]
+    resolved_at: list[int]
+    keep_firing_until: list[int]
+    last_evaluated: list[int]
+    pending_evaluations: list[int]
+    pending_periods: list[int]
+    last_period: list[int]
+    history: list[int]
+    history_len: list[int]
+    flapping: list[bool]
+    notified_state: list[int]
+
+    def record(self, i: int, old: AlertRecord, times: Times, *, value: float | None,
+               explanation: str, annotations: dict[str, str]) -> AlertRecord:
+        """As ``AlertArrays.record``."""
+        n = self.history_len[i]
+        period = self.last_period[i]
+        return AlertRecord(
+            old.id, old.rule, old.labels, STATE_CODES[self.state[i]], annotations, value,
+            explanation, times.get(self.active_since[i]), times.get(self.fired_at[i]),
+            times.get(self.resolved_at[i]), times.get(self.keep_firing_until[i]),
+            times.get(self.last_evaluated[i]), self.pending_evaluations[i],
+            self.pending_periods[i], None if period == NO_PERIOD else period,
+            format(self.history[i], f"0{n}b") if n else "", self.flapping[i],
+            STATE_CODES[self.notified_state[i]], old.group)
+
+
+class Times:
+    """Microseconds back to datetimes in ``like``'s zone, each instant made once (the
+    rows of one evaluation share a few instants: now, and the evaluations before)."""
+
+    def __init__(self, like: datetime) -> None:
+        self.like = like
+        self._made: dict[int, datetime | None] = {int(NO_TIME): None, micros(like): like}
+
+    def get(self, value: int) -> datetime | None:
+        made = self._made.get(value, _MISSING)
+        if made is _MISSING:
+            made = self._made[value] = from_micros(value, self.like)
+        return made  # type: ignore[return-value]
+
+
+_MISSING = object()
+
+
+@dataclass
+class Stepped:
+    """The result of ``step_many``: the new rows, what each took from its observation
+    (SEEN_*), and its transition if any (``moved``: from ``moved_from``, ``notify``)."""
+
+    arrays: AlertArrays
+    seen: np.ndarray  # int8
+    moved: np.ndarray  # bool
+    moved_from: np.ndarray  # int8 state codes
+    notify: np.ndarray  # bool
+
+
+def _flap_weights(length: int) -> list[float]:
+    changes = length - 1
+    return [0.8 + 0.4 * (i - 1) / max(1, changes - 1) for i in range(1, length)]
+
+
+def flap_shares(history: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """``flap_share`` of every row's bit history, summed in the same order (so equal)."""
+    out = np.zeros(len(history))
+    for n in np.unique(length).tolist():
+        if n < 2:
+            continue
+        rows = np.flatnonzero(length == n)
+        bits = history[rows]
+        total = np.zeros(len(rows))
+        weights = 0.0
+        for i, weight in enumerate(_flap_weights(n), start=1):
+            weights += weight
+            # character i of the string is bit n-1-i; it changed if it differs from i-1
+            now = (bits >> np.uint64(n - 1 - i)) & np.uint64(1)
+            before = (bits >> np.uint64(n - i)) & np.uint64(1)
+            total = total + np.where(now != before, weight, 0.0)
+        out[rows] = total / weights if weights else 0.0
+    return out
+
+
+def step_many(old: AlertArrays, active: np.ndarray, period: np.ndarray, now: datetime,
+              policy: Policy) -> Stepped:
+    """Step every row once, as ``step`` steps one record: ``active`` per row, ``period``
+    the latest data period per row (NO_PERIOD: none)."""
+    n = len(old)
+    new = AlertArrays(*[getattr(old, f.name).copy() for f in fields(old)])
+    now_us = micros(now)
+    prev = old.state
+    if policy.flapping is not None:
+        window = policy.flapping.window
+        mask = np.uint64((1 << window) - 1)
+        new.history = ((old.history << np.uint64(1)) | active.astype(np.uint64)) & mask
+        new.history_len = np.minimum(old.history_len.astype(np.int16) + 1, window
+                                     ).astype(np.int8)
+        judged = new.history_len >= window // 2
+        share = flap_shares(new.history, new.history_len)
+        begins = judged & ~old.flapping & (share > policy.flapping.high)
+        ends = judged & old.flapping & (share < policy.flapping.low)
+        new.flapping = (old.flapping | begins) & ~ends
+    new.last_evaluated[:] = now_us
+    seen = np.zeros(n, dtype=np.int8)
+
+    # active
+    new_period = (period != NO_PERIOD) & (period != old.last_period)
+    seen[active] = SEEN_ALL
+    new.last_period = np.where(active, period, new.last_period).astype(np.int32)
+    new.keep_firing_until[active] = NO_TIME
+    start = active & ((prev == INACTIVE) | (prev == RESOLVED))
+    new.state[start] = PENDING
+    new.active_since[start] = now_us
+    new.pending_evaluations[start] = 1
+    new.pending_periods[start] = 1
+    new.fired_at[start] = NO_TIME
+    new.resolved_at[start] = NO_TIME
+    more = active & (prev == PENDING)
+    new.pending_evaluations[more] += 1
+    new.pending_periods[more & new_period] += 1
+    spec = policy.for_
+    held = active & (new.state == PENDING)
+    if spec.evaluations:
+        held &= new.pending_evaluations >= spec.evaluations
+    if spec.periods:
+        held &= new.pending_periods >= spec.periods
+    if spec.seconds:
+        wait = timedelta(seconds=spec.seconds) // _US
+        held &= (new.active_since != NO_TIME) & (now_us - new.active_since >= wait)
+    new.state[held] = FIRING
+    new.fired_at[held] = now_us
+
+    # not active
+    firing = ~active & (prev == FIRING)
+    resolve = firing
+    if policy.keep_firing_for > 0:
+        until = np.where(new.keep_firing_until != NO_TIME, new.keep_firing_until,
+                         now_us + timedelta(seconds=policy.keep_firing_for) // _US)
+        keep = firing & (now_us < until)
+        new.keep_firing_until[keep] = until[keep]
+        resolve = firing & ~keep
+    new.state[resolve] = RESOLVED
+    new.resolved_at[resolve] = now_us
+    new.keep_firing_until[resolve] = NO_TIME
+    new.pending_evaluations[resolve] = 0
+    new.pending_periods[resolve] = 0
+    seen[resolve] = SEEN_RESOLVED
+    clear = ~active & (prev == PENDING)
+    new.state[clear] = INACTIVE
+    new.active_since[clear] = NO_TIME
+    new.pending_evaluations[clear] = 0
+    new.pending_periods[clear] = 0
+    seen[clear] = SEEN_CLEARED
+
+    # transitions: a state change, or (flapping over) where things settled
+    moved = new.state != prev
+    told = ((new.state == FIRING) | (new.state == RESOLVED)) & ~new.flapping
+    notify = moved & told
+    settled = told & ~moved & (old.notified_state != new.state)
+    moved_from = np.where(settled, old.notified_state, prev).astype(np.int8)
+    new.notified_state = np.where(told, new.state, old.notified_state).astype(np.int8)
+    return Stepped(new, seen, moved | settled, moved_from, notify | settled)
+
+
+def texts(seen_code: int, old: AlertRecord, value: float | None, explanation: str,
+          annotations: dict[str, str]) -> tuple[float | None, str, dict[str, str]]:
+    """Return the value, explanation and annotations of a row after a step that took
+    ``seen_code`` from an observation of ``value``, ``explanation``, ``annotations``."""
+    if seen_code == SEEN_ALL:
+        return value, explanation, annotations
+    if seen_code == SEEN_RESOLVED:
+        # The resolved record says what resolved it: the value, explanation and
+        # annotations of this observation, never the firing ones beside a resolving
+        # explanation.
+        return value, explanation or old.explanation, annotations or old.annotations
+    if seen_code == SEEN_CLEARED:
+        return value, explanation, old.annotations
+    return old.value, old.explanation, old.annotations
+
+
+def transition(r: AlertRecord, moved_from: int, now: datetime, notify: bool) -> Transition:
+    return _transition(r, STATE_CODES[moved_from], now, notify)
+
+
+def step_record(record: AlertRecord, seen: Observation, now: datetime, policy: Policy
+                ) -> tuple[AlertRecord, list[Transition]]:
+    """``step`` for one record, done by ``step_many``: what the engine's rare paths (a
+    vanished series, a failing rule, source health) use, so every alert moves the same
+    way."""
+    stepped = step_many(AlertArrays.of([record]), np.array([seen.active]),
+                        np.array([NO_PERIOD if seen.period is None else seen.period],
+                                 dtype=np.int32), now, policy)
+    value, explanation, annotations = texts(int(stepped.seen[0]), record, seen.value,
+                                            seen.explanation, seen.annotations)
+    new = stepped.arrays.record(0, record, now, value=value, explanation=explanation,
+                                annotations=annotations)
+    if not stepped.moved[0]:
+        return new, []
+    return new, [transition(new, int(stepped.moved_from[0]), now, bool(stepped.notify[0]))]

@@ -354,7 +354,12 @@ def _trend(leaf: Trend, m: Matrix, ctx: Context) -> Outcome:
 
 
 def spc_for(m: Matrix) -> tuple[stats.SpcResult, int]:
-    """Return the XmR chart of ``m`` up to its last column, honouring frozen baselines."""
+    """Return the XmR chart of ``m`` up to its last column, honouring frozen baselines
+    (computed once per matrix: the ``spc`` conditions and the snapshot share it)."""
+    return m.cached("spc", lambda: _spc_for(m))
+
+
+def _spc_for(m: Matrix) -> tuple[stats.SpcResult, int]:
     end = m.last_column()
     data = m.per_period()[:, :end + 1]
     ind = m.indicator

@@ -23,6 +23,7 @@ undone afterwards:
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ import numpy as np
 from monitor.alerts.state import AlertRecord
 from monitor.model import Alert, AlertState, Frequency, fingerprint
 from monitor.rules import scorecard, sourcehealth
+from monitor.rules.data import Matrix
 from monitor.rules.engine import (
     RESOLVED_RETENTION,
     Dataset,
@@ -44,8 +46,9 @@ from monitor.rules.engine import (
     month_end,
 )
 from monitor.rules.loader import LoadedRule, RuleSet
-from monitor.rules.measures import headline
+from monitor.rules.measures import Headline, headline
 from monitor.rules.snapshot import (
+    Alerts,
     GroupHealth,
     IndicatorFrame,
     RuleHealth,
@@ -101,10 +104,11 @@ class Holds:
 class Published:
     """What one cycle published: the read model every reader shows, computed once."""
 
-    def __init__(self, evaluation: Evaluation | None, ruleset: RuleSet, engine: Engine) -> None:
+    def __init__(self, evaluation: Evaluation | None, ruleset: RuleSet, engine: Engine,
+                 alerts: _Published | None = None) -> None:
         self.evaluation = evaluation
         self.ruleset = ruleset
-        self.snapshot: Snapshot = _snapshot(engine, evaluation)
+        self.snapshot: Snapshot = _snapshot(engine, evaluation, alerts or _Published())
         self._rows: list[SeriesDetail] | None = None
 
     def scorecard(self) -> list[SeriesDetail]:
@@ -128,14 +132,29 @@ class Published:
         return scorecard.detail(m, row, self.evaluation.matrices, self.ruleset)
 
 
-def _snapshot(engine: Engine, evaluation: Evaluation | None) -> Snapshot:
+def _headline(m: Matrix) -> Headline:
+    """The matrix's headline, once per matrix (the scorecard reads the same one)."""
+    return m.cached(("headline", None), lambda: headline(m))
+
+
+class _Published:
+    """The alerts made for the snapshots so far, by id, with the record each was made
+    from: an alert whose record did not change is the same object again."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # pages and /metrics make them from their threads
+        self.alerts: dict[str, tuple[AlertRecord, Alert]] = {}
+
+
+def _snapshot(engine: Engine, evaluation: Evaluation | None, published: _Published
+              ) -> Snapshot:
     """Return the snapshot of ``evaluation``: every indicator's frame (headline value,
-    target, status, SPC variation per series), the alerts and the rules' health."""
+    target, status, SPC variation per series), the alerts (made when first read) and the
+    rules' health."""
     frames: dict[str, IndicatorFrame] = {}
-    alerts: list[Alert] = []
     if evaluation is not None:
         for name, m in evaluation.matrices.items():
-            h = headline(m)
+            h = _headline(m)
             changes: dict[str, np.ndarray] = {}
             if h.change is not None:
                 changes[f"{h.n}"] = h.change.pct / 100.0
@@ -145,17 +164,9 @@ def _snapshot(engine: Engine, evaluation: Evaluation | None) -> Snapshot:
                                           h.value, h.target, h.status, changes,
                                           m.provisional_in(h.end, h.n),
                                           spc=scorecard.spc_icons(m))
-        for record in evaluation.records.values():
-            series, period = _about(evaluation, record)
-            alerts.append(Alert(
-                rule=record.rule,
-                labels=dict(record.labels), group=record.group,
-                annotations=record.annotations, state=record.state, value=record.value,
-                active_since=record.active_since, fired_at=record.fired_at,
-                resolved_at=record.resolved_at, last_evaluated=record.last_evaluated,
-                explanation=record.explanation, fingerprint=record.id,
-                series=series, period=period))
-    counts = Counter((a.rule, a.state) for a in alerts)  # one pass, not one per rule
+    records: Mapping[str, AlertRecord] = evaluation.records if evaluation is not None else {}
+    alerts = Alerts(lambda: _alerts(evaluation, records, published))
+    counts = Counter((r.rule, r.state) for r in records.values())  # one pass
     rules = []
     for loaded in engine.ruleset.rules:
         s = engine.stats.get((loaded.group, loaded.rule.alert), RuleStats())
@@ -197,6 +208,38 @@ def _groups(engine: Engine, rules: Sequence[RuleHealth]) -> list[GroupHealth]:
     return out
 
 
+def _alerts(evaluation: Evaluation | None, records: Mapping[str, AlertRecord],
+            cache: _Published) -> list[Alert]:
+    """Return the alert of every record."""
+    with cache.lock:
+        return _alerts_locked(evaluation, records, cache.alerts)
+
+
+def _alerts_locked(evaluation: Evaluation | None, records: Mapping[str, AlertRecord],
+                   published: dict[str, tuple[AlertRecord, Alert]]) -> list[Alert]:
+    alerts = []
+    for key, record in records.items():
+        kept = published.get(key)
+        if kept is not None and kept[0] is record:
+            alerts.append(kept[1])
+            continue
+        series, period = _about(evaluation, record) if evaluation is not None else ("", "")
+        alert = Alert(
+            rule=record.rule,
+            labels=dict(record.labels), group=record.group,
+            annotations=record.annotations, state=record.state, value=record.value,
+            active_since=record.active_since, fired_at=record.fired_at,
+            resolved_at=record.resolved_at, last_evaluated=record.last_evaluated,
+            explanation=record.explanation, fingerprint=record.id,
+            series=series, period=period)
+        published[key] = (record, alert)
+        alerts.append(alert)
+    if len(published) > len(records):
+        for key in [k for k in published if k not in records]:
+            del published[key]
+    return alerts
+
+
 class Evaluator:
     """Runs evaluation cycles of one rule set; keeps rule health between them."""
 
@@ -205,6 +248,7 @@ class Evaluator:
         self.ruleset = ruleset
         self.engine = Engine(ruleset, history=history)
         self.milestone_sources = list(milestone_sources)
+        self._published = _Published()
 
     def adopt(self, older: Evaluator) -> None:
         """Carry the rule health of rules that still exist over from ``older`` (a reload)."""
@@ -258,7 +302,7 @@ class Evaluator:
         return _forget(result, owned, cycle.now, cycle.retention)
 
     def publish(self, evaluation: Evaluation | None) -> Published:
-        return Published(evaluation, self.ruleset, self.engine)
+        return Published(evaluation, self.ruleset, self.engine, self._published)
 
 
 def _forget(result: Evaluation, owned: set[tuple[str, str]], now: datetime,

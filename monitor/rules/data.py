@@ -7,9 +7,9 @@ inputs with label matching, like recording rules. Nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -18,13 +18,21 @@ from monitor.errors import EvaluationError
 from monitor.model import Labels, labels_of
 from monitor.rules.schema import Indicator
 
+T = TypeVar("T")
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
+CountArray = npt.NDArray[np.int32]  # small counts (revisions): int32 is exact
 
 
 class LongBlock(Protocol):
-    """Observations of one indicator in long form (what the store's ``read`` returns)."""
+    """Observations of one indicator in long form (what the store's ``read`` returns).
+
+    A block handed to the engine is not changed afterwards: new data comes as a new block
+    (or new arrays). The engine pivots a block once and reuses the matrix while the same
+    block comes back (a steady cycle); it makes the arrays it pivoted read-only, so a
+    change in place fails loudly instead of going unseen.
+    """
 
     labels: list[dict[str, str]]
     row: npt.NDArray[Any]
@@ -82,20 +90,30 @@ class Matrix:
     values: FloatArray
     denominators: FloatArray | None = None
     provisional: BoolArray | None = None
-    revisions: IntArray | None = None
+    revisions: CountArray | None = None  # earlier values kept per cell (int32)
     parts: tuple[Matrix, Matrix] | None = None
     _index: dict[Labels, int] | None = None
     _names: set[str] | None = None
     _by_key: dict[tuple[str, ...], int] | None = None
     _key_names: list[str] = field(default_factory=list)
+    # What readers computed over the whole matrix once per cycle (the scorecard's
+    # headline, changes and ranks), so one per row costs nothing more; a copy made with
+    # ``dataclasses.replace`` starts empty.
+    memo: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def n(self) -> int:
         return len(self.labels)
 
+    def cached(self, key: Any, make: Callable[[], T]) -> T:
+        """Return ``make()``, computed once for this matrix (``memo``)."""
+        if key not in self.memo:
+            self.memo[key] = make()
+        return cast(T, self.memo[key])
+
     def label_names(self) -> set[str]:
         if self._names is None:
-            self._names = set().union(*(set(lab) for lab in self.labels)) if self.labels \
+            self._names = set().union(*self.labels) if self.labels \
                 else set()
         return self._names
 
@@ -199,7 +217,7 @@ def from_block(indicator: Indicator, block: LongBlock | None, grid: Grid) -> Mat
     n, t = len(labels), grid.size
     values = np.full((n, t), np.nan)
     provisional = np.zeros((n, t), dtype=bool)
-    revisions = np.zeros((n, t), dtype=np.int64)
+    revisions = np.zeros((n, t), dtype=np.int32)
     denominators: FloatArray | None = None
     if block is not None and len(block.row):
         cols = np.asarray(block.period, dtype=np.int64) - grid.start
@@ -219,7 +237,7 @@ def from_block(indicator: Indicator, block: LongBlock | None, grid: Grid) -> Mat
             provisional.ravel()[flat] = flags
         revs = kept(block.revisions, np.int64)
         if revs.any():
-            revisions.ravel()[flat] = revs
+            revisions.ravel()[flat] = np.minimum(revs, np.iinfo(np.int32).max)
         den = kept(block.denominator, np.float64)
         if indicator.aggregation == "rate" or (den.size and not np.isnan(den).all()):
             denominators = np.full((n, t), np.nan)
@@ -251,8 +269,8 @@ def align(left: Sequence[Mapping[str, str]], right: Sequence[Mapping[str, str]],
     them (a single national series) matches every left row.
     """
     if on is None:
-        left_names = set().union(*(set(lab) for lab in left)) if left else set()
-        right_names = set().union(*(set(lab) for lab in right)) if right else set()
+        left_names = set().union(*left) if left else set()
+        right_names = set().union(*right) if right else set()
         on = sorted(left_names & right_names)
     if len(on) == 1:
         # The common case (one shared label, e.g. borough) without building tuples.
@@ -287,7 +305,7 @@ def derive(indicator: Indicator, inputs: Mapping[str, Matrix]) -> Matrix:
     if on is None:
         shared = None
         for m in mats:
-            names_here = set().union(*(set(lab) for lab in m.labels)) if m.labels else set()
+            names_here = m.label_names() if m.labels else set()
             shared = names_here if shared is None else shared & names_here
         on = sorted(shared or set())
     if all(m.labels == mats[0].labels for m in mats[1:]) and \

@@ -25,15 +25,32 @@ from typing import Any
 
 import numpy as np
 
-from monitor.alerts.state import AlertRecord, Observation, Policy, Transition, step
+from monitor.alerts.state import (
+    FIRING,
+    NO_PERIOD,
+    NO_TIME,
+    PENDING,
+    SEEN_CLEARED,
+    SEEN_NOTHING,
+    AlertArrays,
+    AlertRecord,
+    Observation,
+    Policy,
+    Times,
+    Transition,
+    step_many,
+    step_record,
+    texts,
+    transition,
+)
 from monitor.errors import EvaluationError
 from monitor.logs import get_logger
 from monitor.model import AlertState, Frequency, Milestone, alert_id, fingerprint
 from monitor.rules import conditions
-from monitor.rules.data import Grid, LongBlock, Matrix, derive, from_block
+from monitor.rules.data import BoolArray, Grid, LongBlock, Matrix, derive, from_block
 from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.measures import period_text
-from monitor.rules.schema import Indicator, Milestones
+from monitor.rules.schema import Indicator, Level, Milestones
 from monitor.rules.snapshot import IndicatorInfo
 from monitor.rules.templating import render
 
@@ -114,6 +131,10 @@ class Engine:
         self.history = history
         self.stats: dict[tuple[str, str], RuleStats] = {
             (r.group, r.rule.alert): RuleStats() for r in ruleset.rules}
+        self._alerts: dict[tuple[str, str], _RuleAlerts] = {}
+        self._pivots: dict[str, _Pivot] = {}
+        self._derived: dict[str, tuple[tuple[Matrix, ...], Matrix]] = {}
+        self._outcomes: dict[tuple[str, str], _Judged] = {}
 
     # --- matrices -------------------------------------------------------------------
 
@@ -131,9 +152,19 @@ class Engine:
             ind = self.ruleset.indicators[name]
             grid = grids[ind.frequency]
             if ind.derived is None:
-                out[name] = from_block(ind, dataset.blocks.get(name), grid)
+                block = dataset.blocks.get(name)
+                pivot = self._pivots.get(name)
+                if pivot is None or not pivot.holds(block, grid):
+                    pivot = self._pivots[name] = _Pivot.of(block, grid,
+                                                           from_block(ind, block, grid))
+                out[name] = pivot.matrix
             else:
-                out[name] = derive(ind, out)
+                inputs = tuple(out[i] for i in ind.derived.inputs)
+                kept = self._derived.get(name)
+                if kept is None or len(kept[0]) != len(inputs) or \
+                        any(a is not b for a, b in zip(kept[0], inputs, strict=True)):
+                    kept = self._derived[name] = (inputs, derive(ind, out))
+                out[name] = kept[1]
         return out, Frequency.MONTHLY.ordinal(at.date())
 
     # --- evaluation -----------------------------------------------------------------
@@ -182,7 +213,6 @@ class Engine:
         if rule.indicator is None:
             leaves = [leaf for leaf in rule.when.leaves() if isinstance(leaf, Milestones)]
             labels_rows = conditions.milestone_labels(ctx, leaves[0])
-            outcome = conditions.evaluate(rule.when, None, ctx)
             matrix = None
             data_period = None
         else:
@@ -190,86 +220,115 @@ class Engine:
             if matrix is None:
                 raise EvaluationError(f'indicator "{rule.indicator}" is not defined')
             labels_rows = matrix.labels
-            rows_of_prev = {r.id: _row_of(matrix, r.labels) for r in previous
-                            if r.state in (AlertState.PENDING, AlertState.FIRING)}
-            was = np.zeros(matrix.n, dtype=bool)
-            for row in rows_of_prev.values():
+            end = matrix.last_column()
+            data_period = matrix.grid.period(end) if end >= 0 else None
+        alerts = self._alerts_of(loaded, labels_rows, matrix)
+        extras = alerts.sync(previous, result.records)
+        state = alerts.arrays.state
+        prev_active = (state == PENDING) | (state == FIRING)
+        if matrix is not None:
+            was = prev_active.copy()
+            for _, row in extras:
                 if row is not None:
                     was[row] = True
             ctx.was_active = was
-            outcome = conditions.evaluate(rule.when, matrix, ctx)
-            end = matrix.last_column()
-            data_period = matrix.grid.period(end) if end >= 0 else None
-        active_prev = {r.id: r for r in previous
-                       if r.state in (AlertState.PENDING, AlertState.FIRING)}
-        seen_ids: set[str] = set()
-        candidates = np.flatnonzero(outcome.active | ~outcome.known) if len(outcome.active) \
-            else np.array([], dtype=np.int64)
-        if rule.match:
-            candidates = np.array([i for i in candidates.tolist()
-                                   if all(labels_rows[i].get(k) == v
-                                          for k, v in rule.match.items())], dtype=np.int64)
-        index_of: dict[str, tuple[int, dict[str, str]]] = {}
-        sources = ", ".join(sorted(dataset.sources.get(rule.indicator, ()))) \
-            if rule.indicator else ""
-        for i in candidates.tolist():
-            labels = self._labels(loaded, labels_rows[i], matrix)
-            index_of[alert_id(loaded.group, labels)] = (i, labels)
-        milestone_rows = {alert_id(loaded.group, self._labels(loaded, row, None)): i
-                          for i, row in enumerate(labels_rows)} if matrix is None else {}
-        for key, record in active_prev.items():
-            if key in index_of:
-                continue
-            row = _row_of(matrix, record.labels) if matrix is not None \
-                else milestone_rows.get(key)
+        outcome = self._judge(loaded, matrices, ctx, matrix)
+        n = len(labels_rows)
+        if len(outcome.active) == 0:
+            outcome = conditions.Outcome(np.zeros(n, dtype=bool), np.ones(n, dtype=bool),
+                                         np.full(n, np.nan))
+        known, matched = outcome.known, outcome.active
+        candidate = (matched | ~known) & alerts.matching() | prev_active
+        arrays = alerts.arrays
+        period_code = NO_PERIOD if data_period is None else data_period
+        skip = np.zeros(n, dtype=bool)
+        if rule.flapping is None:  # still firing on the same data: nothing new to say
+            skip |= known & matched & (state == FIRING) & (arrays.last_period == period_code) \
+                & (arrays.keep_firing_until == NO_TIME)
+        active = matched & known
+        if rule.no_data == "alerting":
+            active |= ~known
+        elif rule.no_data == "keep_state":
+            active |= ~known & prev_active
+            skip |= ~known & ~prev_active
+        skip |= ~active & ~prev_active
+        rows = np.flatnonzero(candidate & ~skip)
+        view = _RuleView(self, loaded, outcome, matrix, data_period,
+                         ", ".join(sorted(dataset.sources.get(rule.indicator, ())))
+                         if rule.indicator else "")
+        if rows.size:
+            before = arrays.take(rows)
+            stepped = step_many(before, active[rows], np.full(rows.size, period_code,
+                                                              dtype=np.int32),
+                                now, Policy(rule.for_, rule.keep_firing_for, rule.flapping))
+            moved = stepped.arrays.differs(before)
+            arrays.put(rows, stepped.arrays)
+            seen = stepped.seen
+            times = Times(now)
+            columns = stepped.arrays.columns()
+            for k in np.flatnonzero(moved | (seen != SEEN_NOTHING)).tolist():
+                i = int(rows[k])
+                old = alerts.record(i)
+                value, explanation, annotations = texts(
+                    int(seen[k]), old, *view.observed(i, old.labels, seen[k] != SEEN_CLEARED))
+                new = columns.record(k, old, times, value=value, explanation=explanation,
+                                     annotations=annotations)
+                if not moved[k] and new == old:
+                    continue
+                alerts.records[i] = new
+                result.records[new.id] = new
+                result.changed.append(new)
+                if stepped.moved[k]:
+                    result.transitions.append(transition(new, int(stepped.moved_from[k]), now,
+                                                         bool(stepped.notify[k])))
+        policy = Policy(rule.for_, rule.keep_firing_for, rule.flapping)
+        for record, row in extras:  # active alerts whose labels no longer name a series
             if row is not None:  # still there, no longer matching: resolve on its numbers
-                index_of[key] = (row, record.labels)
-        steady = rule.flapping is None
-        for key, (i, labels) in index_of.items():
-            known = bool(outcome.known[i])
-            active = bool(outcome.active[i])
-            record = result.records.get(key) or AlertRecord(key, rule.alert, labels,
-                                                             group=loaded.group)
-            if steady and known and active and record.state is AlertState.FIRING \
-                    and record.last_period == data_period and record.keep_firing_until is None:
-                seen_ids.add(key)  # still firing on the same data: nothing new to say
-                continue
-            if not known:
-                if rule.no_data == "ok":
-                    active = False
-                elif rule.no_data == "alerting":
-                    active = True
-                else:
-                    if key not in active_prev:
-                        continue
-                    active = record.state in (AlertState.PENDING, AlertState.FIRING)
-            if not active and key not in active_prev:
-                continue
-            value = float(outcome.value[i]) if not np.isnan(outcome.value[i]) else None
-            explanation = outcome.explain(i) if known else "no data to evaluate"
-            explanation = _sentence(explanation)
-            annotations = self._annotations(loaded, labels, value, explanation, outcome, i,
-                                            matrix, sources, data_period,
-                                            fingerprint(labels_rows[i]) if matrix else "")
-            seen_ids.add(key)
-            new, transitions = step(record, Observation(active, value, explanation, annotations,
-                                                        data_period),
-                                    now, Policy(rule.for_, rule.keep_firing_for, rule.flapping))
-            if new != record:
-                result.records[key] = new
+                # unknown: keep_state keeps it active, as alerting does
+                on = bool(matched[row]) if known[row] else rule.no_data != "ok"
+                if on and known[row] and record.state is AlertState.FIRING \
+                        and record.last_period == data_period \
+                        and record.keep_firing_until is None and rule.flapping is None:
+                    continue
+                value, explanation, _ = view.observed(row, record.labels, annotated=False)
+                seen_now = Observation(on, value, explanation,
+                                       view.annotations(row, record.labels, value, explanation),
+                                       data_period)
+            else:  # the series vanished: resolve (or drop a pending alert) with what is known
+                seen_now = Observation(False, record.value, record.explanation,
+                                       record.annotations, None)
+            new, transitions = step_record(record, seen_now, now, policy)
+            if row is None or new != record:
+                result.records[new.id] = new
                 result.changed.append(new)
             result.transitions.extend(transitions)
-        for key, record in active_prev.items():
-            if key in seen_ids:
-                continue
-            # The series vanished: resolve (or drop a pending alert) with what is known.
-            new, transitions = step(record, Observation(False, record.value,
-                                                        record.explanation, record.annotations,
-                                                        None), now,
-                                    Policy(rule.for_, rule.keep_firing_for, rule.flapping))
-            result.records[key] = new
-            result.changed.append(new)
-            result.transitions.extend(transitions)
+
+    def _judge(self, loaded: LoadedRule, matrices: Mapping[str, Matrix],
+               ctx: conditions.Context, matrix: Matrix | None) -> conditions.Outcome:
+        """Return the outcome of the rule's condition: the last one again when nothing it
+        depends on changed (the same matrices, milestones, day, period and hysteresis
+        state — a steady cycle), else a new evaluation."""
+        key = (loaded.group, loaded.rule.alert)
+        judged = self._outcomes.get(key)
+        hysteresis = any(isinstance(leaf, Level) and (leaf.clear_above is not None
+                                                      or leaf.clear_below is not None)
+                         for leaf in loaded.rule.when.leaves())
+        if judged is not None and judged.holds(matrices, ctx, hysteresis):
+            return judged.outcome
+        outcome = conditions.evaluate(loaded.rule.when, matrix, ctx)
+        self._outcomes[key] = _Judged.of(matrices, ctx, outcome)
+        return outcome
+
+    def _alerts_of(self, loaded: LoadedRule, labels_rows: list[dict[str, str]],
+                   matrix: Matrix | None) -> _RuleAlerts:
+        """Return the rule's alerts, one row per series, kept while its series are the same."""
+        key = (loaded.group, loaded.rule.alert)
+        alerts = self._alerts.get(key)
+        if alerts is None or alerts.loaded is not loaded or not alerts.same_series(labels_rows):
+            alerts = _RuleAlerts(self, loaded, labels_rows, matrix)
+            self._alerts[key] = alerts
+        alerts.matrix = matrix
+        return alerts
 
     def _on_error(self, loaded: LoadedRule, previous: list[AlertRecord], error: str,
                   now: datetime, result: Evaluation) -> None:
@@ -280,7 +339,7 @@ class Engine:
         if rule.on_error == "ok":
             for record in previous:
                 if record.state in (AlertState.PENDING, AlertState.FIRING):
-                    new, moves = step(record, Observation(False, record.value,
+                    new, moves = step_record(record, Observation(False, record.value,
                                                           record.explanation,
                                                           record.annotations, None), now,
                                       Policy(rule.for_, 0.0, rule.flapping))
@@ -293,7 +352,7 @@ class Engine:
             record = result.records.get(key) or AlertRecord(key, rule.alert, labels,
                                                              group=loaded.group)
             text = _sentence(f"rule {rule.alert} cannot be evaluated: {error}")
-            new, moves = step(record, Observation(True, None, text, {"explanation": text},
+            new, moves = step_record(record, Observation(True, None, text, {"explanation": text},
                                                   None), now, policy)
             if new != record:
                 result.records[key] = new
@@ -314,43 +373,248 @@ class Engine:
         labels["severity"] = rule.severity
         return labels
 
-    def _annotations(self, loaded: LoadedRule, labels: dict[str, str], value: float | None,
-                     explanation: str, outcome: conditions.Outcome, i: int,
-                     matrix: Matrix | None, sources: str = "",
-                     data_period: int | None = None, series: str = "") -> dict[str, str]:
-        facts: dict[str, Any] = {}
-        for name, fact in outcome.facts.items():
-            if isinstance(fact, np.ndarray) and fact.ndim == 1 and len(fact) == len(outcome.value):
-                item = fact[i]
-                facts[name] = item.item() if hasattr(item, "item") else item
-            elif not isinstance(fact, np.ndarray):
-                facts[name] = fact
-        public = {k: v for k, v in labels.items() if not k.startswith("__")}
-        context: dict[str, Any] = {
-            "labels": public, "value": value, "explanation": explanation, **facts,
-            "indicator": indicator_info(matrix.indicator).__dict__ if matrix else {},
-        }
+_BLOCK_ARRAYS = ("row", "period", "value", "denominator", "provisional", "revisions")
+
+
+@dataclass
+class _Pivot:
+    """A block as pivoted onto a grid: reused while the same block (the same arrays)
+    comes back for the same grid."""
+
+    block: LongBlock | None
+    grid: Grid
+    arrays: tuple[Any, ...]
+    labels: list[dict[str, str]]
+    matrix: Matrix
+
+    @classmethod
+    def of(cls, block: LongBlock | None, grid: Grid, matrix: Matrix) -> _Pivot:
+        arrays = tuple(getattr(block, name) for name in _BLOCK_ARRAYS) if block else ()
+        for array in arrays:  # blocks are not changed in place (see LongBlock)
+            if isinstance(array, np.ndarray):
+                array.flags.writeable = False
+        return cls(block, grid, arrays, list(block.labels) if block else [], matrix)
+
+    def holds(self, block: LongBlock | None, grid: Grid) -> bool:
+        if block is not self.block or grid != self.grid:
+            return False
+        if block is None:
+            return True
+        return all(getattr(block, name) is array
+                   for name, array in zip(_BLOCK_ARRAYS, self.arrays, strict=True)) \
+            and block.labels == self.labels
+
+
+@dataclass
+class _Judged:
+    """A rule's last outcome and what it was computed from."""
+
+    matrices: dict[str, Matrix]
+    milestones: list[tuple[str, Milestone]]
+    today: date
+    at_period: int
+    was_active: BoolArray | None
+    outcome: conditions.Outcome
+
+    @classmethod
+    def of(cls, matrices: Mapping[str, Matrix], ctx: conditions.Context,
+           outcome: conditions.Outcome) -> _Judged:
+        was = None if ctx.was_active is None else ctx.was_active.copy()
+        return cls(dict(matrices), list(ctx.milestones), ctx.today, ctx.at_period, was,
+                   outcome)
+
+    def holds(self, matrices: Mapping[str, Matrix], ctx: conditions.Context,
+              hysteresis: bool) -> bool:
+        """True when the outcome still stands; which alerts were active matters only to a
+        condition with hysteresis (``clear_above``/``clear_below``)."""
+        if ctx.today != self.today or ctx.at_period != self.at_period \
+                or len(matrices) != len(self.matrices) \
+                or any(self.matrices.get(k) is not m for k, m in matrices.items()):
+            return False
+        if list(ctx.milestones) != self.milestones:
+            return False
+        if not hysteresis:
+            return True
+        if ctx.was_active is None or self.was_active is None:
+            return ctx.was_active is None and self.was_active is None
+        return bool(np.array_equal(ctx.was_active, self.was_active))
+
+
+class _RuleAlerts:
+    """One rule's alerts, one row per series of its matrix, kept across cycles while the
+    series stay the same: the moving state of each as arrays (``AlertArrays``), and the
+    identity (labels, id) and last record only of the rows that ever alerted — computed
+    once per series, not once per cycle."""
+
+    def __init__(self, engine: Engine, loaded: LoadedRule, series: list[dict[str, str]],
+                 matrix: Matrix | None) -> None:
+        self.engine = engine
+        self.loaded = loaded
+        self.series = series
+        self.matrix = matrix
+        self.arrays = AlertArrays.empty(len(series))
+        self.ids: dict[int, str] = {}
+        self.labels: dict[int, dict[str, str]] = {}
+        self.slot: dict[str, int] = {}
+        self.records: dict[int, AlertRecord] = {}
+        self._matching: BoolArray | None = None
+        if matrix is None:  # milestones: a handful of rows, every one named at once
+            for row in range(len(series)):
+                self.id(row)
+
+    def same_series(self, series: list[dict[str, str]]) -> bool:
+        if series is self.series:
+            return True
+        if series != self.series:
+            return False
+        self.series = series
+        return True
+
+    def id(self, row: int, like: AlertRecord | None = None) -> str:
+        """Return the alert id of ``row`` (its labels and id made on first use; a stored
+        record ``like`` with the same labels lends its id instead of hashing them)."""
+        key = self.ids.get(row)
+        if key is None:
+            labels = self.engine._labels(self.loaded, self.series[row], self.matrix)
+            key = like.id if like is not None and like.labels == labels else \
+                alert_id(self.loaded.group, labels)
+            self.ids[row] = key
+            self.labels[row] = labels
+            self.slot[key] = row
+        return key
+
+    def record(self, row: int) -> AlertRecord:
+        """Return the row's last record, or a fresh one."""
+        record = self.records.get(row)
+        if record is None:
+            key = self.id(row)
+            record = AlertRecord(key, self.loaded.rule.alert, self.labels[row],
+                                 group=self.loaded.group)
+        return record
+
+    def matching(self) -> BoolArray:
+        """Rows whose series carry the rule's ``match`` labels."""
+        if self._matching is None:
+            match = self.loaded.rule.match
+            self._matching = np.array([all(lab.get(k) == v for k, v in match.items())
+                                       for lab in self.series], dtype=bool) if match \
+                else np.ones(len(self.series), dtype=bool)
+        return self._matching
+
+    def sync(self, previous: Sequence[AlertRecord], current: Mapping[str, AlertRecord]
+             ) -> list[tuple[AlertRecord, int | None]]:
+        """Bring the rows in line with ``previous``, the rule's records the cycle starts
+        from (only rows whose record is not the one kept are read again; rows whose
+        record is gone are fresh again). Return the active records that name no row of
+        this rule — a series gone, or labels the rule no longer gives — each with the row
+        of its series, if any."""
+        extras: list[tuple[AlertRecord, int | None]] = []
+        kept = 0
+        for r in previous:
+            row = self.slot.get(r.id)
+            if row is None:
+                row = self._place(r)
+                if row is None:
+                    if r.state in (AlertState.PENDING, AlertState.FIRING):
+                        extras.append((r, self.matrix.row_of(r.labels)
+                                       if self.matrix is not None else None))
+                    continue
+            if self.records.get(row) is not r:
+                self.arrays.set_row(row, r)
+                self.records[row] = r
+            kept += 1
+        if kept != len(self.records):
+            live = {r.id for r in previous}
+            fresh = AlertArrays.empty(1)
+            for row in [row for row in self.records if self.ids[row] not in live]:
+                del self.records[row]
+                self.arrays.put(np.array([row]), fresh)
+        return extras
+
+    def _place(self, r: AlertRecord) -> int | None:
+        """Return the row of stored record ``r`` when its id is that row's, else None."""
+        if self.matrix is None:
+            return None
+        row = self.matrix.row_of(r.labels)
+        if row is None or self.id(row, like=r) != r.id:
+            return None
+        return row
+
+
+class _RuleView:
+    """What one evaluation of a rule says about a row, in words: its value, explanation
+    and annotations — made only for the rows whose record changes."""
+
+    def __init__(self, engine: Engine, loaded: LoadedRule, outcome: conditions.Outcome,
+                 matrix: Matrix | None, data_period: int | None, sources: str) -> None:
+        self.engine = engine
+        self.loaded = loaded
+        self.outcome = outcome
+        self.matrix = matrix
+        self.sources = sources
+        self.period = period_text(matrix.indicator, data_period) \
+            if matrix is not None and data_period is not None else None
+        self._values: list[Any] | None = None
+        self._facts: list[tuple[str, Any, bool]] | None = None
+        self._info: dict[str, Any] | None = None
+
+    def observed(self, i: int, labels: dict[str, str], annotated: bool = True
+                 ) -> tuple[float | None, str, dict[str, str]]:
+        """Return the value, explanation and (when ``annotated``) annotations of row ``i``
+        for an alert with ``labels``."""
+        if self._values is None:
+            self._values = self.outcome.value.tolist()
+        v = self._values[i]
+        value = None if v != v else float(v)
+        explanation = _sentence(self.outcome.explain(i) if self.outcome.known[i]
+                                else "no data to evaluate")
+        if not annotated:
+            return value, explanation, {}
+        return value, explanation, self.annotations(i, labels, value, explanation)
+
+    def annotations(self, i: int, labels: dict[str, str], value: float | None,
+                    explanation: str) -> dict[str, str]:
+        if self._facts is None:
+            n = len(self.outcome.value)
+            self._facts = []
+            for name, fact in self.outcome.facts.items():
+                if isinstance(fact, np.ndarray) and fact.ndim == 1 and len(fact) == n:
+                    self._facts.append((name, fact.tolist(), True))
+                elif not isinstance(fact, np.ndarray):
+                    self._facts.append((name, fact, False))
+            self._info = dict(indicator_info(self.matrix.indicator).__dict__) \
+                if self.matrix is not None else {}
         out = {"explanation": explanation}
-        if sources:  # which sources feed the indicator: the failing-source inhibition reads it
-            out["sources"] = sources
-        if matrix is not None and data_period is not None:  # the period the value is about
-            out["period"] = period_text(matrix.indicator, data_period)
+        if self.sources:  # which sources feed the indicator: the failing-source inhibition
+            out["sources"] = self.sources
+        if self.period is not None:  # the period the value is about
+            out["period"] = self.period
             # …and the same as the series page's ?at= parameter and the history keep it
-            out["period_id"] = Frequency(matrix.indicator.frequency).label(data_period)
-        if series:  # the series page the alert is about: /indicators/{indicator}/series/{it}
-            out["series"] = series
-        if value is not None and outcome.shown is not None:  # the value in its unit: 0.6%
-            out["value_text"] = outcome.shown(value)
-        for name, template in loaded.rule.annotations.items():
+            out["period_id"] = self.period_id
+        if self.matrix is not None:  # the series page: /indicators/{indicator}/series/{it}
+            out["series"] = fingerprint(self.matrix.labels[i])
+        if value is not None and self.outcome.shown is not None:  # in its unit: 0.6%
+            out["value_text"] = self.outcome.shown(value)
+        templates = self.loaded.rule.annotations
+        if not templates:
+            return out
+        context: dict[str, Any] = {
+            "labels": {k: v for k, v in labels.items() if not k.startswith("__")},
+            "value": value, "explanation": explanation}
+        for name, fact, vector in self._facts:
+            context[name] = fact[i] if vector else fact
+        context["indicator"] = self._info
+        for name, template in templates.items():
             try:
                 out[name] = render(template, context)
             except Exception as exc:  # a bad template must not stop the alert
                 out[name] = f"(template error: {exc})"
-                self.stats.setdefault((loaded.group, loaded.rule.alert),
-                                      RuleStats()).template_errors += 1
-                log.warning("annotation template failed", rule=loaded.rule.alert,
+                self.engine.stats.setdefault((self.loaded.group, self.loaded.rule.alert),
+                                             RuleStats()).template_errors += 1
+                log.warning("annotation template failed", rule=self.loaded.rule.alert,
                             annotation=name, error=str(exc))
         return out
+
 
 def _sentence(text: str) -> str:
     text = text.strip()

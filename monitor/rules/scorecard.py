@@ -11,18 +11,21 @@ over its own window (``for May–July 2008``, ``in 2007``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from monitor.model import Frequency, Status, financial_year, financial_year_label, labels_of
 from monitor.rules import conditions, stats
-from monitor.rules.data import Matrix
+from monitor.rules.data import BoolArray, FloatArray, Matrix
 from monitor.rules.loader import RuleSet
 from monitor.rules.measures import (
+    ChangeResult,
     Headline,
+    Ranks,
     change,
     describe_value,
     format_target,
@@ -38,8 +41,32 @@ from monitor.rules.measures import (
     turn,
     window_text,
 )
-from monitor.rules.schema import Indicator, RankWindow
+from monitor.rules.schema import Indicator, PeerGroup, RankWindow
 from monitor.rules.snapshot import CommentPart, RankFact, SeriesDetail, SeriesPoint
+
+T = TypeVar("T")
+
+
+def _memo(m: Matrix, key: tuple[Any, ...], make: Callable[[], T]) -> T:
+    """Return ``make()`` computed once per matrix (``Matrix.memo``): what every row of the
+    scorecard reads of the whole matrix is computed once per cycle, not once per row."""
+    return m.cached(key, make)
+
+
+def _headline(m: Matrix, end: int | None = None) -> Headline:
+    return _memo(m, ("headline", end), lambda: headline(m, end))
+
+
+def _change(m: Matrix, end: int, n: int) -> ChangeResult:
+    return _memo(m, ("change", end, n), lambda: change(m, end, n))
+
+
+def _window(m: Matrix, end: int, n: int) -> tuple[FloatArray, BoolArray]:
+    return _memo(m, ("window", end, n), lambda: m.window(end, n))
+
+
+def _ranks(m: Matrix, group: PeerGroup, over: RankWindow) -> Ranks:
+    return _memo(m, ("ranks", group.id, str(over)), lambda: ranks(m, group, over))
 
 
 def reported(ruleset: RuleSet) -> list[Indicator]:
@@ -80,13 +107,13 @@ def detail(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet
     from monitor.rules.engine import indicator_info
 
     ind = m.indicator
-    h = headline(m)
+    h = _headline(m)
     end = h.end
     kind = ind.headline_kind
     value = float(h.value[i])
     one = _one_row(m, i)
     spc = _spc(one)
-    points = _points(one, h, spc)
+    points = _points(m, i, one, h, spc)
     parts, rank_facts = comment(m, i, matrices, ruleset)
     year = target_year(m)
     return SeriesDetail(
@@ -151,8 +178,10 @@ def _spc(one: Matrix) -> stats.SpcResult | None:
     return result
 
 
-def _points(one: Matrix, h: Headline, spc: stats.SpcResult | None) -> tuple[SeriesPoint, ...]:
-    """Return the series' periods from its first value to the headline period.
+def _points(m: Matrix, i: int, one: Matrix, h: Headline, spc: stats.SpcResult | None
+            ) -> tuple[SeriesPoint, ...]:
+    """Return the periods of series ``i`` of ``m`` (``one``: that row alone) from its
+    first value to the headline period.
 
     Steps: 1. each period's own value (``per_period``: rates scaled, as SPC reads them);
     2. the headline window's level ending there and the target as a level; 3. the
@@ -173,14 +202,14 @@ def _points(one: Matrix, h: Headline, spc: stats.SpcResult | None) -> tuple[Seri
     out = []
     for j in range(int(present[0]), end + 1):
         period = one.grid.period(j)
-        level, _ = one.window(j, n_level)
-        level_target = _level_target(one, 0, j, h.n)
+        level, _ = _window(m, j, n_level)  # every row's at once, once per cycle
+        level_target = _level_target(m, i, j, h.n)
         charted = categories is not None and j < len(categories)
         out.append(SeriesPoint(
             period=freq.label(period), period_text=period_text(ind, period),
             value=_num(float(values[j])),
             target=None if level_target is None else level_target / spread,
-            level=_num(float(level[0])), level_target=level_target,
+            level=_num(float(level[i])), level_target=level_target,
             provisional=bool(one.provisional[0, j]) if one.provisional is not None else False,
             revisions=int(one.revisions[0, j]) if one.revisions is not None else 0,
             mean=_num(float(mean[0, j])) if charted and mean is not None else None,
@@ -225,7 +254,7 @@ def _level_target(m: Matrix, i: int, col: int, n: int) -> float | None:
         return None
     if target.kind == "level":
         return float(target.value)
-    before, _ = m.window(col - n, n)
+    before, _ = _window(m, col - n, n)
     base = float(before[i])
     if np.isnan(base):
         return None
@@ -257,7 +286,7 @@ def comment(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet
     complete financial year, provisional data, wide SPC limits, and its ranks.
     """
     ind = m.indicator
-    h = headline(m)
+    h = _headline(m)
     label = m.labels[i]
     children = [matrices[c.id] for c in ruleset.children_of(ind.id) if c.id in matrices]
     reported_ids = {r.id for r in reported(ruleset)}
@@ -329,7 +358,7 @@ def _turn(m: Matrix, i: int, h: Headline, status: Status) -> str:
         return ""
     bar = float(h.target[i]) if h.target_kind[i] == "level" else \
         _level_target(m, i, h.end, h.n)
-    before = headline(m, h.end - 1)
+    before = _headline(m, h.end - 1)
     then, now = float(before.level[i]), float(h.level[i])
     if bar is None or np.isnan(bar) or np.isnan(then) or np.isnan(now):
         return ""
@@ -402,8 +431,8 @@ def _move(m: Matrix, row: int) -> _Move | None:
     """How series ``row`` of ``m`` changed over its headline window on the one before;
     None when the windows cannot be compared."""
     ind = m.indicator
-    h = headline(m)
-    result = change(m, h.end, h.n)
+    h = _headline(m)
+    result = _change(m, h.end, h.n)
     delta, pct = float(result.delta[row]), float(result.pct[row])
     if np.isnan(pct):
         return None
@@ -434,7 +463,7 @@ def _children_sentence(m: Matrix, i: int, children: list[Matrix]) -> str:
             (bad if moved.worse else good).append(moved.text)
             window = moved.window
         else:
-            ch = headline(child)
+            ch = _headline(child)
             value = float(ch.value[ci])
             target = float(ch.target[ci])
             text = f"{cind.name} {format_value(cind, value)}"
@@ -500,7 +529,7 @@ def _comparison_sentence(m: Matrix, i: int, children: list[Matrix]) -> str:
     word, now, then, fy = own
     per = " a month" if ind.aggregation == "mean" and ind.frequency == "monthly" else ""
     averages = "monthly averages: " if per else ""
-    text = (f"{word[:1].upper()}{word[1:]} on {fy} over the {window_text(m, headline(m).end)} "
+    text = (f"{word[:1].upper()}{word[1:]} on {fy} over the {window_text(m, _headline(m).end)} "
             f"({averages}{_figure(ind, now)} against {_figure(ind, then)})")
     key = labels_of(m.labels[i])
     moves: list[tuple[str, str, str]] = []  # name, word, figures
@@ -539,7 +568,7 @@ def _figure(ind: Indicator, value: float) -> str:
 def _against_last_year(m: Matrix, i: int) -> tuple[str, float, float, str] | None:
     """Return (``slightly down``, headline level, the last complete financial year's
     level, ``2007/08``) for row ``i``; None when either is unknown."""
-    h = headline(m)
+    h = _headline(m)
     end, n = rank_span(m, RankWindow("financial_year"))
     if h.end < 0 or end < 0:
         return None
@@ -569,7 +598,7 @@ def _rank_facts(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: Rule
         row = other.index().get(key)
         if group is None or row is None or other.indicator.direction == "neutral":
             continue
-        result = ranks(other, group, other.indicator.rank.over)
+        result = _ranks(other, group, other.indicator.rank.over)
         if np.isnan(result.rank[row]):
             continue
         freq = Frequency(other.indicator.frequency)

@@ -8,8 +8,10 @@ read side shows these as published and computes nothing of its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import overload
 
 import numpy as np
 import numpy.typing as npt
@@ -241,6 +243,43 @@ class Overrun:
     alerts: int
 
 
+class Alerts(Sequence[Alert]):
+    """The alerts of a snapshot, made on first use: an evaluation publishes its records,
+    and only a reader (a page, the API, ``/metrics``) turns them into alerts."""
+
+    def __init__(self, make: Callable[[], list[Alert]] | list[Alert]) -> None:
+        self._make = make
+        self._alerts: list[Alert] | None = make if isinstance(make, list) else None
+
+    def _all(self) -> list[Alert]:
+        if self._alerts is None:
+            assert callable(self._make)
+            self._alerts = self._make()
+        return self._alerts
+
+    @overload
+    def __getitem__(self, index: int) -> Alert: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Alert]: ...
+
+    def __getitem__(self, index: int | slice) -> Alert | list[Alert]:
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __iter__(self) -> Iterator[Alert]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Alerts):
+            other = other._all()
+        return self._all() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass
 class Snapshot:
     """The engine's state after an evaluation.
@@ -254,7 +293,7 @@ class Snapshot:
 
     at: datetime | None
     frames: dict[str, IndicatorFrame]
-    alerts: list[Alert]
+    alerts: Sequence[Alert]  # an Alerts (made on first use) or a list
     rules: list[RuleHealth]
     evaluated_at: datetime | None = None
     groups: list[GroupHealth] = field(default_factory=list)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from monitor import logs
-from monitor.alerts.state import AlertRecord, Observation, Policy, Transition, step
+from monitor.alerts.state import AlertRecord, Observation, Policy, Transition, step_record
 from monitor.configtypes import format_duration
 from monitor.model import AlertState, alert_id
 from monitor.rules.engine import Evaluation
@@ -219,8 +219,9 @@ def _step(out: HealthResult, key: str, alertname: str, labels: dict[str, str],
             return
         record = AlertRecord(key, alertname, labels, group=GROUP)
     explanation = text or f'Source "{labels["source"]}" is read successfully again.'
-    new, transitions = step(record, Observation(active, value, explanation,
-                                                {"summary": explanation}, None), now, Policy())
+    new, transitions = step_record(record, Observation(active, value, explanation,
+                                                       {"summary": explanation}, None), now,
+                                  Policy())
     if new != record:
         out.records[key] = new
         out.changed.append(new)
