@@ -554,6 +554,8 @@ class _RuleView:
         self.sources = sources
         self.period = period_text(matrix.indicator, data_period) \
             if matrix is not None and data_period is not None else None
+        self.period_id = Frequency(matrix.indicator.frequency).label(data_period) \
+            if matrix is not None and data_period is not None else ""
         self._values: list[Any] | None = None
         self._facts: list[tuple[str, Any, bool]] | None = None
         self._info: dict[str, Any] | None = None
