@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-future lint typecheck pytest audit install bench clean
+.PHONY: run test test-future test-scale lint typecheck pytest audit install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy monitor
 
+# The 50,000-series acceptance test of the daemon at scale takes minutes: `make test-scale`.
 pytest: $(STAMP)
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not scale" $(PYTEST_ARGS)
+
+test-scale: $(STAMP)
+	$(BIN)/pytest -q -m scale $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
@@ -42,7 +46,7 @@ FAKETIME_LIB ?= $(firstword $(wildcard /usr/lib/*/faketime/libfaketime.so.1 /usr
 FAKETIME_OFFSET ?= +365d
 FUTURE_ENV = LD_PRELOAD=$(FAKETIME_LIB) FAKETIME=$(FAKETIME_OFFSET) FAKETIME_DONT_FAKE_MONOTONIC=1 \
 	PYTHONPATH=$(CURDIR)/tests/faketime
-FUTURE_ARGS ?= -m "not real_clock and not slow"
+FUTURE_ARGS ?= -m "not real_clock and not slow and not scale"
 
 test-future: $(STAMP)
 	@test -n "$(FAKETIME_LIB)" || { echo "make test-future needs libfaketime: bash .ci/system-packages"; exit 1; }

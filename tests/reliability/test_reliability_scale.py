@@ -26,7 +26,7 @@ from monitor.model import AlertState
 from monitor.rules.engine import Evaluation
 from monitor.settings import load
 
-pytestmark = pytest.mark.slow  # 50,000 series through two full cycles per store
+pytestmark = [pytest.mark.slow, pytest.mark.scale]  # 50,000 series, two full cycles a store
 
 SERIES = 50_000
 
