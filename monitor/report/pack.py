@@ -27,7 +27,8 @@ from monitor.rules.snapshot import SeriesDetail, SeriesPoint
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 ATTENTION = (Status.RED, Status.AMBER)
 ASSURANCE_WORDS = {
-    "pass": "The target is consistently met: it lies beyond the process limits on the "
+    # nosec below: "pass" is an SPC assurance verdict (stats.assurance), not a password
+    "pass": "The target is consistently met: it lies beyond the process limits on the "  # nosec B105
             "good side",
     "fail": "The target is consistently missed: it lies beyond the process limits on the "
             "bad side",
