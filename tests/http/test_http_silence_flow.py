@@ -114,6 +114,16 @@ def repoll(served: Served, values: dict[str, int], periods: list[str] = PERIODS)
     served.app.rules.evaluate()
 
 
+def arrived(hook: LoopbackReceiver, start: int, status: str, area: str,
+            timeout: float = 10.0) -> bool:
+    """True once a request from ``start`` on carries a ``status`` alert for ``area``."""
+    def seen() -> bool:
+        return any(a["status"] == status and a["labels"].get("area") == area
+                   for r in hook.requests[start:] for a in r.payload["alerts"])
+    with hook.arrived:
+        return hook.arrived.wait_for(seen, timeout)
+
+
 def alerts_in(hook: LoopbackReceiver) -> list[dict[str, Any]]:
     return [a for r in hook.requests for a in r.payload["alerts"]]
 
@@ -242,10 +252,13 @@ def test_an_alert_a_revision_made_fire_says_so_in_its_message_and_history(
     periods = [*PERIODS, "2008-08"]
     repoll(crime, {"North": 150, "South": 70}, periods)  # Aug-08 revised down: resolves
     deliver(crime)
+    # The receiver records a request on its own thread: wait for the resolved message to be
+    # recorded before counting, and for the firing one after (not for "any next request").
+    assert arrived(hook, 0, "resolved", "South")
     before = len(hook.requests)
     repoll(crime, {"North": 150, "South": 160}, periods)  # …and up again: fires, no new month
     deliver(crime)
-    assert hook.wait_for(before + 1)
+    assert arrived(hook, before, "firing", "South")
     fired = [a for r in hook.requests[before:] for a in r.payload["alerts"]
              if a["status"] == "firing"]
     assert [a["labels"]["area"] for a in fired] == ["South"]
