@@ -16,7 +16,7 @@ from markupsafe import Markup, escape
 
 from monitor.http import charts
 from monitor.http.pages import STATUS_ORDER, STATUS_WORDS, format_number, labels_text
-from monitor.report.pack import ASSURANCE_WORDS, Pack
+from monitor.report.pack import ASSURANCE_WORDS, COMPACT_FROM, Pack
 from monitor.rules.snapshot import SeriesDetail
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -71,6 +71,19 @@ def chart(row: SeriesDetail) -> Markup:
     return _styled(charts.chart(row, width=960, height=300), CHART_CSS)
 
 
+def groupby_compact(indicators: list[list[SeriesDetail]],
+                    compact_from: int) -> list[tuple[bool, list[list[SeriesDetail]]]]:
+    """Split a group's indicators into runs: (True, those with more than ``compact_from``
+    series, laid out one line per series) and (False, the rest, one table)."""
+    out: list[tuple[bool, list[list[SeriesDetail]]]] = []
+    for rows in indicators:
+        compact = len(rows) > compact_from
+        if not out or out[-1][0] != compact or compact:
+            out.append((compact, []))
+        out[-1][1].append(rows)
+    return out
+
+
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(
         ["html"]), undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -78,7 +91,8 @@ def environment() -> Environment:
                        spc_icon=charts.spc_icon, assurance_icon=assurance_icon,
                        spc_words={k: v[2] for k, v in charts.SPC_ICONS.items()},
                        assurance_words=ASSURANCE_WORDS, sparkline=sparkline, chart=chart)
-    env.filters.update(number=format_number, labels_text=labels_text)
+    env.filters.update(number=format_number, labels_text=labels_text,
+                       groupby_compact=groupby_compact)
     return env
 
 
@@ -89,6 +103,6 @@ def render(pack: Pack) -> str:
     counts = Counter(row.status for row in pack.rows)
     return env.get_template("pack.html").render(
         pack=pack, css=Markup(css), counts=counts,  # noqa: S704 - our own stylesheet
-        show_labels=pack.several_series,
+        show_labels=pack.several_series, compact_from=COMPACT_FROM,
         used_icons={r.spc_icon for r in pack.rows},
         used_assurance={r.assurance for r in pack.rows})
