@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import TypeVar
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
@@ -19,6 +20,7 @@ from monitor.http.pages import STATUS_ORDER, STATUS_WORDS, format_number, labels
 from monitor.report.pack import ASSURANCE_WORDS, COMPACT_FROM, Pack
 from monitor.rules.snapshot import SeriesDetail
 
+T = TypeVar("T")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 VALUES, TARGET, LIMIT = "#005eb8", "#d5281b", "#6f777b"
 CHART_CSS = (f".grid{{stroke:#e5e8eb;stroke-width:1}}"
@@ -71,11 +73,12 @@ def chart(row: SeriesDetail) -> Markup:
     return _styled(charts.chart(row, width=960, height=300), CHART_CSS)
 
 
-def groupby_compact(indicators: list[list[SeriesDetail]],
-                    compact_from: int) -> list[tuple[bool, list[list[SeriesDetail]]]]:
-    """Split a group's indicators into runs: (True, those with more than ``compact_from``
-    series, laid out one line per series) and (False, the rest, one table)."""
-    out: list[tuple[bool, list[list[SeriesDetail]]]] = []
+def groupby_compact(indicators: list[list[T]],
+                    compact_from: int) -> list[tuple[bool, list[list[T]]]]:
+    """Split indicators' rows into runs: (True, an indicator with more than
+    ``compact_from`` series, laid out one line per series) and (False, consecutive
+    indicators with fewer, one table)."""
+    out: list[tuple[bool, list[list[T]]]] = []
     for rows in indicators:
         compact = len(rows) > compact_from
         if not out or out[-1][0] != compact or compact:

@@ -150,6 +150,16 @@ class Pack:
         return out
 
     @property
+    def exceptions_by_indicator(self) -> list[list[Change]]:
+        """The exceptions split by indicator (consecutive changes of one indicator)."""
+        out: list[list[Change]] = []
+        for change in self.exceptions:
+            if not out or out[-1][0].detail.indicator.id != change.detail.indicator.id:
+                out.append([])
+            out[-1].append(change)
+        return out
+
+    @property
     def attention_series(self) -> int:
         """How many series are red, amber or show a special cause (on the chart pages)."""
         return sum(1 + len(page.others) for page in self.charts)
