@@ -51,7 +51,7 @@ def test_the_pdf_holds_every_value_status_and_comment_that_eval_prints(packs: Pa
             assert alert["alertname"] in flat
 
 
-def test_the_pack_has_a_cover_exceptions_the_scorecard_and_one_chart_page_per_indicator_needing_attention(
+def test_the_pack_has_cover_exceptions_scorecard_and_a_chart_page_per_indicator_in_need(
         packs: Packs) -> None:
     pages = packs.page_texts()
     rows = packs.eval_json["scorecard"]
