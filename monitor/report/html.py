@@ -70,7 +70,7 @@ def sparkline(row: SeriesDetail) -> Markup:
 
 
 def chart(row: SeriesDetail) -> Markup:
-    return _styled(charts.chart(row, width=960, height=300), CHART_CSS)
+    return _styled(charts.chart(row, width=960, height=300, print_points=True), CHART_CSS)
 
 
 def groupby_compact(indicators: list[list[T]],
