@@ -204,14 +204,15 @@ def _finite(value: float | None) -> float | None:
 
 
 def chart(detail: SeriesDetail, *, width: int = 960, height: int = 340,
-          at: str | None = None) -> Markup:
+          at: str | None = None, print_points: bool = False) -> Markup:
     """Return the XmR chart of a series: each period's value, its target, the SPC mean and
     process limits of each point's segment (stepping at a re-base) and the special causes.
 
     Everything is drawn as the engine published it (``SeriesDetail.points``). Special-cause
     points are filled with their variation's colour (blue improvement, orange concern,
     purple neither); provisional points are hollow. ``at`` (``2008-07``) highlights that
-    period with a band behind it and a ring round its point.
+    period with a band behind it and a ring round its point. ``print_points`` (the PDF
+    pack) marks only the special-cause and provisional points.
     """
     points = chart_points(detail)
     if not any(p.value is not None for p in points):
@@ -266,7 +267,9 @@ def chart(detail: SeriesDetail, *, width: int = 960, height: int = 340,
                             for i, p in enumerate(points)]))
     parts.append(f'<path d="{line}" class="values"/>')
     for i, p in enumerate(points):
-        if p.value is None:
+        # In print (``print_points``) a common-cause point is the line's vertex, without
+        # a marker: half the time a PDF renderer spends on a chart is its circles.
+        if p.value is None or (print_points and not p.variation and not p.provisional):
             continue
         colour = SPC_ICONS[p.category][0] if p.variation and p.category in SPC_ICONS \
             else LINE_COLOUR

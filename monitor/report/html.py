@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import TypeVar
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
 from monitor.http import charts
 from monitor.http.pages import STATUS_ORDER, STATUS_WORDS, format_number, labels_text
-from monitor.report.pack import ASSURANCE_WORDS, Pack
+from monitor.report.pack import ASSURANCE_WORDS, COMPACT_FROM, Pack
 from monitor.rules.snapshot import SeriesDetail
 
+T = TypeVar("T")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 VALUES, TARGET, LIMIT = "#005eb8", "#d5281b", "#6f777b"
 CHART_CSS = (f".grid{{stroke:#e5e8eb;stroke-width:1}}"
@@ -68,7 +70,21 @@ def sparkline(row: SeriesDetail) -> Markup:
 
 
 def chart(row: SeriesDetail) -> Markup:
-    return _styled(charts.chart(row, width=960, height=300), CHART_CSS)
+    return _styled(charts.chart(row, width=960, height=300, print_points=True), CHART_CSS)
+
+
+def groupby_compact(indicators: list[list[T]],
+                    compact_from: int) -> list[tuple[bool, list[list[T]]]]:
+    """Split indicators' rows into runs: (True, an indicator with more than
+    ``compact_from`` series, laid out one line per series) and (False, consecutive
+    indicators with fewer, one table)."""
+    out: list[tuple[bool, list[list[T]]]] = []
+    for rows in indicators:
+        compact = len(rows) > compact_from
+        if not out or out[-1][0] != compact or compact:
+            out.append((compact, []))
+        out[-1][1].append(rows)
+    return out
 
 
 def environment() -> Environment:
@@ -78,7 +94,8 @@ def environment() -> Environment:
                        spc_icon=charts.spc_icon, assurance_icon=assurance_icon,
                        spc_words={k: v[2] for k, v in charts.SPC_ICONS.items()},
                        assurance_words=ASSURANCE_WORDS, sparkline=sparkline, chart=chart)
-    env.filters.update(number=format_number, labels_text=labels_text)
+    env.filters.update(number=format_number, labels_text=labels_text,
+                       groupby_compact=groupby_compact)
     return env
 
 
@@ -89,6 +106,6 @@ def render(pack: Pack) -> str:
     counts = Counter(row.status for row in pack.rows)
     return env.get_template("pack.html").render(
         pack=pack, css=Markup(css), counts=counts,  # noqa: S704 - our own stylesheet
-        show_labels=pack.several_series,
+        show_labels=pack.several_series, compact_from=COMPACT_FROM,
         used_icons={r.spc_icon for r in pack.rows},
         used_assurance={r.assurance for r in pack.rows})

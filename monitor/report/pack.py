@@ -11,8 +11,14 @@ model):
 1. the cover: organisation, title, the period the data is about, when generated;
 2. the exceptions: every series whose status changed since the previous month, or whose
    latest point is a special cause, with the comment and the alerts that explain it;
-3. the scorecard in the seed's layout, groups as headings;
-4. one XmR chart page for each series that is red, amber or shows a special cause.
+3. the scorecard in the seed's layout, groups as headings; an indicator with more than
+   :data:`COMPACT_FROM` series (33 boroughs) gets a heading row and one compact line per
+   series (no sparkline or icons), so the scorecard reads like the seed's and lays out
+   fast;
+4. one XmR chart page for each indicator with a series that is red, amber or shows a
+   special cause: its worst series charted (:func:`worst_first`), its other such series
+   listed on the same page with status, value, SPC and comment — the page count grows
+   with indicators, not with series.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ ASSURANCE_WORDS = {
                     "missed at random",
     "none": "No assurance: no target, no process limits, or no better direction",
 }
+COMPACT_FROM = 4  # an indicator with more series than this gets the compact scorecard rows
 SPECIAL_RULES = {1: "a point outside the process limits", 2: "a trend of six points",
                  3: "two of three points near a limit", 4: "a shift of eight points"}
 
@@ -59,14 +66,25 @@ class Signal:
 
 
 @dataclass(frozen=True)
+class Attention:
+    """A series that needs attention: why, and the alerts about it."""
+
+    detail: SeriesDetail
+    reasons: tuple[str, ...]  # "red", "special cause concern: low values", …
+    alerts: tuple[Alert, ...]
+
+
+@dataclass(frozen=True)
 class ChartPage:
-    """An XmR chart page: the series, why it is in the pack, what fired."""
+    """An indicator's XmR chart page: its worst series charted, why it is in the pack,
+    what fired; the indicator's other series needing attention listed beneath."""
 
     detail: SeriesDetail
     reasons: tuple[str, ...]  # "red", "special cause concern: low values", …
     alerts: tuple[Alert, ...]
     signals: tuple[Signal, ...]
     rebased: tuple[str, ...]  # periods where a new segment's limits start
+    others: tuple[Attention, ...] = ()  # worst first
 
 
 @dataclass(frozen=True)
@@ -119,6 +137,35 @@ class Pack:
         return out
 
     @property
+    def scorecard(self) -> list[tuple[str, list[list[SeriesDetail]]]]:
+        """The scorecard rows under their group headings, each group's rows split by
+        indicator (consecutive rows of one indicator), in order."""
+        out: list[tuple[str, list[list[SeriesDetail]]]] = []
+        for group, rows in self.groups:
+            indicators: list[list[SeriesDetail]] = []
+            for row in rows:
+                if not indicators or indicators[-1][0].indicator.id != row.indicator.id:
+                    indicators.append([])
+                indicators[-1].append(row)
+            out.append((group, indicators))
+        return out
+
+    @property
+    def exceptions_by_indicator(self) -> list[list[Change]]:
+        """The exceptions split by indicator (consecutive changes of one indicator)."""
+        out: list[list[Change]] = []
+        for change in self.exceptions:
+            if not out or out[-1][0].detail.indicator.id != change.detail.indicator.id:
+                out.append([])
+            out[-1].append(change)
+        return out
+
+    @property
+    def attention_series(self) -> int:
+        """How many series are red, amber or show a special cause (on the chart pages)."""
+        return sum(1 + len(page.others) for page in self.charts)
+
+    @property
     def several_series(self) -> bool:
         """True when an indicator has more than one row (label values are shown)."""
         ids = [r.indicator.id for r in self.rows]
@@ -155,6 +202,14 @@ def rebase_points(points: Sequence[SeriesPoint]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def worst_first(series: Sequence[Attention]) -> list[Attention]:
+    """``series`` worst first: red before amber before the rest, a special cause before
+    none; ties keep the scorecard's order."""
+    rank = {Status.RED: 0, Status.AMBER: 1}
+    return sorted(series, key=lambda a: (rank.get(a.detail.status, 2),
+                                         not special(a.detail)))
+
+
 def build_pack(*, title: str, organisation: str, period: str, previous_period: str,
                data_to: str, generated_at: datetime, rows: Sequence[SeriesDetail],
                alerts: Sequence[Alert], previous_rows: Sequence[SeriesDetail]) -> Pack:
@@ -163,7 +218,8 @@ def build_pack(*, title: str, organisation: str, period: str, previous_period: s
     active = tuple(a for a in alerts if a.state in (AlertState.FIRING, AlertState.PENDING)
                    and a.labels.get("indicator"))
     before: Mapping[SeriesKey, SeriesDetail] = {key_of(r): r for r in previous_rows}
-    exceptions, charts = [], []
+    exceptions: list[Change] = []
+    attention: dict[str, list[Attention]] = {}
     for row in rows:
         old = before.get(key_of(row))
         fired = series_alerts(row, active)
@@ -178,7 +234,13 @@ def build_pack(*, title: str, organisation: str, period: str, previous_period: s
         if special(row):
             reasons.append(f"special cause ({row.spc_icon.replace('_', ' ')})")
         if reasons:
-            charts.append(ChartPage(row, tuple(reasons), fired, signals(row.points),
-                                    rebase_points(row.points)))
+            attention.setdefault(row.indicator.id, []).append(
+                Attention(row, tuple(reasons), fired))
+    charts = []
+    for series in attention.values():
+        worst, *others = worst_first(series)
+        charts.append(ChartPage(worst.detail, worst.reasons, worst.alerts,
+                                signals(worst.detail.points),
+                                rebase_points(worst.detail.points), tuple(others)))
     return Pack(title, organisation, period, previous_period, data_to, generated_at,
                 tuple(rows), tuple(exceptions), tuple(charts), active)

@@ -35,3 +35,18 @@ def test_the_london_pack_of_december_2016_has_a_row_for_every_area(tmp_path: Pat
     for row in rows:
         assert row["labels"]["borough"] in scorecard
         assert re.sub(r"\s+", " ", row["comment"]) in scorecard, row["labels"]
+    # One SPC chart page per indicator needing attention; every such series (charted or
+    # listed beneath the chart) is on those pages with its status and comment.
+    attention = [r for r in rows if r["status"] in ("red", "amber")
+                 or r["spc"] != "common_cause"]
+    charts = [re.sub(r"\s+", " ", p) for p in pages if re.search(r"^SPC chart$", p, re.M)]
+    indicators = len({r["indicator"] for r in attention})
+    assert indicators >= 1
+    assert f"{indicators} SPC chart{'s' if indicators != 1 else ''} (one per indicator; " \
+           f"{len(attention)} series need attention)" in re.sub(r"\s+", " ", pages[0])
+    assert indicators <= len(charts) <= 2 * indicators  # the list may run onto a page
+    on_charts = " ".join(charts)
+    for row in attention:
+        assert row["labels"]["borough"] in on_charts, row["labels"]
+        assert re.sub(r"\s+", " ", row["comment"]) in on_charts, row["labels"]
+        assert row["status"].replace("_", " ").capitalize() in on_charts

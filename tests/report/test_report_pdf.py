@@ -51,13 +51,14 @@ def test_the_pdf_holds_every_value_status_and_comment_that_eval_prints(packs: Pa
             assert alert["alertname"] in flat
 
 
-def test_the_pack_has_a_cover_exceptions_the_scorecard_and_one_chart_page_per_row_needing_attention(
+def test_the_pack_has_cover_exceptions_scorecard_and_a_chart_page_per_indicator_in_need(
         packs: Packs) -> None:
     pages = packs.page_texts()
     rows = packs.eval_json["scorecard"]
     attention = [r for r in rows if r["status"] in ("red", "amber")
                  or r["spc"] != "common_cause"]
     assert len(attention) == 9
+    assert len({r["indicator"] for r in attention}) == 9  # one series each here
     scorecard_pages = [p for p in pages if is_part(p, "Scorecard")]
     chart_pages = [p for p in pages if is_part(p, "SPC chart")]
     assert len(chart_pages) == len(attention)
