@@ -389,19 +389,26 @@ def _combine(indicator: Indicator, spec: Any, mats: list[Matrix], labels: list[d
                   parts=(a, b))
 
 
-def group_total(indicator: Indicator, m: Matrix, by: Sequence[str]) -> Matrix:
-    """Add up the series of ``m`` that share the values of the ``by`` labels.
+@dataclass(frozen=True)
+class GroupSums:
+    """The series of a matrix added up by the values of some labels, one row per group:
+    ``covered`` says where some member had started; before its first observation a member
+    adds 0, after it a missing period makes the sum missing (NaN)."""
 
-    A member that has not started yet (an airport that opened later) is absent before its
-    first observation; after that, a missing period — a gap, or a latest month not yet
-    reported — makes the group's period missing, since a total of what happened to be
-    reported would look like a fall. Denominators add separately.
-    """
+    labels: list[dict[str, str]]
+    covered: BoolArray
+    values: FloatArray
+    denominators: FloatArray | None
+    provisional: BoolArray
+
+
+def group_sums(m: Matrix, by: Sequence[str]) -> GroupSums:
+    """Return the sums of ``m``'s series by the ``by`` labels, coverage kept apart (a
+    partition's share of a total adds up with the others' before coverage applies)."""
     keys: dict[tuple[str, ...], int] = {}
     group = np.empty(m.n, dtype=np.int64)
     for i, lab in enumerate(m.labels):
         group[i] = keys.setdefault(tuple(lab.get(name, "") for name in by), len(keys))
-    labels = [dict(zip(by, key, strict=True)) for key in keys]
     g, t = len(keys), m.grid.size
     observed = ~np.isnan(m.values)
     first = np.where(observed.any(axis=1), observed.argmax(axis=1), t)
@@ -414,7 +421,6 @@ def group_total(indicator: Indicator, m: Matrix, by: Sequence[str]) -> Matrix:
             return None
         out = np.zeros((g, t))
         np.add.at(out, group, np.where(outside, 0.0, array))  # interior NaN propagates
-        out[~covered] = np.nan
         return out
 
     values = add(m.values)
@@ -422,4 +428,21 @@ def group_total(indicator: Indicator, m: Matrix, by: Sequence[str]) -> Matrix:
     provisional = np.zeros((g, t), dtype=bool)
     if m.provisional is not None:
         np.logical_or.at(provisional, group, m.provisional)
-    return Matrix(indicator, labels, m.grid, values, add(m.denominators), provisional)
+    return GroupSums([dict(zip(by, key, strict=True)) for key in keys], covered, values,
+                     add(m.denominators), provisional)
+
+
+def group_total(indicator: Indicator, m: Matrix, by: Sequence[str]) -> Matrix:
+    """Add up the series of ``m`` that share the values of the ``by`` labels.
+
+    A member that has not started yet (an airport that opened later) is absent before its
+    first observation; after that, a missing period — a gap, or a latest month not yet
+    reported — makes the group's period missing, since a total of what happened to be
+    reported would look like a fall. Denominators add separately.
+    """
+    sums = group_sums(m, by)
+    for array in (sums.values, sums.denominators):
+        if array is not None:
+            array[~sums.covered] = np.nan
+    return Matrix(indicator, sums.labels, m.grid, sums.values, sums.denominators,
+                  sums.provisional)

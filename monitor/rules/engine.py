@@ -105,7 +105,8 @@ def indicator_info(ind: Indicator) -> IndicatorInfo:
     )
 
 
-def _derive_order(ruleset: RuleSet) -> list[str]:
+def derive_order(ruleset: RuleSet) -> list[str]:
+    """Return the indicators in dependency order: each after the inputs it derives from."""
     order: list[str] = []
     seen: set[str] = set()
 
@@ -148,7 +149,7 @@ class Engine:
             span = self.history if freq is Frequency.MONTHLY else max(
                 8, self.history * freq.per_year // 12)
             grids[freq.value] = Grid(end - span + 1, end)
-        for name in _derive_order(self.ruleset):
+        for name in derive_order(self.ruleset):
             ind = self.ruleset.indicators[name]
             grid = grids[ind.frequency]
             if ind.derived is None:

@@ -38,7 +38,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from monitor.rules.data import Block, BoolArray, FloatArray, Matrix
+from monitor.rules.data import Block, BoolArray, FloatArray, Matrix, group_sums
+from monitor.rules.engine import derive_order
 from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.schema import Condition
 
@@ -96,29 +97,11 @@ class _Keep:
         return self.plan.partition_of(labels) == self.index
 
 
-def _derive_order(ruleset: RuleSet) -> list[str]:
-    order: list[str] = []
-    seen: set[str] = set()
-
-    def visit(name: str) -> None:
-        if name in seen or name not in ruleset.indicators:
-            return
-        seen.add(name)
-        derived = ruleset.indicators[name].derived
-        for child in derived.inputs if derived else []:
-            visit(child)
-        order.append(name)
-
-    for name in ruleset.indicators:
-        visit(name)
-    return order
-
-
 def _totals(ruleset: RuleSet) -> set[str]:
     """Return the indicators computed from a ``total`` alone (a total, or derived only
     from totals): joins with them do not name the key."""
     out: set[str] = set()
-    for name in _derive_order(ruleset):
+    for name in derive_order(ruleset):
         spec = ruleset.indicators[name].derived
         if spec is None:
             continue
@@ -204,7 +187,7 @@ def _stages(ruleset: RuleSet, key: set[str]
     whole: set[str] = set()  # written back, or derived from them: whole in every partition
     stage_of: dict[str, int] = {}  # written-back total -> its stage
     after: dict[str, int] = {}  # indicator -> stages that must be done before it exists
-    for name in _derive_order(ruleset):
+    for name in derive_order(ruleset):
         spec = ruleset.indicators[name].derived
         inputs = [i for i in spec.inputs if i in ruleset.indicators] if spec else []
         ready = max((after.get(i, 0) for i in inputs), default=0)
@@ -239,31 +222,9 @@ class PartialTotal:
 def partial_total(m: Matrix, by: Sequence[str]) -> PartialTotal:
     """Return the sums ``data.group_total`` would make of ``m``'s series, with the
     coverage kept apart so partitions' shares add up to the same total."""
-    keys: dict[tuple[str, ...], int] = {}
-    group = np.empty(m.n, dtype=np.int64)
-    for i, lab in enumerate(m.labels):
-        group[i] = keys.setdefault(tuple(lab.get(name, "") for name in by), len(keys))
-    g, t = len(keys), m.grid.size
-    observed = ~np.isnan(m.values)
-    first = np.where(observed.any(axis=1), observed.argmax(axis=1), t)
-    outside = np.arange(t)[None, :] < first[:, None]
-    covered = np.zeros((g, t), dtype=bool)
-    np.logical_or.at(covered, group, ~outside)
-
-    def add(array: FloatArray | None) -> FloatArray | None:
-        if array is None:
-            return None
-        out = np.zeros((g, t))
-        np.add.at(out, group, np.where(outside, 0.0, array))
-        return out
-
-    values = add(m.values)
-    assert values is not None
-    provisional = np.zeros((g, t), dtype=bool)
-    if m.provisional is not None:
-        np.logical_or.at(provisional, group, m.provisional)
-    return PartialTotal([dict(zip(by, key, strict=True)) for key in keys], m.grid.start,
-                        values, covered, add(m.denominators), provisional)
+    sums = group_sums(m, by)
+    return PartialTotal(sums.labels, m.grid.start, sums.values, sums.covered,
+                        sums.denominators, sums.provisional)
 
 
 def combine_totals(parts: Sequence[PartialTotal]) -> Block:
