@@ -81,9 +81,26 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(parts, default=str))
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record.
+
+    A handler holding the stream it saw at set-up keeps writing to it after a test
+    runner (or a daemonising wrapper) has swapped and closed it.
+    """
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def setup(level: str = "info", fmt: str = "logfmt", stream: TextIO | None = None) -> None:
     """Configure the root logger once; calling it again replaces the handler."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.Handler = (logging.StreamHandler(stream) if stream is not None
+                                else _StderrHandler())
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -93,6 +93,9 @@ def test_a_hanging_receiver_times_out_and_retries_while_the_others_deliver(
     # The send times out (notify.retry.timeout), is logged, counted and rescheduled.
     assert wait_until(lambda: rig.metric("monitor_notifications_total", receiver="hanging",
                                          integration="webhook", outcome="failed") == 1)
+    # The counter moves just before the line is logged, on the dispatcher's thread.
+    assert wait_until(lambda: any(r.getMessage() == "notification failed; will retry"
+                                  for r in caplog.records))
     failure = next(r for r in caplog.records
                    if r.getMessage() == "notification failed; will retry")
     assert failure.fields["receiver"] == "hanging"  # type: ignore[attr-defined]
