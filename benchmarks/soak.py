@@ -24,12 +24,16 @@ evaluation, to see what it is worth.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import gc
+import os
 import random
 import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -81,6 +85,71 @@ def sqlite_mb() -> float:
     used = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used
     used.restype = ctypes.c_int64
     return float(used()) / 2**20
+
+
+class MallInfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (glibc 2.33+), summed over every malloc arena."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _mallinfo2() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        function = ctypes.CDLL(name).mallinfo2 if name else None
+    except AttributeError:  # not glibc, or glibc older than 2.33
+        return None
+    if function is not None:
+        function.restype = MallInfo2
+    return function
+
+
+MALLINFO2 = _mallinfo2()
+
+
+def probe(store: Any) -> str:
+    """Return one line that splits the resident size: anonymous, file-backed and shared
+    pages (``/proc/self/status``); glibc's heap in use, freed but held, and in
+    mmap()ed chunks (``mallinfo2``); and pymalloc's arenas in use (1 MiB each in
+    Python 3.11, from ``sys._debugmallocstats``)."""
+    status = dict(line.split(":", 1) for line in
+                  Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    kib = {k: int(status[k].split()[0]) / 1024 for k in ("RssAnon", "RssFile", "RssShmem")}
+    parts = [f"anon {kib['RssAnon']:.1f}", f"file {kib['RssFile']:.1f}",
+             f"shmem {kib['RssShmem']:.1f}"]
+    if MALLINFO2 is not None:
+        info = MALLINFO2()
+        parts += [f"malloc in use {info.uordblks / 2**20:.1f}",
+                  f"free held {info.fordblks / 2**20:.1f}",
+                  f"mmapped {info.hblkhd / 2**20:.1f}"]
+    parts.append(f"pymalloc arenas {pymalloc_arenas()}")
+    parts.append(f"journal ids {store.observations.journal_series():,}")
+    if tracemalloc.is_tracing():
+        numpy_bytes = sum(stat.size for stat in tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)]).statistics("filename"))
+        parts.append(f"numpy traced {numpy_bytes / 2**20:.1f}")
+    return "MiB: " + ", ".join(parts)
+
+
+def pymalloc_arenas() -> int:
+    """Return the pymalloc arenas allocated now (``sys._debugmallocstats`` writes its
+    report to the C stderr, so it is read back from a temporary file)."""
+    with tempfile.TemporaryFile() as out:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(out.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        for line in out.read().decode().splitlines():
+            if line.startswith("# arenas allocated current"):
+                return int(line.split("=")[1].replace(",", ""))
+    return -1
 
 
 def rss_mb() -> float:
@@ -214,12 +283,23 @@ def main() -> int:
     parser.add_argument("--no-trim", action="store_true",
                         help="leave freed heap pages to glibc (no malloc_trim after each "
                              "evaluation), to compare with the daemon's default")
+    parser.add_argument("--probe", action="store_true",
+                        help="after each day, also print where the resident memory is: "
+                             "anonymous/file/shared pages, glibc heap in use/free "
+                             "held/mmapped, pymalloc arenas")
+    parser.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
+                        help="trace Python and numpy allocations (slow) and print the "
+                             "largest growth between the end of warm-up and the last day, "
+                             "grouped by traceback of FRAMES frames")
     parser.add_argument("--target", type=float, default=5.0,
                         help="largest growth after warm-up, in percent, that passes")
     args = parser.parse_args()
     if args.history is None:
         args.history = args.window - 1
     logs.setup("warning")
+    if args.tracemalloc:
+        tracemalloc.start(args.tracemalloc)
+    snapshots: dict[int, tracemalloc.Snapshot] = {}
 
     with tempfile.TemporaryDirectory(prefix="monitor-soak-") as name:
         folder = Path(name)
@@ -280,6 +360,10 @@ def main() -> int:
                   f"{len(rules.records):>8,} "
                   f"{changes:>8,} {sink.requests:>9,} {time.perf_counter() - tick:>8.1f}",
                   flush=True)
+            if args.probe:
+                print(f"     {probe(store)}", flush=True)
+            if args.tracemalloc and day in (args.warmup, args.days):
+                snapshots[day] = tracemalloc.take_snapshot()
         gc.collect()
         notifier.stop(2.0)
         poller.close()
@@ -299,6 +383,14 @@ def main() -> int:
         print(f"Python heap (sys.getallocatedblocks after gc.collect): {block_base:,} blocks "
               f"at the end of warm-up, at most {block_peak:,} after it "
               f"({(block_peak - block_base) / block_base * 100:+.1f}%)")
+        if len(snapshots) == 2:
+            print(f"\ntracemalloc, day {args.warmup} -> day {args.days}, largest growth:")
+            diff = snapshots[args.days].compare_to(snapshots[args.warmup], "traceback")
+            for stat in diff[:15]:
+                print(f"  {stat.size_diff / 2**20:+.2f} MiB ({stat.count_diff:+,} blocks), "
+                      f"now {stat.size / 2**20:.2f} MiB")
+                for line in stat.traceback.format()[-2 * args.tracemalloc:]:
+                    print(f"      {line}")
         print(f"{sink.requests:,} webhook messages delivered; "
               f"{time.perf_counter() - started:.0f} s in all")
     return 0 if growth <= args.target else 1

@@ -53,7 +53,8 @@ class DatasetCache:
     that one number, and nothing else when it has not moved. When it moved and this
     process made every write since (its poller), only the touched series are read, from
     the earliest period written, and merged into the blocks held; otherwise (another
-    replica's poll, ``monitor ingest``, new rules) everything is read again.
+    replica's poll, ``monitor ingest``, new rules) everything is read again. Once it
+    holds a version, the store forgets what the writes up to it touched.
     """
 
     def __init__(self, store: Store) -> None:
@@ -87,11 +88,13 @@ class DatasetCache:
                 self._data = _dataset(self.store, dict(self._blocks), milestone_sources,
                                       ruleset)
                 self._version = version
+                observations.forget_changes(version)
                 self.reads["changes"] += 1
                 return self._data
         self._blocks = observations.read(base_indicators(ruleset))
         self._data = _dataset(self.store, dict(self._blocks), milestone_sources, ruleset)
         self._signature = signature
         self._version = version
+        observations.forget_changes(version)
         self.reads["full"] += 1
         return self._data

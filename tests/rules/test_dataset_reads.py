@@ -84,3 +84,37 @@ def test_it_reads_only_what_each_write_changed(store: Store, ruleset: RuleSet,
     third = cache.get(ruleset, [])
     assert cache.reads["full"] == 2
     assert _rows(third.blocks) == _rows(read_dataset(store, ruleset, []).blocks)
+
+
+def test_it_forgets_the_writes_the_cache_holds(store: Store, ruleset: RuleSet) -> None:
+    """A daily poll of every series must not leave its series ids behind: the journal
+    of this process's writes kept them for 1,000 writes (the soak's memory creep)."""
+    repo = store.observations
+    cache = DatasetCache(store)
+    days = [f"2016-{m:02d}" for m in range(1, 13)]
+    for day, period in enumerate(days):
+        repo.ingest("s", [_obs("burglary", f"a{k}", period, float(day)) for k in range(50)],
+                    now=NOW)
+        assert repo.journal_series() == 50  # this write, until the cache reads it
+        cache.get(ruleset, [])
+        assert repo.journal_series() == 0
+    assert dict(cache.reads) == {"full": 1, "changes": len(days) - 1}
+
+    # A second reader on the same store finds the versions gone and reads everything.
+    late = DatasetCache(store)
+    assert _rows(late.get(ruleset, []).blocks) == _rows(read_dataset(store, ruleset, []).blocks)
+    assert _rows(cache.get(ruleset, []).blocks) == _rows(read_dataset(store, ruleset, []).blocks)
+
+
+def test_it_bounds_the_journal_when_nothing_reads(store: Store,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that writes and never evaluates keeps at most JOURNAL_SERIES ids (and
+    always the latest write's)."""
+    monkeypatch.setattr("monitor.store.observations.JOURNAL_SERIES", 120)
+    repo = store.observations
+    for day in range(10):
+        repo.ingest("s", [_obs("burglary", f"a{k}", "2016-11", float(day)) for k in range(50)],
+                    now=NOW)
+        assert repo.journal_series() == min(50 * (day + 1), 100)
+    repo.ingest("s", [_obs("robbery", f"a{k}", "2016-11", 1.0) for k in range(200)], now=NOW)
+    assert repo.journal_series() == 200
