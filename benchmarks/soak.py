@@ -49,6 +49,7 @@ from monitor import logs, memory
 from monitor.clock import FixedClock
 from monitor.model import Frequency
 from monitor.notify.notifier import Notifier
+from monitor.rules.engine import Evaluation
 from monitor.rules.service import RuleService
 from monitor.settings import load
 from monitor.sources.poller import Poller
@@ -267,6 +268,10 @@ interval = "1d"
 """
 
 
+def trim(_result: Evaluation) -> None:
+    memory.trim()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--series", type=int, default=100_000)
@@ -314,8 +319,7 @@ def main() -> int:
         poller = Poller(store, settings.sources, clock, registry)
         rules = RuleService(store, settings.rules.paths, clock, registry,
                             history=settings.rules.history, sources=lambda: settings.sources,
-                            on_evaluated=None if args.no_trim
-                            else lambda _result: memory.trim())  # as App does
+                            on_evaluated=None if args.no_trim else trim)  # as App does
         rules.load()
         notifier = Notifier(store, settings.notify, clock, registry, instance="soak",
                             rng=random.Random(args.seed))
@@ -346,7 +350,7 @@ def main() -> int:
                     deliver()
                 rows += sum(r.rows for r in poller.poll_all())
                 result = rules.evaluate()
-                changes += len(result.transitions)
+                changes += len(result.transitions) if result is not None else 0
                 notifier.process_transitions()
                 notifier.dispatch()
             firing = sum(r.state.value == "firing" for r in rules.records.values())

@@ -143,12 +143,7 @@ class Engine:
         """Return every indicator's matrix on its frequency's grid, and the monthly period
         of ``at``. Raises EvaluationError for a derived indicator that cannot be built."""
         out: dict[str, Matrix] = {}
-        grids: dict[str, Grid] = {}
-        for freq in Frequency:
-            end = freq.ordinal(at.date())
-            span = self.history if freq is Frequency.MONTHLY else max(
-                8, self.history * freq.per_year // 12)
-            grids[freq.value] = Grid(end - span + 1, end)
+        grids = self.grids(at)
         for name in derive_order(self.ruleset):
             ind = self.ruleset.indicators[name]
             grid = grids[ind.frequency]
@@ -167,6 +162,25 @@ class Engine:
                     kept = self._derived[name] = (inputs, derive(ind, out))
                 out[name] = kept[1]
         return out, Frequency.MONTHLY.ordinal(at.date())
+
+    def grids(self, at: datetime) -> dict[str, Grid]:
+        """Return the period grid of each frequency (by its value) an evaluation at ``at``
+        reads: the last ``history`` months, or as many periods of a shorter frequency
+        (at least 8)."""
+        grids: dict[str, Grid] = {}
+        for freq in Frequency:
+            end = freq.ordinal(at.date())
+            span = self.history if freq is Frequency.MONTHLY else max(
+                8, self.history * freq.per_year // 12)
+            grids[freq.value] = Grid(end - span + 1, end)
+        return grids
+
+    def first_periods(self, at: datetime) -> dict[str, int]:
+        """Return, for each base indicator, the first period an evaluation at ``at``
+        reads: observations before it are never pivoted (see ``from_block``)."""
+        grids = self.grids(at)
+        return {name: grids[ind.frequency].start for name, ind in self.ruleset.indicators.items()
+                if ind.derived is None}
 
     # --- evaluation -----------------------------------------------------------------
 

@@ -228,14 +228,16 @@ class RuleService:
             # poll that ends in between must not leave this cycle judging the data read
             # before it landed.
             waiting = self.unsettled()
-            dataset = self._data.get(evaluator.ruleset, self.milestone_sources()) \
+            at = evaluation_time(self.as_of, wall)
+            dataset = self._data.get(evaluator.ruleset, self.milestone_sources(),
+                                     since=evaluator.engine.first_periods(at)) \
                 if self.engine is None else \
                 self.engine.inputs(self.store, evaluator.ruleset, self.milestone_sources())
             rules = self._settled(rules, dataset.sources, waiting)
             if rules is not None and not rules and self.deferred:
                 return None
             rules = self._due(rules, wall)
-            cycle = Cycle(at=evaluation_time(self.as_of, wall), now=wall, rules=rules,
+            cycle = Cycle(at=at, now=wall, rules=rules,
                           sources=SourceView(self.sources(), self.store.source_state.health()),
                           owns_health=health_owned)
             previous = self.last

@@ -858,6 +858,19 @@ def iter_block(block: SeriesBlock) -> Iterator[tuple[dict[str, str], int, float]
         yield block.labels[int(block.row[k])], int(block.period[k]), float(block.value[k])
 
 
+def trim_block(block: SeriesBlock, since: int) -> SeriesBlock:
+    """Return ``block`` without its observations of periods before ``since`` (``block``
+    itself when it has none); every series keeps its row, with or without observations."""
+    keep = block.period >= since
+    if keep.all():
+        return block
+    return SeriesBlock(
+        indicator=block.indicator, series_ids=block.series_ids, labels=block.labels,
+        row=block.row[keep], period=block.period[keep], value=block.value[keep],
+        denominator=block.denominator[keep], provisional=block.provisional[keep],
+        revisions=block.revisions[keep])
+
+
 def merge_blocks(old: SeriesBlock, new: SeriesBlock, first: int) -> SeriesBlock:
     """Return ``old`` with the observations of ``new``'s series from period ``first`` on
     replaced by ``new``'s (what ``read_changes`` returns after a poll).

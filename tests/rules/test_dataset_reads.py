@@ -118,3 +118,35 @@ def test_it_bounds_the_journal_when_nothing_reads(store: Store,
         assert repo.journal_series() == min(50 * (day + 1), 100)
     repo.ingest("s", [_obs("robbery", f"a{k}", "2016-11", 1.0) for k in range(200)], now=NOW)
     assert repo.journal_series() == 200
+
+
+def _since(rows: dict[str, list[tuple[object, ...]]], first: int
+           ) -> dict[str, list[tuple[object, ...]]]:
+    return {name: [r for r in kept if int(r[1]) >= first]  # type: ignore[call-overload]
+            for name, kept in rows.items()}
+
+
+def test_it_holds_only_the_window(store: Store, ruleset: RuleSet) -> None:
+    """New periods do not make the blocks held grow: what falls out of the evaluation's
+    window is dropped (the store keeps it), and a window that moves back reads it again."""
+    repo = store.observations
+    months = [f"{y}-{m:02d}" for y in (2015, 2016) for m in range(1, 13)]
+    repo.ingest("s", [_obs("burglary", a, p, 1.0) for a in ("a", "b") for p in months[:12]],
+                now=NOW)
+    cache = DatasetCache(store)
+    sizes = []
+    for k in range(12, len(months)):
+        repo.ingest("s", [_obs("burglary", a, months[k], float(k)) for a in ("a", "b")],
+                    now=NOW)
+        first = month(months[k - 5])  # a window of six months ending at the new one
+        data = cache.get(ruleset, [], since={"burglary": first, "robbery": first})
+        sizes.append(data.blocks["burglary"].period.shape[0])
+        assert _rows(data.blocks) == _since(_rows(read_dataset(store, ruleset, []).blocks),
+                                            first)
+    assert sizes == [12] * len(sizes)
+    assert cache.reads["full"] == 1
+
+    back = month(months[3])
+    data = cache.get(ruleset, [], since={"burglary": back, "robbery": back})
+    assert cache.reads["full"] == 2
+    assert _rows(data.blocks) == _since(_rows(read_dataset(store, ruleset, []).blocks), back)
