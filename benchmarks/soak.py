@@ -17,8 +17,10 @@ After each simulated day it samples the resident memory (VmRSS) and prints one l
 At the end it prints the growth after warm-up: the highest RSS of the days after
 ``--warmup`` against the RSS at the end of the warm-up (target: at most 5%,
 ``--target``), and the same for Python's own heap (``sys.getallocatedblocks()`` after a
-collection). ``--no-trim`` runs without the ``malloc_trim`` the daemon does after every
-evaluation, to see what it is worth.
+collection; 0 under ``PYTHONMALLOC=malloc``, where Python's objects come from glibc).
+``--no-trim`` runs without the ``malloc_trim`` the daemon does after every evaluation,
+to see what it is worth. ``--probe`` and ``--tracemalloc`` show where the resident
+memory is.
 """
 
 from __future__ import annotations
@@ -331,7 +333,8 @@ def main() -> int:
         print(f"soak: {feed.series:,} series ({INDICATORS} monthly and {INDICATORS} weekly "
               f"indicators), {args.days} simulated days, warm-up {args.warmup} days, "
               f"seed {args.seed}, window {args.window} periods, {args.history + 1} in the first "
-              f"extract, malloc_trim {'off' if args.no_trim else 'on'}")
+              f"extract, malloc_trim {'off' if args.no_trim else 'on'}, "
+              f"PYTHONMALLOC={os.environ.get('PYTHONMALLOC', '(unset: pymalloc)')}")
         print(f"{'day':>4} {'rss MiB':>8} {'sqlite':>7} {'blocks':>10} {'polled':>8} "
               f"{'firing':>7} "
               f"{'records':>8} {'changes':>8} {'messages':>9} {'seconds':>8}")
