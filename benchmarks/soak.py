@@ -155,6 +155,29 @@ def pymalloc_arenas() -> int:
     return -1
 
 
+def census(sparse: int = 256) -> str:
+    """Return which kinds of object live in the sparsely used MiB regions of the heap.
+
+    The objects the cycle collector tracks (containers and instances; not str or int),
+    of up to 512 bytes (pymalloc's), are grouped by the MiB of address space they are
+    in (``id() >> 20``, about one pymalloc arena); a region holding fewer than
+    ``sparse`` of them is nearly empty, and what it holds keeps it resident."""
+    gc.collect()
+    regions: dict[int, list[str]] = {}
+    for obj in gc.get_objects():
+        if sys.getsizeof(obj) <= 512:
+            regions.setdefault(id(obj) >> 20, []).append(type(obj).__qualname__)
+    thin = [kinds for kinds in regions.values() if len(kinds) < sparse]
+    kinds: dict[str, int] = {}
+    for names in thin:
+        for name in names:
+            kinds[name] = kinds.get(name, 0) + 1
+    top = ", ".join(f"{name} {count:,}" for name, count in
+                    sorted(kinds.items(), key=lambda kv: -kv[1])[:12])
+    return (f"{len(regions)} MiB regions hold tracked objects; {len(thin)} hold fewer than "
+            f"{sparse} ({sum(map(len, thin)):,} objects): {top}")
+
+
 def rss_mb() -> float:
     """Return the resident set size of this process in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -298,6 +321,9 @@ def main() -> int:
                         help="trace Python and numpy allocations (slow) and print the "
                              "largest growth between the end of warm-up and the last day, "
                              "grouped by traceback of FRAMES frames")
+    parser.add_argument("--census", action="store_true",
+                        help="at the end, print the kinds of object in nearly empty MiB "
+                             "regions of the heap (what pins pymalloc's arenas)")
     parser.add_argument("--target", type=float, default=5.0,
                         help="largest growth after warm-up, in percent, that passes")
     args = parser.parse_args()
@@ -372,6 +398,8 @@ def main() -> int:
             if args.tracemalloc and day in (args.warmup, args.days):
                 snapshots[day] = tracemalloc.take_snapshot()
         gc.collect()
+        if args.census:
+            print(f"census: {census()}", flush=True)
         notifier.stop(2.0)
         poller.close()
         store.close()
