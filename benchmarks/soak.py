@@ -19,8 +19,8 @@ At the end it prints the growth after warm-up: the highest RSS of the days after
 ``--target``), and the same for Python's own heap (``sys.getallocatedblocks()`` after a
 collection; 0 under ``PYTHONMALLOC=malloc``, where Python's objects come from glibc).
 ``--no-trim`` runs without the ``malloc_trim`` the daemon does after every evaluation,
-to see what it is worth. ``--probe`` and ``--tracemalloc`` show where the resident
-memory is.
+to see what it is worth. ``--probe``, ``--tracemalloc`` and ``--census`` show where
+the resident memory is (docs/reliability.md, "Memory over a month").
 """
 
 from __future__ import annotations
