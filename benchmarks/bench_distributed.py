@@ -149,7 +149,7 @@ def simulated(folder: Path, n: int) -> dict[str, object]:
             try:
                 return original(*args, **kwargs)
             finally:
-                distributed._BLOCKS.clear()  # one partition's data at a time, as on a worker
+                distributed.forget()  # one partition's data at a time, as on a worker
         return run
 
     distributed.evaluate_partition = forgetful(distributed.evaluate_partition)
