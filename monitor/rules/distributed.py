@@ -181,7 +181,8 @@ def _dataset(task: Task, state: _State) -> Dataset:
     if cached is not None and cached[0] == task.version and task.version:
         stored = cached[1]
     else:
-        stored = read_partition(_store(task.store_url), base, task.plan.keeps(task.index))
+        stored = read_partition(_store(task.store_url), base, task.plan.key,
+                                task.plan.keeps(task.index))
         with _STORES_LOCK:
             _BLOCKS[key] = (task.version, stored)
     for name, block in task.written.items():  # the same total again: keep the one held
@@ -234,7 +235,9 @@ def evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
     mine_rules = [state.rules.setdefault((r.group, r.rule.alert), r) for r in rules]
     dataset = _dataset(task, state)
     result = state.engine.evaluate(dataset, task.at, records, rules=mine_rules, now=now)
-    mine = task.plan.keeps(task.index)
+    def mine(labels: Mapping[str, str]) -> bool:
+        return task.plan.partition_of(labels) == task.index
+
     changed = [r for r in result.changed if mine(r.labels)]
     transitions = [t for t in result.transitions if mine(t.labels)]
     for record in changed:
