@@ -173,8 +173,9 @@ def _state(task: Task) -> _State:
 
 
 def _dataset(task: Task, state: _State) -> Dataset:
-    base = [name for name, ind in state.ruleset.indicators.items()
-            if ind.derived is None and name not in task.written]
+    """Return the partition's dataset: its stored series (read once per data version)
+    and the written-back totals (the ones held while equal)."""
+    base = [name for name, ind in task.ruleset.indicators.items() if ind.derived is None]
     key = (task.store_url, task.index, task.plan.partitions, tuple(base))
     with _STORES_LOCK:
         cached = _BLOCKS.get(key)
@@ -203,14 +204,14 @@ _FLOATS = ("value", "denominator")
 
 
 def partition_totals(task: Task, names: Sequence[str]) -> dict[str, PartialTotal]:
-    """Return partition ``task.index``'s share of each total in ``names`` (one stage).
-    Its matrices are not kept: the daemon asks again only when the data moved."""
-    ruleset = task.plan.partition_ruleset(task.ruleset, task.stages)
-    dataset = _dataset(task, _State(ruleset, {}, Engine(ruleset), task.stages))
-    matrices, _period = Engine(ruleset, history=task.history).matrices(dataset, task.at)
+    """Return partition ``task.index``'s share of each total in ``names`` (one stage),
+    from the matrices of the engine its evaluation then uses (pivoted once: the totals
+    of later stages are still missing here, and empty)."""
+    state = _state(replace(task, stages=len(task.plan.stages)))
+    matrices, _period = state.engine.matrices(_dataset(task, state), task.at)
     out = {}
     for name in names:
-        spec = ruleset.indicators[name].derived
+        spec = task.ruleset.indicators[name].derived
         assert spec is not None and spec.total is not None
         out[name] = partial_total(matrices[spec.total], spec.by)
     return out
