@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from monitor.model import Observation, labels_of, month
+from monitor.rules import distributed
 from monitor.rules.cycle import Cycle, Evaluator
 from monitor.rules.data import Grid, Matrix, from_block, group_total
-from monitor.rules import distributed
 from monitor.rules.distributed import DistributedEngine, EngineConfig
 from monitor.rules.engine import month_end
 from monitor.rules.inputs import read_dataset
