@@ -1,13 +1,17 @@
 """The series space partitioned and evaluated on Dask's distributed engine (issue #16).
 
-Prints one table:
+Prints two tables:
 
-- one cycle in one process (``Evaluator.run`` on the whole dataset) against the same
-  cycle on a 2-worker ``LocalCluster`` (``[engine] scheduler = "local"``): seconds per
-  cycle (first and steady), the speed-up, and each process's peak RSS;
-- simulated scale: 1/2/4/8 partitions evaluated one after another in one fresh process,
-  each partition's CPU-seconds and the process's peak RSS (the largest partition's,
-  plus the interpreter), and the cross-partition write-back's share of the cycle;
+- the daemon's cycle in one process (``Evaluator.run`` through ``DatasetCache``, as
+  ``RuleService`` runs it) against the same cycle on a 2-worker ``LocalCluster``
+  (``[engine] scheduler = "local"``, started before the first cycle as the daemon starts
+  it): wall seconds and CPU-seconds (of every process) of the first cycle, which reads
+  the store, and of a steady one, which has no new data; the speed-ups; each process's
+  peak RSS;
+- simulated scale: 1/2/4/8 partitions one after another, each partition's evaluation in
+  a fresh process of its own: its CPU-seconds and its memory (peak RSS over the
+  process's before the task), each against 1/N of one partition's (1.00 = exactly 1/N),
+  and the written-back totals' CPU share of the cycle;
 - same answers: the transitions of every run against the one-process run.
 
 Each measurement runs in a fresh process (peak RSS is per process). The store is SQLite,
@@ -17,6 +21,7 @@ every area: the written-back cross-partition input).
 
     .venv/bin/python benchmarks/bench_distributed.py                # 100k series
     .venv/bin/python benchmarks/bench_distributed.py --million      # 1M (≈ 10 GB RAM)
+    .venv/bin/python benchmarks/bench_distributed.py --store /tmp/s100k  # keep the store
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -68,7 +74,16 @@ MONTHS = 36
 
 
 def rss_mb() -> float:
+    """Return this process's peak RSS in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _status(field: str) -> float:
+    """Return a field of /proc/self/status (VmRSS, VmHWM) in MB."""
+    for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise LookupError(field)
 
 
 def fill(folder: Path, series: int) -> None:
@@ -107,63 +122,127 @@ def _answers(result) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def one_process(folder: Path) -> dict[str, object]:
-    from monitor.rules.inputs import read_dataset
+    """The daemon's own path in one process: ``DatasetCache`` reads the store once, a
+    steady cycle (no new data) reads nothing."""
+    from monitor.rules.inputs import DatasetCache
 
     store, ruleset, evaluator, cycle = _setup(folder)
-    started = time.perf_counter()
-    result = evaluator.run(read_dataset(store, ruleset, []), {}, cycle)
-    first = time.perf_counter() - started
-    started = time.perf_counter()
-    evaluator.run(read_dataset(store, ruleset, []), result.records, cycle)
-    steady = time.perf_counter() - started
-    return {"first": first, "steady": steady, "rss": rss_mb(), "answers": _answers(result)}
+    cache = DatasetCache(store)
+    started, cpu = time.perf_counter(), time.process_time()
+    result = evaluator.run(cache.get(ruleset, []), {}, cycle)
+    first, first_cpu = time.perf_counter() - started, time.process_time() - cpu
+    started, cpu = time.perf_counter(), time.process_time()
+    evaluator.run(cache.get(ruleset, []), result.records, cycle)
+    steady, steady_cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"first": first, "steady": steady, "first_cpu": first_cpu,
+            "steady_cpu": steady_cpu, "rss": rss_mb(), "answers": _answers(result)}
 
 
 def local_cluster(folder: Path, workers: int) -> dict[str, object]:
+    """The same cycles on a ``LocalCluster``, started before the first (as the daemon
+    starts it); CPU-seconds are the daemon's and every worker's."""
     from monitor.rules.distributed import DistributedEngine, EngineConfig
 
     store, ruleset, evaluator, cycle = _setup(folder)
     engine = DistributedEngine(store.url, EngineConfig("local", workers, workers))
-    engine.client()  # the cluster's start-up is not a cycle
-    started = time.perf_counter()
+    engine.start()
+
+    def cpu() -> float:
+        return time.process_time() + sum(engine.client().run(time.process_time).values())
+
+    started, used = time.perf_counter(), cpu()
     result = engine.run(evaluator, engine.inputs(store, ruleset, []), {}, cycle)
-    first = time.perf_counter() - started
-    started = time.perf_counter()
+    first, first_cpu = time.perf_counter() - started, cpu() - used
+    started, used = time.perf_counter(), cpu()
     engine.run(evaluator, engine.inputs(store, ruleset, []), result.records, cycle)
-    steady = time.perf_counter() - started
+    steady, steady_cpu = time.perf_counter() - started, cpu() - used
     peaks = engine.client().run(rss_mb)
     engine.close()
-    return {"first": first, "steady": steady, "rss": rss_mb(), "workers": sorted(peaks.values()),
+    return {"first": first, "steady": steady, "first_cpu": first_cpu,
+            "steady_cpu": steady_cpu, "rss": rss_mb(), "workers": sorted(peaks.values()),
             "answers": _answers(result), "write_back": engine.write_back_seconds}
 
 
 def simulated(folder: Path, n: int) -> dict[str, object]:
-    """Partitions one after another in this process, each reading only its share."""
+    """``n`` partitions one after another: the written-back totals here (each
+    partition's share computed twice, the second time from the blocks already read, so
+    that the write-back's own cost is apart from the read the evaluation needs anyway),
+    then each partition's evaluation in a fresh process of its own (``part``)."""
+    import pickle
+
     from monitor.rules import distributed
-    from monitor.rules.distributed import DistributedEngine, EngineConfig
+    from monitor.rules.distributed import (
+        DistributedEngine,
+        EngineConfig,
+        Records,
+        Task,
+        partition_totals,
+    )
+    from monitor.rules.partition import combine_totals
 
     store, ruleset, evaluator, cycle = _setup(folder)
     engine = DistributedEngine(store.url, EngineConfig("in-process", n, 1))
-    def forgetful(original):  # type: ignore[no-untyped-def]
-        def run(*args, **kwargs):  # type: ignore[no-untyped-def]
-            try:
-                return original(*args, **kwargs)
-            finally:
-                distributed._BLOCKS.clear()  # one partition's data at a time, as on a worker
-        return run
+    dataset = engine.inputs(store, ruleset, [])
+    cut = engine.plan(ruleset)
+    version = (0, "bench")  # the workers' caches hold within one measurement
+    base = Task(store.url, ruleset, cut, 0, cycle.at, 60, 0, {}, [], dict(dataset.sources),
+                version)
+    write_back = 0.0
+    written: dict[str, object] = {}
+    for number, stage in enumerate(cut.stages):
+        shares = []
+        for i in range(n):
+            task = replace(base, index=i, stages=number, written=dict(written))
+            partition_totals(task, stage)  # reads the partition (as its evaluation will)
+            used = time.process_time()
+            shares.append(partition_totals(task, stage))
+            write_back += time.process_time() - used
+            distributed.forget()
+        used = time.process_time()
+        for name in stage:
+            written[name] = combine_totals([share[name] for share in shares])
+        write_back += time.process_time() - used
+    rules = evaluator.holds(dataset.sources, {}, cycle).evaluated
+    parts = []
+    for i in range(n):
+        task = replace(base, index=i, stages=len(cut.stages), written=written)
+        path = folder / f"part{n}-{i}.pickle"
+        path.write_bytes(pickle.dumps((task, rules, Records(-1, 1, {}), cycle.now)))
+        parts.append(child("part", folder, 0, str(path)))
+        path.unlink()
+    cpu = [p["cpu"] for p in parts]
+    answers = sorted(a for p in parts for a in p["answers"])  # type: ignore[attr-defined]
+    return {"cpu": cpu, "rss": [p["rss"] for p in parts], "base": [p["base"] for p in parts],
+            "write_back": write_back, "cycle": write_back + sum(cpu),  # type: ignore[arg-type]
+            "answers": answers}
 
-    distributed.evaluate_partition = forgetful(distributed.evaluate_partition)
-    distributed.partition_totals = forgetful(distributed.partition_totals)
-    started = time.perf_counter()
-    result = engine.run(evaluator, engine.inputs(store, ruleset, []), {}, cycle)
-    total = time.perf_counter() - started
-    return {"cpu": [p.seconds for p in engine.last], "rss": rss_mb(), "cycle": total,
-            "write_back": engine.write_back_seconds, "answers": _answers(result)}
+
+def part(path: Path) -> dict[str, object]:
+    """One partition's evaluation in this fresh process: its CPU-seconds, the process's
+    RSS before it (interpreter, imports, the task) and its peak RSS during it."""
+    import pickle
+
+    from monitor.rules.distributed import evaluate_partition
+    from monitor.rules.wire import Changes
+
+    task, rules, given, now = pickle.loads(path.read_bytes())
+    Path("/proc/self/clear_refs").write_text("5", encoding="ascii")  # peak RSS := RSS now
+    base = _status("VmRSS")
+    used = time.process_time()
+    result = evaluate_partition(task, rules, given, now, False)
+    cpu = time.process_time() - used
+    peak = _status("VmHWM")
+    changes: Changes = result.changes
+    _records, transitions = changes.build(now)
+    return {"cpu": cpu, "rss": peak, "base": base,
+            "answers": sorted(f"{t.alert_id}:{t.to_state.value}:{t.value}"
+                              for t in transitions)}
 
 
-def child(mode: str, folder: Path, arg: int) -> dict[str, object]:
+def child(mode: str, folder: Path, arg: int, path: str = "") -> dict[str, object]:
     out = subprocess.run([sys.executable, __file__, "--child", mode, "--folder", str(folder),
-                          "--arg", str(arg)], capture_output=True, text=True, check=True)
+                          "--arg", str(arg), "--path", path], capture_output=True, text=True,
+                         check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -172,8 +251,13 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=100_000)
     parser.add_argument("--million", action="store_true", help="1,000,000 series")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--store", help="a folder to keep the filled store in (reused when "
+                        "it holds one)")
+    parser.add_argument("--partitions", default="1,2,4,8",
+                        help="the simulated partition counts ('' for none)")
     parser.add_argument("--child")
     parser.add_argument("--folder")
+    parser.add_argument("--path", default="")
     parser.add_argument("--arg", type=int, default=0)
     args = parser.parse_args()
     if args.child:
@@ -183,38 +267,59 @@ def main() -> None:
         folder = Path(args.folder)
         run = {"one": lambda: one_process(folder),
                "local": lambda: local_cluster(folder, args.arg),
-               "sim": lambda: simulated(folder, args.arg)}[args.child]
+               "sim": lambda: simulated(folder, args.arg),
+               "part": lambda: part(Path(args.path))}[args.child]
         print(json.dumps(run()))
         return
     series = 1_000_000 if args.million else args.series
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        folder = Path(args.store) if args.store else Path(tmp)
         started = time.perf_counter()
-        fill(folder, series)
-        print(f"{series:,} series × {MONTHS} months stored in "
-              f"{time.perf_counter() - started:.0f} s (SQLite)")
-        one = child("one", folder, 0)
-        local = child("local", folder, args.workers)
-        print("\n| run | first cycle s | steady cycle s | peak RSS MB |")
-        print("|---|---|---|---|")
-        print(f"| one process | {one['first']:.2f} | {one['steady']:.2f} | {one['rss']:.0f} |")
-        workers = ", ".join(f"{w:.0f}" for w in local["workers"])  # type: ignore[attr-defined]
-        print(f"| {args.workers} local workers | {local['first']:.2f} | {local['steady']:.2f} "
-              f"| daemon {local['rss']:.0f}; workers {workers} |")
-        print(f"\nspeed-up (steady): {one['steady'] / local['steady']:.2f}×; "  # type: ignore[operator]
-              f"largest worker's peak RSS: "
-              f"{max(local['workers']) / one['rss']:.0%} of one process's")  # type: ignore[arg-type, operator]
-        print("\n| partitions | CPU s per partition (mean, max) | peak RSS MB | "
-              "write-back share of the cycle | same answers |")
-        print("|---|---|---|---|---|")
-        for n in (1, 2, 4, 8):
-            sim = child("sim", folder, n)
-            cpu = sim["cpu"]
-            share = sim["write_back"] / sim["cycle"]  # type: ignore[operator]
-            print(f"| {n} | {np.mean(cpu):.2f}, {np.max(cpu):.2f} | {sim['rss']:.0f} | "
-                  f"{share:.1%} | {sim['answers'] == one['answers']} |")
-        print(f"\nlocal cluster same answers: {local['answers'] == one['answers']}; "
-              f"transitions: {len(one['answers'])}")  # type: ignore[arg-type]
+        if (folder / "store.db").exists():
+            print(f"{series:,} series × {MONTHS} months: the store in {folder} reused")
+        else:
+            fill(folder, series)
+            print(f"{series:,} series × {MONTHS} months stored in "
+                  f"{time.perf_counter() - started:.0f} s (SQLite)")
+        measure(folder, args.workers,
+                [int(n) for n in args.partitions.split(",") if n.strip()])
+
+
+def measure(folder: Path, workers: int, partitions: list[int]) -> None:
+    one = child("one", folder, 0)
+    local = child("local", folder, workers)
+    print("\nA cycle: first (reads the store) and steady (no new data); wall seconds, "
+          "CPU-seconds of every process in brackets.\n")
+    print("| run | first cycle s | steady cycle s | peak RSS MB |")
+    print("|---|---|---|---|")
+    print(f"| one process | {one['first']:.2f} [{one['first_cpu']:.1f}] | "
+          f"{one['steady']:.2f} [{one['steady_cpu']:.2f}] | {one['rss']:.0f} |")
+    peaks = ", ".join(f"{w:.0f}" for w in local["workers"])  # type: ignore[attr-defined]
+    print(f"| {workers} local workers | {local['first']:.2f} [{local['first_cpu']:.1f}] | "
+          f"{local['steady']:.2f} [{local['steady_cpu']:.2f}] | daemon {local['rss']:.0f}; "
+          f"workers {peaks} |")
+    print(f"\nspeed-up: first cycle {one['first'] / local['first']:.2f}×, "  # type: ignore[operator]
+          f"steady {one['steady'] / local['steady']:.2f}×; largest worker's peak RSS: "  # type: ignore[operator]
+          f"{max(local['workers']) / one['rss']:.0%} of one process's")  # type: ignore[arg-type, operator]
+    print("\nSimulated: each partition evaluated in a fresh process of its own; its "
+          "memory is the process's peak RSS during the task over its RSS before.\n")
+    print("| partitions | CPU s per partition (mean, max) | × 1/N of one | partition "
+          "memory MB (mean, max) | × 1/N of one | write-back share of the cycle (CPU) | "
+          "same answers |")
+    print("|---|---|---|---|---|---|---|")
+    alone: tuple[float, float] | None = None
+    for n in partitions:
+        sim = child("sim", folder, n)
+        cpu = np.array(sim["cpu"])
+        mem = np.array(sim["rss"]) - np.array(sim["base"])
+        if alone is None:
+            alone = (float(cpu.max()), float(mem.max()))
+        share = sim["write_back"] / sim["cycle"]  # type: ignore[operator]
+        print(f"| {n} | {cpu.mean():.2f}, {cpu.max():.2f} | {cpu.max() * n / alone[0]:.2f} | "
+              f"{mem.mean():.0f}, {mem.max():.0f} | {mem.max() * n / alone[1]:.2f} | "
+              f"{share:.1%} | {sim['answers'] == one['answers']} |")
+    print(f"\nlocal cluster same answers: {local['answers'] == one['answers']}; "
+          f"transitions: {len(one['answers'])}")  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

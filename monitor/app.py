@@ -139,6 +139,8 @@ class App:
         self.poller.schedule(self.scheduler)
         self.rules.schedule(self.scheduler, settings.rules.evaluation_interval,
                             settings.rules.watch, settings.rules.watch_interval)
+        if self.rules.engine is not None:  # the worker pool starts with the daemon
+            self.rules.engine.start()
         self.scheduler.add_listener(self._on_job_executed, EVENT_JOB_EXECUTED)
         self.scheduler.start()
         self._clock_watch = ClockWatch(self.registry, self._on_clock_jump)

@@ -28,9 +28,11 @@ One cycle, in order (``monitor.rules.partition`` explains the cut):
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -38,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.alerts.state import AlertRecord, Transition
+from monitor.alerts.state import AlertRecord
 from monitor.logs import get_logger
 from monitor.model import Frequency
 from monitor.rules import sourcehealth
@@ -48,6 +50,7 @@ from monitor.rules.engine import Dataset, Engine, Evaluation, RuleStats
 from monitor.rules.inputs import read_dataset
 from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.partition import PartialTotal, Plan, combine_totals, partial_total, plan
+from monitor.rules.wire import Changes, concat, encode
 from monitor.store import Store
 from monitor.store.partitions import read_partition
 
@@ -82,6 +85,24 @@ class Task:
     milestones: Sequence[Any] = ()
     sources: Mapping[str, frozenset[str]] = field(default_factory=dict)
     version: tuple[object, ...] = ()  # the data's version: a worker reads again when it moves
+    token: str = ""  # the coordinator and its rule set: a worker keeps its state per token
+
+
+@dataclass(frozen=True)
+class Records:
+    """The alert records a partition starts a cycle from: all of them (``base`` -1), or
+    what changed since the state ``base`` the worker kept — the records that are not the
+    ones it holds, and the ids it holds that are gone."""
+
+    base: int
+    epoch: int  # the state the task makes (unique per coordinator token)
+    records: Mapping[str, AlertRecord]
+    removed: tuple[str, ...] = ()
+
+
+class StaleState(Exception):
+    """The worker does not hold the state a task's records are a change of (it is new,
+    or lost that state): the coordinator sends all the records again."""
 
 
 @dataclass
@@ -89,19 +110,44 @@ class PartitionResult:
     """One partition's evaluation, its alerts only (those whose labels it owns)."""
 
     index: int
-    changed: list[AlertRecord]
-    transitions: list[Transition]
+    changes: Changes
     errors: dict[str, str]
     stats: dict[tuple[str, str], RuleStats]
-    matrices: dict[str, Matrix]
+    matrices: dict[str, Matrix] | None  # None: the ones sent before still stand
     seconds: float  # CPU seconds of the task
     series: int
+    epoch: int  # the worker's state after the task (the next task's ``Records.base``)
+
+
+@dataclass
+class _State:
+    """What a worker keeps of one partition between cycles: the rule set it evaluates
+    (one object, so the engine's per-rule caches hold), the engine itself (pivoted
+    matrices, last outcomes, alert rows), the records it ended the last cycle with and
+    the written-back blocks (kept while equal, so the matrices derived from them are)."""
+
+    ruleset: RuleSet
+    rules: dict[tuple[str, str], LoadedRule]
+    engine: Engine
+    stages: int
+    records: dict[str, AlertRecord] = field(default_factory=dict)
+    epoch: int = -1
+    written: dict[str, Block] = field(default_factory=dict)
 
 
 _STORES: dict[str, Store] = {}
 _STORES_LOCK = threading.Lock()
 # A worker keeps the last blocks it read per partition: a steady cycle reads nothing.
 _BLOCKS: dict[tuple[str, int, int, tuple[str, ...]], tuple[tuple[object, ...], Any]] = {}
+# …and its partitions' states, per coordinator token, partition and stage count.
+_STATES: dict[tuple[str, int, int, int], _State] = {}
+
+
+def forget() -> None:
+    """Drop what this process keeps of its partitions (benchmarks: one at a time)."""
+    with _STORES_LOCK:
+        _BLOCKS.clear()
+        _STATES.clear()
 
 
 def _store(url: str) -> Store:
@@ -113,53 +159,101 @@ def _store(url: str) -> Store:
         return store
 
 
-def _dataset(task: Task) -> tuple[RuleSet, Dataset]:
-    ruleset = task.plan.partition_ruleset(task.ruleset, task.stages)
-    base = [name for name, ind in ruleset.indicators.items()
-            if ind.derived is None and name not in task.written]
+def _state(task: Task) -> _State:
+    """Return the kept state of the task's partition, made anew when there is none."""
+    key = (task.token, task.index, task.plan.partitions, task.stages)
+    with _STORES_LOCK:
+        state = _STATES.get(key)
+        if state is None or not task.token:
+            ruleset = task.plan.partition_ruleset(task.ruleset, task.stages)
+            state = _State(ruleset, {}, Engine(ruleset, history=task.history), task.stages)
+            if task.token:
+                _STATES[key] = state
+        return state
+
+
+def _dataset(task: Task, state: _State) -> Dataset:
+    """Return the partition's dataset: its stored series (read once per data version)
+    and the written-back totals (the ones held while equal)."""
+    base = [name for name, ind in task.ruleset.indicators.items() if ind.derived is None]
     key = (task.store_url, task.index, task.plan.partitions, tuple(base))
     with _STORES_LOCK:
         cached = _BLOCKS.get(key)
     if cached is not None and cached[0] == task.version and task.version:
         stored = cached[1]
     else:
-        stored = read_partition(_store(task.store_url), base, task.plan.keeps(task.index))
+        stored = read_partition(_store(task.store_url), base, task.plan.key,
+                                task.plan.keeps(task.index))
         with _STORES_LOCK:
             _BLOCKS[key] = (task.version, stored)
-    blocks: dict[str, Any] = {**stored, **task.written}
-    return ruleset, Dataset(blocks, task.milestones, task.sources)
+    for name, block in task.written.items():  # the same total again: keep the one held
+        held = state.written.get(name)
+        if held is None or not _same_block(held, block):
+            state.written[name] = block
+    blocks: dict[str, Any] = {**stored, **{n: state.written[n] for n in task.written}}
+    return Dataset(blocks, task.milestones, task.sources)
+
+
+def _same_block(a: Block, b: Block) -> bool:
+    return a.labels == b.labels and all(
+        np.array_equal(getattr(a, name), getattr(b, name), equal_nan=name in _FLOATS)
+        for name in ("row", "period", "value", "denominator", "provisional", "revisions"))
+
+
+_FLOATS = ("value", "denominator")
 
 
 def partition_totals(task: Task, names: Sequence[str]) -> dict[str, PartialTotal]:
-    """Return partition ``task.index``'s share of each total in ``names`` (one stage)."""
-    ruleset, dataset = _dataset(task)
-    matrices, _period = Engine(ruleset, history=task.history).matrices(dataset, task.at)
+    """Return partition ``task.index``'s share of each total in ``names`` (one stage),
+    from the matrices of the engine its evaluation then uses (pivoted once: the totals
+    of later stages are still missing here, and empty)."""
+    state = _state(replace(task, stages=len(task.plan.stages)))
+    matrices, _period = state.engine.matrices(_dataset(task, state), task.at)
     out = {}
     for name in names:
-        spec = ruleset.indicators[name].derived
+        spec = task.ruleset.indicators[name].derived
         assert spec is not None and spec.total is not None
         out[name] = partial_total(matrices[spec.total], spec.by)
     return out
 
 
-def evaluate_partition(task: Task, rules: Sequence[LoadedRule],
-                       records: Mapping[str, AlertRecord], now: datetime) -> PartitionResult:
-    """Evaluate ``rules`` over partition ``task.index``'s series; return its own alerts'
-    changes and transitions, its matrices and the rules' health."""
+def evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
+                       now: datetime, matrices: bool) -> PartitionResult:
+    """Evaluate ``rules`` over partition ``task.index``'s series from the records
+    ``given``; return its own alerts' changes and transitions as columns, the rules'
+    health and (when ``matrices``) its matrices. Raises StaleState when ``given`` is a
+    change of a state this worker does not hold."""
     started = time.process_time()
-    ruleset, dataset = _dataset(task)
-    engine = Engine(ruleset, history=task.history)
-    result = engine.evaluate(dataset, task.at, records, rules=rules, now=now)
-    mine = task.plan.keeps(task.index)
+    state = _state(task)
+    if given.base >= 0 and given.base != state.epoch:
+        raise StaleState(f"partition {task.index}: no state {given.base} here")
+    records = dict(given.records) if given.base < 0 else state.records
+    for key in given.removed:
+        records.pop(key, None)
+    if given.base >= 0:
+        records.update(given.records)
+    state.epoch = -1  # until this task finishes, no later one may build on it
+    mine_rules = [state.rules.setdefault((r.group, r.rule.alert), r) for r in rules]
+    dataset = _dataset(task, state)
+    result = state.engine.evaluate(dataset, task.at, records, rules=mine_rules, now=now)
+    def mine(labels: Mapping[str, str]) -> bool:
+        return task.plan.partition_of(labels) == task.index
+
+    changed = [r for r in result.changed if mine(r.labels)]
+    transitions = [t for t in result.transitions if mine(t.labels)]
+    for record in changed:
+        records[record.id] = record
+    state.records = records
+    state.epoch = given.epoch
     keep_whole = task.index == 0  # the written-back series go to the pages once
-    matrices = {name: m for name, m in result.matrices.items()
-                if keep_whole or name not in task.plan.whole}
+    order = {(r.group, r.rule.alert): i for i, r in enumerate(rules)}
     series = sum(m.n for name, m in result.matrices.items() if name not in task.plan.whole)
     return PartitionResult(
-        task.index, [r for r in result.changed if mine(r.labels)],
-        [t for t in result.transitions if mine(t.labels)], dict(result.errors),
-        {key: engine.stats[key] for key in ((r.group, r.rule.alert) for r in rules)},
-        matrices, time.process_time() - started, series)
+        task.index, encode(changed, transitions, order), dict(result.errors),
+        {key: state.engine.stats[key] for key in order},
+        {name: m for name, m in result.matrices.items()
+         if keep_whole or name not in task.plan.whole} if matrices else None,
+        time.process_time() - started, series, state.epoch)
 
 
 class DistributedEngine:
@@ -169,13 +263,23 @@ class DistributedEngine:
         self.store_url = store_url
         self.config = config
         self.history = history
-        self._plans: dict[int, Plan] = {}
+        self._plans: dict[int, tuple[Plan, str]] = {}
         self._client: Any = None
         self._cluster: Any = None
         self.last: list[PartitionResult] = []  # the last cycle's partitions (benchmarks)
         self.write_back_seconds = 0.0  # the last cycle's cross-partition totals, wall time
+        self.resent = 0  # partitions whose records were sent whole again (a worker lost)
         self._generation = 0  # moved by invalidate(): the tasks read the store again
         self._inputs: tuple[tuple[object, ...], Dataset] | None = None
+        self._name = uuid.uuid4().hex  # this coordinator: workers keep state per token
+        self._epochs = itertools.count(1)
+        # per partition: the state its worker holds (epoch, records as sent and returned)
+        self._held: dict[int, tuple[int, dict[str, AlertRecord]]] = {}
+        self._home: dict[str, int] = {}  # alert id -> its partition
+        # the written-back totals and each partition's matrices, per data version
+        self._written: tuple[tuple[object, ...], dict[str, Block]] | None = None
+        self._matrices: dict[int, tuple[tuple[object, ...], dict[str, Matrix]]] = {}
+        self._merged: tuple[tuple[int, ...], dict[str, Matrix]] | None = None
 
     @property
     def distributed(self) -> bool:
@@ -183,12 +287,22 @@ class DistributedEngine:
 
     def plan(self, ruleset: RuleSet) -> Plan:
         """Return the partitioning of ``ruleset`` (worked out once per rule set)."""
+        return self._plan(ruleset)[0]
+
+    def _plan(self, ruleset: RuleSet) -> tuple[Plan, str]:
+        """Return the partitioning of ``ruleset`` and its token (what workers keep their
+        state under); a new rule set gets a new token, and the workers start afresh."""
         found = self._plans.get(id(ruleset))
         if found is None:
-            found = plan(ruleset, self.config.partitions, self.config.partition_by)
-            if found.reason:
-                log.warning("rules evaluated in one partition", reason=found.reason)
+            cut = plan(ruleset, self.config.partitions, self.config.partition_by)
+            if cut.reason:
+                log.warning("rules evaluated in one partition", reason=cut.reason)
+            found = (cut, f"{self._name}:{next(self._epochs)}")
             self._plans = {id(ruleset): found}
+            self._held.clear()
+            self._home.clear()
+            self._matrices.clear()
+            self._written = None
         return found
 
     def inputs(self, store: Store, ruleset: RuleSet, milestone_sources: Sequence[str]
@@ -214,10 +328,28 @@ class DistributedEngine:
         """Run ``fn(task, *args)`` for every task, where configured; results in order."""
         if not self.distributed:
             return [fn(task, *args) for task in tasks]
+        return [f.result() for f in [self._submit(fn, task, *args) for task in tasks]]
+
+    def _submit(self, fn: Callable[..., Any], task: Task, *args: Any) -> Any:
+        """Submit ``fn(task, *args)`` to the worker that keeps partition ``task.index``
+        (another one if it is gone); return its future."""
         client = self.client()
-        futures = [client.submit(fn, task, *args, retries=RETRIES, pure=False)
-                   for task in tasks]
-        return list(client.gather(futures))
+        workers = sorted(client.scheduler_info()["workers"])
+        home = [workers[task.index % len(workers)]] if workers else None
+        return client.submit(fn, task, *args, retries=RETRIES, pure=False, workers=home,
+                             allow_other_workers=True)
+
+    def start(self) -> None:
+        """Start the local cluster, or connect to the scheduler, before the first cycle
+        (with the daemon, so a cycle never waits for workers to start). A scheduler that
+        cannot be reached is logged; the first cycle tries again."""
+        if not self.distributed:
+            return
+        try:
+            self.client()
+        except OSError as exc:
+            log.error("distributed engine not reachable; the first cycle retries",
+                      scheduler=self.config.scheduler, error=str(exc))
 
     def client(self) -> Any:
         """Return the Dask client, connecting (or starting the local cluster) on first use.
@@ -233,6 +365,8 @@ class DistributedEngine:
             else:
                 self._client = Client(  # type: ignore[no-untyped-call]
                     self.config.scheduler, timeout=30)
+            # The workers import the engine now, not in the first cycle's tasks.
+            self._client.run(_warm)
             log.info("distributed engine connected", scheduler=self._client.scheduler.address,
                      workers=len(self._client.scheduler_info()["workers"]))
         return self._client
@@ -244,6 +378,7 @@ class DistributedEngine:
         if self._cluster is not None:
             self._cluster.close()
         self._client = self._cluster = None
+        self._held.clear()
 
     # --- one cycle ---------------------------------------------------------------------
 
@@ -253,66 +388,142 @@ class DistributedEngine:
         daemon persists (``Evaluator.run``'s contract)."""
         ruleset = evaluator.ruleset
         holds = evaluator.holds(dataset.sources, records, cycle)
-        cut = self.plan(ruleset)
+        cut, token = self._plan(ruleset)
         n = cut.partitions
         version = self._inputs[0] if self._inputs is not None else ()
         base = Task(self.store_url, ruleset, cut, 0, cycle.at, self.history, 0, {},
-                    list(dataset.milestones), dict(dataset.sources), version)
+                    list(dataset.milestones), dict(dataset.sources), version, token)
         # 1. the cross-partition totals, stage by stage, written back for what follows
+        # (the same data as of the same time: the same totals, asked of no worker)
         started = time.perf_counter()
-        written: dict[str, Block] = {}
-        for number, stage in enumerate(cut.stages):
-            tasks = [replace(base, index=i, stages=number, written=dict(written))
-                     for i in range(n)]
-            shares: list[dict[str, PartialTotal]] = self._map(partition_totals, tasks, stage)
-            for name in stage:
-                written[name] = combine_totals([share[name] for share in shares])
+        data = (version, cycle.at) if version else None
+        if data is not None and self._written is not None and self._written[0] == data:
+            written = self._written[1]
+        else:
+            written = {}
+            for number, stage in enumerate(cut.stages):
+                tasks = [replace(base, index=i, stages=number, written=dict(written))
+                         for i in range(n)]
+                shares: list[dict[str, PartialTotal]] = self._map(partition_totals, tasks,
+                                                                   stage)
+                for name in stage:
+                    written[name] = combine_totals([share[name] for share in shares])
+            self._written = (data, written) if data is not None else None
         self.write_back_seconds = time.perf_counter() - started
-        # 2. every partition evaluates its series
+        # 2. every partition evaluates its series, from its records
         keys = {(r.group, r.rule.alert) for r in holds.evaluated}
         own: list[dict[str, AlertRecord]] = [{} for _ in range(n)]
         for key, record in records.items():
             if (record.group, record.rule) in keys and not sourcehealth.is_health_record(record):
-                own[cut.partition_of(record.labels)][key] = record
-        tasks = [replace(base, index=i, stages=len(cut.stages), written=written)
-                 for i in range(n)]
-        if self.distributed:
-            results: list[PartitionResult] = list(self.client().gather([
-                self.client().submit(evaluate_partition, task, holds.evaluated, own[i],
-                                     cycle.now, retries=RETRIES, pure=False)
-                for i, task in enumerate(tasks)]))
-        else:
-            results = [evaluate_partition(task, holds.evaluated, own[i], cycle.now)
-                       for i, task in enumerate(tasks)]
+                own[self._partition(cut, record)][key] = record
+        epoch = next(self._epochs)
+        task = replace(base, stages=len(cut.stages), written=written)
+        results = self._evaluate(task, holds.evaluated, own, epoch, cycle.now, data)
         self.last = results
         # 3. merged, then settled as any cycle is
-        merged = _merge(ruleset, results, records, holds.evaluated, cycle)
+        merged = self._merge(ruleset, results, records, holds.evaluated, cycle)
+        for result in results:  # what each worker now holds: its records and its changes
+            self._held[result.index] = (result.epoch, own[result.index])
+        for record in merged.changed:
+            own[self._partition(cut, record)][record.id] = record
         _add_stats(evaluator, results, holds.evaluated, cycle.now)
         return evaluator.settle(merged, holds, records, cycle)
 
+    def _partition(self, cut: Plan, record: AlertRecord) -> int:
+        """Return the partition that owns ``record`` (worked out once per alert)."""
+        home = self._home.get(record.id)
+        if home is None:
+            home = self._home[record.id] = cut.partition_of(record.labels)
+        return home
 
-def _merge(ruleset: RuleSet, results: Sequence[PartitionResult],
-           records: Mapping[str, AlertRecord], rules: Sequence[LoadedRule],
-           cycle: Cycle) -> Evaluation:
-    order = {(r.group, r.rule.alert): i for i, r in enumerate(rules)}
-    out = Evaluation(cycle.at, Frequency.MONTHLY.ordinal(cycle.at.date()), {}, dict(records),
-                     evaluated_at=cycle.now)
-    for part in results:
-        for record in part.changed:
+    def _evaluate(self, task: Task, rules: Sequence[LoadedRule],
+                  own: Sequence[dict[str, AlertRecord]], epoch: int, now: datetime,
+                  data: tuple[object, ...] | None) -> list[PartitionResult]:
+        """Run every partition's evaluation; return their results in partition order.
+
+        Each is sent only what changed in its records since the state its worker keeps,
+        and asked for its matrices only when the data moved since it last sent them. A
+        worker that does not keep that state (new, or it took over from a lost one) says
+        so, and is sent all its records."""
+        def given(i: int, whole: bool) -> Records:
+            held = None if whole else self._held.get(i)
+            if held is None:
+                return Records(-1, epoch, own[i])
+            before = held[1]
+            return Records(held[0], epoch,
+                           {k: r for k, r in own[i].items() if before.get(k) is not r},
+                           tuple(k for k in before if k not in own[i]))
+
+        def wants(i: int) -> bool:
+            kept = self._matrices.get(i)
+            return data is None or kept is None or kept[0] != data
+
+        tasks = [replace(task, index=i) for i in range(len(own))]
+        out: list[PartitionResult] = []
+        if not self.distributed:
+            for i, t in enumerate(tasks):
+                try:
+                    out.append(evaluate_partition(t, rules, given(i, False), now, wants(i)))
+                except StaleState:
+                    self.resent += 1
+                    out.append(evaluate_partition(t, rules, given(i, True), now, wants(i)))
+        else:
+            futures = [self._submit(evaluate_partition, t, rules, given(i, False), now,
+                                    wants(i)) for i, t in enumerate(tasks)]
+            for i, future in enumerate(futures):
+                try:
+                    out.append(future.result())
+                except StaleState:
+                    self.resent += 1
+                    out.append(self._submit(evaluate_partition, tasks[i], rules,
+                                            given(i, True), now, wants(i)).result())
+        for result in out:
+            if result.matrices is not None:
+                self._matrices[result.index] = (data or (), result.matrices)
+        return out
+
+    def _merge(self, ruleset: RuleSet, results: Sequence[PartitionResult],
+               records: Mapping[str, AlertRecord], rules: Sequence[LoadedRule],
+               cycle: Cycle) -> Evaluation:
+        """Return the partitions' results as one evaluation: their columns concatenated
+        in the rules' order, then made into records and transitions once; the matrices
+        side by side (the last ones again when no partition sent new ones)."""
+        out = Evaluation(cycle.at, Frequency.MONTHLY.ordinal(cycle.at.date()), {},
+                         dict(records), evaluated_at=cycle.now)
+        changes = concat([part.changes for part in results])
+        out.changed, out.transitions = changes.build(cycle.now)
+        if changes.odd:  # in the rules' order, as one process steps them
+            order = {(r.group, r.rule.alert): i for i, r in enumerate(rules)}
+            out.transitions.sort(key=lambda t: order.get((t.group, t.rule), len(order)))
+        for record in out.changed:
             out.records[record.id] = record
-        out.changed.extend(part.changed)
-        out.transitions.extend(part.transitions)
-        for rule, error in part.errors.items():
-            out.errors.setdefault(rule, error)
-    # In the rules' order, as one process steps them.
-    out.transitions.sort(key=lambda t: order.get((t.group, t.rule), len(order)))
-    out.changed.sort(key=lambda r: order.get((r.group, r.rule), len(order)))
-    names = list(ruleset.indicators)
-    for name in names:
-        parts = [p.matrices[name] for p in results if name in p.matrices]
-        if parts:
-            out.matrices[name] = replace(stack(parts), indicator=ruleset.indicators[name])
-    return out
+        for part in results:
+            for rule, error in part.errors.items():
+                out.errors.setdefault(rule, error)
+        out.matrices = self._stacked(ruleset, len(results))
+        return out
+
+    def _stacked(self, ruleset: RuleSet, n: int) -> dict[str, Matrix]:
+        """Return every partition's matrices side by side (for the pages), stacked again
+        only when a partition sent new ones."""
+        parts = [self._matrices[i][1] for i in range(n) if i in self._matrices]
+        ids = tuple(id(p) for p in parts)
+        if self._merged is not None and self._merged[0] == ids:
+            return self._merged[1]
+        out = {}
+        for name in ruleset.indicators:
+            pieces = [p[name] for p in parts if name in p]
+            if pieces:
+                out[name] = replace(stack(pieces), indicator=ruleset.indicators[name])
+        self._merged = (ids, out)
+        return out
+
+
+def _warm() -> int:
+    """Return the worker's process id. Run on every worker as the pool starts: unpickling
+    it imports this module and with it the engine, which the first cycle's tasks would
+    otherwise wait for."""
+    return os.getpid()
 
 
 def _add_stats(evaluator: Evaluator, results: Sequence[PartitionResult],

@@ -63,9 +63,13 @@ class Plan:
 
     def partition_of(self, labels: Mapping[str, str]) -> int:
         """Return the partition of a series (or of an alert, by its labels)."""
+        return self.partition_of_key([labels.get(name, "") for name in self.key])
+
+    def partition_of_key(self, values: Sequence[str]) -> int:
+        """Return the partition of a series whose key labels have ``values`` (in the
+        key's order; an absent label is the empty string)."""
         if self.partitions <= 1:
             return 0
-        values = [labels.get(name, "") for name in self.key]
         for value in values:
             bucket = self.peers.get(value)
             if bucket is not None:
@@ -73,7 +77,8 @@ class Plan:
         return zlib.crc32(SEP.join(values).encode()) % self.partitions
 
     def keeps(self, index: int) -> _Keep:
-        """Return the series filter of partition ``index`` (picklable)."""
+        """Return the series filter of partition ``index`` on the key labels' values
+        (picklable): what a store reads a partition with."""
         return _Keep(self, index)
 
     def partition_ruleset(self, ruleset: RuleSet, stages: int | None = None) -> RuleSet:
@@ -93,8 +98,8 @@ class _Keep:
     plan: Plan
     index: int
 
-    def __call__(self, labels: Mapping[str, str]) -> bool:
-        return self.plan.partition_of(labels) == self.index
+    def __call__(self, values: Sequence[str]) -> bool:
+        return self.plan.partition_of_key(values) == self.index
 
 
 def _totals(ruleset: RuleSet) -> set[str]:

@@ -3,8 +3,9 @@
 A worker is handed the store's URL and its partition's series filter, never the data,
 and reads only its share, so its memory follows its share:
 
-1. read the series (id, indicator, labels) of the indicators, keep those the filter
-   accepts (the filter is the rules' partition function; the store knows no rules);
+1. read the series (id, indicator, labels, and the values of the key labels taken out
+   by the database) of the indicators, keep those whose key values the filter accepts
+   (the filter is the rules' partition function; the store knows no rules);
 2. read the kept series' observations — on PostgreSQL with one array parameter
    (``= ANY``), on SQLite through a temporary table filled in bulk — never one bound
    parameter per series in a statement;
@@ -13,34 +14,44 @@ and reads only its share, so its memory follows its share:
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from monitor.store import Store
 from monitor.store.observations import SeriesBlock, _blocks, _Columns, _pg_columns
 
-SeriesFilter = Callable[[Mapping[str, str]], bool]
+KeyFilter = Callable[[Sequence[str]], bool]
 
 
-def read_partition(store: Store, indicator_ids: list[str],
-                   keep: SeriesFilter) -> dict[str, SeriesBlock]:
-    """Return one block per indicator of ``indicator_ids`` holding the series ``keep``
-    accepts; indicators without such observations are absent."""
+def read_partition(store: Store, indicator_ids: list[str], key: Sequence[str],
+                   keep: KeyFilter) -> dict[str, SeriesBlock]:
+    """Return one block per indicator of ``indicator_ids`` holding the series whose
+    ``key`` labels' values (absent: the empty string) ``keep`` accepts; indicators
+    without such observations are absent."""
     if not indicator_ids:
         return {}
     marks = ",".join("?" * len(indicator_ids))
     pg = not store.is_sqlite
+    # The key's values are taken out of the labels by the database: the series a
+    # partition does not keep are never parsed here (a JSON parse each is most of it).
+    if pg:
+        values = "".join(", labels::json ->> ?" for _ in key)
+        args: list[object] = [*key, *indicator_ids]
+    else:
+        values = "".join(", json_extract(labels, ?)" for _ in key)
+        args = [*(f'$."{name}"' for name in key), *indicator_ids]
     with store.engine.connect() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None
         cur = raw.cursor()
         try:
-            sql = (f"SELECT id, indicator_id, labels FROM series WHERE indicator_id IN "  # noqa: S608
-                   f"({marks}) ORDER BY indicator_id, id")
-            cur.execute(sql.replace("?", "%s") if pg else sql, list(indicator_ids))
-            series = [row for row in cur.fetchall() if keep(json.loads(row[2]))]
+            sql = (f"SELECT id, indicator_id, labels{values} FROM series "  # noqa: S608
+                   f"WHERE indicator_id IN ({marks}) ORDER BY indicator_id, id")
+            cur.execute(sql.replace("?", "%s") if pg else sql, args)
+            width = len(key)
+            series = [row[:3] for row in cur.fetchall()
+                      if keep([value or "" for value in row[3:3 + width]])]
             if not series:
                 return {}
             ids = [int(row[0]) for row in series]

@@ -115,10 +115,15 @@ def test_a_worker_killed_mid_cycle_loses_no_transition_and_doubles_no_notificati
                     return
                 os._exit(1)
 
+    engines: list[Any] = []
+
     def arm(app: Any) -> None:
+        engines.append(app.rules.engine)
         app.rules.engine.client().register_plugin(DieOnce(), name="die-once")
 
     transitions, written = _run(tmp_path / "cluster", LOCAL_CLUSTER, arm)
     assert marker.exists()  # a worker did die mid-cycle
+    # the worker that took its partition over did not keep its records: it was sent them
+    assert engines[0].resent >= 1
     assert transitions == in_process[0]
     assert written == in_process[1]  # every transition stored once; outbox identical

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from monitor.model import Observation, labels_of, month
+from monitor.rules import distributed
 from monitor.rules.cycle import Cycle, Evaluator
 from monitor.rules.data import Grid, Matrix, from_block, group_total
 from monitor.rules.distributed import DistributedEngine, EngineConfig
@@ -143,7 +144,12 @@ def test_partial_totals_add_up_to_the_one_process_total() -> None:
         np.testing.assert_array_equal(back.values[order], whole.values)
 
 
-def test_a_partitioned_cycle_decides_what_one_process_decides(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lost", [
+    pytest.param(False, id="workers-keep-their-state"),
+    pytest.param(True, id="a-worker-loses-its-state-and-a-cycle-is-not-saved"),
+])
+def test_a_partitioned_cycle_decides_what_one_process_decides(tmp_path: Path,
+                                                              lost: bool) -> None:
     ruleset = _rules(tmp_path)
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     rng = random.Random(3)
@@ -160,19 +166,36 @@ def test_a_partitioned_cycle_decides_what_one_process_decides(tmp_path: Path) ->
     mine: dict = {}  # type: ignore[type-arg]
     theirs: dict = {}  # type: ignore[type-arg]
     seen = 0
-    for period in range(start + 12, start + 36):
+    for number, period in enumerate(range(start + 12, start + 36)):
         cycle = Cycle(at=month_end(period), now=month_end(period))
         a = one.run(dataset, mine, cycle)
+        if lost and number % 5 == 2:
+            distributed.forget()  # every worker lost what it kept: it is sent everything
+        if lost and number % 7 == 3:  # the daemon could not save this cycle: it runs again
+            engine.run(parted, engine.inputs(store, ruleset, []), theirs, cycle)
         b = engine.run(parted, engine.inputs(store, ruleset, []), theirs, cycle)
-        mine, theirs = a.records, b.records
+        again = engine.run(parted, engine.inputs(store, ruleset, []), b.records, cycle)
+        assert not again.transitions  # a steady cycle: nothing new, nothing read or sent
+        assert again.matrices is b.matrices
+        mine, theirs = a.records, again.records
         assert sorted((t.alert_id, t.to_state, t.value, t.explanation, t.annotations.items())
                       for t in b.transitions) == \
             sorted((t.alert_id, t.to_state, t.value, t.explanation, t.annotations.items())
                    for t in a.transitions)
+        assert sorted(b.changed, key=lambda r: r.id) == sorted(a.changed, key=lambda r: r.id)
         assert not a.errors and not b.errors
         seen += len(a.transitions)
     assert seen > 20
     assert {r.rule for r in mine.values()} == {"BurglaryUpRobberyDown", "LondonBurglaryUp",
                                                "UpWhileLondonUp", "LastInFamily"}
     assert [p.series > 0 for p in engine.last] == [True, True, True]
+    # each partition was sent all its records again after every loss (5 losses × 3)
+    assert engine.resent == (15 if lost else 0)
+    for name in ("burglary", "london"):  # the pages see the series one process sees
+        assert _rows(b.matrices[name]) == _rows(a.matrices[name])
     store.close()
+
+
+def _rows(m: Matrix) -> list[tuple[str, list[float]]]:
+    return sorted(zip(map(str, m.labels), np.nan_to_num(m.values, nan=-1.0).tolist(),
+                      strict=True))
