@@ -84,19 +84,28 @@ def _path(runs: list[list[tuple[float, float]]]) -> str:
 def _step_path(xs: Sequence[float], ys: Sequence[float | None], half: float) -> str:
     """Return a stepped line: each value spans its own period (half a step either side).
 
-    The line never reaches past the first and last points.
+    The line never reaches past the first and last points. A run of periods at one value
+    is one segment (limits and targets are flat for years: one vertex per period would
+    be dozens of points a renderer parses and strokes for nothing).
     """
-    parts, prev = [], None
+    parts: list[str] = []
     first, last = (xs[0], xs[-1]) if xs else (0.0, 0.0)
+    run: tuple[float, float, float] | None = None  # (left, right, y) of the open segment
     for x, y in zip(xs, ys, strict=True):
         if y is None:
-            prev = None
+            if run is not None:
+                parts.append(f"M{run[0]:.1f} {run[2]:.1f} L{run[1]:.1f} {run[2]:.1f}")
+            run = None
             continue
         left, right = max(first, x - half), min(last, x + half)
-        if prev is None or prev != y:
-            parts.append(f"M{left:.1f} {y:.1f}")
-        parts.append(f"L{right:.1f} {y:.1f}")
-        prev = y
+        if run is not None and run[2] == y:
+            run = (run[0], right, y)
+            continue
+        if run is not None:
+            parts.append(f"M{run[0]:.1f} {run[2]:.1f} L{run[1]:.1f} {run[2]:.1f}")
+        run = (left, right, y)
+    if run is not None:
+        parts.append(f"M{run[0]:.1f} {run[2]:.1f} L{run[1]:.1f} {run[2]:.1f}")
     return " ".join(parts)
 
 
@@ -212,7 +221,10 @@ def chart(detail: SeriesDetail, *, width: int = 960, height: int = 340,
     points are filled with their variation's colour (blue improvement, orange concern,
     purple neither); provisional points are hollow. ``at`` (``2008-07``) highlights that
     period with a band behind it and a ring round its point. ``print_points`` (the PDF
-    pack) marks only the special-cause and provisional points.
+    pack) marks only the special-cause and provisional points, and names the chart with
+    ``aria-label`` instead of ``<title>`` and ``<desc>`` elements, without a hover title
+    per point: paper has no hover, and WeasyPrint spends as long on those elements as on
+    the lines and text it draws.
     """
     points = chart_points(detail)
     if not any(p.value is not None for p in points):
@@ -234,10 +246,16 @@ def chart(detail: SeriesDetail, *, width: int = 960, height: int = 340,
     def y(v: float) -> float:
         return top + (hi - v) / (hi - lo) * plot_h
 
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-labelledby="chart-title chart-desc" preserveAspectRatio="xMidYMid meet">',
-             f'<title id="chart-title">{escape(detail.indicator.name)}</title>',
-             f'<desc id="chart-desc">{escape(_chart_description(detail, points))}</desc>']
+    if print_points:
+        name = f"{detail.indicator.name}: {_chart_description(detail, points)}"
+        parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+                 f'aria-label="{escape(name)}" preserveAspectRatio="xMidYMid meet">']
+    else:
+        parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+                 f'aria-labelledby="chart-title chart-desc" '
+                 f'preserveAspectRatio="xMidYMid meet">',
+                 f'<title id="chart-title">{escape(detail.indicator.name)}</title>',
+                 f'<desc id="chart-desc">{escape(_chart_description(detail, points))}</desc>']
     marked = next((i for i, p in enumerate(points) if at and p.key == at), None)
     if marked is not None:
         half = max(step / 2, 4.0)
@@ -277,10 +295,11 @@ def chart(detail: SeriesDetail, *, width: int = 960, height: int = 340,
         radius = 4.5 if p.variation else 3
         label = p.period + (f": special cause ({SPECIAL_RULES.get(p.special, 'rule')}), "
                             f"{p.variation}" if p.variation else "")
-        parts.append(f'<circle cx="{x(i):.1f}" cy="{y(p.value):.1f}" r="{radius}" '
-                     f'fill="{fill}" stroke="{colour}" stroke-width="1.6" '
-                     f'data-special="{p.special}" data-variation="{escape(p.category)}">'
-                     f'<title>{escape(label)}</title></circle>')
+        circle = (f'<circle cx="{x(i):.1f}" cy="{y(p.value):.1f}" r="{radius}" '
+                  f'fill="{fill}" stroke="{colour}" stroke-width="1.6" '
+                  f'data-special="{p.special}" data-variation="{escape(p.category)}"')
+        parts.append(f"{circle}/>" if print_points
+                     else f"{circle}><title>{escape(label)}</title></circle>")
     marked_value = points[marked].value if marked is not None else None
     if marked is not None and marked_value is not None:
         parts.append(f'<circle class="at-ring" cx="{x(marked):.1f}" '

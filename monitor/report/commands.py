@@ -61,7 +61,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                           organisation=chosen.organisation)
     finally:
         store.close()
-    data = render(pack, args.format)
+    data = render(pack, [args.format])[args.format]
     if args.out == "-" and args.format == "html":
         sys.stdout.write(data.decode("utf-8"))
     elif args.out == "-":

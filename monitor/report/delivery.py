@@ -6,7 +6,8 @@ schedule (:mod:`monitor.schedule`) which occurrence is due: the latest one withi
 
 1. evaluates the month once (:func:`monitor.report.generate.month_pack`: the month in
    ``rules.as_of``, else the month before the occurrence's day) and renders every format
-   from that one pack;
+   from that one pack (:func:`monitor.report.generate.render`, as ``monitor report``
+   does: one HTML document for html and pdf, the workbook in a worker process);
 2. writes the files into the report's directory (a temporary name, then a rename: a
    crash never leaves half a file under the real name);
 3. in one store transaction: checks the occurrence is still not done, queues one
@@ -139,9 +140,9 @@ class Reports:
             return 0
         directory = Path(report.directory)
         files = []
-        for fmt in report.formats:
+        for fmt, data in render(pack, report.formats).items():
             path = (directory / file_name(report.name, pack.period, fmt)).resolve()
-            write_atomically(path, render(pack, fmt))
+            write_atomically(path, data)
             files.append(str(path))
         external = settings.server.external_url.rstrip("/")
         note = ReportNote(report.name, report.title, pack.period, pack.data_to,

@@ -1,7 +1,8 @@
 """The monthly performance pack as a view model: cover, exceptions, scorecard, SPC charts.
 
 :func:`build_pack` is pure: it takes what two evaluations published — the month's
-scorecard rows and alerts, and the previous month's rows — and decides only what goes
+scorecard rows and alerts, and each series' status and SPC variation the month before
+(:func:`previous_of`: the previous month's snapshot frames) — and decides only what goes
 on which page. Every value, status, icon and comment is a published one
 (:class:`~monitor.rules.snapshot.SeriesDetail`); nothing is recomputed here.
 
@@ -23,12 +24,12 @@ model):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from monitor.model import Alert, AlertState, Status
-from monitor.rules.snapshot import SeriesDetail, SeriesPoint
+from monitor.model import STATUS_CODES, Alert, AlertState, Status
+from monitor.rules.snapshot import IndicatorFrame, SeriesDetail, SeriesPoint
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 ATTENTION = (Status.RED, Status.AMBER)
@@ -54,6 +55,34 @@ def key_of(detail: SeriesDetail) -> SeriesKey:
 def special(detail: SeriesDetail) -> bool:
     """True when the headline period's point is a special cause."""
     return detail.spc_icon != "common_cause"
+
+
+@dataclass(frozen=True)
+class Before:
+    """A series as the previous month's evaluation published it: all the exceptions
+    page compares with."""
+
+    status: Status
+    spc_icon: str
+
+
+def previous_of(frames: Mapping[str, IndicatorFrame]) -> dict[SeriesKey, Before]:
+    """Return each series' status and SPC variation from a month's snapshot frames (the
+    values its scorecard rows carry: ``IndicatorFrame.status`` and ``.spc`` are what
+    ``SeriesDetail.status`` and ``.spc_icon`` are made from), by series key.
+
+    The frames are published with every evaluation; building the previous month's full
+    scorecard rows (history, limits, comments) only to read two fields of each would
+    double the pack's evaluation time.
+    """
+    statuses = {code: Status(name) for name, code in STATUS_CODES.items()}
+    out: dict[SeriesKey, Before] = {}
+    for indicator, frame in frames.items():
+        for i, labels in enumerate(frame.labels):
+            spc = str(frame.spc[i]) if frame.spc is not None else "common_cause"
+            out[indicator, tuple(sorted(labels.items()))] = Before(
+                statuses[int(frame.status[i])], spc)
+    return out
 
 
 @dataclass(frozen=True)
@@ -178,6 +207,15 @@ def series_alerts(detail: SeriesDetail, alerts: Sequence[Alert]) -> tuple[Alert,
                  and all(a.labels.get(k) == v for k, v in detail.labels.items()))
 
 
+def _alerts_by_series(alerts: Sequence[Alert]) -> Callable[[SeriesDetail], tuple[Alert, ...]]:
+    """Return :func:`series_alerts` over ``alerts`` grouped by indicator first (3,300 rows
+    against every alert of the month, one indicator's at a time)."""
+    by_indicator: dict[str, list[Alert]] = {}
+    for alert in alerts:
+        by_indicator.setdefault(alert.labels.get("indicator", ""), []).append(alert)
+    return lambda detail: series_alerts(detail, by_indicator.get(detail.indicator.id, ()))
+
+
 def signals(points: Sequence[SeriesPoint]) -> tuple[Signal, ...]:
     """The special-cause points as published, grouped by rule and variation in the order
     each first appears; periods oldest first."""
@@ -212,17 +250,18 @@ def worst_first(series: Sequence[Attention]) -> list[Attention]:
 
 def build_pack(*, title: str, organisation: str, period: str, previous_period: str,
                data_to: str, generated_at: datetime, rows: Sequence[SeriesDetail],
-               alerts: Sequence[Alert], previous_rows: Sequence[SeriesDetail]) -> Pack:
+               alerts: Sequence[Alert], previous: Mapping[SeriesKey, Before]) -> Pack:
     """Return the pack of the month's published ``rows`` and ``alerts`` against the
-    previous month's published ``previous_rows``."""
+    previous month's published status and SPC variation of each series (``previous``,
+    from :func:`previous_of`; a series missing from it was not reported then)."""
     active = tuple(a for a in alerts if a.state in (AlertState.FIRING, AlertState.PENDING)
                    and a.labels.get("indicator"))
-    before: Mapping[SeriesKey, SeriesDetail] = {key_of(r): r for r in previous_rows}
+    fired_by = _alerts_by_series(active)
     exceptions: list[Change] = []
     attention: dict[str, list[Attention]] = {}
     for row in rows:
-        old = before.get(key_of(row))
-        fired = series_alerts(row, active)
+        old = previous.get(key_of(row))
+        fired = fired_by(row)
         changed = old is None or old.status is not row.status
         new_special = special(row) and (old is None or old.spc_icon != row.spc_icon)
         if changed or special(row):

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from monitor.report import html
-from monitor.report.pack import Pack
 
-
-def render(pack: Pack) -> bytes:
-    """Return the PDF of ``pack``: the HTML document of :func:`monitor.report.html.render`."""
+def render(document: str) -> bytes:
+    """Return the PDF of ``document``, the pack's HTML (:func:`monitor.report.html.render`:
+    rendered once, whether or not the HTML is also written)."""
     import weasyprint
 
     # WeasyPrint logs every CSS property it does not know at WARNING; the pack's CSS is
@@ -17,6 +15,5 @@ def render(pack: Pack) -> bytes:
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     logging.getLogger("fontTools").setLevel(logging.ERROR)
     logging.getLogger("weasyprint.progress").setLevel(logging.ERROR)
-    document = weasyprint.HTML(string=html.render(pack))
-    pdf: bytes = document.write_pdf()
+    pdf: bytes = weasyprint.HTML(string=document).write_pdf()
     return pdf

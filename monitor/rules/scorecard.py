@@ -198,15 +198,14 @@ def _points(m: Matrix, i: int, one: Matrix, h: Headline, spc: stats.SpcResult | 
     spread = n_level if _adds_up(one) else 1
     categories = stats.spc_categories(spc)[0] if spc is not None else None
     mean, lower, upper = stats.point_limits(spc) if spc is not None else (None, None, None)
-    freq = Frequency(ind.frequency)
+    columns = _columns(m, end)
     out = []
     for j in range(int(present[0]), end + 1):
-        period = one.grid.period(j)
         level, _ = _window(m, j, n_level)  # every row's at once, once per cycle
         level_target = _level_target(m, i, j, h.n)
         charted = categories is not None and j < len(categories)
         out.append(SeriesPoint(
-            period=freq.label(period), period_text=period_text(ind, period),
+            period=columns[j][0], period_text=columns[j][1],
             value=_num(float(values[j])),
             target=None if level_target is None else level_target / spread,
             level=_num(float(level[i])), level_target=level_target,
@@ -247,20 +246,39 @@ def _num(value: float | None) -> float | None:
 
 def _level_target(m: Matrix, i: int, col: int, n: int) -> float | None:
     """The target expressed as a level at ``col`` (change targets applied to a year ago)."""
+    value = float(_level_targets(m, col, n)[i])
+    return None if np.isnan(value) else value
+
+
+def _level_targets(m: Matrix, col: int, n: int) -> FloatArray:
+    """Every row's target as a level at ``col``, NaN where there is none; computed once
+    per matrix and column (each row's chart reads every column of it)."""
+
+    def make() -> FloatArray:
+        ind = m.indicator
+        fy = financial_year(m.grid.period(col), ind.fy_start_month)
+        target = ind.target_for(fy)
+        if target is None or target.kind == "none" or target.value is None:
+            return np.full(m.n, np.nan)
+        if target.kind == "level":
+            return np.full(m.n, float(target.value))
+        before, _ = _window(m, col - n, n)
+        base = np.asarray(before, dtype=np.float64)
+        if target.kind == "change_pct":
+            return base * (1 + target.value / 100)
+        return base + target.value
+
+    return _memo(m, ("level_targets", col, n), make)
+
+
+def _columns(m: Matrix, end: int) -> list[tuple[str, str]]:
+    """Each column's period to ``end`` as a point names it (``2008-07``, ``Jul-08``):
+    once per matrix, not once per row."""
     ind = m.indicator
-    fy = financial_year(m.grid.period(col), ind.fy_start_month)
-    target = ind.target_for(fy)
-    if target is None or target.kind == "none" or target.value is None:
-        return None
-    if target.kind == "level":
-        return float(target.value)
-    before, _ = _window(m, col - n, n)
-    base = float(before[i])
-    if np.isnan(base):
-        return None
-    if target.kind == "change_pct":
-        return base * (1 + target.value / 100)
-    return base + target.value
+    freq = Frequency(ind.frequency)
+    return _memo(m, ("columns", end), lambda: [
+        (freq.label(period), period_text(ind, period))
+        for period in (m.grid.period(j) for j in range(end + 1))])
 
 
 def target_year(m: Matrix) -> int:

@@ -6,8 +6,11 @@ its text is read back with pdftotext and its pages rendered with pdftoppm.
 
 from __future__ import annotations
 
+import html
 import re
+import subprocess
 from collections import Counter
+from pathlib import Path
 
 from PIL import Image
 
@@ -135,3 +138,36 @@ def test_an_spc_chart_page_draws_the_values_the_target_and_the_special_causes(
     text = words(pages[number - 1])
     assert "Special cause improvement: low values" in text
     assert "Signals" in text and "Jul-08" in text
+
+
+def _words(pdf: Path, page: int) -> list[tuple[str, float, float, float]]:
+    """Return each word of page ``page`` with its left, right and top (pdftotext -bbox)."""
+    xhtml = subprocess.run(["pdftotext", "-bbox", "-f", str(page), "-l", str(page), str(pdf),
+                            "-"], check=True, capture_output=True, text=True).stdout
+    return [(html.unescape(word), float(x0), float(x1), float(y0)) for x0, y0, x1, word in
+            re.findall(r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" '
+                       r'yMax="[\d.]+">([^<]*)</word>', xhtml)]
+
+
+def scorecard_overflow(pdf: Path, page: int, cell_words: set[str]) -> list[str]:
+    """Return the words of the latest data cells (``cell_words``: the values and their
+    windows) on a scorecard page that start in the "Latest data" column and run on into
+    the Target column, as a nowrap window ("rolling year to Jun-08") did."""
+    words = _words(pdf, page)
+    latest = min(x0 for w, x0, _, _ in words if w == "Latest")
+    target = min(x0 for w, x0, _, _ in words if w == "Target")
+    return [w for w, x0, x1, _ in words
+            if w in cell_words and latest <= x0 < target and x1 > target - 1]
+
+
+def test_the_scorecard_s_latest_data_and_its_window_stay_inside_their_column(
+        packs: Packs) -> None:
+    rows = packs.eval_json["scorecard"]
+    cell_words = {w for row in rows for w in f"{row['value_text']} {row['window']}".split()}
+    pages = packs.page_texts()
+    numbers = [i + 1 for i, p in enumerate(pages) if is_part(p, "Scorecard")]
+    windows = 0
+    for number in numbers:
+        assert scorecard_overflow(packs.pdf, number, cell_words) == [], number
+        windows += sum(w == "rolling" for w, *_ in _words(packs.pdf, number))
+    assert windows >= 8  # the windows are there, and were looked at
