@@ -26,9 +26,10 @@ For each store and size, in a process of its own (so peak RSS is its own), it pr
   (its poll is the "month ingest" column);
 - alerts firing after the first cycle, messages the webhook received, peak RSS.
 
-``--million`` adds 1,000,000 series. ``--profile FILE`` writes a cProfile of the
-steady and new-month cycles of the largest size (first store) to FILE and prints the top
-functions. PostgreSQL runs on a database created (and dropped) at
+``--million`` adds 1,000,000 series. ``--profile FILE`` writes a cProfile of each cycle
+of the largest size (first store) to ``FILE.first``, ``FILE.steady`` and ``FILE.month``
+and prints the top functions of the first and new-month cycles; the JSON line of a
+child also carries the peak RSS after the ingest and after the first cycle. PostgreSQL runs on a database created (and dropped) at
 ``MONITOR_BENCH_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``).
 """
 
@@ -301,22 +302,25 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None) -> dict[s
 
         try:
             figures["ingest"] = poll()
-            figures["first"] = cycle()
+            figures["rss_ingest"] = peak_rss_mb()
+            profilers = {name: cProfile.Profile() for name in ("first", "steady", "month")} \
+                if profile else {}
+            figures["first"] = cycle(profilers.get("first"))
+            figures["rss_first"] = peak_rss_mb()
             last = rules.last
             figures["firing"] = sum(1 for r in last.records.values()
                                     if r.state.value == "firing") if last else 0
             clock.advance(timedelta(minutes=1))
-            profiler = cProfile.Profile() if profile else None
-            figures["steady"] = cycle(profiler)
+            figures["steady"] = cycle(profilers.get("steady"))
             workload.add_month()
             server.body = workload.csv()
             clock.advance(timedelta(days=31))
             figures["month_ingest"] = poll()
-            figures["month"] = cycle(profiler)
+            figures["month"] = cycle(profilers.get("month"))
             figures["messages"] = server.messages
             figures["rss"] = peak_rss_mb()
-            if profiler is not None and profile:
-                profiler.dump_stats(profile)
+            for name, profiler in profilers.items():
+                profiler.dump_stats(f"{profile}.{name}")
         finally:
             app.stop()
             server.close()
@@ -392,11 +396,17 @@ def main() -> None:
                   f"{f['observations'] / f['ingest']:>10,.0f}{f['first']:>9.2f}"
                   f"{f['steady']:>9.2f}{f['month']:>9.2f}{f['month_ingest']:>9.2f}"
                   f"{f['firing']:>9,}{f['messages']:>6}{f['rss']:>9,.0f}", flush=True)
+            if profile:
+                print(f"  peak RSS after the ingest {f['rss_ingest']:,.0f} MB, after the first "
+                      f"cycle {f['rss_first']:,.0f} MB", flush=True)
     print(f"(measured {datetime.now(UTC):%Y-%m-%d}, {args.months} months per series, "
           f"{os.cpu_count()} CPUs)")
     if args.profile:
-        stats = pstats.Stats(args.profile)
-        stats.sort_stats("cumulative").print_stats(30)
+        for name in ("first", "month"):
+            print(f"--- {name} cycle ({args.profile}.{name}) ---")
+            stats = pstats.Stats(f"{args.profile}.{name}")
+            stats.sort_stats("cumulative").print_stats(30)
+            stats.sort_stats("tottime").print_stats(20)
 
 
 if __name__ == "__main__":
