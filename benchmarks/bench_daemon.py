@@ -24,7 +24,9 @@ For each store and size, in a process of its own (so peak RSS is its own), it pr
 - steady: the next cycle a minute later, no new data;
 - new month: the cycle after a poll that brought one new month for every series
   (its poll is the "month ingest" column);
-- alerts firing after the first cycle, messages the webhook received, peak RSS.
+- alerts firing after the first cycle, messages the webhook received, peak RSS;
+- under each row, the CPU seconds (user + system) of each cycle in the process: on a
+  busy machine the wall times grow with the load, the CPU seconds much less.
 
 ``--million`` adds 1,000,000 series. ``--profile FILE`` writes a cProfile of each cycle
 of the largest size (first store) to ``FILE.first``, ``FILE.steady`` and ``FILE.month``
@@ -253,6 +255,13 @@ max_bytes = 4_000_000_000
 # --- one run -------------------------------------------------------------------------------
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process so far: the cycle's own work, whatever
+    else the machine runs (the PostgreSQL server's work is not in it)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -290,6 +299,7 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None) -> dict[s
             return elapsed
 
         def cycle(profiler: cProfile.Profile | None = None) -> float:
+            used = cpu_seconds()
             started = time.perf_counter()
             if profiler is not None:
                 profiler.enable()
@@ -298,8 +308,10 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None) -> dict[s
             notifier.dispatch()
             if profiler is not None:
                 profiler.disable()
+            cpu.append(cpu_seconds() - used)
             return time.perf_counter() - started
 
+        cpu: list[float] = []
         try:
             figures["ingest"] = poll()
             figures["rss_ingest"] = peak_rss_mb()
@@ -319,6 +331,7 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None) -> dict[s
             figures["month"] = cycle(profilers.get("month"))
             figures["messages"] = server.messages
             figures["rss"] = peak_rss_mb()
+            figures["cpu_first"], figures["cpu_steady"], figures["cpu_month"] = cpu
             for name, profiler in profilers.items():
                 profiler.dump_stats(f"{profile}.{name}")
         finally:
@@ -396,6 +409,8 @@ def main() -> None:
                   f"{f['observations'] / f['ingest']:>10,.0f}{f['first']:>9.2f}"
                   f"{f['steady']:>9.2f}{f['month']:>9.2f}{f['month_ingest']:>9.2f}"
                   f"{f['firing']:>9,}{f['messages']:>6}{f['rss']:>9,.0f}", flush=True)
+            print(f"{'':<21}CPU s: first {f['cpu_first']:.2f}, steady {f['cpu_steady']:.2f}, "
+                  f"new month {f['cpu_month']:.2f}", flush=True)
             if profile:
                 print(f"  peak RSS after the ingest {f['rss_ingest']:,.0f} MB, after the first "
                       f"cycle {f['rss_first']:,.0f} MB", flush=True)

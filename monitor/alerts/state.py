@@ -185,7 +185,10 @@ def _resolve(r: AlertRecord, seen: Observation, now: datetime) -> AlertRecord:
 
 
 def _transition(r: AlertRecord, prev: AlertState, now: datetime, notify: bool) -> Transition:
-    return Transition(r.id, r.rule, dict(r.labels), prev, r.state, now, r.value, r.explanation,
+    # The labels are the record's own dict (nothing changes an alert's labels once made,
+    # and the store encodes each dict once for both rows); the annotations are copied,
+    # because a revision's ``cause`` is added to the transition alone.
+    return Transition(r.id, r.rule, r.labels, prev, r.state, now, r.value, r.explanation,
                       dict(r.annotations), notify, r.group)
 
 

@@ -257,7 +257,9 @@ class Notifier:
         silences = self._end_outdated(tx, tx.silences(), list((changed or {}).values()), now)
         whole = self._whole(tx, silences, now, changed or {}) or changed is None
         if whole:
-            alerts = tx.load_alerts()
+            # The alerts saved a moment ago in this transaction are not read back.
+            fresh = changed or {}
+            alerts = [*tx.load_alerts(skip=fresh), *fresh.values()]
             entries = tx.log_entries()
             ids: set[str] = set()
             groups: set[tuple[str, str]] = set()

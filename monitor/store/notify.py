@@ -17,7 +17,7 @@ replicas never take the same transition or the same outbox row.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -219,9 +219,12 @@ class NotifyTx:
         events.sort(key=lambda e: e.id)
         return events
 
-    def load_alerts(self, ids: Iterable[str] | None = None) -> list[NotifyAlert]:
+    def load_alerts(self, ids: Iterable[str] | None = None, *,
+                    skip: Container[str] = ()) -> list[NotifyAlert]:
         """Return the alerts the notifier tracks (firing, and resolved not yet dropped):
-        every one, or those of ``ids``. Read through the cursor: a run can read 100,000."""
+        every one, or those of ``ids``; none of ``skip`` (alerts the caller holds as just
+        saved: their rows are not decoded again). Read through the cursor: a run can read
+        100,000."""
         sql = f"SELECT {', '.join(_ALERT_COLUMNS)} FROM notify_alert"  # noqa: S608
         args: tuple[Any, ...] = ()
         postgres = self.conn.dialect.name == "postgresql"
@@ -246,7 +249,7 @@ class NotifyTx:
                             status=st, value=v, explanation=ex,
                             starts_at=cast(datetime, when(start)), ends_at=when(end),
                             updated_at=when(upd))
-                for i, r, lab, notes, st, v, ex, start, end, upd in rows]
+                for i, r, lab, notes, st, v, ex, start, end, upd in rows if i not in skip]
 
     def _one_of(self, col: Any, values: Iterable[Any]) -> Any:
         return one_of(col, values, self.conn.dialect.name)
