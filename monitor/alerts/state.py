@@ -185,11 +185,11 @@ def _resolve(r: AlertRecord, seen: Observation, now: datetime) -> AlertRecord:
 
 
 def _transition(r: AlertRecord, prev: AlertState, now: datetime, notify: bool) -> Transition:
-    # The labels are the record's own dict (nothing changes an alert's labels once made,
-    # and the store encodes each dict once for both rows); the annotations are copied,
-    # because a revision's ``cause`` is added to the transition alone.
+    # The labels and annotations are the record's own dicts, never changed once made
+    # (a revision's ``cause`` replaces a transition's annotations with a new dict): the
+    # store encodes each dict once for the record, the transition and the history.
     return Transition(r.id, r.rule, r.labels, prev, r.state, now, r.value, r.explanation,
-                      dict(r.annotations), notify, r.group)
+                      r.annotations, notify, r.group)
 
 
 # --- the same machine over arrays ----------------------------------------------------

@@ -48,10 +48,10 @@ from monitor.notify.notification import (
 from monitor.notify.pipeline import (
     Flow,
     PipelineState,
+    Router,
     Suppression,
     build_pipeline,
     new_message_id,
-    routed,
     suppression,
 )
 from monitor.notify.routing import Route, build_tree
@@ -152,7 +152,7 @@ class Notifier:
         self._live: frozenset[str] = frozenset()  # silences muting at the last run
         self._in_force: tuple[object, ...] = ()  # time intervals at the last run
         self._run_mark: str | None = None  # this process's last run, as stored
-        self._tree: tuple[NotifyConfig, Route, set[str]] | None = None
+        self._tree: tuple[NotifyConfig, Router] | None = None
 
     # --- configuration ---------------------------------------------------------------
 
@@ -265,9 +265,9 @@ class Notifier:
             groups: set[tuple[str, str]] = set()
         else:
             assert changed is not None
-            tree, receivers = self._routes()
+            router = self._router()
             ids, groups = self._index.scope(
-                {a.alert_id: [ident for _r, ident, _l in routed(tree, receivers, a.labels)
+                {a.alert_id: [ident for _r, ident, _l in router.route(a.labels)
                               if ident is not None] for a in changed.values()}, now)
             if not ids and not groups:
                 self._mark_run(tx, now)
@@ -396,10 +396,15 @@ class Notifier:
         return [rule.source for rule in rules_from_config(self.config)]
 
     def _routes(self) -> tuple[Route, set[str]]:
+        router = self._router()
+        return router.tree, set(router.receivers)
+
+    def _router(self) -> Router:
+        """The routing tree of the config in force, remembering where labels go."""
         if self._tree is None or self._tree[0] is not self.config:
-            self._tree = (self.config, build_tree(self.config.route),
-                          {r.name for r in self.config.receivers})
-        return self._tree[1], self._tree[2]
+            self._tree = (self.config, Router(build_tree(self.config.route),
+                                              {r.name for r in self.config.receivers}))
+        return self._tree[1]
 
     def _messages(self, flow: Flow) -> list[NewMessage]:
         receivers = {r.name: r for r in self.config.receivers}

@@ -10,7 +10,7 @@ with its outbox. Read by time range and rule; label matchers are applied by the 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, delete, select
 
 from monitor.alerts.state import Transition
 from monitor.model import AlertEvent, iter_chunks, utc
-from monitor.store.db import stamper
+from monitor.store.db import JsonCodec, stamper
 from monitor.store.tables import AlertEventRow
 
 EVENT = AlertEventRow.metadata.tables["alert_event"]
@@ -53,34 +53,18 @@ def _event(row: Any) -> AlertEvent:
                       period=m["period"], detail=json.loads(m["detail"] or "{}"))
 
 
-def labels_encoder() -> Callable[[Mapping[str, str]], str]:
-    """Return a function giving a label set as stored (sorted-key JSON), each mapping
-    object encoded once: the rows of one bulk write (an alert's transition and its
-    history event) share their label dicts, and encoding them is most of the write."""
-    memo: dict[int, tuple[Mapping[str, str], str]] = {}
-    encode = _ENCODER.encode
-
-    def labels_json(labels: Mapping[str, str]) -> str:
-        found = memo.get(id(labels))
-        if found is None or found[0] is not labels:
-            found = memo[id(labels)] = (labels, encode(labels if isinstance(labels, dict)
-                                                       else dict(labels)))
-        return found[1]
-    return labels_json
-
-
 def insert_events(conn: Connection, events: Sequence[AlertEvent],
-                  labels_json: Callable[[Mapping[str, str]], str] | None = None) -> None:
+                  codec: JsonCodec | None = None) -> None:
     """Append ``events`` in the caller's transaction, through the driver's cursor: one
     ``executemany`` on SQLite, ``COPY`` on PostgreSQL — no per-row round trip and no
     SQLAlchemy parameter processing per row (a cycle at 100,000 series writes hundreds
-    of thousands). ``labels_json`` encodes label sets (:func:`labels_encoder`; one is
-    made when not given)."""
+    of thousands). ``codec`` encodes the label sets: the caller's, when the same dicts
+    were written in its transaction already."""
     if not events:
         return
     postgres = conn.dialect.name == "postgresql"
     ts = stamper(postgres)
-    encode = labels_json or labels_encoder()
+    encode = (codec or JsonCodec()).encode
     dumps = _ENCODER.encode
     rows = [(e.alert_id, e.rule, str(e.detail.get("group", "")), encode(e.labels), e.kind,
              e.from_state, e.to_state, None if e.value is None else float(e.value),

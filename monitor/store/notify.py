@@ -42,7 +42,7 @@ from monitor.model import AlertEvent, utc
 from monitor.notify.notification import FIRING, RESOLVED, NotifyAlert
 from monitor.notify.pipeline import LogEntry
 from monitor.notify.silences import Silence, recurrence_dict, recurrence_from
-from monitor.store.db import one_of, reader, stamper
+from monitor.store.db import JsonCodec, one_of, reader, stamper
 from monitor.store.history import insert_events
 from monitor.store.tables import (
     AlertRow,
@@ -144,7 +144,6 @@ def _item(row: Any) -> OutboxItem:
 
 _ALERT_COLUMNS = ("alert_id", "rule", "labels", "annotations", "status", "value",
                   "explanation", "starts_at", "ends_at", "updated_at")
-_ENCODER = json.JSONEncoder(sort_keys=True)
 
 
 def _alert(row: Any) -> NotifyAlert:
@@ -195,6 +194,9 @@ class NotifyTx:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        # The labels and annotations read here (claimed transitions, alerts) are written
+        # back in the same transaction (the notifier's alerts, the history): as read.
+        self.codec = JsonCodec()
 
     def claim_transitions(self, owner: str, now: datetime, limit: int = 50_000
                           ) -> list[TransitionEvent]:
@@ -210,9 +212,10 @@ class NotifyTx:
             "labels, annotations, from_state, to_state, value, explanation, at").bindparams(
             bindparam("now", type_=TRANSITION.c.claimed_at.type)),
             {"owner": owner, "now": now, "limit": limit}).all()
+        decode = self.codec.decode
         events = [TransitionEvent(
-            id=r.id, alert_id=r.alert_id, rule=r.rule, labels=json.loads(r.labels),
-            annotations=json.loads(r.annotations), from_state=r.from_state,
+            id=r.id, alert_id=r.alert_id, rule=r.rule, labels=decode(r.labels),
+            annotations=decode(r.annotations), from_state=r.from_state,
             to_state=r.to_state, value=r.value, explanation=r.explanation,
             at=utc(r.at if isinstance(r.at, datetime) else datetime.fromisoformat(r.at)))
             for r in rows]
@@ -244,7 +247,7 @@ class NotifyTx:
         finally:
             cur.close()
         when = reader()
-        loads = json.loads
+        loads = self.codec.decode
         return [NotifyAlert(alert_id=i, rule=r, labels=loads(lab), annotations=loads(notes),
                             status=st, value=v, explanation=ex,
                             starts_at=cast(datetime, when(start)), ends_at=when(end),
@@ -261,8 +264,8 @@ class NotifyTx:
         self.delete_alerts(a.alert_id for a in alerts)
         postgres = self.conn.dialect.name == "postgresql"
         ts = stamper(postgres)
-        dumps = _ENCODER.encode
-        rows = [(a.alert_id, a.rule, dumps(dict(a.labels)), dumps(dict(a.annotations)),
+        dumps = self.codec.encode
+        rows = [(a.alert_id, a.rule, dumps(a.labels), dumps(a.annotations),
                  a.status, a.value, a.explanation, ts(a.starts_at), ts(a.ends_at),
                  ts(a.updated_at or a.starts_at)) for a in alerts]
         mark = "%s" if postgres else "?"
@@ -358,7 +361,7 @@ class NotifyTx:
 
     def record_history(self, events: Sequence[AlertEvent]) -> None:
         """Append notified and muted events to the alert history in this transaction."""
-        insert_events(self.conn, events)
+        insert_events(self.conn, events, self.codec)
 
     def get_meta(self, key: str) -> str | None:
         value = self.conn.execute(select(META.c.value).where(META.c.key == key)).scalar()
