@@ -153,6 +153,10 @@ class Notifier:
         self._in_force: tuple[object, ...] = ()  # time intervals at the last run
         self._run_mark: str | None = None  # this process's last run, as stored
         self._tree: tuple[NotifyConfig, Router] | None = None
+        # The notifier's alerts (its table) as the last run of this process left them:
+        # a run over some groups takes its alerts from here, not from the table. Valid
+        # while no other process ran the pipeline since (such a run is whole: ``_whole``).
+        self._held: dict[str, NotifyAlert] | None = None
 
     # --- configuration ---------------------------------------------------------------
 
@@ -256,6 +260,9 @@ class Notifier:
         # the engine's records say which periods arrived); the run then sees it ended.
         silences = self._end_outdated(tx, tx.silences(), list((changed or {}).values()), now)
         whole = self._whole(tx, silences, now, changed or {}) or changed is None
+        # What the table holds, as this process left it: kept only from the end of a run
+        # to the start of the next (a run that fails part-way reads the table again).
+        held, self._held = self._held, None
         if whole:
             # The alerts saved a moment ago in this transaction are not read back.
             fresh = changed or {}
@@ -263,17 +270,23 @@ class Notifier:
             entries = tx.log_entries()
             ids: set[str] = set()
             groups: set[tuple[str, str]] = set()
+            held = {a.alert_id: a for a in alerts}
         else:
             assert changed is not None
+            if held is not None:
+                held.update(changed)
             router = self._router()
             ids, groups = self._index.scope(
                 {a.alert_id: [ident for _r, ident, _l in router.route(a.labels)
                               if ident is not None] for a in changed.values()}, now)
             if not ids and not groups:
                 self._mark_run(tx, now)
+                self._held = held
                 return FlushResult(next_due=self._next_due, ran=False)
             # The inhibiting alerts are read too: they may mute alerts of these groups.
-            alerts = tx.load_alerts(ids | self._index.sources)
+            wanted = ids | self._index.sources
+            alerts = [held[i] for i in wanted if i in held] if held is not None \
+                else tx.load_alerts(wanted)
             entries = tx.log_entries(groups)
         state = PipelineState(silences=silences, log=entries,
                               scope=None if whole else frozenset(groups))
@@ -295,6 +308,10 @@ class Notifier:
         self._index.note_sources(flow, self._inhibit_sources())
         self._force = False
         self._mark_run(tx, now)
+        if held is not None:
+            for alert_id in flow.removable:
+                held.pop(alert_id, None)
+        self._held = held
         self.metrics.flushes.inc()
         return FlushResult(groups_sent=sum(1 for o in flow.outgoing if o.notification),
                            messages=len(messages), removed=len(flow.removable),
