@@ -31,7 +31,7 @@ For each store and size, in a process of its own (so peak RSS is its own), it pr
 ``--million`` adds 1,000,000 series. ``--profile FILE`` writes a cProfile of each cycle
 of the largest size (first store) to ``FILE.first``, ``FILE.steady`` and ``FILE.month``
 and prints the top functions of the first and new-month cycles; the JSON line of a
-child also carries the peak RSS after the ingest and after the first cycle. PostgreSQL runs on a database created (and dropped) at
+child also carries the peak RSS after the ingest, the first cycle and the month's poll. PostgreSQL runs on a database created (and dropped) at
 ``MONITOR_BENCH_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``).
 """
 
@@ -328,6 +328,7 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None) -> dict[s
             server.body = workload.csv()
             clock.advance(timedelta(days=31))
             figures["month_ingest"] = poll()
+            figures["rss_month_ingest"] = peak_rss_mb()
             figures["month"] = cycle(profilers.get("month"))
             figures["messages"] = server.messages
             figures["rss"] = peak_rss_mb()
@@ -413,15 +414,52 @@ def main() -> None:
                   f"new month {f['cpu_month']:.2f}", flush=True)
             if profile:
                 print(f"  peak RSS after the ingest {f['rss_ingest']:,.0f} MB, after the first "
-                      f"cycle {f['rss_first']:,.0f} MB", flush=True)
+                      f"cycle {f['rss_first']:,.0f} MB, after the month's poll "
+                      f"{f['rss_month_ingest']:,.0f} MB", flush=True)
     print(f"(measured {datetime.now(UTC):%Y-%m-%d}, {args.months} months per series, "
           f"{os.cpu_count()} CPUs)")
     if args.profile:
         for name in ("first", "month"):
             print(f"--- {name} cycle ({args.profile}.{name}) ---")
             stats = pstats.Stats(f"{args.profile}.{name}")
+            summary(stats)
             stats.sort_stats("cumulative").print_stats(30)
             stats.sort_stats("tottime").print_stats(20)
+
+
+# Where a cycle's time goes: (what, module path suffix, function) summed over the profile.
+STEPS = (
+    ("read the store (DatasetCache.get)", "rules/inputs.py", "get"),
+    ("engine: conditions (Engine._judge)", "rules/engine.py", "_judge"),
+    ("engine: texts of changed alerts (observed)", "rules/engine.py", "observed"),
+    ("engine: identity of new alerts (record)", "rules/engine.py", "record"),
+    ("engine: in all (Engine.evaluate)", "rules/engine.py", "evaluate"),
+    ("persist: AlertStore.save", "store/alerts.py", "save"),
+    ("notifier: process_transitions", "notify/notifier.py", "process_transitions"),
+    ("  claim transitions", "store/notify.py", "claim_transitions"),
+    ("  save the notifier's alerts", "store/notify.py", "save_alerts"),
+    ("  read the notifier's alerts", "store/notify.py", "load_alerts"),
+    ("  pipeline stages", "notify/pipeline.py", "run"),
+    ("  outbox payloads (_messages)", "notify/notifier.py", "_messages"),
+    ("  history of the messages", "store/notify.py", "record_history"),
+    ("dispatch (decode, render, POST)", "notify/notifier.py", "dispatch"),
+)
+
+
+def summary(stats: pstats.Stats) -> None:
+    """Print the profiled cycle's time per step, in seconds and as a share of the cycle
+    (``RuleService.evaluate``, which runs the notifier, plus the dispatch)."""
+    table = stats.stats  # type: ignore[attr-defined]
+
+    def spent(path: str, function: str) -> float:
+        return float(sum(v[3] for k, v in table.items()
+                         if k[0].endswith(path) and k[2] == function))
+
+    total = spent("rules/service.py", "evaluate") + spent("notify/notifier.py", "dispatch")
+    print(f"the cycle, profiled: {total:.1f} s")
+    for label, path, function in STEPS:
+        seconds = spent(path, function)
+        print(f"  {label:<46}{seconds:8.1f} s {100 * seconds / (total or 1):6.1f}%")
 
 
 if __name__ == "__main__":

@@ -258,10 +258,9 @@ class NotifyTx:
         return one_of(col, values, self.conn.dialect.name)
 
     def save_alerts(self, alerts: Sequence[NotifyAlert]) -> None:
-        """Insert or replace the given alerts."""
+        """Insert or replace the given alerts: one upsert, executed for every row."""
         if not alerts:
             return
-        self.delete_alerts(a.alert_id for a in alerts)
         postgres = self.conn.dialect.name == "postgresql"
         ts = stamper(postgres)
         dumps = self.codec.encode
@@ -274,7 +273,10 @@ class NotifyTx:
         cur = raw.cursor()
         try:
             cur.executemany(f"INSERT INTO notify_alert ({', '.join(_ALERT_COLUMNS)}) "  # noqa: S608
-                            f"VALUES ({', '.join([mark] * len(_ALERT_COLUMNS))})", rows)
+                            f"VALUES ({', '.join([mark] * len(_ALERT_COLUMNS))}) "
+                            "ON CONFLICT (alert_id) DO UPDATE SET "
+                            + ", ".join(f"{c} = excluded.{c}" for c in _ALERT_COLUMNS[1:]),
+                            rows)
         finally:
             cur.close()
 
