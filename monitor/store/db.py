@@ -101,21 +101,27 @@ class JsonCodec:
     """
 
     def __init__(self) -> None:
-        self._memo: dict[int, tuple[Mapping[str, Any], str]] = {}
+        # id → text, with every mapping kept alive here (so no id is reused while its
+        # text is remembered). No tuple per entry: 100,000 new container objects would
+        # set the garbage collector scanning the whole heap again and again.
+        self._text: dict[int, str] = {}
+        self._kept: list[Mapping[str, Any]] = []
         self._encode = json.JSONEncoder(sort_keys=True).encode
 
     def encode(self, mapping: Mapping[str, Any]) -> str:
         """Return ``mapping`` as sorted-key JSON (``json.dumps(…, sort_keys=True)``)."""
-        found = self._memo.get(id(mapping))
-        if found is None or found[0] is not mapping:
-            found = self._memo[id(mapping)] = (mapping, self._encode(
-                mapping if isinstance(mapping, dict) else dict(mapping)))
-        return found[1]
+        text = self._text.get(id(mapping))
+        if text is None:
+            text = self._text[id(mapping)] = self._encode(
+                mapping if isinstance(mapping, dict) else dict(mapping))
+            self._kept.append(mapping)
+        return text
 
     def decode(self, text: str) -> dict[str, Any]:
         """Return the mapping ``text`` holds (a JSON object); encoding it gives ``text``."""
         value: dict[str, Any] = json.loads(text)
-        self._memo[id(value)] = (value, text)
+        self._text[id(value)] = text
+        self._kept.append(value)
         return value
 
 
