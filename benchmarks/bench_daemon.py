@@ -24,11 +24,14 @@ For each store and size, in a process of its own (so peak RSS is its own), it pr
 - steady: the next cycle a minute later, no new data;
 - new month: the cycle after a poll that brought one new month for every series
   (its poll is the "month ingest" column);
-- alerts firing after the first cycle, messages the webhook received, peak RSS.
+- alerts firing after the first cycle, messages the webhook received, peak RSS;
+- under each row, the CPU seconds (user + system) of each cycle in the process: on a
+  busy machine the wall times grow with the load, the CPU seconds much less.
 
-``--million`` adds 1,000,000 series. ``--profile FILE`` writes a cProfile of the
-steady and new-month cycles of the largest size (first store) to FILE and prints the top
-functions. PostgreSQL runs on a database created (and dropped) at
+``--million`` adds 1,000,000 series. ``--profile FILE`` writes a cProfile of each cycle
+of the largest size (first store) to ``FILE.first``, ``FILE.steady`` and ``FILE.month``
+and prints the top functions of the first and new-month cycles; the JSON line of a
+child also carries the peak RSS after the ingest, the first cycle and the month's poll. PostgreSQL runs on a database created (and dropped) at
 ``MONITOR_BENCH_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``).
 """
 
@@ -252,6 +255,13 @@ max_bytes = 4_000_000_000
 # --- one run -------------------------------------------------------------------------------
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process so far: the cycle's own work, whatever
+    else the machine runs (the PostgreSQL server's work is not in it)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -289,6 +299,7 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None) -> dict[s
             return elapsed
 
         def cycle(profiler: cProfile.Profile | None = None) -> float:
+            used = cpu_seconds()
             started = time.perf_counter()
             if profiler is not None:
                 profiler.enable()
@@ -297,26 +308,33 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None) -> dict[s
             notifier.dispatch()
             if profiler is not None:
                 profiler.disable()
+            cpu.append(cpu_seconds() - used)
             return time.perf_counter() - started
 
+        cpu: list[float] = []
         try:
             figures["ingest"] = poll()
-            figures["first"] = cycle()
+            figures["rss_ingest"] = peak_rss_mb()
+            profilers = {name: cProfile.Profile() for name in ("first", "steady", "month")} \
+                if profile else {}
+            figures["first"] = cycle(profilers.get("first"))
+            figures["rss_first"] = peak_rss_mb()
             last = rules.last
             figures["firing"] = sum(1 for r in last.records.values()
                                     if r.state.value == "firing") if last else 0
             clock.advance(timedelta(minutes=1))
-            profiler = cProfile.Profile() if profile else None
-            figures["steady"] = cycle(profiler)
+            figures["steady"] = cycle(profilers.get("steady"))
             workload.add_month()
             server.body = workload.csv()
             clock.advance(timedelta(days=31))
             figures["month_ingest"] = poll()
-            figures["month"] = cycle(profiler)
+            figures["rss_month_ingest"] = peak_rss_mb()
+            figures["month"] = cycle(profilers.get("month"))
             figures["messages"] = server.messages
             figures["rss"] = peak_rss_mb()
-            if profiler is not None and profile:
-                profiler.dump_stats(profile)
+            figures["cpu_first"], figures["cpu_steady"], figures["cpu_month"] = cpu
+            for name, profiler in profilers.items():
+                profiler.dump_stats(f"{profile}.{name}")
         finally:
             app.stop()
             server.close()
@@ -392,11 +410,56 @@ def main() -> None:
                   f"{f['observations'] / f['ingest']:>10,.0f}{f['first']:>9.2f}"
                   f"{f['steady']:>9.2f}{f['month']:>9.2f}{f['month_ingest']:>9.2f}"
                   f"{f['firing']:>9,}{f['messages']:>6}{f['rss']:>9,.0f}", flush=True)
+            print(f"{'':<21}CPU s: first {f['cpu_first']:.2f}, steady {f['cpu_steady']:.2f}, "
+                  f"new month {f['cpu_month']:.2f}", flush=True)
+            if profile:
+                print(f"  peak RSS after the ingest {f['rss_ingest']:,.0f} MB, after the first "
+                      f"cycle {f['rss_first']:,.0f} MB, after the month's poll "
+                      f"{f['rss_month_ingest']:,.0f} MB", flush=True)
     print(f"(measured {datetime.now(UTC):%Y-%m-%d}, {args.months} months per series, "
           f"{os.cpu_count()} CPUs)")
     if args.profile:
-        stats = pstats.Stats(args.profile)
-        stats.sort_stats("cumulative").print_stats(30)
+        for name in ("first", "month"):
+            print(f"--- {name} cycle ({args.profile}.{name}) ---")
+            stats = pstats.Stats(f"{args.profile}.{name}")
+            summary(stats)
+            stats.sort_stats("cumulative").print_stats(30)
+            stats.sort_stats("tottime").print_stats(20)
+
+
+# Where a cycle's time goes: (what, module path suffix, function) summed over the profile.
+STEPS = (
+    ("read the store (DatasetCache.get)", "rules/inputs.py", "get"),
+    ("engine: conditions (Engine._judge)", "rules/engine.py", "_judge"),
+    ("engine: texts of changed alerts (observed)", "rules/engine.py", "observed"),
+    ("engine: identity of new alerts (record)", "rules/engine.py", "record"),
+    ("engine: in all (Engine.evaluate)", "rules/engine.py", "evaluate"),
+    ("persist: AlertStore.save", "store/alerts.py", "save"),
+    ("notifier: process_transitions", "notify/notifier.py", "process_transitions"),
+    ("  claim transitions", "store/notify.py", "claim_transitions"),
+    ("  save the notifier's alerts", "store/notify.py", "save_alerts"),
+    ("  read the notifier's alerts", "store/notify.py", "load_alerts"),
+    ("  pipeline stages", "notify/pipeline.py", "run"),
+    ("  outbox payloads (_messages)", "notify/notifier.py", "_messages"),
+    ("  history of the messages", "store/notify.py", "record_history"),
+    ("dispatch (decode, render, POST)", "notify/notifier.py", "dispatch"),
+)
+
+
+def summary(stats: pstats.Stats) -> None:
+    """Print the profiled cycle's time per step, in seconds and as a share of the cycle
+    (``RuleService.evaluate``, which runs the notifier, plus the dispatch)."""
+    table = stats.stats  # type: ignore[attr-defined]
+
+    def spent(path: str, function: str) -> float:
+        return float(sum(v[3] for k, v in table.items()
+                         if k[0].endswith(path) and k[2] == function))
+
+    total = spent("rules/service.py", "evaluate") + spent("notify/notifier.py", "dispatch")
+    print(f"the cycle, profiled: {total:.1f} s")
+    for label, path, function in STEPS:
+        seconds = spent(path, function)
+        print(f"  {label:<46}{seconds:8.1f} s {100 * seconds / (total or 1):6.1f}%")
 
 
 if __name__ == "__main__":

@@ -185,8 +185,11 @@ def _resolve(r: AlertRecord, seen: Observation, now: datetime) -> AlertRecord:
 
 
 def _transition(r: AlertRecord, prev: AlertState, now: datetime, notify: bool) -> Transition:
-    return Transition(r.id, r.rule, dict(r.labels), prev, r.state, now, r.value, r.explanation,
-                      dict(r.annotations), notify, r.group)
+    # The labels and annotations are the record's own dicts, never changed once made
+    # (a revision's ``cause`` replaces a transition's annotations with a new dict): the
+    # store encodes each dict once for the record, the transition and the history.
+    return Transition(r.id, r.rule, r.labels, prev, r.state, now, r.value, r.explanation,
+                      r.annotations, notify, r.group)
 
 
 # --- the same machine over arrays ----------------------------------------------------

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from monitor.model import utc
@@ -19,12 +20,24 @@ FIRING = "firing"
 RESOLVED = "resolved"
 
 
+@lru_cache(maxsize=4096)
+def _iso(value: datetime) -> str:
+    return utc(value).isoformat()
+
+
+@lru_cache(maxsize=4096)
+def _parsed(value: str) -> datetime:
+    return utc(datetime.fromisoformat(value))
+
+
+# A message of 100,000 alerts holds a handful of distinct instants (the cycles that made
+# them fire): each is formatted and parsed once (datetimes are immutable).
 def _time(value: datetime | None) -> str | None:
-    return utc(value).isoformat() if value is not None else None
+    return _iso(value) if value is not None else None
 
 
 def _parse_time(value: str | None) -> datetime | None:
-    return utc(datetime.fromisoformat(value)) if value else None
+    return _parsed(value) if value else None
 
 
 @dataclass(frozen=True)

@@ -48,10 +48,10 @@ from monitor.notify.notification import (
 from monitor.notify.pipeline import (
     Flow,
     PipelineState,
+    Router,
     Suppression,
     build_pipeline,
     new_message_id,
-    routed,
     suppression,
 )
 from monitor.notify.routing import Route, build_tree
@@ -152,7 +152,11 @@ class Notifier:
         self._live: frozenset[str] = frozenset()  # silences muting at the last run
         self._in_force: tuple[object, ...] = ()  # time intervals at the last run
         self._run_mark: str | None = None  # this process's last run, as stored
-        self._tree: tuple[NotifyConfig, Route, set[str]] | None = None
+        self._tree: tuple[NotifyConfig, Router] | None = None
+        # The notifier's alerts (its table) as the last run of this process left them:
+        # a run over some groups takes its alerts from here, not from the table. Valid
+        # while no other process ran the pipeline since (such a run is whole: ``_whole``).
+        self._held: dict[str, NotifyAlert] | None = None
 
     # --- configuration ---------------------------------------------------------------
 
@@ -256,22 +260,33 @@ class Notifier:
         # the engine's records say which periods arrived); the run then sees it ended.
         silences = self._end_outdated(tx, tx.silences(), list((changed or {}).values()), now)
         whole = self._whole(tx, silences, now, changed or {}) or changed is None
+        # What the table holds, as this process left it: kept only from the end of a run
+        # to the start of the next (a run that fails part-way reads the table again).
+        held, self._held = self._held, None
         if whole:
-            alerts = tx.load_alerts()
+            # The alerts saved a moment ago in this transaction are not read back.
+            fresh = changed or {}
+            alerts = [*tx.load_alerts(skip=fresh), *fresh.values()]
             entries = tx.log_entries()
             ids: set[str] = set()
             groups: set[tuple[str, str]] = set()
+            held = {a.alert_id: a for a in alerts}
         else:
             assert changed is not None
-            tree, receivers = self._routes()
+            if held is not None:
+                held.update(changed)
+            router = self._router()
             ids, groups = self._index.scope(
-                {a.alert_id: [ident for _r, ident, _l in routed(tree, receivers, a.labels)
+                {a.alert_id: [ident for _r, ident, _l in router.route(a.labels)
                               if ident is not None] for a in changed.values()}, now)
             if not ids and not groups:
                 self._mark_run(tx, now)
+                self._held = held
                 return FlushResult(next_due=self._next_due, ran=False)
             # The inhibiting alerts are read too: they may mute alerts of these groups.
-            alerts = tx.load_alerts(ids | self._index.sources)
+            wanted = ids | self._index.sources
+            alerts = [held[i] for i in wanted if i in held] if held is not None \
+                else tx.load_alerts(wanted)
             entries = tx.log_entries(groups)
         state = PipelineState(silences=silences, log=entries,
                               scope=None if whole else frozenset(groups))
@@ -293,6 +308,10 @@ class Notifier:
         self._index.note_sources(flow, self._inhibit_sources())
         self._force = False
         self._mark_run(tx, now)
+        if held is not None:
+            for alert_id in flow.removable:
+                held.pop(alert_id, None)
+        self._held = held
         self.metrics.flushes.inc()
         return FlushResult(groups_sent=sum(1 for o in flow.outgoing if o.notification),
                            messages=len(messages), removed=len(flow.removable),
@@ -394,10 +413,15 @@ class Notifier:
         return [rule.source for rule in rules_from_config(self.config)]
 
     def _routes(self) -> tuple[Route, set[str]]:
+        router = self._router()
+        return router.tree, set(router.receivers)
+
+    def _router(self) -> Router:
+        """The routing tree of the config in force, remembering where labels go."""
         if self._tree is None or self._tree[0] is not self.config:
-            self._tree = (self.config, build_tree(self.config.route),
-                          {r.name for r in self.config.receivers})
-        return self._tree[1], self._tree[2]
+            self._tree = (self.config, Router(build_tree(self.config.route),
+                                              {r.name for r in self.config.receivers}))
+        return self._tree[1]
 
     def _messages(self, flow: Flow) -> list[NewMessage]:
         receivers = {r.name: r for r in self.config.receivers}

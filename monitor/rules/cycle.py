@@ -32,7 +32,7 @@ from datetime import datetime
 import numpy as np
 
 from monitor.alerts.state import AlertRecord
-from monitor.model import Alert, AlertState, Frequency, fingerprint
+from monitor.model import Alert, AlertState, Frequency
 from monitor.rules import scorecard, sourcehealth
 from monitor.rules.data import Matrix
 from monitor.rules.engine import (
@@ -188,7 +188,7 @@ def _about(evaluation: Evaluation, record: AlertRecord) -> tuple[str, str]:
     if m is None:
         return "", ""
     row = m.row_of(record.labels)
-    series = fingerprint(m.labels[row]) if row is not None else ""
+    series = m.fingerprint(row) if row is not None else ""
     period = Frequency(m.indicator.frequency).label(record.last_period) \
         if record.last_period is not None else ""
     return series, period

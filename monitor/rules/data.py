@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.errors import EvaluationError
-from monitor.model import Labels, labels_of
+from monitor.model import Labels, fingerprint, labels_of
 from monitor.rules.schema import Indicator
 
 T = TypeVar("T")
@@ -110,6 +110,15 @@ class Matrix:
         if key not in self.memo:
             self.memo[key] = make()
         return cast(T, self.memo[key])
+
+    def fingerprint(self, row: int) -> str:
+        """Return the fingerprint of row ``row``'s series, made once per series (every
+        rule on the indicator, and every cycle on the same matrix, reuses it)."""
+        made: dict[int, str] = self.cached(("fingerprints", None), dict)
+        found = made.get(row)
+        if found is None:
+            found = made[row] = fingerprint(self.labels[row])
+        return found
 
     def label_names(self) -> set[str]:
         if self._names is None:

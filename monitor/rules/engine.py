@@ -45,7 +45,7 @@ from monitor.alerts.state import (
 )
 from monitor.errors import EvaluationError
 from monitor.logs import get_logger
-from monitor.model import AlertState, Frequency, Milestone, alert_id, fingerprint
+from monitor.model import AlertState, Frequency, Milestone, alert_id
 from monitor.rules import conditions
 from monitor.rules.data import BoolArray, Grid, LongBlock, Matrix, derive, from_block
 from monitor.rules.loader import LoadedRule, RuleSet
@@ -609,7 +609,7 @@ class _RuleView:
             # …and the same as the series page's ?at= parameter and the history keep it
             out["period_id"] = self.period_id
         if self.matrix is not None:  # the series page: /indicators/{indicator}/series/{it}
-            out["series"] = fingerprint(self.matrix.labels[i])
+            out["series"] = self.matrix.fingerprint(i)
         if value is not None and self.outcome.shown is not None:  # in its unit: 0.6%
             out["value_text"] = self.outcome.shown(value)
         templates = self.loaded.rule.annotations

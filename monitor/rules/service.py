@@ -457,12 +457,13 @@ def explain_revisions(result: Evaluation, store: Store, since: datetime | None) 
     cycle, and a value of the alert's series was revised since then. The firing
     transition's ``cause`` annotation reads "Jun-08 was revised 77.4 → 76.9" (the
     latest such revision); messages and the history show it."""
-    firing = [t for t in result.transitions if t.to_state is AlertState.FIRING
+    firing = [k for k, t in enumerate(result.transitions) if t.to_state is AlertState.FIRING
               and t.annotations.get("series") and t.labels.get("indicator") in result.matrices]
     if not firing or since is None:
         return
     by_indicator: dict[str, dict[str, RevisionRecord]] = {}
-    for t in firing:
+    for k in firing:
+        t = result.transitions[k]
         indicator = t.labels["indicator"]
         if indicator not in by_indicator:
             latest: dict[str, RevisionRecord] = {}
@@ -472,6 +473,8 @@ def explain_revisions(result: Evaluation, store: Store, since: datetime | None) 
         rev = by_indicator[indicator].get(t.annotations["series"])
         if rev is not None:
             when = period_text(result.matrices[indicator].indicator, rev.period)
-            t.annotations["cause"] = (f"{when} was revised {number(rev.old_value)} → "
-                                      f"{number(rev.new_value)}")
+            # A new dict: the transition shares its annotations with the alert's record.
+            result.transitions[k] = replace(t, annotations={
+                **t.annotations, "cause": f"{when} was revised {number(rev.old_value)} → "
+                                          f"{number(rev.new_value)}"})
 

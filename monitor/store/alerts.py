@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, select
 
 from monitor.alerts.state import AlertRecord, Transition
 from monitor.model import AlertState
-from monitor.store.db import reader, stamper
+from monitor.store.db import JsonCodec, reader, stamper
 from monitor.store.history import insert_events, transition_events
 from monitor.store.tables import AlertRow
 
@@ -37,8 +37,6 @@ _UPSERT = (f"INSERT INTO alert ({', '.join(COLUMNS)}) VALUES "  # noqa: S608
            + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:]))
 
 
-_ENCODER = json.JSONEncoder(sort_keys=True)
-_json = _ENCODER.encode
 
 
 def _float(value: float | None) -> float | None:
@@ -89,16 +87,18 @@ class AlertStore:
         its shards); whatever it raises rolls the transaction back and propagates.
         """
         ts = stamper(self._pg)
+        codec = JsonCodec()  # records, transitions and history events share their dicts
+        encode = codec.encode
         moves = list(transitions)
         stamp = ts(now)
-        records = [(r.id, r.rule, r.group, _json(r.labels), _json(r.annotations),
+        records = [(r.id, r.rule, r.group, encode(r.labels), encode(r.annotations),
                     r.state.value, _float(r.value), r.explanation, ts(r.active_since),
                     ts(r.fired_at), ts(r.resolved_at), ts(r.keep_firing_until),
                     ts(r.last_evaluated), int(r.pending_evaluations), int(r.pending_periods),
                     None if r.last_period is None else int(r.last_period), r.history,
                     bool(r.flapping), r.notified_state.value, stamp)
                    for r in changed]
-        events = [(t.alert_id, t.rule, _json(t.labels), _json(t.annotations),
+        events = [(t.alert_id, t.rule, encode(t.labels), encode(t.annotations),
                    t.from_state.value, t.to_state.value, _float(t.value), t.explanation,
                    ts(t.at),
                    None if t.notify else HELD, None if t.notify else stamp)
@@ -124,7 +124,7 @@ class AlertStore:
             finally:
                 cur.close()
             if moves:  # the alert history's copy, in the same transaction
-                insert_events(conn, transition_events(moves))
+                insert_events(conn, transition_events(moves), codec)
 
     def transitions(self, limit: int = 1000) -> list[dict[str, object]]:
         """Return the newest transitions, newest first."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,41 @@ def one_of(col: ColumnElement[Any], values: Iterable[Any], dialect: str) -> Colu
     if dialect == "postgresql":
         return col == any_(bindparam(None, items, type_=ARRAY(col.type)))
     return col.in_(select(column("value")).select_from(func.json_each(json.dumps(items))))
+
+
+class JsonCodec:
+    """Mappings as stored (sorted-key JSON), for one bulk read-and-write: each dict object
+    is encoded once, and a dict this codec decoded gives back the text it was read from.
+
+    The rows of a cycle share their dicts — an alert's record, its transition and its
+    history event; a claimed transition and the notifier's alert — and encoding them is
+    most of a bulk write at 100,000 alerts. The dicts must not be changed after they are
+    encoded or decoded (none is: an alert's labels and annotations are made once).
+    """
+
+    def __init__(self) -> None:
+        # id → text, with every mapping kept alive here (so no id is reused while its
+        # text is remembered). No tuple per entry: 100,000 new container objects would
+        # set the garbage collector scanning the whole heap again and again.
+        self._text: dict[int, str] = {}
+        self._kept: list[Mapping[str, Any]] = []
+        self._encode = json.JSONEncoder(sort_keys=True).encode
+
+    def encode(self, mapping: Mapping[str, Any]) -> str:
+        """Return ``mapping`` as sorted-key JSON (``json.dumps(…, sort_keys=True)``)."""
+        text = self._text.get(id(mapping))
+        if text is None:
+            text = self._text[id(mapping)] = self._encode(
+                mapping if isinstance(mapping, dict) else dict(mapping))
+            self._kept.append(mapping)
+        return text
+
+    def decode(self, text: str) -> dict[str, Any]:
+        """Return the mapping ``text`` holds (a JSON object); encoding it gives ``text``."""
+        value: dict[str, Any] = json.loads(text)
+        self._text[id(value)] = text
+        self._kept.append(value)
+        return value
 
 
 SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite

@@ -14,10 +14,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, select
 
 from monitor.alerts.state import Transition
 from monitor.model import AlertEvent, iter_chunks, utc
+from monitor.store.db import JsonCodec, stamper
 from monitor.store.tables import AlertEventRow
 
 EVENT = AlertEventRow.metadata.tables["alert_event"]
@@ -37,13 +38,11 @@ def transition_events(transitions: Iterable[Transition]) -> list[AlertEvent]:
             for t in transitions]
 
 
-def _row(e: AlertEvent) -> dict[str, Any]:
-    detail = dict(e.detail)
-    return {"alert_id": e.alert_id, "rule": e.rule, "group_name": str(detail.get("group", "")),
-            "labels": json.dumps(dict(e.labels), sort_keys=True), "kind": e.kind,
-            "from_state": e.from_state, "to_state": e.to_state, "value": e.value,
-            "explanation": e.explanation, "period": e.period,
-            "detail": json.dumps(detail, sort_keys=True), "at": e.at}
+_ENCODER = json.JSONEncoder(sort_keys=True)  # the same text as json.dumps(sort_keys=True)
+COLUMNS = ("alert_id", "rule", "group_name", "labels", "kind", "from_state", "to_state",
+           "value", "explanation", "period", "detail", "at")
+_INSERT = (f"INSERT INTO alert_event ({', '.join(COLUMNS)}) "  # noqa: S608
+           f"VALUES ({', '.join('?' * len(COLUMNS))})")
 
 
 def _event(row: Any) -> AlertEvent:
@@ -54,10 +53,35 @@ def _event(row: Any) -> AlertEvent:
                       period=m["period"], detail=json.loads(m["detail"] or "{}"))
 
 
-def insert_events(conn: Connection, events: Sequence[AlertEvent]) -> None:
-    """Append ``events`` in the caller's transaction: one executemany, no per-row round trip."""
-    if events:
-        conn.execute(insert(EVENT), [_row(e) for e in events])
+def insert_events(conn: Connection, events: Sequence[AlertEvent],
+                  codec: JsonCodec | None = None) -> None:
+    """Append ``events`` in the caller's transaction, through the driver's cursor: one
+    ``executemany`` on SQLite, ``COPY`` on PostgreSQL — no per-row round trip and no
+    SQLAlchemy parameter processing per row (a cycle at 100,000 series writes hundreds
+    of thousands). ``codec`` encodes the label sets: the caller's, when the same dicts
+    were written in its transaction already."""
+    if not events:
+        return
+    postgres = conn.dialect.name == "postgresql"
+    ts = stamper(postgres)
+    encode = (codec or JsonCodec()).encode
+    dumps = _ENCODER.encode
+    rows = [(e.alert_id, e.rule, str(e.detail.get("group", "")), encode(e.labels), e.kind,
+             e.from_state, e.to_state, None if e.value is None else float(e.value),
+             e.explanation, e.period, dumps(dict(e.detail)) if e.detail else "{}", ts(e.at))
+            for e in events]
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        if postgres:
+            with cur.copy(f"COPY alert_event ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cur.executemany(_INSERT, rows)
+    finally:
+        cur.close()
 
 
 class HistoryStore:

@@ -17,7 +17,7 @@ replicas never take the same transition or the same outbox row.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,7 +42,7 @@ from monitor.model import AlertEvent, utc
 from monitor.notify.notification import FIRING, RESOLVED, NotifyAlert
 from monitor.notify.pipeline import LogEntry
 from monitor.notify.silences import Silence, recurrence_dict, recurrence_from
-from monitor.store.db import one_of, reader, stamper
+from monitor.store.db import JsonCodec, one_of, reader, stamper
 from monitor.store.history import insert_events
 from monitor.store.tables import (
     AlertRow,
@@ -144,7 +144,6 @@ def _item(row: Any) -> OutboxItem:
 
 _ALERT_COLUMNS = ("alert_id", "rule", "labels", "annotations", "status", "value",
                   "explanation", "starts_at", "ends_at", "updated_at")
-_ENCODER = json.JSONEncoder(sort_keys=True)
 
 
 def _alert(row: Any) -> NotifyAlert:
@@ -195,6 +194,9 @@ class NotifyTx:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        # The labels and annotations read here (claimed transitions, alerts) are written
+        # back in the same transaction (the notifier's alerts, the history): as read.
+        self.codec = JsonCodec()
 
     def claim_transitions(self, owner: str, now: datetime, limit: int = 50_000
                           ) -> list[TransitionEvent]:
@@ -210,18 +212,22 @@ class NotifyTx:
             "labels, annotations, from_state, to_state, value, explanation, at").bindparams(
             bindparam("now", type_=TRANSITION.c.claimed_at.type)),
             {"owner": owner, "now": now, "limit": limit}).all()
+        decode = self.codec.decode
         events = [TransitionEvent(
-            id=r.id, alert_id=r.alert_id, rule=r.rule, labels=json.loads(r.labels),
-            annotations=json.loads(r.annotations), from_state=r.from_state,
+            id=r.id, alert_id=r.alert_id, rule=r.rule, labels=decode(r.labels),
+            annotations=decode(r.annotations), from_state=r.from_state,
             to_state=r.to_state, value=r.value, explanation=r.explanation,
             at=utc(r.at if isinstance(r.at, datetime) else datetime.fromisoformat(r.at)))
             for r in rows]
         events.sort(key=lambda e: e.id)
         return events
 
-    def load_alerts(self, ids: Iterable[str] | None = None) -> list[NotifyAlert]:
+    def load_alerts(self, ids: Iterable[str] | None = None, *,
+                    skip: Container[str] = ()) -> list[NotifyAlert]:
         """Return the alerts the notifier tracks (firing, and resolved not yet dropped):
-        every one, or those of ``ids``. Read through the cursor: a run can read 100,000."""
+        every one, or those of ``ids``; none of ``skip`` (alerts the caller holds as just
+        saved: their rows are not decoded again). Read through the cursor: a run can read
+        100,000."""
         sql = f"SELECT {', '.join(_ALERT_COLUMNS)} FROM notify_alert"  # noqa: S608
         args: tuple[Any, ...] = ()
         postgres = self.conn.dialect.name == "postgresql"
@@ -241,25 +247,24 @@ class NotifyTx:
         finally:
             cur.close()
         when = reader()
-        loads = json.loads
+        loads = self.codec.decode
         return [NotifyAlert(alert_id=i, rule=r, labels=loads(lab), annotations=loads(notes),
                             status=st, value=v, explanation=ex,
                             starts_at=cast(datetime, when(start)), ends_at=when(end),
                             updated_at=when(upd))
-                for i, r, lab, notes, st, v, ex, start, end, upd in rows]
+                for i, r, lab, notes, st, v, ex, start, end, upd in rows if i not in skip]
 
     def _one_of(self, col: Any, values: Iterable[Any]) -> Any:
         return one_of(col, values, self.conn.dialect.name)
 
     def save_alerts(self, alerts: Sequence[NotifyAlert]) -> None:
-        """Insert or replace the given alerts."""
+        """Insert or replace the given alerts: one upsert, executed for every row."""
         if not alerts:
             return
-        self.delete_alerts(a.alert_id for a in alerts)
         postgres = self.conn.dialect.name == "postgresql"
         ts = stamper(postgres)
-        dumps = _ENCODER.encode
-        rows = [(a.alert_id, a.rule, dumps(dict(a.labels)), dumps(dict(a.annotations)),
+        dumps = self.codec.encode
+        rows = [(a.alert_id, a.rule, dumps(a.labels), dumps(a.annotations),
                  a.status, a.value, a.explanation, ts(a.starts_at), ts(a.ends_at),
                  ts(a.updated_at or a.starts_at)) for a in alerts]
         mark = "%s" if postgres else "?"
@@ -268,7 +273,10 @@ class NotifyTx:
         cur = raw.cursor()
         try:
             cur.executemany(f"INSERT INTO notify_alert ({', '.join(_ALERT_COLUMNS)}) "  # noqa: S608
-                            f"VALUES ({', '.join([mark] * len(_ALERT_COLUMNS))})", rows)
+                            f"VALUES ({', '.join([mark] * len(_ALERT_COLUMNS))}) "
+                            "ON CONFLICT (alert_id) DO UPDATE SET "
+                            + ", ".join(f"{c} = excluded.{c}" for c in _ALERT_COLUMNS[1:]),
+                            rows)
         finally:
             cur.close()
 
@@ -355,7 +363,7 @@ class NotifyTx:
 
     def record_history(self, events: Sequence[AlertEvent]) -> None:
         """Append notified and muted events to the alert history in this transaction."""
-        insert_events(self.conn, events)
+        insert_events(self.conn, events, self.codec)
 
     def get_meta(self, key: str) -> str | None:
         value = self.conn.execute(select(META.c.value).where(META.c.key == key)).scalar()

@@ -37,9 +37,9 @@ def test_transitions_are_kept_in_one_bulk_insert_and_read_back_as_episodes(
                  for i in range(300)]
         records = [AlertRecord(t.alert_id, t.rule, t.labels, AlertState.FIRING) for t in moves]
         store.alerts.save(records, moves, T0)
-        inserts = [s for s in statements if s.lstrip().upper().startswith(
-            "INSERT INTO ALERT_EVENT")]
-        assert len(inserts) == 1 and inserts[0].count("?") + inserts[0].count("%(") <= 20
+        # The events go through the driver's cursor (executemany / COPY) in the save's
+        # transaction: no statement through SQLAlchemy, none with a parameter per event.
+        assert not [s for s in statements if "alert_event" in s.lower()]
         store.alerts.save([], [move("a0", AlertState.FIRING, AlertState.RESOLVED, 400),
                                move("a0", AlertState.RESOLVED, AlertState.PENDING, 500)], T0)
         found = store.history.events(rules=["BurglaryHigh"])

@@ -101,6 +101,8 @@ class Channel(ABC):
     def render_parts(self, notification: Notification) -> dict[str, Any]:
         """Return every part rendered from the templates. Raises jinja2.TemplateError
         (including BudgetExceeded)."""
+        if not self.parts:  # a channel without templates (webhook): no context to build
+            return {}
         ctx = context(notification)
         out: dict[str, Any] = {}
         for part in self.parts:
