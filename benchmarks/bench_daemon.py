@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_daemon.py [--sizes 10000 100000] [--stores sqlite postgresql]
                                                 [--months 36] [--million] [--profile FILE]
+                                                [--ingest-only]
 
 The real daemon, assembled as ``monitor run`` assembles it (``App.assemble``: store
 migrated, poller, rule service, notifier, rules loaded), on a movable clock and without
@@ -28,7 +29,14 @@ For each store and size, in a process of its own (so peak RSS is its own), it pr
 
 ``--million`` adds 1,000,000 series. ``--profile FILE`` writes a cProfile of the
 steady and new-month cycles of the largest size (first store) to FILE and prints the top
-functions. PostgreSQL runs on a database created (and dropped) at
+functions.
+
+``--ingest-only`` times the polls alone, as the daemon runs them (the same poller, source
+and store; no rule is evaluated): the first poll of every series into an empty store
+(``--sizes 200000`` is 200,000 series x 36 months = 7.2M observations), then the poll
+that brings one new month for every series (every stored value diffed, one month
+inserted). Beside wall seconds it prints the process's CPU seconds (user + system) of
+each poll; ``--profile FILE`` then profiles the first poll. PostgreSQL runs on a database created (and dropped) at
 ``MONITOR_BENCH_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``).
 """
 
@@ -256,7 +264,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(kind: str, url: str, n: int, months: int, profile: str | None) -> dict[str, Any]:
+def cpu_seconds() -> float:
+    """Return the CPU seconds (user + system) this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(kind: str, url: str, n: int, months: int, profile: str | None,
+        ingest_only: bool = False) -> dict[str, Any]:
     """Run the daemon on ``n`` series at ``url``; return the figures."""
     workload = Workload(n, months)
     server = Server()
@@ -300,6 +315,27 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None) -> dict[s
             return time.perf_counter() - started
 
         try:
+            if ingest_only:
+                profiler = cProfile.Profile() if profile else None
+                cpu = cpu_seconds()
+                if profiler is not None:
+                    profiler.enable()
+                figures["ingest"] = poll()
+                if profiler is not None:
+                    profiler.disable()
+                figures["ingest_cpu"] = cpu_seconds() - cpu
+                figures["stored"] = app.store.observations.count()
+                workload.add_month()
+                server.body = workload.csv()
+                clock.advance(timedelta(days=31))
+                cpu = cpu_seconds()
+                figures["month_ingest"] = poll()
+                figures["month_cpu"] = cpu_seconds() - cpu
+                figures["month_observations"] = workload.observations
+                figures["rss"] = peak_rss_mb()
+                if profiler is not None and profile:
+                    profiler.dump_stats(profile)
+                return figures
             figures["ingest"] = poll()
             figures["first"] = cycle()
             last = rules.last
@@ -341,17 +377,61 @@ def _drop(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def child(kind: str, n: int, months: int, profile: str | None) -> None:
+def child(kind: str, n: int, months: int, profile: str | None, ingest_only: bool) -> None:
     """One store and size, in this process; prints one JSON line of figures."""
     if kind == "postgresql":
         url, name = _postgres_database()
         try:
-            figures = run(kind, url, n, months, profile)
+            figures = run(kind, url, n, months, profile, ingest_only)
         finally:
             _drop(name)
     else:
-        figures = run(kind, "", n, months, profile)
+        figures = run(kind, "", n, months, profile, ingest_only)
     print(json.dumps(figures), flush=True)
+
+
+def _child_figures(args: argparse.Namespace, kind: str, n: int, profile: str | None
+                   ) -> dict[str, Any] | str:
+    """Run one store and size in a child process; return its figures or why it failed."""
+    command = [sys.executable, __file__, "--child", kind, str(n), str(args.months)]
+    if profile:
+        command += ["--profile", profile]
+    if args.ingest_only:
+        command += ["--ingest-only"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        return (done.stderr.strip().splitlines() or ["?"])[-1]
+    figures: dict[str, Any] = json.loads(lines[-1])
+    return figures
+
+
+def ingest_table(args: argparse.Namespace, sizes: list[int]) -> None:
+    """Print the ingest-only table: first poll and new-month poll per store and size."""
+    print(f"{'store':<11}{'series':>10}{'obs':>12}{'ingest s':>10}{'cpu s':>8}{'obs/s':>11}"
+          f"{'month obs':>12}{'month s':>9}{'cpu s':>8}{'peak MB':>9}", flush=True)
+    for kind in args.stores:
+        for n in sizes:
+            profile = args.profile if args.profile and kind == args.stores[0] \
+                and n == sizes[-1] else None
+            f = _child_figures(args, kind, n, profile)
+            if isinstance(f, str):
+                print(f"{kind:<11}{n:>10,}  failed: {f}", flush=True)
+                continue
+            if f["stored"] != f["observations"]:
+                print(f"{kind:<11}{n:>10,}  stored {f['stored']:,} of "
+                      f"{f['observations']:,} observations", flush=True)
+            print(f"{kind:<11}{n:>10,}{f['observations']:>12,}{f['ingest']:>10.2f}"
+                  f"{f['ingest_cpu']:>8.2f}{f['observations'] / f['ingest']:>11,.0f}"
+                  f"{f['month_observations']:>12,}{f['month_ingest']:>9.2f}"
+                  f"{f['month_cpu']:>8.2f}{f['rss']:>9,.0f}", flush=True)
+    load = os.getloadavg()
+    print(f"(measured {datetime.now(UTC):%Y-%m-%d}, {args.months} months per series, "
+          f"{os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f}; cpu s = this "
+          "process's user + system seconds; the database server's are not counted)")
+    if args.profile:
+        stats = pstats.Stats(args.profile)
+        stats.sort_stats("cumulative").print_stats(40)
 
 
 def main() -> None:
@@ -363,14 +443,19 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=36)
     parser.add_argument("--million", action="store_true", help="add 1,000,000 series")
     parser.add_argument("--profile", help="write a cProfile of the largest size's cycles here")
+    parser.add_argument("--ingest-only", action="store_true",
+                        help="time the polls alone: the first, then one new month")
     parser.add_argument("--child", nargs=3, metavar=("STORE", "N", "MONTHS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, n, months = args.child
-        child(kind, int(n), int(months), args.profile)
+        child(kind, int(n), int(months), args.profile, args.ingest_only)
         return
     sizes = sorted(set(args.sizes + ([1_000_000] if args.million else [])))
+    if args.ingest_only:
+        ingest_table(args, sizes)
+        return
     print(f"{'store':<11}{'series':>10}{'obs':>11}{'ingest s':>9}{'obs/s':>10}{'first s':>9}"
           f"{'steady s':>9}{'month s':>9}{'m.ingest':>9}{'firing':>9}{'msgs':>6}"
           f"{'peak MB':>9}", flush=True)
@@ -378,16 +463,10 @@ def main() -> None:
         for n in sizes:
             profile = args.profile if args.profile and kind == args.stores[0] \
                 and n == sizes[-1] else None
-            command = [sys.executable, __file__, "--child", kind, str(n), str(args.months)]
-            if profile:
-                command += ["--profile", profile]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-            if done.returncode != 0 or not lines:
-                print(f"{kind:<11}{n:>10,}  failed: "
-                      f"{(done.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)
+            f = _child_figures(args, kind, n, profile)
+            if isinstance(f, str):
+                print(f"{kind:<11}{n:>10,}  failed: {f}", flush=True)
                 continue
-            f = json.loads(lines[-1])
             print(f"{kind:<11}{n:>10,}{f['observations']:>11,}{f['ingest']:>9.2f}"
                   f"{f['observations'] / f['ingest']:>10,.0f}{f['first']:>9.2f}"
                   f"{f['steady']:>9.2f}{f['month']:>9.2f}{f['month_ingest']:>9.2f}"
