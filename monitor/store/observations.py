@@ -159,15 +159,42 @@ def _prepare(batch: ObservationBatch) -> _Rows:
     den = kept.denominator
     if not np.isfinite(den[~np.isnan(den)]).all():
         den = np.where(np.isfinite(den), den, np.nan)
+    local, period = kept.series, kept.period
+    if _ascending(local, period):  # a wide table's usual order: nothing to sort or drop
+        return _Rows(kept.keys, local, period, kept.value, den, kept.provisional,
+                     given=len(batch), rejected=len(batch) - int(finite.sum()))
     # A stable sort keeps repeats in the order given: the last of each run is the last given.
-    order = np.lexsort((kept.period, kept.series))
-    local, period = kept.series[order], kept.period[order]
+    order = np.lexsort((period, local))
+    local, period = local[order], period[order]
     last = np.ones(local.shape[0], dtype=bool)
     last[:-1] = (local[1:] != local[:-1]) | (period[1:] != period[:-1])
     at = order[last]
     return _Rows(kept.keys, local[last], period[last], kept.value[at], den[at],
                  kept.provisional[at], given=len(batch),
                  rejected=len(batch) - int(finite.sum()))
+
+
+def _ascending(major: IntArray, minor: IntArray) -> bool:
+    """Return whether (major, minor) pairs strictly increase: sorted, none repeated."""
+    if major.shape[0] < 2:
+        return True
+    step = np.diff(major)
+    return bool(((step > 0) | ((step == 0) & (np.diff(minor) > 0))).all())
+
+
+def _distinct(ordered: IntArray) -> IntArray:
+    """Return the distinct values of an ascending array (the first of each run)."""
+    if not ordered.shape[0]:
+        return ordered
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
+
+
+def _present(values: IntArray, size: int) -> IntArray:
+    """Return the distinct values of ``values`` (non-negative, below ``size``), ascending:
+    one pass over a mask, where ``np.unique`` would sort millions of values."""
+    seen = np.zeros(size, dtype=bool)
+    seen[values] = True
+    return np.flatnonzero(seen)
 
 
 def _nullable(values: FloatArray) -> list[float | None]:
@@ -209,8 +236,11 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+_LABELS_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)  # one, not one a call
+
+
 def _json_labels(labels: Labels) -> str:
-    return json.dumps(dict(labels), sort_keys=True, ensure_ascii=False)
+    return _LABELS_JSON.encode(dict(labels))
 
 
 class ObservationStore:
@@ -346,7 +376,7 @@ class ObservationStore:
         Only the keys some value refers to are resolved; the others get id 0.
         """
         keys = rows.keys
-        used = np.unique(rows.local).tolist()
+        used = _present(rows.local, len(keys)).tolist()
         prints = {local: fingerprint(keys[local][1]) for local in used}
         wanted: dict[str, dict[str, int]] = {}
         for local in used:
@@ -426,14 +456,16 @@ class ObservationStore:
            revisions and updates, each one ``executemany``.
         """
         stamp = self._ts(now)
-        sid = ids[rows.local]
-        # Series ids are not in key order: sort by what the table is clustered on.
-        order = np.lexsort((rows.period, sid))
-        sid, period = sid[order], rows.period[order]
-        local = rows.local[order]
-        value, den, prov = rows.value[order], rows.denominator[order], rows.provisional[order]
+        sid, period, local = ids[rows.local], rows.period, rows.local
+        value, den, prov = rows.value, rows.denominator, rows.provisional
+        if not _ascending(sid, period):
+            # Series ids need not follow key order: sort by what the table is clustered on.
+            order = np.lexsort((period, sid))
+            sid, period, local = sid[order], period[order], local[order]
+            value, den, prov = value[order], den[order], prov[order]
         first, last = int(period.min()), int(period.max())
-        stored = self._existing(cur, np.unique(sid), first, last)
+        series = _distinct(sid)
+        stored = self._existing(cur, series, first, last)
         n = sid.shape[0]
         new = np.ones(n, dtype=bool)
         revised = np.zeros(n, dtype=bool)
@@ -456,9 +488,9 @@ class ObservationStore:
         plain = not self._pg and bool(np.isnan(den[new]).all()) and not prov[new].any()
         self._insert_new(cur, sid[new], period[new], value[new], den[new], prov[new], stamp,
                          source, plain=plain)
-        self._note_feeding(cur, source, {rows.keys[k][0] for k in np.unique(local[written])
-                                         .tolist()})
-        touched = (set(np.unique(sid[written]).tolist()),
+        self._note_feeding(cur, source, {rows.keys[k][0] for k in
+                                         _present(local[written], len(rows.keys)).tolist()})
+        touched = (set(_distinct(sid[written]).tolist()),
                    int(period[written].min()) if written.any() else last)
         if revised.any():  # copied from the stored row before the update below changes it
             cur.executemany(self._q(
@@ -493,18 +525,24 @@ class ObservationStore:
         if self._pg:
             return _pg_columns(cur, "WHERE series_id = ANY(%s) AND period BETWEEN %s AND %s",
                                [sids.tolist(), first, last])
-        cur.execute("SELECT series_id, period, value, COALESCE(denominator, 0.0), "
-                    "denominator IS NULL, provisional FROM observation WHERE series_id IN "
-                    "(SELECT value FROM json_each(?)) AND period BETWEEN ? AND ? "
+        # Four numbers a row, not six: fetching is a Python object per value. The key
+        # packs series and period (as the diff compares them); a missing denominator
+        # comes as 9e999, infinity, which no stored denominator is (they are finite).
+        cur.execute("SELECT series_id * 4294967296 + period, value, "
+                    "COALESCE(denominator, 9e999), provisional FROM observation WHERE "
+                    "series_id IN (SELECT value FROM json_each(?)) AND period BETWEEN ? AND ? "
                     "ORDER BY series_id, period",
                     (json.dumps(sids.tolist()), first, last))
-        chunks = [np.empty((0, 6), dtype=np.float64)]
+        keys: list[IntArray] = [np.empty(0, dtype=np.int64)]
+        rest: list[FloatArray] = [np.empty((0, 3), dtype=np.float64)]
         while fetched := cur.fetchmany(250_000):  # bounded: a tuple per row costs ~200 bytes
-            chunks.append(np.array(fetched, dtype=np.float64).reshape(-1, 6))
-        table = np.concatenate(chunks)
-        den = np.where(table[:, 4] == 1, np.nan, table[:, 3])
-        return _Columns(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64),
-                        table[:, 2].copy(), den, table[:, 5].astype(np.int64))
+            key, *numbers = zip(*fetched, strict=True)
+            keys.append(np.array(key, dtype=np.int64))
+            rest.append(np.array(numbers, dtype=np.float64).T.reshape(-1, 3))
+        packed, table = np.concatenate(keys), np.concatenate(rest)
+        den = np.where(np.isinf(table[:, 1]), np.nan, table[:, 1])
+        return _Columns(packed >> 32, packed & 0xFFFFFFFF, table[:, 0].copy(), den,
+                        table[:, 2].astype(np.int64))
 
     def _insert_new(self, cur: Any, sid: IntArray, period: IntArray, value: FloatArray,
                     den: FloatArray, prov: BoolArray, stamp: Any, source: str, *,
