@@ -105,8 +105,13 @@ def _records(reader: Any, source: str, origin: str) -> Iterator[tuple[list[str],
 
 
 @paused_gc()
-def parse_csv(config: CsvSource, body: bytes, *, origin: str, content_type: str = "") -> Parsed:
+def parse_csv(config: CsvSource, body: bytes, *, origin: str, content_type: str = "",
+              columnar: bool = True) -> Parsed:
     """Return the observations in a CSV body and the rows rejected.
+
+    A wide table is read into columns when it has nothing to report (see
+    :func:`_wide_columns`); ``columnar=False`` reads it row by row even then, so tests
+    and benchmarks can compare the two readers.
 
     Raises PayloadError when the body is HTML, not text in ``encoding``, malformed,
     truncated (the last line stops short with no line end) or when the header lacks a
@@ -128,7 +133,8 @@ def parse_csv(config: CsvSource, body: bytes, *, origin: str, content_type: str 
     where = f"{origin} header (line {reader.line_num})"
     truncated = not text.endswith(("\n", "\r"))
     if config.layout == "wide":
-        return _parse_wide(config, header, records, where, truncated, origin, body)
+        return _parse_wide(config, header, records, where, truncated, origin,
+                           body if columnar else None)
     return _parse_long(config, header, records, where, truncated, origin)
 
 
@@ -315,7 +321,7 @@ def _wide_columns(config: CsvSource, body: bytes, header: list[str], index: dict
 
 
 def _parse_wide(config: CsvSource, header: list[str], records: Iterator[tuple[list[str], int]],
-                where: str, truncated: bool, origin: str, body: bytes) -> Parsed:
+                where: str, truncated: bool, origin: str, body: bytes | None) -> Parsed:
     source = config.name
     wanted = missing_columns(config, need_period=False)
     index = _index(source, where, header, wanted)
@@ -325,7 +331,7 @@ def _parse_wide(config: CsvSource, header: list[str], records: Iterator[tuple[li
 
     mapper = Mapper(config, source, config.static_labels, locate, need_period=False)
     columns = _period_columns(config, header, where, mapper)
-    fast = _wide_columns(config, body, header, index, columns)
+    fast = _wide_columns(config, body, header, index, columns) if body is not None else None
     if fast is not None:
         return fast
     collector = Collector(source, by_series=True, add_up=config.duplicates == "sum")
