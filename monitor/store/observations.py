@@ -525,24 +525,21 @@ class ObservationStore:
         if self._pg:
             return _pg_columns(cur, "WHERE series_id = ANY(%s) AND period BETWEEN %s AND %s",
                                [sids.tolist(), first, last])
-        # Four numbers a row, not six: fetching is a Python object per value. The key
-        # packs series and period (as the diff compares them); a missing denominator
-        # comes as 9e999, infinity, which no stored denominator is (they are finite).
-        cur.execute("SELECT series_id * 4294967296 + period, value, "
-                    "COALESCE(denominator, 9e999), provisional FROM observation WHERE "
-                    "series_id IN (SELECT value FROM json_each(?)) AND period BETWEEN ? AND ? "
+        # Five numbers a row, read into one float64 array per chunk (series ids and
+        # periods are exact in a double); a missing denominator comes as 9e999, infinity,
+        # which no stored denominator is (they are finite), rather than as a sixth column.
+        cur.execute("SELECT series_id, period, value, COALESCE(denominator, 9e999), "
+                    "provisional FROM observation WHERE series_id IN "
+                    "(SELECT value FROM json_each(?)) AND period BETWEEN ? AND ? "
                     "ORDER BY series_id, period",
                     (json.dumps(sids.tolist()), first, last))
-        keys: list[IntArray] = [np.empty(0, dtype=np.int64)]
-        rest: list[FloatArray] = [np.empty((0, 3), dtype=np.float64)]
+        chunks = [np.empty((0, 5), dtype=np.float64)]
         while fetched := cur.fetchmany(250_000):  # bounded: a tuple per row costs ~200 bytes
-            key, *numbers = zip(*fetched, strict=True)
-            keys.append(np.array(key, dtype=np.int64))
-            rest.append(np.array(numbers, dtype=np.float64).T.reshape(-1, 3))
-        packed, table = np.concatenate(keys), np.concatenate(rest)
-        den = np.where(np.isinf(table[:, 1]), np.nan, table[:, 1])
-        return _Columns(packed >> 32, packed & 0xFFFFFFFF, table[:, 0].copy(), den,
-                        table[:, 2].astype(np.int64))
+            chunks.append(np.array(fetched, dtype=np.float64).reshape(-1, 5))
+        table = np.concatenate(chunks)
+        den = np.where(np.isinf(table[:, 3]), np.nan, table[:, 3])
+        return _Columns(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64),
+                        table[:, 2].copy(), den, table[:, 4].astype(np.int64))
 
     def _insert_new(self, cur: Any, sid: IntArray, period: IntArray, value: FloatArray,
                     den: FloatArray, prov: BoolArray, stamp: Any, source: str, *,
