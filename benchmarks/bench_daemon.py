@@ -430,8 +430,40 @@ def ingest_table(args: argparse.Namespace, sizes: list[int]) -> None:
           f"{os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f}; cpu s = this "
           "process's user + system seconds; the database server's are not counted)")
     if args.profile:
-        stats = pstats.Stats(args.profile)
-        stats.sort_stats("cumulative").print_stats(40)
+        print_phases(args.profile)
+
+
+# The stages of a poll, by the function that does each (cumulative time under cProfile).
+PHASES = (("fetch (HTTP read over loopback)", ("fetch_file_or_url",)),
+          ("parse (CSV -> values, validation)", ("parse_csv",)),
+          ("store: group, deduplicate, sort values", ("_collect", "_prepare")),
+          ("store: resolve and create series", ("_resolve_series",)),
+          ("store: read stored values for the diff", ("_existing",)),
+          ("store: write new rows", ("_insert_new",)),
+          ("store: commit", ("commit",)))
+
+
+def _is_phase(names: tuple[str, ...], file: str, func: str) -> bool:
+    """Whether a profiled function is the stage's: ours by name; the commit is the
+    driver's (sqlite3's method, or psycopg's), not SQLAlchemy's wrappers around it."""
+    if names != ("commit",):
+        return func in names and "/monitor/" in file
+    return func == "<method 'commit' of 'sqlite3.Connection' objects>" or \
+        (func == "commit" and "/psycopg/" in file)
+
+
+def print_phases(path: str) -> None:
+    """Print where a profiled first poll's time went, stage by stage, then the top
+    functions by own time."""
+    stats = pstats.Stats(path)
+    table: dict[tuple[str, int, str], Any] = stats.stats
+    total = max(cumulative for _cc, _nc, _tt, cumulative, _callers in table.values())
+    print(f"\nwhere the first poll's time went (cProfile, {total:.1f} s under the profiler):")
+    for label, names in PHASES:
+        spent = sum(entry[3] for (file, _line, func), entry in table.items()
+                    if _is_phase(names, file, func))
+        print(f"  {label:<42}{spent:>8.1f} s {spent / total:>6.0%}")
+    stats.sort_stats("tottime").print_stats(15)
 
 
 def main() -> None:
