@@ -270,6 +270,35 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def server_cpu_seconds(url: str) -> float | None:
+    """Return the CPU seconds the PostgreSQL server processes serving the database at
+    ``url`` have used so far (from /proc; the server runs on this machine), or None
+    when they cannot be read. Only backends alive at both readings count."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    try:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            pids = [int(r[0]) for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,)).fetchall()]
+    except psycopg.Error:
+        return None
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def _less(after: float | None, before: float | None) -> float | None:
+    return None if after is None or before is None else after - before
+
+
 def run(kind: str, url: str, n: int, months: int, profile: str | None,
         ingest_only: bool = False) -> dict[str, Any]:
     """Run the daemon on ``n`` series at ``url``; return the figures."""
@@ -294,6 +323,9 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None,
         figures: dict[str, Any] = {"store": kind, "series": n,
                                    "observations": workload.observations}
 
+        def server_cpu(at: str) -> float | None:
+            return server_cpu_seconds(at) if kind == "postgresql" else None
+
         def poll() -> float:
             started = time.perf_counter()
             results = [poller.poll(name) for name in poller.names]
@@ -317,20 +349,23 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None,
         try:
             if ingest_only:
                 profiler = cProfile.Profile() if profile else None
-                cpu = cpu_seconds()
+                app.store.observations.count()  # opens the pool's connection first
+                cpu, db_cpu = cpu_seconds(), server_cpu(url)
                 if profiler is not None:
                     profiler.enable()
                 figures["ingest"] = poll()
                 if profiler is not None:
                     profiler.disable()
                 figures["ingest_cpu"] = cpu_seconds() - cpu
+                figures["ingest_db_cpu"] = _less(server_cpu(url), db_cpu)
                 figures["stored"] = app.store.observations.count()
                 workload.add_month()
                 server.body = workload.csv()
                 clock.advance(timedelta(days=31))
-                cpu = cpu_seconds()
+                cpu, db_cpu = cpu_seconds(), server_cpu(url)
                 figures["month_ingest"] = poll()
                 figures["month_cpu"] = cpu_seconds() - cpu
+                figures["month_db_cpu"] = _less(server_cpu(url), db_cpu)
                 figures["month_observations"] = workload.observations
                 figures["rss"] = peak_rss_mb()
                 if profiler is not None and profile:
@@ -406,10 +441,15 @@ def _child_figures(args: argparse.Namespace, kind: str, n: int, profile: str | N
     return figures
 
 
+def _cpu(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.2f}"
+
+
 def ingest_table(args: argparse.Namespace, sizes: list[int]) -> None:
     """Print the ingest-only table: first poll and new-month poll per store and size."""
-    print(f"{'store':<11}{'series':>10}{'obs':>12}{'ingest s':>10}{'cpu s':>8}{'obs/s':>11}"
-          f"{'month obs':>12}{'month s':>9}{'cpu s':>8}{'peak MB':>9}", flush=True)
+    print(f"{'store':<11}{'series':>10}{'obs':>12}{'ingest s':>10}{'cpu s':>8}{'db cpu':>8}"
+          f"{'obs/s':>11}{'month obs':>12}{'month s':>9}{'cpu s':>8}{'db cpu':>8}"
+          f"{'peak MB':>9}", flush=True)
     for kind in args.stores:
         for n in sizes:
             profile = args.profile if args.profile and kind == args.stores[0] \
@@ -422,13 +462,16 @@ def ingest_table(args: argparse.Namespace, sizes: list[int]) -> None:
                 print(f"{kind:<11}{n:>10,}  stored {f['stored']:,} of "
                       f"{f['observations']:,} observations", flush=True)
             print(f"{kind:<11}{n:>10,}{f['observations']:>12,}{f['ingest']:>10.2f}"
-                  f"{f['ingest_cpu']:>8.2f}{f['observations'] / f['ingest']:>11,.0f}"
+                  f"{f['ingest_cpu']:>8.2f}{_cpu(f['ingest_db_cpu']):>8}"
+                  f"{f['observations'] / f['ingest']:>11,.0f}"
                   f"{f['month_observations']:>12,}{f['month_ingest']:>9.2f}"
-                  f"{f['month_cpu']:>8.2f}{f['rss']:>9,.0f}", flush=True)
+                  f"{f['month_cpu']:>8.2f}{_cpu(f['month_db_cpu']):>8}{f['rss']:>9,.0f}",
+                  flush=True)
     load = os.getloadavg()
     print(f"(measured {datetime.now(UTC):%Y-%m-%d}, {args.months} months per series, "
-          f"{os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f}; cpu s = this "
-          "process's user + system seconds; the database server's are not counted)")
+          f"{os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f}; cpu s = the "
+          "daemon process's user + system seconds; db cpu = the PostgreSQL backends' serving "
+          "it, from /proc; SQLite runs inside the daemon process)")
     if args.profile:
         print_phases(args.profile)
 
