@@ -20,8 +20,6 @@ from operator import itemgetter
 from typing import Any, Literal
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pa_csv
 from pydantic import Field, field_validator, model_validator
 
 from monitor.errors import PayloadError
@@ -253,6 +251,11 @@ def _wide_columns(config: CsvSource, body: bytes, header: list[str], index: dict
     """
     if config.encoding.lower() not in _UTF8:
         return None
+    # Imported here, not at the top: Arrow costs most of a CPU second to import, which
+    # every command and daemon without a wide CSV source would pay at start.
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
     text_columns = list(dict.fromkeys(
         [c for c in (config.indicator_column,) if c] + list(config.labels.values())
         + [c for c in (config.provisional_column,) if c]))
