@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_daemon.py [--sizes 10000 100000] [--stores sqlite postgresql]
                                                 [--months 36] [--million] [--profile FILE]
+                                                [--ingest-only]
 
 The real daemon, assembled as ``monitor run`` assembles it (``App.assemble``: store
 migrated, poller, rule service, notifier, rules loaded), on a movable clock and without
@@ -31,7 +32,15 @@ For each store and size, in a process of its own (so peak RSS is its own), it pr
 ``--million`` adds 1,000,000 series. ``--profile FILE`` writes a cProfile of each cycle
 of the largest size (first store) to ``FILE.first``, ``FILE.steady`` and ``FILE.month``
 and prints the top functions of the first and new-month cycles; the JSON line of a
-child also carries the peak RSS after the ingest, the first cycle and the month's poll. PostgreSQL runs on a database created (and dropped) at
+child also carries the peak RSS after the ingest, the first cycle and the month's poll.
+
+``--ingest-only`` times the polls alone, as the daemon runs them (the same poller, source
+and store; no rule is evaluated): the first poll of every series into an empty store
+(``--sizes 200000`` is 200,000 series x 36 months = 7.2M observations), then the poll
+that brings one new month for every series (every stored value diffed, one month
+inserted). Beside wall seconds it prints the process's CPU seconds (user + system) of
+each poll; ``--profile FILE`` then profiles the first poll. PostgreSQL runs on a database
+created (and dropped) at
 ``MONITOR_BENCH_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``).
 """
 
@@ -266,7 +275,37 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(kind: str, url: str, n: int, months: int, profile: str | None) -> dict[str, Any]:
+def server_cpu_seconds(url: str) -> float | None:
+    """Return the CPU seconds the PostgreSQL server processes serving the database at
+    ``url`` have used so far (from /proc; the server runs on this machine), or None
+    when they cannot be read. Only backends alive at both readings count."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    try:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            pids = [int(r[0]) for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,)).fetchall()]
+    except psycopg.Error:
+        return None
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def _less(after: float | None, before: float | None) -> float | None:
+    return None if after is None or before is None else after - before
+
+
+def run(kind: str, url: str, n: int, months: int, profile: str | None,
+        ingest_only: bool = False) -> dict[str, Any]:
     """Run the daemon on ``n`` series at ``url``; return the figures."""
     workload = Workload(n, months)
     server = Server()
@@ -288,6 +327,9 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None) -> dict[s
         poller, rules, notifier = app.poller, app.rules, app.notifier
         figures: dict[str, Any] = {"store": kind, "series": n,
                                    "observations": workload.observations}
+
+        def server_cpu(at: str) -> float | None:
+            return server_cpu_seconds(at) if kind == "postgresql" else None
 
         def poll() -> float:
             started = time.perf_counter()
@@ -313,6 +355,30 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None) -> dict[s
 
         cpu: list[float] = []
         try:
+            if ingest_only:
+                profiler = cProfile.Profile() if profile else None
+                app.store.observations.count()  # opens the pool's connection first
+                cpu0, db_cpu = cpu_seconds(), server_cpu(url)
+                if profiler is not None:
+                    profiler.enable()
+                figures["ingest"] = poll()
+                if profiler is not None:
+                    profiler.disable()
+                figures["ingest_cpu"] = cpu_seconds() - cpu0
+                figures["ingest_db_cpu"] = _less(server_cpu(url), db_cpu)
+                figures["stored"] = app.store.observations.count()
+                workload.add_month()
+                server.body = workload.csv()
+                clock.advance(timedelta(days=31))
+                cpu0, db_cpu = cpu_seconds(), server_cpu(url)
+                figures["month_ingest"] = poll()
+                figures["month_cpu"] = cpu_seconds() - cpu0
+                figures["month_db_cpu"] = _less(server_cpu(url), db_cpu)
+                figures["month_observations"] = workload.observations
+                figures["rss"] = peak_rss_mb()
+                if profiler is not None and profile:
+                    profiler.dump_stats(profile)
+                return figures
             figures["ingest"] = poll()
             figures["rss_ingest"] = peak_rss_mb()
             profilers = {name: cProfile.Profile() for name in ("first", "steady", "month")} \
@@ -359,17 +425,101 @@ def _drop(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def child(kind: str, n: int, months: int, profile: str | None) -> None:
+def child(kind: str, n: int, months: int, profile: str | None, ingest_only: bool) -> None:
     """One store and size, in this process; prints one JSON line of figures."""
     if kind == "postgresql":
         url, name = _postgres_database()
         try:
-            figures = run(kind, url, n, months, profile)
+            figures = run(kind, url, n, months, profile, ingest_only)
         finally:
             _drop(name)
     else:
-        figures = run(kind, "", n, months, profile)
+        figures = run(kind, "", n, months, profile, ingest_only)
     print(json.dumps(figures), flush=True)
+
+
+def _child_figures(args: argparse.Namespace, kind: str, n: int, profile: str | None
+                   ) -> dict[str, Any] | str:
+    """Run one store and size in a child process; return its figures or why it failed."""
+    command = [sys.executable, __file__, "--child", kind, str(n), str(args.months)]
+    if profile:
+        command += ["--profile", profile]
+    if args.ingest_only:
+        command += ["--ingest-only"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        return (done.stderr.strip().splitlines() or ["?"])[-1]
+    figures: dict[str, Any] = json.loads(lines[-1])
+    return figures
+
+
+def _cpu(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.2f}"
+
+
+def ingest_table(args: argparse.Namespace, sizes: list[int]) -> None:
+    """Print the ingest-only table: first poll and new-month poll per store and size."""
+    print(f"{'store':<11}{'series':>10}{'obs':>12}{'ingest s':>10}{'cpu s':>8}{'db cpu':>8}"
+          f"{'obs/s':>11}{'month obs':>12}{'month s':>9}{'cpu s':>8}{'db cpu':>8}"
+          f"{'peak MB':>9}", flush=True)
+    for kind in args.stores:
+        for n in sizes:
+            profile = args.profile if args.profile and kind == args.stores[0] \
+                and n == sizes[-1] else None
+            f = _child_figures(args, kind, n, profile)
+            if isinstance(f, str):
+                print(f"{kind:<11}{n:>10,}  failed: {f}", flush=True)
+                continue
+            if f["stored"] != f["observations"]:
+                print(f"{kind:<11}{n:>10,}  stored {f['stored']:,} of "
+                      f"{f['observations']:,} observations", flush=True)
+            print(f"{kind:<11}{n:>10,}{f['observations']:>12,}{f['ingest']:>10.2f}"
+                  f"{f['ingest_cpu']:>8.2f}{_cpu(f['ingest_db_cpu']):>8}"
+                  f"{f['observations'] / f['ingest']:>11,.0f}"
+                  f"{f['month_observations']:>12,}{f['month_ingest']:>9.2f}"
+                  f"{f['month_cpu']:>8.2f}{_cpu(f['month_db_cpu']):>8}{f['rss']:>9,.0f}",
+                  flush=True)
+    load = os.getloadavg()
+    print(f"(measured {datetime.now(UTC):%Y-%m-%d}, {args.months} months per series, "
+          f"{os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f}; cpu s = the "
+          "daemon process's user + system seconds; db cpu = the PostgreSQL backends' serving "
+          "it, from /proc; SQLite runs inside the daemon process)")
+    if args.profile:
+        print_phases(args.profile)
+
+
+# The stages of a poll, by the function that does each (cumulative time under cProfile).
+PHASES = (("fetch (HTTP read over loopback)", ("fetch_file_or_url",)),
+          ("parse (CSV -> values, validation)", ("parse_csv",)),
+          ("store: group, deduplicate, sort values", ("_collect", "_prepare")),
+          ("store: resolve and create series", ("_resolve_series",)),
+          ("store: read stored values for the diff", ("_existing",)),
+          ("store: write new rows", ("_insert_new",)),
+          ("store: commit", ("commit",)))
+
+
+def _is_phase(names: tuple[str, ...], file: str, func: str) -> bool:
+    """Whether a profiled function is the stage's: ours by name; the commit is the
+    driver's (sqlite3's method, or psycopg's), not SQLAlchemy's wrappers around it."""
+    if names != ("commit",):
+        return func in names and "/monitor/" in file
+    return func == "<method 'commit' of 'sqlite3.Connection' objects>" or \
+        (func == "commit" and "/psycopg/" in file)
+
+
+def print_phases(path: str) -> None:
+    """Print where a profiled first poll's time went, stage by stage, then the top
+    functions by own time."""
+    stats = pstats.Stats(path)
+    table: dict[tuple[str, int, str], Any] = stats.stats
+    total = max(cumulative for _cc, _nc, _tt, cumulative, _callers in table.values())
+    print(f"\nwhere the first poll's time went (cProfile, {total:.1f} s under the profiler):")
+    for label, names in PHASES:
+        spent = sum(entry[3] for (file, _line, func), entry in table.items()
+                    if _is_phase(names, file, func))
+        print(f"  {label:<42}{spent:>8.1f} s {spent / total:>6.0%}")
+    stats.sort_stats("tottime").print_stats(15)
 
 
 def main() -> None:
@@ -381,14 +531,19 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=36)
     parser.add_argument("--million", action="store_true", help="add 1,000,000 series")
     parser.add_argument("--profile", help="write a cProfile of the largest size's cycles here")
+    parser.add_argument("--ingest-only", action="store_true",
+                        help="time the polls alone: the first, then one new month")
     parser.add_argument("--child", nargs=3, metavar=("STORE", "N", "MONTHS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, n, months = args.child
-        child(kind, int(n), int(months), args.profile)
+        child(kind, int(n), int(months), args.profile, args.ingest_only)
         return
     sizes = sorted(set(args.sizes + ([1_000_000] if args.million else [])))
+    if args.ingest_only:
+        ingest_table(args, sizes)
+        return
     print(f"{'store':<11}{'series':>10}{'obs':>11}{'ingest s':>9}{'obs/s':>10}{'first s':>9}"
           f"{'steady s':>9}{'month s':>9}{'m.ingest':>9}{'firing':>9}{'msgs':>6}"
           f"{'peak MB':>9}", flush=True)
@@ -396,16 +551,10 @@ def main() -> None:
         for n in sizes:
             profile = args.profile if args.profile and kind == args.stores[0] \
                 and n == sizes[-1] else None
-            command = [sys.executable, __file__, "--child", kind, str(n), str(args.months)]
-            if profile:
-                command += ["--profile", profile]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-            if done.returncode != 0 or not lines:
-                print(f"{kind:<11}{n:>10,}  failed: "
-                      f"{(done.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)
+            f = _child_figures(args, kind, n, profile)
+            if isinstance(f, str):
+                print(f"{kind:<11}{n:>10,}  failed: {f}", flush=True)
                 continue
-            f = json.loads(lines[-1])
             print(f"{kind:<11}{n:>10,}{f['observations']:>11,}{f['ingest']:>9.2f}"
                   f"{f['observations'] / f['ingest']:>10,.0f}{f['first']:>9.2f}"
                   f"{f['steady']:>9.2f}{f['month']:>9.2f}{f['month_ingest']:>9.2f}"

@@ -38,6 +38,7 @@ from monitor.configtypes import Duration, Section
 from monitor.errors import FetchError
 from monitor.model import Milestone, Observation, RowProblem
 from monitor.sources.http import HttpFetcher, HttpOptions
+from monitor.store.batch import ObservationBatch
 from monitor.store.sourcestate import Validators
 
 SourceName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")]
@@ -147,15 +148,59 @@ class Payload:
     unchanged: bool = False
 
 
-@dataclass
 class Parsed:
-    """What parsing a payload produced. ``rows`` counts the input rows that were read."""
+    """What parsing a payload produced. ``rows`` counts the input rows that were read.
 
-    observations: list[Observation] = field(default_factory=list)
-    problems: list[RowProblem] = field(default_factory=list)
-    milestones: list[Milestone] | None = None  # None: this source has no milestones
-    rows: int = 0
-    skipped: int = 0  # rows left out on purpose (unmapped = "skip", null markers)
+    The observations are kept as a list (kinds that read record by record) or as an
+    :class:`ObservationBatch` (columns, the CSV wide layout); each form is derived from
+    the other on first use. The poller and the store use :attr:`batch`.
+    """
+
+    def __init__(self, observations: list[Observation] | None = None,
+                 problems: list[RowProblem] | None = None,
+                 milestones: list[Milestone] | None = None, rows: int = 0, skipped: int = 0,
+                 *, batch: ObservationBatch | None = None) -> None:
+        self._observations = observations
+        self._batch = batch
+        self.problems: list[RowProblem] = problems if problems is not None else []
+        self.milestones = milestones  # None: this source has no milestones
+        self.rows = rows
+        self.skipped = skipped  # rows left out on purpose (unmapped = "skip", null markers)
+
+    @property
+    def observations(self) -> list[Observation]:
+        """Return the observations, one object each (built from the batch when needed)."""
+        if self._observations is None:
+            self._observations = self.batch.observations() if self._batch is not None else []
+        return self._observations
+
+    @property
+    def batch(self) -> ObservationBatch:
+        """Return the observations as columns (built from the list when needed)."""
+        if self._batch is None:
+            self._batch = ObservationBatch.of(self._observations or [])
+        return self._batch
+
+    @batch.setter
+    def batch(self, batch: ObservationBatch) -> None:
+        self._batch, self._observations = batch, None
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when both read the same observations, problems, milestones and counts."""
+        if not isinstance(other, Parsed):
+            return NotImplemented
+        return (self.observations, self.problems, self.milestones, self.rows, self.skipped) \
+            == (other.observations, other.problems, other.milestones, other.rows, other.skipped)
+
+    def __repr__(self) -> str:
+        return (f"Parsed({self.count():,} observations, {len(self.problems):,} problems, "
+                f"rows={self.rows:,}, skipped={self.skipped:,})")
+
+    def count(self) -> int:
+        """Return how many observations were read (without building either form)."""
+        if self._batch is not None:
+            return len(self._batch)
+        return len(self._observations or [])
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,11 @@ from collections.abc import Iterator
 from operator import itemgetter
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from monitor.errors import PayloadError
-from monitor.model import Observation
+from monitor.model import Labels, Observation
 from monitor.sources.base import FileOrUrl, Parsed, Payload, Source, SourceBase
 from monitor.sources.http import HttpOptions
 from monitor.sources.mapping import (
@@ -39,6 +40,7 @@ from monitor.sources.mapping import (
     missing_columns,
     paused_gc,
 )
+from monitor.store.batch import ObservationBatch
 from monitor.store.sourcestate import Validators
 
 
@@ -101,8 +103,13 @@ def _records(reader: Any, source: str, origin: str) -> Iterator[tuple[list[str],
 
 
 @paused_gc()
-def parse_csv(config: CsvSource, body: bytes, *, origin: str, content_type: str = "") -> Parsed:
+def parse_csv(config: CsvSource, body: bytes, *, origin: str, content_type: str = "",
+              columnar: bool = True) -> Parsed:
     """Return the observations in a CSV body and the rows rejected.
+
+    A wide table is read into columns when it has nothing to report (see
+    :func:`_wide_columns`); ``columnar=False`` reads it row by row even then, so tests
+    and benchmarks can compare the two readers.
 
     Raises PayloadError when the body is HTML, not text in ``encoding``, malformed,
     truncated (the last line stops short with no line end) or when the header lacks a
@@ -124,7 +131,8 @@ def parse_csv(config: CsvSource, body: bytes, *, origin: str, content_type: str 
     where = f"{origin} header (line {reader.line_num})"
     truncated = not text.endswith(("\n", "\r"))
     if config.layout == "wide":
-        return _parse_wide(config, header, records, where, truncated, origin)
+        return _parse_wide(config, header, records, where, truncated, origin,
+                           body if columnar else None)
     return _parse_long(config, header, records, where, truncated, origin)
 
 
@@ -223,8 +231,100 @@ def _period_columns(config: CsvSource, header: list[str], where: str,
     return out
 
 
+_UTF8 = frozenset({"utf-8", "utf8", "utf-8-sig", "utf_8", "utf_8_sig"})
+
+
+def _wide_columns(config: CsvSource, body: bytes, header: list[str], index: dict[str, int],
+                  columns: list[tuple[int, str, int]]) -> Parsed | None:
+    """Return a wide table parsed into columns by Arrow's CSV reader, or None when the
+    payload has anything to report (then the row-by-row reader, which words every
+    problem with its line, reads it again).
+
+    1. read the label, indicator and flag columns as text and the period columns as
+       float64, in C++, with no null markers: an empty or non-numeric cell, a row of
+       the wrong width or malformed quoting makes the read fail -> None;
+    2. check the values as arrays (finite; not negative unless allowed) -> None if not;
+    3. map each row's indicator, labels and flag (once per row, cached per distinct
+       value); a rejected row, or a series repeated without ``duplicates = "sum"`` -> None;
+    4. spread the series and periods over the values: one batch, row order then column
+       order, as the row-by-row reader emits them.
+    """
+    if config.encoding.lower() not in _UTF8:
+        return None
+    # Imported here, not at the top: Arrow costs most of a CPU second to import, which
+    # every command and daemon without a wide CSV source would pay at start.
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    text_columns = list(dict.fromkeys(
+        [c for c in (config.indicator_column,) if c] + list(config.labels.values())
+        + [c for c in (config.provisional_column,) if c]))
+    names = [f"c{k}" for k in range(len(header))]
+    types: dict[str, Any] = {names[index[c]]: pa.string() for c in text_columns}
+    types.update({names[position]: pa.float64() for position, _name, _p in columns})
+    try:
+        table = pa_csv.read_csv(
+            pa.py_buffer(body.removeprefix(b"\xef\xbb\xbf")),
+            read_options=pa_csv.ReadOptions(skip_rows=config.header_row, column_names=names),
+            parse_options=pa_csv.ParseOptions(delimiter=config.delimiter,
+                                              newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types, include_columns=list(types), null_values=[],
+                strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if not table.num_rows:
+        return None
+    values = np.column_stack([table.column(names[position]).to_numpy()
+                              for position, _name, _p in columns]).astype(np.float64)
+    low = -np.inf if config.allow_negative else 0.0
+    if not ((values >= low) & (values < np.inf)).all():
+        return None
+    texts = [table.column(names[index[c]]).to_pylist() for c in text_columns]
+    at = {c: k for k, c in enumerate(text_columns)}
+    mapper = Mapper(config, config.name, config.static_labels,
+                    lambda column: itemgetter(at[column]), need_period=False)
+    flag_at = at.get(config.provisional_column or "")
+    key_of: dict[tuple[str, Labels], int] = {}
+    keys: list[tuple[str, Labels]] = []
+    series: list[int] = []
+    flags: list[bool] = []
+    kept: list[int] = []
+    repeated = False
+    for row, record in enumerate(zip(*texts, strict=True)):
+        try:
+            key = (mapper.indicator(record), mapper.labels(record))
+            flag = False if flag_at is None else \
+                mapper.flag(record[flag_at], config.provisional_column or "")
+        except Skip:
+            continue
+        except Reject:
+            return None
+        local = key_of.get(key)
+        if local is None:
+            local = key_of[key] = len(keys)
+            keys.append(key)
+        else:
+            repeated = True
+        kept.append(row)
+        series.append(local)
+        flags.append(flag)
+    if repeated and config.duplicates != "sum":
+        return None
+    width = len(columns)
+    periods = np.array([period for _position, _name, period in columns], dtype=np.int64)
+    chosen = values[np.array(kept, dtype=np.int64)] if len(kept) < len(values) else values
+    batch = ObservationBatch(keys, np.repeat(np.array(series, dtype=np.int64), width),
+                             np.tile(periods, len(kept)), chosen.ravel(),
+                             np.full(len(kept) * width, np.nan),
+                             np.repeat(np.array(flags, dtype=np.bool_), width))
+    if repeated:
+        batch = batch.summed()
+    return Parsed(batch=batch, rows=table.num_rows, skipped=table.num_rows - len(kept))
+
+
 def _parse_wide(config: CsvSource, header: list[str], records: Iterator[tuple[list[str], int]],
-                where: str, truncated: bool, origin: str) -> Parsed:
+                where: str, truncated: bool, origin: str, body: bytes | None) -> Parsed:
     source = config.name
     wanted = missing_columns(config, need_period=False)
     index = _index(source, where, header, wanted)
@@ -234,6 +334,9 @@ def _parse_wide(config: CsvSource, header: list[str], records: Iterator[tuple[li
 
     mapper = Mapper(config, source, config.static_labels, locate, need_period=False)
     columns = _period_columns(config, header, where, mapper)
+    fast = _wide_columns(config, body, header, index, columns) if body is not None else None
+    if fast is not None:
+        return fast
     collector = Collector(source, by_series=True, add_up=config.duplicates == "sum")
     width = len(header)
     flag_getter = itemgetter(index[config.provisional_column]) \

@@ -16,7 +16,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ from monitor.configtypes import Section
 from monitor.errors import PayloadError
 from monitor.model import Frequency, Labels, Observation, RowProblem
 from monitor.sources.base import IndicatorId, LabelName, SourceBase
+from monitor.store.batch import ObservationBatch
 
 
 class MappingOptions(Section):
@@ -460,17 +461,16 @@ def check_header(source: str, where: str, header: Sequence[str],
                        "previous data is kept")
 
 
-def mark_provisional(config: SourceBase, observations: list[Observation]) -> list[Observation]:
-    """Return ``observations`` with the last ``provisional_last`` periods marked provisional.
+def mark_provisional(config: SourceBase, batch: ObservationBatch) -> ObservationBatch:
+    """Return ``batch`` with the last ``provisional_last`` periods marked provisional.
 
     "Last" counts back from the latest period in the payload.
     """
     last = config.provisional_last
-    if not last or not observations:
-        return observations
-    cutoff = max(o.period for o in observations) - last
-    return [replace(o, provisional=True) if o.period > cutoff and not o.provisional else o
-            for o in observations]
+    if not last or not len(batch):
+        return batch
+    cutoff = int(batch.period.max()) - last
+    return batch.with_provisional(batch.provisional | (batch.period > cutoff))
 
 
 def is_html(body: bytes, content_type: str) -> bool:

@@ -141,7 +141,7 @@ def judge(config: SourceBase, parsed: Parsed) -> None:
 def empty_reason(parsed: Parsed) -> str | None:
     """Return why a parsed payload is empty — no rows, or every row left out — or None
     when it has something to store (or rows rejected, which :func:`judge` weighs)."""
-    if parsed.observations or parsed.milestones or parsed.problems:
+    if parsed.count() or parsed.milestones or parsed.problems:
         return None
     if not parsed.rows:
         return "no rows (a header alone, an empty list or an empty result)"
@@ -397,7 +397,7 @@ class Poller:
                     validators=payload.validators if record_validators else None)
             else:
                 parsed = source.parse(payload)
-                parsed.observations = mark_provisional(source.config, parsed.observations)
+                parsed.batch = mark_provisional(source.config, parsed.batch)
                 self._report(name, parsed.problems)
                 empty = empty_reason(parsed) if source.config.empty_payloads else None
                 if empty is not None:
@@ -433,7 +433,7 @@ class Poller:
             return PollResult(name, outcome, started, self.clock.now(), milestones=milestones,
                               **common)
         frequency = getattr(source.config, "frequency", None)
-        stored = self.store.observations.ingest(name, parsed.observations, now=now,
+        stored = self.store.observations.ingest(name, parsed.batch, now=now,
                                                 indicator_frequency=frequency)
         return PollResult(name, outcome, started, self.clock.now(), stored=stored, **common)
 

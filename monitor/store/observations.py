@@ -1,14 +1,21 @@
 """Observations, their revisions and plan milestones: the store side of ingestion.
 
-Writes are bulk, because a poll can bring a million values:
+Writes are bulk and columnar, because a poll can bring millions of values. A poll's
+observations arrive as an :class:`~monitor.store.batch.ObservationBatch` (arrays, not an
+object per value) and:
 
-1. resolve each observation's series (indicator + label set) to an id, creating missing
-   ``indicator`` and ``series`` rows;
-2. load the stored values of the touched series within the batch's period range and
-   compare in memory: new, unchanged, revised (value or denominator), flag-only;
-3. bulk-insert the new rows (``executemany`` on SQLite; ``COPY`` into a temporary table
-   and one ``INSERT … SELECT`` on PostgreSQL), then write the few revisions (the old
-   value and its as-of time) and updates.
+1. non-finite values are refused, repeated (series, period) keep the last value, and
+   the values are sorted by series, then period (array operations);
+2. each series key (indicator + label set) is resolved to an id, creating missing
+   ``indicator`` and ``series`` rows — one lookup statement per indicator whose
+   fingerprints travel as one parameter (an array on PostgreSQL, a JSON list on SQLite);
+3. the stored values of the touched series within the batch's period range are read as
+   columns and compared with the batch's as arrays: new, unchanged, revised (value or
+   denominator), flag-only;
+4. the new rows are written by one bulk statement family: ``executemany`` on SQLite,
+   on PostgreSQL one binary ``COPY`` buffer built by numpy into a temporary table and one
+   ``INSERT … SELECT``; then the revisions (the old value and its as-of time) and the
+   updates, each one ``executemany``.
 
 All of it runs in one transaction: a poll lands whole or not at all. Re-ingesting the
 same data changes nothing. Reads return columnar numpy blocks, one per indicator.
@@ -17,12 +24,12 @@ same data changes nothing. Reads return columnar numpy blocks, one per indicator
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -33,13 +40,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError
 from monitor.model import Frequency, Labels, Milestone, Observation, fingerprint, labels_of, utc
+from monitor.store.batch import ObservationBatch, SeriesKey
 from monitor.store.db import SHRINK_CACHE
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
-_CHUNK = 500  # bound parameters per IN (...) list: well under every driver's limit
 VERSION_KEY = "observations:version"  # monitor_meta: writes of observations and milestones
 # The most series ids the journal of this process's writes holds (8 bytes each) when
 # no reader takes them (see ``forget_changes``): beyond it the oldest versions go.
@@ -129,60 +136,99 @@ class RevisionRecord:
 
 
 @dataclass
-class _Batch:
-    """Observations grouped by series and deduplicated by (series, period)."""
+class _Rows:
+    """A batch made ready to store: finite values only, one per (series, period), sorted
+    by series key then period. ``local`` indexes ``keys``."""
 
-    keys: list[tuple[str, Labels]] = field(default_factory=list)
-    rows: dict[tuple[int, int], tuple[float, float | None, bool]] = field(default_factory=dict)
-    given: int = 0
-    rejected: int = 0
-    plain: bool = True  # no denominator and no provisional flag anywhere
+    keys: list[SeriesKey]
+    local: IntArray
+    period: IntArray
+    value: FloatArray
+    denominator: FloatArray  # NaN: none
+    provisional: BoolArray
+    given: int
+    rejected: int
+
+    def __len__(self) -> int:
+        return int(self.local.shape[0])
 
 
-def _collect(observations: Iterable[Observation]) -> _Batch:
-    """Return the batch: local series keys and one row per (local series, period).
+def _prepare(batch: ObservationBatch) -> _Rows:
+    """Return the batch's values to store: non-finite values refused (counted), non-finite
+    denominators dropped, a repeated (series, period) keeping its last value."""
+    finite = np.isfinite(batch.value)
+    kept = batch if finite.all() else batch.take(finite)
+    den = kept.denominator
+    if not np.isfinite(den[~np.isnan(den)]).all():
+        den = np.where(np.isfinite(den), den, np.nan)
+    local, period = kept.series, kept.period
+    if _ascending(local, period):  # a wide table's usual order: nothing to sort or drop
+        return _Rows(kept.keys, local, period, kept.value, den, kept.provisional,
+                     given=len(batch), rejected=len(batch) - int(finite.sum()))
+    # A stable sort keeps repeats in the order given: the last of each run is the last given.
+    order = np.lexsort((period, local))
+    local, period = local[order], period[order]
+    last = np.ones(local.shape[0], dtype=bool)
+    last[:-1] = (local[1:] != local[:-1]) | (period[1:] != period[:-1])
+    at = order[last]
+    return _Rows(kept.keys, local[last], period[last], kept.value[at], den[at],
+                 kept.provisional[at], given=len(batch),
+                 rejected=len(batch) - int(finite.sum()))
 
-    The loop runs once per value (millions per poll): counters and flags are locals,
-    written back at the end."""
-    batch = _Batch()
-    index: dict[tuple[str, Labels], int] = {}
-    keys = batch.keys
-    rows = batch.rows
-    last_indicator: str | None = None
-    last_labels: Labels | None = None
-    local = -1
-    given = rejected = 0
-    plain = True
-    isfinite = math.isfinite
-    for obs in observations:
-        given += 1
-        value = obs.value
-        if not isfinite(value):
-            rejected += 1
-            continue
-        # Parsers emit a series' periods together, sharing one labels tuple: an identity
-        # check skips hashing the label set for all but the first.
-        labels = obs.labels
-        indicator = obs.indicator
-        if labels is not last_labels or indicator is not last_indicator:
-            last_indicator, last_labels = indicator, labels
-            key = (indicator, labels)
-            found = index.get(key)
-            if found is None:
-                found = index[key] = len(keys)
-                keys.append(key)
-            local = found
-        den = obs.denominator
-        provisional = obs.provisional
-        if den is not None:
-            plain = False
-            if not isfinite(den):
-                den = None
-        elif provisional:
-            plain = False
-        rows[(local, obs.period)] = (value, den, provisional)
-    batch.given, batch.rejected, batch.plain = given, rejected, plain
-    return batch
+
+def _ascending(major: IntArray, minor: IntArray) -> bool:
+    """Return whether (major, minor) pairs strictly increase: sorted, none repeated."""
+    if major.shape[0] < 2:
+        return True
+    step = np.diff(major)
+    return bool(((step > 0) | ((step == 0) & (np.diff(minor) > 0))).all())
+
+
+def _distinct(ordered: IntArray) -> IntArray:
+    """Return the distinct values of an ascending array (the first of each run)."""
+    if not ordered.shape[0]:
+        return ordered
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
+
+
+def _present(values: IntArray, size: int) -> IntArray:
+    """Return the distinct values of ``values`` (non-negative, below ``size``), ascending:
+    one pass over a mask, where ``np.unique`` would sort millions of values."""
+    seen = np.zeros(size, dtype=bool)
+    seen[values] = True
+    return np.flatnonzero(seen)
+
+
+def _nullable(values: FloatArray) -> list[float | None]:
+    """Return the values as a list with None where NaN (SQL NULL)."""
+    return [None if v != v else v for v in values.tolist()]  # v != v: NaN
+
+
+# PostgreSQL's binary COPY format: a signature, flags and header-extension length, then per
+# row the field count and each field's length and big-endian bytes; -1 ends the data.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+_COPY_TRAILER = b"\xff\xff"
+_COPY_ROW = np.dtype([("fields", ">i2"), ("l_sid", ">i4"), ("sid", ">i4"), ("l_period", ">i4"),
+                      ("period", ">i4"), ("l_value", ">i4"), ("value", ">f8"), ("l_den", ">i4"),
+                      ("den", ">f8"), ("l_prov", ">i4"), ("prov", "u1")])
+
+
+def copy_rows(sid: IntArray, period: IntArray, value: FloatArray, den: FloatArray,
+              provisional: BoolArray) -> bytes:
+    """Return rows (int4, int4, float8, float8, bool) as one binary COPY body.
+
+    Every field has a fixed width, so numpy writes the whole body at once instead of a
+    Python call per row; a missing denominator travels as NaN (NULL would change the
+    row's width) and the ``INSERT … SELECT`` reading the copy turns it back into NULL.
+    """
+    rows = np.empty(sid.shape[0], dtype=_COPY_ROW)
+    rows["fields"] = 5
+    rows["l_sid"] = rows["l_period"] = 4
+    rows["l_value"] = rows["l_den"] = 8
+    rows["l_prov"] = 1
+    rows["sid"], rows["period"], rows["value"] = sid, period, value
+    rows["den"], rows["prov"] = den, provisional
+    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
 
 
 def _literal(text: str) -> str:
@@ -192,8 +238,11 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+_LABELS_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)  # one, not one a call
+
+
 def _json_labels(labels: Labels) -> str:
-    return json.dumps(dict(labels), sort_keys=True, ensure_ascii=False)
+    return _LABELS_JSON.encode(dict(labels))
 
 
 class ObservationStore:
@@ -301,9 +350,11 @@ class ObservationStore:
 
     # --- writing -----------------------------------------------------------------------
 
-    def ingest(self, source: str, observations: Iterable[Observation], *, now: datetime,
-               indicator_frequency: Frequency | str | None = None) -> IngestResult:
-        """Store ``observations`` in one transaction; return what changed.
+    def ingest(self, source: str, observations: ObservationBatch | Iterable[Observation], *,
+               now: datetime, indicator_frequency: Frequency | str | None = None
+               ) -> IngestResult:
+        """Store ``observations`` (a batch, or Observation objects) in one transaction;
+        return what changed.
 
         Keyed by (series, period): an identical value is left alone, a different value or
         denominator is a revision (the old one is kept in ``observation_revision`` and the
@@ -313,11 +364,13 @@ class ObservationStore:
         (series, period) keeps the last value. Raises StoreError when the database fails,
         in which case nothing was written.
         """
-        batch = _collect(observations)
+        batch = observations if isinstance(observations, ObservationBatch) else \
+            ObservationBatch.of(observations)
+        rows = _prepare(batch)
         frequency = Frequency(indicator_frequency or Frequency.MONTHLY)
-        if not batch.rows:
-            return IngestResult(observations=0, rejected=batch.rejected,
-                                duplicates=batch.given - batch.rejected)
+        if not len(rows):
+            return IngestResult(observations=0, rejected=rows.rejected,
+                                duplicates=rows.given - rows.rejected)
         try:
             with self.engine.begin() as conn:
                 raw = conn.connection.driver_connection
@@ -326,8 +379,8 @@ class ObservationStore:
                     conn.connection.info[SHRINK_CACHE] = True
                 cur = raw.cursor()
                 try:
-                    ids, created = self._resolve_series(cur, source, batch.keys, frequency, now)
-                    counts, touched = self._apply(cur, source, batch, ids, now)
+                    ids, created = self._resolve_series(cur, source, rows, frequency, now)
+                    counts, touched = self._apply(cur, source, rows, ids, now)
                     version = self._bump(cur, now) if any(counts) else None
                 finally:
                     cur.close()
@@ -336,22 +389,27 @@ class ObservationStore:
                              f"{str(exc).strip().splitlines()[0]}; nothing was written") from exc
         if version is not None:
             self._journal(version, *touched)
-        total = len(batch.rows)
+        total = len(rows)
         inserted, revised, updated = counts
         return IngestResult(
             observations=total, inserted=inserted, revised=revised, updated=updated,
             unchanged=total - inserted - revised - updated, series_created=created,
-            rejected=batch.rejected, duplicates=batch.given - batch.rejected - total,
+            rejected=rows.rejected, duplicates=rows.given - rows.rejected - total,
         )
 
-    def _resolve_series(self, cur: Any, source: str, keys: Sequence[tuple[str, Labels]],
-                        frequency: Frequency, now: datetime) -> tuple[list[int], int]:
-        """Return (series id per local key, series created), creating missing rows."""
-        prints = [fingerprint(labels) for _, labels in keys]
+    def _resolve_series(self, cur: Any, source: str, rows: _Rows, frequency: Frequency,
+                        now: datetime) -> tuple[IntArray, int]:
+        """Return (series id per key of ``rows``, series created), creating missing rows.
+
+        Only the keys some value refers to are resolved; the others get id 0.
+        """
+        keys = rows.keys
+        used = _present(rows.local, len(keys)).tolist()
+        prints = {local: fingerprint(keys[local][1]) for local in used}
         wanted: dict[str, dict[str, int]] = {}
-        for local, (indicator, _labels) in enumerate(keys):
-            wanted.setdefault(indicator, {})[prints[local]] = local
-        ids: list[int] = [0] * len(keys)
+        for local in used:
+            wanted.setdefault(keys[local][0], {})[prints[local]] = local
+        ids = np.zeros(len(keys), dtype=np.int64)
         missing = self._lookup_series(cur, wanted, ids)
         if not missing:
             return ids, 0
@@ -361,10 +419,10 @@ class ObservationStore:
                     "definition, updated_at) VALUES (?, ?, '', '', 'neutral', ?, '{}', ?) "
                     "ON CONFLICT (id) DO NOTHING"),
             [(ind, ind, frequency.value, stamp) for ind in sorted({keys[i][0] for i in missing})])
-        rows = [(keys[i][0], prints[i], _json_labels(keys[i][1])) for i in missing]
+        new = [(keys[i][0], prints[i], _json_labels(keys[i][1])) for i in missing]
         if self._pg:
             # One statement over arrays: executemany costs a round trip per row here.
-            indicators, fingerprints, labels = (list(column) for column in zip(*rows,
+            indicators, fingerprints, labels = (list(column) for column in zip(*new,
                                                                                 strict=True))
             cur.execute("INSERT INTO series (indicator_id, fingerprint, labels, source, "
                         "created_at) SELECT i, f, l, %s, %s FROM unnest(%s::text[], %s::text[], "
@@ -375,7 +433,7 @@ class ObservationStore:
             cur.executemany("INSERT INTO series (indicator_id, fingerprint, labels, source, "
                             "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (indicator_id, "
                             "fingerprint) DO NOTHING",
-                            [(*row, source, stamp) for row in rows])
+                            [(*row, source, stamp) for row in new])
             created = len(missing)
         again: dict[str, dict[str, int]] = {}
         for local in missing:
@@ -386,26 +444,25 @@ class ObservationStore:
         return ids, max(0, created)
 
     def _lookup_series(self, cur: Any, wanted: Mapping[str, Mapping[str, int]],
-                       ids: list[int]) -> list[int]:
-        """Fill ``ids`` for the stored series in ``wanted``; return the local keys missing."""
+                       ids: IntArray) -> list[int]:
+        """Fill ``ids`` for the stored series in ``wanted``; return the local keys missing.
+
+        One statement per indicator, its fingerprints one parameter: an array joined on
+        PostgreSQL (with an IN list it may filter every series of the indicator against
+        every fingerprint), a JSON list read by ``json_each`` on SQLite.
+        """
         missing: list[int] = []
         for indicator, by_print in wanted.items():
-            found: dict[str, int] = {}
             prints = list(by_print)
             if self._pg:
-                # A join with the array, not IN (…): with an IN list PostgreSQL may filter
-                # every series of the indicator against every fingerprint.
                 cur.execute("SELECT s.fingerprint, s.id FROM series s JOIN unnest(%s::text[]) "
                             "AS w(fingerprint) ON s.fingerprint = w.fingerprint "
                             "WHERE s.indicator_id = %s", (prints, indicator))
-                found.update(cur.fetchall())
-                prints = []
-            for start in range(0, len(prints), _CHUNK):
-                chunk = prints[start:start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                cur.execute(self._q(f"SELECT fingerprint, id FROM series WHERE indicator_id = ? "  # noqa: S608
-                                    f"AND fingerprint IN ({marks})"), (indicator, *chunk))
-                found.update(cur.fetchall())
+            else:
+                cur.execute("SELECT fingerprint, id FROM series WHERE indicator_id = ? AND "
+                            "fingerprint IN (SELECT value FROM json_each(?))",
+                            (indicator, json.dumps(prints)))
+            found: dict[str, int] = dict(cur.fetchall())
             for fp, local in by_print.items():
                 sid = found.get(fp)
                 if sid is None:
@@ -414,71 +471,74 @@ class ObservationStore:
                     ids[local] = int(sid)
         return missing
 
-    def _apply(self, cur: Any, source: str, batch: _Batch, ids: list[int],
-               now: datetime) -> tuple[tuple[int, int, int], tuple[set[int], int]]:
-        """Merge the batch into ``observation``; return (inserted, revised, updated) and
+    def _apply(self, cur: Any, source: str, rows: _Rows, ids: IntArray, now: datetime
+               ) -> tuple[tuple[int, int, int], tuple[set[int], int]]:
+        """Merge ``rows`` into ``observation``; return (inserted, revised, updated) and
         (the series written, the earliest period written).
 
-        1. load the stored rows of the touched series within the batch's period range;
-        2. compare in memory: new, unchanged, revised (value or denominator), flag-only;
-        3. bulk-insert the new rows (``executemany`` / ``COPY``), then write the few
-           revisions and updates row by row.
+        1. load the stored rows of the touched series within the rows' period range, as
+           columns sorted by series and period;
+        2. compare as arrays (one sorted search of the rows' keys among the stored):
+           new, unchanged, revised (value or denominator), flag-only;
+        3. bulk-insert the new rows (``executemany`` / ``COPY``), then write the
+           revisions and updates, each one ``executemany``.
         """
         stamp = self._ts(now)
-        periods = [period for _local, period in batch.rows]
-        existing = self._existing(cur, sorted(set(ids)), min(periods), max(periods))
-        new: list[tuple[Any, ...]] = []
-        revisions: list[tuple[Any, ...]] = []
-        updates: list[tuple[Any, ...]] = []
-        plain = batch.plain and not self._pg
-        if not existing and plain:  # new counts only: the usual case, three numbers a row
-            new = [(ids[local], period, value) for (local, period), (value, _d, _p)
-                   in batch.rows.items()]
-        elif not existing:
-            new = [(ids[local], period, value, den, prov)
-                   for (local, period), (value, den, prov) in batch.rows.items()]
-            plain = False
-        else:
-            plain = False
-        get = existing.get
-        written: set[int] = set()  # local series with a value written
-        first_written = max(periods)  # the earliest period written
-        for (local, period), (value, den, prov) in batch.rows.items() if existing else ():
-            sid = ids[local]
-            old = get((sid, period))
-            if old is None:
-                new.append((sid, period, value, den, prov))
-                written.add(local)
-                first_written = min(first_written, period)
-                continue
-            old_value, old_den, old_prov = old
-            revised = old_value != value or old_den != den
-            if revised:
-                revisions.append((value, den, stamp, source, sid, period))
-            elif bool(old_prov) == prov:
-                continue
-            written.add(local)
-            first_written = min(first_written, period)
-            updates.append((value, den, prov, stamp, source, int(revised), sid, period))
-        self._insert_new(cur, new, stamp, source, plain=plain)
-        fed = {batch.keys[local][0] for local in written} if existing else \
-            {indicator for indicator, _labels in batch.keys}
-        self._note_feeding(cur, source, fed)
-        touched = ({ids[local] for local in written}, first_written) if existing else \
-            (set(ids), min(periods))
-        if revisions:  # copied from the stored row before the update below changes it
+        sid, period, local = ids[rows.local], rows.period, rows.local
+        value, den, prov = rows.value, rows.denominator, rows.provisional
+        if not _ascending(sid, period):
+            # Series ids need not follow key order: sort by what the table is clustered on.
+            order = np.lexsort((period, sid))
+            sid, period, local = sid[order], period[order], local[order]
+            value, den, prov = value[order], den[order], prov[order]
+        first, last = int(period.min()), int(period.max())
+        series = _distinct(sid)
+        stored = self._existing(cur, series, first, last)
+        n = sid.shape[0]
+        new = np.ones(n, dtype=bool)
+        revised = np.zeros(n, dtype=bool)
+        flagged = np.zeros(n, dtype=bool)
+        if stored.sid.shape[0]:
+            # (series, period) as one sortable int64: periods are ordinals below 2**31.
+            stored_key = (stored.sid << 32) + stored.period
+            key = (sid << 32) + period
+            at = np.minimum(np.searchsorted(stored_key, key), stored_key.shape[0] - 1)
+            found = stored_key[at] == key
+            at = at[found]
+            old_den = stored.denominator[at]
+            same_den = (old_den == den[found]) | (np.isnan(old_den) & np.isnan(den[found]))
+            changed = (stored.value[at] != value[found]) | ~same_den
+            flag_only = ~changed & ((stored.flags[at] & 1).astype(bool) != prov[found])
+            new = ~found
+            revised[found] = changed
+            flagged[found] = flag_only
+        written = new | revised | flagged
+        plain = not self._pg and bool(np.isnan(den[new]).all()) and not prov[new].any()
+        self._insert_new(cur, sid[new], period[new], value[new], den[new], prov[new], stamp,
+                         source, plain=plain)
+        self._note_feeding(cur, source, {rows.keys[k][0] for k in
+                                         _present(local[written], len(rows.keys)).tolist()})
+        touched = (set(_distinct(sid[written]).tolist()),
+                   int(period[written].min()) if written.any() else last)
+        if revised.any():  # copied from the stored row before the update below changes it
             cur.executemany(self._q(
                 "INSERT INTO observation_revision (series_id, period, old_value, "
                 "old_denominator, old_provisional, old_as_of, new_value, new_denominator, "
                 "revised_at, source) SELECT series_id, period, value, denominator, provisional, "
                 "as_of, ?, ?, ?, ? FROM observation WHERE series_id = ? AND period = ?"),
-                revisions)
-        if updates:
+                zip(value[revised].tolist(), _nullable(den[revised]),
+                    repeat(stamp, int(revised.sum())), repeat(source, int(revised.sum())),
+                    sid[revised].tolist(), period[revised].tolist(), strict=True))
+        update = revised | flagged
+        if update.any():
             cur.executemany(self._q(
                 "UPDATE observation SET value = ?, denominator = ?, provisional = ?, as_of = ?, "
                 "source = ?, revisions = revisions + ? WHERE series_id = ? AND period = ?"),
-                updates)
-        return (len(new), len(revisions), len(updates) - len(revisions)), touched
+                zip(value[update].tolist(), _nullable(den[update]), prov[update].tolist(),
+                    repeat(stamp, int(update.sum())), repeat(source, int(update.sum())),
+                    revised[update].astype(np.int64).tolist(), sid[update].tolist(),
+                    period[update].tolist(), strict=True))
+        return (int(new.sum()), int(revised.sum()), int(flagged.sum())), touched
 
     def _note_feeding(self, cur: Any, source: str, indicators: set[str]) -> None:
         """Record that ``source`` wrote values of ``indicators`` (``source_indicator``)."""
@@ -487,31 +547,34 @@ class ObservationStore:
                                     "VALUES (?, ?) ON CONFLICT DO NOTHING"),
                             [(source, indicator) for indicator in sorted(indicators)])
 
-    def _existing(self, cur: Any, sids: list[int], first: int, last: int
-                  ) -> dict[tuple[int, int], tuple[float, float | None, Any]]:
-        """Return stored (value, denominator, provisional) by (series, period)."""
-        out: dict[tuple[int, int], tuple[float, float | None, Any]] = {}
-        columns = "series_id, period, value, denominator, provisional"
+    def _existing(self, cur: Any, sids: IntArray, first: int, last: int) -> _Columns:
+        """Return the stored rows of series ``sids`` with periods ``first``..``last`` as
+        columns sorted by series, then period (the series ids are one parameter)."""
         if self._pg:
-            cur.execute(f"SELECT {columns} FROM observation WHERE series_id = ANY(%s) "  # noqa: S608
-                        "AND period BETWEEN %s AND %s", (sids, first, last))
-            for sid, period, value, den, prov in cur.fetchall():
-                out[(sid, period)] = (value, den, prov)
-            return out
-        for start in range(0, len(sids), _CHUNK):
-            chunk = sids[start:start + _CHUNK]
-            cur.execute(f"SELECT {columns} FROM observation WHERE series_id IN "  # noqa: S608
-                        f"({','.join('?' * len(chunk))}) AND period BETWEEN ? AND ?",
-                        (*chunk, first, last))
-            for sid, period, value, den, prov in cur.fetchall():
-                out[(sid, period)] = (value, den, prov)
-        return out
+            return _pg_columns(cur, "WHERE series_id = ANY(%s) AND period BETWEEN %s AND %s",
+                               [sids.tolist(), first, last])
+        # Five numbers a row, read into one float64 array per chunk (series ids and
+        # periods are exact in a double); a missing denominator comes as 9e999, infinity,
+        # which no stored denominator is (they are finite), rather than as a sixth column.
+        cur.execute("SELECT series_id, period, value, COALESCE(denominator, 9e999), "
+                    "provisional FROM observation WHERE series_id IN "
+                    "(SELECT value FROM json_each(?)) AND period BETWEEN ? AND ? "
+                    "ORDER BY series_id, period",
+                    (json.dumps(sids.tolist()), first, last))
+        chunks = [np.empty((0, 5), dtype=np.float64)]
+        while fetched := cur.fetchmany(250_000):  # bounded: a tuple per row costs ~200 bytes
+            chunks.append(np.array(fetched, dtype=np.float64).reshape(-1, 5))
+        table = np.concatenate(chunks)
+        den = np.where(np.isinf(table[:, 3]), np.nan, table[:, 3])
+        return _Columns(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64),
+                        table[:, 2].copy(), den, table[:, 4].astype(np.int64))
 
-    def _insert_new(self, cur: Any, rows: list[tuple[Any, ...]], stamp: Any, source: str, *,
+    def _insert_new(self, cur: Any, sid: IntArray, period: IntArray, value: FloatArray,
+                    den: FloatArray, prov: BoolArray, stamp: Any, source: str, *,
                     plain: bool) -> None:
-        """Insert new rows: (series, period, value, denominator, provisional), or only the
-        first three when ``plain`` (no denominator, not provisional)."""
-        if not rows:
+        """Insert new rows; on SQLite only (series, period, value) when ``plain`` (no
+        denominator, not provisional): binding fewer values per row is faster."""
+        if not sid.shape[0]:
             return
         if self._pg:
             # COPY of five numbers into a temporary table, then one INSERT … SELECT, is
@@ -521,13 +584,12 @@ class ObservationStore:
                         "provisional boolean) ON COMMIT DELETE ROWS")
             with cur.copy("COPY ingest_obs (series_id, period, value, denominator, provisional)"
                           " FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(["int4", "int4", "float8", "float8", "bool"])
-                write = copy.write_row
-                for row in rows:
-                    write(row)
+                copy.write(copy_rows(sid, period, value, den, prov))
+            # NaN = NaN is true for PostgreSQL's float8: NULLIF turns the NaN back into NULL.
             cur.execute("INSERT INTO observation (series_id, period, value, denominator, "
                         "provisional, as_of, revisions, source) SELECT series_id, period, value, "
-                        "denominator, provisional, %s, 0, %s FROM ingest_obs", (stamp, source))
+                        "NULLIF(denominator, 'NaN'::float8), provisional, %s, 0, %s "
+                        "FROM ingest_obs", (stamp, source))
             cur.execute("TRUNCATE ingest_obs")
             return
         # The default 2 MB page cache thrashes once the table outgrows it; 64 MB keeps the
@@ -542,11 +604,13 @@ class ObservationStore:
         if plain:
             cur.executemany("INSERT INTO observation (series_id, period, value, denominator, "  # noqa: S608
                             f"provisional, as_of, revisions, source) VALUES (?, ?, ?, NULL, 0, "
-                            f"{constants})", rows)
+                            f"{constants})", zip(sid.tolist(), period.tolist(), value.tolist(),
+                                                 strict=True))
         else:
             cur.executemany("INSERT INTO observation (series_id, period, value, denominator, "  # noqa: S608
                             f"provisional, as_of, revisions, source) VALUES (?, ?, ?, ?, ?, "
-                            f"{constants})", rows)
+                            f"{constants})", zip(sid.tolist(), period.tolist(), value.tolist(),
+                                                 _nullable(den), prov.tolist(), strict=True))
 
     # --- reading -------------------------------------------------------------------------
 

@@ -192,3 +192,58 @@ def test_it_reads_the_example_indicators_file() -> None:
     assert {o.indicator for o in parsed.observations} >= {"robbery", "ksi", "confidence"}
     assert any(o.provisional for o in parsed.observations)
     assert any(o.denominator for o in parsed.observations)
+
+
+@pytest.mark.parametrize("overrides", [
+    pytest.param({}, id="london-2008"),
+    pytest.param({"indicator": None, "indicator_column": "Minor Category", "unmapped": "skip",
+                  "indicators": {"Burglary in a Dwelling": "burglary",
+                                 "Burglary in Other Buildings": "burglary"},
+                  "labels": {"borough": "Borough"}, "duplicates": "sum"},
+                 id="categories-summed-into-one-indicator"),
+    pytest.param({"indicator": None, "indicator_column": "Minor Category", "unmapped": "skip",
+                  "indicators": {"Burglary in a Dwelling": "residential_burglary"},
+                  "labels": {"borough": "Borough"}}, id="unmapped-rows-skipped"),
+])
+def test_it_reads_a_clean_wide_table_into_columns_exactly_as_row_by_row(
+        overrides: dict[str, Any]) -> None:
+    config = london_config(**overrides)
+    body = LONDON_2008.read_bytes()
+    columnar = parse_csv(config, body, origin="london.csv")
+    rows = parse_csv(config, body, origin="london.csv", columnar=False)
+    assert columnar.observations == rows.observations
+    assert (columnar.rows, columnar.skipped, columnar.problems) == \
+        (rows.rows, rows.skipped, rows.problems)
+    assert columnar.count() > 0
+    assert len({(o.indicator, o.labels, o.period) for o in columnar.observations}) == \
+        columnar.count()
+
+
+def test_it_reads_provisional_flags_of_a_wide_table_into_columns() -> None:
+    body = b"area,status,202001,202002\nnorth,provisional,1,2\nsouth,final,3,4.5\n"
+    config = CsvSource.model_validate({
+        "name": "w", "kind": "csv", "path": "w.csv", "layout": "wide", "indicator": "x",
+        "labels": {"area": "area"}, "provisional_column": "status"})
+    columnar = parse_csv(config, body, origin="w.csv")
+    assert columnar.observations == parse_csv(config, body, origin="w.csv",
+                                              columnar=False).observations
+    assert [(dict(o.labels)["area"], o.value, o.provisional) for o in columnar.observations] \
+        == [("north", 1.0, True), ("north", 2.0, True), ("south", 3.0, False),
+            ("south", 4.5, False)]
+
+
+@pytest.mark.parametrize(("cell", "reason"), [
+    pytest.param("", "missing_value", id="empty"),
+    pytest.param("-1", "negative", id="negative"),
+    pytest.param("inf", "non_numeric", id="infinite"),
+    pytest.param("1,234", "extra_fields", id="unquoted-delimiter"),
+])
+def test_it_words_a_bad_cell_of_a_wide_table_as_the_row_reader_does(cell: str,
+                                                                     reason: str) -> None:
+    body = f"area,202001,202002\nnorth,1,2\nsouth,3,{cell}\n".encode()
+    config = CsvSource.model_validate({
+        "name": "w", "kind": "csv", "path": "w.csv", "layout": "wide", "indicator": "x",
+        "labels": {"area": "area"}})
+    parsed = parse_csv(config, body, origin="w.csv")
+    assert parsed == parse_csv(config, body, origin="w.csv", columnar=False)
+    assert [(p.row, p.reason) for p in parsed.problems] == [(3, reason)]

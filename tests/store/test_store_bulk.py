@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from monitor.alerts.state import AlertRecord, Transition
 from monitor.model import AlertState, Observation, alert_id, month
 from monitor.store import Store, open_store
+from monitor.store.batch import ObservationBatch
 
 pytestmark = pytest.mark.slow  # ~10 s a store: seventy thousand rows each way
 
@@ -74,3 +76,55 @@ def test_it_ingests_and_reads_more_series_than_a_statement_takes_parameters(
     blocks = store.observations.read(wanted)
     assert len(blocks["x"]) == MANY
     assert store.observations.indicators_by_source() == {"s": ["x"]}
+
+
+def test_it_diffs_a_large_batch_column_wise_new_revised_flagged_and_unchanged(
+        store: Store) -> None:
+    n = MANY
+    first = ObservationBatch.of(
+        Observation("x", (("area", f"a{i % 1000}"),), month("2016-01") + i // 1000, float(i),
+                    None if i % 3 else float(i + 10), i % 5 == 0)
+        for i in range(n))
+    assert store.observations.ingest("s", first, now=NOW).inserted == n
+    # Second poll: the same values but for three kinds of change, and one new month.
+    value = first.value.copy()
+    den = first.denominator.copy()
+    prov = first.provisional.copy()
+    value[::7] += 1  # revised value
+    den[1::9] = 2.0  # revised denominator (some of these had none)
+    prov[2::11] = ~prov[2::11]  # flag only, unless revised above
+    revised = np.zeros(n, dtype=bool)
+    revised[::7] = True
+    revised[1::9] |= first.denominator[1::9] != 2.0
+    flagged = np.zeros(n, dtype=bool)
+    flagged[2::11] = True
+    flagged &= ~revised
+    extra = ObservationBatch.of([Observation("x", (("area", "a0"),), month("2030-01"), 1.0)])
+    second = ObservationBatch(
+        first.keys, np.concatenate([first.series, extra.series]),
+        np.concatenate([first.period, extra.period]), np.concatenate([value, extra.value]),
+        np.concatenate([den, extra.denominator]), np.concatenate([prov, extra.provisional]))
+    later = NOW + timedelta(days=1)
+    result = store.observations.ingest("s", second, now=later)
+    assert (result.inserted, result.revised, result.updated, result.unchanged) == (
+        1, int(revised.sum()), int(flagged.sum()), n - int(revised.sum()) - int(flagged.sum()))
+    assert store.observations.revision_count("s") == int(revised.sum())
+    block = store.observations.read(["x"])["x"]
+    stored = {(block.labels[int(r)]["area"], int(p)): (float(v), float(d), bool(f))
+              for r, p, v, d, f in zip(block.row, block.period, block.value,
+                                       block.denominator, block.provisional, strict=True)}
+    for i in range(0, n, 997):  # a sample of every kind
+        got = stored[(f"a{i % 1000}", month("2016-01") + i // 1000)]
+        assert got[0] == value[i] and got[2] == prov[i]
+        assert (np.isnan(got[1]) and np.isnan(den[i])) or got[1] == den[i]
+    again = store.observations.ingest("s", second, now=later)
+    assert again.unchanged == n + 1 and not again.changed
+
+
+def test_it_sums_a_batch_s_repeated_series_and_periods_in_order_of_first_sight() -> None:
+    a, b = ("x", (("area", "a"),)), ("x", (("area", "b"),))
+    batch = ObservationBatch.of([Observation(*b, 5, 1.0), Observation(*a, 5, 2.0, 4.0),
+                                 Observation(*b, 5, 3.0, None, True), Observation(*a, 6, 1.0)])
+    assert batch.summed().observations() == [
+        Observation(*b, 5, 4.0, None, True), Observation(*a, 5, 2.0, 4.0),
+        Observation(*a, 6, 1.0)]
