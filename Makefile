@@ -46,7 +46,9 @@ FAKETIME_LIB ?= $(firstword $(wildcard /usr/lib/*/faketime/libfaketime.so.1 /usr
 FAKETIME_OFFSET ?= +365d
 FUTURE_ENV = LD_PRELOAD=$(FAKETIME_LIB) FAKETIME=$(FAKETIME_OFFSET) FAKETIME_DONT_FAKE_MONOTONIC=1 \
 	PYTHONPATH=$(CURDIR)/tests/faketime
-FUTURE_ARGS ?= -m "not real_clock and not slow and not scale"
+# The PostgreSQL variants (marker postgres) run in `make test`; here the SQLite variants of
+# the same tests cover the date, which keeps .ci/run under 15 minutes (it was at 14m49s).
+FUTURE_ARGS ?= -m "not real_clock and not slow and not scale and not postgres"
 
 test-future: $(STAMP)
 	@test -n "$(FAKETIME_LIB)" || { echo "make test-future needs libfaketime: bash .ci/system-packages"; exit 1; }
