@@ -272,6 +272,8 @@ def _wide_columns(config: CsvSource, body: bytes, header: list[str], index: dict
                 column_types=types, include_columns=list(types), null_values=[],
                 strings_can_be_null=False, quoted_strings_can_be_null=False))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        # Not a clean table: the row-by-row reader reads it and words each problem
+        # with its source and line.
         return None
     if not table.num_rows:
         return None
