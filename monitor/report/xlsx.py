@@ -76,14 +76,14 @@ def render(pack: Pack) -> bytes:
     scorecard = book.add_worksheet("Scorecard")
     exceptions = book.add_worksheet("Exceptions")
     used = {"scorecard", "exceptions"}
-    by_indicator: dict[str, list[SeriesDetail]] = {}
-    for row in pack.rows:
-        by_indicator.setdefault(row.indicator.id, []).append(row)
+    by_indicator: dict[str, list[tuple[int, SeriesDetail]]] = {}
+    for i, row in enumerate(pack.rows):
+        by_indicator.setdefault(row.indicator.id, []).append((i, row))
     # Each series' rows in its indicator's sheet: (sheet, first row, last row) of its levels.
     spans: dict[int, tuple[str, int, int]] = {}
     for indicator, rows in by_indicator.items():
         sheet_name = _sheet_name(indicator, used)
-        spans.update(_indicator_sheet(book, fmt, sheet_name, rows, pack))
+        spans.update(_indicator_sheet(book, fmt, sheet_name, rows))
     _scorecard_sheet(scorecard, fmt, pack, spans)
     _exceptions_sheet(exceptions, fmt, pack)
     book.close()
@@ -125,6 +125,8 @@ def _status_rules(sheet: Any, fmt: _Formats, first: int, last: int, col: int) ->
 
 def _scorecard_sheet(sheet: Any, fmt: _Formats, pack: Pack,
                      spans: dict[int, tuple[str, int, int]]) -> None:
+    from xlsxwriter.utility import xl_rowcol_to_cell
+
     sheet.write(0, 0, f"{pack.title} — data to {pack.data_to}", fmt.title)
     sheet.write(1, 0, " · ".join(p for p in (pack.organisation, f"evaluated as of "
                                              f"{pack.period}", "generated "
@@ -134,6 +136,7 @@ def _scorecard_sheet(sheet: Any, fmt: _Formats, pack: Pack,
         sheet.write(header, col, name, fmt.head)
     r = header
     group = None
+    sparklines: dict[Status, list[tuple[str, str]]] = {}
     for i, row in enumerate(pack.rows):
         if row.indicator.group != group and row.indicator.group:
             r += 1
@@ -159,13 +162,19 @@ def _scorecard_sheet(sheet: Any, fmt: _Formats, pack: Pack,
         if span is not None:
             name, first, last = span
             first = max(first, last - SPARKLINE + 1)
-            sheet.add_sparkline(r, 9, {
-                "range": f"'{name}'!E{first + 1}:E{last + 1}", "markers": False,
-                "last_point": True, "high_point": False, "series_color": "#005eb8",
-                "last_color": STATUS_FILL[row.status][0]})
+            location, source = xl_rowcol_to_cell(r, 9), f"'{name}'!E{first + 1}:E{last + 1}"
+            sparklines.setdefault(row.status, []).append((location, source))
         sheet.write(r, 10, SPC_ICONS.get(row.spc_icon, ("", "", row.spc_icon))[2], fmt.wrap)
         sheet.write(r, 11, ASSURANCE_WORDS.get(row.assurance, row.assurance), fmt.wrap)
         sheet.write(r, 12, row.comment, fmt.wrap)
+    # One sparkline group per status (its last point in the status's colour): Excel
+    # keeps a group's sparklines together, and XlsxWriter builds a group's style once,
+    # where a group per row cost a second of the workbook's time at 3,300 rows.
+    for status, cells in sparklines.items():
+        sheet.add_sparkline(cells[0][0], {
+            "location": [c for c, _ in cells], "range": [s for _, s in cells],
+            "markers": False, "last_point": True, "high_point": False,
+            "series_color": "#005eb8", "last_color": STATUS_FILL[status][0]})
     _status_rules(sheet, fmt, header + 1, max(r, header + 1), 8)
     sheet.freeze_panes(header + 1, 3)
     sheet.autofilter(header, 0, max(r, header + 1), len(SCORECARD_COLUMNS) - 1)
@@ -203,39 +212,45 @@ def _exceptions_sheet(sheet: Any, fmt: _Formats, pack: Pack) -> None:
     sheet.freeze_panes(1, 0)
 
 
-def _indicator_sheet(book: Any, fmt: _Formats, name: str, rows: Sequence[SeriesDetail],
-                     pack: Pack) -> dict[int, tuple[str, int, int]]:
+def _indicator_sheet(book: Any, fmt: _Formats, name: str,
+                     rows: Sequence[tuple[int, SeriesDetail]]) -> dict[int, tuple[str, int, int]]:
+    """Write an indicator's sheet of ``rows`` (each with its index in the pack's rows);
+    return each row's span of levels in it, by index."""
     sheet = book.add_worksheet(name)
-    info = rows[0].indicator
+    info = rows[0][1].indicator
     sheet.write(0, 0, f"{info.name}" + (f" [{info.reference}]" if info.reference else ""),
                 fmt.title)
     header = 2
     for col, title in enumerate(DATA_COLUMNS):
         sheet.write(header, col, title, fmt.head)
     spans: dict[int, tuple[str, int, int]] = {}
-    index = {id(row): i for i, row in enumerate(pack.rows)}
     r = header
-    value_format = fmt.number(number_format(rows[0].value_text))
+    value_format = fmt.number(number_format(rows[0][1].value_text))
     plain = fmt.number("#,##0.0##")
-    for row in rows:
+    # 160,000 rows at 100 indicators x 33 areas: the typed writes (no type dispatch per
+    # cell), and each series' name made once.
+    write_string, write_number = sheet.write_string, sheet.write_number
+    for index, row in rows:
         first = r + 1
+        series = _series(row)
         for p in row.points:
             r += 1
-            sheet.write(r, 0, _series(row))
-            sheet.write(r, 1, p.period_text)
+            if series:
+                write_string(r, 0, series)
+            write_string(r, 1, p.period_text)
             for col, value, cell in ((2, p.value, plain), (3, p.target, plain),
                                      (4, p.level, value_format), (5, p.level_target, plain),
                                      (6, p.mean, plain), (7, p.lower, plain),
                                      (8, p.upper, plain)):
                 if value is not None:
-                    sheet.write_number(r, col, value, cell)
+                    write_number(r, col, value, cell)
             if p.special:
-                sheet.write(r, 9, SPECIAL_RULES.get(p.special, "special cause"))
-            sheet.write(r, 10, p.variation.replace("_", " "))
+                write_string(r, 9, SPECIAL_RULES.get(p.special, "special cause"))
+            write_string(r, 10, p.variation.replace("_", " "))
             if p.provisional:
-                sheet.write(r, 11, "provisional")
+                write_string(r, 11, "provisional")
         if r >= first:
-            spans[index[id(row)]] = (name, first, r)
+            spans[index] = (name, first, r)
     if r > header:
         # Special-cause rows stand out where an analyst scrolls.
         sheet.conditional_format(header + 1, 0, r, len(DATA_COLUMNS) - 1, {

@@ -4,12 +4,13 @@ status column's conditional formats and a native sparkline per row."""
 
 from __future__ import annotations
 
+import re
 import zipfile
 
 import pytest
 from openpyxl import load_workbook
 
-from monitor.report.xlsx import SCORECARD_COLUMNS, number_format
+from monitor.report.xlsx import SCORECARD_COLUMNS, STATUS_FILL, number_format
 from tests.report.conftest import Packs
 
 # openpyxl reads the sparklines (XlsxWriter's x14 extension) but cannot keep them: the
@@ -101,3 +102,22 @@ def test_each_indicator_has_a_sheet_of_its_monthly_data_limits_and_signals(packs
     signals = [r for r in body if r[9]]
     assert signals and all(r[10] != "common cause" for r in signals)
     assert body[-1][10] == "improvement low"  # the scorecard's icon: the latest point's
+
+
+def test_each_sparkline_marks_its_last_point_in_its_row_s_status_colour(packs: Packs) -> None:
+    # The sparklines are grouped by status (one group's style per status, not per row):
+    # every row's sparkline is in the group whose last-point colour is its status's.
+    with zipfile.ZipFile(packs.xlsx) as z:
+        xml = z.read("xl/worksheets/sheet1.xml").decode()
+    colour_of = {}
+    for group in re.findall(r"<x14:sparklineGroup .*?</x14:sparklineGroup>", xml):
+        last = re.search(r'<x14:colorLast rgb="FF([0-9A-F]{6})"/>', group)
+        assert last is not None
+        for cell in re.findall(r"<xm:sqref>J(\d+)</xm:sqref>", group):
+            colour_of[int(cell)] = "#" + last.group(1).lower()
+    sheet = load_workbook(packs.xlsx)["Scorecard"]
+    statuses = {status.word.capitalize(): fill for status, (fill, _) in STATUS_FILL.items()}
+    rows = {r: sheet.cell(r, 9).value for r in range(5, sheet.max_row + 1)
+            if sheet.cell(r, 3).value is not None}
+    assert len(colour_of) == len(rows) == 16
+    assert {r: statuses[str(status)] for r, status in rows.items()} == colour_of
