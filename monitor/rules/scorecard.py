@@ -184,9 +184,12 @@ def _points(m: Matrix, i: int, one: Matrix, h: Headline, spc: stats.SpcResult | 
     first value to the headline period.
 
     Steps: 1. each period's own value (``per_period``: rates scaled, as SPC reads them);
-    2. the headline window's level ending there and the target as a level; 3. the
-    target on the per-period scale; 4. provisional flags and revision counts as stored;
-    5. the SPC limits of the point's segment, its rule and its variation category.
+    2. the headline window's level ending there and the target as a level (every row's,
+    once per matrix: :func:`_levels`); 3. the target on the per-period scale; 4.
+    provisional flags and revision counts as stored; 5. the SPC limits of the point's
+    segment, its rule and its variation category. Each row's columns are read as Python
+    lists once, not as numpy scalars once per point: a pack of 3,300 series reads
+    160,000 points.
     """
     ind = one.indicator
     end = h.end
@@ -196,28 +199,63 @@ def _points(m: Matrix, i: int, one: Matrix, h: Headline, spc: stats.SpcResult | 
         return ()
     n_level = h.n if not ind.year_to_date else ind.window
     spread = n_level if _adds_up(one) else 1
-    categories = stats.spc_categories(spc)[0] if spc is not None else None
-    mean, lower, upper = stats.point_limits(spc) if spc is not None else (None, None, None)
-    columns = _columns(m, end)
+    first = int(present[0])
+    span = slice(first, end + 1)
+    levels, level_targets = _levels(m, end, n_level, h.n)
+    value_list = values[span].tolist()
+    level_list = levels[i, span].tolist()
+    target_list = level_targets[i, span].tolist()
+    provisional = (one.provisional[0, span].tolist() if one.provisional is not None
+                   else [False] * len(value_list))
+    revisions = (one.revisions[0, span].tolist() if one.revisions is not None
+                 else [0] * len(value_list))
+    nothing: list[Any] = [None] * len(value_list)
+    categories: list[Any] = ["common_cause"] * len(value_list)
+    special: list[Any] = [0] * len(value_list)
+    mean = lower = upper = nothing
+    if spc is not None:
+        # Charted periods: the chart's own columns (a chart shorter than the headline
+        # leaves the later points uncharted: no limits, no signal, common cause).
+        charted = max(0, min(end + 1, spc.special.shape[1]) - first)
+        rest = len(value_list) - charted
+        chart = slice(first, first + charted)
+        point_mean, point_lower, point_upper = stats.point_limits(spc)
+        mean, lower, upper = (arr[0, chart].tolist() + [None] * rest
+                              for arr in (point_mean, point_lower, point_upper))
+        categories = stats.spc_categories(spc)[0, chart].tolist() + ["common_cause"] * rest
+        special = spc.special[0, chart].tolist() + [0] * rest
+    columns = _columns(m, end)[span]
     out = []
-    for j in range(int(present[0]), end + 1):
-        level, _ = _window(m, j, n_level)  # every row's at once, once per cycle
-        level_target = _level_target(m, i, j, h.n)
-        charted = categories is not None and j < len(categories)
+    for k, (period, period_label) in enumerate(columns):
+        level_target = _nan_none(target_list[k])
         out.append(SeriesPoint(
-            period=columns[j][0], period_text=columns[j][1],
-            value=_num(float(values[j])),
+            period=period, period_text=period_label, value=_nan_none(value_list[k]),
             target=None if level_target is None else level_target / spread,
-            level=_num(float(level[i])), level_target=level_target,
-            provisional=bool(one.provisional[0, j]) if one.provisional is not None else False,
-            revisions=int(one.revisions[0, j]) if one.revisions is not None else 0,
-            mean=_num(float(mean[0, j])) if charted and mean is not None else None,
-            lower=_num(float(lower[0, j])) if charted and lower is not None else None,
-            upper=_num(float(upper[0, j])) if charted and upper is not None else None,
-            special=int(spc.special[0, j]) if charted and spc is not None else 0,
-            variation=str(categories[j]) if charted and categories is not None
-            else "common_cause"))
+            level=_nan_none(level_list[k]), level_target=level_target,
+            provisional=bool(provisional[k]), revisions=int(revisions[k]),
+            mean=_nan_none(mean[k]), lower=_nan_none(lower[k]), upper=_nan_none(upper[k]),
+            special=int(special[k]), variation=str(categories[k])))
     return tuple(out)
+
+
+def _nan_none(value: float | None) -> float | None:
+    """``value`` as a float, None for a missing one (None or NaN)."""
+    return None if value is None or value != value else float(value)
+
+
+def _levels(m: Matrix, end: int, n_level: int, n: int) -> tuple[FloatArray, FloatArray]:
+    """Every row's level (the headline window ending at each column to ``end``) and its
+    target as a level, shape (rows, end + 1): once per matrix, read by every row."""
+
+    def make() -> tuple[FloatArray, FloatArray]:
+        columns = range(end + 1)
+        levels = np.column_stack([np.asarray(_window(m, j, n_level)[0], dtype=np.float64)
+                                  for j in columns]) if end >= 0 else np.empty((m.n, 0))
+        targets = np.column_stack([_level_targets(m, j, n) for j in columns]) \
+            if end >= 0 else np.empty((m.n, 0))
+        return levels.reshape(m.n, end + 1), targets.reshape(m.n, end + 1)
+
+    return _memo(m, ("levels", end, n_level, n), make)
 
 
 def _adds_up(m: Matrix) -> bool:
