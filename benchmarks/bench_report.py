@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.model import Frequency, month
-from monitor.report.generate import FORMATS, render
+from monitor.report.generate import FORMATS, gc_paused, render
 from monitor.report.pack import build_pack, previous_of
 from monitor.rules.cycle import Evaluator, publish_month
 from monitor.rules.data import Block
@@ -103,15 +103,18 @@ def main() -> None:
 
     started, (cpu_started, _) = time.perf_counter(), cpu_seconds()
     evaluator = Evaluator(ruleset, history=args.months)
-    _, now = timed("evaluate the month", lambda: publish_month(evaluator, data, end))
-    _, before = timed("evaluate the month before",
-                      lambda: publish_month(evaluator, data, end - 1))
-    rows = timed("scorecard rows", now.scorecard)
-    pack = timed("build the pack", lambda: build_pack(
-        title="Bench", organisation="Bench", period=Frequency.MONTHLY.label(end),
-        previous_period=Frequency.MONTHLY.label(end - 1), data_to=now.snapshot.data_to(),
-        generated_at=datetime.now(UTC), rows=rows, alerts=now.snapshot.alerts,
-        previous=previous_of(before.snapshot.frames)))
+    # The steps of generate.month_pack, one by one, as it runs them: the cyclic garbage
+    # collector paused.
+    with gc_paused():
+        _, now = timed("evaluate the month", lambda: publish_month(evaluator, data, end))
+        _, before = timed("evaluate the month before",
+                          lambda: publish_month(evaluator, data, end - 1))
+        rows = timed("scorecard rows", now.scorecard)
+        pack = timed("build the pack", lambda: build_pack(
+            title="Bench", organisation="Bench", period=Frequency.MONTHLY.label(end),
+            previous_period=Frequency.MONTHLY.label(end - 1),
+            data_to=now.snapshot.data_to(), generated_at=datetime.now(UTC), rows=rows,
+            alerts=now.snapshot.alerts, previous=previous_of(before.snapshot.frames)))
     files = timed(f"write {', '.join(args.formats)}", lambda: render(pack, args.formats))
     total = time.perf_counter() - started
     total_cpu = cpu_seconds()

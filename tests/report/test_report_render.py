@@ -5,6 +5,7 @@ month's published statuses (its snapshot frames, not a second scorecard)."""
 
 from __future__ import annotations
 
+import gc
 import io
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from openpyxl import load_workbook
 
 from monitor.model import Frequency
-from monitor.report.generate import milestone_sources, month_pack, render
+from monitor.report.generate import gc_paused, milestone_sources, month_pack, render
 from monitor.report.pack import Before, Pack, key_of, previous_of
 from monitor.rules.cycle import Evaluator, SourceView, publish_month
 from monitor.rules.inputs import read_dataset
@@ -57,6 +58,26 @@ def test_it_writes_every_format_from_one_pack_as_each_format_alone_would(
     (tmp_path / "all.pdf").write_bytes(files["pdf"])
     assert _text(tmp_path / "all.pdf") == packs.pdf_text()
     assert _cells(files["xlsx"]) == _cells(packs.xlsx.read_bytes())
+
+
+def test_the_garbage_collector_is_paused_while_a_pack_is_made_and_restored_after() -> None:
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner block found it paused and leaves it so
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        raise RuntimeError("a format failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # paused by someone else before: left to them
+    finally:
+        gc.enable()
 
 
 def test_an_unknown_format_is_refused_before_anything_is_rendered(july: Pack) -> None:
