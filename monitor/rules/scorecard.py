@@ -227,20 +227,15 @@ def _points(m: Matrix, i: int, one: Matrix, h: Headline, spc: stats.SpcResult | 
     columns = _columns(m, end)[span]
     out = []
     for k, (period, period_label) in enumerate(columns):
-        level_target = _nan_none(target_list[k])
+        level_target = _num(target_list[k])
         out.append(SeriesPoint(
-            period=period, period_text=period_label, value=_nan_none(value_list[k]),
+            period=period, period_text=period_label, value=_num(value_list[k]),
             target=None if level_target is None else level_target / spread,
-            level=_nan_none(level_list[k]), level_target=level_target,
+            level=_num(level_list[k]), level_target=level_target,
             provisional=bool(provisional[k]), revisions=int(revisions[k]),
-            mean=_nan_none(mean[k]), lower=_nan_none(lower[k]), upper=_nan_none(upper[k]),
+            mean=_num(mean[k]), lower=_num(lower[k]), upper=_num(upper[k]),
             special=int(special[k]), variation=str(categories[k])))
     return tuple(out)
-
-
-def _nan_none(value: float | None) -> float | None:
-    """``value`` as a float, None for a missing one (None or NaN)."""
-    return None if value is None or value != value else float(value)
 
 
 def _levels(m: Matrix, end: int, n_level: int, n: int) -> tuple[FloatArray, FloatArray]:
@@ -248,11 +243,10 @@ def _levels(m: Matrix, end: int, n_level: int, n: int) -> tuple[FloatArray, Floa
     target as a level, shape (rows, end + 1): once per matrix, read by every row."""
 
     def make() -> tuple[FloatArray, FloatArray]:
-        columns = range(end + 1)
+        columns = range(end + 1)  # _points asks only with a headline period (end >= 0)
         levels = np.column_stack([np.asarray(_window(m, j, n_level)[0], dtype=np.float64)
-                                  for j in columns]) if end >= 0 else np.empty((m.n, 0))
-        targets = np.column_stack([_level_targets(m, j, n) for j in columns]) \
-            if end >= 0 else np.empty((m.n, 0))
+                                  for j in columns])
+        targets = np.column_stack([_level_targets(m, j, n) for j in columns])
         return levels.reshape(m.n, end + 1), targets.reshape(m.n, end + 1)
 
     return _memo(m, ("levels", end, n_level, n), make)
