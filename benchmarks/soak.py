@@ -178,6 +178,17 @@ def census(sparse: int = 256) -> str:
             f"{sparse} ({sum(map(len, thin)):,} objects): {top}")
 
 
+def object_kinds() -> dict[str, int]:
+    """Return how many objects of each type the cycle collector tracks (containers and
+    instances, not str or int), after a collection."""
+    gc.collect()
+    counts: dict[str, int] = {}
+    for obj in gc.get_objects():
+        name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 def rss_mb() -> float:
     """Return the resident set size of this process in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -324,6 +335,9 @@ def main() -> int:
     parser.add_argument("--census", action="store_true",
                         help="at the end, print the kinds of object in nearly empty MiB "
                              "regions of the heap (what pins pymalloc's arenas)")
+    parser.add_argument("--types", action="store_true",
+                        help="count the objects the cycle collector tracks by type at the "
+                             "end of warm-up and on the last day; print the kinds that grew")
     parser.add_argument("--target", type=float, default=5.0,
                         help="largest growth after warm-up, in percent, that passes")
     args = parser.parse_args()
@@ -333,6 +347,7 @@ def main() -> int:
     if args.tracemalloc:
         tracemalloc.start(args.tracemalloc)
     snapshots: dict[int, tracemalloc.Snapshot] = {}
+    kinds: dict[int, dict[str, int]] = {}
 
     with tempfile.TemporaryDirectory(prefix="monitor-soak-") as name:
         folder = Path(name)
@@ -397,6 +412,8 @@ def main() -> int:
                 print(f"     {probe(store)}", flush=True)
             if args.tracemalloc and day in (args.warmup, args.days):
                 snapshots[day] = tracemalloc.take_snapshot()
+            if args.types and day in (args.warmup, args.days):
+                kinds[day] = object_kinds()
         gc.collect()
         if args.census:
             print(f"census: {census()}", flush=True)
@@ -418,6 +435,11 @@ def main() -> int:
         print(f"Python heap (sys.getallocatedblocks after gc.collect): {block_base:,} blocks "
               f"at the end of warm-up, at most {block_peak:,} after it "
               f"({(block_peak - block_base) / block_base * 100:+.1f}%)")
+        if len(kinds) == 2:
+            print(f"\nobjects by type, day {args.warmup} -> day {args.days}, largest growth:")
+            grown = {k: n - kinds[args.warmup].get(k, 0) for k, n in kinds[args.days].items()}
+            for name, n in sorted(grown.items(), key=lambda kv: -kv[1])[:12]:
+                print(f"  {name:<40} {n:+,} (now {kinds[args.days][name]:,})")
         if len(snapshots) == 2:
             print(f"\ntracemalloc, day {args.warmup} -> day {args.days}, largest growth:")
             diff = snapshots[args.days].compare_to(snapshots[args.warmup], "traceback")

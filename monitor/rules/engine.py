@@ -458,8 +458,8 @@ class _Judged:
 class _RuleAlerts:
     """One rule's alerts, one row per series of its matrix, kept across cycles while the
     series stay the same: the moving state of each as arrays (``AlertArrays``), and the
-    identity (labels, id) and last record only of the rows that ever alerted — computed
-    once per series, not once per cycle."""
+    identity (labels, id) and last record only of the rows that hold a record — computed
+    once per alert, not once per cycle."""
 
     def __init__(self, engine: Engine, loaded: LoadedRule, series: list[dict[str, str]],
                  matrix: Matrix | None) -> None:
@@ -544,7 +544,20 @@ class _RuleAlerts:
             for row in [row for row in self.records if self.ids[row] not in live]:
                 del self.records[row]
                 self.arrays.put(np.array([row]), fresh)
+        self._forget_identities()
         return extras
+
+    def _forget_identities(self) -> None:
+        """Forget the labels and id of the rows that hold no record: a series whose alert
+        was forgotten, or that was looked at without alerting. Kept, they would add up,
+        over the weeks, to every series that ever alerted — a labels dict and an id for
+        each, long-lived objects scattered over the allocator's arenas (the soak's
+        growth, docs/reliability.md); made again, they cost one hash when it alerts."""
+        if self.matrix is None or len(self.ids) == len(self.records):
+            return  # milestones: a handful of rows, every one named at once
+        for row in [row for row in self.ids if row not in self.records]:
+            del self.slot[self.ids.pop(row)]
+            del self.labels[row]
 
     def _place(self, r: AlertRecord) -> int | None:
         """Return the row of stored record ``r`` when its id is that row's, else None."""
