@@ -622,9 +622,9 @@ def build_router(ctx: HttpContext) -> APIRouter:
     """Return the ``/api/v1`` router reading ``ctx``."""
 
     def require_read(request: Request) -> None:
-        if not ctx.reads_allowed(request):
-            raise ApiError(401, "a valid bearer token is required to read "
-                                "(server.protect_reads is on)")
+        refusal = ctx.read_refusal(request)
+        if refusal is not None:
+            raise ApiError(401, refusal)
 
     def require_write(request: Request) -> None:
         refusal = ctx.write_refusal(request)

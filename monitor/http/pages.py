@@ -312,11 +312,11 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
         return HTMLResponse(html, status_code=status_code)
 
     def denied(request: Request) -> HTMLResponse | None:
-        if ctx.reads_allowed(request):
+        refusal = ctx.read_refusal(request)
+        if refusal is None:
             return None
         response = render(request, "error.html", 401, title="Sign-in required",
-                          message="These pages need the API bearer token "
-                                  "(server.protect_reads is on). Reach them through a "
+                          message=f"{refusal}. A browser reaches these pages through a "
                                   "reverse proxy that adds the Authorization header.")
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
