@@ -50,6 +50,7 @@ def silence_link(text: str) -> str:
     ("teams", {"url": "https://teams.example/x"}),
     ("mattermost", {"url": "https://mm.example/x"}),
     ("webhook", {"url": "https://hook.example/x"}),
+    ("alertmanager", {"url": "http://127.0.0.1:9093"}),
 ])
 def test_every_channel_carries_the_chart_the_silence_form_and_the_cause(
         kind: str, config: dict[str, Any]) -> None:
