@@ -286,14 +286,16 @@ def cmd_alerts_query(args: argparse.Namespace) -> int:
         print("no alerts match" + (" (only suppressed ones were asked for)"
                                    if args.suppressed else ""))
         return 0
-    print(f"{'STATE':<22} {'ALERTNAME':<28} {'DATA':<7} {'SINCE':<17} LABELS")
+    # The name column as wide as the longest name, as amtool's table is.
+    name = max(len("ALERTNAME"), *(len(row["alertname"]) for row in rows))
+    print(f"{'STATE':<22} {'ALERTNAME':<{name}} {'DATA':<7} {'SINCE':<16} LABELS")
     for row in rows:
         status = row["status"]
         state = row["state"] + (" suppressed" if status["state"] == "suppressed" else "")
         labels = ", ".join(f"{k}={v}" for k, v in sorted(row["labels"].items())
                            if k != "alertname")
         since = datetime.fromisoformat(row["since"])
-        print(one_line(f"{state:<22} {row['alertname']:<28} {row['period'] or '—':<7} "
+        print(one_line(f"{state:<22} {row['alertname']:<{name}} {row['period'] or '—':<7} "
                        f"{since:%Y-%m-%d %H:%M} {labels}"))
         if status["silencedBy"]:
             print(f"{'':<22} silenced by {', '.join(status['silencedBy'])}")
@@ -335,15 +337,16 @@ def _history(args: argparse.Namespace, notifier: Any, matchers: tuple[Any, ...])
     if not found:
         print("no alert episodes match in the kept history")
         return 0
-    print(f"{'STARTED':<17} {'ALERTNAME':<28} {'STATE':<9} {'FIRED':<17} {'RESOLVED':<17} "
+    name = max(len("ALERTNAME"), *(len(ep.rule) for ep in found))
+    print(f"{'STARTED':<16} {'ALERTNAME':<{name}} {'STATE':<9} {'FIRED':<16} {'RESOLVED':<16} "
           f"{'SENT':>4} {'MUTED':>5} LABELS")
     for ep in found:
         labels = ", ".join(f"{k}={v}" for k, v in sorted(ep.labels.items())
                            if k != "alertname")
         fired = f"{ep.fired_at:%Y-%m-%d %H:%M}" if ep.fired_at else "—"
         resolved = f"{ep.resolved_at:%Y-%m-%d %H:%M}" if ep.resolved_at else "—"
-        print(one_line(f"{ep.started_at:%Y-%m-%d %H:%M} {ep.rule:<28} {ep.state:<9} "
-                       f"{fired:<17} {resolved:<17} {ep.notifications:>4} {ep.muted:>5} "
+        print(one_line(f"{ep.started_at:%Y-%m-%d %H:%M} {ep.rule:<{name}} {ep.state:<9} "
+                       f"{fired:<16} {resolved:<16} {ep.notifications:>4} {ep.muted:>5} "
                        f"{labels}"))
     return 0
 

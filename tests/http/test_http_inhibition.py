@@ -147,3 +147,21 @@ def test_an_inhibited_alert_is_shown_suppressed_with_what_inhibits_it_and_its_me
     assert "BurglaryHigh" in out and "BurglaryVeryHigh" not in out
     assert f"inhibited by {critical.fingerprint}" in out
 
+
+
+def test_alerts_query_lines_its_columns_up_whatever_the_names_length(inhibited: Served) -> None:
+    """Names of different lengths (BurglaryHigh, BurglaryVeryHigh; the bundled example's
+    run to 53 characters) keep the columns under their headings, as amtool's table does."""
+    code, out, _ = cli(inhibited, "alerts", "query")
+    assert code == 0
+    header, *lines = out.splitlines()
+    rows = [line for line in lines if line.startswith("firing")]
+    assert len(rows) == 2
+    assert {row.index("Jul-08") for row in rows} == {header.index("DATA")}
+    assert {row.index("area=North") for row in rows} == {header.index("LABELS")}
+    code, out, _ = cli(inhibited, "alerts", "query", "--history")
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert len(rows) == 2
+    assert {row.index("firing") for row in rows} == {header.index("STATE")}
+    assert {row.index("area=North") for row in rows} == {header.index("LABELS")}
