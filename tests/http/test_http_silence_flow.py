@@ -276,20 +276,29 @@ def test_silences_are_extended_and_expired_from_the_page_and_the_api(crime: Serv
     longer = admin.post(f"/api/v1/silences/{made['id']}/extend", json={"duration": "3d"})
     assert longer.status_code == 200
     assert longer.json()["ends_at"] > made["ends_at"]
-    form = {"content-type": "application/x-www-form-urlencoded"}
-    page = crime.client()  # a browser: no Authorization header, the token in the form
-    wrong = page.post(f"/silences/{made['id']}/expire", content=b"token=nope", headers=form)
-    assert wrong.status_code == 401 and "a valid bearer token is required" in wrong.text
-    extended = page.post(f"/silences/{made['id']}/extend",
-                         content=f"duration=5d&token={TOKEN}".encode(), headers=form,
-                         follow_redirects=True)
-    assert extended.status_code == 200 and "extended to" in extended.text
-    expired = page.post(f"/silences/{made['id']}/expire", content=f"token={TOKEN}".encode(),
-                        headers=form, follow_redirects=True)
-    assert expired.status_code == 200 and f"Silence {made['id']} expired." in expired.text
+    row = f"#silence-{made['id']}"
+
+    def ends_at() -> str:
+        return next(s["ends_at"] for s in admin.get("/api/v1/silences").json()["silences"]
+                    if s["id"] == made["id"])
+
+    with Browser() as browser:  # the forms on the silences page, as a person uses them
+        browser.open(f"{crime.url}/silences")
+        wrong = browser.submit({"token": "nope"}, "button", within=f"{row} form[action$=expire]")
+        assert "a valid bearer token is required" in wrong
+        assert ends_at() == longer.json()["ends_at"]
+        browser.open(f"{crime.url}/silences")
+        extended = browser.submit({"duration": "5d", "token": TOKEN}, "button",
+                                  within=f"{row} form[action$=extend]")
+        assert f"Silence {made['id']} extended to" in extended
+        assert ends_at() > longer.json()["ends_at"]
+        expired = browser.submit({"token": TOKEN}, "button",
+                                 within=f"{row} form[action$=expire]")
+        assert f"Silence {made['id']} expired." in expired
     states = {s["id"]: s["state"] for s in admin.get("/api/v1/silences").json()["silences"]}
     assert states[made["id"]] == "expired"
-    bad = page.post("/silences/new", headers=form, content=(
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    bad = crime.client().post("/silences/new", headers=form, content=(
         f"matchers=area%3D%22North%22&until=duration&duration=soon&created_by=me&comment=x"
         f"&action=create&token={TOKEN}").encode())
     assert bad.status_code == 400 and "duration:" in bad.text
