@@ -1,5 +1,5 @@
 """The alert history (``alert_event``): what happened to every alert, kept for the
-retention (``alerts.history_retention``).
+retention (``notify.history_retention``).
 
 Written in bulk — one ``INSERT … VALUES`` executemany per batch, in the transaction that
 made the events: the engine's transitions with the alert records

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import pytest
 import tomli_w
@@ -165,3 +166,25 @@ def test_alerts_query_lines_its_columns_up_whatever_the_names_length(inhibited: 
     assert len(rows) == 2
     assert {row.index("firing") for row in rows} == {header.index("STATE")}
     assert {row.index("area=North") for row in rows} == {header.index("LABELS")}
+
+
+def test_the_notifier_forgets_history_older_than_notify_history_retention(
+        inhibited: Served, logged: Kept) -> None:
+    """Last in this module: it moves the daemon's clock past the retention."""
+    api = inhibited.client()
+    kept = api.get("/api/v1/alerts/history").json()["episodes"]
+    assert kept
+    notifier = inhibited.app.notifier
+    assert notifier is not None
+    retention = inhibited.app.settings.notify.history_retention
+    assert retention == 90 * 86400  # the default, as config.example.toml says
+    assert notifier.prune_history(inhibited.clock.now() + timedelta(days=89)) == 0
+    inhibited.clock.advance(timedelta(seconds=retention, days=1))
+    notifier.tick()  # the scheduled job prunes (at most hourly) as it runs
+    cutoff = inhibited.clock.now() - timedelta(seconds=retention)
+    left = [e for ep in api.get("/api/v1/alerts/history").json()["episodes"]
+            for e in ep["events"]]
+    # What is left is what this tick did (the critical alert's repeat message), nothing older.
+    assert [e["kind"] for e in left] == ["notified"]
+    assert all(datetime.fromisoformat(e["at"]) >= cutoff for e in left)
+    assert any(r.getMessage() == "alert history pruned" for r in logged.records)
