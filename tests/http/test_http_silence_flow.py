@@ -203,6 +203,14 @@ def test_a_silence_made_from_a_message_link_in_the_browser_mutes_the_next_notifi
     code, out, _ = cli(crime, "alerts", "query", "--history", 'area="North"')
     assert code == 0 and "BurglaryHigh" in out and re.search(r"\s1\s+1\s+area=North", out)
 
+    # The series page's timeline: North's episode, with its muted message; not South's.
+    timeline = httpx.get(chart, timeout=30).text
+    timeline = timeline[timeline.index('<section class="timeline"'):]
+    timeline = timeline[:timeline.index("</section>")]
+    assert re.findall(r'<li class="episode" data-alert="([^"]+)"', timeline) == \
+        [history[0]["alert_id"]]
+    assert "1 notified · 1 muted" in timeline and "silenced by" in timeline
+
     with Browser() as browser:
         page = browser.open(f"{crime.url}/alerts/history")
         assert page.count('<tr data-alert="') == 2
