@@ -318,3 +318,45 @@ def test_the_silence_form_warns_about_a_label_no_rule_produces(crime: Served) ->
     assert any("no rule produces the label &#39;aera&#39;; did you mean area?" in w
                for w in warnings), warnings
     assert any("match no current alert" in w for w in warnings)
+
+
+def test_the_issue_17_endpoints_answer_as_their_openapi_description_says(crime: Served) -> None:
+    """Real answers of the alerts, history, preview and silence endpoints, each checked
+    against the schema the daemon publishes (schemathesis' conformance checks: status
+    code, content type, body schema)."""
+    import schemathesis
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    schema = schemathesis.openapi.from_url(f"{crime.url}/api/openapi.json")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    made = crime.client(TOKEN).post("/api/v1/silences", json={
+        "matchers": [{"name": "area", "value": "North"}], "duration": "1h",
+        "created_by": "analyst", "comment": "schema"}).json()
+    calls: list[tuple[str, str, dict[str, Any]]] = [
+        ("/api/v1/alerts", "GET", {}),
+        ("/api/v1/alerts", "GET", {"query": {"match": 'area="North"'}}),
+        ("/api/v1/alerts/history", "GET", {"query": {"rule": "BurglaryHigh",
+                                                     "since": "2008-07"}}),
+        ("/api/v1/silences/preview", "GET", {"query": {"match": 'aera="North"'}}),
+        ("/api/v1/silences", "GET", {}),
+        ("/api/v1/silences", "POST", {"headers": auth, "body": {
+            "matchers": [{"name": "area", "value": "South"}], "until_next_period": True,
+            "created_by": "analyst", "comment": "until the next figure"}}),
+        ("/api/v1/silences/{silence_id}/extend", "POST", {
+            "headers": auth, "path_parameters": {"silence_id": made["id"]},
+            "body": {"duration": "2h"}}),
+        ("/api/v1/silences/{silence_id}", "DELETE", {
+            "headers": auth, "path_parameters": {"silence_id": made["id"]}}),
+        ("/api/v1/alerts/history", "GET", {"query": {"since": "soon"}}),  # a 400
+    ]
+    checks = [status_code_conformance, content_type_conformance, response_schema_conformance]
+    for path, method, parts in calls:
+        operation = schema[path][method]
+        case = operation.Case(**parts)
+        response = case.call(base_url=crime.url, headers=parts.get("headers"))
+        assert response.status_code < 500, (path, response.text)
+        case.validate_response(response, checks=checks)
