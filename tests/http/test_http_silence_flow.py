@@ -227,6 +227,12 @@ def test_the_api_previews_and_warns_and_a_kpi_silence_ends_when_the_next_period_
     assert preview["alerts"] == []
     assert any("'aera'; did you mean area?" in w for w in preview["warnings"])
     assert any("match no current alert" in w for w in preview["warnings"])
+    typo = admin.post("/api/v1/silences", json={
+        "matchers": [{"name": "aera", "value": "South"}], "duration": "1m",
+        "created_by": "analyst", "comment": "a typo is made, and said"})
+    assert typo.status_code == 201  # a silence made ahead of an alert is legitimate
+    assert typo.json()["warnings"] == preview["warnings"]
+    admin.delete(f"/api/v1/silences/{typo.json()['id']}")
 
     body = {"matchers": [{"name": "area", "value": "South"}], "until_next_period": True,
             "created_by": "analyst", "comment": "until the Aug-08 figure lands"}
