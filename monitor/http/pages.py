@@ -483,6 +483,7 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
         counts = Counter(a.state for a in matching)  # the header counts what the filter keeps
         return render(request, "alerts.html", title="Alerts",
                       rows=[alert_row(a) for a in found], muted=ctx.observed.suppressed(),
+                      alert_names={a.fingerprint: a.rule for a in snap.alerts},
                       firing=counts[AlertState.FIRING], pending=counts[AlertState.PENDING],
                       total=len(snap.alerts), filtered=keep is not None,
                       wanted=wanted, match=[m for m in match if m.strip()], error=error,
@@ -530,6 +531,7 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
         return render(request, "silence_form.html", status_code, title="New silence",
                       matchers=texts, preview=preview, warnings=warnings, error=error,
                       muted=ctx.observed.suppressed(),
+                      alert_names={a.fingerprint: a.rule for a in snap.alerts},
                       next_after=_period_word(latest_period(preview)),
                       **{**defaults, **(fields or {}), **values})
 

@@ -139,7 +139,11 @@ def test_an_inhibited_alert_is_shown_suppressed_with_what_inhibits_it_and_its_me
     page = api.get("/alerts").text
     row = page[page.index(f'data-alert="{warning.fingerprint}"'):]
     row = row[:row.index("</tr>")]
-    assert 'data-suppressed="inhibited"' in row and critical.fingerprint in row
+    assert 'data-suppressed="inhibited"' in row
+    # …naming the inhibiting alert and linking to its row
+    assert (f'inhibited by <a class="inhibitor" href="/alerts#alert-{critical.fingerprint}">'
+            "BurglaryVeryHigh</a>") in row
+    assert f'id="alert-{critical.fingerprint}"' in page
     assert ('monitor_alerts_suppressed{alertname="BurglaryHigh",by="inhibited"} 1'
             in api.get("/metrics").text)
 
