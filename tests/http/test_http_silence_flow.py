@@ -15,7 +15,7 @@ import io
 import os
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -366,3 +366,25 @@ def test_the_issue_17_endpoints_answer_as_their_openapi_description_says(crime: 
         response = case.call(base_url=crime.url, headers=parts.get("headers"))
         assert response.status_code < 500, (path, response.text)
         case.validate_response(response, checks=checks)
+
+
+def test_a_kpi_silence_is_made_from_the_page(crime: Served) -> None:
+    """The form's "until the next period's data arrives", chosen in Chromium: the silence
+    lasts until data after the newest period of the alerts it mutes."""
+    admin = crime.client(TOKEN)
+    newest = max(a.annotations["period_id"] for a in crime.snapshot().alerts
+                 if a.labels.get("area") == "North")
+    with Browser() as browser:
+        form = browser.open(f'{crime.url}/silences/new?matcher=area%3D%22North%22')
+        word = datetime.strptime(newest, "%Y-%m").strftime("%b-%y")
+        assert f"until the next period's data arrives (the figure after {word})" in form
+        browser.evaluate("document.querySelector('input[name=until][value=next_period]')"
+                         ".checked = true")
+        done = browser.submit({"created_by": "analyst", "comment": "until the next figure",
+                               "token": TOKEN}, "#create")
+    created = re.search(r'id="created">Silence <code>([0-9a-f-]+)</code>', done)
+    assert created is not None, done[-3000:]
+    made = next(s for s in admin.get("/api/v1/silences").json()["silences"]
+                if s["id"] == created.group(1))
+    assert made["until_period"] == newest and made["state"] == "active"
+    admin.delete(f"/api/v1/silences/{made['id']}")
