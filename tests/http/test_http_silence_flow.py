@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -388,3 +389,21 @@ def test_a_kpi_silence_is_made_from_the_page(crime: Served) -> None:
                 if s["id"] == created.group(1))
     assert made["until_period"] == newest and made["state"] == "active"
     admin.delete(f"/api/v1/silences/{made['id']}")
+
+
+def test_monitor_silence_add_until_next_period(crime: Served) -> None:
+    """The CLI's KPI silence: ``--until-next-period`` records the newest period of the
+    alerts it mutes, and says so; with no current alert to wait past it refuses."""
+    newest = max(a.annotations["period_id"] for a in crime.snapshot().alerts
+                 if a.labels.get("area") == "South")
+    code, out, err = cli(crime, "silence", "add", 'area="South"', "--until-next-period",
+                         "-m", "until the next figure", "-a", "analyst", "--json")
+    assert code == 0, err
+    made = json.loads(out)
+    assert made["until_period"] == newest
+    code, out, _ = cli(crime, "silence", "list")
+    assert f"until data after {newest}" in out
+    crime.client(TOKEN).delete(f"/api/v1/silences/{made['id']}")
+    code, _, err = cli(crime, "silence", "add", 'area="Nowhere"', "--until-next-period",
+                       "-m", "x", "-a", "analyst")
+    assert code != 0 and "--until-next-period: no current alert" in err
