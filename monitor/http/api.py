@@ -588,10 +588,16 @@ def label_filter(match: Sequence[str]) -> Callable[[Mapping[str, str]], bool] | 
 
     Raises ApiError 400 naming ``match`` when one does not parse.
     """
-    if not match:
-        return None
+    return compile_matchers(label_matchers(match)) if match else None
+
+
+def label_matchers(match: Sequence[str]) -> tuple[Matcher, ...]:
+    """Return the matchers of the ``match`` parameters (empty: no filter).
+
+    Raises ApiError 400 naming ``match`` when one does not parse.
+    """
     try:
-        return compile_matchers(parse_all(match))
+        return tuple(parse_all(match)) if match else ()
     except MatcherError as exc:
         raise ApiError(400, str(exc), "match") from None
 
@@ -744,12 +750,12 @@ def build_router(ctx: HttpContext) -> APIRouter:
         pending, fired and resolved (value and explanation at each), the notifications
         sent and the messages silences or inhibitions muted. Kept for
         notify.history_retention."""
-        keep = label_filter(match)
+        matchers = label_matchers(match)
         start, end = parse_time(since, "since"), parse_time(until, "until")
-        found = ctx.observed.history(HistoryQuery(rules=tuple(rule), since=start, until=end,
-                                                  limit=limit))
-        return HistoryList(since=start, until=end, episodes=[
-            episode_out(ep) for ep in found if keep is None or keep(ep.labels)])
+        found = ctx.observed.history(HistoryQuery(rules=tuple(rule), matchers=matchers,
+                                                  since=start, until=end, limit=limit))
+        return HistoryList(since=start, until=end,
+                           episodes=[episode_out(ep) for ep in found])
 
     @api.get("/rules", response_model=RuleList, tags=["rules"], dependencies=reads)
     def rules(health: Annotated[list[str], Query(

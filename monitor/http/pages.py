@@ -24,7 +24,7 @@ from markupsafe import Markup
 from monitor import links
 from monitor.configtypes import format_duration, parse_duration
 from monitor.http import charts
-from monitor.http.api import ApiError, episode_out, latest_period, parse_time
+from monitor.http.api import ApiError, episode_out, label_matchers, latest_period, parse_time
 from monitor.http.context import (
     HttpContext,
     SeriesRef,
@@ -452,9 +452,9 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
         points = charts.chart_points(detail) if detail else []
         at = (at or "").strip() or None
         marked = next((p for p in points if p.key == at), None)
-        timeline = [episode_out(ep) for ep in ctx.observed.history(HistoryQuery())
-                    if ep.labels.get("indicator") == indicator
-                    and all(ep.labels.get(k) == v for k, v in ref.labels.items())]
+        own = (Matcher("indicator", indicator),
+               *(Matcher(k, v) for k, v in sorted(ref.labels.items())))
+        timeline = [episode_out(ep) for ep in ctx.observed.history(HistoryQuery(matchers=own))]
         return render(request, "series.html", title=ref.frame.info.name, info=ref.frame.info,
                       episodes=timeline,
                       ref=ref, row=row_for(ref, detail), detail=detail,
@@ -494,15 +494,20 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
                       since: str = "", until: str = "") -> Response:
         if (response := denied(request)) is not None:
             return response
-        keep, error = parse_filter(match)
+        matchers: tuple[Matcher, ...] = ()
+        error = ""
+        try:
+            matchers = label_matchers([m for m in match if m.strip()])
+        except ApiError as exc:
+            error = exc.message
         try:
             start, end = parse_time(since, "since"), parse_time(until, "until")
         except ApiError as exc:
             start = end = None
             error = exc.message
         found = ctx.observed.history(HistoryQuery(rules=(rule,) if rule else (),
-                                                  since=start, until=end))
-        episodes = [episode_out(ep) for ep in found if keep is None or keep(ep.labels)]
+                                                  matchers=matchers, since=start, until=end))
+        episodes = [episode_out(ep) for ep in found]
         names = sorted({r.name for r in ctx.observed.snapshot().rules} | {e.rule for e in found})
         retention = format_duration(ctx.daemon.settings.notify.history_retention)
         return render(request, "alert_history.html", title="Alert history", episodes=episodes,

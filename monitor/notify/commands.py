@@ -305,7 +305,6 @@ def cmd_alerts_query(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace, notifier: Any, matchers: tuple[Any, ...]) -> int:
-    from monitor.matchers import matches_all
     from monitor.model import episodes
 
     def when(text: str | None, name: str) -> datetime | None:
@@ -319,9 +318,8 @@ def _history(args: argparse.Namespace, notifier: Any, matchers: tuple[Any, ...])
             raise MonitorError(f"{name} {text!r} is not a time; write 2008-07, 2008-07-31 or "
                                "2008-07-31T12:00+00:00") from None
 
-    found = [ep for ep in episodes(notifier.store.history.events(
-        since=when(args.since, "--since"), until=when(args.until, "--until")))
-        if matches_all(matchers, ep.labels)]
+    found = list(episodes(notifier.store.history.events(
+        matchers=matchers, since=when(args.since, "--since"), until=when(args.until, "--until"))))
     if args.json:
         print(json.dumps([{
             "alert_id": ep.alert_id, "rule": ep.rule, "labels": dict(ep.labels),

@@ -26,6 +26,7 @@ import pytest
 import tomli_w
 
 from monitor.cli import main
+from monitor.model import AlertEvent
 from tests.http.cdp import Browser
 from tests.http.conftest import TOKEN, Served, running
 from tests.notify.loopback import LoopbackReceiver
@@ -407,3 +408,35 @@ def test_monitor_silence_add_until_next_period(crime: Served) -> None:
     code, _, err = cli(crime, "silence", "add", 'area="Nowhere"', "--until-next-period",
                        "-m", "x", "-a", "analyst")
     assert code != 0 and "--until-next-period: no current alert" in err
+
+
+def test_a_series_page_lists_its_episode_behind_10000_newer_events_of_other_series(
+        tmp_path: Path) -> None:
+    """The series page, the history API and the history page read one series' history
+    from the store by its labels: an episode older than the newest 10,000 events of
+    every series (the history's default read) is still shown."""
+    receiver = LoopbackReceiver()  # this daemon's messages stay out of the module's hook
+    try:
+        with running(write_config(tmp_path, receiver.url()), tmp_path) as own:
+            north = next(a for a in own.snapshot().alerts if a.labels.get("area") == "North")
+            store = own.app.store
+            assert store is not None
+            at = own.clock.now() + timedelta(minutes=1)
+            store.history.record([AlertEvent(
+                f"other{i}", "BurglaryHigh",
+                {"alertname": "BurglaryHigh", "indicator": "burglary", "area": f"Area{i}"},
+                "transition", at, "inactive", "pending") for i in range(10_001)])
+            page = httpx.get(f"{own.url}/indicators/burglary/series/"
+                             f"{north.annotations['series']}", timeout=30).text
+            timeline = page[page.index('<section class="timeline"'):]
+            timeline = timeline[:timeline.index("</section>")]
+            assert re.findall(r'<li class="episode" data-alert="([^"]+)"', timeline) == \
+                [north.fingerprint]
+            api = own.client(TOKEN)
+            for match in ('area="North"', 'area=~"Nor.*"'):  # the database's, then Python's
+                found = api.get("/api/v1/alerts/history", params={"match": match}).json()
+                assert [ep["alert_id"] for ep in found["episodes"]] == [north.fingerprint]
+                listed = api.get("/alerts/history", params={"match": match}).text
+                assert re.findall(r'<tr data-alert="([^"]+)"', listed) == [north.fingerprint]
+    finally:
+        receiver.close()
