@@ -24,8 +24,8 @@ from monitor.http.context import (
     SeriesRef,
     find_series,
     finite,
-    known_label_names,
     select_series,
+    snapshot_label_names,
 )
 from monitor.http.observed import HistoryQuery, Silence, SilenceSpec, Suppressed
 from monitor.matchers import (
@@ -804,7 +804,7 @@ def build_router(ctx: HttpContext) -> APIRouter:
         snap = ctx.observed.snapshot()
         live = [a for a in snap.alerts if a.state in (AlertState.FIRING, AlertState.PENDING)]
         return ([a for a in live if matches_all(matchers, a.labels)],
-                silence_warnings(matchers, [a.labels for a in live], known_label_names(snap)))
+                silence_warnings(matchers, [a.labels for a in live], snapshot_label_names(snap)))
 
     def to_matchers(models: Sequence[MatcherModel]) -> tuple[Matcher, ...]:
         try:  # a Matcher checks its operator and compiles its regular expression

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.clock import Clock
 from monitor.http.observed import Observed
+from monitor.matchers import known_label_names
 from monitor.model import Frequency, Status, fingerprint
 from monitor.rules.snapshot import IndicatorFrame, Snapshot
 from monitor.settings import Settings
@@ -105,15 +106,12 @@ class HttpContext:
         return BEARER_REQUIRED
 
 
-def known_label_names(snap: Snapshot) -> set[str]:
-    """Return every label name the published alerts and series carry, and ``indicator``."""
-    names = {"indicator"}
-    for alert in snap.alerts:
-        names.update(alert.labels)
-    for frame in snap.frames.values():
-        for labels in frame.labels:
-            names.update(labels)
-    return names
+def snapshot_label_names(snap: Snapshot) -> set[str]:
+    """Return :func:`monitor.matchers.known_label_names` of the published alerts and
+    series."""
+    return known_label_names((a.labels for a in snap.alerts),
+                             (labels for frame in snap.frames.values()
+                              for labels in frame.labels))
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from monitor.http.context import (
     HttpContext,
     SeriesRef,
     find_series,
-    known_label_names,
     select_series,
+    snapshot_label_names,
 )
 from monitor.http.observed import HistoryQuery, SilenceSpec
 from monitor.matchers import (
@@ -528,7 +528,7 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
                 parsed = parse_all(texts)
                 preview = [a for a in live if matches_all(parsed, a.labels)]
                 warnings = silence_warnings(parsed, [a.labels for a in live],
-                                            known_label_names(snap))
+                                            snapshot_label_names(snap))
             except MatcherError as exc:
                 error = error or f"matchers: {exc}"
         defaults = {"duration": "2h", "until": "duration", "created_by": "", "comment": "",

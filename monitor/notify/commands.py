@@ -160,7 +160,13 @@ def _time(text: str | None, default: datetime) -> datetime:
 
 
 def cmd_silence_add(args: argparse.Namespace) -> int:
-    from monitor.matchers import MatcherError, matches_all, parse_matchers, silence_warnings
+    from monitor.matchers import (
+        MatcherError,
+        known_label_names,
+        matches_all,
+        parse_matchers,
+        silence_warnings,
+    )
     from monitor.notify.silences import SilenceSpec, recurrence_from, recurrence_summary
 
     now = clock_of(args).now()
@@ -192,8 +198,11 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
     author = args.author or getpass.getuser()
     with _notifier(args) as notifier:
         current = _current(notifier)
-        warnings = silence_warnings(matchers, [r.labels for r in current],
-                                    {"indicator", *(k for r in current for k in r.labels)})
+        # The names the API and the silence form know: every alert's labels and every
+        # series' (the daemon reads them from its snapshot, this command from the store).
+        known = known_label_names((r.labels for r in notifier.store.alerts.load().values()),
+                                  [notifier.store.observations.label_names()])
+        warnings = silence_warnings(matchers, [r.labels for r in current], known)
         until_period = None
         if args.until_next_period:
             periods = [r.annotations["period_id"] for r in current

@@ -440,3 +440,33 @@ def test_a_series_page_lists_its_episode_behind_10000_newer_events_of_other_seri
                 assert re.findall(r'<tr data-alert="([^"]+)"', listed) == [north.fingerprint]
     finally:
         receiver.close()
+
+
+def test_monitor_silence_add_knows_the_series_labels_with_no_alert_firing(
+        tmp_path: Path) -> None:
+    """``monitor silence add`` warns about the labels the API and the silence form warn
+    about: with no alert firing, a series label (``area``) is known; a typo is not."""
+    receiver = LoopbackReceiver()
+    try:
+        config = write_config(tmp_path, receiver.url())
+        write_csv(tmp_path / "crime.csv", {"North": 90, "South": 90})  # nothing fires
+        with running(config, tmp_path) as quiet:
+            assert not [a for a in quiet.snapshot().alerts if a.state.value == "firing"]
+            code, _, err = cli(quiet, "silence", "add", 'area="North"', "-m", "re-keying",
+                               "-a", "analyst")
+            assert code == 0, err
+            assert "no rule produces" not in err
+            assert "the matchers match no current alert" in err
+            code, _, err = cli(quiet, "silence", "add", 'alertnme="Foo"', "-m", "typo",
+                               "-a", "analyst")
+            assert code == 0, err
+            assert "matcher alertnme=\"Foo\": no rule produces the label 'alertnme'; " \
+                "did you mean alertname?" in err
+            # The same answers as the API's preview.
+            api = quiet.client(TOKEN)
+            for matcher, warned in (('area="North"', False), ('alertnme="Foo"', True)):
+                preview = api.get("/api/v1/silences/preview",
+                                  params={"match": matcher}).json()
+                assert any("no rule produces" in w for w in preview["warnings"]) is warned
+    finally:
+        receiver.close()
