@@ -6,6 +6,7 @@ mode on every page, the SPC legend, and ``/api/docs`` without a CDN.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import httpx
 import pytest
+from PIL import Image, ImageStat
 
 from monitor.links import rule_url, series_url, silence_url
 from tests.conftest import REPO
@@ -230,6 +232,65 @@ def test_every_page_follows_the_dark_colour_scheme(mps: Served, browser: Browser
         assert dark["card"] < 0.2
     if dark["svg"] is not None:  # dark lines on the dark page would vanish
         assert light["svg"] < 0.2 and dark["svg"] > 0.6, (light["svg"], dark["svg"])
+
+
+REPORT_SCHEME = """(() => {
+  const rgb = s => s.match(/\\d+/g).slice(0, 3).map(Number);
+  const lum = ([r, g, b]) => (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+  const style = (selector, property) => {
+    const found = document.querySelector(selector);
+    return found ? lum(rgb(getComputedStyle(found)[property])) : null;
+  };
+  const root = getComputedStyle(document.documentElement);
+  return {bg: root.backgroundColor === 'rgba(0, 0, 0, 0)' ? 1 : lum(rgb(root.backgroundColor)),
+          ink: lum(rgb(root.color)),
+          axis: style('svg.chart .axis', 'fill'), grid: style('svg.chart .grid', 'stroke'),
+          spark: style('svg.sparkline [stroke="#1d2a36"]', 'stroke')};
+})()"""
+
+
+def test_the_report_is_dark_on_a_dark_screen_and_prints_in_its_own_colours(
+        mps: Served, browser: Browser) -> None:
+    """/report follows the dark scheme on screen — text, charts' labels, grid and ink
+    turned for a dark page — and keeps the print colours when printed, dark or not."""
+    browser.open(f"{mps.url}/report", width=1400, dark=False)
+    light = browser.evaluate(REPORT_SCHEME)
+    browser.open(f"{mps.url}/report", width=1400, dark=True)
+    dark = browser.evaluate(REPORT_SCHEME)
+    browser.call("Emulation.setEmulatedMedia", media="print", features=[
+        {"name": "prefers-color-scheme", "value": "dark"}])
+    printed = browser.evaluate(REPORT_SCHEME)
+    browser.call("Emulation.setEmulatedMedia", media="", features=[])
+    assert None not in light.values(), light  # a pack with charts and sparklines
+    assert light["bg"] > 0.9 and light["ink"] < 0.2 and light["spark"] < 0.2
+    assert dark["bg"] < 0.15 and dark["ink"] > 0.85, dark
+    assert dark["axis"] > 0.55 and dark["grid"] < 0.3 and dark["spark"] > 0.8, dark
+    assert printed == light
+
+
+def lightness(png: bytes) -> float:
+    """Return the mean lightness of a screenshot, 0 (black) to 1 (white)."""
+    with Image.open(io.BytesIO(png)) as shot:
+        return float(ImageStat.Stat(shot.convert("L")).mean[0]) / 255
+
+
+SWAGGER_DRAWN = """new Promise(done => {
+  const drawn = () => document.querySelector('.swagger-ui .opblock')
+    ? done(getComputedStyle(document.querySelector('.swagger-ui')).filter)
+    : setTimeout(drawn, 50);
+  drawn();
+})"""
+
+
+def test_the_api_docs_follow_the_dark_colour_scheme(mps: Served, browser: Browser) -> None:
+    """Swagger UI at /api/docs: light as it ships, dark under prefers-color-scheme (our
+    stylesheet, served with the page), judged on what Chromium draws."""
+    seen = {}
+    for dark in (False, True):
+        browser.open(f"{mps.url}/api/docs", width=1400, height=900, dark=dark)
+        seen[dark] = (browser.evaluate(SWAGGER_DRAWN), browser.screenshot(full_page=False))
+    assert seen[False][0] == "none" and lightness(seen[False][1]) > 0.85
+    assert "invert" in seen[True][0] and lightness(seen[True][1]) < 0.2
 
 
 def test_a_dark_mode_screenshot_is_taken_in_chromium(mps: Served, browser: Browser,
