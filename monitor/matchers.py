@@ -184,6 +184,20 @@ def compile_matchers(matchers: Iterable[Matcher]) -> Callable[[Mapping[str, str]
 ALWAYS_LABELS = frozenset({"alertname", "severity"})
 
 
+def known_label_names(alerts: Iterable[Mapping[str, str]],
+                      series: Iterable[Iterable[str]]) -> set[str]:
+    """Return the label names a silence's matchers may name without the "no rule produces
+    the label" warning: ``indicator``, the ``alerts``' label names and the ``series``'
+    (label sets or name lists). The API, the silence form and ``monitor silence add``
+    all ask this one function, each with the labels it reads."""
+    names = {"indicator"}
+    for labels in alerts:
+        names.update(labels)
+    for names_of in series:
+        names.update(names_of)
+    return names
+
+
 def silence_warnings(matchers: Sequence[Matcher], current: Iterable[Mapping[str, str]],
                      known_names: Iterable[str]) -> list[str]:
     """Return what is probably wrong with a silence's matchers, in words (empty: nothing).

@@ -150,7 +150,8 @@ class DaemonView:
         if store is None:
             return []
         return episodes(store.history.events(
-            rules=query.rules, alert_ids=query.alert_ids, since=query.since,
+            rules=query.rules, alert_ids=query.alert_ids, matchers=query.matchers,
+            since=query.since,
             until=query.until, limit=query.limit))
 
 

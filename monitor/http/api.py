@@ -24,8 +24,8 @@ from monitor.http.context import (
     SeriesRef,
     find_series,
     finite,
-    known_label_names,
     select_series,
+    snapshot_label_names,
 )
 from monitor.http.observed import HistoryQuery, Silence, SilenceSpec, Suppressed
 from monitor.matchers import (
@@ -588,10 +588,16 @@ def label_filter(match: Sequence[str]) -> Callable[[Mapping[str, str]], bool] | 
 
     Raises ApiError 400 naming ``match`` when one does not parse.
     """
-    if not match:
-        return None
+    return compile_matchers(label_matchers(match)) if match else None
+
+
+def label_matchers(match: Sequence[str]) -> tuple[Matcher, ...]:
+    """Return the matchers of the ``match`` parameters (empty: no filter).
+
+    Raises ApiError 400 naming ``match`` when one does not parse.
+    """
     try:
-        return compile_matchers(parse_all(match))
+        return tuple(parse_all(match)) if match else ()
     except MatcherError as exc:
         raise ApiError(400, str(exc), "match") from None
 
@@ -622,9 +628,9 @@ def build_router(ctx: HttpContext) -> APIRouter:
     """Return the ``/api/v1`` router reading ``ctx``."""
 
     def require_read(request: Request) -> None:
-        if not ctx.reads_allowed(request):
-            raise ApiError(401, "a valid bearer token is required to read "
-                                "(server.protect_reads is on)")
+        refusal = ctx.read_refusal(request)
+        if refusal is not None:
+            raise ApiError(401, refusal)
 
     def require_write(request: Request) -> None:
         refusal = ctx.write_refusal(request)
@@ -744,12 +750,12 @@ def build_router(ctx: HttpContext) -> APIRouter:
         pending, fired and resolved (value and explanation at each), the notifications
         sent and the messages silences or inhibitions muted. Kept for
         notify.history_retention."""
-        keep = label_filter(match)
+        matchers = label_matchers(match)
         start, end = parse_time(since, "since"), parse_time(until, "until")
-        found = ctx.observed.history(HistoryQuery(rules=tuple(rule), since=start, until=end,
-                                                  limit=limit))
-        return HistoryList(since=start, until=end, episodes=[
-            episode_out(ep) for ep in found if keep is None or keep(ep.labels)])
+        found = ctx.observed.history(HistoryQuery(rules=tuple(rule), matchers=matchers,
+                                                  since=start, until=end, limit=limit))
+        return HistoryList(since=start, until=end,
+                           episodes=[episode_out(ep) for ep in found])
 
     @api.get("/rules", response_model=RuleList, tags=["rules"], dependencies=reads)
     def rules(health: Annotated[list[str], Query(
@@ -798,7 +804,7 @@ def build_router(ctx: HttpContext) -> APIRouter:
         snap = ctx.observed.snapshot()
         live = [a for a in snap.alerts if a.state in (AlertState.FIRING, AlertState.PENDING)]
         return ([a for a in live if matches_all(matchers, a.labels)],
-                silence_warnings(matchers, [a.labels for a in live], known_label_names(snap)))
+                silence_warnings(matchers, [a.labels for a in live], snapshot_label_names(snap)))
 
     def to_matchers(models: Sequence[MatcherModel]) -> tuple[Matcher, ...]:
         try:  # a Matcher checks its operator and compiles its regular expression

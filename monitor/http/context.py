@@ -18,19 +18,23 @@ from prometheus_client import CollectorRegistry
 
 from monitor.clock import Clock
 from monitor.http.observed import Observed
+from monitor.matchers import known_label_names
 from monitor.model import Frequency, Status, fingerprint
 from monitor.rules.snapshot import IndicatorFrame, Snapshot
 from monitor.settings import Settings
 
 STATUS_BY_CODE = {s.code: s for s in Status}
 
-# What every protected endpoint (the API's changes, /-/reload, the silence forms) says
-# when it refuses: the same words whatever the endpoint, and what to do.
-WRITES_DISABLED = ("changes are disabled: no API token is configured; set server.api_token (or "
-            "server.api_token_file) in the config, reload, and send it as "
-            "'Authorization: Bearer <token>'")
-WRITE_DENIED = ("a valid bearer token is required: send 'Authorization: Bearer "
-             "<server.api_token>'")
+# What every protected endpoint (the API's changes, /-/reload, the silence forms, and every
+# read while server.protect_reads is on) says when it refuses: the same words whatever the
+# endpoint, and what to do.
+_HOW_TO_ENABLE = ("no API token is configured; set server.api_token (or "
+                  "server.api_token_file) in the config, reload, and send it as "
+                  "'Authorization: Bearer <token>'")
+WRITES_DISABLED = f"changes are disabled: {_HOW_TO_ENABLE}"
+READS_DISABLED = f"reads are protected (server.protect_reads is on) but {_HOW_TO_ENABLE}"
+BEARER_REQUIRED = ("a valid bearer token is required: send 'Authorization: Bearer "
+                   "<server.api_token>'")
 
 
 class Daemon(Protocol):
@@ -75,38 +79,39 @@ class HttpContext:
         at = self.observed.snapshot().at
         return at.date() if at is not None else self.clock.now().date()
 
-    def reads_allowed(self, request: Request) -> bool:
-        """Return True when reads are open (``server.protect_reads`` off) or the token is right."""
+    def read_refusal(self, request: Request) -> str | None:
+        """Return why a read is refused (:data:`READS_DISABLED`, :data:`BEARER_REQUIRED`), or
+        None when reads are open (``server.protect_reads`` off) or the token is right."""
         if not self.daemon.settings.server.protect_reads:
-            return True
-        return token_ok(request, self.daemon.api_token())
+            return None
+        expected = self.daemon.api_token()
+        if not expected:
+            return READS_DISABLED
+        return None if token_ok(request, expected) else BEARER_REQUIRED
 
     def writes_allowed(self, request: Request) -> bool:
         """Return True when the request carries the configured bearer token."""
         return token_ok(request, self.daemon.api_token())
 
     def write_refusal(self, request: Request, given: str | None = None) -> str | None:
-        """Return why a change is refused (:data:`WRITES_DISABLED`, :data:`WRITE_DENIED`), or None
-        when the request carries the token — in its Authorization header, or ``given``
-        (the token field of a page's form)."""
+        """Return why a change is refused (:data:`WRITES_DISABLED`, :data:`BEARER_REQUIRED`),
+        or None when the request carries the token — in its Authorization header, or
+        ``given`` (the token field of a page's form)."""
         expected = self.daemon.api_token()
         if not expected:
             return WRITES_DISABLED
         if token_ok(request, expected) or (
                 given is not None and hmac.compare_digest(given.encode(), expected.encode())):
             return None
-        return WRITE_DENIED
+        return BEARER_REQUIRED
 
 
-def known_label_names(snap: Snapshot) -> set[str]:
-    """Return every label name the published alerts and series carry, and ``indicator``."""
-    names = {"indicator"}
-    for alert in snap.alerts:
-        names.update(alert.labels)
-    for frame in snap.frames.values():
-        for labels in frame.labels:
-            names.update(labels)
-    return names
+def snapshot_label_names(snap: Snapshot) -> set[str]:
+    """Return :func:`monitor.matchers.known_label_names` of the published alerts and
+    series."""
+    return known_label_names((a.labels for a in snap.alerts),
+                             (labels for frame in snap.frames.values()
+                              for labels in frame.labels))
 
 
 @dataclass(frozen=True)

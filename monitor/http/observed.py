@@ -93,11 +93,13 @@ class Suppressed:
 
 @dataclass(frozen=True)
 class HistoryQuery:
-    """Which alert history to read: rules (empty: all), alert ids (empty: all), and the
-    time range ``since`` ≤ at < ``until`` (None: open)."""
+    """Which alert history to read: rules (empty: all), alert ids (empty: all), label
+    matchers (all must accept), and the time range ``since`` ≤ at < ``until`` (None:
+    open). ``limit`` counts the newest events that pass every filter."""
 
     rules: tuple[str, ...] = ()
     alert_ids: tuple[str, ...] = ()
+    matchers: tuple[Matcher, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
     limit: int = 10_000

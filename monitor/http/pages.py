@@ -24,13 +24,13 @@ from markupsafe import Markup
 from monitor import links
 from monitor.configtypes import format_duration, parse_duration
 from monitor.http import charts
-from monitor.http.api import ApiError, episode_out, latest_period, parse_time
+from monitor.http.api import ApiError, episode_out, label_matchers, latest_period, parse_time
 from monitor.http.context import (
     HttpContext,
     SeriesRef,
     find_series,
-    known_label_names,
     select_series,
+    snapshot_label_names,
 )
 from monitor.http.observed import HistoryQuery, SilenceSpec
 from monitor.matchers import (
@@ -312,11 +312,11 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
         return HTMLResponse(html, status_code=status_code)
 
     def denied(request: Request) -> HTMLResponse | None:
-        if ctx.reads_allowed(request):
+        refusal = ctx.read_refusal(request)
+        if refusal is None:
             return None
         response = render(request, "error.html", 401, title="Sign-in required",
-                          message="These pages need the API bearer token "
-                                  "(server.protect_reads is on). Reach them through a "
+                          message=f"{refusal}. A browser reaches these pages through a "
                                   "reverse proxy that adds the Authorization header.")
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
@@ -452,9 +452,9 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
         points = charts.chart_points(detail) if detail else []
         at = (at or "").strip() or None
         marked = next((p for p in points if p.key == at), None)
-        timeline = [episode_out(ep) for ep in ctx.observed.history(HistoryQuery())
-                    if ep.labels.get("indicator") == indicator
-                    and all(ep.labels.get(k) == v for k, v in ref.labels.items())]
+        own = (Matcher("indicator", indicator),
+               *(Matcher(k, v) for k, v in sorted(ref.labels.items())))
+        timeline = [episode_out(ep) for ep in ctx.observed.history(HistoryQuery(matchers=own))]
         return render(request, "series.html", title=ref.frame.info.name, info=ref.frame.info,
                       episodes=timeline,
                       ref=ref, row=row_for(ref, detail), detail=detail,
@@ -483,6 +483,7 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
         counts = Counter(a.state for a in matching)  # the header counts what the filter keeps
         return render(request, "alerts.html", title="Alerts",
                       rows=[alert_row(a) for a in found], muted=ctx.observed.suppressed(),
+                      alert_names={a.fingerprint: a.rule for a in snap.alerts},
                       firing=counts[AlertState.FIRING], pending=counts[AlertState.PENDING],
                       total=len(snap.alerts), filtered=keep is not None,
                       wanted=wanted, match=[m for m in match if m.strip()], error=error,
@@ -493,15 +494,20 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
                       since: str = "", until: str = "") -> Response:
         if (response := denied(request)) is not None:
             return response
-        keep, error = parse_filter(match)
+        matchers: tuple[Matcher, ...] = ()
+        error = ""
+        try:
+            matchers = label_matchers([m for m in match if m.strip()])
+        except ApiError as exc:
+            error = exc.message
         try:
             start, end = parse_time(since, "since"), parse_time(until, "until")
         except ApiError as exc:
             start = end = None
             error = exc.message
         found = ctx.observed.history(HistoryQuery(rules=(rule,) if rule else (),
-                                                  since=start, until=end))
-        episodes = [episode_out(ep) for ep in found if keep is None or keep(ep.labels)]
+                                                  matchers=matchers, since=start, until=end))
+        episodes = [episode_out(ep) for ep in found]
         names = sorted({r.name for r in ctx.observed.snapshot().rules} | {e.rule for e in found})
         retention = format_duration(ctx.daemon.settings.notify.history_retention)
         return render(request, "alert_history.html", title="Alert history", episodes=episodes,
@@ -522,7 +528,7 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
                 parsed = parse_all(texts)
                 preview = [a for a in live if matches_all(parsed, a.labels)]
                 warnings = silence_warnings(parsed, [a.labels for a in live],
-                                            known_label_names(snap))
+                                            snapshot_label_names(snap))
             except MatcherError as exc:
                 error = error or f"matchers: {exc}"
         defaults = {"duration": "2h", "until": "duration", "created_by": "", "comment": "",
@@ -530,6 +536,7 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
         return render(request, "silence_form.html", status_code, title="New silence",
                       matchers=texts, preview=preview, warnings=warnings, error=error,
                       muted=ctx.observed.suppressed(),
+                      alert_names={a.fingerprint: a.rule for a in snap.alerts},
                       next_after=_period_word(latest_period(preview)),
                       **{**defaults, **(fields or {}), **values})
 

@@ -55,6 +55,7 @@ def http_metrics(registry: CollectorRegistry) -> HttpMetrics:
 # works without the internet (FastAPI's default page loads them from a CDN).
 DOCS_ASSETS = Path(str(importlib.resources.files("fastapi_offline") / "static"))
 DOCS_ASSETS_URL = "/api/docs/assets"
+DOCS_DARK_CSS = "/static/swagger-dark.css"  # monitor/http/static/swagger-dark.css
 
 
 def create_app(daemon: Daemon, observed: Observed | None = None, *,
@@ -131,12 +132,16 @@ def create_app(daemon: Daemon, observed: Observed | None = None, *,
 
     @app.get("/api/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        """Swagger UI from the assets the fastapi-offline package ships: no CDN."""
-        return get_swagger_ui_html(
+        """Swagger UI from the assets the fastapi-offline package ships: no CDN; with a
+        stylesheet of ours after Swagger UI's, for the dark colour scheme."""
+        page = get_swagger_ui_html(
             openapi_url="/api/openapi.json", title="kpi-monitor API",
             swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
             swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
             swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon.png")
+        html = bytes(page.body).decode("utf-8")
+        return HTMLResponse(html.replace(
+            "</head>", f'<link rel="stylesheet" href="{DOCS_DARK_CSS}">\n</head>', 1))
 
     app.include_router(api.build_router(ctx))
     app.include_router(pages.build_router(ctx))

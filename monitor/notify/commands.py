@@ -160,7 +160,13 @@ def _time(text: str | None, default: datetime) -> datetime:
 
 
 def cmd_silence_add(args: argparse.Namespace) -> int:
-    from monitor.matchers import MatcherError, matches_all, parse_matchers, silence_warnings
+    from monitor.matchers import (
+        MatcherError,
+        known_label_names,
+        matches_all,
+        parse_matchers,
+        silence_warnings,
+    )
     from monitor.notify.silences import SilenceSpec, recurrence_from, recurrence_summary
 
     now = clock_of(args).now()
@@ -192,8 +198,11 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
     author = args.author or getpass.getuser()
     with _notifier(args) as notifier:
         current = _current(notifier)
-        warnings = silence_warnings(matchers, [r.labels for r in current],
-                                    {"indicator", *(k for r in current for k in r.labels)})
+        # The names the API and the silence form know: every alert's labels and every
+        # series' (the daemon reads them from its snapshot, this command from the store).
+        known = known_label_names((r.labels for r in notifier.store.alerts.load().values()),
+                                  [notifier.store.observations.label_names()])
+        warnings = silence_warnings(matchers, [r.labels for r in current], known)
         until_period = None
         if args.until_next_period:
             periods = [r.annotations["period_id"] for r in current
@@ -286,14 +295,16 @@ def cmd_alerts_query(args: argparse.Namespace) -> int:
         print("no alerts match" + (" (only suppressed ones were asked for)"
                                    if args.suppressed else ""))
         return 0
-    print(f"{'STATE':<22} {'ALERTNAME':<28} {'DATA':<7} {'SINCE':<17} LABELS")
+    # The name column as wide as the longest name, as amtool's table is.
+    name = max(len("ALERTNAME"), *(len(row["alertname"]) for row in rows))
+    print(f"{'STATE':<22} {'ALERTNAME':<{name}} {'DATA':<7} {'SINCE':<16} LABELS")
     for row in rows:
         status = row["status"]
         state = row["state"] + (" suppressed" if status["state"] == "suppressed" else "")
         labels = ", ".join(f"{k}={v}" for k, v in sorted(row["labels"].items())
                            if k != "alertname")
         since = datetime.fromisoformat(row["since"])
-        print(one_line(f"{state:<22} {row['alertname']:<28} {row['period'] or '—':<7} "
+        print(one_line(f"{state:<22} {row['alertname']:<{name}} {row['period'] or '—':<7} "
                        f"{since:%Y-%m-%d %H:%M} {labels}"))
         if status["silencedBy"]:
             print(f"{'':<22} silenced by {', '.join(status['silencedBy'])}")
@@ -303,7 +314,6 @@ def cmd_alerts_query(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace, notifier: Any, matchers: tuple[Any, ...]) -> int:
-    from monitor.matchers import matches_all
     from monitor.model import episodes
 
     def when(text: str | None, name: str) -> datetime | None:
@@ -317,9 +327,8 @@ def _history(args: argparse.Namespace, notifier: Any, matchers: tuple[Any, ...])
             raise MonitorError(f"{name} {text!r} is not a time; write 2008-07, 2008-07-31 or "
                                "2008-07-31T12:00+00:00") from None
 
-    found = [ep for ep in episodes(notifier.store.history.events(
-        since=when(args.since, "--since"), until=when(args.until, "--until")))
-        if matches_all(matchers, ep.labels)]
+    found = list(episodes(notifier.store.history.events(
+        matchers=matchers, since=when(args.since, "--since"), until=when(args.until, "--until"))))
     if args.json:
         print(json.dumps([{
             "alert_id": ep.alert_id, "rule": ep.rule, "labels": dict(ep.labels),
@@ -335,15 +344,16 @@ def _history(args: argparse.Namespace, notifier: Any, matchers: tuple[Any, ...])
     if not found:
         print("no alert episodes match in the kept history")
         return 0
-    print(f"{'STARTED':<17} {'ALERTNAME':<28} {'STATE':<9} {'FIRED':<17} {'RESOLVED':<17} "
+    name = max(len("ALERTNAME"), *(len(ep.rule) for ep in found))
+    print(f"{'STARTED':<16} {'ALERTNAME':<{name}} {'STATE':<9} {'FIRED':<16} {'RESOLVED':<16} "
           f"{'SENT':>4} {'MUTED':>5} LABELS")
     for ep in found:
         labels = ", ".join(f"{k}={v}" for k, v in sorted(ep.labels.items())
                            if k != "alertname")
         fired = f"{ep.fired_at:%Y-%m-%d %H:%M}" if ep.fired_at else "—"
         resolved = f"{ep.resolved_at:%Y-%m-%d %H:%M}" if ep.resolved_at else "—"
-        print(one_line(f"{ep.started_at:%Y-%m-%d %H:%M} {ep.rule:<28} {ep.state:<9} "
-                       f"{fired:<17} {resolved:<17} {ep.notifications:>4} {ep.muted:>5} "
+        print(one_line(f"{ep.started_at:%Y-%m-%d %H:%M} {ep.rule:<{name}} {ep.state:<9} "
+                       f"{fired:<16} {resolved:<16} {ep.notifications:>4} {ep.muted:>5} "
                        f"{labels}"))
     return 0
 

@@ -243,6 +243,13 @@ def silence_url(alert: NotifyAlert, external_url: str) -> str:
     return links.silence_url(external_url, alert.labels) if external_url else ""
 
 
+def value_text(alert: NotifyAlert) -> str:
+    """Return the alert's ``value_text`` annotation (what the rules published: the value
+    in its unit) when it has one and a value; else the value as :func:`number` writes it."""
+    shown = alert.annotations.get("value_text")
+    return shown if shown and alert.value is not None else number(alert.value)
+
+
 def alert_context(alert: NotifyAlert, external_url: str = "") -> dict[str, Any]:
     """Return the variables describing one alert (``alert.*`` in templates)."""
     summary = alert.annotations.get("summary") or \
@@ -260,6 +267,9 @@ def alert_context(alert: NotifyAlert, external_url: str = "") -> dict[str, Any]:
         "description": alert.annotations.get("description", ""),
         "explanation": alert.explanation,
         "value": alert.value,
+        # The value in its indicator's unit as the rules published it ("+0.6%", "77.0%"),
+        # as the pages show it; the plain number when they published none.
+        "value_text": value_text(alert),
         # The period the value is about (Jul-08); starts_at and ends_at are the daemon's
         # clock: when it noticed, not what the data is about.
         "period": alert.annotations.get("period", ""),
@@ -344,7 +354,7 @@ def fallback_text(notification: Notification,
                                 + (f" — {item.text}" if item.text else "")))
     for alert in notification.alerts:
         ctx = alert_context(alert, notification.external_url)
-        value = number(alert.value)
+        value = ctx["value_text"]
         when = "at resolution" if alert.status != "firing" else "when it fired"
         data = f" (data to {ctx['period']})" if ctx["period"] else ""
         lines.append(escape(f"{alert.status.upper()}: {ctx['summary']}"))

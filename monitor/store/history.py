@@ -1,10 +1,13 @@
 """The alert history (``alert_event``): what happened to every alert, kept for the
-retention (``alerts.history_retention``).
+retention (``notify.history_retention``).
 
 Written in bulk — one ``INSERT … VALUES`` executemany per batch, in the transaction that
 made the events: the engine's transitions with the alert records
 (:meth:`monitor.store.alerts.AlertStore.save`), the notifier's sent and muted messages
-with its outbox. Read by time range and rule; label matchers are applied by the caller.
+with its outbox. Read by time range, rule, alert and label matchers: the ``=`` matchers
+are answered by the database (a JSON extract of the labels, on SQLite and PostgreSQL), the
+others on the rows it returns, read newest first until ``limit`` events match — so one
+series' old episode is found however many newer events other series have.
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import ColumnElement, Connection, Engine, cast, delete, func, select
+from sqlalchemy.dialects.postgresql import JSON
 
 from monitor.alerts.state import Transition
+from monitor.matchers import Matcher, matches_all
 from monitor.model import AlertEvent, iter_chunks, utc
 from monitor.store.db import JsonCodec, stamper
 from monitor.store.tables import AlertEventRow
 
 EVENT = AlertEventRow.metadata.tables["alert_event"]
 CHUNK = 500  # alert ids per IN (…) when reading one series' alerts
+PAGE = 5_000  # rows read per round when matchers the database cannot answer remain
 
 
 def transition_events(transitions: Iterable[Transition]) -> list[AlertEvent]:
@@ -97,10 +103,11 @@ class HistoryStore:
                 insert_events(conn, events)
 
     def events(self, *, rules: Sequence[str] = (), alert_ids: Sequence[str] = (),
-               since: datetime | None = None, until: datetime | None = None,
-               limit: int = 10_000) -> list[AlertEvent]:
-        """Return events oldest first: of these rules and alerts (empty: all), at or after
-        ``since`` and before ``until``; the newest ``limit`` when there are more."""
+               matchers: Sequence[Matcher] = (), since: datetime | None = None,
+               until: datetime | None = None, limit: int = 10_000) -> list[AlertEvent]:
+        """Return events oldest first: of these rules and alerts (empty: all), whose labels
+        every matcher accepts, at or after ``since`` and before ``until``; the newest
+        ``limit`` when there are more."""
         query = select(EVENT)
         if rules:
             query = query.where(EVENT.c.rule.in_(list(rules)))
@@ -110,12 +117,20 @@ class HistoryStore:
             query = query.where(EVENT.c.at < until)
         rows: list[Any] = []
         with self.engine.connect() as conn:
+            postgres = conn.dialect.name == "postgresql"
+            # An equal matcher with a value needs the label present: the database's
+            # answer. The rest (!=, regular expressions, ="" for a missing label) are
+            # Python's, with Alertmanager's anchoring, on what the database returns.
+            for m in matchers:
+                if m.op == "=" and m.value:
+                    query = query.where(_label(m.name, postgres) == m.value)
+            rest = [m for m in matchers if not (m.op == "=" and m.value)]
             if alert_ids:
                 for chunk in iter_chunks(list(dict.fromkeys(alert_ids)), CHUNK):
-                    rows.extend(conn.execute(query.where(EVENT.c.alert_id.in_(chunk))
-                                             .order_by(EVENT.c.id.desc()).limit(limit)))
+                    rows.extend(_newest(conn, query.where(EVENT.c.alert_id.in_(chunk)),
+                                        rest, limit))
             else:
-                rows.extend(conn.execute(query.order_by(EVENT.c.id.desc()).limit(limit)))
+                rows.extend(_newest(conn, query, rest, limit))
         rows.sort(key=lambda r: r._mapping["id"])
         return [_event(r) for r in rows[-limit:]]
 
@@ -123,3 +138,32 @@ class HistoryStore:
         """Forget events older than ``before`` (the retention); return how many."""
         with self.engine.begin() as conn:
             return int(conn.execute(delete(EVENT).where(EVENT.c.at < before)).rowcount)
+
+
+def _label(name: str, postgres: bool) -> ColumnElement[Any]:
+    """Return the SQL for the value of label ``name`` in an event's labels (NULL: absent).
+    Label names are ``[A-Za-z_][A-Za-z0-9_]*``, so the quoted JSON path is safe."""
+    if postgres:
+        value: ColumnElement[Any] = cast(EVENT.c.labels, JSON)[name].astext
+        return value
+    return func.json_extract(EVENT.c.labels, f'$."{name}"')
+
+
+def _newest(conn: Connection, query: Any, matchers: Sequence[Matcher],
+            limit: int) -> list[Any]:
+    """Return the newest ``limit`` rows of ``query`` whose labels ``matchers`` accept:
+    one read when there are none, else pages of ``PAGE`` rows, newest first, until
+    ``limit`` match or the rows run out."""
+    if not matchers:
+        return list(conn.execute(query.order_by(EVENT.c.id.desc()).limit(limit)))
+    found: list[Any] = []
+    before: int | None = None
+    while len(found) < limit:
+        page = query if before is None else query.where(EVENT.c.id < before)
+        rows = list(conn.execute(page.order_by(EVENT.c.id.desc()).limit(PAGE)))
+        found.extend(r for r in rows
+                     if matches_all(matchers, json.loads(r._mapping["labels"])))
+        if len(rows) < PAGE:
+            break
+        before = rows[-1]._mapping["id"]
+    return found[:limit]

@@ -749,6 +749,13 @@ class ObservationStore:
             out[str(source)] = out.get(str(source), 0) + int(count)
         return out
 
+    def label_names(self) -> set[str]:
+        """Return every label name the stored series carry (the database lists the keys
+        of their labels: no label set is parsed here)."""
+        sql = "SELECT DISTINCT json_object_keys(labels::json) FROM series" if self._pg else \
+            "SELECT DISTINCT j.key FROM series, json_each(series.labels) AS j"
+        return {str(name) for (name,) in self._fetch(sql, [])}
+
     def indicators_by_source(self) -> dict[str, list[str]]:
         """Return, per source name, the indicators it has stored observations of (sorted):
         every source that fed an indicator, whichever was polled first."""

@@ -152,7 +152,7 @@ class TransitionRow(SQLModel, table=True):
 
 class AlertEventRow(SQLModel, table=True):
     """The alert history: every transition of every alert, every notification sent for
-    it and every message a silence or an inhibition muted. Kept ``alerts.history_retention``."""
+    it and every message a silence or an inhibition muted. Kept ``notify.history_retention``."""
 
     __tablename__ = "alert_event"
     __table_args__ = (Index("ix_alert_event_alert_at", "alert_id", "at"),)

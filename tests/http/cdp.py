@@ -125,13 +125,15 @@ class Browser:
     def dom(self) -> str:
         return str(self.evaluate("document.documentElement.outerHTML"))
 
-    def submit(self, fields: dict[str, str], button: str) -> str:
+    def submit(self, fields: dict[str, str], button: str, within: str = "") -> str:
         """Fill the named fields, click ``button`` (a CSS selector) as a person would, wait
-        for the page the browser navigates to; return its DOM."""
-        fill = ";".join(f"document.querySelector({json.dumps(f'[name={name}]')}).value = "
+        for the page the browser navigates to; return its DOM. ``within`` (a CSS selector)
+        picks the form when the page has several with the same field names."""
+        scope = f"document.querySelector({json.dumps(within)})" if within else "document"
+        fill = ";".join(f"{scope}.querySelector({json.dumps(f'[name={name}]')}).value = "
                         f"{json.dumps(value)}" for name, value in fields.items())
         self._events.clear()
-        self.evaluate(f"{fill}; document.querySelector({json.dumps(button)}).click(); true")
+        self.evaluate(f"{fill}; {scope}.querySelector({json.dumps(button)}).click(); true")
         self.wait_event("Page.loadEventFired")
         return self.dom()
 

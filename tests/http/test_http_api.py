@@ -6,6 +6,7 @@ Expected numbers are recomputed from the examples' data and rule files
 
 from __future__ import annotations
 
+import html
 import math
 import re
 from collections.abc import Iterator
@@ -15,8 +16,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from markupsafe import escape
+from pydantic import SecretStr
 
+from monitor.http.context import BEARER_REQUIRED, READS_DISABLED
 from monitor.model import fingerprint
 from monitor.rules import stats
 from tests.http import examples as ex
@@ -338,24 +340,77 @@ def test_mutations_need_the_bearer_token(api: httpx.Client, london: Served, meth
     assert (_silence_count(london), _reloaded_at(london)) == before
 
 
+def routes(served: Served) -> list[tuple[str, str]]:
+    """Every (method, path) the daemon's app serves, path parameters filled with ``x`` (an
+    ``{action}`` with each action) —
+    read from the app itself, so an endpoint added later is checked too."""
+    from monitor.http.server import create_app
+    from monitor.observing import DaemonView
+
+    def walk(routes: list[Any]) -> Iterator[tuple[str, str]]:
+        for route in routes:
+            if hasattr(route, "original_router"):  # an included router (FastAPI >= 0.16x)
+                yield from walk(route.original_router.routes)
+            template = getattr(route, "path", "")
+            paths = {re.sub(r"\{[^}]+\}", "x", template.replace("{action}", a))
+                     for a in ("expire", "extend")}  # the pages' one Literal parameter
+            yield from ((m, p) for m in sorted(getattr(route, "methods", None) or ())
+                        if m != "HEAD" for p in sorted(paths))
+
+    return list(walk(create_app(served.app, DaemonView(served.app), clock=served.clock).routes))
+
+
+def refusal(answer: httpx.Response) -> str:
+    """The refusal text of a 401: the API's ``error``, or a page's message (unescaped)."""
+    if answer.headers["content-type"].startswith("application/json"):
+        return str(answer.json()["error"])
+    found = re.search(r'<p [^>]*(?:id="form-error"|id="notice"|id="error-message")[^>]*>(.*?)</p>',
+                      answer.text, re.S)
+    assert found is not None, answer.text[-2000:]
+    return html.unescape(found.group(1))
+
+
 def test_without_a_configured_token_mutations_are_refused_and_say_how_to_enable_them(
         api: httpx.Client, london: Served) -> None:
     london.configure(api_token=None)
     response = api.post("/api/v1/silences", json={})
     assert response.status_code == 401
     assert "set server.api_token" in response.json()["error"]
-    # Every protected endpoint says the same helpful thing (issue #17): reload, the
-    # silence changes of the API and of the pages' forms.
-    refusals = {response.json()["error"]}
-    for path in ("/-/reload", "/api/v1/silences/x/extend"):
-        answer = api.post(path, json={"duration": "1h"})
-        assert answer.status_code == 401, path
-        refusals.add(answer.json()["error"])
-    page = api.post("/silences/x/expire", content=b"token=anything",
-                    headers={"content-type": "application/x-www-form-urlencoded"})
-    assert page.status_code == 401
-    assert len(refusals) == 1
-    assert str(escape(refusals.pop())) in page.text
+    # Every protected endpoint says the same helpful thing (issue #17): every change the
+    # app serves — reload, the API's silence changes, the pages' silence forms.
+    changes = [(m, p) for m, p in routes(london) if m != "GET"]
+    assert {("POST", "/-/reload"), ("DELETE", "/api/v1/silences/x"),
+            ("POST", "/silences/new"), ("POST", "/silences/x/expire")} <= set(changes)
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    said = {}
+    for method, path in changes:
+        answer = (api.request(method, path, headers=form, content=b"action=create&token=x"
+                              b"&duration=1h&matchers=area%3D%22North%22")
+                  if not path.startswith(("/api/", "/-/"))
+                  else api.request(method, path, json={"duration": "1h"}))
+        assert answer.status_code == 401, (method, path)
+        said[f"{method} {path}"] = refusal(answer)
+    assert set(said.values()) == {response.json()["error"]}, said
+
+
+def test_with_reads_protected_every_read_says_the_same_whatever_the_page_or_endpoint(
+        api: httpx.Client, london: Served) -> None:
+    """``server.protect_reads`` without a token, then with a wrong one: every read of the API
+    and the pages refuses in the same words as the changes do, and says what to do."""
+    open_always = {"/metrics", "/-/healthy", "/-/ready", "/", "/api/docs", "/api/openapi.json"}
+    reads = [p for m, p in routes(london) if m == "GET" and p not in open_always
+             and not p.startswith(("/static", "/api/docs/"))]
+    assert {"/api/v1/alerts", "/api/v1/alerts/history", "/alerts", "/silences/new"} <= set(reads)
+    for token, expected in ((None, READS_DISABLED), ("wrong", BEARER_REQUIRED)):
+        london.configure(protect_reads=True, api_token=SecretStr(TOKEN) if token else None)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        said = {}
+        for path in reads:
+            answer = api.get(path, headers=headers)
+            assert answer.status_code == 401, path
+            said[path] = refusal(answer)
+        assert all(text.startswith(expected) for text in said.values()), said
+    assert "set server.api_token" in READS_DISABLED
 
 
 def test_reload_with_the_token_reloads(admin: httpx.Client, london: Served) -> None:

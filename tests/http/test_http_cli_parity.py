@@ -175,7 +175,21 @@ def test_the_scorecard_metric_counts_the_scorecards_rows(mps: Served) -> None:
     all_reds = sum(1 for line in every if line.endswith(" 3"))
     print(f"scorecard red {len(reds)}, every series red {all_reds}")
     assert len(reds) < all_reds  # peers and sub-indicators are not on the scorecard
+    # …and row for row what the scorecard page shows: the same indicators, each with the
+    # status the page gives it (not only as many reds).
+    from collections import Counter
+
+    from monitor.model import Status
+
     page = httpx.get(f"{mps.url}/scorecard", timeout=30).text
-    assert page.count('data-status="red"') >= len(reds)
+    shown = Counter(re.findall(r'<tr class="series-row[^"]*" data-indicator="([^"]+)" '
+                               r'data-series="[0-9a-f]+" data-status="([a-z_]+)"', page))
+    by_code = {s.code: s.value for s in Status}
+    exported = Counter((m.group(1), by_code[int(float(m.group(2)))])
+                       for m in (re.match(r'monitor_scorecard_status\{indicator="([^"]+)".*\} '
+                                          r'(\S+)$', line) for line in scorecard) if m)
+    assert sum(shown.values()) == len(scorecard) >= 10
+    assert exported == shown
+    assert sum(n for (_, status), n in shown.items() if status == "red") == len(reds)
     assert (f'monitor_server_info{{external_url="{mps.app.settings.server.external_url}"}} 1.0'
             in text.splitlines())

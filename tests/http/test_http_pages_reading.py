@@ -6,15 +6,19 @@ mode on every page, the SPC legend, and ``/api/docs`` without a CDN.
 
 from __future__ import annotations
 
+import io
+import os
 import re
 import shutil
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import httpx
 import pytest
+from PIL import Image, ImageStat
 
 from monitor.links import rule_url, series_url, silence_url
 from tests.conftest import REPO
@@ -198,21 +202,26 @@ def test_after_a_failed_reload_the_rules_page_shows_the_errors_and_runs_the_last
     assert page["running"]  # the last good rules are still listed
 
 
-PAGES = ["/scorecard", "/alerts", "/rules", "/sources", "/silences", "/milestones",
-         "/indicators/robbery"]
+PAGES = ["/scorecard", "/alerts", "/alerts/history", "/rules", "/sources", "/silences",
+         "/silences/new", "/milestones", "/indicators/robbery", "series"]
 SCHEME = """(() => {
   const rgb = s => s.match(/\\d+/g).slice(0, 3).map(Number);
   const lum = ([r, g, b]) => (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
   const body = getComputedStyle(document.body);
   const card = document.querySelector('.table-wrap, .chart-box, .filters');
+  // the inline SVG ink of sparklines, charts and legends (drawn #1d2a36 in the markup)
+  const svgInk = document.querySelector('main svg [stroke="#1d2a36"]');
   return {bg: lum(rgb(body.backgroundColor)), ink: lum(rgb(body.color)),
-          card: card ? lum(rgb(getComputedStyle(card).backgroundColor)) : null};
+          card: card ? lum(rgb(getComputedStyle(card).backgroundColor)) : null,
+          svg: svgInk ? lum(rgb(getComputedStyle(svgInk).stroke)) : null};
 })()"""
 
 
 @pytest.mark.parametrize("path", PAGES)
 def test_every_page_follows_the_dark_colour_scheme(mps: Served, browser: Browser,
                                                    path: str) -> None:
+    if path == "series":  # a series page, at an alert's month
+        path = next(r["series"] for r in alert_rows(mps, browser) if r["series"])
     browser.open(mps.url + path, width=1400, dark=False)
     light = browser.evaluate(SCHEME)
     browser.open(mps.url + path, width=1400, dark=True)
@@ -221,6 +230,67 @@ def test_every_page_follows_the_dark_colour_scheme(mps: Served, browser: Browser
     assert dark["bg"] < 0.15 and dark["ink"] > 0.85
     if dark["card"] is not None:
         assert dark["card"] < 0.2
+    if dark["svg"] is not None:  # dark lines on the dark page would vanish
+        assert light["svg"] < 0.2 and dark["svg"] > 0.6, (light["svg"], dark["svg"])
+
+
+REPORT_SCHEME = """(() => {
+  const rgb = s => s.match(/\\d+/g).slice(0, 3).map(Number);
+  const lum = ([r, g, b]) => (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+  const style = (selector, property) => {
+    const found = document.querySelector(selector);
+    return found ? lum(rgb(getComputedStyle(found)[property])) : null;
+  };
+  const root = getComputedStyle(document.documentElement);
+  return {bg: root.backgroundColor === 'rgba(0, 0, 0, 0)' ? 1 : lum(rgb(root.backgroundColor)),
+          ink: lum(rgb(root.color)),
+          axis: style('svg.chart .axis', 'fill'), grid: style('svg.chart .grid', 'stroke'),
+          spark: style('svg.sparkline [stroke="#1d2a36"]', 'stroke')};
+})()"""
+
+
+def test_the_report_is_dark_on_a_dark_screen_and_prints_in_its_own_colours(
+        mps: Served, browser: Browser) -> None:
+    """/report follows the dark scheme on screen — text, charts' labels, grid and ink
+    turned for a dark page — and keeps the print colours when printed, dark or not."""
+    browser.open(f"{mps.url}/report", width=1400, dark=False)
+    light = browser.evaluate(REPORT_SCHEME)
+    browser.open(f"{mps.url}/report", width=1400, dark=True)
+    dark = browser.evaluate(REPORT_SCHEME)
+    browser.call("Emulation.setEmulatedMedia", media="print", features=[
+        {"name": "prefers-color-scheme", "value": "dark"}])
+    printed = browser.evaluate(REPORT_SCHEME)
+    browser.call("Emulation.setEmulatedMedia", media="", features=[])
+    assert None not in light.values(), light  # a pack with charts and sparklines
+    assert light["bg"] > 0.9 and light["ink"] < 0.2 and light["spark"] < 0.2
+    assert dark["bg"] < 0.15 and dark["ink"] > 0.85, dark
+    assert dark["axis"] > 0.55 and dark["grid"] < 0.3 and dark["spark"] > 0.8, dark
+    assert printed == light
+
+
+def lightness(png: bytes) -> float:
+    """Return the mean lightness of a screenshot, 0 (black) to 1 (white)."""
+    with Image.open(io.BytesIO(png)) as shot:
+        return float(ImageStat.Stat(shot.convert("L")).mean[0]) / 255
+
+
+SWAGGER_DRAWN = """new Promise(done => {
+  const drawn = () => document.querySelector('.swagger-ui .opblock')
+    ? done(getComputedStyle(document.querySelector('.swagger-ui')).filter)
+    : setTimeout(drawn, 50);
+  drawn();
+})"""
+
+
+def test_the_api_docs_follow_the_dark_colour_scheme(mps: Served, browser: Browser) -> None:
+    """Swagger UI at /api/docs: light as it ships, dark under prefers-color-scheme (our
+    stylesheet, served with the page), judged on what Chromium draws."""
+    seen = {}
+    for dark in (False, True):
+        browser.open(f"{mps.url}/api/docs", width=1400, height=900, dark=dark)
+        seen[dark] = (browser.evaluate(SWAGGER_DRAWN), browser.screenshot(full_page=False))
+    assert seen[False][0] == "none" and lightness(seen[False][1]) > 0.85
+    assert "invert" in seen[True][0] and lightness(seen[True][1]) < 0.2
 
 
 def test_a_dark_mode_screenshot_is_taken_in_chromium(mps: Served, browser: Browser,
@@ -228,7 +298,9 @@ def test_a_dark_mode_screenshot_is_taken_in_chromium(mps: Served, browser: Brows
     browser.open(f"{mps.url}/alerts", width=1400, height=900, dark=True)
     png = browser.screenshot(full_page=False)
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    (tmp_path / "dark.png").write_bytes(png)
+    # docs/alerts-dark.png: `MONITOR_SCREENSHOTS=docs pytest tests/http/test_http_pages_reading.py`
+    shots = Path(os.environ.get("MONITOR_SCREENSHOTS") or tmp_path)
+    (shots / "alerts-dark.png").write_bytes(png)
     assert len(png) > 20_000  # a rendered page, not a blank one
 
 
@@ -276,3 +348,38 @@ def test_api_docs_load_without_the_internet(mps: Served, browser: Browser) -> No
             break
         browser.evaluate("new Promise(r => setTimeout(r, 100))")
     assert title.startswith("kpi-monitor")
+
+
+HISTORY_ROWS = """[...document.querySelectorAll('table.history tbody tr[data-alert]')]
+  .map(r => r.querySelector('th').firstChild.textContent.trim())"""
+
+
+def test_the_alert_history_page_filters_by_rule_labels_and_time_range(
+        mps: Served, browser: Browser) -> None:
+    episodes = httpx.get(f"{mps.url}/api/v1/alerts/history", timeout=30).json()["episodes"]
+    rules = sorted(e["rule"] for e in episodes)
+    assert len(set(rules)) >= 5  # the bundled example's firing alerts, each an episode
+    browser.open(f"{mps.url}/alerts/history", width=1400)
+    assert sorted(browser.evaluate(HISTORY_ROWS)) == rules
+    fields = browser.evaluate(
+        "[...document.querySelectorAll('form.filters [name]')].map(e => e.name)")
+    assert fields == ["rule", "match", "since", "until"]  # what the queries below send
+
+    def shown(**query: str) -> list[str]:
+        browser.open(f"{mps.url}/alerts/history?" + urlencode(query), width=1400)
+        return sorted(browser.evaluate(HISTORY_ROWS))
+
+    assert shown(rule="VictimSatisfactionBelowTarget") == ["VictimSatisfactionBelowTarget"]
+    overdue = [r for r in rules if r == "CounterTerrorismMilestoneOverdue"]
+    assert len(overdue) == 3
+    assert shown(match='milestone="CT-04"') == ["CounterTerrorismMilestoneOverdue"]
+    assert shown(match='severity="warning", milestone=~"CT-0[45]"') == overdue[:2]
+    started = min(datetime.fromisoformat(e["started_at"]) for e in episodes)
+    day = started.date()
+    assert shown(since=day.isoformat()) == rules
+    assert shown(since=(day + timedelta(days=1)).isoformat()) == []
+    assert shown(until=day.isoformat()) == []  # the end is exclusive
+    assert shown(since=day.isoformat(), until=(day + timedelta(days=1)).isoformat(),
+                 rule="CounterTerrorismMilestoneOverdue") == overdue
+    browser.open(f"{mps.url}/alerts/history?since=soon")
+    assert "since: 'soon' is not a time" in browser.evaluate("document.body.textContent")

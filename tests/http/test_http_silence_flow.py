@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -25,6 +26,7 @@ import pytest
 import tomli_w
 
 from monitor.cli import main
+from monitor.model import AlertEvent
 from tests.http.cdp import Browser
 from tests.http.conftest import TOKEN, Served, running
 from tests.notify.loopback import LoopbackReceiver
@@ -203,6 +205,14 @@ def test_a_silence_made_from_a_message_link_in_the_browser_mutes_the_next_notifi
     code, out, _ = cli(crime, "alerts", "query", "--history", 'area="North"')
     assert code == 0 and "BurglaryHigh" in out and re.search(r"\s1\s+1\s+area=North", out)
 
+    # The series page's timeline: North's episode, with its muted message; not South's.
+    timeline = httpx.get(chart, timeout=30).text
+    timeline = timeline[timeline.index('<section class="timeline"'):]
+    timeline = timeline[:timeline.index("</section>")]
+    assert re.findall(r'<li class="episode" data-alert="([^"]+)"', timeline) == \
+        [history[0]["alert_id"]]
+    assert "1 notified · 1 muted" in timeline and "silenced by" in timeline
+
     with Browser() as browser:
         page = browser.open(f"{crime.url}/alerts/history")
         assert page.count('<tr data-alert="') == 2
@@ -219,6 +229,12 @@ def test_the_api_previews_and_warns_and_a_kpi_silence_ends_when_the_next_period_
     assert preview["alerts"] == []
     assert any("'aera'; did you mean area?" in w for w in preview["warnings"])
     assert any("match no current alert" in w for w in preview["warnings"])
+    typo = admin.post("/api/v1/silences", json={
+        "matchers": [{"name": "aera", "value": "South"}], "duration": "1m",
+        "created_by": "analyst", "comment": "a typo is made, and said"})
+    assert typo.status_code == 201  # a silence made ahead of an alert is legitimate
+    assert typo.json()["warnings"] == preview["warnings"]
+    admin.delete(f"/api/v1/silences/{typo.json()['id']}")
 
     body = {"matchers": [{"name": "area", "value": "South"}], "until_next_period": True,
             "created_by": "analyst", "comment": "until the Aug-08 figure lands"}
@@ -276,20 +292,29 @@ def test_silences_are_extended_and_expired_from_the_page_and_the_api(crime: Serv
     longer = admin.post(f"/api/v1/silences/{made['id']}/extend", json={"duration": "3d"})
     assert longer.status_code == 200
     assert longer.json()["ends_at"] > made["ends_at"]
-    form = {"content-type": "application/x-www-form-urlencoded"}
-    page = crime.client()  # a browser: no Authorization header, the token in the form
-    wrong = page.post(f"/silences/{made['id']}/expire", content=b"token=nope", headers=form)
-    assert wrong.status_code == 401 and "a valid bearer token is required" in wrong.text
-    extended = page.post(f"/silences/{made['id']}/extend",
-                         content=f"duration=5d&token={TOKEN}".encode(), headers=form,
-                         follow_redirects=True)
-    assert extended.status_code == 200 and "extended to" in extended.text
-    expired = page.post(f"/silences/{made['id']}/expire", content=f"token={TOKEN}".encode(),
-                        headers=form, follow_redirects=True)
-    assert expired.status_code == 200 and f"Silence {made['id']} expired." in expired.text
+    row = f"#silence-{made['id']}"
+
+    def ends_at() -> str:
+        return next(s["ends_at"] for s in admin.get("/api/v1/silences").json()["silences"]
+                    if s["id"] == made["id"])
+
+    with Browser() as browser:  # the forms on the silences page, as a person uses them
+        browser.open(f"{crime.url}/silences")
+        wrong = browser.submit({"token": "nope"}, "button", within=f"{row} form[action$=expire]")
+        assert "a valid bearer token is required" in wrong
+        assert ends_at() == longer.json()["ends_at"]
+        browser.open(f"{crime.url}/silences")
+        extended = browser.submit({"duration": "5d", "token": TOKEN}, "button",
+                                  within=f"{row} form[action$=extend]")
+        assert f"Silence {made['id']} extended to" in extended
+        assert ends_at() > longer.json()["ends_at"]
+        expired = browser.submit({"token": TOKEN}, "button",
+                                 within=f"{row} form[action$=expire]")
+        assert f"Silence {made['id']} expired." in expired
     states = {s["id"]: s["state"] for s in admin.get("/api/v1/silences").json()["silences"]}
     assert states[made["id"]] == "expired"
-    bad = page.post("/silences/new", headers=form, content=(
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    bad = crime.client().post("/silences/new", headers=form, content=(
         f"matchers=area%3D%22North%22&until=duration&duration=soon&created_by=me&comment=x"
         f"&action=create&token={TOKEN}").encode())
     assert bad.status_code == 400 and "duration:" in bad.text
@@ -301,3 +326,147 @@ def test_the_silence_form_warns_about_a_label_no_rule_produces(crime: Served) ->
     assert any("no rule produces the label &#39;aera&#39;; did you mean area?" in w
                for w in warnings), warnings
     assert any("match no current alert" in w for w in warnings)
+
+
+def test_the_issue_17_endpoints_answer_as_their_openapi_description_says(crime: Served) -> None:
+    """Real answers of the alerts, history, preview and silence endpoints, each checked
+    against the schema the daemon publishes (schemathesis' conformance checks: status
+    code, content type, body schema)."""
+    import schemathesis
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    schema = schemathesis.openapi.from_url(f"{crime.url}/api/openapi.json")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    made = crime.client(TOKEN).post("/api/v1/silences", json={
+        "matchers": [{"name": "area", "value": "North"}], "duration": "1h",
+        "created_by": "analyst", "comment": "schema"}).json()
+    calls: list[tuple[str, str, dict[str, Any]]] = [
+        ("/api/v1/alerts", "GET", {}),
+        ("/api/v1/alerts", "GET", {"query": {"match": 'area="North"'}}),
+        ("/api/v1/alerts/history", "GET", {"query": {"rule": "BurglaryHigh",
+                                                     "since": "2008-07"}}),
+        ("/api/v1/silences/preview", "GET", {"query": {"match": 'aera="North"'}}),
+        ("/api/v1/silences", "GET", {}),
+        ("/api/v1/silences", "POST", {"headers": auth, "body": {
+            "matchers": [{"name": "area", "value": "South"}], "until_next_period": True,
+            "created_by": "analyst", "comment": "until the next figure"}}),
+        ("/api/v1/silences/{silence_id}/extend", "POST", {
+            "headers": auth, "path_parameters": {"silence_id": made["id"]},
+            "body": {"duration": "2h"}}),
+        ("/api/v1/silences/{silence_id}", "DELETE", {
+            "headers": auth, "path_parameters": {"silence_id": made["id"]}}),
+        ("/api/v1/alerts/history", "GET", {"query": {"since": "soon"}}),  # a 400
+    ]
+    checks = [status_code_conformance, content_type_conformance, response_schema_conformance]
+    for path, method, parts in calls:
+        operation = schema[path][method]
+        case = operation.Case(**parts)
+        response = case.call(base_url=crime.url, headers=parts.get("headers"))
+        assert response.status_code < 500, (path, response.text)
+        case.validate_response(response, checks=checks)
+
+
+def test_a_kpi_silence_is_made_from_the_page(crime: Served) -> None:
+    """The form's "until the next period's data arrives", chosen in Chromium: the silence
+    lasts until data after the newest period of the alerts it mutes."""
+    admin = crime.client(TOKEN)
+    newest = max(a.annotations["period_id"] for a in crime.snapshot().alerts
+                 if a.labels.get("area") == "North")
+    with Browser() as browser:
+        form = browser.open(f'{crime.url}/silences/new?matcher=area%3D%22North%22')
+        word = datetime.strptime(newest, "%Y-%m").strftime("%b-%y")
+        assert f"until the next period's data arrives (the figure after {word})" in form
+        browser.evaluate("document.querySelector('input[name=until][value=next_period]')"
+                         ".checked = true")
+        done = browser.submit({"created_by": "analyst", "comment": "until the next figure",
+                               "token": TOKEN}, "#create")
+    created = re.search(r'id="created">Silence <code>([0-9a-f-]+)</code>', done)
+    assert created is not None, done[-3000:]
+    made = next(s for s in admin.get("/api/v1/silences").json()["silences"]
+                if s["id"] == created.group(1))
+    assert made["until_period"] == newest and made["state"] == "active"
+    admin.delete(f"/api/v1/silences/{made['id']}")
+
+
+def test_monitor_silence_add_until_next_period(crime: Served) -> None:
+    """The CLI's KPI silence: ``--until-next-period`` records the newest period of the
+    alerts it mutes, and says so; with no current alert to wait past it refuses."""
+    newest = max(a.annotations["period_id"] for a in crime.snapshot().alerts
+                 if a.labels.get("area") == "South")
+    code, out, err = cli(crime, "silence", "add", 'area="South"', "--until-next-period",
+                         "-m", "until the next figure", "-a", "analyst", "--json")
+    assert code == 0, err
+    made = json.loads(out)
+    assert made["until_period"] == newest
+    code, out, _ = cli(crime, "silence", "list")
+    assert f"until data after {newest}" in out
+    crime.client(TOKEN).delete(f"/api/v1/silences/{made['id']}")
+    code, _, err = cli(crime, "silence", "add", 'area="Nowhere"', "--until-next-period",
+                       "-m", "x", "-a", "analyst")
+    assert code != 0 and "--until-next-period: no current alert" in err
+
+
+def test_a_series_page_lists_its_episode_behind_10000_newer_events_of_other_series(
+        tmp_path: Path) -> None:
+    """The series page, the history API and the history page read one series' history
+    from the store by its labels: an episode older than the newest 10,000 events of
+    every series (the history's default read) is still shown."""
+    receiver = LoopbackReceiver()  # this daemon's messages stay out of the module's hook
+    try:
+        with running(write_config(tmp_path, receiver.url()), tmp_path) as own:
+            north = next(a for a in own.snapshot().alerts if a.labels.get("area") == "North")
+            store = own.app.store
+            assert store is not None
+            at = own.clock.now() + timedelta(minutes=1)
+            store.history.record([AlertEvent(
+                f"other{i}", "BurglaryHigh",
+                {"alertname": "BurglaryHigh", "indicator": "burglary", "area": f"Area{i}"},
+                "transition", at, "inactive", "pending") for i in range(10_001)])
+            page = httpx.get(f"{own.url}/indicators/burglary/series/"
+                             f"{north.annotations['series']}", timeout=30).text
+            timeline = page[page.index('<section class="timeline"'):]
+            timeline = timeline[:timeline.index("</section>")]
+            assert re.findall(r'<li class="episode" data-alert="([^"]+)"', timeline) == \
+                [north.fingerprint]
+            api = own.client(TOKEN)
+            for match in ('area="North"', 'area=~"Nor.*"'):  # the database's, then Python's
+                found = api.get("/api/v1/alerts/history", params={"match": match}).json()
+                assert [ep["alert_id"] for ep in found["episodes"]] == [north.fingerprint]
+                listed = api.get("/alerts/history", params={"match": match}).text
+                assert re.findall(r'<tr data-alert="([^"]+)"', listed) == [north.fingerprint]
+    finally:
+        receiver.close()
+
+
+def test_monitor_silence_add_knows_the_series_labels_with_no_alert_firing(
+        tmp_path: Path) -> None:
+    """``monitor silence add`` warns about the labels the API and the silence form warn
+    about: with no alert firing, a series label (``area``) is known; a typo is not."""
+    receiver = LoopbackReceiver()
+    try:
+        config = write_config(tmp_path, receiver.url())
+        write_csv(tmp_path / "crime.csv", {"North": 90, "South": 90})  # nothing fires
+        with running(config, tmp_path) as quiet:
+            assert not [a for a in quiet.snapshot().alerts if a.state.value == "firing"]
+            code, _, err = cli(quiet, "silence", "add", 'area="North"', "-m", "re-keying",
+                               "-a", "analyst")
+            assert code == 0, err
+            assert "no rule produces" not in err
+            assert "the matchers match no current alert" in err
+            code, _, err = cli(quiet, "silence", "add", 'alertnme="Foo"', "-m", "typo",
+                               "-a", "analyst")
+            assert code == 0, err
+            assert "matcher alertnme=\"Foo\": no rule produces the label 'alertnme'; " \
+                "did you mean alertname?" in err
+            # The same answers as the API's preview.
+            api = quiet.client(TOKEN)
+            for matcher, warned in (('area="North"', False), ('alertnme="Foo"', True)):
+                preview = api.get("/api/v1/silences/preview",
+                                  params={"match": matcher}).json()
+                assert any("no rule produces" in w for w in preview["warnings"]) is warned
+    finally:
+        receiver.close()

@@ -147,6 +147,17 @@ def test_it_lists_revisions_since_a_time(store: Store) -> None:
     assert repo.indicators_by_source() == {"s": ["x"]}
 
 
+def test_it_lists_the_label_names_of_the_stored_series(store: Store) -> None:
+    """What ``monitor silence add`` knows of the series (the daemon knows it from its
+    snapshot): every name, once, read by the database on both backends."""
+    repo = store.observations
+    assert repo.label_names() == set()
+    repo.ingest("s", [obs("x", "2008-04", 1),
+                      obs("y", "2008-04", 1, labels=labels_of({"force": "Met", "bcu": "N"})),
+                      obs("y", "2008-04", 1, labels=labels_of({"area": "S"}))], now=NOW)
+    assert repo.label_names() == {"force", "bcu", "area"}
+
+
 def test_it_makes_the_stored_plan_equal_the_file(store: Store) -> None:
     repo = store.observations
     plan = [Milestone("CT-01", "Protocol", "SO15", date(2008, 4, 30), "done",

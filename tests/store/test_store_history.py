@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from alembic import command
 from sqlalchemy import event, text
 
 from monitor.alerts.state import AlertRecord, Transition
+from monitor.matchers import Matcher
 from monitor.model import AlertEvent, AlertState, episodes
-from monitor.store import Store, open_store
+from monitor.store import Store, history, open_store
 from monitor.store.db import _alembic_config
 
 T0 = datetime(2008, 8, 1, 12, tzinfo=UTC)
@@ -66,6 +68,42 @@ def test_the_notifier_adds_sent_and_muted_messages(store_url: str) -> None:
                                           detail={"silenced_by": ["s1"]})])
         (muted,) = store.history.events(alert_ids=["a1"])
         assert (muted.kind, muted.detail["silenced_by"]) == ("muted", ["s1"])
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("matchers", "expected"), [
+    pytest.param([Matcher("area", "North")], ["n1", "n2"], id="equal-in-the-database"),
+    pytest.param([Matcher("area", "North"), Matcher("team", "ops")], ["n2"],
+                 id="two-equal"),
+    pytest.param([Matcher("area", "Nor.*", "=~")], ["n1", "n2"], id="regex-in-python"),
+    pytest.param([Matcher("area", "Area.*", "!~")], ["n1", "n2"], id="negative-regex"),
+    pytest.param([Matcher("team", "")], ["n1"] + [f"x{i}" for i in range(7)],
+                 id="equal-empty-is-absent"),
+    pytest.param([Matcher("team", "ops", "!=")], ["n1"] + [f"x{i}" for i in range(7)],
+                 id="not-equal"),
+])
+def test_label_matchers_pick_one_series_events_behind_newer_ones_of_others(
+        store_url: str, matchers: list[Matcher], expected: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The matchers are the read's: ``limit`` counts the events they accept, so an old
+    episode behind many newer events of other series is found — ``=`` by the database,
+    the rest on rows read newest first a page at a time (a page of 3 here)."""
+    monkeypatch.setattr(history, "PAGE", 3)
+    store = open_store(store_url)
+    try:
+        store.history.record([
+            AlertEvent("n1", "R", {"area": "North"}, "transition", T0, to_state="firing"),
+            AlertEvent("n2", "R", {"area": "North", "team": "ops"}, "transition",
+                       T0 + timedelta(minutes=1), to_state="firing"),
+            *(AlertEvent(f"x{i}", "R", {"area": f"Area{i}"}, "transition",
+                         T0 + timedelta(minutes=2 + i), to_state="firing")
+              for i in range(7))])
+        found = store.history.events(matchers=matchers, limit=9)
+        assert [e.alert_id for e in found] == expected
+        # The newest ``limit`` of those matched, oldest first.
+        assert [e.alert_id for e in store.history.events(matchers=matchers, limit=1)] == \
+            expected[-1:]
     finally:
         store.close()
 
