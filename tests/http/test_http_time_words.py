@@ -203,7 +203,7 @@ def test_the_delivered_notification_gives_the_data_period_beside_firing_since(
     text = log.read_text()
     section = text.split("VictimSatisfactionBelowTarget", 1)[1]
     today = f"{evaluated_at(mps):%Y-%m-%d}"
-    assert re.search(rf"value 77\.0 \(data to Jun-08\), firing since {today} \d\d:\d\d UTC",
+    assert re.search(rf"value 77\.0% \(data to Jun-08\), firing since {today} \d\d:\d\d UTC",
                      section), section[:600]
 
 
