@@ -60,6 +60,33 @@ def test_it_lays_the_alerts_page_out_for_reading(mps: Served, browser: Browser,
     assert layout["labelsOpen"] == 0  # labels folded away
 
 
+HISTORY_LAYOUT = """(() => {
+  const table = document.querySelector('table.history');
+  const rows = [...table.querySelectorAll('tbody tr')];
+  return {
+    viewport: innerWidth,
+    tableRight: table.getBoundingClientRect().right,
+    wrapScroll: table.parentElement.scrollWidth - table.parentElement.clientWidth,
+    rows: rows.length,
+    chips: rows.map(r => [...r.querySelectorAll('th .chip .chip-k')].map(c => c.textContent)),
+  };
+})()"""
+
+
+@pytest.mark.parametrize("width", [1400, 1920])
+def test_the_history_page_fits_the_screen_with_each_episodes_labels_under_its_rule(
+        mps: Served, browser: Browser, width: int) -> None:
+    browser.open(f"{mps.url}/alerts/history", width=width)
+    layout: dict[str, Any] = browser.evaluate(HISTORY_LAYOUT)
+    assert layout["rows"] >= 10
+    # Every column, Sent, Muted and the timeline included, is on screen: at 1400 px the
+    # labels' own column pushed them out of the table's scroll box.
+    assert layout["wrapScroll"] <= 0
+    assert layout["tableRight"] <= layout["viewport"]
+    assert all("severity" in names for names in layout["chips"])  # the labels, under the rule
+    assert not any("alertname" in names for names in layout["chips"])  # the rule's name itself
+
+
 ROWS = """[...document.querySelectorAll('tr.alert-row')].map(r => ({
   alert: r.dataset.alert, rule: r.dataset.rule,
   value: r.querySelector('.c-value').textContent.trim(),
