@@ -3,7 +3,6 @@ at all while nothing was written — and it always equals a fresh read of the st
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from monitor.model import Observation, month
 from monitor.rules.inputs import DatasetCache, read_dataset
 from monitor.rules.loader import RuleSet, load_rules
-from monitor.store import Store, open_store
+from monitor.store import Store
 
 NOW = datetime(2016, 12, 5, tzinfo=UTC)
 RULES = """
@@ -25,13 +24,6 @@ groups:
     rules:
       - {alert: High, indicator: burglary, when: {level: {above: 5}}}
 """
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

@@ -3,10 +3,7 @@ series that ever alerted (the month-long soak's growth, docs/reliability.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from monitor.alerts.state import AlertRecord
 from monitor.model import AlertState, Observation, month
@@ -14,7 +11,7 @@ from monitor.rules.cycle import Cycle, Evaluator
 from monitor.rules.engine import month_end
 from monitor.rules.inputs import DatasetCache
 from monitor.rules.loader import load_rules
-from monitor.store import Store, open_store
+from monitor.store import Store
 
 AREAS = 30
 RULES = """
@@ -25,13 +22,6 @@ groups:
     rules:
       - {alert: High, indicator: burglary, when: {level: {above: 5}}}
 """
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    yield opened
-    opened.close()
 
 
 def test_a_series_that_alerted_once_is_not_remembered_after_its_alert_is_forgotten(
