@@ -358,9 +358,11 @@ class DistributedEngine:
             from distributed import Client, LocalCluster
 
             if self.config.scheduler == LOCAL:
+                # The scheduler's HTTP server on a free loopback port: None meant port
+                # 8787, taken by any other cluster on the machine (a warning each start).
                 self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
                     n_workers=self.config.local_workers, threads_per_worker=1,
-                    processes=True, dashboard_address=None, memory_limit=0)
+                    processes=True, dashboard_address="127.0.0.1:0", memory_limit=0)
                 self._client = Client(self._cluster)  # type: ignore[no-untyped-call]
             else:
                 self._client = Client(  # type: ignore[no-untyped-call]
