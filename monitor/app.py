@@ -148,12 +148,14 @@ class App:
         server = self.settings.server
         from monitor.observing import DaemonView
 
+        # monitor_ready is /-/ready's answer, asked at each scrape: set once after the
+        # server started, a scrape between the two read 0 from a ready daemon.
+        self.metrics.ready.set_function(lambda: 1.0 if self.readiness()[0] else 0.0)
+        self.metrics.config_reload_ok.set(1)
+        self.metrics.config_reload_time.set(time.time())
         self._http = HttpServer(create_app(self, DaemonView(self), clock=self.clock),
                                 server.host, server.port)
         self._http.start()
-        self.metrics.ready.set(1)
-        self.metrics.config_reload_ok.set(1)
-        self.metrics.config_reload_time.set(time.time())
         log.info("daemon started", version=__version__, listen=server.listen,
                  store=self.store.dialect, instance=self.instance)
 
@@ -349,8 +351,7 @@ class App:
         """Stop taking work, finish what is in flight, flush state, close the store."""
         if self._stopping.is_set():
             return
-        self._stopping.set()
-        self.metrics.ready.set(0)
+        self._stopping.set()  # monitor_ready reads 0 from here on, as /-/ready does
         if self._clock_watch is not None:
             self._clock_watch.stop()
         deadline = time.monotonic() + self.settings.daemon.shutdown_timeout
