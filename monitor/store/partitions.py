@@ -9,7 +9,7 @@ the data, and reads only its share, so its read and its memory follow its share:
    the read; else read every series' key values (taken out of the labels by the
    database) and keep those whose position under the reader's key is the partition's;
 2. read the kept series' observations — on PostgreSQL with one array parameter
-   (``= ANY``), on SQLite through a temporary table filled in bulk — never one bound
+   (``= ANY``), on SQLite with one JSON list (``json_each``) — never one bound
    parameter per series in a statement;
 3. split them into one columnar block per indicator, as ``ObservationStore.read`` does.
 
@@ -26,6 +26,8 @@ import numpy as np
 from monitor.store import Store
 from monitor.store.observations import SeriesBlock, _blocks, _Columns, _pg_columns
 from monitor.store.partkey import META_KEY, PartitionKey, partition_of, span, stored_key
+
+FETCH_ROWS = 32_768  # observations fetched at a time (~7 MB of Python tuples)
 
 
 def set_key(store: Store, key: PartitionKey) -> int:
@@ -129,20 +131,21 @@ def _ranged(cur: Any, pg: bool, key: PartitionKey, where: str, indicator_ids: li
                             partitions) == index]
 
 
-def _sqlite_columns(cur: object, ids: list[int]) -> _Columns:
-    """Return the observations of series ``ids`` as columns sorted by series and period."""
-    execute = cur.execute  # type: ignore[attr-defined]
-    execute("CREATE TEMP TABLE IF NOT EXISTS partition_series (id INTEGER PRIMARY KEY)")
-    execute("DELETE FROM partition_series")
-    cur.executemany("INSERT INTO partition_series (id) VALUES (?)",  # type: ignore[attr-defined]
-                    [(i,) for i in ids])
-    execute("SELECT o.series_id, o.period, o.value, o.denominator, "
-            "o.provisional + 2 * o.revisions FROM observation o "
-            "JOIN partition_series p ON p.id = o.series_id ORDER BY o.series_id, o.period")
+def _sqlite_columns(cur: Any, ids: list[int]) -> _Columns:
+    """Return the observations of series ``ids`` (ascending) as columns sorted by series
+    and period.
+
+    The ids are one JSON parameter (``json_each``): SQLite walks the observations' primary
+    key once per id, in order, with no sort and no temporary table. Rows are fetched in
+    small chunks: a chunk's Python tuples (~200 bytes a row) are the read's transient
+    memory, which should not exceed a small partition's own arrays.
+    """
+    cur.execute("SELECT series_id, period, value, denominator, provisional + 2 * revisions "
+                "FROM observation WHERE series_id IN (SELECT value FROM json_each(?)) "
+                "ORDER BY series_id, period", (json.dumps(ids),))
     chunks = [np.empty((0, 5), dtype=np.float64)]
-    while rows := cur.fetchmany(250_000):  # type: ignore[attr-defined]
+    while rows := cur.fetchmany(FETCH_ROWS):
         chunks.append(np.array(rows, dtype=np.float64).reshape(-1, 5))
-    execute("DROP TABLE partition_series")
     table = np.concatenate(chunks)
     return _Columns(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64),
                     table[:, 2].copy(), table[:, 3].copy(), table[:, 4].astype(np.int64))
