@@ -12,7 +12,9 @@ Prints two tables:
   a fresh process of its own: its CPU-seconds and its memory (peak RSS over the
   process's before the task), each against 1/N of one partition's (1.00 = exactly 1/N),
   and the written-back totals' CPU share of the cycle;
-- same answers: the transitions of every run against the one-process run.
+- same answers: the transitions of every run against the one-process run;
+- what a change of partition key costs: every series positioned again under the key
+  (``store.partitions.set_key``, what the first cycle after such a reload does).
 
 Each measurement runs in a fresh process (peak RSS is per process). The store is SQLite,
 filled once: ``--series`` series (two indicators × areas) × 36 months, a composite rule
@@ -217,6 +219,22 @@ def simulated(folder: Path, n: int) -> dict[str, object]:
             "answers": answers}
 
 
+def key(folder: Path) -> dict[str, object]:
+    """Position every series under the rules' partition key (after another key, so that
+    it is a change of key, as a reload that changes the rules' ``on:`` labels makes)."""
+    from monitor.rules.partition import plan
+    from monitor.store.partitions import set_key
+    from monitor.store.partkey import PartitionKey
+
+    store, ruleset, _evaluator, _cycle = _setup(folder)
+    cut = plan(ruleset, 2)
+    set_key(store, PartitionKey(("another",)))
+    started, used = time.perf_counter(), time.process_time()
+    series = set_key(store, cut.partition_key)
+    return {"series": series, "wall": time.perf_counter() - started,
+            "cpu": time.process_time() - used}
+
+
 def part(path: Path) -> dict[str, object]:
     """One partition's evaluation in this fresh process: its CPU-seconds, the process's
     RSS before it (interpreter, imports, the task) and its peak RSS during it."""
@@ -268,7 +286,8 @@ def main() -> None:
         run = {"one": lambda: one_process(folder),
                "local": lambda: local_cluster(folder, args.arg),
                "sim": lambda: simulated(folder, args.arg),
-               "part": lambda: part(Path(args.path))}[args.child]
+               "part": lambda: part(Path(args.path)),
+               "key": lambda: key(folder)}[args.child]
         print(json.dumps(run()))
         return
     series = 1_000_000 if args.million else args.series
@@ -320,6 +339,9 @@ def measure(folder: Path, workers: int, partitions: list[int]) -> None:
               f"{share:.1%} | {sim['answers'] == one['answers']} |")
     print(f"\nlocal cluster same answers: {local['answers'] == one['answers']}; "
           f"transitions: {len(one['answers'])}")  # type: ignore[arg-type]
+    moved = child("key", folder, 0)
+    print(f"a change of partition key: {moved['series']:,} series positioned again in "
+          f"{moved['wall']:.2f} s [{moved['cpu']:.2f} CPU-s]")
 
 
 if __name__ == "__main__":

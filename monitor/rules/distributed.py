@@ -52,7 +52,7 @@ from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.partition import PartialTotal, Plan, combine_totals, partial_total, plan
 from monitor.rules.wire import Changes, concat, encode
 from monitor.store import Store
-from monitor.store.partitions import read_partition
+from monitor.store.partitions import read_partition, set_key
 
 log = get_logger(__name__)
 IN_PROCESS = "in-process"
@@ -182,8 +182,8 @@ def _dataset(task: Task, state: _State) -> Dataset:
     if cached is not None and cached[0] == task.version and task.version:
         stored = cached[1]
     else:
-        stored = read_partition(_store(task.store_url), base, task.plan.key,
-                                task.plan.keeps(task.index))
+        stored = read_partition(_store(task.store_url), base, task.plan.partition_key,
+                                task.index, task.plan.partitions)
         with _STORES_LOCK:
             _BLOCKS[key] = (task.version, stored)
     for name, block in task.written.items():  # the same total again: keep the one held
@@ -280,6 +280,7 @@ class DistributedEngine:
         self._written: tuple[tuple[object, ...], dict[str, Block]] | None = None
         self._matrices: dict[int, tuple[tuple[object, ...], dict[str, Matrix]]] = {}
         self._merged: tuple[tuple[int, ...], dict[str, Matrix]] | None = None
+        self._keyed: tuple[str, str] | None = None  # (store URL, key) the store holds
 
     @property
     def distributed(self) -> bool:
@@ -311,12 +312,29 @@ class DistributedEngine:
         indicator, no observations (the tasks read those). Read again, and the tasks'
         data too, when the store's data version moved (any process's write), the rules
         changed or ``invalidate`` was called — as ``DatasetCache`` does for one process."""
+        self._store_key(store, self._plan(ruleset)[0])
         version = (self._generation, id(ruleset), tuple(milestone_sources),
                    store.observations.version())
         if self._inputs is None or self._inputs[0] != version:
             self._inputs = (version, read_dataset(store, ruleset, milestone_sources,
                                                   observations=False))
         return self._inputs[1]
+
+    def _store_key(self, store: Store, cut: Plan) -> None:
+        """Make the store keep every series' position under ``cut``'s key (once per key:
+        all series again when the rules' key changed), so each task reads its partition
+        as an index range."""
+        if cut.partitions <= 1:
+            return
+        spec = cut.partition_key.spec()
+        if self._keyed == (store.url, spec):
+            return
+        started = time.perf_counter()
+        moved = set_key(store, cut.partition_key)
+        if moved:
+            log.info("partition key stored", key=list(cut.key), series=moved,
+                     seconds=round(time.perf_counter() - started, 2))
+        self._keyed = (store.url, spec)
 
     def invalidate(self) -> None:
         """Read the store again next cycle (a poll in this process stored data)."""

@@ -10,7 +10,11 @@ How a series finds its partition (:meth:`Plan.partition_of`):
 1. take the values of the key labels (an absent label is the empty string);
 2. a series whose key names a member of a peer group goes where the whole group goes
    (its ranking is computed in one partition, on every member);
-3. any other series goes to ``crc32(values) mod n`` — the same in every process.
+3. any other series goes to the partition of ``crc32(values)`` — the same in every
+   process. A series' position (``crc32``, or its group's) is what the store keeps per
+   series under the stored key (``store/partkey.py``); partition ``i`` of ``n`` is the
+   range of positions whose ``position * n >> 32`` is ``i``, so a worker reads its
+   partition as an index range (``store/partitions.py``).
 
 Cross-partition inputs are ``total`` indicators whose ``by`` labels do not hold the key
 (London over every borough). They are the recording rules of Mimir's and Thanos's
@@ -42,8 +46,7 @@ from monitor.rules.data import Block, BoolArray, FloatArray, Matrix, group_sums
 from monitor.rules.engine import derive_order
 from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.schema import Condition
-
-SEP = "\x1f"  # between key values: no label value holds a unit separator
+from monitor.store.partkey import POSITIONS, SEP, PartitionKey, partition_of
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class Plan:
     partitions: int
     stages: tuple[tuple[str, ...], ...] = ()  # cross-partition totals, in order
     reason: str = ""  # why there is one partition when more were asked for
-    peers: Mapping[str, int] = field(default_factory=dict)  # member value -> bucket
+    peers: Mapping[str, int] = field(default_factory=dict)  # member value -> position
     whole: frozenset[str] = frozenset()  # written back, or derived from those alone
 
     @property
@@ -70,16 +73,12 @@ class Plan:
         key's order; an absent label is the empty string)."""
         if self.partitions <= 1:
             return 0
-        for value in values:
-            bucket = self.peers.get(value)
-            if bucket is not None:
-                return bucket % self.partitions
-        return zlib.crc32(SEP.join(values).encode()) % self.partitions
+        return partition_of(self.partition_key.position(values), self.partitions)
 
-    def keeps(self, index: int) -> _Keep:
-        """Return the series filter of partition ``index`` on the key labels' values
-        (picklable): what a store reads a partition with."""
-        return _Keep(self, index)
+    @property
+    def partition_key(self) -> PartitionKey:
+        """Return the key the store positions series by (and reads a partition with)."""
+        return PartitionKey(self.key, self.peers)
 
     def partition_ruleset(self, ruleset: RuleSet, stages: int | None = None) -> RuleSet:
         """Return ``ruleset`` with the written-back totals of the first ``stages`` stages
@@ -91,15 +90,6 @@ class Plan:
         indicators = {name: (ind.model_copy(update={"derived": None}) if name in back
                              else ind) for name, ind in ruleset.indicators.items()}
         return replace(ruleset, indicators=indicators)
-
-
-@dataclass(frozen=True)
-class _Keep:
-    plan: Plan
-    index: int
-
-    def __call__(self, values: Sequence[str]) -> bool:
-        return self.plan.partition_of_key(values) == self.index
 
 
 def _totals(ruleset: RuleSet) -> set[str]:
@@ -175,7 +165,8 @@ def plan(ruleset: RuleSet, partitions: int, partition_by: Sequence[str] = ()) ->
             return Plan((), 1, reason=f'peer group "{gid}" ranks on the label '
                         f'"{group.label}", which is not in the partition key {list(key)}')
         for member in group.members:
-            peers.setdefault(member, zlib.crc32(f"peer{SEP}{gid}".encode()) + number)
+            peers.setdefault(member, (zlib.crc32(f"peer{SEP}{gid}".encode()) + number)
+                             % POSITIONS)
     stages, whole = _stages(ruleset, set(key))
     for where, on, other in _joins(ruleset, whole):  # a total kept local joins like any
         if on is not None and not set(key) <= set(on):

@@ -42,6 +42,7 @@ from monitor.errors import StoreError
 from monitor.model import Frequency, Labels, Milestone, Observation, fingerprint, labels_of, utc
 from monitor.store.batch import ObservationBatch, SeriesKey
 from monitor.store.db import SHRINK_CACHE
+from monitor.store.partkey import from_spec, stored_key
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -419,20 +420,26 @@ class ObservationStore:
                     "definition, updated_at) VALUES (?, ?, '', '', 'neutral', ?, '{}', ?) "
                     "ON CONFLICT (id) DO NOTHING"),
             [(ind, ind, frequency.value, stamp) for ind in sorted({keys[i][0] for i in missing})])
-        new = [(keys[i][0], prints[i], _json_labels(keys[i][1])) for i in missing]
+        # Each new series' position under the partition key, read in this transaction
+        # (share-locked: a change of key waits for this ingest, or it for the change).
+        spec, _generation = stored_key(cur, self._pg, lock="FOR SHARE")
+        key = from_spec(spec) if spec else None
+        new = [(keys[i][0], prints[i], _json_labels(keys[i][1]),
+                key.position_of(dict(keys[i][1])) if key else None) for i in missing]
         if self._pg:
             # One statement over arrays: executemany costs a round trip per row here.
-            indicators, fingerprints, labels = (list(column) for column in zip(*new,
-                                                                                strict=True))
-            cur.execute("INSERT INTO series (indicator_id, fingerprint, labels, source, "
-                        "created_at) SELECT i, f, l, %s, %s FROM unnest(%s::text[], %s::text[], "
-                        "%s::text[]) AS u(i, f, l) ON CONFLICT (indicator_id, fingerprint) "
-                        "DO NOTHING", (source, stamp, indicators, fingerprints, labels))
+            indicators, fingerprints, labels, parts = (list(column) for column in zip(
+                *new, strict=True))
+            cur.execute("INSERT INTO series (indicator_id, fingerprint, labels, part, source, "
+                        "created_at) SELECT i, f, l, p, %s, %s FROM unnest(%s::text[], "
+                        "%s::text[], %s::text[], %s::bigint[]) AS u(i, f, l, p) "
+                        "ON CONFLICT (indicator_id, fingerprint) DO NOTHING",
+                        (source, stamp, indicators, fingerprints, labels, parts))
             created = cur.rowcount
         else:
-            cur.executemany("INSERT INTO series (indicator_id, fingerprint, labels, source, "
-                            "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (indicator_id, "
-                            "fingerprint) DO NOTHING",
+            cur.executemany("INSERT INTO series (indicator_id, fingerprint, labels, part, "
+                            "source, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT "
+                            "(indicator_id, fingerprint) DO NOTHING",
                             [(*row, source, stamp) for row in new])
             created = len(missing)
         again: dict[str, dict[str, int]] = {}

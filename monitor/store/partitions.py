@@ -1,57 +1,102 @@
 """Reading one partition of the series: what a distributed evaluation's worker reads.
 
-A worker is handed the store's URL and its partition's series filter, never the data,
-and reads only its share, so its memory follows its share:
+A worker is handed the store's URL, the partition key and its partition's number, never
+the data, and reads only its share, so its read and its memory follow its share:
 
-1. read the series (id, indicator, labels, and the values of the key labels taken out
-   by the database) of the indicators, keep those whose key values the filter accepts
-   (the filter is the rules' partition function; the store knows no rules);
+1. read the series (id, indicator, labels) of the indicators whose stored position
+   (``series.part``, see ``store/partkey.py``) is in the partition's range — an index
+   range per indicator — when the stored key is the reader's and did not change during
+   the read; else read every series' key values (taken out of the labels by the
+   database) and keep those whose position under the reader's key is the partition's;
 2. read the kept series' observations — on PostgreSQL with one array parameter
-   (``= ANY``), on SQLite through a temporary table filled in bulk — never one bound
+   (``= ANY``), on SQLite with one JSON list (``json_each``) — never one bound
    parameter per series in a statement;
 3. split them into one columnar block per indicator, as ``ObservationStore.read`` does.
+
+:func:`set_key` stores a key and every series' position under it (once per key).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from typing import Any
 
 import numpy as np
 
 from monitor.store import Store
 from monitor.store.observations import SeriesBlock, _blocks, _Columns, _pg_columns
+from monitor.store.partkey import META_KEY, PartitionKey, partition_of, span, stored_key
 
-KeyFilter = Callable[[Sequence[str]], bool]
+FETCH_ROWS = 32_768  # observations fetched at a time (~7 MB of Python tuples)
 
 
-def read_partition(store: Store, indicator_ids: list[str], key: Sequence[str],
-                   keep: KeyFilter) -> dict[str, SeriesBlock]:
-    """Return one block per indicator of ``indicator_ids`` holding the series whose
-    ``key`` labels' values (absent: the empty string) ``keep`` accepts; indicators
-    without such observations are absent."""
+def set_key(store: Store, key: PartitionKey) -> int:
+    """Store ``key`` as the partition key and every series' position under it, in one
+    transaction; return the series positioned (0 when ``key`` was the stored one)."""
+    pg = not store.is_sqlite
+    spec = key.spec()
+    with store.engine.begin() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            stored, generation = stored_key(cur, pg, lock="FOR UPDATE")
+            if stored == spec:
+                return 0
+            rows = _key_values(cur, pg, key, "", [])
+            ids = [int(row[0]) for row in rows]
+            parts = [key.position([value or "" for value in row[3:]]) for row in rows]
+            if pg:
+                cur.execute("UPDATE series s SET part = u.p FROM unnest(%s::bigint[], "
+                            "%s::bigint[]) AS u(id, p) WHERE s.id = u.id", (ids, parts))
+            else:
+                cur.executemany("UPDATE series SET part = ? WHERE id = ?",
+                                zip(parts, ids, strict=True))
+            value = json.dumps({"spec": spec, "generation": generation + 1})
+            sql = ("INSERT INTO monitor_meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                   "DO UPDATE SET value = excluded.value")
+            cur.execute(sql.replace("?", "%s") if pg else sql, (META_KEY, value))
+        finally:
+            cur.close()
+    return len(ids)
+
+
+def _key_values(cur: Any, pg: bool, key: PartitionKey, where: str, args: list[object]
+                ) -> list[tuple[Any, ...]]:
+    """Return (id, indicator, labels, *key values) of the series ``where`` selects: the
+    key's values taken out of the labels by the database (a JSON parse each in Python is
+    most of the cost)."""
+    if pg:
+        values = "".join(", labels::json ->> %s" for _ in key.names)
+        names: list[object] = list(key.names)
+    else:
+        values = "".join(", json_extract(labels, ?)" for _ in key.names)
+        names = [f'$."{name}"' for name in key.names]
+    sql = (f"SELECT id, indicator_id, labels{values} FROM series {where} "  # noqa: S608
+           "ORDER BY indicator_id, id")
+    cur.execute(sql.replace("?", "%s") if pg else sql, [*names, *args])
+    return list(cur.fetchall())
+
+
+def read_partition(store: Store, indicator_ids: list[str], key: PartitionKey, index: int,
+                   partitions: int) -> dict[str, SeriesBlock]:
+    """Return one block per indicator of ``indicator_ids`` holding the series of
+    partition ``index`` of ``partitions`` under ``key`` (all of them for one partition);
+    indicators without such observations are absent."""
     if not indicator_ids:
         return {}
-    marks = ",".join("?" * len(indicator_ids))
     pg = not store.is_sqlite
-    # The key's values are taken out of the labels by the database: the series a
-    # partition does not keep are never parsed here (a JSON parse each is most of it).
-    if pg:
-        values = "".join(", labels::json ->> ?" for _ in key)
-        args: list[object] = [*key, *indicator_ids]
-    else:
-        values = "".join(", json_extract(labels, ?)" for _ in key)
-        args = [*(f'$."{name}"' for name in key), *indicator_ids]
+    marks = ",".join(("%s" if pg else "?") for _ in indicator_ids)
+    where = f"WHERE indicator_id IN ({marks})"
     with store.engine.connect() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None
         cur = raw.cursor()
         try:
-            sql = (f"SELECT id, indicator_id, labels{values} FROM series "  # noqa: S608
-                   f"WHERE indicator_id IN ({marks}) ORDER BY indicator_id, id")
-            cur.execute(sql.replace("?", "%s") if pg else sql, args)
-            width = len(key)
-            series = [row[:3] for row in cur.fetchall()
-                      if keep([value or "" for value in row[3:3 + width]])]
+            if partitions <= 1:
+                series = _key_values(cur, pg, PartitionKey(()), where, [*indicator_ids])
+            else:
+                series = _ranged(cur, pg, key, where, indicator_ids, index, partitions)
             if not series:
                 return {}
             ids = [int(row[0]) for row in series]
@@ -62,23 +107,45 @@ def read_partition(store: Store, indicator_ids: list[str], key: Sequence[str],
         finally:
             cur.close()
         conn.rollback()
-    return _blocks(series, columns)
+    return _blocks([row[:3] for row in series], columns)
 
 
-def _sqlite_columns(cur: object, ids: list[int]) -> _Columns:
-    """Return the observations of series ``ids`` as columns sorted by series and period."""
-    execute = cur.execute  # type: ignore[attr-defined]
-    execute("CREATE TEMP TABLE IF NOT EXISTS partition_series (id INTEGER PRIMARY KEY)")
-    execute("DELETE FROM partition_series")
-    cur.executemany("INSERT INTO partition_series (id) VALUES (?)",  # type: ignore[attr-defined]
-                    [(i,) for i in ids])
-    execute("SELECT o.series_id, o.period, o.value, o.denominator, "
-            "o.provisional + 2 * o.revisions FROM observation o "
-            "JOIN partition_series p ON p.id = o.series_id ORDER BY o.series_id, o.period")
+def _ranged(cur: Any, pg: bool, key: PartitionKey, where: str, indicator_ids: list[str],
+            index: int, partitions: int) -> list[tuple[Any, ...]]:
+    """Return (id, indicator, labels) of partition ``index``'s series: a range of the
+    stored positions when they are under ``key`` (and stayed so during the read), else
+    every series' key values filtered here."""
+    spec, generation = stored_key(cur, pg)
+    if spec == key.spec():
+        lo, hi = span(index, partitions)
+        mark = "%s" if pg else "?"
+        cur.execute(f"SELECT id, indicator_id, labels FROM series {where} "  # noqa: S608
+                    f"AND part >= {mark} AND part < {mark} ORDER BY indicator_id, id",
+                    [*indicator_ids, lo, hi])
+        series = list(cur.fetchall())
+        if stored_key(cur, pg)[1] == generation:
+            return series
+    width = len(key.names)
+    return [row[:3] for row in _key_values(cur, pg, key, where, [*indicator_ids])
+            if partition_of(key.position([v or "" for v in row[3:3 + width]]),
+                            partitions) == index]
+
+
+def _sqlite_columns(cur: Any, ids: list[int]) -> _Columns:
+    """Return the observations of series ``ids`` (ascending) as columns sorted by series
+    and period.
+
+    The ids are one JSON parameter (``json_each``): SQLite walks the observations' primary
+    key once per id, in order, with no sort and no temporary table. Rows are fetched in
+    small chunks: a chunk's Python tuples (~200 bytes a row) are the read's transient
+    memory, which should not exceed a small partition's own arrays.
+    """
+    cur.execute("SELECT series_id, period, value, denominator, provisional + 2 * revisions "
+                "FROM observation WHERE series_id IN (SELECT value FROM json_each(?)) "
+                "ORDER BY series_id, period", (json.dumps(ids),))
     chunks = [np.empty((0, 5), dtype=np.float64)]
-    while rows := cur.fetchmany(250_000):  # type: ignore[attr-defined]
+    while rows := cur.fetchmany(FETCH_ROWS):
         chunks.append(np.array(rows, dtype=np.float64).reshape(-1, 5))
-    execute("DROP TABLE partition_series")
     table = np.concatenate(chunks)
     return _Columns(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64),
                     table[:, 2].copy(), table[:, 3].copy(), table[:, 4].astype(np.int64))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -32,7 +32,10 @@ class IndicatorRow(SQLModel, table=True):
 
 class SeriesRow(SQLModel, table=True):
     __tablename__ = "series"
-    __table_args__ = (UniqueConstraint("indicator_id", "fingerprint", name="uq_series_identity"),)
+    # ``part``: the series' position under the stored partition key (store/partkey.py);
+    # a partition's read is a range of it within each indicator.
+    __table_args__ = (UniqueConstraint("indicator_id", "fingerprint", name="uq_series_identity"),
+                      Index("ix_series_part", "indicator_id", "part"))
 
     id: int | None = Field(default=None, primary_key=True)
     indicator_id: str = Field(foreign_key="indicator.id", index=True, max_length=200)
@@ -40,6 +43,7 @@ class SeriesRow(SQLModel, table=True):
     labels: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     source: str = Field(default="", max_length=200)
     created_at: datetime | None = Field(default=None, sa_column=_ts())
+    part: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class ObservationRow(SQLModel, table=True):
