@@ -190,14 +190,13 @@ def _silence_row(silence: Silence) -> dict[str, Any]:
     }
 
 
-def _from_memory(row_id: int, move: Transition) -> TransitionEvent:
-    """Return the claimed row ``row_id`` from the transition it was saved from: the values
-    as the row holds them (plain floats, aware UTC), the transition's own dicts."""
+def _from_memory(row: Any, move: Transition) -> TransitionEvent:
+    """Return a claimed row with the labels and annotations of the transition it was saved
+    from (the same dicts, not decoded) and its instant (not parsed); the rest as claimed."""
     return TransitionEvent(
-        id=row_id, alert_id=move.alert_id, rule=move.rule, labels=move.labels,
-        annotations=move.annotations, from_state=move.from_state.value,
-        to_state=move.to_state.value, value=None if move.value is None else float(move.value),
-        explanation=move.explanation, at=utc(move.at))
+        id=row.id, alert_id=row.alert_id, rule=row.rule, labels=move.labels,
+        annotations=move.annotations, from_state=row.from_state, to_state=row.to_state,
+        value=row.value, explanation=row.explanation, at=utc(move.at))
 
 
 class NotifyTx:
@@ -234,7 +233,7 @@ class NotifyTx:
         for r in rows:
             move = held.get(r.id)
             if move is not None and move.alert_id == r.alert_id:
-                events.append(_from_memory(r.id, move))
+                events.append(_from_memory(r, move))
             else:
                 unknown.append(r)
         if unknown:
