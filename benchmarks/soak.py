@@ -56,6 +56,7 @@ from monitor.rules.service import RuleService
 from monitor.settings import load
 from monitor.sources.poller import Poller
 from monitor.store import open_store
+from monitor.store.alerts import Saved
 
 START = datetime(2024, 1, 1, 6, 0, tzinfo=UTC)  # a Monday
 INDICATORS = 5  # per frequency
@@ -304,7 +305,7 @@ interval = "1d"
 """
 
 
-def trim(_result: Evaluation) -> None:
+def trim(_result: Evaluation, _saved: Saved) -> None:
     memory.trim()
 
 

@@ -41,6 +41,7 @@ from monitor.rules.service import RuleService
 from monitor.settings import Settings
 from monitor.sources.poller import JOB_PREFIX, Poller, PollResult
 from monitor.store import Store, open_store
+from monitor.store.alerts import Saved
 
 log = get_logger(__name__)
 
@@ -270,12 +271,13 @@ class App:
         return {(row.indicator.id, fingerprint(row.labels)): (row.status.value, row.comment)
                 for row in rows}
 
-    def _on_evaluated(self, _result: Evaluation) -> None:
-        """Hand new transitions to the notifier at once instead of at its next tick; then
+    def _on_evaluated(self, _result: Evaluation, saved: Saved) -> None:
+        """Hand the transitions just saved to the notifier at once (in memory: it claims
+        them in the store but need not decode them) instead of at its next tick; then
         give the cycle's freed matrices back to the operating system."""
         if self.notifier is not None and not self._stopping.is_set():
             try:
-                self.notifier.process_transitions()
+                self.notifier.process_transitions(saved=saved)
             except Exception as exc:  # the notifier's own job retries on its next tick
                 log.error("handing transitions to the notifier failed", error=str(exc))
         memory.trim()

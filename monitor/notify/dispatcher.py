@@ -9,7 +9,9 @@ slow or failing receiver never delays the others. A worker:
    restarted process takes them again only after the lease runs out, so a crash between
    commit and send means a late delivery, never a lost one, and at most one duplicate;
 2. waits for the receiver's rate limit, if it has one;
-3. renders and sends it; on success marks it delivered;
+3. renders and sends it — the notification as this process built it when it enqueued
+   the message (:class:`Enqueued`), else decoded from the stored payload; on success
+   marks it delivered;
 4. on a retryable failure (connection, timeout, 5xx, 429) schedules the next attempt
    with exponential backoff and jitter, or exactly after ``Retry-After`` (at most
    ``give_up_after``); on a permanent failure (other 4xx, authentication), after
@@ -22,6 +24,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +46,51 @@ from monitor.store.notify import NotifyStore, OutboxItem
 
 log = get_logger(__name__)
 IDLE_POLL = 1.0  # seconds a worker sleeps when its lane has nothing due
+
+
+class Enqueued:
+    """The notifications this process committed to the outbox, by row id, as it built
+    them: the dispatcher sends one of these rather than decoding its payload again (a
+    message of a whole group's alerts is most of a delivery's time at 100,000 alerts).
+
+    Bounded: an entry goes when its message is delivered or dead, when a newer message
+    for the same lane and group is added (the older one is superseded, or already being
+    sent), and the oldest go beyond ``capacity``. A message not held here (another
+    replica's, one from before a restart, one evicted) is decoded from the store. The
+    notifications are shared, never changed (frozen, and channels render copies).
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._by_id: OrderedDict[int, Notification] = OrderedDict()
+        self._latest: dict[tuple[str, str, str], int] = {}  # (lane, group) → newest id
+
+    def add(self, item_id: int, integration: str, notification: Notification) -> None:
+        """Hold ``notification`` as outbox row ``item_id`` (committed) of ``integration``."""
+        key = (notification.receiver, integration, notification.group_key)
+        with self._lock:
+            older = self._latest.get(key)
+            if older is not None:
+                self._by_id.pop(older, None)
+            self._latest[key] = item_id
+            self._by_id[item_id] = notification
+            while len(self._by_id) > self.capacity:
+                self._by_id.popitem(last=False)
+
+    def get(self, item_id: int) -> Notification | None:
+        """Return the notification of outbox row ``item_id`` if held, else None."""
+        with self._lock:
+            return self._by_id.get(item_id)
+
+    def drop(self, item_id: int) -> None:
+        """Forget outbox row ``item_id`` (delivered or dead)."""
+        with self._lock:
+            self._by_id.pop(item_id, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._by_id)
 
 
 @dataclass(frozen=True)
@@ -76,8 +124,9 @@ class Dispatcher:
 
     def __init__(self, store: NotifyStore, lanes: Mapping[tuple[str, str], Lane],
                  policy: RetryPolicy, clock: Clock, metrics: NotifyMetrics, owner: str, *,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, enqueued: Enqueued | None = None) -> None:
         self.store = store
+        self.enqueued = enqueued if enqueued is not None else Enqueued()
         self.lanes = dict(lanes)
         self.policy = policy
         self.clock = clock
@@ -101,10 +150,12 @@ class Dispatcher:
         if lane is None:
             return self._dead(item, kind, f"receiver {item.receiver!r} has no integration "
                               f"{item.integration!r} any more; fix the config, then resend")
-        try:
-            notification = Notification.from_json(item.payload)
-        except (ValueError, KeyError, TypeError) as exc:
-            return self._dead(item, kind, f"the stored message cannot be read: {exc}")
+        notification = self.enqueued.get(item.id)
+        if notification is None:
+            try:
+                notification = Notification.from_json(item.payload)
+            except (ValueError, KeyError, TypeError) as exc:
+                return self._dead(item, kind, f"the stored message cannot be read: {exc}")
         if lane.limiter is not None and self._wait_for(lane.limiter) and \
                 not self.store.extend_lease(item.id, self.owner, now or self.clock.now(),
                                             self.policy.lease):
@@ -125,6 +176,7 @@ class Dispatcher:
                                 True, None, now)
         done = now or self.clock.now()
         self.store.mark_delivered(item.id, done, result.detail)
+        self.enqueued.drop(item.id)
         self.metrics.notifications.labels(item.receiver, kind, result.outcome).inc()
         if result.outcome == "delivered" and item.earliest_fired_at is not None:
             self.metrics.latency.labels(item.receiver, kind).observe(
@@ -172,6 +224,7 @@ class Dispatcher:
 
     def _dead(self, item: OutboxItem, kind: str, reason: str) -> Outcome:
         self.store.mark_dead(item.id, reason)
+        self.enqueued.drop(item.id)
         self.metrics.notifications.labels(item.receiver, kind, "dead").inc()
         log.error("notification is a dead letter", receiver=item.receiver,
                   integration=item.integration, id=item.id, reason=reason)

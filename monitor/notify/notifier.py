@@ -35,7 +35,7 @@ from monitor.model import AlertEvent
 from monitor.notify.channels import Channel, Message, build_channels
 from monitor.notify.config import NotifyConfig, ReceiverConfig
 from monitor.notify.digest import StatusProvider, build_digest, encode, meta_key
-from monitor.notify.dispatcher import Dispatcher, Lane, Outcome
+from monitor.notify.dispatcher import Dispatcher, Enqueued, Lane, Outcome
 from monitor.notify.inhibit import rules_from_config
 from monitor.notify.metrics import NotifyMetrics
 from monitor.notify.notification import (
@@ -66,6 +66,7 @@ from monitor.notify.silences import (
 )
 from monitor.notify.timeintervals import any_active
 from monitor.store import Store, describe_error
+from monitor.store.alerts import Saved
 from monitor.store.notify import NewMessage, NotifyTx, TransitionEvent
 
 log = get_logger(__name__)
@@ -86,6 +87,9 @@ class FlushResult:
     next_due: datetime | None = None
     ran: bool = True
     trace: tuple[str, ...] = field(default_factory=tuple)
+    # The messages committed, as built: (outbox row id, integration, notification).
+    enqueued: tuple[tuple[int, str, Notification], ...] = field(default=(), repr=False,
+                                                                 compare=False)
 
 
 def apply_transitions(current: dict[str, NotifyAlert], events: Sequence[TransitionEvent]
@@ -147,6 +151,8 @@ class Notifier:
         self._scheduler: Any = None
         self._started = False
         self.config = config
+        # What this process enqueued, for its dispatchers (kept across reloads).
+        self.enqueued = Enqueued()
         self.dispatcher = self._dispatcher(config)
         self._index = GroupIndex()  # which groups the next run must look at
         self._live: frozenset[str] = frozenset()  # silences muting at the last run
@@ -170,7 +176,7 @@ class Notifier:
                                                            channel, limiter)
         self.metrics.known_lanes(lanes)
         return Dispatcher(self.notify_store, lanes, config.retry, self.clock, self.metrics,
-                          self.instance, rng=self.rng)
+                          self.instance, rng=self.rng, enqueued=self.enqueued)
 
     def channels(self, receiver: ReceiverConfig) -> dict[str, Channel]:
         """Return new channels for every integration of ``receiver``."""
@@ -200,26 +206,34 @@ class Notifier:
     def _now(self, now: datetime | None) -> datetime:
         return now if now is not None else self.clock.now()
 
-    def process_transitions(self, now: datetime | None = None) -> FlushResult:
+    def process_transitions(self, now: datetime | None = None, saved: Saved | None = None
+                            ) -> FlushResult:
         """Claim new transitions and, when any arrived or a group timer is due, run the
         pipeline — one transaction per ``CLAIM_BATCH`` transitions, until none is left.
-        Returns what it did, summed over the batches."""
+        Returns what it did, summed over the batches.
+
+        ``saved``: what this process's rule service just wrote. The claim is made in the
+        store as always (replicas stay exactly-once), but a claimed row among those is
+        taken from memory instead of being decoded again."""
         now = self._now(now)
-        result = self._process_batch(now)
+        result = self._process_batch(now, saved)
         total = result
         while result.claimed >= CLAIM_BATCH:
-            result = self._process_batch(now)
+            result = self._process_batch(now, saved)
             total = replace(total, claimed=total.claimed + result.claimed,
                             groups_sent=total.groups_sent + result.groups_sent,
                             messages=total.messages + result.messages,
                             removed=total.removed + result.removed,
                             next_due=result.next_due, ran=total.ran or result.ran,
-                            trace=total.trace + result.trace)
+                            trace=total.trace + result.trace,
+                            enqueued=total.enqueued + result.enqueued)
         return total
 
-    def _process_batch(self, now: datetime) -> FlushResult:
-        with self._lock, self.notify_store.transaction() as tx:
-            events = tx.claim_transitions(self.instance, now, CLAIM_BATCH)
+    def _process_batch(self, now: datetime, saved: Saved | None = None) -> FlushResult:
+        with self._lock, self.notify_store.transaction(
+                saved.codec if saved is not None else None) as tx:
+            events = tx.claim_transitions(self.instance, now, CLAIM_BATCH,
+                                          saved.transitions if saved is not None else None)
             notifiable = [e for e in events if e.notifiable]
             changed: dict[str, NotifyAlert] = {}
             if notifiable:
@@ -295,9 +309,10 @@ class Notifier:
         flow = pipeline.run(alerts, now)
         if not whole:  # an alert outside the scope may be needed by a group outside it
             flow = replace(flow, removable=tuple(a for a in flow.removable if a in ids))
-        messages = self._messages(flow)
+        built = self._messages(flow)
+        messages = [message for message, _notification in built]
         tx.write_log([o.entry for o in flow.outgoing])
-        tx.enqueue(messages, now)
+        rows = tx.enqueue(messages, now)
         tx.record_history(self._history(flow, changed or {}, now))
         tx.delete_alerts(flow.removable)
         retention = self.config.resolved_retention
@@ -315,7 +330,9 @@ class Notifier:
         self.metrics.flushes.inc()
         return FlushResult(groups_sent=sum(1 for o in flow.outgoing if o.notification),
                            messages=len(messages), removed=len(flow.removable),
-                           next_due=flow.next_due, trace=flow.trace)
+                           next_due=flow.next_due, trace=flow.trace,
+                           enqueued=tuple((i, m.integration, n) for i, (m, n)
+                                          in zip(rows, built, strict=True)))
 
     def _end_outdated(self, tx: NotifyTx, silences: list[Silence],
                       alerts: Sequence[NotifyAlert], now: datetime) -> list[Silence]:
@@ -423,9 +440,10 @@ class Notifier:
                                               {r.name for r in self.config.receivers}))
         return self._tree[1]
 
-    def _messages(self, flow: Flow) -> list[NewMessage]:
+    def _messages(self, flow: Flow) -> list[tuple[NewMessage, Notification]]:
+        """Return the outbox rows of the run's notifications, each with its notification."""
         receivers = {r.name: r for r in self.config.receivers}
-        out: list[NewMessage] = []
+        out: list[tuple[NewMessage, Notification]] = []
         for outgoing in flow.outgoing:
             notification = outgoing.notification
             if notification is None:
@@ -433,11 +451,14 @@ class Notifier:
             receiver = receivers[notification.receiver]
             payload = notification.to_json()
             for integration, _config in receiver.integrations():
-                out.append(NewMessage(receiver.name, integration, notification.group_key,
-                                      payload, outgoing.first_fired_at))
+                out.append((NewMessage(receiver.name, integration, notification.group_key,
+                                       payload, outgoing.first_fired_at), notification))
         return out
 
     def _after(self, result: FlushResult) -> None:
+        """After a run's commit: hold what it enqueued for delivery, wake the lanes."""
+        for item_id, integration, notification in result.enqueued:
+            self.enqueued.add(item_id, integration, notification)
         if result.messages:
             log.info("notifications queued", groups=result.groups_sent,
                      messages=result.messages)

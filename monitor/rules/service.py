@@ -38,6 +38,7 @@ from monitor.rules.snapshot import Overrun, ReloadStatus, SeriesDetail, Snapshot
 from monitor.sources.config import SourceBase
 from monitor.sources.poller import Settling
 from monitor.store import Store, describe_error
+from monitor.store.alerts import Saved
 from monitor.store.observations import RevisionRecord
 from monitor.textfmt import number
 
@@ -104,7 +105,7 @@ class RuleService:
                  milestone_sources: Callable[[], list[str]] = list,
                  sources: Callable[[], Sequence[SourceBase]] = list,
                  unsettled: Callable[[], Settling] = Settling,
-                 on_evaluated: Callable[[Evaluation], None] | None = None,
+                 on_evaluated: Callable[[Evaluation, Saved], None] | None = None,
                  partition: Partition | None = None,
                  engine: DistributedEngine | None = None, interval: float = 60.0) -> None:
         self.store = store
@@ -247,8 +248,9 @@ class RuleService:
                 explain_revisions(result, self.store, self._evaluated_wall)
             self._evaluated_wall = wall
             try:
-                self.store.alerts.save(result.changed, result.transitions, self.clock.now(),
-                                       removed=result.removed, guard=guard)
+                saved = self.store.alerts.save(result.changed, result.transitions,
+                                               self.clock.now(), removed=result.removed,
+                                               guard=guard)
             except LeaseLostError:
                 self._epochs = None  # read the records again once the shards settle
                 raise
@@ -271,7 +273,7 @@ class RuleService:
             log.info("alerts changed state", transitions=len(result.transitions),
                      firing=sum(r.state.value == "firing" for r in result.records.values()))
         if self.on_evaluated is not None:
-            self.on_evaluated(result)
+            self.on_evaluated(result, saved)
         self._note_overrun(time.perf_counter() - started, result, wall)
         return result
 

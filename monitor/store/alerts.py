@@ -10,7 +10,8 @@ never a statement with one bound parameter per alert.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,13 +31,26 @@ COLUMNS = ("id", "rule", "group_name", "labels", "annotations", "state", "value"
            "explanation", "active_since", "fired_at", "resolved_at", "keep_firing_until",
            "last_evaluated", "pending_evaluations", "pending_periods", "last_period",
            "history", "flapping", "notified_state", "updated_at")
-EVENT_COLUMNS = ("alert_id", "rule", "labels", "annotations", "from_state", "to_state",
+EVENT_COLUMNS = ("id", "alert_id", "rule", "labels", "annotations", "from_state", "to_state",
                  "value", "explanation", "at", "claimed_by", "claimed_at")
 _UPSERT = (f"INSERT INTO alert ({', '.join(COLUMNS)}) VALUES "  # noqa: S608
            f"({', '.join('?' * len(COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
            + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:]))
 
 
+
+@dataclass(frozen=True)
+class Saved:
+    """What one :meth:`AlertStore.save` wrote, for a reader in the same process.
+
+    ``transitions`` are the transitions by the id each row was given; ``codec`` holds
+    the text their labels and annotations were written as. The notifier claims these
+    rows as any others, but builds them from here instead of decoding them again. Like
+    the codec's, the dicts must not be changed (none is: see :class:`JsonCodec`).
+    """
+
+    transitions: Mapping[int, Transition]
+    codec: JsonCodec
 
 
 def _float(value: float | None) -> float | None:
@@ -80,8 +94,9 @@ class AlertStore:
 
     def save(self, changed: Iterable[AlertRecord], transitions: Iterable[Transition],
              now: datetime, *, removed: Iterable[str] = (),
-             guard: Callable[[Connection], None] | None = None) -> None:
-        """Persist changed records and their transitions atomically.
+             guard: Callable[[Connection], None] | None = None) -> Saved:
+        """Persist changed records and their transitions atomically; return the
+        transitions by the id each row got (ids in the order of ``transitions``).
 
         ``guard`` runs first in the same transaction (a replica checking it still holds
         its shards); whatever it raises rolls the transaction back and propagates.
@@ -98,14 +113,9 @@ class AlertStore:
                     None if r.last_period is None else int(r.last_period), r.history,
                     bool(r.flapping), r.notified_state.value, stamp)
                    for r in changed]
-        events = [(t.alert_id, t.rule, encode(t.labels), encode(t.annotations),
-                   t.from_state.value, t.to_state.value, _float(t.value), t.explanation,
-                   ts(t.at),
-                   None if t.notify else HELD, None if t.notify else stamp)
-                  for t in moves]
         gone = [(alert_id,) for alert_id in removed]
-        if not records and not events and not gone:
-            return
+        if not records and not moves and not gone:
+            return Saved({}, codec)
         with self.engine.begin() as conn:
             if guard is not None:
                 guard(conn)
@@ -113,6 +123,16 @@ class AlertStore:
             assert raw is not None
             cur = raw.cursor()
             try:
+                # The ids are given here, not left to the database, so the caller knows
+                # which row is which transition: PostgreSQL's sequence hands out a block
+                # (other replicas' rows may fall between, as with the column default);
+                # SQLite has one writer (BEGIN IMMEDIATE), so the next ids are free.
+                ids = _new_ids(cur, len(moves), self._pg)
+                events = [(i, t.alert_id, t.rule, encode(t.labels), encode(t.annotations),
+                           t.from_state.value, t.to_state.value, _float(t.value),
+                           t.explanation, ts(t.at),
+                           None if t.notify else HELD, None if t.notify else stamp)
+                          for i, t in zip(ids, moves, strict=True)]
                 if self._pg:
                     _save_postgres(cur, records, events, gone)
                 else:
@@ -125,6 +145,7 @@ class AlertStore:
                 cur.close()
             if moves:  # the alert history's copy, in the same transaction
                 insert_events(conn, transition_events(moves), codec)
+        return Saved(dict(zip(ids, moves, strict=True)), codec)
 
     def transitions(self, limit: int = 1000) -> list[dict[str, object]]:
         """Return the newest transitions, newest first."""
@@ -132,6 +153,19 @@ class AlertStore:
             rows = conn.execute(select(TRANSITION).order_by(
                 TRANSITION.c.id.desc()).limit(limit)).all()
         return [dict(row._mapping) for row in rows]
+
+
+def _new_ids(cur: Any, count: int, postgres: bool) -> list[int]:
+    """Return ``count`` unused transition ids, ascending (the notifier claims in id order)."""
+    if not count:
+        return []
+    if postgres:
+        cur.execute("SELECT nextval(pg_get_serial_sequence('alert_transition', 'id')) "
+                    "FROM generate_series(1, %s)", (count,))
+        return sorted(int(row[0]) for row in cur.fetchall())
+    cur.execute("SELECT coalesce(max(id), 0) FROM alert_transition")
+    first = int(cur.fetchone()[0]) + 1
+    return list(range(first, first + count))
 
 
 def _save_postgres(cur: Any, records: Sequence[tuple[Any, ...]],

@@ -17,7 +17,7 @@ replicas never take the same transition or the same outbox row.
 from __future__ import annotations
 
 import json
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +37,7 @@ from sqlalchemy import (
     update,
 )
 
+from monitor.alerts.state import Transition
 from monitor.matchers import Matcher
 from monitor.model import AlertEvent, utc
 from monitor.notify.notification import FIRING, RESOLVED, NotifyAlert
@@ -189,36 +190,63 @@ def _silence_row(silence: Silence) -> dict[str, Any]:
     }
 
 
+def _from_memory(row: Any, move: Transition) -> TransitionEvent:
+    """Return a claimed row with the labels and annotations of the transition it was saved
+    from (the same dicts, not decoded) and its instant (not parsed); the rest as claimed."""
+    return TransitionEvent(
+        id=row.id, alert_id=row.alert_id, rule=row.rule, labels=move.labels,
+        annotations=move.annotations, from_state=row.from_state, to_state=row.to_state,
+        value=row.value, explanation=row.explanation, at=utc(move.at))
+
+
 class NotifyTx:
     """The pipeline's operations inside one transaction."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, codec: JsonCodec | None = None) -> None:
         self.conn = conn
         # The labels and annotations read here (claimed transitions, alerts) are written
-        # back in the same transaction (the notifier's alerts, the history): as read.
-        self.codec = JsonCodec()
+        # back in the same transaction (the notifier's alerts, the history): as read. A
+        # codec handed in knows the text of the dicts this process's save wrote.
+        self.codec = codec if codec is not None else JsonCodec()
 
-    def claim_transitions(self, owner: str, now: datetime, limit: int = 50_000
+    def claim_transitions(self, owner: str, now: datetime, limit: int = 50_000,
+                          known: Mapping[int, Transition] | None = None
                           ) -> list[TransitionEvent]:
         """Claim up to ``limit`` unclaimed transitions, oldest first; return the claimed ones.
 
         One ``UPDATE … WHERE id IN (the oldest unclaimed) AND claimed_by IS NULL
-        RETURNING …``: a row another notifier took first is skipped.
+        RETURNING …``: a row another notifier took first is skipped. A claimed row in
+        ``known`` (the transitions this process just saved, by row id) is built from the
+        transition in memory; only the labels and annotations of the others (another
+        process's rows, or this one's before a restart) are read and decoded.
         """
         rows = self.conn.execute(text(
             "UPDATE alert_transition SET claimed_by = :owner, claimed_at = :now "
             "WHERE id IN (SELECT id FROM alert_transition WHERE claimed_by IS NULL "
             "ORDER BY id LIMIT :limit) AND claimed_by IS NULL RETURNING id, alert_id, rule, "
-            "labels, annotations, from_state, to_state, value, explanation, at").bindparams(
+            "from_state, to_state, value, explanation, at").bindparams(
             bindparam("now", type_=TRANSITION.c.claimed_at.type)),
             {"owner": owner, "now": now, "limit": limit}).all()
-        decode = self.codec.decode
-        events = [TransitionEvent(
-            id=r.id, alert_id=r.alert_id, rule=r.rule, labels=decode(r.labels),
-            annotations=decode(r.annotations), from_state=r.from_state,
-            to_state=r.to_state, value=r.value, explanation=r.explanation,
-            at=utc(r.at if isinstance(r.at, datetime) else datetime.fromisoformat(r.at)))
-            for r in rows]
+        held = known or {}
+        events: list[TransitionEvent] = []
+        unknown = []
+        for r in rows:
+            move = held.get(r.id)
+            if move is not None and move.alert_id == r.alert_id:
+                events.append(_from_memory(r, move))
+            else:
+                unknown.append(r)
+        if unknown:
+            texts = {i: (lab, notes) for i, lab, notes in self.conn.execute(
+                select(TRANSITION.c.id, TRANSITION.c.labels, TRANSITION.c.annotations)
+                .where(self._one_of(TRANSITION.c.id, [r.id for r in unknown])))}
+            decode = self.codec.decode
+            events.extend(TransitionEvent(
+                id=r.id, alert_id=r.alert_id, rule=r.rule, labels=decode(texts[r.id][0]),
+                annotations=decode(texts[r.id][1]), from_state=r.from_state,
+                to_state=r.to_state, value=r.value, explanation=r.explanation,
+                at=utc(r.at if isinstance(r.at, datetime) else datetime.fromisoformat(r.at)))
+                for r in unknown)
         events.sort(key=lambda e: e.id)
         return events
 
@@ -314,15 +342,15 @@ class NotifyTx:
             "sent_at": e.sent_at, "message_id": e.thread_id,
         } for e in entries])
 
-    def enqueue(self, messages: Sequence[NewMessage], now: datetime) -> int:
-        """Commit messages to the outbox, due now; return how many.
+    def enqueue(self, messages: Sequence[NewMessage], now: datetime) -> list[int]:
+        """Commit messages to the outbox, due now; return their row ids, in order.
 
         An older message for the same receiver, integration and group that is still
         waiting (not leased) is marked ``superseded``: the new one carries the group's
         whole state, and sending the old one after it would be wrong.
         """
         if not messages:
-            return 0
+            return []
         self.conn.execute(
             update(OUTBOX).where(
                 OUTBOX.c.receiver == bindparam("r"),
@@ -333,13 +361,14 @@ class NotifyTx:
             .values(status=SUPERSEDED, last_error="superseded by a newer message"),
             [{"r": m.receiver, "i": m.integration, "k": m.group_key, "t": now}
              for m in messages])
-        self.conn.execute(insert(OUTBOX), [{
-            "receiver": m.receiver, "integration": m.integration, "group_key": m.group_key,
-            "payload": m.payload, "status": PENDING, "attempts": 0, "created_at": now,
-            "next_attempt_at": now, "claimed_by": None, "claimed_until": None,
-            "last_error": "", "delivered_at": None, "earliest_fired_at": m.earliest_fired_at,
-        } for m in messages])
-        return len(messages)
+        return list(self.conn.execute(
+            insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True), [{
+                "receiver": m.receiver, "integration": m.integration,
+                "group_key": m.group_key, "payload": m.payload, "status": PENDING,
+                "attempts": 0, "created_at": now, "next_attempt_at": now,
+                "claimed_by": None, "claimed_until": None, "last_error": "",
+                "delivered_at": None, "earliest_fired_at": m.earliest_fired_at,
+            } for m in messages]).scalars())
 
     def silences(self) -> list[Silence]:
         return [_silence(row) for row in self.conn.execute(select(SILENCE))]
@@ -382,12 +411,15 @@ class NotifyStore:
         self.is_postgres = engine.dialect.name == "postgresql"
 
     @contextmanager
-    def transaction(self) -> Iterator[NotifyTx]:
-        """Yield the pipeline's transaction; commits on exit, rolls back on an exception."""
+    def transaction(self, codec: JsonCodec | None = None) -> Iterator[NotifyTx]:
+        """Yield the pipeline's transaction; commits on exit, rolls back on an exception.
+
+        ``codec``: the one a save in this process wrote its transitions with (see
+        :class:`monitor.store.alerts.Saved`), so their dicts are not encoded again."""
         with self.engine.begin() as conn:
             if self.is_postgres:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK})
-            yield NotifyTx(conn)
+            yield NotifyTx(conn, codec)
 
     # --- outbox ----------------------------------------------------------------------
 
