@@ -61,6 +61,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -458,11 +459,11 @@ def _cpu(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.2f}"
 
 
-def ingest_table(args: argparse.Namespace, sizes: list[int]) -> None:
-    """Print the ingest-only table: first poll and new-month poll per store and size."""
-    print(f"{'store':<11}{'series':>10}{'obs':>12}{'ingest s':>10}{'cpu s':>8}{'db cpu':>8}"
-          f"{'obs/s':>11}{'month obs':>12}{'month s':>9}{'cpu s':>8}{'db cpu':>8}"
-          f"{'peak MB':>9}", flush=True)
+def _each_run(args: argparse.Namespace, sizes: list[int]
+              ) -> Iterator[tuple[str, int, dict[str, Any], str | None]]:
+    """Run one child per store and size (the largest size of the first store profiled
+    when ``--profile`` is given); yield the figures (and profile path) of each that
+    finished, after printing a line for each that failed."""
     for kind in args.stores:
         for n in sizes:
             profile = args.profile if args.profile and kind == args.stores[0] \
@@ -471,15 +472,24 @@ def ingest_table(args: argparse.Namespace, sizes: list[int]) -> None:
             if isinstance(f, str):
                 print(f"{kind:<11}{n:>10,}  failed: {f}", flush=True)
                 continue
-            if f["stored"] != f["observations"]:
-                print(f"{kind:<11}{n:>10,}  stored {f['stored']:,} of "
-                      f"{f['observations']:,} observations", flush=True)
-            print(f"{kind:<11}{n:>10,}{f['observations']:>12,}{f['ingest']:>10.2f}"
-                  f"{f['ingest_cpu']:>8.2f}{_cpu(f['ingest_db_cpu']):>8}"
-                  f"{f['observations'] / f['ingest']:>11,.0f}"
-                  f"{f['month_observations']:>12,}{f['month_ingest']:>9.2f}"
-                  f"{f['month_cpu']:>8.2f}{_cpu(f['month_db_cpu']):>8}{f['rss']:>9,.0f}",
-                  flush=True)
+            yield kind, n, f, profile
+
+
+def ingest_table(args: argparse.Namespace, sizes: list[int]) -> None:
+    """Print the ingest-only table: first poll and new-month poll per store and size."""
+    print(f"{'store':<11}{'series':>10}{'obs':>12}{'ingest s':>10}{'cpu s':>8}{'db cpu':>8}"
+          f"{'obs/s':>11}{'month obs':>12}{'month s':>9}{'cpu s':>8}{'db cpu':>8}"
+          f"{'peak MB':>9}", flush=True)
+    for kind, n, f, _profile in _each_run(args, sizes):
+        if f["stored"] != f["observations"]:
+            print(f"{kind:<11}{n:>10,}  stored {f['stored']:,} of "
+                  f"{f['observations']:,} observations", flush=True)
+        print(f"{kind:<11}{n:>10,}{f['observations']:>12,}{f['ingest']:>10.2f}"
+              f"{f['ingest_cpu']:>8.2f}{_cpu(f['ingest_db_cpu']):>8}"
+              f"{f['observations'] / f['ingest']:>11,.0f}"
+              f"{f['month_observations']:>12,}{f['month_ingest']:>9.2f}"
+              f"{f['month_cpu']:>8.2f}{_cpu(f['month_db_cpu']):>8}{f['rss']:>9,.0f}",
+              flush=True)
     load = os.getloadavg()
     print(f"(measured {datetime.now(UTC):%Y-%m-%d}, {args.months} months per series, "
           f"{os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f}; cpu s = the "
@@ -547,24 +557,17 @@ def main() -> None:
     print(f"{'store':<11}{'series':>10}{'obs':>11}{'ingest s':>9}{'obs/s':>10}{'first s':>9}"
           f"{'steady s':>9}{'month s':>9}{'m.ingest':>9}{'firing':>9}{'msgs':>6}"
           f"{'peak MB':>9}", flush=True)
-    for kind in args.stores:
-        for n in sizes:
-            profile = args.profile if args.profile and kind == args.stores[0] \
-                and n == sizes[-1] else None
-            f = _child_figures(args, kind, n, profile)
-            if isinstance(f, str):
-                print(f"{kind:<11}{n:>10,}  failed: {f}", flush=True)
-                continue
-            print(f"{kind:<11}{n:>10,}{f['observations']:>11,}{f['ingest']:>9.2f}"
-                  f"{f['observations'] / f['ingest']:>10,.0f}{f['first']:>9.2f}"
-                  f"{f['steady']:>9.2f}{f['month']:>9.2f}{f['month_ingest']:>9.2f}"
-                  f"{f['firing']:>9,}{f['messages']:>6}{f['rss']:>9,.0f}", flush=True)
-            print(f"{'':<21}CPU s: first {f['cpu_first']:.2f}, steady {f['cpu_steady']:.2f}, "
-                  f"new month {f['cpu_month']:.2f}", flush=True)
-            if profile:
-                print(f"  peak RSS after the ingest {f['rss_ingest']:,.0f} MB, after the first "
-                      f"cycle {f['rss_first']:,.0f} MB, after the month's poll "
-                      f"{f['rss_month_ingest']:,.0f} MB", flush=True)
+    for kind, n, f, profile in _each_run(args, sizes):
+        print(f"{kind:<11}{n:>10,}{f['observations']:>11,}{f['ingest']:>9.2f}"
+              f"{f['observations'] / f['ingest']:>10,.0f}{f['first']:>9.2f}"
+              f"{f['steady']:>9.2f}{f['month']:>9.2f}{f['month_ingest']:>9.2f}"
+              f"{f['firing']:>9,}{f['messages']:>6}{f['rss']:>9,.0f}", flush=True)
+        print(f"{'':<21}CPU s: first {f['cpu_first']:.2f}, steady {f['cpu_steady']:.2f}, "
+              f"new month {f['cpu_month']:.2f}", flush=True)
+        if profile:
+            print(f"  peak RSS after the ingest {f['rss_ingest']:,.0f} MB, after the first "
+                  f"cycle {f['rss_first']:,.0f} MB, after the month's poll "
+                  f"{f['rss_month_ingest']:,.0f} MB", flush=True)
     print(f"(measured {datetime.now(UTC):%Y-%m-%d}, {args.months} months per series, "
           f"{os.cpu_count()} CPUs)")
     if args.profile:
