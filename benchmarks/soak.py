@@ -128,7 +128,8 @@ def probe(store: Any) -> str:
         parts += [f"malloc in use {info.uordblks / 2**20:.1f}",
                   f"free held {info.fordblks / 2**20:.1f}",
                   f"mmapped {info.hblkhd / 2**20:.1f}"]
-    parts.append(f"pymalloc arenas {pymalloc_arenas()}")
+    current, highwater = pymalloc_arenas()
+    parts.append(f"pymalloc arenas {current} (highwater {highwater})")
     parts.append(f"journal ids {store.observations.journal_series():,}")
     if tracemalloc.is_tracing():
         numpy_bytes = sum(stat.size for stat in tracemalloc.take_snapshot().filter_traces(
@@ -137,9 +138,10 @@ def probe(store: Any) -> str:
     return "MiB: " + ", ".join(parts)
 
 
-def pymalloc_arenas() -> int:
-    """Return the pymalloc arenas allocated now (``sys._debugmallocstats`` writes its
-    report to the C stderr, so it is read back from a temporary file)."""
+def pymalloc_arenas() -> tuple[int, int]:
+    """Return the pymalloc arenas allocated now and the most ever allocated at once (the
+    highwater mark); (0, 0) under ``PYTHONMALLOC=malloc``. ``sys._debugmallocstats``
+    writes its report to the C stderr, so it is read back from a temporary file."""
     with tempfile.TemporaryFile() as out:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -150,10 +152,10 @@ def pymalloc_arenas() -> int:
             os.dup2(saved, 2)
             os.close(saved)
         out.seek(0)
-        for line in out.read().decode().splitlines():
-            if line.startswith("# arenas allocated current"):
-                return int(line.split("=")[1].replace(",", ""))
-    return -1
+        counts = {line.split("=")[0].strip("# ").strip(): int(line.split("=")[1].replace(",", ""))
+                  for line in out.read().decode().splitlines()
+                  if line.startswith("# arenas ") and "=" in line}
+    return counts.get("arenas allocated current", 0), counts.get("arenas highwater mark", 0)
 
 
 def census(sparse: int = 256) -> str:
@@ -383,6 +385,7 @@ def main() -> int:
         samples: list[float] = []
         cache: list[float] = []
         blocks: list[int] = []
+        arenas: list[tuple[int, int]] = []
         started = time.perf_counter()
         for day in range(args.days + 1):
             tick = time.perf_counter()
@@ -404,6 +407,7 @@ def main() -> int:
             cache.append(sqlite_mb())
             gc.collect()
             blocks.append(sys.getallocatedblocks())  # Python's own heap, in objects
+            arenas.append(pymalloc_arenas())
             print(f"{day:>4} {rss:>8.1f} {cache[-1]:>7.1f} {blocks[-1]:>10,} {rows:>8,} "
                   f"{firing:>7,} "
                   f"{len(rules.records):>8,} "
@@ -436,6 +440,12 @@ def main() -> int:
         print(f"Python heap (sys.getallocatedblocks after gc.collect): {block_base:,} blocks "
               f"at the end of warm-up, at most {block_peak:,} after it "
               f"({(block_peak - block_base) / block_base * 100:+.1f}%)")
+        if arenas[-1][1]:
+            settled = max(a for a, _ in arenas[args.warmup:])
+            print(f"pymalloc arenas (1 MiB each): {arenas[0][0]} after the first day, whose "
+                  f"poll and cycle had {arenas[0][1]} at once (the highwater mark); "
+                  f"{arenas[args.warmup][0]} at the end of warm-up, at most {settled} after it, "
+                  f"{arenas[-1][0]} at the end (highwater {arenas[-1][1]})")
         if len(kinds) == 2:
             print(f"\nobjects by type, day {args.warmup} -> day {args.days}, largest growth:")
             grown = {k: n - kinds[args.warmup].get(k, 0) for k, n in kinds[args.days].items()}

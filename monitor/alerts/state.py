@@ -69,7 +69,7 @@ class Policy:
     flapping: Flapping | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Transition:
     alert_id: str
     rule: str

@@ -40,7 +40,7 @@ def _parse_time(value: str | None) -> datetime | None:
     return _parsed(value) if value else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NotifyAlert:
     """One alert as the notifier sees it: its latest firing or resolved transition.
 
