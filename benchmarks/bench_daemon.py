@@ -26,6 +26,8 @@ For each store and size, in a process of its own (so peak RSS is its own), it pr
 - new month: the cycle after a poll that brought one new month for every series
   (its poll is the "month ingest" column);
 - alerts firing after the first cycle, messages the webhook received, peak RSS;
+- ``monitor eval --at <the last month> --format json`` on the same store afterwards, as
+  a user runs it (a process of its own: wall and CPU seconds, peak RSS);
 - under each row, the CPU seconds (user + system) of each cycle in the process: on a
   busy machine the wall times grow with the load, the CPU seconds much less.
 
@@ -400,12 +402,33 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None,
             figures["messages"] = server.messages
             figures["rss"] = peak_rss_mb()
             figures["cpu_first"], figures["cpu_steady"], figures["cpu_month"] = cpu
+            figures.update(eval_command(path, workload.last))
             for name, profiler in profilers.items():
                 profiler.dump_stats(f"{profile}.{name}")
         finally:
             app.stop()
             server.close()
     return figures
+
+
+def eval_command(config_path: Path, last: int) -> dict[str, Any]:
+    """Run ``monitor eval --at <the last month> --format json`` on the daemon's store, as
+    a user would, in a process of its own; return its wall and CPU seconds and peak RSS
+    (the JSON goes to /dev/null, after it was written)."""
+    at = yyyymm(last)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "monitor", "eval", "--config",
+                           str(config_path), "--at", f"{at[:4]}-{at[4:]}", "--format", "json"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          check=False, cwd=Path(__file__).resolve().parents[1])
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:  # 1: a rule failed to evaluate
+        raise SystemExit(f"monitor eval failed ({done.returncode}): {done.stderr[-500:]}")
+    return {"eval": elapsed,
+            "eval_cpu": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+            "eval_rss": after.ru_maxrss / 1024}
 
 
 def _postgres_database() -> tuple[str, str]:
@@ -564,6 +587,8 @@ def main() -> None:
               f"{f['firing']:>9,}{f['messages']:>6}{f['rss']:>9,.0f}", flush=True)
         print(f"{'':<21}CPU s: first {f['cpu_first']:.2f}, steady {f['cpu_steady']:.2f}, "
               f"new month {f['cpu_month']:.2f}", flush=True)
+        print(f"{'':<21}monitor eval --format json, whole process: {f['eval']:.2f} s "
+              f"(CPU {f['eval_cpu']:.2f} s), peak RSS {f['eval_rss']:,.0f} MB", flush=True)
         if profile:
             print(f"  peak RSS after the ingest {f['rss_ingest']:,.0f} MB, after the first "
                   f"cycle {f['rss_first']:,.0f} MB, after the month's poll "

@@ -112,8 +112,9 @@ def detail(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet
     kind = ind.headline_kind
     value = float(h.value[i])
     one = _one_row(m, i)
-    spc = _spc(one)
-    points = _points(m, i, one, h, spc)
+    chart = _row_chart(m, i)
+    spc = chart.result if chart is not None else _spc(one)
+    points = _points(m, i, one, h, spc, chart)
     parts, rank_facts = comment(m, i, matrices, ruleset)
     year = target_year(m)
     return SeriesDetail(
@@ -130,9 +131,9 @@ def detail(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet
         # The headline period's point, as the spc condition judges it: a series without
         # data there shows no signal (stats: a missing point cannot be special).
         spc_icon=points[-1].variation if points else "common_cause", points=points,
-        mean=_num(spc.mean[0]) if spc is not None else None,
-        upper=_num(spc.upper[0]) if spc is not None else None,
-        lower=_num(spc.lower[0]) if spc is not None else None,
+        mean=_num(spc.mean[chart.row if chart else 0]) if spc is not None else None,
+        upper=_num(spc.upper[chart.row if chart else 0]) if spc is not None else None,
+        lower=_num(spc.lower[chart.row if chart else 0]) if spc is not None else None,
         assurance=_assurance(points, ind.direction),
     )
 
@@ -168,6 +169,56 @@ def spc_icons(m: Matrix) -> npt.NDArray[np.str_]:
     return stats.spc_icon(result, end)
 
 
+@dataclass(frozen=True)
+class _MatrixChart:
+    """The XmR chart of every series of a matrix and what each point reads of it."""
+
+    result: stats.SpcResult
+    mean: FloatArray  # per point, (n_series, n_periods): stats.point_limits
+    lower: FloatArray
+    upper: FloatArray
+    categories: npt.NDArray[np.str_]  # stats.spc_categories
+    last: npt.NDArray[np.intp]  # each series' last column with a value (-1: none)
+    present: npt.NDArray[np.intp]  # how many columns to the chart's end have a value
+
+
+@dataclass(frozen=True)
+class _RowChart:
+    result: stats.SpcResult  # the matrix's chart: row ``row`` is the series'
+    row: int
+    whole: _MatrixChart
+
+
+def _matrix_chart(m: Matrix) -> _MatrixChart | None:
+    """The chart of every series at once (``conditions.spc_for``: the one the ``spc``
+    condition judged), with its point limits and categories: once per matrix."""
+
+    def make() -> _MatrixChart | None:
+        end = m.last_column()
+        if end < 1:
+            return None
+        result, _ = conditions.spc_for(m)
+        data = ~np.isnan(m.per_period()[:, :end + 1])
+        last = np.where(data.any(axis=1), end - np.argmax(data[:, ::-1], axis=1), -1)
+        mean, lower, upper = stats.point_limits(result)
+        return _MatrixChart(result, mean, lower, upper, stats.spc_categories(result),
+                            last, np.count_nonzero(data, axis=1))
+
+    return _memo(m, ("matrix chart",), make)
+
+
+def _row_chart(m: Matrix, i: int) -> _RowChart | None:
+    """Row ``i``'s chart read from the matrix's, when that is the chart of the row alone:
+    the row has a value in the matrix's last column (a row ending earlier is charted to
+    its own last column, where re-basing breaks and the latest segment can differ, so
+    :func:`_spc` charts it alone) and at least two values. None otherwise."""
+    whole = _matrix_chart(m)
+    if whole is None or whole.last[i] != whole.result.special.shape[1] - 1 \
+            or whole.present[i] < 2:
+        return None
+    return _RowChart(whole.result, i, whole)
+
+
 def _spc(one: Matrix) -> stats.SpcResult | None:
     """Return the XmR chart of a one-series matrix, as the ``spc`` condition computes it
     (None when it has fewer than two periods with data)."""
@@ -178,10 +229,11 @@ def _spc(one: Matrix) -> stats.SpcResult | None:
     return result
 
 
-def _points(m: Matrix, i: int, one: Matrix, h: Headline, spc: stats.SpcResult | None
-            ) -> tuple[SeriesPoint, ...]:
+def _points(m: Matrix, i: int, one: Matrix, h: Headline, spc: stats.SpcResult | None,
+            row_chart: _RowChart | None = None) -> tuple[SeriesPoint, ...]:
     """Return the periods of series ``i`` of ``m`` (``one``: that row alone) from its
-    first value to the headline period.
+    first value to the headline period; ``spc`` is the row's chart: the matrix's
+    (``row_chart``: row ``row_chart.row`` of it) or, for a row ending early, its own.
 
     Steps: 1. each period's own value (``per_period``: rates scaled, as SPC reads them);
     2. the headline window's level ending there and the target as a level (every row's,
@@ -219,11 +271,19 @@ def _points(m: Matrix, i: int, one: Matrix, h: Headline, spc: stats.SpcResult | 
         charted = max(0, min(end + 1, spc.special.shape[1]) - first)
         rest = len(value_list) - charted
         chart = slice(first, first + charted)
-        point_mean, point_lower, point_upper = stats.point_limits(spc)
-        mean, lower, upper = (arr[0, chart].tolist() + [None] * rest
+        if row_chart is not None:  # the matrix's chart, computed once for every row
+            row = row_chart.row
+            point_mean, point_lower, point_upper = (row_chart.whole.mean, row_chart.whole.lower,
+                                                    row_chart.whole.upper)
+            point_categories = row_chart.whole.categories
+        else:
+            row = 0
+            point_mean, point_lower, point_upper = stats.point_limits(spc)
+            point_categories = stats.spc_categories(spc)
+        mean, lower, upper = (arr[row, chart].tolist() + [None] * rest
                               for arr in (point_mean, point_lower, point_upper))
-        categories = stats.spc_categories(spc)[0, chart].tolist() + ["common_cause"] * rest
-        special = spc.special[0, chart].tolist() + [0] * rest
+        categories = point_categories[row, chart].tolist() + ["common_cause"] * rest
+        special = spc.special[row, chart].tolist() + [0] * rest
     columns = _columns(m, end)[span]
     out = []
     for k, (period, period_label) in enumerate(columns):
