@@ -178,12 +178,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
               if r.state in (AlertState.FIRING, AlertState.PENDING)
               and r.group == sourcehealth.GROUP]
     if args.format == "json":
-        json.dump({"at": args.at, "scorecard": [_row_json(r) for r in rows],
-                   "alerts": [_alert_json(a) for a in alerts],
-                   "sources_unhealthy": sorted(result.unhealthy),
-                   "alerts_held": result.held,
-                   "errors": result.errors}, sys.stdout, indent=2)
-        print()
+        write_json_lines({"at": args.at, "scorecard": [_row_json(r) for r in rows],
+                          "alerts": [_alert_json(a) for a in alerts],
+                          "sources_unhealthy": sorted(result.unhealthy),
+                          "alerts_held": result.held,
+                          "errors": result.errors}, sys.stdout)
     else:
         print_scorecard(rows, sys.stdout)
         print()
@@ -200,6 +199,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for rule, error in result.errors.items():
             print(f"  rule {rule} failed: {one_line(error)}")
     return 1 if result.errors else 0
+
+
+def write_json_lines(document: dict[str, Any], out: TextIO) -> None:
+    """Write ``document`` as JSON with each key on a line of its own and each element
+    of a list value on a line of its own (one scorecard row, one alert per line: easy to
+    read, grep and diff). Each line is encoded by json's C encoder: ``indent`` would
+    take the pure-Python one, which needs about a minute for 100,000 rows."""
+    out.write("{\n")
+    for k, (key, value) in enumerate(document.items()):
+        out.write(f"  {json.dumps(key)}: ")
+        if isinstance(value, list) and value:
+            out.write("[\n    ")
+            out.write(",\n    ".join(json.dumps(item) for item in value))
+            out.write("\n  ]")
+        else:
+            out.write(json.dumps(value))
+        out.write(",\n" if k < len(document) - 1 else "\n")
+    out.write("}\n")
 
 
 def _label_text(labels: dict[str, str]) -> str:

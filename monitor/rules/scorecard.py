@@ -11,8 +11,9 @@ over its own window (``for May–July 2008``, ``in 2007``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
@@ -91,19 +92,24 @@ def subject_rows(m: Matrix, ruleset: RuleSet) -> list[int]:
 
 def rows(matrices: Mapping[str, Matrix], ruleset: RuleSet) -> list[SeriesDetail]:
     """Return every scorecard row."""
-    out = []
+    out: list[SeriesDetail] = []
     for ind in reported(ruleset):
         m = matrices.get(ind.id)
         if m is None:
             continue
-        for i in subject_rows(m, ruleset):
-            out.append(detail(m, i, matrices, ruleset))
+        judged = [detail(m, i, matrices, ruleset, judge=False)
+                  for i in subject_rows(m, ruleset)]
+        verdicts = _assurances([row.last_point for row in judged], ind.direction)
+        out.extend(replace(row, assurance=str(verdict))
+                   for row, verdict in zip(judged, verdicts, strict=True))
     return out
 
 
-def detail(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet
-           ) -> SeriesDetail:
-    """Return everything the scorecard row, the series page and the API show for row ``i``."""
+def detail(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet,
+           *, judge: bool = True) -> SeriesDetail:
+    """Return everything the scorecard row, the series page and the API show for row ``i``
+    (``judge=False``: without its SPC assurance, which :func:`rows` judges for every row
+    of the matrix at once)."""
     from monitor.rules.engine import indicator_info
 
     ind = m.indicator
@@ -114,7 +120,7 @@ def detail(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet
     one = _one_row(m, i)
     chart = _row_chart(m, i)
     spc = chart.result if chart is not None else _spc(one)
-    points = _points(m, i, one, h, spc, chart)
+    last = _points(m, i, one, h, spc, chart, last_only=True)
     parts, rank_facts = comment(m, i, matrices, ruleset)
     year = target_year(m)
     return SeriesDetail(
@@ -130,11 +136,17 @@ def detail(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet
         comment_parts=tuple(parts),
         # The headline period's point, as the spc condition judges it: a series without
         # data there shows no signal (stats: a missing point cannot be special).
-        spc_icon=points[-1].variation if points else "common_cause", points=points,
+        spc_icon=last[-1].variation if last else "common_cause",
+        # Every point is built when first read: the scorecard page's sparklines, the
+        # series page, the pack and the workbook read them; /metrics, digests and
+        # `monitor eval` do not.
+        points_of=partial(_points, m, i, one, h, spc, chart),
+        last_point=last[-1] if last else None,
         mean=_num(spc.mean[chart.row if chart else 0]) if spc is not None else None,
         upper=_num(spc.upper[chart.row if chart else 0]) if spc is not None else None,
         lower=_num(spc.lower[chart.row if chart else 0]) if spc is not None else None,
-        assurance=_assurance(points, ind.direction),
+        assurance=str(_assurances([last[-1] if last else None], ind.direction)[0])
+        if judge else "none",
     )
 
 
@@ -144,15 +156,16 @@ class _PointLimits:
     lower: npt.NDArray[np.float64]
 
 
-def _assurance(points: tuple[SeriesPoint, ...], direction: str) -> str:
-    """Return the SPC assurance of the headline period: its target against the limits of
-    its segment (``stats.assurance``); ``none`` without a target or limits."""
-    last = points[-1] if points else None
-    if last is None or last.target is None or last.upper is None or last.lower is None:
-        return "none"
+def _assurances(lasts: Sequence[SeriesPoint | None], direction: str) -> npt.NDArray[np.str_]:
+    """Return, per row, the SPC assurance of its headline period: the target against the
+    limits of its segment (``stats.assurance``); ``none`` without a target or limits."""
+    def column(name: str) -> npt.NDArray[np.float64]:
+        values = [getattr(p, name) if p is not None else None for p in lasts]
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
     sign = {"up": 1, "down": -1}.get(direction, 0)
-    limits = _PointLimits(np.array([last.upper]), np.array([last.lower]))
-    return str(stats.assurance(limits, [last.target], [sign])[0])
+    return stats.assurance(_PointLimits(column("upper"), column("lower")), column("target"),
+                           sign)
 
 
 def spc_icons(m: Matrix) -> npt.NDArray[np.str_]:
@@ -171,13 +184,9 @@ def spc_icons(m: Matrix) -> npt.NDArray[np.str_]:
 
 @dataclass(frozen=True)
 class _MatrixChart:
-    """The XmR chart of every series of a matrix and what each point reads of it."""
+    """The XmR chart of every series of a matrix, and which rows it charts as alone."""
 
     result: stats.SpcResult
-    mean: FloatArray  # per point, (n_series, n_periods): stats.point_limits
-    lower: FloatArray
-    upper: FloatArray
-    categories: npt.NDArray[np.str_]  # stats.spc_categories
     last: npt.NDArray[np.intp]  # each series' last column with a value (-1: none)
     present: npt.NDArray[np.intp]  # how many columns to the chart's end have a value
 
@@ -186,12 +195,11 @@ class _MatrixChart:
 class _RowChart:
     result: stats.SpcResult  # the matrix's chart: row ``row`` is the series'
     row: int
-    whole: _MatrixChart
 
 
 def _matrix_chart(m: Matrix) -> _MatrixChart | None:
     """The chart of every series at once (``conditions.spc_for``: the one the ``spc``
-    condition judged), with its point limits and categories: once per matrix."""
+    condition judged): once per matrix."""
 
     def make() -> _MatrixChart | None:
         end = m.last_column()
@@ -200,9 +208,7 @@ def _matrix_chart(m: Matrix) -> _MatrixChart | None:
         result, _ = conditions.spc_for(m)
         data = ~np.isnan(m.per_period()[:, :end + 1])
         last = np.where(data.any(axis=1), end - np.argmax(data[:, ::-1], axis=1), -1)
-        mean, lower, upper = stats.point_limits(result)
-        return _MatrixChart(result, mean, lower, upper, stats.spc_categories(result),
-                            last, np.count_nonzero(data, axis=1))
+        return _MatrixChart(result, last, np.count_nonzero(data, axis=1))
 
     return _memo(m, ("matrix chart",), make)
 
@@ -216,7 +222,7 @@ def _row_chart(m: Matrix, i: int) -> _RowChart | None:
     if whole is None or whole.last[i] != whole.result.special.shape[1] - 1 \
             or whole.present[i] < 2:
         return None
-    return _RowChart(whole.result, i, whole)
+    return _RowChart(whole.result, i)
 
 
 def _spc(one: Matrix) -> stats.SpcResult | None:
@@ -230,10 +236,12 @@ def _spc(one: Matrix) -> stats.SpcResult | None:
 
 
 def _points(m: Matrix, i: int, one: Matrix, h: Headline, spc: stats.SpcResult | None,
-            row_chart: _RowChart | None = None) -> tuple[SeriesPoint, ...]:
+            row_chart: _RowChart | None = None, last_only: bool = False
+            ) -> tuple[SeriesPoint, ...]:
     """Return the periods of series ``i`` of ``m`` (``one``: that row alone) from its
     first value to the headline period; ``spc`` is the row's chart: the matrix's
     (``row_chart``: row ``row_chart.row`` of it) or, for a row ending early, its own.
+    ``last_only``: the headline period's point alone, built as the whole list builds it.
 
     Steps: 1. each period's own value (``per_period``: rates scaled, as SPC reads them);
     2. the headline window's level ending there and the target as a level (every row's,
@@ -251,7 +259,7 @@ def _points(m: Matrix, i: int, one: Matrix, h: Headline, spc: stats.SpcResult | 
         return ()
     n_level = h.n if not ind.year_to_date else ind.window
     spread = n_level if _adds_up(one) else 1
-    first = int(present[0])
+    first = end if last_only else int(present[0])
     span = slice(first, end + 1)
     levels, level_targets = _levels(m, end, n_level, h.n)
     value_list = values[span].tolist()
@@ -271,22 +279,20 @@ def _points(m: Matrix, i: int, one: Matrix, h: Headline, spc: stats.SpcResult | 
         charted = max(0, min(end + 1, spc.special.shape[1]) - first)
         rest = len(value_list) - charted
         chart = slice(first, first + charted)
-        if row_chart is not None:  # the matrix's chart, computed once for every row
-            row = row_chart.row
-            point_mean, point_lower, point_upper = (row_chart.whole.mean, row_chart.whole.lower,
-                                                    row_chart.whole.upper)
-            point_categories = row_chart.whole.categories
-        else:
-            row = 0
-            point_mean, point_lower, point_upper = stats.point_limits(spc)
-            point_categories = stats.spc_categories(spc)
-        mean, lower, upper = (arr[row, chart].tolist() + [None] * rest
+        # The matrix's chart (computed once for every row), read at this row; or the
+        # row's own chart (one row).
+        row = row_chart.row if row_chart is not None else 0
+        rows = slice(row, row + 1)
+        point_mean, point_lower, point_upper = stats.point_limits(spc, rows)
+        mean, lower, upper = (arr[0, chart].tolist() + [None] * rest
                               for arr in (point_mean, point_lower, point_upper))
-        categories = point_categories[row, chart].tolist() + ["common_cause"] * rest
+        categories = stats.spc_categories(spc, rows)[0, chart].tolist() + \
+            ["common_cause"] * rest
         special = spc.special[row, chart].tolist() + [0] * rest
     columns = _columns(m, end)[span]
     out = []
-    for k, (period, period_label) in enumerate(columns):
+    for k in range(len(columns) - 1 if last_only else 0, len(columns)):
+        period, period_label = columns[k]
         level_target = _num(target_list[k])
         out.append(SeriesPoint(
             period=period, period_text=period_label, value=_num(value_list[k]),
@@ -321,8 +327,6 @@ def _adds_up(m: Matrix) -> bool:
 
 
 def _one_row(m: Matrix, i: int) -> Matrix:
-    from dataclasses import replace
-
     return replace(m, labels=[m.labels[i]], values=m.values[i:i + 1],
                    denominators=None if m.denominators is None else m.denominators[i:i + 1],
                    provisional=None if m.provisional is None else m.provisional[i:i + 1],

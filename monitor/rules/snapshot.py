@@ -9,9 +9,10 @@ read side shows these as published and computes nothing of its own.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
-from typing import overload
+from functools import cached_property
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -157,7 +158,6 @@ class SeriesDetail:
     status: Status
     comment: str  # the generated analyst's comment
     spc_icon: str  # common_cause | improvement_high | concern_low | …
-    points: tuple[SeriesPoint, ...] = ()
     mean: float | None = None  # SPC centre line of the latest segment
     upper: float | None = None  # its process limits
     lower: float | None = None
@@ -170,6 +170,28 @@ class SeriesDetail:
     # target is beyond the limits on the good side), ``fail`` (on the bad side),
     # ``hit_and_miss`` (within them), ``none`` (no target, no limits or neutral).
     assurance: str = "none"
+    # ``points`` are made when first read, by ``points_of`` (most readers of a scorecard
+    # row never read them); ``last_point`` is the headline period's, made at once.
+    points_of: Callable[[], tuple[SeriesPoint, ...]] = field(default=tuple, repr=False,
+                                                             compare=False)
+    last_point: SeriesPoint | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def points(self) -> tuple[SeriesPoint, ...]:
+        """Every period from the series' first value to the headline period."""
+        return self.points_of()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SeriesDetail):
+            return NotImplemented
+        return all(getattr(self, f.name) == getattr(other, f.name)
+                   for f in fields(self) if f.compare) and self.points == other.points
+
+    __hash__ = None  # type: ignore[assignment]  # labels are a dict: never hashable
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to the workbook's process) with its points made, not their maker."""
+        return {**self.__dict__, "points": self.points, "points_of": tuple}
 
     @property
     def sparkline(self) -> tuple[SeriesPoint, ...]:
@@ -179,7 +201,7 @@ class SeriesDetail:
     @property
     def provisional(self) -> bool:
         """True when the latest point is provisional."""
-        return bool(self.points) and self.points[-1].provisional
+        return self.last_point is not None and self.last_point.provisional
 
 
 @dataclass(frozen=True)

@@ -892,8 +892,9 @@ def _categories(variation: Int8Array, side: Int8Array) -> StrArray:
     return np.where(kind == "common_cause", kind, np.char.add(kind, suffix)).astype(np.str_)
 
 
-def spc_categories(result: SpcResult) -> StrArray:
-    """Return the NHS variation category of every point, shape (n_series, n_periods).
+def spc_categories(result: SpcResult, rows: slice = slice(None)) -> StrArray:
+    """Return the NHS variation category of every point, shape (n_series, n_periods)
+    (of the series ``rows`` selects: one row's chart out of a matrix's).
 
     One of ``common_cause``, ``improvement_high``, ``improvement_low``,
     ``concern_high``, ``concern_low``, ``neither_high``, ``neither_low``: the
@@ -901,7 +902,7 @@ def spc_categories(result: SpcResult) -> StrArray:
     trend's direction, otherwise the side of its segment's mean). A missing
     point is ``common_cause``: it cannot be special.
     """
-    return _categories(result.variation, result.side)
+    return _categories(result.variation[rows], result.side[rows])
 
 
 def spc_icon(result: SpcResult, column: int = -1) -> StrArray:
@@ -912,20 +913,22 @@ def spc_icon(result: SpcResult, column: int = -1) -> StrArray:
     return _categories(result.variation[:, column], result.side[:, column])
 
 
-def point_limits(result: SpcResult) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Return ``(mean, lower, upper)`` for every point, each shaped (n_series, n_periods).
+def point_limits(result: SpcResult, rows: slice = slice(None)
+                 ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Return ``(mean, lower, upper)`` for every point, each shaped (n_series, n_periods)
+    (of the series ``rows`` selects).
 
     Each point carries the limits of the segment it lies in, so a chart re-based at
     a known change steps from one segment's limits to the next one's.
     """
-    n_series, n_periods = result.special.shape
+    n_series, n_periods = result.special[rows].shape
     mean = np.full((n_series, n_periods), np.nan)
     lower = np.full((n_series, n_periods), np.nan)
     upper = np.full((n_series, n_periods), np.nan)
     for s in result.segments:
-        mean[:, s.start : s.stop] = s.mean[:, None]
-        lower[:, s.start : s.stop] = s.lower[:, None]
-        upper[:, s.start : s.stop] = s.upper[:, None]
+        mean[:, s.start : s.stop] = s.mean[rows, None]
+        lower[:, s.start : s.stop] = s.lower[rows, None]
+        upper[:, s.start : s.stop] = s.upper[rows, None]
     return mean, lower, upper
 
 

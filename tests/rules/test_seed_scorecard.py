@@ -263,7 +263,7 @@ def test_the_ranked_last_alert_names_its_window(evaluation: Evaluation) -> None:
 
 
 @pytest.fixture(scope="module")
-def eval_json(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def eval_text(tmp_path_factory: pytest.TempPathFactory) -> str:
     """What ``monitor eval --at 2008-07 --format json --poll`` prints on the example's
     config, run from the repository with its store in a temporary folder."""
     store = tmp_path_factory.mktemp("eval") / "monitor.db"
@@ -276,8 +276,26 @@ def eval_json(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                          "json", "--poll"], clock=FixedClock(datetime(2026, 12, 5, tzinfo=UTC)))
     assert code == 0, out.getvalue()
     start = out.getvalue().index("{\n")  # after the poll's progress lines
-    printed: dict[str, Any] = json.loads(out.getvalue()[start:])
+    return out.getvalue()[start:]
+
+
+@pytest.fixture(scope="module")
+def eval_json(eval_text: str) -> dict[str, Any]:
+    printed: dict[str, Any] = json.loads(eval_text)
     return printed
+
+
+def test_monitor_eval_json_puts_each_row_and_alert_on_a_line_of_its_own(
+        eval_text: str, eval_json: dict[str, Any]) -> None:
+    # One row a line: `grep victim_satisfaction` finds the whole row, and a diff of two
+    # months' output shows the rows that changed.
+    lines = eval_text.splitlines()
+    rows = [json.loads(line.strip().rstrip(",")) for line in lines
+            if line.startswith('    {"indicator": ')]
+    alerts = [json.loads(line.strip().rstrip(",")) for line in lines
+              if line.startswith('    {"alertname": ')]
+    assert rows == eval_json["scorecard"] and len(rows) == len(SEED)
+    assert alerts == eval_json["alerts"] and alerts
 
 
 @pytest.mark.parametrize("seed", [pytest.param(r, id=r.seed) for r in SEED])
