@@ -160,6 +160,22 @@ def test_transitions_claimed_in_several_batches_reach_each_group_in_one_message(
     assert len(payloads(hook)) == 2
 
 
+def test_alerts_claimed_by_a_process_killed_between_two_batches_are_sent_after_restart(
+        store: Store, hook: LoopbackReceiver) -> None:
+    config = notify_config([ops(hook)])
+    killed = make_notifier(store, config, claim_batch=4)
+    for i in range(6):
+        record(store, f"b{i}", "firing", T0, float(i))
+    killed._process_batch(T0)  # the first batch claimed and committed; then the kill
+    assert len(payloads(hook)) == 0
+    restarted = make_notifier(store, config, claim_batch=4, instance="restarted")
+    assert restarted.process_transitions().claimed == 2
+    restarted.dispatch()
+    [message] = payloads(hook)
+    assert sorted(a["labels"]["borough"] for a in message["alerts"]) == \
+        [f"b{i}" for i in range(6)]
+
+
 def test_a_digest_lists_only_what_changed_since_the_last_one(store: Store,
                                                              tmp_path: Any) -> None:
     path = tmp_path / "digest.log"
