@@ -361,21 +361,31 @@ class RuleService:
         On a cluster: the rule groups of the shards held, and the source-health alerts
         when their group's shard is held. When the shards held changed, the stored
         alert records are read again first, so a group taken over carries on with the
-        state and `for` timers its previous owner saved; they are also read again every
-        ``CLUSTER_RECORDS_REFRESH`` seconds, so this replica's pages and API show the
-        other replicas' alerts too.
+        state and `for` timers its previous owner saved. Every
+        ``CLUSTER_RECORDS_REFRESH`` seconds the records of the groups other replicas hold
+        are read again, so this replica's pages and API show their alerts too; those of
+        the groups it holds are the ones it saved itself and are kept as they are (a
+        replica holding every shard reads none, and its rules' alerts stay in step).
         """
         if self.partition is None:
             return None, None, True
         assert self.evaluator is not None
         ruleset = self.evaluator.ruleset
         ownership = self.partition.ownership()
-        stale = time.monotonic() - self._records_read >= CLUSTER_RECORDS_REFRESH
-        if ownership.epochs != self._epochs or stale:
+        if ownership.epochs != self._epochs:
             stored = self._read_records()
             self.records = {**carry_over(stored, ruleset),
                             **sourcehealth.health_records(stored)}
             self._epochs = dict(ownership.epochs)
+            self._records_read = time.monotonic()
+        elif time.monotonic() - self._records_read >= CLUSTER_RECORDS_REFRESH:
+            groups = {r.group for r in ruleset.rules} | {sourcehealth.GROUP}
+            stored = self.store.alerts.load(
+                {g for g in groups if not ownership.owns(group_key(g))})
+            self.records = {**carry_over(stored, ruleset),
+                            **sourcehealth.health_records(stored),
+                            **{k: r for k, r in self.records.items()
+                               if ownership.owns(group_key(r.group))}}
             self._records_read = time.monotonic()
         rules = [r for r in ruleset.rules if ownership.owns(group_key(r.group))]
         return (rules, self.partition.guard(ownership),

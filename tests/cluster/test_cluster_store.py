@@ -16,6 +16,7 @@ from monitor.alerts.state import AlertRecord
 from monitor.clock import FixedClock
 from monitor.cluster import ClusterMember, ClusterSettings, assign, group_key, shard_of
 from monitor.model import AlertState, Observation, labels_of, month
+from monitor.rules import service
 from monitor.rules.service import RuleService
 from monitor.store import Store, open_store
 from monitor.store.cluster import ClusterError, LeaseLostError, NamesakeError
@@ -199,3 +200,29 @@ def test_a_rule_group_taken_over_carries_on_with_its_for_timer(store: Store,
     assert fired.state is AlertState.FIRING  # the second evaluation, counted across owners
     assert [t["to_state"] for t in reversed(store.alerts.transitions())] == \
         ["pending", "firing"]
+
+
+def test_a_replica_shows_the_alerts_of_groups_another_replica_evaluates(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service, "CLUSTER_RECORDS_REFRESH", 0.0)  # refresh every cycle
+    (tmp_path / "rules.yaml").write_text(RULES)
+    clock = FixedClock(datetime(2024, 7, 15, tzinfo=UTC))
+    store.observations.ingest("kpi", [
+        Observation("load", labels_of({"area": "a0"}), month(f"2024-0{m}"), 150.0)
+        for m in range(1, 7)], now=clock.now())
+    a, b = member(store, "a"), member(store, "b")
+    a.join()
+    b.join()  # a holds every shard: b evaluates nothing, and shows what a decided
+    owner = RuleService(store, [str(tmp_path)], clock, CollectorRegistry(), partition=a)
+    viewer = RuleService(store, [str(tmp_path)], clock, CollectorRegistry(), partition=b)
+    owner.load()
+    viewer.load()
+    owner.evaluate()
+    viewer.evaluate()
+    assert [r.state for r in viewer.records.values()] == [AlertState.PENDING]
+    for _ in range(2):
+        clock.advance(timedelta(minutes=1))
+        owner.evaluate()
+        assert viewer.evaluate().changed == []
+        assert [r.state for r in owner.records.values()] == [AlertState.FIRING]
+        assert viewer.records == owner.records == store.alerts.load()
