@@ -114,7 +114,7 @@ class RuleService:
         self.overrun: Overrun | None = None
         self.partition = partition  # None: this process evaluates every rule group
         self._epochs: dict[int, int] | None = None  # shards held when records were read
-        self._records_read = 0.0  # time.monotonic() of that read
+        self._records_read: datetime | None = None  # the clock's time of that read
         self.paths = list(paths)
         self.clock = clock
         self.metrics = RuleMetrics(registry)
@@ -377,8 +377,8 @@ class RuleService:
             self.records = {**carry_over(stored, ruleset),
                             **sourcehealth.health_records(stored)}
             self._epochs = dict(ownership.epochs)
-            self._records_read = time.monotonic()
-        elif time.monotonic() - self._records_read >= CLUSTER_RECORDS_REFRESH:
+            self._records_read = self.clock.now()
+        elif self._refresh_due(self.clock.now()):
             groups = {r.group for r in ruleset.rules} | {sourcehealth.GROUP}
             stored = self.store.alerts.load(
                 {g for g in groups if not ownership.owns(group_key(g))})
@@ -386,10 +386,18 @@ class RuleService:
                             **sourcehealth.health_records(stored),
                             **{k: r for k, r in self.records.items()
                                if ownership.owns(group_key(r.group))}}
-            self._records_read = time.monotonic()
+            self._records_read = self.clock.now()
         rules = [r for r in ruleset.rules if ownership.owns(group_key(r.group))]
         return (rules, self.partition.guard(ownership),
                 ownership.owns(group_key(sourcehealth.GROUP)))
+
+    def _refresh_due(self, now: datetime) -> bool:
+        """True when the other replicas' alerts were read ``CLUSTER_RECORDS_REFRESH``
+        seconds ago or more (or the clock went back since)."""
+        if self._records_read is None:
+            return True
+        elapsed = (now - self._records_read).total_seconds()
+        return elapsed >= CLUSTER_RECORDS_REFRESH or elapsed < 0
 
     # --- what the HTTP layer reads ----------------------------------------------------
 
