@@ -3,12 +3,17 @@ delivers it.
 
     transitions (store) ──claim──▶ notifier's alerts ──pipeline──▶ outbox + log ──▶ lanes
 
-:meth:`Notifier.process_transitions` is one transaction: claim every unclaimed
-transition, update the notifier's view of each alert, run the pipeline and commit its
-messages and notification-log entries together. A crash before the commit leaves the
-transitions unclaimed for the next run; a crash after it leaves messages in the
-outbox for the dispatcher. :meth:`flush` runs the pipeline without claiming (group
-timers, silences that ended), :meth:`dispatch` delivers what is due.
+:meth:`Notifier.process_transitions` claims every unclaimed transition, updates the
+notifier's view of each alert, runs the pipeline and commits its messages and
+notification-log entries with the last claim. More transitions than one claim holds
+(``CLAIM_BATCH``) are claimed in several transactions, each saving its alerts, and the
+pipeline runs once, over all of them: the transitions of one cycle reach a new group's
+first message together. A crash before a commit leaves those transitions unclaimed for
+the next run; a crash after a claim that ran no pipeline leaves its alerts in the
+notifier's table, which a new process's first run (over every group) routes; a crash
+after the last commit leaves messages in the outbox for the dispatcher. :meth:`flush`
+runs the pipeline without claiming (group timers, silences that ended),
+:meth:`dispatch` delivers what is due.
 """
 
 from __future__ import annotations
@@ -73,7 +78,7 @@ log = get_logger(__name__)
 MAX_IDLE_FLUSH = 30.0  # look at least this often (silences end, time intervals)
 PRUNE_EVERY = 3600.0  # forget history older than notify.history_retention this often
 RUN_KEY = "notify:last_run"  # monitor_meta: who ran the pipeline last
-CLAIM_BATCH = 100_000  # transitions claimed per transaction: bounds the memory of one
+CLAIM_BATCH = 100_000  # transitions claimed per transaction: bounds the memory of a claim
 
 
 @dataclass(frozen=True)
@@ -131,8 +136,10 @@ class Notifier:
                  status_provider: StatusProvider | None = None,
                  rng: random.Random | None = None,
                  new_id: Callable[[], str] = new_message_id,
-                 owns_digest: Callable[[str], bool] | None = None) -> None:
+                 owns_digest: Callable[[str], bool] | None = None,
+                 claim_batch: int = CLAIM_BATCH) -> None:
         self.store = store
+        self.claim_batch = claim_batch  # transitions claimed per transaction
         self.notify_store = store.notify
         # On a cluster every replica schedules the digests and one sends each.
         self.owns_digest = owns_digest
@@ -163,6 +170,10 @@ class Notifier:
         # a run over some groups takes its alerts from here, not from the table. Valid
         # while no other process ran the pipeline since (such a run is whole: ``_whole``).
         self._held: dict[str, NotifyAlert] | None = None
+        # Alerts changed by transitions claimed and committed, that no pipeline run has
+        # routed yet: the earlier batches of a claim too large for one transaction (or
+        # of one whose run failed). The next run routes them with its own.
+        self._unrouted: dict[str, NotifyAlert] = {}
 
     # --- configuration ---------------------------------------------------------------
 
@@ -209,30 +220,49 @@ class Notifier:
     def process_transitions(self, now: datetime | None = None, saved: Saved | None = None
                             ) -> FlushResult:
         """Claim new transitions and, when any arrived or a group timer is due, run the
-        pipeline — one transaction per ``CLAIM_BATCH`` transitions, until none is left.
-        Returns what it did, summed over the batches.
+        pipeline once over all of them. Returns what it did.
+
+        The claim takes one transaction per ``claim_batch`` transitions (bounding the
+        memory of each); a full batch commits its claim and the notifier's alerts, and
+        the next one claims on. The last batch runs the pipeline over the alerts of every
+        batch, so the transitions of one cycle are routed together: a group gets them in
+        one message, not its first batch's now and the rest a ``group_interval`` later.
 
         ``saved``: what this process's rule service just wrote. The claim is made in the
         store as always (replicas stay exactly-once), but a claimed row among those is
         taken from memory instead of being decoded again."""
         now = self._now(now)
-        result = self._process_batch(now, saved)
-        total = result
-        while result.claimed >= CLAIM_BATCH:
+        claimed = 0
+        while True:
             result = self._process_batch(now, saved)
-            total = replace(total, claimed=total.claimed + result.claimed,
-                            groups_sent=total.groups_sent + result.groups_sent,
-                            messages=total.messages + result.messages,
-                            removed=total.removed + result.removed,
-                            next_due=result.next_due, ran=total.ran or result.ran,
-                            trace=total.trace + result.trace,
-                            enqueued=total.enqueued + result.enqueued)
-        return total
+            claimed += result.claimed
+            if result.claimed < self.claim_batch:
+                return replace(result, claimed=claimed)
 
     def _process_batch(self, now: datetime, saved: Saved | None = None) -> FlushResult:
-        with self._lock, self.notify_store.transaction(
+        """Claim one batch; run the pipeline unless the batch was full (see
+        :meth:`process_transitions`)."""
+        with self._lock:
+            claimed, changed, result = self._claim_and_run(now, saved)
+            if claimed >= self.claim_batch:  # committed: the next batch routes them
+                self._unrouted.update(changed)
+            elif result is not None:
+                self._unrouted = {}  # routed by this run, which committed
+        if result is None:
+            return FlushResult(claimed=claimed, next_due=self._next_due, ran=False)
+        result = replace(result, claimed=claimed)
+        self._after(result)
+        return result
+
+    def _claim_and_run(self, now: datetime, saved: Saved | None
+                       ) -> tuple[int, dict[str, NotifyAlert], FlushResult | None]:
+        """One transaction: claim a batch, save the alerts it changes and, unless the
+        batch was full, run the pipeline over them and the unrouted ones when any
+        changed or a timer is due. Return how many transitions it claimed, the alerts
+        they changed and what the run did (None: no run)."""
+        with self.notify_store.transaction(
                 saved.codec if saved is not None else None) as tx:
-            events = tx.claim_transitions(self.instance, now, CLAIM_BATCH,
+            events = tx.claim_transitions(self.instance, now, self.claim_batch,
                                           saved.transitions if saved is not None else None)
             notifiable = [e for e in events if e.notifiable]
             changed: dict[str, NotifyAlert] = {}
@@ -243,12 +273,10 @@ class Notifier:
                 tx.save_alerts(list(changed.values()))
             if events:
                 self.metrics.transitions.inc(len(events))
-            if not notifiable and not self._due(now):
-                return FlushResult(claimed=len(events), next_due=self._next_due, ran=False)
-            result = self._run(tx, now, changed)
-        result = replace(result, claimed=len(events))
-        self._after(result)
-        return result
+            if len(events) >= self.claim_batch or \
+                    (not notifiable and not self._unrouted and not self._due(now)):
+                return len(events), changed, None
+            return len(events), changed, self._run(tx, now, {**self._unrouted, **changed})
 
     def flush(self, now: datetime | None = None) -> FlushResult:
         """Run the pipeline now (group timers, repeats, ended silences); commit its output."""

@@ -114,7 +114,7 @@ class RuleService:
         self.overrun: Overrun | None = None
         self.partition = partition  # None: this process evaluates every rule group
         self._epochs: dict[int, int] | None = None  # shards held when records were read
-        self._records_read = 0.0  # time.monotonic() of that read
+        self._records_read: datetime | None = None  # the clock's time of that read
         self.paths = list(paths)
         self.clock = clock
         self.metrics = RuleMetrics(registry)
@@ -364,25 +364,43 @@ class RuleService:
         On a cluster: the rule groups of the shards held, and the source-health alerts
         when their group's shard is held. When the shards held changed, the stored
         alert records are read again first, so a group taken over carries on with the
-        state and `for` timers its previous owner saved; they are also read again every
-        ``CLUSTER_RECORDS_REFRESH`` seconds, so this replica's pages and API show the
-        other replicas' alerts too.
+        state and `for` timers its previous owner saved. Every
+        ``CLUSTER_RECORDS_REFRESH`` seconds the records of the groups other replicas hold
+        are read again, so this replica's pages and API show their alerts too; those of
+        the groups it holds are the ones it saved itself and are kept as they are (a
+        replica holding every shard reads none, and its rules' alerts stay in step).
         """
         if self.partition is None:
             return None, None, True
         assert self.evaluator is not None
         ruleset = self.evaluator.ruleset
         ownership = self.partition.ownership()
-        stale = time.monotonic() - self._records_read >= CLUSTER_RECORDS_REFRESH
-        if ownership.epochs != self._epochs or stale:
+        if ownership.epochs != self._epochs:
             stored = self._read_records()
             self.records = {**carry_over(stored, ruleset),
                             **sourcehealth.health_records(stored)}
             self._epochs = dict(ownership.epochs)
-            self._records_read = time.monotonic()
+            self._records_read = self.clock.now()
+        elif self._refresh_due(self.clock.now()):
+            groups = {r.group for r in ruleset.rules} | {sourcehealth.GROUP}
+            stored = self.store.alerts.load(
+                {g for g in groups if not ownership.owns(group_key(g))})
+            self.records = {**carry_over(stored, ruleset),
+                            **sourcehealth.health_records(stored),
+                            **{k: r for k, r in self.records.items()
+                               if ownership.owns(group_key(r.group))}}
+            self._records_read = self.clock.now()
         rules = [r for r in ruleset.rules if ownership.owns(group_key(r.group))]
         return (rules, self.partition.guard(ownership),
                 ownership.owns(group_key(sourcehealth.GROUP)))
+
+    def _refresh_due(self, now: datetime) -> bool:
+        """True when the other replicas' alerts were read ``CLUSTER_RECORDS_REFRESH``
+        seconds ago or more (or the clock went back since)."""
+        if self._records_read is None:
+            return True
+        elapsed = (now - self._records_read).total_seconds()
+        return elapsed >= CLUSTER_RECORDS_REFRESH or elapsed < 0
 
     # --- what the HTTP layer reads ----------------------------------------------------
 

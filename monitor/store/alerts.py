@@ -10,7 +10,7 @@ never a statement with one bound parameter per alert.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -62,15 +62,29 @@ class AlertStore:
         self.engine = engine
         self._pg = engine.dialect.name == "postgresql"
 
-    def load(self) -> dict[str, AlertRecord]:
-        """Return every stored alert record by id."""
+    def load(self, groups: Collection[str] | None = None) -> dict[str, AlertRecord]:
+        """Return every stored alert record by id, or those of the rule ``groups``."""
+        if groups is not None and not groups:
+            return {}
         when = reader()
+        sql = f"SELECT {', '.join(COLUMNS)} FROM alert"  # noqa: S608
+        args: tuple[Any, ...] = ()
+        if groups is not None:  # one parameter however many groups
+            if self._pg:
+                sql += " WHERE group_name = ANY(%s)"
+                args = (list(groups),)
+            else:
+                sql += " WHERE group_name IN (SELECT value FROM json_each(?))"
+                args = (json.dumps(list(groups)),)
         with self.engine.connect() as conn:
             raw = conn.connection.driver_connection
             assert raw is not None
             cur = raw.cursor()
             try:
-                cur.execute(f"SELECT {', '.join(COLUMNS)} FROM alert")  # noqa: S608
+                if args:
+                    cur.execute(sql, args)
+                else:
+                    cur.execute(sql)
                 rows = cur.fetchall()
             finally:
                 cur.close()

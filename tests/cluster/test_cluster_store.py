@@ -199,3 +199,28 @@ def test_a_rule_group_taken_over_carries_on_with_its_for_timer(store: Store,
     assert fired.state is AlertState.FIRING  # the second evaluation, counted across owners
     assert [t["to_state"] for t in reversed(store.alerts.transitions())] == \
         ["pending", "firing"]
+
+
+def test_a_replica_shows_the_alerts_of_groups_another_replica_evaluates(
+        store: Store, tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(RULES)
+    clock = FixedClock(datetime(2024, 7, 15, tzinfo=UTC))
+    store.observations.ingest("kpi", [
+        Observation("load", labels_of({"area": "a0"}), month(f"2024-0{m}"), 150.0)
+        for m in range(1, 7)], now=clock.now())
+    a, b = member(store, "a"), member(store, "b")
+    a.join()
+    b.join()  # a holds every shard: b evaluates nothing, and shows what a decided
+    owner = RuleService(store, [str(tmp_path)], clock, CollectorRegistry(), partition=a)
+    viewer = RuleService(store, [str(tmp_path)], clock, CollectorRegistry(), partition=b)
+    owner.load()
+    viewer.load()
+    owner.evaluate()
+    viewer.evaluate()
+    assert [r.state for r in viewer.records.values()] == [AlertState.PENDING]
+    for _ in range(2):  # a minute apart: the viewer reads the owner's alerts again
+        clock.advance(timedelta(minutes=1))
+        owner.evaluate()
+        assert viewer.evaluate().changed == []
+        assert [r.state for r in owner.records.values()] == [AlertState.FIRING]
+        assert viewer.records == owner.records == store.alerts.load()

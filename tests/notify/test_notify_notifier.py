@@ -139,6 +139,43 @@ def test_replicas_on_one_store_send_each_group_once(store: Store, store_url: str
         replica.store.close()
 
 
+@pytest.mark.parametrize("transitions", [
+    pytest.param(10, id="the-last-batch-part-full"),
+    pytest.param(8, id="every-batch-full-then-an-empty-claim"),
+])
+def test_transitions_claimed_in_several_batches_reach_each_group_in_one_message(
+        store: Store, hook: LoopbackReceiver, transitions: int) -> None:
+    clock = FixedClock(T0)
+    notifier = make_notifier(store, notify_config([ops(hook)]), clock, claim_batch=4)
+    for i in range(transitions):  # one cycle's transitions; both groups in every batch
+        record(store, f"b{i}", "firing", T0, float(i), alertname=f"Rule{i % 2}")
+    assert notifier.process_transitions().claimed == transitions
+    notifier.dispatch()
+    assert sorted((p["groupLabels"]["alertname"], len(p["alerts"]))
+                  for p in payloads(hook)) == [("Rule0", transitions // 2),
+                                               ("Rule1", transitions // 2)]
+    # A group_interval later, with nothing new, no group has alerts left to send.
+    clock.advance(timedelta(minutes=1))
+    assert notifier.process_transitions().messages == 0
+    assert len(payloads(hook)) == 2
+
+
+def test_alerts_claimed_by_a_process_killed_between_two_batches_are_sent_after_restart(
+        store: Store, hook: LoopbackReceiver) -> None:
+    config = notify_config([ops(hook)])
+    killed = make_notifier(store, config, claim_batch=4)
+    for i in range(6):
+        record(store, f"b{i}", "firing", T0, float(i))
+    killed._process_batch(T0)  # the first batch claimed and committed; then the kill
+    assert len(payloads(hook)) == 0
+    restarted = make_notifier(store, config, claim_batch=4, instance="restarted")
+    assert restarted.process_transitions().claimed == 2
+    restarted.dispatch()
+    [message] = payloads(hook)
+    assert sorted(a["labels"]["borough"] for a in message["alerts"]) == \
+        [f"b{i}" for i in range(6)]
+
+
 def test_a_digest_lists_only_what_changed_since_the_last_one(store: Store,
                                                              tmp_path: Any) -> None:
     path = tmp_path / "digest.log"
