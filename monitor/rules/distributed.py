@@ -354,8 +354,10 @@ class DistributedEngine:
         client = self.client()
         workers = sorted(client.scheduler_info()["workers"])
         home = [workers[task.index % len(workers)]] if workers else None
+        # No worker known at this moment (one was lost, its replacement not yet joined):
+        # any worker, when one is there. Dask refuses allow_other_workers without workers.
         return client.submit(fn, task, *args, retries=RETRIES, pure=False, workers=home,
-                             allow_other_workers=True)
+                             allow_other_workers=home is not None)
 
     def start(self) -> None:
         """Start the local cluster, or connect to the scheduler, before the first cycle
