@@ -127,3 +127,27 @@ def test_a_worker_killed_mid_cycle_loses_no_transition_and_doubles_no_notificati
     assert engines[0].resent >= 1
     assert transitions == in_process[0]
     assert written == in_process[1]  # every transition stored once; outbox identical
+
+
+def test_a_cycle_submitted_while_the_scheduler_knows_no_worker_still_runs(
+        in_process: tuple[list[Any], Counter[Any]], tmp_path: Path) -> None:
+    # Between a lost worker and its replacement joining, the scheduler can list no
+    # worker at the moment a partition is submitted. The partition then goes to whichever
+    # worker comes (before: Dask's ValueError "Only use allow_other_workers= if using
+    # workers=", and the cycle failed).
+    def no_worker_known_at_first(app: Any) -> None:
+        client = app.rules.engine.client()
+        real = client.scheduler_info
+        calls = iter(range(3))
+
+        def scheduler_info(**kwargs: Any) -> Any:
+            info = dict(real(**kwargs))
+            if next(calls, None) is not None:  # the first cycle's submissions
+                info["workers"] = {}
+            return info
+
+        client.scheduler_info = scheduler_info
+
+    transitions, written = _run(tmp_path / "cluster", LOCAL_CLUSTER, no_worker_known_at_first)
+    assert transitions == in_process[0]
+    assert written == in_process[1]
