@@ -14,7 +14,7 @@ import io
 import json
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,12 @@ from prometheus_client import CollectorRegistry
 from monitor.app import App
 from monitor.clock import FixedClock
 from monitor.notify.notifier import Notifier
+from monitor.rules.engine import Evaluation
 from monitor.rules.service import RuleService
 from monitor.settings import Settings, load
 from monitor.sources.poller import Poller, PollResult
 from monitor.store import Store
+from monitor.store.alerts import Saved
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "mps-2008-09"
@@ -141,6 +143,14 @@ class Rig:
     rules: RuleService
     notifier: Notifier
     workdir: Path
+    # The last cycle's result, as the rule service handed it on (``on_evaluated``): its
+    # transitions and removed alerts, which the service itself does not keep.
+    evaluated: list[Evaluation] = field(default_factory=list)
+
+    @property
+    def last(self) -> Evaluation:
+        assert self.evaluated, "no cycle evaluated yet"
+        return self.evaluated[-1]
 
     def tick(self, advance: timedelta | None = None) -> list[PollResult]:
         """Move the clock by ``advance``, then poll due sources (respecting backoff),
@@ -184,8 +194,17 @@ def build_rig(workdir: Path, config_text: str, at: datetime) -> Rig:
     app.assemble()
     assert app.store is not None and app.poller is not None and app.rules is not None \
         and app.notifier is not None
-    return Rig(settings, app.store, clock, registry, app.poller, app.rules, app.notifier,
-               workdir)
+    rig = Rig(settings, app.store, clock, registry, app.poller, app.rules, app.notifier,
+              workdir)
+    daemon_hook = app.rules.on_evaluated
+
+    def evaluated(result: Evaluation, saved: Saved) -> None:
+        rig.evaluated[:] = [result]
+        if daemon_hook is not None:
+            daemon_hook(result, saved)
+
+    app.rules.on_evaluated = evaluated
+    return rig
 
 
 def alerts_in(notifications: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:

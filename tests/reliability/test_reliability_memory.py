@@ -65,7 +65,7 @@ def test_a_resolved_alert_is_forgotten_in_memory_and_the_store_then_fires_anew(
     assert dv in rig.rules.records and dv in rig.store.alerts.load()
     rig.tick(timedelta(hours=13))
     assert dv not in rig.rules.records and dv not in rig.store.alerts.load()
-    assert dv in rig.rules.last.removed  # type: ignore[union-attr]
+    assert dv in rig.last.removed
 
     for name, content in original.items():  # the data turns bad again: a new alert
         (tmp_path / "data" / name).write_bytes(content)

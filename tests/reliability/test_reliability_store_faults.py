@@ -115,7 +115,7 @@ def test_a_store_locked_by_another_writer_delays_every_stage_and_loses_nothing(
     assert any("the store is busy" in e for e in logged(
         caplog, "evaluation cycle failed; the next cycle evaluates again"))
     rig.rules._safe_evaluate()
-    assert {r.rule for r in rig.rules.last.transitions} == CHANGED  # type: ignore[union-attr]
+    assert {r.rule for r in rig.last.transitions} == CHANGED
 
     # 3. The notification pipeline: nothing claimed while locked, everything after.
     with write_lock(db):
