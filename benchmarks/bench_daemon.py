@@ -418,7 +418,7 @@ def eval_command(config_path: Path, last: int) -> dict[str, Any]:
     at = yyyymm(last)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "monitor", "eval", "--config",
+    done = subprocess.run([sys.executable, "-c", EVAL_PEAK, "eval", "--config",
                            str(config_path), "--at", f"{at[:4]}-{at[4:]}", "--format", "json"],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                           check=False, cwd=Path(__file__).resolve().parents[1])
@@ -426,9 +426,23 @@ def eval_command(config_path: Path, last: int) -> dict[str, Any]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:  # 1: a rule failed to evaluate
         raise SystemExit(f"monitor eval failed ({done.returncode}): {done.stderr[-500:]}")
+    peak = [line for line in done.stderr.splitlines() if line.startswith("VmHWM:")]
     return {"eval": elapsed,
             "eval_cpu": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
-            "eval_rss": after.ru_maxrss / 1024}
+            "eval_rss": int(peak[-1].split()[1]) / 1024 if peak else float("nan")}
+
+
+# ``monitor <args>``, then its own peak resident size (VmHWM) on stderr: the children's
+# ru_maxrss would count the pages of this large process that the fork shared.
+EVAL_PEAK = """
+import sys
+from pathlib import Path
+from monitor.cli import main
+code = main(sys.argv[1:])
+print(next(l for l in Path("/proc/self/status").read_text().splitlines()
+           if l.startswith("VmHWM:")), file=sys.stderr)
+sys.exit(code)
+"""
 
 
 def _postgres_database() -> tuple[str, str]:
