@@ -154,18 +154,21 @@ class Workload:
         return int(np.median(self.values[which, :, -12:].sum(axis=1)))
 
     def csv(self) -> bytes:
+        """Return the table as CSV bytes, written 10,000 rows at a time: formatting every
+        cell at once peaked at 0.4 GB at 100,000 series, in the process whose peak RSS
+        the benchmark reports as the daemon's."""
         header = ["indicator", "area"] + [yyyymm(p) for p in range(self.first,
                                                                      self.last + 1)]
-        out = io.StringIO()
-        out.write(",".join(header) + "\n")
+        out = io.BytesIO()
+        out.write((",".join(header) + "\n").encode())
         for which, name in enumerate(INDICATORS):
             table = self.values[which]
-            cells = np.char.mod("%d", table)
-            for row in range(self.half):
-                out.write(f"{name},a{row},")
-                out.write(",".join(cells[row]))
-                out.write("\n")
-        return out.getvalue().encode()
+            for start in range(0, self.half, 10_000):
+                cells = np.char.mod("%d", table[start:start + 10_000])
+                out.write("".join(f"{name},a{row},{','.join(cells[row - start])}\n"
+                                  for row in range(start, min(self.half, start + 10_000))
+                                  ).encode())
+        return out.getvalue()
 
     def rules(self) -> str:
         lines = "".join(RULE_LINES.format(X=x.title(), x=x, Y=y.title(), y=y)
