@@ -29,10 +29,12 @@ For each store and size, in a process of its own (so peak RSS is its own), it pr
 - under each row, the CPU seconds (user + system) of each cycle in the process: on a
   busy machine the wall times grow with the load, the CPU seconds much less.
 
+Under each row it also prints the peak RSS so far after the ingest, after the first
+cycle and after the month's poll (the last column is the peak of the whole run).
+
 ``--million`` adds 1,000,000 series. ``--profile FILE`` writes a cProfile of each cycle
 of the largest size (first store) to ``FILE.first``, ``FILE.steady`` and ``FILE.month``
-and prints the top functions of the first and new-month cycles; the JSON line of a
-child also carries the peak RSS after the ingest, the first cycle and the month's poll.
+and prints the top functions of the first and new-month cycles.
 
 ``--ingest-only`` times the polls alone, as the daemon runs them (the same poller, source
 and store; no rule is evaluated): the first poll of every series into an empty store
@@ -560,19 +562,19 @@ def main() -> None:
     print(f"{'store':<11}{'series':>10}{'obs':>11}{'ingest s':>9}{'obs/s':>10}{'first s':>9}"
           f"{'steady s':>9}{'month s':>9}{'m.ingest':>9}{'firing':>9}{'msgs':>6}"
           f"{'peak MB':>9}", flush=True)
-    for kind, n, f, profile in _each_run(args, sizes):
+    for kind, n, f, _profile in _each_run(args, sizes):
         print(f"{kind:<11}{n:>10,}{f['observations']:>11,}{f['ingest']:>9.2f}"
               f"{f['observations'] / f['ingest']:>10,.0f}{f['first']:>9.2f}"
               f"{f['steady']:>9.2f}{f['month']:>9.2f}{f['month_ingest']:>9.2f}"
               f"{f['firing']:>9,}{f['messages']:>6}{f['rss']:>9,.0f}", flush=True)
         print(f"{'':<21}CPU s: first {f['cpu_first']:.2f}, steady {f['cpu_steady']:.2f}, "
               f"new month {f['cpu_month']:.2f}", flush=True)
-        if profile:
-            print(f"  peak RSS after the ingest {f['rss_ingest']:,.0f} MB, after the first "
-                  f"cycle {f['rss_first']:,.0f} MB, after the month's poll "
-                  f"{f['rss_month_ingest']:,.0f} MB", flush=True)
-    print(f"(measured {datetime.now(UTC):%Y-%m-%d}, {args.months} months per series, "
-          f"{os.cpu_count()} CPUs)")
+        print(f"{'':<21}peak RSS after the ingest {f['rss_ingest']:,.0f} MB, after the first "
+              f"cycle {f['rss_first']:,.0f} MB, after the month's poll "
+              f"{f['rss_month_ingest']:,.0f} MB", flush=True)
+    load = os.getloadavg()
+    print(f"(measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {args.months} months per series, "
+          f"{os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f})")
     if args.profile:
         for name in ("first", "month"):
             print(f"--- {name} cycle ({args.profile}.{name}) ---")
