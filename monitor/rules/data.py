@@ -229,17 +229,22 @@ def from_block(indicator: Indicator, block: LongBlock | None, grid: Grid) -> Mat
     revisions = np.zeros((n, t), dtype=np.int32)
     denominators: FloatArray | None = None
     if block is not None and len(block.row):
-        cols = np.asarray(block.period, dtype=np.int64) - grid.start
-        rows = np.asarray(block.row, dtype=np.int64)
-        keep = (cols >= 0) & (cols < t)
+        period = np.asarray(block.period)
+        keep = (period >= grid.start) & (period <= grid.end)
         everything = bool(keep.all())
 
         def kept(array: npt.NDArray[Any], dtype: Any) -> npt.NDArray[Any]:
             out = np.asarray(array, dtype=dtype)
             return out if everything else out[keep]
 
-        # Flat indices: one scatter per array instead of 2-D fancy indexing.
-        flat = kept(rows, np.int64) * t + kept(cols, np.int64)
+        # Flat indices: one scatter per array instead of 2-D fancy indexing. Built in
+        # one int64 array (3.6M observations: 29 MB), not from int64 copies of the
+        # rows and columns and their product.
+        flat = np.multiply(block.row, t, dtype=np.int64)
+        flat += period
+        flat -= grid.start
+        if not everything:
+            flat = flat[keep]
         values.ravel()[flat] = kept(block.value, np.float64)
         flags = kept(block.provisional, bool)
         if flags.any():

@@ -21,10 +21,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import numpy as np
-
 from monitor.store import Store
-from monitor.store.observations import SeriesBlock, _blocks, _Columns, _pg_columns
+from monitor.store.observations import (
+    SeriesBlock,
+    _blocks,
+    _Columns,
+    _fetch_columns,
+    _pg_columns,
+)
 from monitor.store.partkey import META_KEY, PartitionKey, partition_of, span, stored_key
 
 FETCH_ROWS = 32_768  # observations fetched at a time (~7 MB of Python tuples)
@@ -143,9 +147,4 @@ def _sqlite_columns(cur: Any, ids: list[int]) -> _Columns:
     cur.execute("SELECT series_id, period, value, denominator, provisional + 2 * revisions "
                 "FROM observation WHERE series_id IN (SELECT value FROM json_each(?)) "
                 "ORDER BY series_id, period", (json.dumps(ids),))
-    chunks = [np.empty((0, 5), dtype=np.float64)]
-    while rows := cur.fetchmany(FETCH_ROWS):
-        chunks.append(np.array(rows, dtype=np.float64).reshape(-1, 5))
-    table = np.concatenate(chunks)
-    return _Columns(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64),
-                    table[:, 2].copy(), table[:, 3].copy(), table[:, 4].astype(np.int64))
+    return _Columns(*_fetch_columns(cur, FETCH_ROWS))

@@ -11,7 +11,7 @@ import pytest
 
 from monitor.alerts.state import AlertRecord, Transition
 from monitor.model import AlertState, Observation, alert_id, month
-from monitor.store import Store, open_store
+from monitor.store import Store, observations, open_store
 from monitor.store.batch import ObservationBatch
 
 pytestmark = pytest.mark.slow  # ~10 s a store: seventy thousand rows each way
@@ -78,8 +78,17 @@ def test_it_ingests_and_reads_more_series_than_a_statement_takes_parameters(
     assert store.observations.indicators_by_source() == {"s": ["x"]}
 
 
+@pytest.mark.parametrize("parts", [
+    pytest.param(None, id="as-configured"),
+    # Writes and reads go in parts of a few rows: every part boundary falls inside the
+    # inserts, revisions, updates and reads of this test, and nothing may change.
+    pytest.param(997, id="in-parts-of-997-rows"),
+])
 def test_it_diffs_a_large_batch_column_wise_new_revised_flagged_and_unchanged(
-        store: Store) -> None:
+        store: Store, parts: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    if parts is not None:
+        monkeypatch.setattr(observations, "CHUNK_ROWS", parts)
+        monkeypatch.setattr(observations, "READ_ROWS", parts)
     n = MANY
     first = ObservationBatch.of(
         Observation("x", (("area", f"a{i % 1000}"),), month("2016-01") + i // 1000, float(i),
