@@ -172,15 +172,10 @@ def simulated(folder: Path, n: int) -> dict[str, object]:
     then each partition's evaluation in a fresh process of its own (``part``)."""
     import pickle
 
-    from monitor.rules import distributed
-    from monitor.rules.distributed import (
-        DistributedEngine,
-        EngineConfig,
-        Records,
-        Task,
-        partition_totals,
-    )
+    from monitor.rules import worker
+    from monitor.rules.distributed import DistributedEngine, EngineConfig
     from monitor.rules.partition import combine_totals
+    from monitor.rules.worker import Records, Task, partition_totals
 
     store, ruleset, evaluator, cycle = _setup(folder)
     engine = DistributedEngine(store.url, EngineConfig("in-process", n, 1))
@@ -199,7 +194,7 @@ def simulated(folder: Path, n: int) -> dict[str, object]:
             used = time.process_time()
             shares.append(partition_totals(task, stage))
             write_back += time.process_time() - used
-            distributed.forget()
+            worker.forget()
         used = time.process_time()
         for name in stage:
             written[name] = combine_totals([share[name] for share in shares])
@@ -240,8 +235,8 @@ def part(path: Path) -> dict[str, object]:
     RSS before it (interpreter, imports, the task) and its peak RSS during it."""
     import pickle
 
-    from monitor.rules.distributed import evaluate_partition
     from monitor.rules.wire import Changes
+    from monitor.rules.worker import evaluate_partition
 
     task, rules, given, now = pickle.loads(path.read_bytes())
     Path("/proc/self/clear_refs").write_text("5", encoding="ascii")  # peak RSS := RSS now
