@@ -65,7 +65,14 @@ log = get_logger(__name__)
 IN_PROCESS = "in-process"
 LOCAL = "local"
 RETRIES = 2  # a task that fails (not a lost worker: Dask reschedules those) runs again
-LEAN_WORKERS = {"distributed.worker.profile.enabled": False}  # the local cluster's workers
+# The local cluster's Dask settings. Dask's defaults are for a notebook with a dashboard:
+# each process wakes every 20 ms to check its event loop, samples its tasks' stacks every
+# 10 ms (holding the GIL the task needs) and polls its memory every 100 ms. Idle, the
+# daemon and two workers burned 7% of a core that way, and more beside a running task.
+LEAN = {"distributed.admin.tick.interval": "1s",
+        "distributed.admin.system-monitor.interval": "5s",
+        "distributed.worker.memory.monitor-interval": "2s",
+        "distributed.worker.profile.enabled": False}
 
 
 @dataclass(frozen=True)
@@ -201,14 +208,11 @@ class DistributedEngine:
             if self.config.scheduler == LOCAL:
                 # The scheduler's HTTP server on a free loopback port: None meant port
                 # 8787, taken by any other cluster on the machine (a warning each start).
-                # The workers' sampling profiler (every 10 ms, on their event loop, holding
-                # the GIL) is off: it competes with the task for a core and only feeds
-                # the dashboard's profile page.
-                with dask.config.set(LEAN_WORKERS):
+                with dask.config.set(LEAN):  # read as the processes start
                     self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
                         n_workers=self.config.local_workers, threads_per_worker=1,
                         processes=True, dashboard_address="127.0.0.1:0", memory_limit=0)
-                self._client = Client(self._cluster)  # type: ignore[no-untyped-call]
+                    self._client = Client(self._cluster)  # type: ignore[no-untyped-call]
             else:
                 self._client = Client(  # type: ignore[no-untyped-call]
                     self.config.scheduler, timeout=30)

@@ -920,12 +920,14 @@ def _blocks(series: Sequence[Sequence[Any]], columns: _Columns) -> dict[str, Ser
         mask = code_of_row == code
         if not mask.any():
             continue
+        # one indicator's rows: the columns themselves, not a copy of them
+        rows = slice(None) if len(codes) == 1 else mask
         ids, labs = members[name]
-        flags = columns.flags[mask]
+        flags = columns.flags[rows]
         out[name] = SeriesBlock(
-            indicator=name, series_ids=ids, labels=labs, row=local_row[mask],
-            period=columns.period[mask], value=columns.value[mask],
-            denominator=columns.denominator[mask], provisional=(flags & 1) == 1,
+            indicator=name, series_ids=ids, labels=labs, row=local_row[rows],
+            period=columns.period[rows], value=columns.value[rows],
+            denominator=columns.denominator[rows], provisional=(flags & 1) == 1,
             revisions=flags >> 1)
     return out
 

@@ -18,6 +18,7 @@ the data, and reads only its share, so its read and its memory follow its share:
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -97,17 +98,21 @@ def read_partition(store: Store, indicator_ids: list[str], key: PartitionKey, in
                 series = _key_values(cur, pg, PartitionKey(()), where, [*indicator_ids])
             else:
                 series = _ranged(cur, pg, key, where, indicator_ids, index, partitions)
-            if not series:
-                return {}
-            ids = [int(row[0]) for row in series]
-            if pg:
-                columns = _pg_columns(cur, "WHERE series_id = ANY(%s)", [ids])
-            else:
-                columns = _sqlite_columns(cur, ids)
+            # One indicator at a time: its columns are its block (no copy of them for
+            # each indicator), and the read's transient memory is one indicator's.
+            out: dict[str, SeriesBlock] = {}
+            for name in dict.fromkeys(row[1] for row in series):  # as the series are sorted
+                mine = [row[:3] for row in series if row[1] == name]
+                ids = [int(row[0]) for row in mine]
+                if pg:
+                    columns = _pg_columns(cur, "WHERE series_id = ANY(%s)", [ids])
+                else:
+                    columns = _sqlite_columns(cur, ids)
+                out.update(_blocks(mine, columns))
         finally:
             cur.close()
         conn.rollback()
-    return _blocks([row[:3] for row in series], columns)
+    return out
 
 
 def _ranged(cur: Any, pg: bool, key: PartitionKey, where: str, indicator_ids: list[str],
@@ -144,8 +149,9 @@ def _sqlite_columns(cur: Any, ids: list[int]) -> _Columns:
                 "FROM observation WHERE series_id IN (SELECT value FROM json_each(?)) "
                 "ORDER BY series_id, period", (json.dumps(ids),))
     chunks = [np.empty((0, 5), dtype=np.float64)]
-    while rows := cur.fetchmany(FETCH_ROWS):
-        chunks.append(np.array(rows, dtype=np.float64).reshape(-1, 5))
+    while rows := cur.fetchmany(FETCH_ROWS):  # the flat tuples: no nested list to inspect
+        chunks.append(np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float64,
+                                  count=5 * len(rows)).reshape(-1, 5))
     table = np.concatenate(chunks)
     return _Columns(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64),
                     table[:, 2].copy(), table[:, 3].copy(), table[:, 4].astype(np.int64))
