@@ -101,6 +101,7 @@ class DistributedEngine:
         self._cluster: Any = None
         self.last: list[PartitionResult] = []  # the last cycle's partitions (benchmarks)
         self.write_back_seconds = 0.0  # the last cycle's cross-partition totals, wall time
+        self.merge_seconds = 0.0  # the last cycle's step 3 here, CPU (after every result)
         self.resent = 0  # partitions whose records were sent whole again (a worker lost)
         self._generation = 0  # moved by invalidate(): the tasks read the store again
         self._inputs: tuple[tuple[object, ...], Dataset] | None = None
@@ -276,13 +277,16 @@ class DistributedEngine:
         results = self._evaluate(task, holds.evaluated, own, epoch, cycle.now, data)
         self.last = results
         # 3. merged, then settled as any cycle is
+        started = time.thread_time()
         merged = self._merge(ruleset, results, records, holds.evaluated, cycle)
         for result in results:  # what each worker now holds: its records and its changes
             self._held[result.index] = (result.epoch, own[result.index])
         for record in merged.changed:
             own[self._partition(cut, record)][record.id] = record
         _add_stats(evaluator, results, holds.evaluated, cycle.now)
-        return evaluator.settle(merged, holds, records, cycle)
+        settled = evaluator.settle(merged, holds, records, cycle)
+        self.merge_seconds = time.thread_time() - started
+        return settled
 
     def _partition(self, cut: Plan, record: AlertRecord) -> int:
         """Return the partition that owns ``record`` (worked out once per alert)."""
