@@ -74,6 +74,7 @@ groups:
             - change: {indicator: london, window: 12, above: 0}
 """
 START = 12 * 2020  # Jan 2020 as a monthly ordinal
+IDLE = 10.0  # seconds the local cluster is watched idle
 MONTHS = 36
 
 
@@ -150,6 +151,7 @@ def local_cluster(folder: Path, workers: int) -> dict[str, object]:
     store, ruleset, evaluator, cycle = _setup(folder)
     engine = DistributedEngine(store.url, EngineConfig("local", workers, workers))
     engine.start()
+    started_rss = sorted(engine.client().run(_status, "VmRSS").values())  # imports only
 
     def each() -> list[float]:  # the daemon's CPU-seconds, then each worker's
         return [time.process_time(), *engine.client().run(time.process_time).values()]
@@ -165,12 +167,15 @@ def local_cluster(folder: Path, workers: int) -> dict[str, object]:
     started, used = time.perf_counter(), cpu()
     engine.run(evaluator, engine.inputs(store, ruleset, []), result.records, cycle)
     steady, steady_cpu = time.perf_counter() - started, cpu() - used
+    before = each()
+    time.sleep(IDLE)  # the cluster between cycles: what Dask's own timers cost
+    idle = [(b - a) / IDLE for a, b in zip(before, each(), strict=True)]
     peaks = engine.client().run(rss_mb)
     engine.close()
     return {"first": first, "steady": steady, "first_cpu": first_cpu,
             "steady_cpu": steady_cpu, "rss": rss_mb(), "workers": sorted(peaks.values()),
             "answers": _answers(result), "write_back": engine.write_back_seconds,
-            "split": split, "merge": merge}
+            "split": split, "merge": merge, "started": started_rss, "idle": idle}
 
 
 def simulated(folder: Path, n: int) -> dict[str, object]:
@@ -323,6 +328,11 @@ def measure(folder: Path, workers: int, partitions: list[int]) -> None:
     print(f"\nspeed-up: first cycle {one['first'] / local['first']:.2f}×, "  # type: ignore[operator]
           f"steady {one['steady'] / local['steady']:.2f}×; largest worker's peak RSS: "  # type: ignore[operator]
           f"{max(local['workers']) / one['rss']:.0%} of one process's")  # type: ignore[arg-type, operator]
+    print("workers' RSS once started (before any task): "
+          + ", ".join(f"{w:.0f}" for w in local["started"]) + " MB")  # type: ignore[attr-defined]
+    print("idle between cycles, share of a core: daemon "  # the client's and scheduler's
+          + ", workers ".join(f"{w:.1%}" for w in local["idle"][:2]) + ", "  # type: ignore[index]
+          + ", ".join(f"{w:.1%}" for w in local["idle"][2:]))  # type: ignore[index]
     daemon, *workers = local["split"]  # type: ignore[misc]
     # The best the CPU split allows on 2 cores of our own: all the CPU shared by both
     # cores, and never less than the slowest worker followed by the daemon's merge.
