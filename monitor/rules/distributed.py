@@ -278,6 +278,8 @@ class DistributedEngine:
         self.last = results
         # 3. merged, then settled as any cycle is
         started = time.thread_time()
+        for result in results:  # a partition sends only the records it owns
+            self._home.update(dict.fromkeys(result.changes.ids, result.index))
         merged = self._merge(ruleset, results, records, holds.evaluated, cycle)
         for result in results:  # what each worker now holds: its records and its changes
             self._held[result.index] = (result.epoch, own[result.index])
