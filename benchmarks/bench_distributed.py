@@ -7,7 +7,9 @@ Prints two tables:
   (``[engine] scheduler = "local"``, started before the first cycle as the daemon starts
   it): wall seconds and CPU-seconds (of every process) of the first cycle, which reads
   the store, and of a steady one, which has no new data; the speed-ups; each process's
-  peak RSS;
+  peak RSS; the first cycle's CPU-seconds per process (the daemon's, of which its merge
+  after the last result, and each worker's) and the best wall time that split allows on
+  2 cores of our own (half of all the CPU, or the slowest worker then the merge);
 - simulated scale: 1/2/4/8 partitions one after another, each partition's evaluation in
   a fresh process of its own: its CPU-seconds and its memory (peak RSS over the
   process's before the task), each against 1/N of one partition's (1.00 = exactly 1/N),
@@ -72,6 +74,7 @@ groups:
             - change: {indicator: london, window: 12, above: 0}
 """
 START = 12 * 2020  # Jan 2020 as a monthly ordinal
+IDLE = 10.0  # seconds the local cluster is watched idle
 MONTHS = 36
 
 
@@ -148,21 +151,31 @@ def local_cluster(folder: Path, workers: int) -> dict[str, object]:
     store, ruleset, evaluator, cycle = _setup(folder)
     engine = DistributedEngine(store.url, EngineConfig("local", workers, workers))
     engine.start()
+    started_rss = sorted(engine.client().run(_status, "VmRSS").values())  # imports only
+
+    def each() -> list[float]:  # the daemon's CPU-seconds, then each worker's
+        return [time.process_time(), *engine.client().run(time.process_time).values()]
 
     def cpu() -> float:
-        return time.process_time() + sum(engine.client().run(time.process_time).values())
+        return sum(each())
 
-    started, used = time.perf_counter(), cpu()
+    started, before = time.perf_counter(), each()
     result = engine.run(evaluator, engine.inputs(store, ruleset, []), {}, cycle)
-    first, first_cpu = time.perf_counter() - started, cpu() - used
+    first, after = time.perf_counter() - started, each()
+    split = [b - a for a, b in zip(before, after, strict=True)]
+    first_cpu, merge = sum(split), engine.merge_seconds
     started, used = time.perf_counter(), cpu()
     engine.run(evaluator, engine.inputs(store, ruleset, []), result.records, cycle)
     steady, steady_cpu = time.perf_counter() - started, cpu() - used
+    before = each()
+    time.sleep(IDLE)  # the cluster between cycles: what Dask's own timers cost
+    idle = [(b - a) / IDLE for a, b in zip(before, each(), strict=True)]
     peaks = engine.client().run(rss_mb)
     engine.close()
     return {"first": first, "steady": steady, "first_cpu": first_cpu,
             "steady_cpu": steady_cpu, "rss": rss_mb(), "workers": sorted(peaks.values()),
-            "answers": _answers(result), "write_back": engine.write_back_seconds}
+            "answers": _answers(result), "write_back": engine.write_back_seconds,
+            "split": split, "merge": merge, "started": started_rss, "idle": idle}
 
 
 def simulated(folder: Path, n: int) -> dict[str, object]:
@@ -172,15 +185,10 @@ def simulated(folder: Path, n: int) -> dict[str, object]:
     then each partition's evaluation in a fresh process of its own (``part``)."""
     import pickle
 
-    from monitor.rules import distributed
-    from monitor.rules.distributed import (
-        DistributedEngine,
-        EngineConfig,
-        Records,
-        Task,
-        partition_totals,
-    )
+    from monitor.rules import worker
+    from monitor.rules.distributed import DistributedEngine, EngineConfig
     from monitor.rules.partition import combine_totals
+    from monitor.rules.worker import Records, Task, partition_totals
 
     store, ruleset, evaluator, cycle = _setup(folder)
     engine = DistributedEngine(store.url, EngineConfig("in-process", n, 1))
@@ -199,7 +207,7 @@ def simulated(folder: Path, n: int) -> dict[str, object]:
             used = time.process_time()
             shares.append(partition_totals(task, stage))
             write_back += time.process_time() - used
-            distributed.forget()
+            worker.forget()
         used = time.process_time()
         for name in stage:
             written[name] = combine_totals([share[name] for share in shares])
@@ -240,8 +248,8 @@ def part(path: Path) -> dict[str, object]:
     RSS before it (interpreter, imports, the task) and its peak RSS during it."""
     import pickle
 
-    from monitor.rules.distributed import evaluate_partition
     from monitor.rules.wire import Changes
+    from monitor.rules.worker import evaluate_partition
 
     task, rules, given, now = pickle.loads(path.read_bytes())
     Path("/proc/self/clear_refs").write_text("5", encoding="ascii")  # peak RSS := RSS now
@@ -320,6 +328,19 @@ def measure(folder: Path, workers: int, partitions: list[int]) -> None:
     print(f"\nspeed-up: first cycle {one['first'] / local['first']:.2f}×, "  # type: ignore[operator]
           f"steady {one['steady'] / local['steady']:.2f}×; largest worker's peak RSS: "  # type: ignore[operator]
           f"{max(local['workers']) / one['rss']:.0%} of one process's")  # type: ignore[arg-type, operator]
+    print("workers' RSS once started (before any task): "
+          + ", ".join(f"{w:.0f}" for w in local["started"]) + " MB")  # type: ignore[attr-defined]
+    print("idle between cycles, share of a core: daemon "  # the client's and scheduler's
+          + ", workers ".join(f"{w:.1%}" for w in local["idle"][:2]) + ", "  # type: ignore[index]
+          + ", ".join(f"{w:.1%}" for w in local["idle"][2:]))  # type: ignore[index]
+    daemon, *workers = local["split"]  # type: ignore[misc]
+    # The best the CPU split allows on 2 cores of our own: all the CPU shared by both
+    # cores, and never less than the slowest worker followed by the daemon's merge.
+    ideal = max((daemon + sum(workers)) / 2, max(workers) + local["merge"])
+    print(f"first cycle CPU-s: daemon {daemon:.2f} (merge after the last result "
+          f"{local['merge']:.2f}), workers " + ", ".join(f"{w:.2f}" for w in workers)
+          + f"; on 2 free cores at best {ideal:.2f} s, "
+          f"{one['first_cpu'] / ideal:.2f}× the one process's CPU-s")  # type: ignore[operator]
     print("\nSimulated: each partition evaluated in a fresh process of its own; its "
           "memory is the process's peak RSS during the task over its RSS before.\n")
     print("| partitions | CPU s per partition (mean, max) | × 1/N of one | partition "

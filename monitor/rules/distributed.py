@@ -3,9 +3,9 @@
 The daemon stays the coordinator: it decides the holds (``Evaluator.holds``), sends
 each partition a task naming the store's URL and the partition (never the data), and
 persists what all partitions returned in one transaction (``RuleService.evaluate``), so
-the outbox stays exactly-once. A task reads its own series from the store
-(``store.partitions.read_partition``), evaluates them with the one engine and returns
-its alerts' changes and transitions. A worker lost mid-cycle loses nothing: Dask runs
+the outbox stays exactly-once. A task (``monitor.rules.worker``, all a worker imports)
+reads its own series from the store, evaluates them with the one engine and returns its
+alerts' changes and transitions. A worker lost mid-cycle loses nothing: Dask runs
 its tasks again on another worker, and nothing is written before every task returned.
 
 Where the tasks run (``[engine] scheduler``):
@@ -29,12 +29,10 @@ One cycle, in order (``monitor.rules.partition`` explains the cut):
 from __future__ import annotations
 
 import itertools
-import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -46,18 +44,39 @@ from monitor.model import Frequency
 from monitor.rules import sourcehealth
 from monitor.rules.cycle import Cycle, Evaluator
 from monitor.rules.data import Block, Matrix
-from monitor.rules.engine import Dataset, Engine, Evaluation, RuleStats
+from monitor.rules.engine import Dataset, Evaluation, RuleStats
 from monitor.rules.inputs import read_dataset
 from monitor.rules.loader import LoadedRule, RuleSet
-from monitor.rules.partition import PartialTotal, Plan, combine_totals, partial_total, plan
-from monitor.rules.wire import Changes, concat, encode
+from monitor.rules.partition import PartialTotal, Plan, combine_totals, plan
+from monitor.rules.wire import concat
+from monitor.rules.worker import (
+    PartitionResult,
+    Records,
+    StaleState,
+    Task,
+    evaluate_partition,
+    partition_totals,
+    warm,
+)
 from monitor.store import Store
-from monitor.store.partitions import read_partition, set_key
+from monitor.store.partitions import set_key
 
 log = get_logger(__name__)
 IN_PROCESS = "in-process"
 LOCAL = "local"
 RETRIES = 2  # a task that fails (not a lost worker: Dask reschedules those) runs again
+# The local cluster's Dask settings. Dask's defaults are for a notebook with a dashboard:
+# each process wakes every 20 ms to check its event loop, samples its tasks' stacks every
+# 10 ms (holding the GIL the task needs) and polls its memory every 100 ms. Idle, the
+# daemon and two workers burned 7% of a core that way, and more beside a running task.
+# Results come straight from the workers, not relayed by the scheduler (which runs in
+# the daemon: each result crossed its event loop twice), and sending to the relay was a
+# worker's peak, ~90 MB over what it holds at 100,000 series.
+LEAN = {"distributed.admin.tick.interval": "1s",
+        "distributed.admin.system-monitor.interval": "5s",
+        "distributed.worker.memory.monitor-interval": "2s",
+        "distributed.worker.profile.enabled": False,
+        "distributed.client.direct-to-workers": True}
 
 
 @dataclass(frozen=True)
@@ -68,192 +87,6 @@ class EngineConfig:
     partitions: int = 1
     local_workers: int = 2
     partition_by: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Task:
-    """What one partition's task is handed: where the data is and which part is its."""
-
-    store_url: str
-    ruleset: RuleSet
-    plan: Plan
-    index: int
-    at: datetime
-    history: int
-    stages: int  # written-back stages in ``written``
-    written: Mapping[str, Block]
-    milestones: Sequence[Any] = ()
-    sources: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    version: tuple[object, ...] = ()  # the data's version: a worker reads again when it moves
-    token: str = ""  # the coordinator and its rule set: a worker keeps its state per token
-
-
-@dataclass(frozen=True)
-class Records:
-    """The alert records a partition starts a cycle from: all of them (``base`` -1), or
-    what changed since the state ``base`` the worker kept — the records that are not the
-    ones it holds, and the ids it holds that are gone."""
-
-    base: int
-    epoch: int  # the state the task makes (unique per coordinator token)
-    records: Mapping[str, AlertRecord]
-    removed: tuple[str, ...] = ()
-
-
-class StaleState(Exception):
-    """The worker does not hold the state a task's records are a change of (it is new,
-    or lost that state): the coordinator sends all the records again."""
-
-
-@dataclass
-class PartitionResult:
-    """One partition's evaluation, its alerts only (those whose labels it owns)."""
-
-    index: int
-    changes: Changes
-    errors: dict[str, str]
-    stats: dict[tuple[str, str], RuleStats]
-    matrices: dict[str, Matrix] | None  # None: the ones sent before still stand
-    seconds: float  # CPU seconds of the task
-    series: int
-    epoch: int  # the worker's state after the task (the next task's ``Records.base``)
-
-
-@dataclass
-class _State:
-    """What a worker keeps of one partition between cycles: the rule set it evaluates
-    (one object, so the engine's per-rule caches hold), the engine itself (pivoted
-    matrices, last outcomes, alert rows), the records it ended the last cycle with and
-    the written-back blocks (kept while equal, so the matrices derived from them are)."""
-
-    ruleset: RuleSet
-    rules: dict[tuple[str, str], LoadedRule]
-    engine: Engine
-    stages: int
-    records: dict[str, AlertRecord] = field(default_factory=dict)
-    epoch: int = -1
-    written: dict[str, Block] = field(default_factory=dict)
-
-
-_STORES: dict[str, Store] = {}
-_STORES_LOCK = threading.Lock()
-# A worker keeps the last blocks it read per partition: a steady cycle reads nothing.
-_BLOCKS: dict[tuple[str, int, int, tuple[str, ...]], tuple[tuple[object, ...], Any]] = {}
-# …and its partitions' states, per coordinator token, partition and stage count.
-_STATES: dict[tuple[str, int, int, int], _State] = {}
-
-
-def forget() -> None:
-    """Drop what this process keeps of its partitions (benchmarks: one at a time)."""
-    with _STORES_LOCK:
-        _BLOCKS.clear()
-        _STATES.clear()
-
-
-def _store(url: str) -> Store:
-    """Return this worker process's store of ``url`` (opened once, never migrated)."""
-    with _STORES_LOCK:
-        store = _STORES.get(url)
-        if store is None:
-            store = _STORES[url] = Store(url)
-        return store
-
-
-def _state(task: Task) -> _State:
-    """Return the kept state of the task's partition, made anew when there is none."""
-    key = (task.token, task.index, task.plan.partitions, task.stages)
-    with _STORES_LOCK:
-        state = _STATES.get(key)
-        if state is None or not task.token:
-            ruleset = task.plan.partition_ruleset(task.ruleset, task.stages)
-            state = _State(ruleset, {}, Engine(ruleset, history=task.history), task.stages)
-            if task.token:
-                _STATES[key] = state
-        return state
-
-
-def _dataset(task: Task, state: _State) -> Dataset:
-    """Return the partition's dataset: its stored series (read once per data version)
-    and the written-back totals (the ones held while equal)."""
-    base = [name for name, ind in task.ruleset.indicators.items() if ind.derived is None]
-    key = (task.store_url, task.index, task.plan.partitions, tuple(base))
-    with _STORES_LOCK:
-        cached = _BLOCKS.get(key)
-    if cached is not None and cached[0] == task.version and task.version:
-        stored = cached[1]
-    else:
-        stored = read_partition(_store(task.store_url), base, task.plan.partition_key,
-                                task.index, task.plan.partitions)
-        with _STORES_LOCK:
-            _BLOCKS[key] = (task.version, stored)
-    for name, block in task.written.items():  # the same total again: keep the one held
-        held = state.written.get(name)
-        if held is None or not _same_block(held, block):
-            state.written[name] = block
-    blocks: dict[str, Any] = {**stored, **{n: state.written[n] for n in task.written}}
-    return Dataset(blocks, task.milestones, task.sources)
-
-
-def _same_block(a: Block, b: Block) -> bool:
-    return a.labels == b.labels and all(
-        np.array_equal(getattr(a, name), getattr(b, name), equal_nan=name in _FLOATS)
-        for name in ("row", "period", "value", "denominator", "provisional", "revisions"))
-
-
-_FLOATS = ("value", "denominator")
-
-
-def partition_totals(task: Task, names: Sequence[str]) -> dict[str, PartialTotal]:
-    """Return partition ``task.index``'s share of each total in ``names`` (one stage),
-    from the matrices of the engine its evaluation then uses (pivoted once: the totals
-    of later stages are still missing here, and empty)."""
-    state = _state(replace(task, stages=len(task.plan.stages)))
-    matrices, _period = state.engine.matrices(_dataset(task, state), task.at)
-    out = {}
-    for name in names:
-        spec = task.ruleset.indicators[name].derived
-        assert spec is not None and spec.total is not None
-        out[name] = partial_total(matrices[spec.total], spec.by)
-    return out
-
-
-def evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
-                       now: datetime, matrices: bool) -> PartitionResult:
-    """Evaluate ``rules`` over partition ``task.index``'s series from the records
-    ``given``; return its own alerts' changes and transitions as columns, the rules'
-    health and (when ``matrices``) its matrices. Raises StaleState when ``given`` is a
-    change of a state this worker does not hold."""
-    started = time.process_time()
-    state = _state(task)
-    if given.base >= 0 and given.base != state.epoch:
-        raise StaleState(f"partition {task.index}: no state {given.base} here")
-    records = dict(given.records) if given.base < 0 else state.records
-    for key in given.removed:
-        records.pop(key, None)
-    if given.base >= 0:
-        records.update(given.records)
-    state.epoch = -1  # until this task finishes, no later one may build on it
-    mine_rules = [state.rules.setdefault((r.group, r.rule.alert), r) for r in rules]
-    dataset = _dataset(task, state)
-    result = state.engine.evaluate(dataset, task.at, records, rules=mine_rules, now=now)
-    def mine(labels: Mapping[str, str]) -> bool:
-        return task.plan.partition_of(labels) == task.index
-
-    changed = [r for r in result.changed if mine(r.labels)]
-    transitions = [t for t in result.transitions if mine(t.labels)]
-    for record in changed:
-        records[record.id] = record
-    state.records = records
-    state.epoch = given.epoch
-    keep_whole = task.index == 0  # the written-back series go to the pages once
-    order = {(r.group, r.rule.alert): i for i, r in enumerate(rules)}
-    series = sum(m.n for name, m in result.matrices.items() if name not in task.plan.whole)
-    return PartitionResult(
-        task.index, encode(changed, transitions, order), dict(result.errors),
-        {key: state.engine.stats[key] for key in order},
-        {name: m for name, m in result.matrices.items()
-         if keep_whole or name not in task.plan.whole} if matrices else None,
-        time.process_time() - started, series, state.epoch)
 
 
 class DistributedEngine:
@@ -268,6 +101,7 @@ class DistributedEngine:
         self._cluster: Any = None
         self.last: list[PartitionResult] = []  # the last cycle's partitions (benchmarks)
         self.write_back_seconds = 0.0  # the last cycle's cross-partition totals, wall time
+        self.merge_seconds = 0.0  # the last cycle's step 3 here, CPU (after every result)
         self.resent = 0  # partitions whose records were sent whole again (a worker lost)
         self._generation = 0  # moved by invalidate(): the tasks read the store again
         self._inputs: tuple[tuple[object, ...], Dataset] | None = None
@@ -375,20 +209,22 @@ class DistributedEngine:
         """Return the Dask client, connecting (or starting the local cluster) on first use.
         Raises OSError when the scheduler cannot be reached."""
         if self._client is None:
+            import dask
             from distributed import Client, LocalCluster
 
             if self.config.scheduler == LOCAL:
                 # The scheduler's HTTP server on a free loopback port: None meant port
                 # 8787, taken by any other cluster on the machine (a warning each start).
-                self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
-                    n_workers=self.config.local_workers, threads_per_worker=1,
-                    processes=True, dashboard_address="127.0.0.1:0", memory_limit=0)
-                self._client = Client(self._cluster)  # type: ignore[no-untyped-call]
+                with dask.config.set(LEAN):  # read as the processes start
+                    self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                        n_workers=self.config.local_workers, threads_per_worker=1,
+                        processes=True, dashboard_address="127.0.0.1:0", memory_limit=0)
+                    self._client = Client(self._cluster)  # type: ignore[no-untyped-call]
             else:
                 self._client = Client(  # type: ignore[no-untyped-call]
                     self.config.scheduler, timeout=30)
             # The workers import the engine now, not in the first cycle's tasks.
-            self._client.run(_warm)
+            self._client.run(warm)
             log.info("distributed engine connected", scheduler=self._client.scheduler.address,
                      workers=len(self._client.scheduler_info()["workers"]))
         return self._client
@@ -443,13 +279,18 @@ class DistributedEngine:
         results = self._evaluate(task, holds.evaluated, own, epoch, cycle.now, data)
         self.last = results
         # 3. merged, then settled as any cycle is
+        started = time.thread_time()
+        for result in results:  # a partition sends only the records it owns
+            self._home.update(dict.fromkeys(result.changes.ids, result.index))
         merged = self._merge(ruleset, results, records, holds.evaluated, cycle)
         for result in results:  # what each worker now holds: its records and its changes
             self._held[result.index] = (result.epoch, own[result.index])
         for record in merged.changed:
             own[self._partition(cut, record)][record.id] = record
         _add_stats(evaluator, results, holds.evaluated, cycle.now)
-        return evaluator.settle(merged, holds, records, cycle)
+        settled = evaluator.settle(merged, holds, records, cycle)
+        self.merge_seconds = time.thread_time() - started
+        return settled
 
     def _partition(self, cut: Plan, record: AlertRecord) -> int:
         """Return the partition that owns ``record`` (worked out once per alert)."""
@@ -541,12 +382,6 @@ class DistributedEngine:
         return out
 
 
-def _warm() -> int:
-    """Return the worker's process id. Run on every worker as the pool starts: unpickling
-    it imports this module and with it the engine, which the first cycle's tasks would
-    otherwise wait for."""
-    return os.getpid()
-
 
 def _add_stats(evaluator: Evaluator, results: Sequence[PartitionResult],
                rules: Sequence[LoadedRule], now: datetime) -> None:
@@ -589,8 +424,3 @@ def stack(parts: Sequence[Matrix]) -> Matrix:
                   rows(lambda m: m.denominators, np.nan, np.float64),
                   rows(lambda m: m.provisional, False, bool),
                   rows(lambda m: m.revisions, 0, np.int64), pieces)
-
-
-def worker_pid() -> int:
-    """Return the process id of the worker that runs it (tests stop one by its pid)."""
-    return os.getpid()

@@ -34,7 +34,10 @@ from typing import Literal, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special, stats
+
+# scipy (its ``special`` and ``stats``) is imported by the two functions that use it, not
+# here: its ~70 MB would otherwise sit in every distributed worker (monitor/rules/worker.py)
+# whose rules need neither a trend test nor a Poisson test.
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -482,6 +485,8 @@ def _mann_kendall(
     root = np.sqrt(var)
     z = np.where(sf > 0, _divide(sf - 1, root), np.where(sf < 0, _divide(sf + 1, root), 0.0))
     z = np.where(has_pairs, z, np.nan)
+    from scipy import special
+
     p = 2.0 * special.ndtr(-np.abs(z))
     crit = float(special.ndtri(1 - alpha / 2))
     trend = np.where(np.abs(z) > crit, np.sign(z), 0).astype(np.int8)
@@ -1009,6 +1014,7 @@ def poisson_test(
     p = np.where(bad, 0.5, e1 / np.where(bad, 1.0, e1 + e2)).ravel()
     if np.any(k < 0) or np.any(n < k) or np.any((p < 0) | (p > 1)):
         raise ValueError("counts must be non-negative and exposures positive")
+    from scipy import stats
 
     d = stats.binom.pmf(k, n, p)
     thr = d * (1 + 1e-7)

@@ -11,12 +11,8 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import (
     ColumnElement,
     Engine,
@@ -219,7 +215,15 @@ def describe_error(exc: BaseException) -> str | None:
     return f"the store failed: {detail}; nothing was written, and the work is retried"
 
 
+# Alembic is imported by the migration functions below, not with this module: a process
+# that only reads the store (a distributed engine's worker) never loads it.
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
+
 def _alembic_config(engine: Engine) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
@@ -228,12 +232,16 @@ def _alembic_config(engine: Engine) -> AlembicConfig:
 
 def head_revision() -> str | None:
     """Return the newest migration revision shipped with this version."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(_alembic_config(create_engine("sqlite://")))
     return script.get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
     """Return the revision the database is at (None for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
@@ -243,6 +251,8 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
 
     Raises StoreError when the database cannot be reached or a migration fails.
     """
+    from alembic import command
+
     try:
         before = current_revision(engine)
         command.upgrade(_alembic_config(engine), "head")

@@ -101,17 +101,21 @@ def read_partition(store: Store, indicator_ids: list[str], key: PartitionKey, in
                 series = _key_values(cur, pg, PartitionKey(()), where, [*indicator_ids])
             else:
                 series = _ranged(cur, pg, key, where, indicator_ids, index, partitions)
-            if not series:
-                return {}
-            ids = [int(row[0]) for row in series]
-            if pg:
-                columns = _pg_columns(cur, "WHERE series_id = ANY(%s)", [ids])
-            else:
-                columns = _sqlite_columns(cur, ids)
+            # One indicator at a time: its columns are its block (no copy of them for
+            # each indicator), and the read's transient memory is one indicator's.
+            out: dict[str, SeriesBlock] = {}
+            for name in dict.fromkeys(row[1] for row in series):  # as the series are sorted
+                mine = [row[:3] for row in series if row[1] == name]
+                ids = [int(row[0]) for row in mine]
+                if pg:
+                    columns = _pg_columns(cur, "WHERE series_id = ANY(%s)", [ids])
+                else:
+                    columns = _sqlite_columns(cur, ids)
+                out.update(_blocks(mine, columns))
         finally:
             cur.close()
         conn.rollback()
-    return _blocks([row[:3] for row in series], columns)
+    return out
 
 
 def _ranged(cur: Any, pg: bool, key: PartitionKey, where: str, indicator_ids: list[str],

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from monitor.model import Observation, labels_of, month
-from monitor.rules import distributed
+from monitor.rules import worker
 from monitor.rules.cycle import Cycle, Evaluator
 from monitor.rules.data import Grid, Matrix, from_block, group_total
 from monitor.rules.distributed import DistributedEngine, EngineConfig
@@ -170,7 +170,7 @@ def test_a_partitioned_cycle_decides_what_one_process_decides(tmp_path: Path,
         cycle = Cycle(at=month_end(period), now=month_end(period))
         a = one.run(dataset, mine, cycle)
         if lost and number % 5 == 2:
-            distributed.forget()  # every worker lost what it kept: it is sent everything
+            worker.forget()  # every worker lost what it kept: it is sent everything
         if lost and number % 7 == 3:  # the daemon could not save this cycle: it runs again
             engine.run(parted, engine.inputs(store, ruleset, []), theirs, cycle)
         b = engine.run(parted, engine.inputs(store, ruleset, []), theirs, cycle)

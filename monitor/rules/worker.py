@@ -1,0 +1,227 @@
+"""What a worker of the distributed engine runs: one partition's tasks.
+
+A task names the store's URL and its partition, never the data (``Task``): the worker
+reads its partition (``store.partitions.read_partition``), keeps it, its engine and its
+alerts' records between cycles (per coordinator token and partition), and returns its
+share of the cross-partition totals (:func:`partition_totals`) or its alerts' changes as
+columns (:func:`evaluate_partition`). ``monitor.rules.distributed`` is the coordinator.
+
+This module is all a worker process imports (unpickling a task imports it), so it
+imports only what evaluating needs: the engine, the partition's reader and the store's
+connection — not the daemon's sources, source health, pages or migrations. What it does
+not import a worker does not hold in memory (``tests/rules/test_worker.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from monitor.alerts.state import AlertRecord
+from monitor.rules.data import Block, Matrix
+from monitor.rules.engine import Dataset, Engine, RuleStats
+from monitor.rules.loader import LoadedRule, RuleSet
+from monitor.rules.partition import PartialTotal, Plan, partial_total
+from monitor.rules.wire import Changes, encode
+from monitor.store import Store
+from monitor.store.partitions import read_partition
+
+
+@dataclass(frozen=True)
+class Task:
+    """What one partition's task is handed: where the data is and which part is its."""
+
+    store_url: str
+    ruleset: RuleSet
+    plan: Plan
+    index: int
+    at: datetime
+    history: int
+    stages: int  # written-back stages in ``written``
+    written: Mapping[str, Block]
+    milestones: Sequence[Any] = ()
+    sources: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    version: tuple[object, ...] = ()  # the data's version: a worker reads again when it moves
+    token: str = ""  # the coordinator and its rule set: a worker keeps its state per token
+
+
+@dataclass(frozen=True)
+class Records:
+    """The alert records a partition starts a cycle from: all of them (``base`` -1), or
+    what changed since the state ``base`` the worker kept — the records that are not the
+    ones it holds, and the ids it holds that are gone."""
+
+    base: int
+    epoch: int  # the state the task makes (unique per coordinator token)
+    records: Mapping[str, AlertRecord]
+    removed: tuple[str, ...] = ()
+
+
+class StaleState(Exception):
+    """The worker does not hold the state a task's records are a change of (it is new,
+    or lost that state): the coordinator sends all the records again."""
+
+
+@dataclass
+class PartitionResult:
+    """One partition's evaluation, its alerts only (those whose labels it owns)."""
+
+    index: int
+    changes: Changes
+    errors: dict[str, str]
+    stats: dict[tuple[str, str], RuleStats]
+    matrices: dict[str, Matrix] | None  # None: the ones sent before still stand
+    seconds: float  # CPU seconds of the task
+    series: int
+    epoch: int  # the worker's state after the task (the next task's ``Records.base``)
+
+
+@dataclass
+class _State:
+    """What a worker keeps of one partition between cycles: the rule set it evaluates
+    (one object, so the engine's per-rule caches hold), the engine itself (pivoted
+    matrices, last outcomes, alert rows), the records it ended the last cycle with and
+    the written-back blocks (kept while equal, so the matrices derived from them are)."""
+
+    ruleset: RuleSet
+    rules: dict[tuple[str, str], LoadedRule]
+    engine: Engine
+    stages: int
+    records: dict[str, AlertRecord] = field(default_factory=dict)
+    epoch: int = -1
+    written: dict[str, Block] = field(default_factory=dict)
+
+
+_STORES: dict[str, Store] = {}
+_STORES_LOCK = threading.Lock()
+# A worker keeps the last blocks it read per partition: a steady cycle reads nothing.
+_BLOCKS: dict[tuple[str, int, int, tuple[str, ...]], tuple[tuple[object, ...], Any]] = {}
+# …and its partitions' states, per coordinator token, partition and stage count.
+_STATES: dict[tuple[str, int, int, int], _State] = {}
+
+
+def forget() -> None:
+    """Drop what this process keeps of its partitions (benchmarks: one at a time)."""
+    with _STORES_LOCK:
+        _BLOCKS.clear()
+        _STATES.clear()
+
+
+def _store(url: str) -> Store:
+    """Return this worker process's store of ``url`` (opened once, never migrated)."""
+    with _STORES_LOCK:
+        store = _STORES.get(url)
+        if store is None:
+            store = _STORES[url] = Store(url)
+        return store
+
+
+def _state(task: Task) -> _State:
+    """Return the kept state of the task's partition, made anew when there is none."""
+    key = (task.token, task.index, task.plan.partitions, task.stages)
+    with _STORES_LOCK:
+        state = _STATES.get(key)
+        if state is None or not task.token:
+            ruleset = task.plan.partition_ruleset(task.ruleset, task.stages)
+            state = _State(ruleset, {}, Engine(ruleset, history=task.history), task.stages)
+            if task.token:
+                _STATES[key] = state
+        return state
+
+
+def _dataset(task: Task, state: _State) -> Dataset:
+    """Return the partition's dataset: its stored series (read once per data version)
+    and the written-back totals (the ones held while equal)."""
+    base = [name for name, ind in task.ruleset.indicators.items() if ind.derived is None]
+    key = (task.store_url, task.index, task.plan.partitions, tuple(base))
+    with _STORES_LOCK:
+        cached = _BLOCKS.get(key)
+    if cached is not None and cached[0] == task.version and task.version:
+        stored = cached[1]
+    else:
+        stored = read_partition(_store(task.store_url), base, task.plan.partition_key,
+                                task.index, task.plan.partitions)
+        with _STORES_LOCK:
+            _BLOCKS[key] = (task.version, stored)
+    for name, block in task.written.items():  # the same total again: keep the one held
+        held = state.written.get(name)
+        if held is None or not _same_block(held, block):
+            state.written[name] = block
+    blocks: dict[str, Any] = {**stored, **{n: state.written[n] for n in task.written}}
+    return Dataset(blocks, task.milestones, task.sources)
+
+
+def _same_block(a: Block, b: Block) -> bool:
+    return a.labels == b.labels and all(
+        np.array_equal(getattr(a, name), getattr(b, name), equal_nan=name in _FLOATS)
+        for name in ("row", "period", "value", "denominator", "provisional", "revisions"))
+
+
+_FLOATS = ("value", "denominator")
+
+
+def partition_totals(task: Task, names: Sequence[str]) -> dict[str, PartialTotal]:
+    """Return partition ``task.index``'s share of each total in ``names`` (one stage),
+    from the matrices of the engine its evaluation then uses (pivoted once: the totals
+    of later stages are still missing here, and empty)."""
+    state = _state(replace(task, stages=len(task.plan.stages)))
+    matrices, _period = state.engine.matrices(_dataset(task, state), task.at)
+    out = {}
+    for name in names:
+        spec = task.ruleset.indicators[name].derived
+        assert spec is not None and spec.total is not None
+        out[name] = partial_total(matrices[spec.total], spec.by)
+    return out
+
+
+def evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
+                       now: datetime, matrices: bool) -> PartitionResult:
+    """Evaluate ``rules`` over partition ``task.index``'s series from the records
+    ``given``; return its own alerts' changes and transitions as columns, the rules'
+    health and (when ``matrices``) its matrices. Raises StaleState when ``given`` is a
+    change of a state this worker does not hold."""
+    started = time.process_time()
+    state = _state(task)
+    if given.base >= 0 and given.base != state.epoch:
+        raise StaleState(f"partition {task.index}: no state {given.base} here")
+    records = dict(given.records) if given.base < 0 else state.records
+    for key in given.removed:
+        records.pop(key, None)
+    if given.base >= 0:
+        records.update(given.records)
+    state.epoch = -1  # until this task finishes, no later one may build on it
+    mine_rules = [state.rules.setdefault((r.group, r.rule.alert), r) for r in rules]
+    dataset = _dataset(task, state)
+    result = state.engine.evaluate(dataset, task.at, records, rules=mine_rules, now=now)
+    def mine(labels: Mapping[str, str]) -> bool:
+        return task.plan.partition_of(labels) == task.index
+
+    changed = [r for r in result.changed if mine(r.labels)]
+    transitions = [t for t in result.transitions if mine(t.labels)]
+    for record in changed:
+        records[record.id] = record
+    state.records = records
+    state.epoch = given.epoch
+    keep_whole = task.index == 0  # the written-back series go to the pages once
+    order = {(r.group, r.rule.alert): i for i, r in enumerate(rules)}
+    series = sum(m.n for name, m in result.matrices.items() if name not in task.plan.whole)
+    return PartitionResult(
+        task.index, encode(changed, transitions, order), dict(result.errors),
+        {key: state.engine.stats[key] for key in order},
+        {name: m for name, m in result.matrices.items()
+         if keep_whole or name not in task.plan.whole} if matrices else None,
+        time.process_time() - started, series, state.epoch)
+
+
+def warm() -> int:
+    """Return the worker's process id. Run on every worker as the pool starts: unpickling
+    it imports this module and with it the engine, which the first cycle's tasks would
+    otherwise wait for."""
+    return os.getpid()
