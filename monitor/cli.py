@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -233,7 +235,14 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock | None = None) -> in
     args.require_observations = require_observations
     handler: Handler = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # a closed pipe is found here, not at the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`monitor eval --format json | head`): stop quietly, as
+        # a program killed by SIGPIPE does, and write nothing more to the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -137,3 +137,21 @@ def test_monitor_eval_prints_the_scorecard_as_a_table(tmp_path: Path) -> None:
         for fact in facts:
             assert fact in comment, (indicator, comment)
     assert f"Alerts as of 2008-07 ({sum(EXPECTED_FIRING.values())}):" in result.stdout
+
+
+def test_monitor_eval_piped_into_a_reader_that_stops_early_ends_quietly(
+        tmp_path: Path) -> None:
+    # `monitor eval --format json | head -1`: the reader closes the pipe before the
+    # command is done writing. The command stops, with a shell's SIGPIPE status and
+    # without a traceback on the terminal.
+    workdir = _workdir(tmp_path)
+    process = subprocess.Popen([sys.executable, "-m", "monitor", "eval", "--at", "2008-07",
+                                "--format", "json", "--poll", "--config",
+                                "config.example.toml"],
+                               cwd=workdir, env=_env(workdir, free_port()),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before the first line
+    errors = process.stderr.read()
+    assert process.wait(timeout=120) == 128 + signal.SIGPIPE, errors
+    assert "Traceback" not in errors and "BrokenPipeError" not in errors, errors
