@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.alerts.state import AlertRecord
+from monitor.alerts.state import AlertRecord, Transition
 from monitor.logs import get_logger
 from monitor.model import Frequency
 from monitor.rules import sourcehealth
@@ -48,7 +48,7 @@ from monitor.rules.engine import Dataset, Evaluation, RuleStats
 from monitor.rules.inputs import read_dataset
 from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.partition import PartialTotal, Plan, combine_totals, plan
-from monitor.rules.wire import concat
+from monitor.rules.wire import merge
 from monitor.rules.worker import (
     PartitionResult,
     Records,
@@ -62,6 +62,7 @@ from monitor.store import Store
 from monitor.store.partitions import set_key
 
 log = get_logger(__name__)
+Made = tuple[list[AlertRecord], list[Transition]]  # a partition's records and transitions
 IN_PROCESS = "in-process"
 LOCAL = "local"
 RETRIES = 2  # a task that fails (not a lost worker: Dask reschedules those) runs again
@@ -276,13 +277,15 @@ class DistributedEngine:
                 own[self._partition(cut, record)][key] = record
         epoch = next(self._epochs)
         task = replace(base, stages=len(cut.stages), written=written)
-        results = self._evaluate(task, holds.evaluated, own, epoch, cycle.now, data)
+        made: dict[int, Made] = {}
+        results = self._evaluate(task, holds.evaluated, own, epoch, cycle.now, data, made)
         self.last = results
         # 3. merged, then settled as any cycle is
         started = time.thread_time()
         for result in results:  # a partition sends only the records it owns
             self._home.update(dict.fromkeys(result.changes.ids, result.index))
-        merged = self._merge(ruleset, results, records, holds.evaluated, cycle)
+        merged = self._merge(ruleset, results, [made[r.index] for r in results], records,
+                             holds.evaluated, cycle)
         for result in results:  # what each worker now holds: its records and its changes
             self._held[result.index] = (result.epoch, own[result.index])
         for record in merged.changed:
@@ -301,8 +304,11 @@ class DistributedEngine:
 
     def _evaluate(self, task: Task, rules: Sequence[LoadedRule],
                   own: Sequence[dict[str, AlertRecord]], epoch: int, now: datetime,
-                  data: tuple[object, ...] | None) -> list[PartitionResult]:
-        """Run every partition's evaluation; return their results in partition order.
+                  data: tuple[object, ...] | None, made: dict[int, Made]
+                  ) -> list[PartitionResult]:
+        """Run every partition's evaluation; return their results in partition order,
+        and put each one's records and transitions in ``made`` as its result arrives
+        (made here while the other partitions still evaluate).
 
         Each is sent only what changed in its records since the state its worker keeps,
         and asked for its matrices only when the data moved since it last sent them. A
@@ -322,40 +328,49 @@ class DistributedEngine:
             return data is None or kept is None or kept[0] != data
 
         tasks = [replace(task, index=i) for i in range(len(own))]
-        out: list[PartitionResult] = []
+        out: dict[int, PartitionResult] = {}
+
+        def arrived(result: PartitionResult) -> None:
+            out[result.index] = result
+            made[result.index] = result.changes.made(now)
+
         if not self.distributed:
             for i, t in enumerate(tasks):
                 try:
-                    out.append(evaluate_partition(t, rules, given(i, False), now, wants(i)))
+                    arrived(evaluate_partition(t, rules, given(i, False), now, wants(i)))
                 except StaleState:
                     self.resent += 1
-                    out.append(evaluate_partition(t, rules, given(i, True), now, wants(i)))
+                    arrived(evaluate_partition(t, rules, given(i, True), now, wants(i)))
         else:
-            futures = [self._submit(evaluate_partition, t, rules, given(i, False), now,
-                                    wants(i)) for i, t in enumerate(tasks)]
-            for i, future in enumerate(futures):
+            from distributed import as_completed
+
+            futures = {self._submit(evaluate_partition, t, rules, given(i, False), now,
+                                    wants(i)): i for i, t in enumerate(tasks)}
+            for future in as_completed(futures):  # type: ignore[no-untyped-call]
+                i = futures[future]
                 try:
-                    out.append(future.result())
+                    arrived(future.result())
                 except StaleState:
                     self.resent += 1
-                    out.append(self._submit(evaluate_partition, tasks[i], rules,
-                                            given(i, True), now, wants(i)).result())
-        for result in out:
+                    arrived(self._submit(evaluate_partition, tasks[i], rules,
+                                         given(i, True), now, wants(i)).result())
+        results = [out[i] for i in range(len(tasks))]
+        for result in results:
             if result.matrices is not None:
                 self._matrices[result.index] = (data or (), result.matrices)
-        return out
+        return results
 
     def _merge(self, ruleset: RuleSet, results: Sequence[PartitionResult],
-               records: Mapping[str, AlertRecord], rules: Sequence[LoadedRule],
-               cycle: Cycle) -> Evaluation:
-        """Return the partitions' results as one evaluation: their columns concatenated
-        in the rules' order, then made into records and transitions once; the matrices
-        side by side (the last ones again when no partition sent new ones)."""
+               made: Sequence[Made], records: Mapping[str, AlertRecord],
+               rules: Sequence[LoadedRule], cycle: Cycle) -> Evaluation:
+        """Return the partitions' results as one evaluation: their records and
+        transitions (``made`` as each arrived) in the rules' order; the matrices side by
+        side (the last ones again when no partition sent new ones)."""
         out = Evaluation(cycle.at, Frequency.MONTHLY.ordinal(cycle.at.date()), {},
                          dict(records), evaluated_at=cycle.now)
-        changes = concat([part.changes for part in results])
-        out.changed, out.transitions = changes.build(cycle.now)
-        if changes.odd:  # in the rules' order, as one process steps them
+        changes = [part.changes for part in results]
+        out.changed, out.transitions = merge(changes, made)
+        if any(c.odd for c in changes):  # in the rules' order, as one process steps them
             order = {(r.group, r.rule.alert): i for i, r in enumerate(rules)}
             out.transitions.sort(key=lambda t: order.get((t.group, t.rule), len(order)))
         for record in out.changed:

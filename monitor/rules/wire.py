@@ -13,11 +13,13 @@ as:
 - each transition as four numbers: which changed record it is (a transition is always
   the record it moved, at that moment), the state it left, whether it notifies, when.
 
-The daemon concatenates the partitions' columns (:func:`concat`), puts them in the rules'
-order and makes the records and transitions once (:meth:`Changes.build`). The round
-trip is exact: ``build(encode(changed, transitions))`` equals the input (tests check
-it); a transition that is not its record (none is made today) travels as itself, and
-the daemon then sorts the transitions by rule.
+The daemon makes each partition's records and transitions as its result arrives
+(:meth:`Changes.made`), while the other partitions still evaluate, and after the last
+puts them all in the rules' order (:func:`merge`: the same as concatenating the columns,
+:func:`concat`, and making them once, :meth:`Changes.build`). The round trip is exact:
+``build(encode(changed, transitions))`` equals the input (tests check it); a transition
+that is not its record (none is made today) travels as itself, and the daemon then
+sorts the transitions by rule.
 Nothing here does I/O.
 """
 
@@ -71,6 +73,14 @@ class Changes:
     def build(self, like: datetime) -> tuple[list[AlertRecord], list[Transition]]:
         """Return the records and the transitions, times in ``like``'s zone, in the
         columns' order (transitions: the order they were encoded in)."""
+        records, made = self.made(like)
+        for position, odd in self.odd:
+            made.insert(position, odd)
+        return records, made
+
+    def made(self, like: datetime) -> tuple[list[AlertRecord], list[Transition]]:
+        """Return the records and the transitions sent as numbers (not ``odd``), times
+        in ``like``'s zone, in the columns' order."""
         times = Times(like)
         columns = self.arrays.columns()
         values = self.values.tolist()
@@ -86,8 +96,6 @@ class Changes:
             when = times.get(at)
             assert when is not None
             made.append(transition(records[k], moved_from, when, notify))
-        for position, odd in self.odd:
-            made.insert(position, odd)
         return records, made
 
 
@@ -133,20 +141,41 @@ def _is_record(t: Transition, r: AlertRecord) -> bool:
             and (t.value == r.value or (t.value is None and r.value is None)))
 
 
-def concat(parts: Sequence[Changes]) -> Changes:
-    """Return the partitions' changes as one, the records in the rules' order (stable:
-    within a rule, partition by partition, each in its own order), the transitions in
-    the order of their records' rules likewise."""
+def _orders(parts: Sequence[Changes]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return, over the partitions' columns end to end: each record's rule position,
+    the records' order (the rules' order; stable: within a rule, partition by partition,
+    each in its own order), each transition's record (positions end to end) and the
+    transitions' order (their records' rules' order, likewise stable)."""
     offsets = np.cumsum([0] + [len(p) for p in parts])
     moved = np.concatenate([p.moved + offsets[i] for i, p in enumerate(parts)]
                            + [np.zeros(0, np.int32)]).astype(np.int32)
     order = np.concatenate([p.order for p in parts] + [np.zeros(0, np.int32)])
-    # records: in the rules' order; transitions: in the order of their records' rules
     sort = np.argsort(order, kind="stable")
+    tsort = np.argsort(order[moved], kind="stable") if moved.size else moved
+    return order, sort, moved, tsort
+
+
+def merge(parts: Sequence[Changes],
+          made: Sequence[tuple[list[AlertRecord], list[Transition]]]
+          ) -> tuple[list[AlertRecord], list[Transition]]:
+    """Return ``concat(parts).build(like)`` from each part's ``made(like)``, made as its
+    partition's result arrived: the daemon builds a partition's records while the
+    others still evaluate, and only puts them in order after the last."""
+    _order, sort, _moved, tsort = _orders(parts)
+    records = [r for part in made for r in part[0]]
+    moves = [t for part in made for t in part[1]]
+    return ([records[i] for i in sort.tolist()],
+            [moves[i] for i in tsort.tolist()] + [t for p in parts for _, t in p.odd])
+
+
+def concat(parts: Sequence[Changes]) -> Changes:
+    """Return the partitions' changes as one, the records in the rules' order (stable:
+    within a rule, partition by partition, each in its own order), the transitions in
+    the order of their records' rules likewise."""
+    order, sort, moved, tsort = _orders(parts)
     where = np.empty_like(sort)
     where[sort] = np.arange(sort.size)
     moved_new = where[moved] if moved.size else moved
-    tsort = np.argsort(order[moved], kind="stable") if moved.size else moved
     arrays = AlertArrays(*[np.concatenate([getattr(p.arrays, f.name) for p in parts])[sort]
                            if parts else getattr(AlertArrays.empty(0), f.name)
                            for f in fields(AlertArrays)])

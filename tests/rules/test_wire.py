@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from monitor.alerts.state import AlertRecord, Transition, transition
 from monitor.model import AlertState
-from monitor.rules.wire import concat, encode
+from monitor.rules.wire import concat, encode, merge
 
 NOW = datetime(2026, 3, 31, 12, tzinfo=UTC)
 ORDER = {("crime", "A"): 0, ("crime", "B"): 1}
@@ -63,3 +63,17 @@ def test_partitions_merge_in_the_rules_order_each_partition_in_its_own() -> None
     assert [r.id for r in records] == ["id2", "id4", "id1", "id3"]
     assert [t.alert_id for t in transitions] == ["id2", "id1", "id3"]
     assert concat([]).build(NOW) == ([], [])
+
+
+def test_partitions_made_as_they_arrive_merge_exactly_as_their_columns_concatenated() -> None:
+    changed, moves = _changes()
+    odd = Transition("id3", "B", {"alertname": "B"}, AlertState.PENDING, AlertState.FIRING,
+                     NOW, 99.0, "Other.", {}, True, "crime")
+    parts = [encode(changed[:2], moves[:2], ORDER), encode(changed[2:], [*moves[2:], odd], ORDER)]
+    made = [p.made(NOW) for p in reversed(parts)][::-1]  # each part made on its own
+    records, transitions = merge(parts, made)
+    assert (records, transitions) == concat(parts).build(NOW)
+    assert [r.id for r in records] == ["id2", "id4", "id1", "id3"]
+    assert [t.alert_id for t in transitions] == ["id2", "id1", "id3", "id3"]
+    assert transitions[-1] is odd
+    assert merge([], []) == ([], [])
