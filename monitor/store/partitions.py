@@ -26,8 +26,8 @@ from monitor.store.observations import (
     SeriesBlock,
     _blocks,
     _Columns,
-    _fetch_columns,
     _pg_columns,
+    sqlite_columns,
 )
 from monitor.store.partkey import META_KEY, PartitionKey, partition_of, span, stored_key
 
@@ -97,6 +97,8 @@ def read_partition(store: Store, indicator_ids: list[str], key: PartitionKey, in
         assert raw is not None
         cur = raw.cursor()
         try:
+            if not pg:  # the series and their observations as of one moment
+                cur.execute("BEGIN")
             if partitions <= 1:
                 series = _key_values(cur, pg, PartitionKey(()), where, [*indicator_ids])
             else:
@@ -113,6 +115,8 @@ def read_partition(store: Store, indicator_ids: list[str], key: PartitionKey, in
                     columns = _sqlite_columns(cur, ids)
                 out.update(_blocks(mine, columns))
         finally:
+            if not pg:
+                cur.execute("ROLLBACK")
             cur.close()
         conn.rollback()
     return out
@@ -141,14 +145,12 @@ def _ranged(cur: Any, pg: bool, key: PartitionKey, where: str, indicator_ids: li
 
 def _sqlite_columns(cur: Any, ids: list[int]) -> _Columns:
     """Return the observations of series ``ids`` (ascending) as columns sorted by series
-    and period.
+    and period (``sqlite_columns``: mostly one number a row).
 
     The ids are one JSON parameter (``json_each``): SQLite walks the observations' primary
     key once per id, in order, with no sort and no temporary table. Rows are fetched in
-    small chunks: a chunk's Python tuples (~200 bytes a row) are the read's transient
-    memory, which should not exceed a small partition's own arrays.
+    small chunks: a chunk's Python objects are the read's transient memory, which should
+    not exceed a small partition's own arrays.
     """
-    cur.execute("SELECT series_id, period, value, denominator, provisional + 2 * revisions "
-                "FROM observation WHERE series_id IN (SELECT value FROM json_each(?)) "
-                "ORDER BY series_id, period", (json.dumps(ids),))
-    return _Columns(*_fetch_columns(cur, FETCH_ROWS))
+    return sqlite_columns(cur, "WHERE series_id IN (SELECT value FROM json_each(?))",
+                          [json.dumps(ids)], FETCH_ROWS)

@@ -1,0 +1,97 @@
+"""A bulk read gives every stored value exactly as each series' own history holds it:
+series with gaps, denominators, provisional values and revised values included, with
+and without a first period, and for one partition of the series."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from monitor.model import Observation, month
+from monitor.store import Store, open_store
+from monitor.store.partitions import read_partition
+from monitor.store.partkey import PartitionKey
+
+NOW = datetime(2016, 12, 5, 6, 0, tzinfo=UTC)
+START = month("2014-01")
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
+
+
+def _observations(revised: bool) -> list[Observation]:
+    """Forty areas of two indicators over 36 months: area a3k is missing every third
+    month, a5k starts late, a rate's denominator is given on half the areas, the last
+    month of every seventh area is provisional; ``revised`` changes some values."""
+    out = []
+    for i in range(40):
+        area = (("area", f"a{i:02d}"),)
+        first = 12 if i % 5 == 0 else 0
+        for k in range(first, 36):
+            if i % 3 == 0 and k % 3 == 1:
+                continue  # a gap
+            value = float(100 + i + k) + (0.5 if revised and (i + k) % 4 == 0 else 0.0)
+            out.append(Observation("burglary", area, START + k, value,
+                                   float(1000 + i) if i % 2 else None,
+                                   provisional=(k == 35 and i % 7 == 0)))
+            if i < 10:
+                out.append(Observation("robbery", area, START + k, value / 3))
+    return out
+
+
+def _expected(store: Store, blocks: dict[str, object], since: int | None
+              ) -> list[tuple[object, ...]]:
+    rows = []
+    for name, block in sorted(blocks.items()):
+        assert len(block.labels) == len(block.series_ids)  # type: ignore[attr-defined]
+        for labels in block.labels:  # type: ignore[attr-defined]
+            for p in store.observations.history(name, labels, since=since):
+                rows.append((name, tuple(sorted(labels.items())), p.period, p.value,
+                             p.denominator, p.provisional, p.revisions))
+    return rows
+
+
+def _read(blocks: dict[str, object]) -> list[tuple[object, ...]]:
+    rows = []
+    for name, b in sorted(blocks.items()):
+        for k in range(len(b)):  # type: ignore[arg-type]
+            labels = tuple(sorted(b.labels[b.row[k]].items()))  # type: ignore[attr-defined]
+            den = float(b.denominator[k])  # type: ignore[attr-defined]
+            rows.append((name, labels, int(b.period[k]), float(b.value[k]),  # type: ignore[attr-defined]
+                         None if np.isnan(den) else den, bool(b.provisional[k]),  # type: ignore[attr-defined]
+                         int(b.revisions[k])))  # type: ignore[attr-defined]
+    return rows
+
+
+@pytest.mark.parametrize("since", [None, START + 20])
+def test_a_bulk_read_holds_every_value_each_series_history_holds(store: Store,
+                                                                 since: int | None) -> None:
+    store.observations.ingest("s", _observations(False), now=NOW)
+    store.observations.ingest("s", _observations(True), now=NOW)  # some values revised
+    blocks = store.observations.read(since=since)
+    read = _read(blocks)
+    assert read == _expected(store, blocks, since)
+    assert len(read) > 500
+    assert any(r[6] > 0 for r in read)  # revised values are among them
+    assert any(r[4] is not None for r in read) and any(r[5] for r in read)
+    gaps = [r[2] for r in read if r[1] == (("area", "a03"),) and r[0] == "burglary"]
+    assert len(gaps) < 36 - (20 if since else 0)  # a series with gaps
+
+
+def test_one_partition_read_holds_its_series_as_their_history_does(store: Store) -> None:
+    store.observations.ingest("s", _observations(False), now=NOW)
+    store.observations.ingest("s", _observations(True), now=NOW)
+    key = PartitionKey(("area",))
+    parts = [read_partition(store, ["burglary", "robbery"], key, i, 3) for i in range(3)]
+    rows = [row for blocks in parts for row in _read(blocks)]
+    assert sorted(rows, key=repr) == sorted(_expected(store, store.observations.read(), None),
+                                            key=repr)
+    for blocks in parts:
+        assert _read(blocks) == _expected(store, blocks, None)
