@@ -34,7 +34,9 @@ For each store and size, in a process of its own (so peak RSS is its own), it pr
 Under each row it also prints the peak RSS so far after the ingest, after the first
 cycle and after the month's poll (the last column is the peak of the whole run).
 
-``--million`` adds 1,000,000 series. ``--profile FILE`` writes a cProfile of each cycle
+``--million`` adds 1,000,000 series. ``MONITOR_BENCH_KEEP=DIR`` keeps the config, rules and
+SQLite store of each run in DIR (the last run's), for ``monitor eval --config
+DIR/config.toml`` afterwards. ``--profile FILE`` writes a cProfile of each cycle
 of the largest size (first store) to ``FILE.first``, ``FILE.steady`` and ``FILE.month``
 and prints the top functions of the first and new-month cycles.
 
@@ -59,6 +61,7 @@ import json
 import os
 import pstats
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -408,12 +411,24 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None,
             figures["rss"] = peak_rss_mb()
             figures["cpu_first"], figures["cpu_steady"], figures["cpu_month"] = cpu
             figures.update(eval_command(path, workload.last))
+            if keep := os.environ.get("MONITOR_BENCH_KEEP"):
+                _keep(workdir, Path(keep))
             for name, profiler in profilers.items():
                 profiler.dump_stats(f"{profile}.{name}")
         finally:
             app.stop()
             server.close()
     return figures
+
+
+def _keep(workdir: Path, into: Path) -> None:
+    """Copy the config, rules and (SQLite) store to ``into``, the config's paths moved
+    there, to run ``monitor eval`` (or profile it) on them afterwards."""
+    shutil.rmtree(into, ignore_errors=True)
+    shutil.copytree(workdir, into)
+    config_file = into / "config.toml"
+    config_file.write_text(config_file.read_text().replace(str(workdir), str(into)))
+    print(f"kept in {into}: monitor eval --config {config_file}", file=sys.stderr, flush=True)
 
 
 def eval_command(config_path: Path, last: int) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -19,7 +19,7 @@ from monitor.rules.cycle import Cycle, Evaluator, SourceView, publish_month, rep
 from monitor.rules.engine import Dataset, carry_over, evaluation_time
 from monitor.rules.inputs import read_dataset
 from monitor.rules.loader import LoadedRule, RuleSet, load_rules
-from monitor.rules.snapshot import SeriesDetail
+from monitor.rules.snapshot import CommentPart, RankFact, SeriesDetail
 from monitor.rules.templating import budget_warnings
 from monitor.rules.testing import run_test_file
 from monitor.textsafe import one_line
@@ -234,8 +234,17 @@ def _row_json(row: SeriesDetail) -> dict[str, Any]:
             "judged_target_text": row.judged_target_text,
             "status": row.status.value, "spc": row.spc_icon, "assurance": row.assurance,
             "comment": row.comment,
-            "comment_parts": [asdict(part) for part in row.comment_parts],
-            "ranks": [asdict(rank) for rank in row.ranks]}
+            "comment_parts": [_flat(part) for part in row.comment_parts],
+            "ranks": [_flat(rank) for rank in row.ranks]}
+
+
+def _flat(item: CommentPart | RankFact) -> dict[str, Any]:
+    """``dataclasses.asdict`` of a dataclass whose fields are plain values, without its
+    deep copy of each (a tenth of ``monitor eval``'s time at 100,000 rows)."""
+    return {name: getattr(item, name) for name in _FIELDS[type(item)]}
+
+
+_FIELDS = {kind: tuple(f.name for f in fields(kind)) for kind in (CommentPart, RankFact)}
 
 
 def _alert_json(a: AlertRecord) -> dict[str, Any]:

@@ -189,7 +189,10 @@ def rag(value: FloatArray, target: float, kind: str, direction: str, amber: floa
 
 
 def status_name(code: int) -> Status:
-    return next(s for s in Status if s.code == code)
+    return _STATUS_OF_CODE[code]
+
+
+_STATUS_OF_CODE = {status.code: status for status in Status}
 
 
 def format_value(indicator: Indicator, value: float, kind: str = "level") -> str:

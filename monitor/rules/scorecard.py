@@ -225,6 +225,24 @@ def _row_chart(m: Matrix, i: int) -> _RowChart | None:
     return _RowChart(whole.result, i)
 
 
+def _chart_column(m: Matrix, chart: stats.SpcResult, column: int
+                  ) -> tuple[list[Any], list[Any], list[Any], list[Any], list[Any]]:
+    """Return column ``column`` of the matrix's chart for every row, as lists: the
+    limits (``stats.point_limits``), the variation category (``stats.spc_categories``)
+    and the special-cause flags: once per matrix and column."""
+    def make() -> tuple[list[Any], list[Any], list[Any], list[Any], list[Any]]:
+        n = chart.special.shape[0]
+        mean, lower, upper = (np.full(n, np.nan) for _ in range(3))
+        for s in chart.segments:  # as stats.point_limits fills a point's limits
+            if s.start <= column < s.stop:
+                mean[:], lower[:], upper[:] = s.mean, s.lower, s.upper
+        return (mean.tolist(), lower.tolist(), upper.tolist(),
+                stats.column_categories(chart, column).tolist(),
+                chart.special[:, column].tolist())
+
+    return _memo(m, ("chart column", id(chart), column), make)
+
+
 def _spc(one: Matrix) -> stats.SpcResult | None:
     """Return the XmR chart of a one-series matrix, as the ``spc`` condition computes it
     (None when it has fewer than two periods with data)."""
@@ -282,13 +300,19 @@ def _points(m: Matrix, i: int, one: Matrix, h: Headline, spc: stats.SpcResult | 
         # The matrix's chart (computed once for every row), read at this row; or the
         # row's own chart (one row).
         row = row_chart.row if row_chart is not None else 0
-        rows = slice(row, row + 1)
-        point_mean, point_lower, point_upper = stats.point_limits(spc, rows)
-        mean, lower, upper = (arr[0, chart].tolist() + [None] * rest
-                              for arr in (point_mean, point_lower, point_upper))
-        categories = stats.spc_categories(spc, rows)[0, chart].tolist() + \
-            ["common_cause"] * rest
-        special = spc.special[row, chart].tolist() + [0] * rest
+        if last_only and row_chart is not None and charted:
+            # Every row's last point is read (the scorecard): the chart's column there
+            # is read for every row at once, the first time.
+            column = _chart_column(m, spc, first)
+            mean, lower, upper, categories, special = ([part[row]] for part in column)
+        else:
+            rows = slice(row, row + 1)
+            point_mean, point_lower, point_upper = stats.point_limits(spc, rows)
+            mean, lower, upper = (arr[0, chart].tolist() + [None] * rest
+                                  for arr in (point_mean, point_lower, point_upper))
+            categories = stats.spc_categories(spc, rows)[0, chart].tolist() + \
+                ["common_cause"] * rest
+            special = spc.special[row, chart].tolist() + [0] * rest
     columns = _columns(m, end)[span]
     out = []
     for k in range(len(columns) - 1 if last_only else 0, len(columns)):

@@ -910,6 +910,11 @@ def spc_categories(result: SpcResult, rows: slice = slice(None)) -> StrArray:
     return _categories(result.variation[rows], result.side[rows])
 
 
+def column_categories(result: SpcResult, column: int) -> StrArray:
+    """Return :func:`spc_categories` of column ``column`` alone, one per series."""
+    return _categories(result.variation[:, column], result.side[:, column])
+
+
 def spc_icon(result: SpcResult, column: int = -1) -> StrArray:
     """Return, per series, the NHS variation icon for the point at ``column`` (default the last).
 
