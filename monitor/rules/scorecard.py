@@ -43,7 +43,13 @@ from monitor.rules.measures import (
     window_text,
 )
 from monitor.rules.schema import Indicator, PeerGroup, RankWindow
-from monitor.rules.snapshot import CommentPart, RankFact, SeriesDetail, SeriesPoint
+from monitor.rules.snapshot import (
+    CommentPart,
+    IndicatorInfo,
+    RankFact,
+    SeriesDetail,
+    SeriesPoint,
+)
 
 T = TypeVar("T")
 
@@ -97,42 +103,91 @@ def rows(matrices: Mapping[str, Matrix], ruleset: RuleSet) -> list[SeriesDetail]
         m = matrices.get(ind.id)
         if m is None:
             continue
-        judged = [detail(m, i, matrices, ruleset, judge=False)
-                  for i in subject_rows(m, ruleset)]
-        verdicts = _assurances([row.last_point for row in judged], ind.direction)
-        out.extend(replace(row, assurance=str(verdict))
-                   for row, verdict in zip(judged, verdicts, strict=True))
+        subject = subject_rows(m, ruleset)
+        charts = [_chart_of(m, i) for i in subject]
+        # every row's SPC assurance judged at once, from each row's last point
+        verdicts = _assurances([c.last[-1] if c.last else None for c in charts],
+                               ind.direction)
+        out.extend(_detail(m, i, chart, matrices, ruleset, str(verdict))
+                   for i, chart, verdict in zip(subject, charts, verdicts, strict=True))
     return out
 
 
-def detail(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet,
-           *, judge: bool = True) -> SeriesDetail:
-    """Return everything the scorecard row, the series page and the API show for row ``i``
-    (``judge=False``: without its SPC assurance, which :func:`rows` judges for every row
-    of the matrix at once)."""
-    from monitor.rules.engine import indicator_info
+def detail(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet
+           ) -> SeriesDetail:
+    """Return everything the scorecard row, the series page and the API show for row
+    ``i``."""
+    chart = _chart_of(m, i)
+    verdict = _assurances([chart.last[-1] if chart.last else None], m.indicator.direction)
+    return _detail(m, i, chart, matrices, ruleset, str(verdict[0]))
 
-    ind = m.indicator
-    h = _headline(m)
-    end = h.end
-    kind = ind.headline_kind
-    value = float(h.value[i])
+
+@dataclass(frozen=True)
+class _Charted:
+    """Row ``i``'s series alone (``one``), its SPC chart (the matrix's, ``chart``, or its
+    own) and its headline period's point (``last``: empty without data)."""
+
+    one: Matrix
+    chart: _RowChart | None
+    spc: stats.SpcResult | None
+    last: tuple[SeriesPoint, ...]
+
+
+def _chart_of(m: Matrix, i: int) -> _Charted:
     one = _one_row(m, i)
     chart = _row_chart(m, i)
     spc = chart.result if chart is not None else _spc(one)
-    last = _points(m, i, one, h, spc, chart, last_only=True)
+    return _Charted(one, chart, spc, _points(m, i, one, _headline(m), spc, chart,
+                                              last_only=True))
+
+
+@dataclass(frozen=True)
+class _RowTexts:
+    """What every row of a matrix says alike (once per matrix)."""
+
+    indicator: IndicatorInfo
+    period_label: str
+    window_label: str
+    target_text: str
+    target_year: str
+    judged_year: str
+    judged_target_text: str
+
+
+def _row_texts(m: Matrix, h: Headline) -> _RowTexts:
+    from monitor.rules.engine import indicator_info
+
+    def make() -> _RowTexts:
+        ind, end, year = m.indicator, h.end, target_year(m)
+        return _RowTexts(
+            indicator_info(ind),
+            period_text(ind, m.grid.period(end)) if end >= 0 else "no data",
+            window_text(m, end),
+            format_target(ind, year if ind.target_for(year) is not None else h.fy),
+            financial_year_label(year), financial_year_label(h.fy),
+            format_target(ind, h.fy))
+
+    return _memo(m, ("row texts", h.end), make)
+
+
+def _detail(m: Matrix, i: int, charted: _Charted, matrices: Mapping[str, Matrix],
+            ruleset: RuleSet, assurance: str) -> SeriesDetail:
+    ind = m.indicator
+    h = _headline(m)
+    value = float(h.value[i])
+    one, chart, spc, last = charted.one, charted.chart, charted.spc, charted.last
     parts, rank_facts = comment(m, i, matrices, ruleset)
-    year = target_year(m)
+    texts = _row_texts(m, h)
+    row = chart.row if chart else 0
     return SeriesDetail(
-        indicator=indicator_info(ind), labels=dict(m.labels[i]),
-        period_label=period_text(ind, m.grid.period(end)) if end >= 0 else "no data",
-        window_label=window_text(m, end), value=_num(value),
-        value_text=format_value(ind, value, kind), target=_num(float(h.target[i])),
-        target_text=format_target(ind, year if ind.target_for(year) is not None else h.fy),
+        indicator=texts.indicator, labels=dict(m.labels[i]),
+        period_label=texts.period_label, window_label=texts.window_label,
+        value=_num(value), value_text=format_value(ind, value, ind.headline_kind),
+        target=_num(float(h.target[i])), target_text=texts.target_text,
         status=status_name(int(h.status[i])),
         comment=" ".join(part.text for part in parts),
-        target_year=financial_year_label(year), judged_year=financial_year_label(h.fy),
-        judged_target_text=format_target(ind, h.fy), ranks=tuple(rank_facts),
+        target_year=texts.target_year, judged_year=texts.judged_year,
+        judged_target_text=texts.judged_target_text, ranks=tuple(rank_facts),
         comment_parts=tuple(parts),
         # The headline period's point, as the spc condition judges it: a series without
         # data there shows no signal (stats: a missing point cannot be special).
@@ -142,11 +197,10 @@ def detail(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet,
         # `monitor eval` do not.
         points_of=partial(_points, m, i, one, h, spc, chart),
         last_point=last[-1] if last else None,
-        mean=_num(spc.mean[chart.row if chart else 0]) if spc is not None else None,
-        upper=_num(spc.upper[chart.row if chart else 0]) if spc is not None else None,
-        lower=_num(spc.lower[chart.row if chart else 0]) if spc is not None else None,
-        assurance=str(_assurances([last[-1] if last else None], ind.direction)[0])
-        if judge else "none",
+        mean=_num(spc.mean[row]) if spc is not None else None,
+        upper=_num(spc.upper[row]) if spc is not None else None,
+        lower=_num(spc.lower[row]) if spc is not None else None,
+        assurance=assurance,
     )
 
 
