@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -50,6 +51,7 @@ from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.partition import PartialTotal, Plan, combine_totals, plan
 from monitor.rules.wire import merge
 from monitor.rules.worker import (
+    Delta,
     PartitionResult,
     Records,
     StaleState,
@@ -116,6 +118,9 @@ class DistributedEngine:
         self._matrices: dict[int, tuple[tuple[object, ...], dict[str, Matrix]]] = {}
         self._merged: tuple[tuple[int, ...], dict[str, Matrix]] | None = None
         self._keyed: tuple[str, str] | None = None  # (store URL, key) the store holds
+        # what moved the data version since the last one read, when this process wrote it
+        self._delta: Delta | None = None
+        self.reads: Counter[str] = Counter()  # how the partitions read each cycle's data
 
     @property
     def distributed(self) -> bool:
@@ -151,6 +156,7 @@ class DistributedEngine:
         version = (self._generation, id(ruleset), tuple(milestone_sources),
                    store.observations.version())
         if self._inputs is None or self._inputs[0] != version:
+            self._delta = _delta(store, self._inputs[0] if self._inputs else None, version)
             self._inputs = (version, read_dataset(store, ruleset, milestone_sources,
                                                   observations=False))
         return self._inputs[1]
@@ -251,7 +257,8 @@ class DistributedEngine:
         n = cut.partitions
         version = self._inputs[0] if self._inputs is not None else ()
         base = Task(self.store_url, ruleset, cut, 0, cycle.at, self.history, 0, {},
-                    list(dataset.milestones), dict(dataset.sources), version, token)
+                    list(dataset.milestones), dict(dataset.sources), version, token,
+                    self._delta)
         # 1. the cross-partition totals, stage by stage, written back for what follows
         # (the same data as of the same time: the same totals, asked of no worker)
         started = time.perf_counter()
@@ -280,6 +287,7 @@ class DistributedEngine:
         made: dict[int, Made] = {}
         results = self._evaluate(task, holds.evaluated, own, epoch, cycle.now, data, made)
         self.last = results
+        self.reads.update(result.read for result in results)
         # 3. merged, then settled as any cycle is
         started = time.thread_time()
         for result in results:  # a partition sends only the records it owns
@@ -396,6 +404,24 @@ class DistributedEngine:
         self._merged = (ids, out)
         return out
 
+
+
+def _delta(store: Store, held: tuple[object, ...] | None, version: tuple[object, ...]
+           ) -> Delta | None:
+    """Return what moved the data from version ``held`` (the tasks' last) to ``version``:
+    the series this process's writes touched and the earliest period written (its store
+    journals them, as for ``DatasetCache``); None when the rules or milestones changed,
+    or another process wrote (then every partition is read again). The journal is let
+    go as far as it was read."""
+    if held is None or held[1:3] != version[1:3]:
+        return None
+    before, now = held[3], version[3]
+    assert isinstance(before, int) and isinstance(now, int)
+    changed = store.observations.changed_series(before, now)
+    store.observations.forget_changes(now)
+    if changed is None:
+        return None
+    return Delta(held, frozenset(changed[0]), changed[1])
 
 
 def _add_stats(evaluator: Evaluator, results: Sequence[PartitionResult],

@@ -31,6 +31,7 @@ from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.partition import PartialTotal, Plan, partial_total
 from monitor.rules.wire import Changes, encode
 from monitor.store import Store
+from monitor.store.observations import merge_blocks
 from monitor.store.partitions import read_partition
 
 
@@ -50,6 +51,19 @@ class Task:
     sources: Mapping[str, frozenset[str]] = field(default_factory=dict)
     version: tuple[object, ...] = ()  # the data's version: a worker reads again when it moves
     token: str = ""  # the coordinator and its rule set: a worker keeps its state per token
+    delta: Delta | None = None  # what moved the version, when the coordinator knows
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What the writes since data version ``base`` changed, as the coordinator's store
+    journals its own writes (a poll): the series they touched and the earliest period
+    written. A worker holding ``base`` reads only those series of its partition, from
+    that period, into the blocks it holds — as ``DatasetCache`` does in one process."""
+
+    base: tuple[object, ...]
+    series: frozenset[int]
+    first: int
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,7 @@ class PartitionResult:
     seconds: float  # CPU seconds of the task
     series: int
     epoch: int  # the worker's state after the task (the next task's ``Records.base``)
+    read: str = "none"  # how this data version was read: "full", "changes" or "none"
 
 
 @dataclass
@@ -101,8 +116,9 @@ class _State:
 
 _STORES: dict[str, Store] = {}
 _STORES_LOCK = threading.Lock()
-# A worker keeps the last blocks it read per partition: a steady cycle reads nothing.
-_BLOCKS: dict[tuple[str, int, int, tuple[str, ...]], tuple[tuple[object, ...], Any]] = {}
+# A worker keeps the last blocks it read per partition (with the data version and how it
+# was read): a steady cycle reads nothing, a poll's changes are read alone.
+_BLOCKS: dict[tuple[str, int, int, tuple[str, ...]], tuple[tuple[object, ...], Any, str]] = {}
 # …and its partitions' states, per coordinator token, partition and stage count.
 _STATES: dict[tuple[str, int, int, int], _State] = {}
 
@@ -136,26 +152,42 @@ def _state(task: Task) -> _State:
         return state
 
 
-def _dataset(task: Task, state: _State) -> Dataset:
-    """Return the partition's dataset: its stored series (read once per data version)
-    and the written-back totals (the ones held while equal)."""
+def _dataset(task: Task, state: _State) -> tuple[Dataset, str]:
+    """Return the partition's dataset: its stored series (read once per data version:
+    after a poll of the coordinator's, only what it changed) and the written-back totals
+    (the ones held while equal); and how this data version was read
+    (``PartitionResult.read``)."""
     base = [name for name, ind in task.ruleset.indicators.items() if ind.derived is None]
     key = (task.store_url, task.index, task.plan.partitions, tuple(base))
     with _STORES_LOCK:
         cached = _BLOCKS.get(key)
+    delta = task.delta
     if cached is not None and cached[0] == task.version and task.version:
-        stored = cached[1]
+        stored, how = cached[1], cached[2]
+    elif cached is not None and delta is not None and delta.base and cached[0] == delta.base:
+        changed = read_partition(_store(task.store_url), base, task.plan.partition_key,
+                                 task.index, task.plan.partitions,
+                                 series_ids=set(delta.series), since=delta.first) \
+            if delta.series else {}
+        stored = dict(cached[1])
+        for name, fresh in changed.items():
+            kept = stored.get(name)
+            stored[name] = fresh if kept is None else merge_blocks(kept, fresh, delta.first)
+        how = "changes"
+        with _STORES_LOCK:
+            _BLOCKS[key] = (task.version, stored, how)
     else:
         stored = read_partition(_store(task.store_url), base, task.plan.partition_key,
                                 task.index, task.plan.partitions)
+        how = "full"
         with _STORES_LOCK:
-            _BLOCKS[key] = (task.version, stored)
+            _BLOCKS[key] = (task.version, stored, how)
     for name, block in task.written.items():  # the same total again: keep the one held
         held = state.written.get(name)
         if held is None or not _same_block(held, block):
             state.written[name] = block
     blocks: dict[str, Any] = {**stored, **{n: state.written[n] for n in task.written}}
-    return Dataset(blocks, task.milestones, task.sources)
+    return Dataset(blocks, task.milestones, task.sources), how
 
 
 def _same_block(a: Block, b: Block) -> bool:
@@ -172,7 +204,7 @@ def partition_totals(task: Task, names: Sequence[str]) -> dict[str, PartialTotal
     from the matrices of the engine its evaluation then uses (pivoted once: the totals
     of later stages are still missing here, and empty)."""
     state = _state(replace(task, stages=len(task.plan.stages)))
-    matrices, _period = state.engine.matrices(_dataset(task, state), task.at)
+    matrices, _period = state.engine.matrices(_dataset(task, state)[0], task.at)
     out = {}
     for name in names:
         spec = task.ruleset.indicators[name].derived
@@ -198,7 +230,7 @@ def evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
         records.update(given.records)
     state.epoch = -1  # until this task finishes, no later one may build on it
     mine_rules = [state.rules.setdefault((r.group, r.rule.alert), r) for r in rules]
-    dataset = _dataset(task, state)
+    dataset, how = _dataset(task, state)
     result = state.engine.evaluate(dataset, task.at, records, rules=mine_rules, now=now)
     def mine(labels: Mapping[str, str]) -> bool:
         return task.plan.partition_of(labels) == task.index
@@ -217,7 +249,7 @@ def evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
         {key: state.engine.stats[key] for key in order},
         {name: m for name, m in result.matrices.items()
          if keep_whole or name not in task.plan.whole} if matrices else None,
-        time.process_time() - started, series, state.epoch)
+        time.process_time() - started, series, state.epoch, how)
 
 
 def warm() -> int:

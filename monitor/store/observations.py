@@ -344,6 +344,18 @@ class ObservationStore:
         blocks holding every observation of the touched series from the earliest period
         written on, and that period; None when some of those writes were not made by
         this process (another replica, ``monitor ingest``): then read everything."""
+        changed = self.changed_series(since, until)
+        if changed is None:
+            return None
+        series, first = changed
+        if not series:
+            return {}, 0
+        return self.read(indicator_ids, since=first, series_ids=series), first
+
+    def changed_series(self, since: int, until: int) -> tuple[set[int], int] | None:
+        """Return the series the writes after version ``since`` up to ``until`` touched
+        and the earliest period written (0 when none); None when some of those writes
+        were not made by this process."""
         with self._lock:
             wanted = range(since + 1, until + 1)
             if any(v not in self._changes for v in wanted):
@@ -356,9 +368,8 @@ class ObservationStore:
                     parts.append(touched)
                     first = earliest if first is None else min(first, earliest)
         if not parts or first is None:
-            return {}, 0
-        series = set(np.unique(np.concatenate(parts)).tolist())
-        return self.read(indicator_ids, since=first, series_ids=series), first
+            return set(), 0
+        return set(np.unique(np.concatenate(parts)).tolist()), first
 
     # --- SQL helpers -----------------------------------------------------------------
 

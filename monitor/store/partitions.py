@@ -83,10 +83,13 @@ def _key_values(cur: Any, pg: bool, key: PartitionKey, where: str, args: list[ob
 
 
 def read_partition(store: Store, indicator_ids: list[str], key: PartitionKey, index: int,
-                   partitions: int) -> dict[str, SeriesBlock]:
+                   partitions: int, *, series_ids: set[int] | None = None,
+                   since: int | None = None) -> dict[str, SeriesBlock]:
     """Return one block per indicator of ``indicator_ids`` holding the series of
     partition ``index`` of ``partitions`` under ``key`` (all of them for one partition);
-    indicators without such observations are absent."""
+    indicators without such observations are absent. ``series_ids``: only those of the
+    partition's series (what a poll touched); ``since``: their observations from that
+    period on."""
     if not indicator_ids:
         return {}
     pg = not store.is_sqlite
@@ -106,13 +109,18 @@ def read_partition(store: Store, indicator_ids: list[str], key: PartitionKey, in
             # One indicator at a time: its columns are its block (no copy of them for
             # each indicator), and the read's transient memory is one indicator's.
             out: dict[str, SeriesBlock] = {}
+            if series_ids is not None:
+                series = [row for row in series if int(row[0]) in series_ids]
             for name in dict.fromkeys(row[1] for row in series):  # as the series are sorted
                 mine = [row[:3] for row in series if row[1] == name]
                 ids = [int(row[0]) for row in mine]
                 if pg:
-                    columns = _pg_columns(cur, "WHERE series_id = ANY(%s)", [ids])
+                    columns = _pg_columns(
+                        cur, "WHERE series_id = ANY(%s)" + (" AND period >= %s" if since
+                                                            is not None else ""),
+                        [ids] + ([since] if since is not None else []))
                 else:
-                    columns = _sqlite_columns(cur, ids)
+                    columns = _sqlite_columns(cur, ids, since)
                 out.update(_blocks(mine, columns))
         finally:
             if not pg:
@@ -143,7 +151,7 @@ def _ranged(cur: Any, pg: bool, key: PartitionKey, where: str, indicator_ids: li
                             partitions) == index]
 
 
-def _sqlite_columns(cur: Any, ids: list[int]) -> _Columns:
+def _sqlite_columns(cur: Any, ids: list[int], since: int | None = None) -> _Columns:
     """Return the observations of series ``ids`` (ascending) as columns sorted by series
     and period (``sqlite_columns``: mostly one number a row).
 
@@ -152,5 +160,8 @@ def _sqlite_columns(cur: Any, ids: list[int]) -> _Columns:
     small chunks: a chunk's Python objects are the read's transient memory, which should
     not exceed a small partition's own arrays.
     """
-    return sqlite_columns(cur, "WHERE series_id IN (SELECT value FROM json_each(?))",
-                          [json.dumps(ids)], FETCH_ROWS)
+    where = "WHERE series_id IN (SELECT value FROM json_each(?))"
+    if since is not None:
+        return sqlite_columns(cur, where + " AND period >= ?", [json.dumps(ids), since],
+                              FETCH_ROWS)
+    return sqlite_columns(cur, where, [json.dumps(ids)], FETCH_ROWS)

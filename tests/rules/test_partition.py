@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -199,3 +200,63 @@ def test_a_partitioned_cycle_decides_what_one_process_decides(tmp_path: Path,
 def _rows(m: Matrix) -> list[tuple[str, list[float]]]:
     return sorted(zip(map(str, m.labels), np.nan_to_num(m.values, nan=-1.0).tolist(),
                       strict=True))
+
+
+def test_after_this_process_polls_each_partition_reads_only_what_the_poll_changed(
+        tmp_path: Path, store_url: str) -> None:
+    """Month after month this process polls one new month for every series (a value
+    revised, a series new to the store now and then): each partition reads only the
+    touched series from the earliest period written, and decides exactly what one
+    process reading the whole store does. A write by another process (a second store
+    object: its writes are not in this one's journal) makes every partition read all."""
+    ruleset = _rules(tmp_path)
+    url = store_url
+    store = open_store(url)
+    rng = random.Random(5)
+    start = month("2020-01")
+    areas = list(AREAS)
+
+    def poll(k: int, into: Any = store) -> None:
+        batch = [Observation(name, labels_of({"area": area}), start + k,
+                             float(rng.randrange(50, 150)))
+                 for name in ("burglary", "robbery") for area in areas]
+        if k % 4 == 1:  # a revision of an earlier month of one series
+            batch.append(Observation("burglary", labels_of({"area": areas[k % 12]}),
+                                     start + k - 6, float(rng.randrange(50, 150))))
+        into.observations.ingest("src", batch, now=datetime(2026, 1, 1, tzinfo=UTC))
+
+    for k in range(18):
+        poll(k)
+    one, parted = Evaluator(ruleset), Evaluator(ruleset)
+    engine = DistributedEngine(store.url, EngineConfig(partitions=3))
+    mine: dict = {}  # type: ignore[type-arg]
+    theirs: dict = {}  # type: ignore[type-arg]
+    seen = 0
+    for k in range(18, 36):
+        if k > 18:
+            if k % 5 == 0:
+                areas.append(f"new{k}")  # a series new to the store
+            poll(k)
+        if k == 30:
+            other = open_store(url, migrate=False)  # another process's write
+            poll(k, other)
+            other.close()
+        cycle = Cycle(at=month_end(start + k), now=month_end(start + k))
+        a = one.run(read_dataset(store, ruleset, []), mine, cycle)
+        before = dict(engine.reads)
+        b = engine.run(parted, engine.inputs(store, ruleset, []), theirs, cycle)
+        read = {how: n - before.get(how, 0) for how, n in engine.reads.items()
+                if n != before.get(how, 0)}
+        assert read == ({"full": 3} if k in (18, 30) else {"changes": 3}), k
+        assert sorted((t.alert_id, t.to_state, t.value, t.explanation,
+                       t.annotations.items()) for t in b.transitions) == \
+            sorted((t.alert_id, t.to_state, t.value, t.explanation, t.annotations.items())
+                   for t in a.transitions), k
+        assert sorted(b.changed, key=lambda r: r.id) == sorted(a.changed, key=lambda r: r.id)
+        for name in ("burglary", "robbery", "london"):
+            assert _rows(b.matrices[name]) == _rows(a.matrices[name]), (k, name)
+        mine, theirs = a.records, b.records
+        seen += len(a.transitions)
+    assert seen > 20
+    assert any(lab.get("area") == "new35" for lab in b.matrices["burglary"].labels)
+    store.close()
