@@ -112,6 +112,34 @@ def fill(folder: Path, series: int) -> None:
     store.close()
 
 
+def new_month(store) -> None:  # type: ignore[no-untyped-def]
+    """Ingest one more month for every series through ``store`` (the daemon's own poll:
+    its store journals the series it touched), the same values in every run."""
+    from monitor.model import Observation, labels_of
+
+    rng = np.random.default_rng(2)
+    areas = store.observations.read(["burglary"], since=START + MONTHS - 1)["burglary"].labels
+    for name in ("burglary", "robbery"):
+        values = rng.poisson(100, len(areas)).astype(float)
+        store.observations.ingest("gen", [
+            Observation(name, labels_of(labels), START + MONTHS, float(v))
+            for labels, v in zip(areas, values, strict=True)],
+            now=datetime(2026, 2, 1, tzinfo=UTC))
+
+
+def _copy(folder: Path) -> Path:
+    """Return a copy of the filled store and rules in a folder of its own (each run adds
+    a month to its copy)."""
+    import shutil
+
+    into = Path(tempfile.mkdtemp(prefix="bench-dist-"))
+    shutil.copytree(folder / "rules", into / "rules")
+    for name in ("store.db", "store.db-wal"):
+        if (folder / name).exists():
+            shutil.copy(folder / name, into / name)
+    return into
+
+
 def _setup(folder: Path):  # type: ignore[no-untyped-def]
     from monitor.rules.cycle import Cycle, Evaluator
     from monitor.rules.engine import month_end
@@ -133,16 +161,31 @@ def one_process(folder: Path) -> dict[str, object]:
     steady cycle (no new data) reads nothing."""
     from monitor.rules.inputs import DatasetCache
 
-    store, ruleset, evaluator, cycle = _setup(folder)
+    store, ruleset, evaluator, cycle = _setup(_copy(folder))
     cache = DatasetCache(store)
     started, cpu = time.perf_counter(), time.process_time()
     result = evaluator.run(cache.get(ruleset, []), {}, cycle)
     first, first_cpu = time.perf_counter() - started, time.process_time() - cpu
     started, cpu = time.perf_counter(), time.process_time()
-    evaluator.run(cache.get(ruleset, []), result.records, cycle)
+    steady_result = evaluator.run(cache.get(ruleset, []), result.records, cycle)
     steady, steady_cpu = time.perf_counter() - started, time.process_time() - cpu
+    new_month(store)
+    started, cpu = time.perf_counter(), time.process_time()
+    month = evaluator.run(cache.get(ruleset, []), steady_result.records, _next(cycle))
+    month_s, month_cpu = time.perf_counter() - started, time.process_time() - cpu
     return {"first": first, "steady": steady, "first_cpu": first_cpu,
-            "steady_cpu": steady_cpu, "rss": rss_mb(), "answers": _answers(result)}
+            "steady_cpu": steady_cpu, "month": month_s, "month_cpu": month_cpu,
+            "rss": rss_mb(), "answers": _answers(result),
+            "month_answers": _answers(month), "reads": dict(cache.reads)}
+
+
+def _next(cycle):  # type: ignore[no-untyped-def]
+    """The cycle of the month after ``cycle``'s."""
+    from monitor.rules.cycle import Cycle
+    from monitor.rules.engine import month_end
+
+    at = month_end(START + MONTHS)
+    return Cycle(at=at, now=at)
 
 
 def local_cluster(folder: Path, workers: int) -> dict[str, object]:
@@ -151,7 +194,7 @@ def local_cluster(folder: Path, workers: int) -> dict[str, object]:
     from monitor.rules.distributed import DistributedEngine, EngineConfig
     from monitor.store.partitions import set_key
 
-    store, ruleset, evaluator, cycle = _setup(folder)
+    store, ruleset, evaluator, cycle = _setup(_copy(folder))
     engine = DistributedEngine(store.url, EngineConfig("local", workers, workers))
     # Every series' position under the rules' partition key is stored once per key (the
     # first cycle after the key changes; timed on its own: "a change of partition key"),
@@ -172,8 +215,14 @@ def local_cluster(folder: Path, workers: int) -> dict[str, object]:
     split = [b - a for a, b in zip(before, after, strict=True)]
     first_cpu, merge = sum(split), engine.merge_seconds
     started, used = time.perf_counter(), cpu()
-    engine.run(evaluator, engine.inputs(store, ruleset, []), result.records, cycle)
+    steady_result = engine.run(evaluator, engine.inputs(store, ruleset, []), result.records,
+                               cycle)
     steady, steady_cpu = time.perf_counter() - started, cpu() - used
+    new_month(store)
+    started, used = time.perf_counter(), cpu()
+    month = engine.run(evaluator, engine.inputs(store, ruleset, []), steady_result.records,
+                       _next(cycle))
+    month_s, month_cpu = time.perf_counter() - started, cpu() - used
     before = each()
     time.sleep(IDLE)  # the cluster between cycles: what Dask's own timers cost
     idle = [(b - a) / IDLE for a, b in zip(before, each(), strict=True)]
@@ -182,6 +231,8 @@ def local_cluster(folder: Path, workers: int) -> dict[str, object]:
     return {"first": first, "steady": steady, "first_cpu": first_cpu,
             "steady_cpu": steady_cpu, "rss": rss_mb(), "workers": sorted(peaks.values()),
             "answers": _answers(result), "write_back": engine.write_back_seconds,
+            "month": month_s, "month_cpu": month_cpu, "month_answers": _answers(month),
+            "reads": dict(engine.reads),
             "split": split, "merge": merge, "started": started_rss, "idle": idle}
 
 
@@ -322,19 +373,25 @@ def main() -> None:
 def measure(folder: Path, workers: int, partitions: list[int]) -> None:
     one = child("one", folder, 0)
     local = child("local", folder, workers)
-    print("\nA cycle: first (reads the store) and steady (no new data); wall seconds, "
-          "CPU-seconds of every process in brackets.\n")
-    print("| run | first cycle s | steady cycle s | peak RSS MB |")
-    print("|---|---|---|---|")
+    print("\nA cycle: first (reads the store), steady (no new data), and the cycle after one "
+          "new month for every series, polled by the daemon's own store (each reads only "
+          "what that poll changed); wall seconds, CPU-seconds of every process in "
+          "brackets.\n")
+    print("| run | first cycle s | steady cycle s | new month s | peak RSS MB |")
+    print("|---|---|---|---|---|")
     print(f"| one process | {one['first']:.2f} [{one['first_cpu']:.1f}] | "
-          f"{one['steady']:.2f} [{one['steady_cpu']:.2f}] | {one['rss']:.0f} |")
+          f"{one['steady']:.2f} [{one['steady_cpu']:.2f}] | "
+          f"{one['month']:.2f} [{one['month_cpu']:.2f}] | {one['rss']:.0f} |")
     peaks = ", ".join(f"{w:.0f}" for w in local["workers"])  # type: ignore[attr-defined]
     print(f"| {workers} local workers | {local['first']:.2f} [{local['first_cpu']:.1f}] | "
-          f"{local['steady']:.2f} [{local['steady_cpu']:.2f}] | daemon {local['rss']:.0f}; "
+          f"{local['steady']:.2f} [{local['steady_cpu']:.2f}] | "
+          f"{local['month']:.2f} [{local['month_cpu']:.2f}] | daemon {local['rss']:.0f}; "
           f"workers {peaks} |")
     print(f"\nspeed-up: first cycle {one['first'] / local['first']:.2f}×, "  # type: ignore[operator]
-          f"steady {one['steady'] / local['steady']:.2f}×; largest worker's peak RSS: "  # type: ignore[operator]
+          f"steady {one['steady'] / local['steady']:.2f}×, "  # type: ignore[operator]
+          f"new month {one['month'] / local['month']:.2f}×; largest worker's peak RSS: "  # type: ignore[operator]
           f"{max(local['workers']) / one['rss']:.0%} of one process's")  # type: ignore[arg-type, operator]
+    print(f"reads: one process {one['reads']}; workers {local['reads']}")
     print("workers' RSS once started (before any task): "
           + ", ".join(f"{w:.0f}" for w in local["started"]) + " MB")  # type: ignore[attr-defined]
     print("idle between cycles, share of a core: daemon "  # the client's and scheduler's
@@ -366,7 +423,9 @@ def measure(folder: Path, workers: int, partitions: list[int]) -> None:
               f"{mem.mean():.0f}, {mem.max():.0f} | {mem.max() * n / alone[1]:.2f} | "
               f"{share:.1%} | {sim['answers'] == one['answers']} |")
     print(f"\nlocal cluster same answers: {local['answers'] == one['answers']}; "
-          f"transitions: {len(one['answers'])}")  # type: ignore[arg-type]
+          f"transitions: {len(one['answers'])}; new month: "  # type: ignore[arg-type]
+          f"{local['month_answers'] == one['month_answers']}, "
+          f"{len(one['month_answers'])}")  # type: ignore[arg-type]
     moved = child("key", folder, 0)
     print(f"a change of partition key: {moved['series']:,} series positioned again in "
           f"{moved['wall']:.2f} s [{moved['cpu']:.2f} CPU-s]")

@@ -95,7 +95,7 @@ class PartitionResult:
     seconds: float  # CPU seconds of the task
     series: int
     epoch: int  # the worker's state after the task (the next task's ``Records.base``)
-    read: str = "none"  # how this data version was read: "full", "changes" or "none"
+    read: str = "none"  # how the task's data was read this cycle: "full", "changes", "none"
 
 
 @dataclass
@@ -152,11 +152,11 @@ def _state(task: Task) -> _State:
         return state
 
 
-def _dataset(task: Task, state: _State) -> tuple[Dataset, str]:
+def _dataset(task: Task, state: _State, *, report: bool = False) -> tuple[Dataset, str]:
     """Return the partition's dataset: its stored series (read once per data version:
     after a poll of the coordinator's, only what it changed) and the written-back totals
-    (the ones held while equal); and how this data version was read
-    (``PartitionResult.read``)."""
+    (the ones held while equal); and how its series were read since the last ``report``
+    ("full", "changes" or "none": ``PartitionResult.read``)."""
     base = [name for name, ind in task.ruleset.indicators.items() if ind.derived is None]
     key = (task.store_url, task.index, task.plan.partitions, tuple(base))
     with _STORES_LOCK:
@@ -186,6 +186,9 @@ def _dataset(task: Task, state: _State) -> tuple[Dataset, str]:
         held = state.written.get(name)
         if held is None or not _same_block(held, block):
             state.written[name] = block
+    if report:  # said once: the next cycle on the same data read nothing
+        with _STORES_LOCK:
+            _BLOCKS[key] = (task.version, stored, "none")
     blocks: dict[str, Any] = {**stored, **{n: state.written[n] for n in task.written}}
     return Dataset(blocks, task.milestones, task.sources), how
 
@@ -230,7 +233,7 @@ def evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
         records.update(given.records)
     state.epoch = -1  # until this task finishes, no later one may build on it
     mine_rules = [state.rules.setdefault((r.group, r.rule.alert), r) for r in rules]
-    dataset, how = _dataset(task, state)
+    dataset, how = _dataset(task, state, report=True)
     result = state.engine.evaluate(dataset, task.at, records, rules=mine_rules, now=now)
     def mine(labels: Mapping[str, str]) -> bool:
         return task.plan.partition_of(labels) == task.index

@@ -255,7 +255,11 @@ def test_after_this_process_polls_each_partition_reads_only_what_the_poll_change
         assert sorted(b.changed, key=lambda r: r.id) == sorted(a.changed, key=lambda r: r.id)
         for name in ("burglary", "robbery", "london"):
             assert _rows(b.matrices[name]) == _rows(a.matrices[name]), (k, name)
-        mine, theirs = a.records, b.records
+        before = dict(engine.reads)
+        again = engine.run(parted, engine.inputs(store, ruleset, []), b.records, cycle)
+        assert not again.transitions  # the same data again: nothing read, nothing new
+        assert engine.reads["none"] - before.get("none", 0) == 3
+        mine, theirs = a.records, again.records
         seen += len(a.transitions)
     assert seen > 20
     assert any(lab.get("area") == "new35" for lab in b.matrices["burglary"].labels)
