@@ -166,6 +166,7 @@ def one_process(folder: Path) -> dict[str, object]:
     started, cpu = time.perf_counter(), time.process_time()
     result = evaluator.run(cache.get(ruleset, []), {}, cycle)
     first, first_cpu = time.perf_counter() - started, time.process_time() - cpu
+    rss_first = rss_mb()
     started, cpu = time.perf_counter(), time.process_time()
     steady_result = evaluator.run(cache.get(ruleset, []), result.records, cycle)
     steady, steady_cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -175,7 +176,7 @@ def one_process(folder: Path) -> dict[str, object]:
     month_s, month_cpu = time.perf_counter() - started, time.process_time() - cpu
     return {"first": first, "steady": steady, "first_cpu": first_cpu,
             "steady_cpu": steady_cpu, "month": month_s, "month_cpu": month_cpu,
-            "rss": rss_mb(), "answers": _answers(result),
+            "rss": rss_first, "rss_all": rss_mb(), "answers": _answers(result),
             "month_answers": _answers(month), "reads": dict(cache.reads)}
 
 
@@ -212,6 +213,8 @@ def local_cluster(folder: Path, workers: int) -> dict[str, object]:
     started, before = time.perf_counter(), each()
     result = engine.run(evaluator, engine.inputs(store, ruleset, []), {}, cycle)
     first, after = time.perf_counter() - started, each()
+    peaks_first = engine.client().run(rss_mb)
+    rss_first = rss_mb()
     split = [b - a for a, b in zip(before, after, strict=True)]
     first_cpu, merge = sum(split), engine.merge_seconds
     started, used = time.perf_counter(), cpu()
@@ -229,7 +232,8 @@ def local_cluster(folder: Path, workers: int) -> dict[str, object]:
     peaks = engine.client().run(rss_mb)
     engine.close()
     return {"first": first, "steady": steady, "first_cpu": first_cpu,
-            "steady_cpu": steady_cpu, "rss": rss_mb(), "workers": sorted(peaks.values()),
+            "steady_cpu": steady_cpu, "rss": rss_first, "rss_all": rss_mb(),
+            "workers": sorted(peaks_first.values()), "workers_all": sorted(peaks.values()),
             "answers": _answers(result), "write_back": engine.write_back_seconds,
             "month": month_s, "month_cpu": month_cpu, "month_answers": _answers(month),
             "reads": dict(engine.reads),
@@ -377,19 +381,23 @@ def measure(folder: Path, workers: int, partitions: list[int]) -> None:
           "new month for every series, polled by the daemon's own store (each reads only "
           "what that poll changed); wall seconds, CPU-seconds of every process in "
           "brackets.\n")
-    print("| run | first cycle s | steady cycle s | new month s | peak RSS MB |")
-    print("|---|---|---|---|---|")
+    print("| run | first cycle s | steady cycle s | new month s | peak RSS MB after the "
+          "first cycle | peak RSS MB of the run (incl. the month's ingest) |")
+    print("|---|---|---|---|---|---|")
     print(f"| one process | {one['first']:.2f} [{one['first_cpu']:.1f}] | "
           f"{one['steady']:.2f} [{one['steady_cpu']:.2f}] | "
-          f"{one['month']:.2f} [{one['month_cpu']:.2f}] | {one['rss']:.0f} |")
+          f"{one['month']:.2f} [{one['month_cpu']:.2f}] | {one['rss']:.0f} | "
+          f"{one['rss_all']:.0f} |")
     peaks = ", ".join(f"{w:.0f}" for w in local["workers"])  # type: ignore[attr-defined]
+    peaks_all = ", ".join(f"{w:.0f}" for w in local["workers_all"])  # type: ignore[attr-defined]
     print(f"| {workers} local workers | {local['first']:.2f} [{local['first_cpu']:.1f}] | "
           f"{local['steady']:.2f} [{local['steady_cpu']:.2f}] | "
           f"{local['month']:.2f} [{local['month_cpu']:.2f}] | daemon {local['rss']:.0f}; "
-          f"workers {peaks} |")
+          f"workers {peaks} | daemon {local['rss_all']:.0f}; workers {peaks_all} |")
     print(f"\nspeed-up: first cycle {one['first'] / local['first']:.2f}×, "  # type: ignore[operator]
           f"steady {one['steady'] / local['steady']:.2f}×, "  # type: ignore[operator]
-          f"new month {one['month'] / local['month']:.2f}×; largest worker's peak RSS: "  # type: ignore[operator]
+          f"new month {one['month'] / local['month']:.2f}×; largest worker's peak RSS after "  # type: ignore[operator]
+          "the first cycle: "
           f"{max(local['workers']) / one['rss']:.0%} of one process's")  # type: ignore[arg-type, operator]
     print(f"reads: one process {one['reads']}; workers {local['reads']}")
     print("workers' RSS once started (before any task): "
