@@ -222,10 +222,12 @@ def local_cluster(folder: Path, workers: int) -> dict[str, object]:
                                cycle)
     steady, steady_cpu = time.perf_counter() - started, cpu() - used
     new_month(store)
-    started, used = time.perf_counter(), cpu()
+    started, before = time.perf_counter(), each()
     month = engine.run(evaluator, engine.inputs(store, ruleset, []), steady_result.records,
                        _next(cycle))
-    month_s, month_cpu = time.perf_counter() - started, cpu() - used
+    month_s, after = time.perf_counter() - started, each()
+    month_split = [b - a for a, b in zip(before, after, strict=True)]
+    month_cpu, month_merge = sum(month_split), engine.merge_seconds
     before = each()
     time.sleep(IDLE)  # the cluster between cycles: what Dask's own timers cost
     idle = [(b - a) / IDLE for a, b in zip(before, each(), strict=True)]
@@ -236,6 +238,7 @@ def local_cluster(folder: Path, workers: int) -> dict[str, object]:
             "workers": sorted(peaks_first.values()), "workers_all": sorted(peaks.values()),
             "answers": _answers(result), "write_back": engine.write_back_seconds,
             "month": month_s, "month_cpu": month_cpu, "month_answers": _answers(month),
+            "month_split": month_split, "month_merge": month_merge,
             "reads": dict(engine.reads),
             "split": split, "merge": merge, "started": started_rss, "idle": idle}
 
@@ -413,6 +416,12 @@ def measure(folder: Path, workers: int, partitions: list[int]) -> None:
           f"{local['merge']:.2f}), workers " + ", ".join(f"{w:.2f}" for w in workers)
           + f"; on 2 free cores at best {ideal:.2f} s, "
           f"{one['first_cpu'] / ideal:.2f}× the one process's CPU-s")  # type: ignore[operator]
+    daemon, *workers = local["month_split"]  # type: ignore[misc]
+    ideal = max((daemon + sum(workers)) / 2, max(workers) + local["month_merge"])
+    print(f"new month CPU-s: daemon {daemon:.2f} (merge after the last result "
+          f"{local['month_merge']:.2f}), workers " + ", ".join(f"{w:.2f}" for w in workers)
+          + f"; on 2 free cores at best {ideal:.2f} s, "
+          f"{one['month_cpu'] / ideal:.2f}× the one process's CPU-s")  # type: ignore[operator]
     print("\nSimulated: each partition evaluated in a fresh process of its own; its "
           "memory is the process's peak RSS during the task over its RSS before.\n")
     print("| partitions | CPU s per partition (mean, max) | × 1/N of one | partition "
