@@ -44,7 +44,6 @@ def transition_events(transitions: Iterable[Transition]) -> list[AlertEvent]:
             for t in transitions]
 
 
-_ENCODER = json.JSONEncoder(sort_keys=True)  # the same text as json.dumps(sort_keys=True)
 COLUMNS = ("alert_id", "rule", "group_name", "labels", "kind", "from_state", "to_state",
            "value", "explanation", "period", "detail", "at")
 _INSERT = (f"INSERT INTO alert_event ({', '.join(COLUMNS)}) "  # noqa: S608
@@ -70,11 +69,10 @@ def insert_events(conn: Connection, events: Sequence[AlertEvent],
         return
     postgres = conn.dialect.name == "postgresql"
     ts = stamper(postgres)
-    encode = (codec or JsonCodec()).encode
-    dumps = _ENCODER.encode
+    encode = (codec or JsonCodec()).encode  # events may share a detail (one message's)
     rows = [(e.alert_id, e.rule, str(e.detail.get("group", "")), encode(e.labels), e.kind,
              e.from_state, e.to_state, None if e.value is None else float(e.value),
-             e.explanation, e.period, dumps(dict(e.detail)) if e.detail else "{}", ts(e.at))
+             e.explanation, e.period, encode(e.detail) if e.detail else "{}", ts(e.at))
             for e in events]
     raw = conn.connection.driver_connection
     assert raw is not None

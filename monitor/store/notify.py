@@ -17,7 +17,7 @@ replicas never take the same transition or the same outbox row.
 from __future__ import annotations
 
 import json
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -281,6 +281,29 @@ class NotifyTx:
                             starts_at=cast(datetime, when(start)), ends_at=when(end),
                             updated_at=when(upd))
                 for i, r, lab, notes, st, v, ex, start, end, upd in rows if i not in skip]
+
+    def alert_starts(self, ids: Collection[str]) -> dict[str, datetime]:
+        """Return when each alert of ``ids`` the notifier tracks started (its row's
+        ``starts_at``; none for an id it does not track). Nothing else of the rows is
+        read: resolving an alert takes only its start from the table."""
+        if not ids:
+            return {}
+        postgres = self.conn.dialect.name == "postgresql"
+        # one parameter however many ids
+        sql = "SELECT alert_id, starts_at FROM notify_alert WHERE alert_id = ANY(%s)" \
+            if postgres else \
+            "SELECT alert_id, starts_at FROM notify_alert WHERE alert_id IN " \
+            "(SELECT value FROM json_each(?))"
+        raw = self.conn.connection.driver_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            cur.execute(sql, (list(ids) if postgres else json.dumps(list(ids)),))
+            rows = cur.fetchall()
+        finally:
+            cur.close()
+        when = reader()
+        return {i: cast(datetime, when(start)) for i, start in rows}
 
     def _one_of(self, col: Any, values: Iterable[Any]) -> Any:
         return one_of(col, values, self.conn.dialect.name)
