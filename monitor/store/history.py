@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import JSON
 from monitor.alerts.state import Transition
 from monitor.matchers import Matcher, matches_all
 from monitor.model import AlertEvent, iter_chunks, utc
-from monitor.store.db import JsonCodec, stamper
+from monitor.store.db import BULK_ROWS, JsonCodec, bulk_cache, stamper
 from monitor.store.tables import AlertEventRow
 
 EVENT = AlertEventRow.metadata.tables["alert_event"]
@@ -74,6 +74,8 @@ def insert_events(conn: Connection, events: Sequence[AlertEvent],
              e.from_state, e.to_state, None if e.value is None else float(e.value),
              e.explanation, e.period, encode(e.detail) if e.detail else "{}", ts(e.at))
             for e in events]
+    if len(rows) >= BULK_ROWS:
+        bulk_cache(conn)
     raw = conn.connection.driver_connection
     assert raw is not None
     cur = raw.cursor()

@@ -43,7 +43,7 @@ from monitor.model import AlertEvent, utc
 from monitor.notify.notification import FIRING, RESOLVED, NotifyAlert
 from monitor.notify.pipeline import LogEntry
 from monitor.notify.silences import Silence, recurrence_dict, recurrence_from
-from monitor.store.db import JsonCodec, one_of, reader, stamper
+from monitor.store.db import BULK_ROWS, JsonCodec, bulk_cache, one_of, reader, stamper
 from monitor.store.history import insert_events
 from monitor.store.tables import (
     AlertRow,
@@ -319,6 +319,8 @@ class NotifyTx:
                  a.status, a.value, a.explanation, ts(a.starts_at), ts(a.ends_at),
                  ts(a.updated_at or a.starts_at)) for a in alerts]
         mark = "%s" if postgres else "?"
+        if len(rows) >= BULK_ROWS:
+            bulk_cache(self.conn)
         raw = self.conn.connection.driver_connection
         assert raw is not None
         cur = raw.cursor()
