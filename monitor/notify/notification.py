@@ -68,13 +68,24 @@ class NotifyAlert:
         return self.labels.get("alertname", self.rule)
 
     def to_dict(self) -> dict[str, Any]:
+        return self._fields(dict(self.labels), dict(self.annotations))
+
+    def _fields(self, labels: Mapping[str, str], annotations: Mapping[str, str]
+                ) -> dict[str, Any]:
         return {
-            "alert_id": self.alert_id, "rule": self.rule, "labels": dict(self.labels),
-            "annotations": dict(self.annotations), "status": self.status,
+            "alert_id": self.alert_id, "rule": self.rule, "labels": labels,
+            "annotations": annotations, "status": self.status,
             "value": self.value, "explanation": self.explanation,
             "starts_at": _time(self.starts_at), "ends_at": _time(self.ends_at),
             "updated_at": _time(self.updated_at),
         }
+
+    def _encodable(self) -> dict[str, Any]:
+        """Return :meth:`to_dict` for ``json``, sharing the labels and annotations
+        when they are dicts already (as encoded, never changed): no copy per alert."""
+        labels, notes = self.labels, self.annotations
+        return self._fields(labels if type(labels) is dict else dict(labels),
+                            notes if type(notes) is dict else dict(notes))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NotifyAlert:
@@ -216,7 +227,7 @@ class Notification:
         return json.dumps({
             "kind": self.kind, "receiver": self.receiver, "group_key": self.group_key,
             "group_labels": dict(self.group_labels),
-            "alerts": [a.to_dict() for a in self.alerts],
+            "alerts": [a._encodable() for a in self.alerts],
             "created_at": _time(self.created_at), "message_id": self.message_id,
             "thread_id": self.thread_id, "external_url": self.external_url,
             "digest": self.digest.to_dict() if self.digest else None,
@@ -254,6 +265,8 @@ def common(mappings: Iterable[Mapping[str, str]]) -> dict[str, str]:
     for mapping in mappings:
         if result is None:
             result = dict(mapping)
+        elif not result:  # nothing shared already: the rest cannot add any
+            break
         else:
             result = {k: v for k, v in result.items() if mapping.get(k) == v}
     return dict(sorted((result or {}).items()))

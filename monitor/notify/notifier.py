@@ -97,9 +97,11 @@ class FlushResult:
                                                                  compare=False)
 
 
-def apply_transitions(current: dict[str, NotifyAlert], events: Sequence[TransitionEvent]
+def apply_transitions(starts: Mapping[str, datetime], events: Sequence[TransitionEvent]
                       ) -> dict[str, NotifyAlert]:
-    """Return the alerts changed by ``events`` (oldest first), keyed by alert id.
+    """Return the alerts changed by ``events`` (oldest first), keyed by alert id;
+    ``starts`` holds when each alert the notifier tracks started (at least those the
+    events resolve: see :func:`resolving`).
 
     A transition to firing starts the alert; one from firing to anything else resolves
     it, keeping when it started and taking the value *at resolution*. Other
@@ -107,7 +109,6 @@ def apply_transitions(current: dict[str, NotifyAlert], events: Sequence[Transiti
     """
     changed: dict[str, NotifyAlert] = {}
     for event in events:
-        known = changed.get(event.alert_id) or current.get(event.alert_id)
         if event.to_state == FIRING:
             changed[event.alert_id] = NotifyAlert(
                 alert_id=event.alert_id, rule=event.rule, labels=event.labels,
@@ -115,13 +116,28 @@ def apply_transitions(current: dict[str, NotifyAlert], events: Sequence[Transiti
                 explanation=event.explanation, starts_at=event.at, ends_at=None,
                 updated_at=event.at)
         elif event.from_state == FIRING:
+            known = changed.get(event.alert_id)
+            started = known.starts_at if known is not None else \
+                starts.get(event.alert_id, event.at)
             changed[event.alert_id] = NotifyAlert(
                 alert_id=event.alert_id, rule=event.rule, labels=event.labels,
                 annotations=event.annotations, status="resolved", value=event.value,
-                explanation=event.explanation,
-                starts_at=known.starts_at if known is not None else event.at,
+                explanation=event.explanation, starts_at=started,
                 ends_at=event.at, updated_at=event.at)
     return changed
+
+
+def resolving(events: Sequence[TransitionEvent]) -> set[str]:
+    """Return the alerts ``events`` resolve without firing them first: those whose start
+    :func:`apply_transitions` must be told."""
+    fired: set[str] = set()
+    out: set[str] = set()
+    for event in events:
+        if event.to_state == FIRING:
+            fired.add(event.alert_id)
+        elif event.from_state == FIRING and event.alert_id not in fired:
+            out.add(event.alert_id)
+    return out
 
 
 def default_instance() -> str:
@@ -267,9 +283,8 @@ class Notifier:
             notifiable = [e for e in events if e.notifiable]
             changed: dict[str, NotifyAlert] = {}
             if notifiable:
-                current = {a.alert_id: a for a in
-                           tx.load_alerts({e.alert_id for e in notifiable})}
-                changed = apply_transitions(current, notifiable)
+                changed = apply_transitions(tx.alert_starts(resolving(notifiable)),
+                                            notifiable)
                 tx.save_alerts(list(changed.values()))
             if events:
                 self.metrics.transitions.inc(len(events))
@@ -389,10 +404,16 @@ class Notifier:
             notification = outgoing.notification
             if notification is None:
                 continue
+            # One detail per message and status, shared by its events: the store writes
+            # each detail object's text once (a message can hold 100,000 alerts).
+            details: dict[str, dict[str, Any]] = {}
             for alert in notification.alerts:
-                events.append(_event(alert, "notified", now, {
-                    "receiver": notification.receiver, "status": alert.status,
-                    "message_id": notification.message_id}))
+                detail = details.get(alert.status)
+                if detail is None:
+                    detail = details[alert.status] = {
+                        "receiver": notification.receiver, "status": alert.status,
+                        "message_id": notification.message_id}
+                events.append(_event(alert, "notified", now, detail))
         for alert_id, alert in fresh.items():
             reason = flow.muted.get(alert_id)
             if reason is None:

@@ -79,6 +79,8 @@ class GroupIndex:
         (and forget those it removed)."""
         for alert_id in flow.removable:
             self.sources.discard(alert_id)
+        if not matchers:  # no inhibit rule: no alert is a source
+            return
         removed = set(flow.removable)
         for alert in flow.alerts:
             if alert.alert_id not in removed and any(m.matches(alert.labels)
@@ -108,11 +110,13 @@ class GroupIndex:
                 self.members.pop(g, None)
         removed = set(flow.removable)
         for group in flow.groups:
-            for alert in group.alerts:
-                if alert.alert_id in removed:
-                    continue
-                self.members.setdefault(group.ident, set()).add(alert.alert_id)
-                self.groups_of.setdefault(alert.alert_id, set()).add(group.ident)
+            ident = group.ident
+            kept = [a.alert_id for a in group.alerts if a.alert_id not in removed]
+            if not kept:
+                continue
+            self.members.setdefault(ident, set()).update(kept)
+            for alert_id in kept:
+                self.groups_of.setdefault(alert_id, set()).add(ident)
         for alert in flow.alerts:
             if alert.alert_id not in removed and not alert.firing:
                 self.expiry[alert.alert_id] = _expiry(alert, retention)

@@ -111,6 +111,20 @@ class Matrix:
             self.memo[key] = make()
         return cast(T, self.memo[key])
 
+    def inherit(self, older: Matrix) -> None:
+        """Take from ``older`` what depends on its series alone — the label list itself,
+        the fingerprints made so far and the label indexes — when it holds the same
+        series in the same rows: a new month's matrix of the same series (every series
+        one period longer) makes none of it again."""
+        if older.labels is not self.labels and older.labels != self.labels:
+            return
+        self.labels = older.labels
+        self._index, self._names = older._index, older._names
+        self._by_key, self._key_names = older._by_key, older._key_names
+        made = older.memo.get(("fingerprints", None))
+        if made is not None:
+            self.memo[("fingerprints", None)] = made
+
     def fingerprint(self, row: int) -> str:
         """Return the fingerprint of row ``row``'s series, made once per series (every
         rule on the indicator, and every cycle on the same matrix, reuses it)."""

@@ -151,8 +151,10 @@ class Engine:
                 block = dataset.blocks.get(name)
                 pivot = self._pivots.get(name)
                 if pivot is None or not pivot.holds(block, grid):
-                    pivot = self._pivots[name] = _Pivot.of(block, grid,
-                                                           from_block(ind, block, grid))
+                    matrix = from_block(ind, block, grid)
+                    if pivot is not None:  # the same series, most often: keep their ids
+                        matrix.inherit(pivot.matrix)
+                    pivot = self._pivots[name] = _Pivot.of(block, grid, matrix)
                 out[name] = pivot.matrix
             else:
                 inputs = tuple(out[i] for i in ind.derived.inputs)

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, select
 
 from monitor.alerts.state import AlertRecord, Transition
 from monitor.model import AlertState
-from monitor.store.db import JsonCodec, reader, stamper
+from monitor.store.db import BULK_ROWS, JsonCodec, bulk_cache, reader, stamper
 from monitor.store.history import insert_events, transition_events
 from monitor.store.tables import AlertRow
 
@@ -133,6 +133,8 @@ class AlertStore:
         with self.engine.begin() as conn:
             if guard is not None:
                 guard(conn)
+            if len(records) + len(moves) >= BULK_ROWS:
+                bulk_cache(conn)
             raw = conn.connection.driver_connection
             assert raw is not None
             cur = raw.cursor()

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import JSON
 from monitor.alerts.state import Transition
 from monitor.matchers import Matcher, matches_all
 from monitor.model import AlertEvent, iter_chunks, utc
-from monitor.store.db import JsonCodec, stamper
+from monitor.store.db import BULK_ROWS, JsonCodec, bulk_cache, stamper
 from monitor.store.tables import AlertEventRow
 
 EVENT = AlertEventRow.metadata.tables["alert_event"]
@@ -44,7 +44,6 @@ def transition_events(transitions: Iterable[Transition]) -> list[AlertEvent]:
             for t in transitions]
 
 
-_ENCODER = json.JSONEncoder(sort_keys=True)  # the same text as json.dumps(sort_keys=True)
 COLUMNS = ("alert_id", "rule", "group_name", "labels", "kind", "from_state", "to_state",
            "value", "explanation", "period", "detail", "at")
 _INSERT = (f"INSERT INTO alert_event ({', '.join(COLUMNS)}) "  # noqa: S608
@@ -70,12 +69,13 @@ def insert_events(conn: Connection, events: Sequence[AlertEvent],
         return
     postgres = conn.dialect.name == "postgresql"
     ts = stamper(postgres)
-    encode = (codec or JsonCodec()).encode
-    dumps = _ENCODER.encode
+    encode = (codec or JsonCodec()).encode  # events may share a detail (one message's)
     rows = [(e.alert_id, e.rule, str(e.detail.get("group", "")), encode(e.labels), e.kind,
              e.from_state, e.to_state, None if e.value is None else float(e.value),
-             e.explanation, e.period, dumps(dict(e.detail)) if e.detail else "{}", ts(e.at))
+             e.explanation, e.period, encode(e.detail) if e.detail else "{}", ts(e.at))
             for e in events]
+    if len(rows) >= BULK_ROWS:
+        bulk_cache(conn)
     raw = conn.connection.driver_connection
     assert raw is not None
     cur = raw.cursor()

@@ -17,11 +17,11 @@ replicas never take the same transition or the same outbox row.
 from __future__ import annotations
 
 import json
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     Connection,
@@ -43,7 +43,7 @@ from monitor.model import AlertEvent, utc
 from monitor.notify.notification import FIRING, RESOLVED, NotifyAlert
 from monitor.notify.pipeline import LogEntry
 from monitor.notify.silences import Silence, recurrence_dict, recurrence_from
-from monitor.store.db import JsonCodec, one_of, reader, stamper
+from monitor.store.db import BULK_ROWS, JsonCodec, bulk_cache, one_of, reader, stamper
 from monitor.store.history import insert_events
 from monitor.store.tables import (
     AlertRow,
@@ -190,7 +190,20 @@ def _silence_row(silence: Silence) -> dict[str, Any]:
     }
 
 
-def _from_memory(row: Any, move: Transition) -> TransitionEvent:
+class _Claimed(NamedTuple):
+    """A claimed transition's row as ``claim_transitions`` returns it."""
+
+    id: int
+    alert_id: str
+    rule: str
+    from_state: str
+    to_state: str
+    value: float | None
+    explanation: str
+    at: Any  # a datetime (PostgreSQL) or its text (SQLite)
+
+
+def _from_memory(row: _Claimed, move: Transition) -> TransitionEvent:
     """Return a claimed row with the labels and annotations of the transition it was saved
     from (the same dicts, not decoded) and its instant (not parsed); the rest as claimed."""
     return TransitionEvent(
@@ -220,13 +233,24 @@ class NotifyTx:
         transition in memory; only the labels and annotations of the others (another
         process's rows, or this one's before a restart) are read and decoded.
         """
-        rows = self.conn.execute(text(
-            "UPDATE alert_transition SET claimed_by = :owner, claimed_at = :now "
-            "WHERE id IN (SELECT id FROM alert_transition WHERE claimed_by IS NULL "
-            "ORDER BY id LIMIT :limit) AND claimed_by IS NULL RETURNING id, alert_id, rule, "
-            "from_state, to_state, value, explanation, at").bindparams(
-            bindparam("now", type_=TRANSITION.c.claimed_at.type)),
-            {"owner": owner, "now": now, "limit": limit}).all()
+        # Through the driver's cursor: a claim can return 100,000 rows, and SQLAlchemy's
+        # result processing costs microseconds a row. ``now`` is written as SQLAlchemy
+        # writes the column (``stamper``).
+        postgres = self.conn.dialect.name == "postgresql"
+        mark = "%s" if postgres else "?"
+        raw = self.conn.connection.driver_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            cur.execute(
+                f"UPDATE alert_transition SET claimed_by = {mark}, claimed_at = {mark} "  # noqa: S608
+                "WHERE id IN (SELECT id FROM alert_transition WHERE claimed_by IS NULL "
+                f"ORDER BY id LIMIT {mark}) AND claimed_by IS NULL RETURNING id, alert_id, "
+                "rule, from_state, to_state, value, explanation, at",
+                (owner, stamper(postgres)(now), limit))
+            rows = [_Claimed._make(row) for row in cur.fetchall()]
+        finally:
+            cur.close()
         held = known or {}
         events: list[TransitionEvent] = []
         unknown = []
@@ -282,6 +306,29 @@ class NotifyTx:
                             updated_at=when(upd))
                 for i, r, lab, notes, st, v, ex, start, end, upd in rows if i not in skip]
 
+    def alert_starts(self, ids: Collection[str]) -> dict[str, datetime]:
+        """Return when each alert of ``ids`` the notifier tracks started (its row's
+        ``starts_at``; none for an id it does not track). Nothing else of the rows is
+        read: resolving an alert takes only its start from the table."""
+        if not ids:
+            return {}
+        postgres = self.conn.dialect.name == "postgresql"
+        # one parameter however many ids
+        sql = "SELECT alert_id, starts_at FROM notify_alert WHERE alert_id = ANY(%s)" \
+            if postgres else \
+            "SELECT alert_id, starts_at FROM notify_alert WHERE alert_id IN " \
+            "(SELECT value FROM json_each(?))"
+        raw = self.conn.connection.driver_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            cur.execute(sql, (list(ids) if postgres else json.dumps(list(ids)),))
+            rows = cur.fetchall()
+        finally:
+            cur.close()
+        when = reader()
+        return {i: cast(datetime, when(start)) for i, start in rows}
+
     def _one_of(self, col: Any, values: Iterable[Any]) -> Any:
         return one_of(col, values, self.conn.dialect.name)
 
@@ -296,6 +343,8 @@ class NotifyTx:
                  a.status, a.value, a.explanation, ts(a.starts_at), ts(a.ends_at),
                  ts(a.updated_at or a.starts_at)) for a in alerts]
         mark = "%s" if postgres else "?"
+        if len(rows) >= BULK_ROWS:
+            bulk_cache(self.conn)
         raw = self.conn.connection.driver_connection
         assert raw is not None
         cur = raw.cursor()

@@ -102,10 +102,12 @@ def test_a_warm_engine_decides_what_a_cold_one_does(tmp_path: Path) -> None:
         areas = [f"a{i}" for i in range(40) if not (step > 10 and i % 7 == 0)]
         if step > 20:
             areas.append("a99")  # a new series
-        if (period, len(areas)) not in datasets:  # the same blocks all month: a steady cycle
-            datasets[(period, len(areas))] = dataset(np.random.default_rng(int(period)),
-                                                     period, areas)
-        data = datasets[(period, len(areas))]
+        if step > 26:
+            areas[1] = "a98"  # one series for another: as many rows, not the same series
+        if (period, tuple(areas)) not in datasets:  # the same blocks all month: steady
+            datasets[(period, tuple(areas))] = dataset(np.random.default_rng(int(period)),
+                                                       period, areas)
+        data = datasets[(period, tuple(areas))]
         now = month_end(period) + timedelta(minutes=2 * step) + \
             timedelta(days=2 if step in (24, 25) else 0)  # resolved ones get forgotten
         cycle = Cycle(at=month_end(period), now=now, retention=36 * 3600.0)

@@ -8,7 +8,6 @@ skipped. A test posts the sample alerts labelled ``test="true"`` for five minute
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -45,7 +44,7 @@ class AlertmanagerChannel(HttpChannel):
             alerts.append({"labels": labels, "annotations": shaped["annotations"],
                            "startsAt": shaped["startsAt"], "endsAt": ends,
                            "generatorURL": shaped["generatorURL"]})
-        return Message(alerts, json.dumps(alerts, indent=2, ensure_ascii=False))
+        return Message(alerts)
 
     def deliver(self, message: Message, notification: Notification) -> SendResult:
         if notification.kind in ("digest", "report") or not message.body:

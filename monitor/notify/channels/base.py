@@ -38,12 +38,23 @@ USER_AGENT = "kpi-monitor"
 
 @dataclass(frozen=True)
 class Message:
-    """A rendered message: the body to deliver and a readable preview of it."""
+    """A rendered message: the body to deliver and a readable preview of it.
+
+    ``text`` is the preview; None means the body as indented JSON, written only when
+    :attr:`preview` is read (``monitor template render``): a send never reads it, and
+    Python writes indented JSON without its C encoder — most of a webhook's render.
+    """
 
     body: Any
-    preview: str
+    text: str | None = None
     template_error: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def preview(self) -> str:
+        if self.text is not None:
+            return self.text
+        return json.dumps(self.body, indent=2, ensure_ascii=False)
 
 
 TemplateErrorHook = Callable[[str, str, str], None]  # (receiver, integration, error)
@@ -96,7 +107,7 @@ class Channel(ABC):
         message = self.build(notification, parts)
         if error is None:
             return message
-        return Message(message.body, message.preview, error, message.meta)
+        return Message(message.body, message.text, error, message.meta)
 
     def render_parts(self, notification: Notification) -> dict[str, Any]:
         """Return every part rendered from the templates. Raises jinja2.TemplateError

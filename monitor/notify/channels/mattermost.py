@@ -6,7 +6,6 @@ Slack-style ``<!channel>`` Mattermost also understands ping nobody).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -53,7 +52,7 @@ class MattermostChannel(HttpChannel):
             body["username"] = self.config.username
         if self.config.icon_url:
             body["icon_url"] = self.config.icon_url
-        return Message(body, json.dumps(body, indent=2, ensure_ascii=False))
+        return Message(body)
 
     def deliver(self, message: Message, notification: Notification) -> SendResult:
         self.post_json(message.body)

@@ -8,7 +8,6 @@ from data is mrkdwn-escaped, so a borough named ``<!channel>`` pings nobody.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -71,7 +70,7 @@ class SlackChannel(HttpChannel):
             body["username"] = self.config.username
         if self.config.icon_emoji:
             body["icon_emoji"] = self.config.icon_emoji
-        return Message(body, json.dumps(body, indent=2, ensure_ascii=False))
+        return Message(body)
 
     def deliver(self, message: Message, notification: Notification) -> SendResult:
         self.post_json(message.body)

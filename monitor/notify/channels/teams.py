@@ -8,7 +8,6 @@ Values from data are Markdown-escaped (Adaptive Cards render a CommonMark subset
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -74,7 +73,7 @@ class TeamsChannel(HttpChannel):
         envelope = {"type": "message", "attachments": [{
             "contentType": "application/vnd.microsoft.card.adaptive",
             "contentUrl": None, "content": card}]}
-        return Message(envelope, json.dumps(envelope, indent=2, ensure_ascii=False))
+        return Message(envelope)
 
     def deliver(self, message: Message, notification: Notification) -> SendResult:
         self.post_json(message.body)

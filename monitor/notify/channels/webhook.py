@@ -8,7 +8,6 @@ tests use the same envelope: a digest has no alerts and a ``digest`` object.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
@@ -89,7 +88,7 @@ class WebhookChannel(HttpChannel):
 
     def build(self, notification: Notification, parts: Mapping[str, Any]) -> Message:
         body = payload(notification, self.config.max_alerts)
-        return Message(body, json.dumps(body, indent=2, ensure_ascii=False))
+        return Message(body)
 
     def deliver(self, message: Message, notification: Notification) -> SendResult:
         self.post_json(message.body)
