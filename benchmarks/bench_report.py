@@ -28,8 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from monitor.memory import gc_paused
 from monitor.model import Frequency, month
-from monitor.report.generate import FORMATS, gc_paused, render
+from monitor.report.generate import FORMATS, render
 from monitor.report.pack import build_pack, previous_of
 from monitor.rules.cycle import Evaluator, publish_month
 from monitor.rules.data import Block

@@ -11,13 +11,12 @@ that reference counting already frees — a quarter of the CPU time of a 3,300-r
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime
 
+from monitor.memory import gc_paused
 from monitor.model import Frequency
 from monitor.report import html, pdf, xlsx
 from monitor.report.pack import Pack, build_pack, previous_of
@@ -30,24 +29,6 @@ from monitor.store import Store
 FORMATS = ("pdf", "xlsx", "html")
 MEDIA_TYPES = {"pdf": "application/pdf", "html": "text/html; charset=utf-8",
                "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for the block, and restore it after.
-
-    Reference counting still frees every object that is not in a cycle; the cycles made
-    meanwhile (WeasyPrint makes a few tens of thousands) are collected once it runs again.
-    The collector is the process's: another thread's cycles wait too, for the seconds a
-    pack takes. Nested or concurrent blocks end with it as it was before the outermost.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def milestone_sources(settings: Settings) -> list[str]:
@@ -129,5 +110,5 @@ def file_name(name: str, period: str, fmt: str) -> str:
     return f"{name}-{period}.{fmt}"
 
 
-__all__: Sequence[str] = ["FORMATS", "MEDIA_TYPES", "file_name", "gc_paused", "month_pack",
+__all__: Sequence[str] = ["FORMATS", "MEDIA_TYPES", "file_name", "month_pack",
                           "render", "workbook"]

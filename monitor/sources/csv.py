@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from monitor.errors import PayloadError
+from monitor.memory import gc_paused
 from monitor.model import Labels, Observation
 from monitor.sources.base import FileOrUrl, Parsed, Payload, Source, SourceBase
 from monitor.sources.http import HttpOptions
@@ -38,7 +39,6 @@ from monitor.sources.mapping import (
     html_error,
     is_html,
     missing_columns,
-    paused_gc,
 )
 from monitor.store.batch import ObservationBatch
 from monitor.store.sourcestate import Validators
@@ -102,7 +102,7 @@ def _records(reader: Any, source: str, origin: str) -> Iterator[tuple[list[str],
         yield record, reader.line_num
 
 
-@paused_gc()
+@gc_paused()
 def parse_csv(config: CsvSource, body: bytes, *, origin: str, content_type: str = "",
               columnar: bool = True) -> Parsed:
     """Return the observations in a CSV body and the rows rejected.

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from monitor.errors import PayloadError
+from monitor.memory import gc_paused
 from monitor.sources.base import FileOrUrl, Parsed, Payload, Source, SourceBase
 from monitor.sources.http import HttpOptions
 from monitor.sources.mapping import (
@@ -24,7 +25,6 @@ from monitor.sources.mapping import (
     html_error,
     is_html,
     missing_columns,
-    paused_gc,
 )
 from monitor.store.sourcestate import Validators
 
@@ -88,7 +88,7 @@ def load_document(source: str, origin: str, body: bytes, content_type: str) -> A
                            ) from None
 
 
-@paused_gc()
+@gc_paused()
 def parse_json(config: JsonSource, body: bytes, *, origin: str, content_type: str = "") -> Parsed:
     """Return the observations in a JSON body and the records rejected.
 

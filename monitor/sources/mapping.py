@@ -10,12 +10,9 @@ poll goes on. Payload-level problems (a mapped column absent from the header) ra
 
 from __future__ import annotations
 
-import gc
 import math
 import re
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
@@ -78,35 +75,6 @@ Getter = Callable[[Any], Any]
 _INDICATOR = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 _TRUE = frozenset({"true", "t", "yes", "y", "1", "provisional", "p"})
 _FALSE = frozenset({"false", "f", "no", "n", "0", "final", ""})
-
-
-_gc_lock = threading.Lock()
-_gc_pauses = 0
-_gc_resume = False
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a payload becomes observations.
-
-    Parsing a million observations allocates millions of small acyclic objects, and each
-    generation-2 pass walks them all: pausing halves the parse time. Reference counting
-    still frees everything; cycles made meanwhile are collected when the collector
-    resumes. Safe across threads: the collector resumes when the last pause ends.
-    """
-    global _gc_pauses, _gc_resume
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_resume = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_resume:
-                gc.enable()
 
 
 class Skip(Exception):  # a signal, not an error

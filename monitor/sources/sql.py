@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from monitor.configtypes import Duration
 from monitor.errors import FetchError, PayloadError
+from monitor.memory import gc_paused
 from monitor.sources.base import (
     Parsed,
     Payload,
@@ -37,7 +38,6 @@ from monitor.sources.mapping import (
     MappingOptions,
     check_header,
     missing_columns,
-    paused_gc,
 )
 from monitor.store.sourcestate import Validators
 
@@ -127,7 +127,7 @@ class SqlKind(Source[SqlSource]):
                                                "rows": [tuple(r) for r in table[1:] if r]})
 
 
-@paused_gc()
+@gc_paused()
 def parse_rows(config: SqlSource, columns: list[str], rows: list[tuple[Any, ...]], *,
                origin: str) -> Parsed:
     """Return the observations in a query result and the rows rejected.

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
+from monitor.memory import gc_paused
 from monitor.model import Frequency
-from monitor.report.generate import gc_paused, milestone_sources, month_pack, render
+from monitor.report.generate import milestone_sources, month_pack, render
 from monitor.report.pack import Before, Pack, key_of, previous_of
 from monitor.rules.cycle import Evaluator, SourceView, publish_month
 from monitor.rules.inputs import read_dataset
