@@ -134,13 +134,14 @@ def _with_config(args: argparse.Namespace, config: str) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.app import App
+    from monitor.clock import clock_of
 
     settings, path = load_settings(args)
     if path is None:
         logs.get_logger("monitor").warning(
             "no config file; running on the built-in defaults", looked_for=CONFIG_LOOKUP,
             cwd=str(Path.cwd()))
-    app = App(settings, path)
+    app = App(settings, path, clock=clock_of(args))
     app.install_signal_handlers()
     try:
         app.start()

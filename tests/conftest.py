@@ -13,7 +13,9 @@ with the reason elsewhere and fails under CI, where the docs say it runs.
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import socket
 import uuid
 from collections.abc import Iterator
@@ -28,6 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MONITOR_SHARED_DATA", REPO.parent / "shared" / "data"))
 PG_URL = os.environ.get("MONITOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PG_MODE = os.environ.get("MONITOR_TEST_POSTGRES", "")
+
+# The property suite's count of generated inputs, added up over xdist workers and printed
+# at the end of the run.
+pytest_plugins = ["tests.property.tally"]
 
 
 def needs(reason: str) -> None:
@@ -94,11 +100,44 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+def _port_range() -> range:
+    """Return the ports this process hands out: below the kernel's ephemeral range, and
+    under pytest-xdist (``make test`` runs the suite in several workers) a slice of that
+    of its own per worker."""
+    try:
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    low = 10_000
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    size = (ephemeral - low) // workers
+    return range(low + worker * size, low + (worker + 1) * size)
+
+
+PORTS = _port_range()
+# A random start: two test runs at once on one machine (two worktrees) seldom meet.
+_next_port = itertools.count(random.SystemRandom().randrange(len(PORTS)))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """Return a loopback port nothing listens on, one this process has not handed out before.
+
+    A port the kernel picks (binding port 0) can be taken again — by another worker's
+    server, or as the local port of any outgoing connection — in the seconds between this
+    choice and the test's server binding it. The ports here lie below the kernel's
+    ephemeral range, which no outgoing connection and no port-0 bind uses, and each xdist
+    worker has a slice of its own.
+    """
+    for _ in range(len(PORTS)):
+        port = PORTS[next(_next_port) % len(PORTS)]
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use, or still in TIME_WAIT
+                continue
         return port
+    raise RuntimeError(f"no free port in {PORTS}")
 
 
 @pytest.fixture

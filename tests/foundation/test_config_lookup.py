@@ -159,7 +159,7 @@ def test_run_without_a_config_file_warns_and_runs_on_the_defaults(
     started = []
 
     class App:
-        def __init__(self, settings: object, path: Path | None) -> None:
+        def __init__(self, settings: object, path: Path | None, clock: object = None) -> None:
             started.append(path)
 
         def install_signal_handlers(self) -> None:

@@ -32,7 +32,9 @@ class Delivery:
 class Hook:
     """A webhook receiver on loopback that records every request and how many are in
     flight (arrived, not yet answered). ``delay`` slows each answer down; ``replies``
-    are the status codes of the first answers (then 200)."""
+    are the status codes of the first answers (then 200). A request cut short — its
+    sender killed between the headers and the end of the body — is not a delivery, and
+    is not recorded: a real receiver cannot act on half a message either."""
 
     delay: float = 0.0
     replies: list[int] = field(default_factory=list)
@@ -47,7 +49,10 @@ class Hook:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                length = int(self.headers.get("Content-Length", "0"))
+                raw = self.rfile.read(length)
+                if len(raw) < length:
+                    return  # the connection closed mid-body: the sender was killed
                 with hook.lock:
                     hook.inflight += 1
                     hook.deliveries.append(Delivery(
