@@ -377,6 +377,18 @@ def main() -> None:
                 [int(n) for n in args.partitions.split(",") if n.strip()])
 
 
+def _split(cycle: str, split: list[float], merge: float, alone: float) -> None:
+    """Print a cycle's CPU-seconds per process and the best wall time that split allows
+    on 2 cores of our own: all the CPU shared by both cores, and never less than the
+    slowest worker followed by the daemon's merge."""
+    daemon, *workers = split
+    ideal = max((daemon + sum(workers)) / 2, max(workers) + merge)
+    print(f"{cycle} CPU-s: daemon {daemon:.2f} (merge after the last result {merge:.2f}), "
+          "workers " + ", ".join(f"{w:.2f}" for w in workers)
+          + f"; on 2 free cores at best {ideal:.2f} s, {alone / ideal:.2f}× the one "
+          "process's CPU-s")
+
+
 def measure(folder: Path, workers: int, partitions: list[int]) -> None:
     one = child("one", folder, 0)
     local = child("local", folder, workers)
@@ -408,20 +420,8 @@ def measure(folder: Path, workers: int, partitions: list[int]) -> None:
     print("idle between cycles, share of a core: daemon "  # the client's and scheduler's
           + ", workers ".join(f"{w:.1%}" for w in local["idle"][:2]) + ", "  # type: ignore[index]
           + ", ".join(f"{w:.1%}" for w in local["idle"][2:]))  # type: ignore[index]
-    daemon, *workers = local["split"]  # type: ignore[misc]
-    # The best the CPU split allows on 2 cores of our own: all the CPU shared by both
-    # cores, and never less than the slowest worker followed by the daemon's merge.
-    ideal = max((daemon + sum(workers)) / 2, max(workers) + local["merge"])
-    print(f"first cycle CPU-s: daemon {daemon:.2f} (merge after the last result "
-          f"{local['merge']:.2f}), workers " + ", ".join(f"{w:.2f}" for w in workers)
-          + f"; on 2 free cores at best {ideal:.2f} s, "
-          f"{one['first_cpu'] / ideal:.2f}× the one process's CPU-s")  # type: ignore[operator]
-    daemon, *workers = local["month_split"]  # type: ignore[misc]
-    ideal = max((daemon + sum(workers)) / 2, max(workers) + local["month_merge"])
-    print(f"new month CPU-s: daemon {daemon:.2f} (merge after the last result "
-          f"{local['month_merge']:.2f}), workers " + ", ".join(f"{w:.2f}" for w in workers)
-          + f"; on 2 free cores at best {ideal:.2f} s, "
-          f"{one['month_cpu'] / ideal:.2f}× the one process's CPU-s")  # type: ignore[operator]
+    _split("first cycle", local["split"], local["merge"], one["first_cpu"])  # type: ignore[arg-type]
+    _split("new month", local["month_split"], local["month_merge"], one["month_cpu"])  # type: ignore[arg-type]
     print("\nSimulated: each partition evaluated in a fresh process of its own; its "
           "memory is the process's peak RSS during the task over its RSS before.\n")
     print("| partitions | CPU s per partition (mean, max) | × 1/N of one | partition "

@@ -12,20 +12,13 @@ import pytest
 
 from monitor.clock import FixedClock
 from monitor.notify.config import RateLimit
-from monitor.store import Store, open_store
+from monitor.store import Store
 from tests.notify.helpers import T0, make_notifier, notify_config, record
 from tests.notify.loopback import LoopbackReceiver, validate_am_webhook
 
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def store(postgres_url: str) -> Iterator[Store]:
-    opened = open_store(postgres_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ by ageing its rows, as the passing of its lease would."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,13 +24,6 @@ pytestmark = pytest.mark.postgres
 SETTINGS = ClusterSettings(heartbeat_interval=1.0, lease_ttl=10.0, shards=8)
 
 
-@pytest.fixture
-def store(postgres_url: str) -> Iterator[Store]:
-    opened = open_store(postgres_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def member(store: Store, name: str, settings: ClusterSettings = SETTINGS) -> ClusterMember:

@@ -19,7 +19,6 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from monitor.store import Store, open_store
 from tests.conftest import free_port, needs
 from tests.notify.loopback import LoopbackReceiver, validate_am_webhook
 
@@ -172,14 +171,6 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmana
             process.wait()
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    """An open store on each backend (SQLite, then PostgreSQL), closed afterwards."""
-    opened = open_store(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 @pytest.fixture

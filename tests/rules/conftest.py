@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -14,18 +13,11 @@ import yaml
 from monitor.model import Milestone, month
 from monitor.rules.data import Block
 from monitor.rules.engine import Dataset
-from monitor.store import Store, open_store
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "mps-2008-09" / "data"
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    """A store on each database the suite runs (``store_url``), closed after the test."""
-    opened = open_store(store_url)
-    yield opened
-    opened.close()
 
 
 def blocks_from_long_csv(path: Path, label: str = "force") -> dict[str, Block]:

@@ -38,13 +38,6 @@ def deps(clock: FixedClock, sleeps: Sleeps) -> SourceDeps:
                       rng=random.Random(7))
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 @pytest.fixture

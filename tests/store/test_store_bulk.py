@@ -3,7 +3,6 @@ SQLite (32,766) or PostgreSQL (65,535) allow parameters in one statement."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 
 from monitor.alerts.state import AlertRecord, Transition
 from monitor.model import AlertState, Observation, alert_id, month
-from monitor.store import Store, observations, open_store
+from monitor.store import Store, observations
 from monitor.store.batch import ObservationBatch
 
 pytestmark = pytest.mark.slow  # ~10 s a store: seventy thousand rows each way
@@ -20,11 +19,6 @@ MANY = 70_001  # more than either driver's parameter limit
 NOW = datetime(2016, 12, 5, 6, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    yield opened
-    opened.close()
 
 
 def _records(state: AlertState) -> list[AlertRecord]:

@@ -4,7 +4,6 @@ whatever key the rules name, and a store migrated from before positions reads th
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,11 +24,6 @@ BY_KIND = PartitionKey(("kind",))
 PINNED = PartitionKey(("area",), {"E0001": 7, "E0002": 7})  # a peer group, kept whole
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = open_store(store_url)
-    yield s
-    s.close()
 
 
 def _ingest(store: Store, areas: list[str], indicator: str = "crime") -> None:

@@ -4,14 +4,13 @@ and without a first period, and for one partition of the series."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
 from monitor.model import Observation, month
-from monitor.store import Store, open_store
+from monitor.store import Store
 from monitor.store.partitions import read_partition
 from monitor.store.partkey import PartitionKey
 
@@ -19,11 +18,6 @@ NOW = datetime(2016, 12, 5, 6, 0, tzinfo=UTC)
 START = month("2014-01")
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    yield opened
-    opened.close()
 
 
 def _observations(revised: bool) -> list[Observation]:
