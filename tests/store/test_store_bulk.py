@@ -131,3 +131,26 @@ def test_it_sums_a_batch_s_repeated_series_and_periods_in_order_of_first_sight()
     assert batch.summed().observations() == [
         Observation(*b, 5, 4.0, None, True), Observation(*a, 5, 2.0, 4.0),
         Observation(*a, 6, 1.0)]
+
+
+def test_a_bulk_write_keeps_each_rows_as_of_time_and_source_name(store: Store) -> None:
+    """The new rows' as-of time and source, which PostgreSQL's binary COPY writes as bytes
+    of its own (microseconds since 2000, the name's UTF-8), read back as given: a later
+    revision records the old value's as-of time, and the source is counted by its name."""
+    source = "données-été"  # not ASCII: a byte count, not a character count, in COPY
+    polled = datetime(2016, 12, 5, 6, 0, 0, 123456, tzinfo=UTC)
+    batch = [Observation("x", (("area", f"a{i}"),), month("2016-12"), float(i),
+                         None if i % 2 else 4.0, i % 3 == 0) for i in range(1_000)]
+    assert store.observations.ingest(source, batch, now=polled).inserted == 1_000
+    assert store.observations.count_by_source() == {source: 1_000}
+    revised = [Observation("x", (("area", "a7"),), month("2016-12"), 70.0)]
+    later = polled + timedelta(days=31)
+    assert store.observations.ingest(source, revised, now=later).revised == 1
+    (revision,) = store.observations.revisions()
+    assert (revision.old_value, revision.new_value) == (7.0, 70.0)
+    assert revision.old_as_of == polled
+    assert revision.revised_at == later
+    assert revision.source == source
+    block = store.observations.read(["x"])["x"]
+    assert int(np.count_nonzero(block.provisional)) == 334
+    assert int(np.count_nonzero(~np.isnan(block.denominator))) == 500
