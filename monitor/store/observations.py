@@ -237,7 +237,7 @@ def _copy_row(source: bytes, denominator: bool) -> np.dtype[Any]:
         ("period", ">i4"), ("l_value", ">i4"), ("value", ">f8"), ("l_den", ">i4"),
         *([("den", ">f8")] if denominator else []), ("l_prov", ">i4"), ("prov", "u1"),
         ("l_as_of", ">i4"), ("as_of", ">i8"), ("l_rev", ">i4"), ("rev", ">i4"),
-        ("l_source", ">i4"), ("source", f"S{max(len(source), 1)}")])
+        ("l_source", ">i4"), *([("source", f"S{len(source)}")] if source else [])])
 
 
 def copy_rows(sid: IntArray, period: IntArray, value: FloatArray, den: FloatArray,
@@ -268,7 +268,9 @@ def copy_rows(sid: IntArray, period: IntArray, value: FloatArray, den: FloatArra
         rows["l_den"] = 8 if has_den else -1
         rows["l_prov"] = 1
         rows["as_of"], rows["rev"] = stamp, 0
-        rows["l_source"], rows["source"] = len(text), text
+        rows["l_source"] = len(text)
+        if text:
+            rows["source"] = text
         for start in range(0, n, CHUNK_ROWS):
             part = rows[:min(CHUNK_ROWS, n - start)]
             take: slice | IntArray = slice(start, start + part.shape[0]) if at is None \

@@ -154,3 +154,10 @@ def test_a_bulk_write_keeps_each_rows_as_of_time_and_source_name(store: Store) -
     block = store.observations.read(["x"])["x"]
     assert int(np.count_nonzero(block.provisional)) == 334
     assert int(np.count_nonzero(~np.isnan(block.denominator))) == 500
+
+
+def test_a_bulk_write_from_a_source_with_an_empty_name(store: Store) -> None:
+    batch = [Observation("x", (("area", f"a{i}"),), month("2016-12"), float(i))
+             for i in range(10)]
+    assert store.observations.ingest("", batch, now=NOW).inserted == 10
+    assert store.observations.count_by_source() == {"": 10}
