@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, select
 
 from monitor.alerts.state import AlertRecord, Transition
 from monitor.model import AlertState
-from monitor.store.db import BULK_ROWS, JsonCodec, bulk_cache, reader, stamper
+from monitor.store.db import BULK_ROWS, JsonCodec, bulk_cache, copy_upsert, reader, stamper
 from monitor.store.history import insert_events, transition_events
 from monitor.store.tables import AlertRow
 
@@ -189,15 +189,7 @@ def _save_postgres(cur: Any, records: Sequence[tuple[Any, ...]],
     """Write with COPY: records into a temporary table merged by one upsert, transitions
     straight into their table; removed ids as one array parameter."""
     if records:
-        cur.execute("CREATE TEMP TABLE IF NOT EXISTS alert_stage "
-                    "(LIKE alert INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-        with cur.copy(f"COPY alert_stage ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-            for row in records:
-                copy.write_row(row)
-        cur.execute(f"INSERT INTO alert ({', '.join(COLUMNS)}) "  # noqa: S608
-                    f"SELECT {', '.join(COLUMNS)} FROM alert_stage ON CONFLICT (id) DO UPDATE "
-                    "SET " + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:]))
-        cur.execute("TRUNCATE alert_stage")
+        copy_upsert(cur, "alert", COLUMNS, records)
     if events:
         with cur.copy(f"COPY alert_transition ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
                       ) as copy:

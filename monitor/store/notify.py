@@ -43,7 +43,15 @@ from monitor.model import AlertEvent, utc
 from monitor.notify.notification import FIRING, RESOLVED, NotifyAlert
 from monitor.notify.pipeline import LogEntry
 from monitor.notify.silences import Silence, recurrence_dict, recurrence_from
-from monitor.store.db import BULK_ROWS, JsonCodec, bulk_cache, one_of, reader, stamper
+from monitor.store.db import (
+    BULK_ROWS,
+    JsonCodec,
+    bulk_cache,
+    copy_upsert,
+    one_of,
+    reader,
+    stamper,
+)
 from monitor.store.history import insert_events
 from monitor.store.tables import (
     AlertRow,
@@ -333,7 +341,8 @@ class NotifyTx:
         return one_of(col, values, self.conn.dialect.name)
 
     def save_alerts(self, alerts: Sequence[NotifyAlert]) -> None:
-        """Insert or replace the given alerts: one upsert, executed for every row."""
+        """Insert or replace the given alerts (no id twice): one upsert executed for every
+        row, or on PostgreSQL from ``BULK_ROWS`` rows one ``COPY`` merged by one upsert."""
         if not alerts:
             return
         postgres = self.conn.dialect.name == "postgresql"
@@ -349,11 +358,14 @@ class NotifyTx:
         assert raw is not None
         cur = raw.cursor()
         try:
-            cur.executemany(f"INSERT INTO notify_alert ({', '.join(_ALERT_COLUMNS)}) "  # noqa: S608
-                            f"VALUES ({', '.join([mark] * len(_ALERT_COLUMNS))}) "
-                            "ON CONFLICT (alert_id) DO UPDATE SET "
-                            + ", ".join(f"{c} = excluded.{c}" for c in _ALERT_COLUMNS[1:]),
-                            rows)
+            if postgres and len(rows) >= BULK_ROWS:
+                copy_upsert(cur, "notify_alert", _ALERT_COLUMNS, rows)
+            else:
+                cur.executemany(f"INSERT INTO notify_alert ({', '.join(_ALERT_COLUMNS)}) "  # noqa: S608
+                                f"VALUES ({', '.join([mark] * len(_ALERT_COLUMNS))}) "
+                                "ON CONFLICT (alert_id) DO UPDATE SET "
+                                + ", ".join(f"{c} = excluded.{c}" for c in _ALERT_COLUMNS[1:]),
+                                rows)
         finally:
             cur.close()
 
