@@ -199,7 +199,7 @@ def _silence_row(silence: Silence) -> dict[str, Any]:
 
 
 class _Claimed(NamedTuple):
-    """A claimed transition's row as ``claim_transitions`` returns it."""
+    """A claimed transition's row as ``claim_transitions`` reads it from the table."""
 
     id: int
     alert_id: str
@@ -209,15 +209,19 @@ class _Claimed(NamedTuple):
     value: float | None
     explanation: str
     at: Any  # a datetime (PostgreSQL) or its text (SQLite)
+    labels: str
+    annotations: str
 
 
-def _from_memory(row: _Claimed, move: Transition) -> TransitionEvent:
-    """Return a claimed row with the labels and annotations of the transition it was saved
-    from (the same dicts, not decoded) and its instant (not parsed); the rest as claimed."""
+def _from_memory(row_id: int, move: Transition) -> TransitionEvent:
+    """Return a claimed row as the transition it was saved from: the same dicts (not
+    decoded) and values (each as written: the value as a float, the states' names)."""
     return TransitionEvent(
-        id=row.id, alert_id=row.alert_id, rule=row.rule, labels=move.labels,
-        annotations=move.annotations, from_state=row.from_state, to_state=row.to_state,
-        value=row.value, explanation=row.explanation, at=utc(move.at))
+        id=row_id, alert_id=move.alert_id, rule=move.rule, labels=move.labels,
+        annotations=move.annotations, from_state=move.from_state.value,
+        to_state=move.to_state.value,
+        value=None if move.value is None else float(move.value),
+        explanation=move.explanation, at=utc(move.at))
 
 
 class NotifyTx:
@@ -236,10 +240,10 @@ class NotifyTx:
         """Claim up to ``limit`` unclaimed transitions, oldest first; return the claimed ones.
 
         One ``UPDATE … WHERE id IN (the oldest unclaimed) AND claimed_by IS NULL
-        RETURNING …``: a row another notifier took first is skipped. A claimed row in
-        ``known`` (the transitions this process just saved, by row id) is built from the
-        transition in memory; only the labels and annotations of the others (another
-        process's rows, or this one's before a restart) are read and decoded.
+        RETURNING id, alert_id``: a row another notifier took first is skipped. A claimed
+        row in ``known`` (the transitions this process just saved, by row id) is built
+        from the transition in memory; only the others (another process's rows, or this
+        one's before a restart) are read, and their labels and annotations decoded.
         """
         # Through the driver's cursor: a claim can return 100,000 rows, and SQLAlchemy's
         # result processing costs microseconds a row. ``now`` is written as SQLAlchemy
@@ -253,32 +257,34 @@ class NotifyTx:
             cur.execute(
                 f"UPDATE alert_transition SET claimed_by = {mark}, claimed_at = {mark} "  # noqa: S608
                 "WHERE id IN (SELECT id FROM alert_transition WHERE claimed_by IS NULL "
-                f"ORDER BY id LIMIT {mark}) AND claimed_by IS NULL RETURNING id, alert_id, "
-                "rule, from_state, to_state, value, explanation, at",
+                f"ORDER BY id LIMIT {mark}) AND claimed_by IS NULL RETURNING id, alert_id",
                 (owner, stamper(postgres)(now), limit))
-            rows = [_Claimed._make(row) for row in cur.fetchall()]
+            claimed = cur.fetchall()
         finally:
             cur.close()
         held = known or {}
         events: list[TransitionEvent] = []
-        unknown = []
-        for r in rows:
-            move = held.get(r.id)
-            if move is not None and move.alert_id == r.alert_id:
-                events.append(_from_memory(r, move))
+        unknown: list[int] = []
+        for row_id, alert_id in claimed:
+            move = held.get(row_id)
+            if move is not None and move.alert_id == alert_id:
+                events.append(_from_memory(row_id, move))
             else:
-                unknown.append(r)
+                unknown.append(row_id)
         if unknown:
-            texts = {i: (lab, notes) for i, lab, notes in self.conn.execute(
-                select(TRANSITION.c.id, TRANSITION.c.labels, TRANSITION.c.annotations)
-                .where(self._one_of(TRANSITION.c.id, [r.id for r in unknown])))}
             decode = self.codec.decode
-            events.extend(TransitionEvent(
-                id=r.id, alert_id=r.alert_id, rule=r.rule, labels=decode(texts[r.id][0]),
-                annotations=decode(texts[r.id][1]), from_state=r.from_state,
-                to_state=r.to_state, value=r.value, explanation=r.explanation,
-                at=utc(r.at if isinstance(r.at, datetime) else datetime.fromisoformat(r.at)))
-                for r in unknown)
+            for r in (_Claimed._make(row) for row in self.conn.execute(
+                    select(TRANSITION.c.id, TRANSITION.c.alert_id, TRANSITION.c.rule,
+                           TRANSITION.c.from_state, TRANSITION.c.to_state,
+                           TRANSITION.c.value, TRANSITION.c.explanation, TRANSITION.c.at,
+                           TRANSITION.c.labels, TRANSITION.c.annotations)
+                    .where(self._one_of(TRANSITION.c.id, unknown)))):
+                events.append(TransitionEvent(
+                    id=r.id, alert_id=r.alert_id, rule=r.rule, labels=decode(r.labels),
+                    annotations=decode(r.annotations), from_state=r.from_state,
+                    to_state=r.to_state, value=r.value, explanation=r.explanation,
+                    at=utc(r.at if isinstance(r.at, datetime)
+                           else datetime.fromisoformat(r.at))))
         events.sort(key=lambda e: e.id)
         return events
 
