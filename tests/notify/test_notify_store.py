@@ -73,6 +73,21 @@ def test_alerts_and_the_log_round_trip(store: Store) -> None:
         assert tx.load_alerts() == []
 
 
+def test_loading_the_alerts_but_those_just_saved_reads_each_other_one_whole(
+        store: Store) -> None:
+    """``skip`` (the alerts a run holds as just saved) leaves those out, whether most of
+    the table is skipped (the ids are read, then the others) or few (one scan)."""
+    alerts = [NotifyAlert(f"a{i:02d}", "R", {"alertname": "R", "i": str(i)}, {"summary": "s"},
+                          "firing", float(i), f"why {i}", NOW, None, NOW) for i in range(20)]
+    with store.notify.transaction() as tx:
+        tx.save_alerts(alerts)
+    for skipped in (set(), {"a03"}, {a.alert_id for a in alerts[:15]},
+                    {a.alert_id for a in alerts}, {"a05", "elsewhere"}):
+        with store.notify.transaction() as tx:
+            loaded = sorted(tx.load_alerts(skip=skipped), key=lambda a: a.alert_id)
+        assert loaded == [a for a in alerts if a.alert_id not in skipped], skipped
+
+
 def enqueue(store: Store, group: str = "g", count: int = 1) -> None:
     with store.notify.transaction() as tx:
         tx.enqueue([NewMessage("ops", "webhook:0", group, json.dumps({"n": i}))
