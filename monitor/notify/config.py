@@ -380,7 +380,8 @@ class NotifyConfig(Section):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     poll_interval: Duration = 2.0
     resolved_retention: Duration = 7 * 86400.0
-    history_retention: Duration = 90 * 86400.0  # the alert history (alert_event)
+    # the alert history (alert_event), sent messages and claimed transitions
+    history_retention: Duration = 90 * 86400.0
 
     @model_validator(mode="after")
     def _references(self) -> NotifyConfig:

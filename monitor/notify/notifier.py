@@ -430,14 +430,17 @@ class Notifier:
         return events
 
     def prune_history(self, now: datetime | None = None) -> int:
-        """Forget history older than ``notify.history_retention``; return how many events."""
+        """Forget what is older than ``notify.history_retention``: history events,
+        messages delivered or superseded, claimed transitions (``NotifyStore.prune``);
+        return how many events."""
         now = self._now(now)
-        removed = self.store.history.prune(
-            now - timedelta(seconds=self.config.history_retention))
+        before = now - timedelta(seconds=self.config.history_retention)
+        removed = self.store.history.prune(before)
+        messages, transitions = self.notify_store.prune(before)
         self._pruned_at = now
-        if removed:
-            log.info("alert history pruned", events=removed,
-                     retention=self.config.history_retention)
+        if removed or messages or transitions:
+            log.info("alert history pruned", events=removed, messages=messages,
+                     transitions=transitions, retention=self.config.history_retention)
         return removed
 
     def suppressed(self, alerts: Sequence[NotifyAlert]) -> dict[str, Suppression]:

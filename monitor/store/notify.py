@@ -623,6 +623,22 @@ class NotifyStore:
                                    .values(sent_at=now)).rowcount
         return int(messages), int(entries)
 
+    def prune(self, before: datetime) -> tuple[int, int]:
+        """Forget what was done with before ``before`` (the history's retention): messages
+        delivered or superseded, and claimed transitions (their history events say what
+        happened). Kept whatever their age: pending messages, dead letters (an operator
+        resends or reads them) and unclaimed transitions, and the newest transition (ids
+        go on from it). Return how many messages and transitions were removed."""
+        with self.engine.begin() as conn:
+            messages = conn.execute(delete(OUTBOX).where(or_(
+                and_(OUTBOX.c.status == DELIVERED, OUTBOX.c.delivered_at < before),
+                and_(OUTBOX.c.status == SUPERSEDED, OUTBOX.c.created_at < before)))).rowcount
+            newest = select(func.max(TRANSITION.c.id)).scalar_subquery()
+            moves = conn.execute(delete(TRANSITION).where(
+                TRANSITION.c.claimed_by.is_not(None), TRANSITION.c.claimed_at < before,
+                TRANSITION.c.id < newest)).rowcount
+        return int(messages), int(moves)
+
     def release_leases(self, now: datetime) -> int:
         """End every lease (a SQLite store has one process: leases left are a dead one's)."""
         with self.engine.begin() as conn:
