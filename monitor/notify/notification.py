@@ -173,6 +173,26 @@ class ReportNote:
 
 
 @dataclass(frozen=True)
+class GroupSummary:
+    """What a group's whole set of alerts says, kept with a notification holding only the
+    first of them (:meth:`Notification.first`)."""
+
+    status: str
+    common_labels: dict[str, str]
+    common_annotations: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "common_labels": self.common_labels,
+                "common_annotations": self.common_annotations}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GroupSummary:
+        return cls(str(data["status"]),
+                   {str(k): str(v) for k, v in data.get("common_labels", {}).items()},
+                   {str(k): str(v) for k, v in data.get("common_annotations", {}).items()})
+
+
+@dataclass(frozen=True)
 class Notification:
     """One message for one receiver: a group's alerts, a digest, or a test.
 
@@ -193,6 +213,9 @@ class Notification:
     digest: Digest | None = None
     truncated: int = 0
     report: ReportNote | None = None
+    # The whole group's status and common labels and annotations when ``alerts`` are only
+    # its first (``first``); None: ``alerts`` are the whole group.
+    whole: GroupSummary | None = None
 
     @property
     def firing(self) -> tuple[NotifyAlert, ...]:
@@ -204,16 +227,38 @@ class Notification:
 
     @property
     def status(self) -> str:
-        """``firing`` when any alert fires, else ``resolved``."""
-        return FIRING if self.firing or not self.alerts else RESOLVED
+        """``firing`` when any alert of the group fires, else ``resolved``."""
+        if self.whole is not None:
+            return self.whole.status
+        return FIRING if any(a.firing for a in self.alerts) or not self.alerts else RESOLVED
 
     @property
     def common_labels(self) -> dict[str, str]:
+        """The labels every alert of the group shares."""
+        if self.whole is not None:
+            return self.whole.common_labels
         return common(a.labels for a in self.alerts)
 
     @property
     def common_annotations(self) -> dict[str, str]:
+        if self.whole is not None:
+            return self.whole.common_annotations
         return common(a.annotations for a in self.alerts)
+
+    def first(self, limit: int) -> Notification:
+        """Return this notification holding only its first ``limit`` alerts (0: all): the
+        others are counted in ``truncated``, and the group's status and common labels
+        and annotations stay the whole group's.
+
+        For an integration whose message never shows more (a webhook's ``max_alerts``):
+        a group of 8,000 alerts is then stored in the outbox as the 100 it sends, not
+        as 4 MB of JSON, and its body is the same."""
+        if not limit or len(self.alerts) <= limit:
+            return self
+        return replace(self, alerts=self.alerts[:limit],
+                       truncated=self.truncated + len(self.alerts) - limit,
+                       whole=self.whole or GroupSummary(
+                           self.status, self.common_labels, self.common_annotations))
 
     @property
     def is_thread_start(self) -> bool:
@@ -224,7 +269,7 @@ class Notification:
         return replace(self, alerts=self.firing)
 
     def to_json(self) -> str:
-        return json.dumps({
+        data = {
             "kind": self.kind, "receiver": self.receiver, "group_key": self.group_key,
             "group_labels": dict(self.group_labels),
             "alerts": [a._encodable() for a in self.alerts],
@@ -233,7 +278,10 @@ class Notification:
             "digest": self.digest.to_dict() if self.digest else None,
             "truncated": self.truncated,
             "report": self.report.to_dict() if self.report else None,
-        }, sort_keys=True, separators=(",", ":"))
+        }
+        if self.whole is not None:
+            data["whole"] = self.whole.to_dict()
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Notification:
@@ -256,6 +304,7 @@ class Notification:
             digest=Digest.from_dict(data["digest"]) if data.get("digest") else None,
             truncated=int(data.get("truncated", 0)),
             report=ReportNote.from_dict(data["report"]) if data.get("report") else None,
+            whole=GroupSummary.from_dict(data["whole"]) if data.get("whole") else None,
         )
 
 

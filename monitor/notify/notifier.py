@@ -37,7 +37,7 @@ from monitor.errors import DeliveryError
 from monitor.logs import get_logger
 from monitor.matchers import MatcherSet
 from monitor.model import AlertEvent
-from monitor.notify.channels import Channel, Message, build_channels
+from monitor.notify.channels import CHANNELS, Channel, Message, build_channels, kind_of
 from monitor.notify.config import NotifyConfig, ReceiverConfig
 from monitor.notify.digest import StatusProvider, build_digest, encode, meta_key
 from monitor.notify.dispatcher import Dispatcher, Enqueued, Lane, Outcome
@@ -501,10 +501,17 @@ class Notifier:
             if notification is None:
                 continue
             receiver = receivers[notification.receiver]
-            payload = notification.to_json()
-            for integration, _config in receiver.integrations():
+            # Each integration's message holds the alerts it can send (a webhook's
+            # max_alerts); integrations sending as many share one payload.
+            payloads: dict[int, tuple[str, Notification]] = {}
+            for integration, config in receiver.integrations():
+                limit = CHANNELS[kind_of(integration)].alerts_sent(config)
+                made = payloads.get(limit)
+                if made is None:
+                    kept = notification.first(limit)
+                    made = payloads[limit] = (kept.to_json(), kept)
                 out.append((NewMessage(receiver.name, integration, notification.group_key,
-                                       payload, outgoing.first_fired_at), notification))
+                                       made[0], outgoing.first_fired_at), made[1]))
         return out
 
     def _after(self, result: FlushResult) -> None:

@@ -71,6 +71,14 @@ class Channel(ABC):
     parts: ClassVar[dict[str, tuple[str, str]]] = {}
     max_alerts: ClassVar[int] = 0  # 0: no limit
 
+    @classmethod
+    def alerts_sent(cls, config: IntegrationConfig) -> int:
+        """How many alerts of a message this integration ever sends when what it sends
+        depends on those alone and on the group's status, common labels and annotations
+        and truncated count (``Notification.first``); 0: all of them, or its templates
+        may read every alert."""
+        return 0
+
     def __init__(self, receiver: str, integration: str, config: IntegrationConfig, *,
                  clock: Clock | None = None, timeout: float = 10.0,
                  on_template_error: TemplateErrorHook | None = None) -> None:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from monitor.notify.channels.base import HttpChannel, Message
-from monitor.notify.config import WebhookConfig
+from monitor.notify.config import IntegrationConfig, WebhookConfig
 from monitor.notify.notification import Notification, NotifyAlert, SendResult
 from monitor.notify.templates import alert_context
 
@@ -78,6 +78,10 @@ def payload(notification: Notification, max_alerts: int = 0) -> dict[str, Any]:
 class WebhookChannel(HttpChannel):
     kind: ClassVar[str] = "webhook"
     config: WebhookConfig
+
+    @classmethod
+    def alerts_sent(cls, config: IntegrationConfig) -> int:
+        return config.max_alerts if isinstance(config, WebhookConfig) else 0
 
     def url(self) -> str:
         return self.config.url.get_secret_value()
