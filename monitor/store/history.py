@@ -13,7 +13,7 @@ series' old episode is found however many newer events other series have.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import JSON
 from monitor.alerts.state import Transition
 from monitor.matchers import Matcher, matches_all
 from monitor.model import AlertEvent, iter_chunks, utc
-from monitor.store.db import BULK_ROWS, JsonCodec, bulk_cache, stamper
+from monitor.store.db import BULK_ROWS, JsonCodec, bulk_cache, sorted_json, stamper
 from monitor.store.tables import AlertEventRow
 
 EVENT = AlertEventRow.metadata.tables["alert_event"]
@@ -31,9 +31,9 @@ CHUNK = 500  # alert ids per IN (…) when reading one series' alerts
 PAGE = 5_000  # rows read per round when matchers the database cannot answer remain
 
 
-def transition_events(transitions: Iterable[Transition]) -> list[AlertEvent]:
-    """Return the history events of the engine's transitions."""
-    return [AlertEvent(alert_id=t.alert_id, rule=t.rule, labels=t.labels, kind="transition",
+def transition_events(transitions: Iterable[Transition]) -> Iterator[AlertEvent]:
+    """Yield the history events of the engine's transitions."""
+    return (AlertEvent(alert_id=t.alert_id, rule=t.rule, labels=t.labels, kind="transition",
                        at=t.at, from_state=t.from_state.value, to_state=t.to_state.value,
                        value=t.value, explanation=t.explanation,
                        period=t.annotations.get("period_id", ""),
@@ -41,7 +41,7 @@ def transition_events(transitions: Iterable[Transition]) -> list[AlertEvent]:
                                                  ("series", t.annotations.get("series")),
                                                  ("cause", t.annotations.get("cause")))
                                if v})
-            for t in transitions]
+            for t in transitions)
 
 
 COLUMNS = ("alert_id", "rule", "group_name", "labels", "kind", "from_state", "to_state",
@@ -58,23 +58,48 @@ def _event(row: Any) -> AlertEvent:
                       period=m["period"], detail=json.loads(m["detail"] or "{}"))
 
 
-def insert_events(conn: Connection, events: Sequence[AlertEvent],
-                  codec: JsonCodec | None = None) -> None:
+def _detail_encoder() -> Callable[[Mapping[str, Any]], str]:
+    """Return a function giving an event's detail as stored (sorted-key JSON). A message's
+    events share one detail, and follow one another: the last few details are remembered
+    with their text (and held, so no other dict takes their id). Not the caller's codec,
+    which keeps every dict it encoded: each transition's detail is its own."""
+    plain = sorted_json()
+    recent: dict[int, tuple[Mapping[str, Any], str]] = {}
+
+    def encode(detail: Mapping[str, Any]) -> str:
+        found = recent.get(id(detail))
+        if found is not None and found[0] is detail:
+            return found[1]
+        text = plain(detail if isinstance(detail, dict) else dict(detail))
+        if len(recent) >= 8:
+            del recent[next(iter(recent))]
+        recent[id(detail)] = (detail, text)
+        return text
+    return encode
+
+
+def insert_events(conn: Connection, events: Iterable[AlertEvent],
+                  codec: JsonCodec | None = None, count: int | None = None) -> None:
     """Append ``events`` in the caller's transaction, through the driver's cursor: one
     ``executemany`` on SQLite, ``COPY`` on PostgreSQL — no per-row round trip and no
     SQLAlchemy parameter processing per row (a cycle at 100,000 series writes hundreds
     of thousands). ``codec`` encodes the label sets: the caller's, when the same dicts
-    were written in its transaction already."""
-    if not events:
+    were written in its transaction already. ``events`` may be a generator, each event
+    made and written in turn; ``count`` then says how many (for the page cache)."""
+    if count is None:
+        events = list(events)
+        count = len(events)
+    if not count:
         return
     postgres = conn.dialect.name == "postgresql"
     ts = stamper(postgres)
-    encode = (codec or JsonCodec()).encode  # events may share a detail (one message's)
-    rows = [(e.alert_id, e.rule, str(e.detail.get("group", "")), encode(e.labels), e.kind,
+    encode = (codec or JsonCodec()).encode  # the labels: the records' and transitions'
+    detail = _detail_encoder()
+    rows = ((e.alert_id, e.rule, str(e.detail.get("group", "")), encode(e.labels), e.kind,
              e.from_state, e.to_state, None if e.value is None else float(e.value),
-             e.explanation, e.period, encode(e.detail) if e.detail else "{}", ts(e.at))
-            for e in events]
-    if len(rows) >= BULK_ROWS:
+             e.explanation, e.period, detail(e.detail) if e.detail else "{}", ts(e.at))
+            for e in events)
+    if count >= BULK_ROWS:
         bulk_cache(conn)
     raw = conn.connection.driver_connection
     assert raw is not None
