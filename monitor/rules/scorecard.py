@@ -262,17 +262,32 @@ def _shared(m: Matrix, matrices: Mapping[str, Matrix], ruleset: RuleSet) -> _Sha
     h = _headline(m)
     children = [matrices[c.id] for c in ruleset.children_of(ind.id) if c.id in matrices]
     reported_ids = {r.id for r in reported(ruleset)}
+    value, target, judged, status, provisional, turns = _row_lists(m, h)
+    return _Shared(
+        matrices, ruleset, h, _row_texts(m, h), ind.headline_kind, value, target, judged,
+        status, children,
+        [c for c in children if c.indicator.id not in reported_ids or _changes(c, m)],
+        over_text(m, h.end) if h.end >= 0 else "", _target_note(ind, h),
+        _sentence(ind.note), provisional,
+        ind.rank.over is not None or bool(ind.rank.parts), turns)
+
+
+_RowLists = tuple[list[float], list[float], list[float], list[int], list[bool] | None,
+                  tuple[list[float], list[float]] | None]
+
+
+def _row_lists(m: Matrix, h: Headline) -> _RowLists:
+    """The headline's value, target, judged measure and status of every row as lists,
+    which rows hold provisional data in the headline window, and the levels a turn
+    compares (:func:`_turns`). Not kept: a series page (one row) makes them again, a few
+    milliseconds at 100,000 series, rather than the matrix holding them between cycles."""
+
     provisional: list[bool] | None = None
     if m.provisional is not None and h.end >= 0:
         window = m.provisional[:, max(0, h.end - h.n + 1):h.end + 1]
         provisional = (np.count_nonzero(window, axis=1) > 0).tolist()
-    return _Shared(
-        matrices, ruleset, h, _row_texts(m, h), ind.headline_kind, h.value.tolist(),
-        h.target.tolist(), h.judged.tolist(), h.status.tolist(), children,
-        [c for c in children if c.indicator.id not in reported_ids or _changes(c, m)],
-        over_text(m, h.end) if h.end >= 0 else "", _target_note(ind, h),
-        _sentence(ind.note), provisional,
-        ind.rank.over is not None or bool(ind.rank.parts), _turns(m, h))
+    return (h.value.tolist(), h.target.tolist(), h.judged.tolist(), h.status.tolist(),
+            provisional, _turns(m, h))
 
 
 def _detail(m: Matrix, i: int, charted: _Charted, shared: _Shared, assurance: str
@@ -385,8 +400,8 @@ def _row_charts(m: Matrix, rows: list[int]) -> list[_RowChart | None]:
     whole = _matrix_chart(m)
     if whole is None:
         return [None] * len(rows)
-    alone = ((whole.last == whole.result.special.shape[1] - 1)
-             & (whole.present >= 2)).tolist()
+    alone: list[bool] = _memo(m, ("charted alone",), lambda: (
+        (whole.last == whole.result.special.shape[1] - 1) & (whole.present >= 2)).tolist())
     return [_RowChart(whole.result, i) if alone[i] else None for i in rows]
 
 
