@@ -1,8 +1,10 @@
 """The ``monitor`` command: a thin layer that parses arguments and calls the subsystems.
 
 Subsystems contribute their own commands through ``register(subparsers)`` functions
-(``monitor.sources.commands``, ``monitor.rules.commands``, ``monitor.notify.commands``);
-their handlers get what they need from the CLI on ``args`` (``args.load_settings``,
+(``monitor.sources.commands``, ``monitor.rules.commands``, ``monitor.notify.commands``),
+each listed in :data:`COMMANDS` with its help, so that a command imports its own module
+alone, when it runs: ``monitor --version`` and ``monitor --help`` import none. Their
+handlers get what they need from the CLI on ``args`` (``args.load_settings``,
 ``args.require_config``, ``args.require_observations``, ``args.clock``), so no command
 module imports this one.
 
@@ -22,21 +24,61 @@ import shlex
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from monitor import __version__, logs, sandbox
-from monitor.clock import Clock
+from monitor import __version__
 from monitor.errors import ConfigError, MonitorError, Problem
-from monitor.settings import CONFIG_LOOKUP, Settings, config_path, load
 
 if TYPE_CHECKING:
+    from monitor.clock import Clock
+    from monitor.settings import Settings
     from monitor.store import Store
 
 Handler = Callable[[argparse.Namespace], int]
-COMMAND_MODULES = ("monitor.sources.commands", "monitor.rules.commands",
-                   "monitor.notify.commands", "monitor.notify.routecommands",
-                   "monitor.report.commands")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command a subsystem contributes: its name and help as ``monitor --help`` lists
+    them, and the module whose ``register(subparsers, add_config_option)`` adds its
+    options and handler (with the same help: tests/foundation/test_cli.py checks)."""
+
+    name: str
+    help: str
+    module: str
+
+
+# Every subsystem's command, in the order ``monitor --help`` lists them. A command's module
+# is imported only when that command runs (or prints its help): ``monitor --version`` and
+# ``monitor eval`` load none of the notification, report and page machinery.
+COMMANDS = (
+    Command("poll", "poll data sources once now and print what was stored",
+            "monitor.sources.commands"),
+    Command("ingest", "backfill a source from a local file, read with that source's mapping",
+            "monitor.sources.commands"),
+    Command("sources", "list the configured sources and their health",
+            "monitor.sources.commands"),
+    Command("check", "check rule files; print every error with file:line",
+            "monitor.rules.commands"),
+    Command("test", "run rule unit tests (*.test.yaml)", "monitor.rules.commands"),
+    Command("eval", "evaluate once as of a month and print the scorecard",
+            "monitor.rules.commands"),
+    Command("backtest", "replay history month by month; report alerts",
+            "monitor.rules.commands"),
+    Command("diff", "show which alerts would change state with edited rules",
+            "monitor.rules.commands"),
+    Command("silence", "add, list or expire silences", "monitor.notify.commands"),
+    Command("template", "preview notification templates", "monitor.notify.commands"),
+    Command("receiver", "test receivers", "monitor.notify.commands"),
+    Command("notifications", "inspect and resend notifications", "monitor.notify.commands"),
+    Command("alerts", "query current alerts and the alert history", "monitor.notify.commands"),
+    Command("routes", "show the routing tree; test where an alert goes",
+            "monitor.notify.routecommands"),
+    Command("report", "write the monthly performance pack of a month (PDF, Excel or HTML)",
+            "monitor.report.commands"),
+)
 
 
 EXAMPLE_CONFIG = "config.example.toml"  # the bundled example, in the source tree
@@ -54,6 +96,9 @@ def load_settings(args: argparse.Namespace) -> tuple[Settings, Path | None]:
 
     Raises ConfigError with every problem when the config is invalid.
     """
+    from monitor import logs, sandbox
+    from monitor.settings import config_path, load
+
     path = config_path(getattr(args, "config", None))
     settings = load(path)
     logs.setup(getattr(args, "log_level", None) or settings.logging.level,
@@ -71,6 +116,7 @@ def require_config(args: argparse.Namespace, *, rules: bool = True) -> tuple[Set
     ``rules.paths`` find no rule file.
     """
     from monitor.rules.loader import rule_files
+    from monitor.settings import CONFIG_LOOKUP
 
     settings, path = load_settings(args)
     if path is None:
@@ -133,8 +179,10 @@ def _with_config(args: argparse.Namespace, config: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from monitor import logs
     from monitor.app import App
     from monitor.clock import clock_of
+    from monitor.settings import CONFIG_LOOKUP
 
     settings, path = load_settings(args)
     if path is None:
@@ -153,6 +201,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from monitor.settings import CONFIG_LOOKUP, config_path, load
+
     path = config_path(args.config)
     try:
         settings = load(path)
@@ -189,7 +239,12 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Return the ``monitor`` parser with every command and its help, the built-in ones
+    (``run``, ``check-config``, ``db``) whole, and of the subsystems' commands only
+    ``command``'s module's: it is imported and registers its commands' options and
+    handlers. Every other command is a placeholder that takes any arguments, which is
+    enough to list it in ``monitor --help`` and to find which command runs."""
     parser = argparse.ArgumentParser(
         prog="monitor",
         description="Watch performance indicators and explain when one needs attention.",
@@ -213,21 +268,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_option(upgrade)
     upgrade.set_defaults(handler=cmd_db_upgrade)
 
-    for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(sub, add_config_option)
+    wanted = {c.module for c in COMMANDS if c.name == command}
+    for c in COMMANDS:
+        if c.module not in wanted:
+            sub.add_parser(c.name, help=c.help, add_help=False)
+        elif c.name not in sub.choices:  # the module's first command: register them all
+            importlib.import_module(c.module).register(sub, add_config_option)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, *, clock: Clock | None = None) -> int:
     """Run one command; ``clock`` (default: the wall clock) is the time it runs at."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    # Two passes: the first finds the command (and answers --help, --version and an
+    # unknown command) without importing any command's module; the second parses the
+    # command's own options with its module's parser.
+    found, _ = build_parser().parse_known_args(argv)
+    args = build_parser(found.command).parse_args(argv)
     args.clock = clock
     args.argv = list(sys.argv[1:] if argv is None else argv)
     # Passed down: command modules never import the CLI.

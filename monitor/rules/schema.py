@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -219,11 +220,18 @@ class Indicator(Strict):
 
     def target_for(self, fy: int) -> Target | None:
         """Return the target of financial year ``fy`` (its starting calendar year)."""
+        return self.targets_by_year.get(fy)
+
+    @cached_property
+    def targets_by_year(self) -> dict[int, Target]:
+        """Each target by its financial year's starting calendar year, made once: the
+        scorecard asks for a target several times a row."""
+        out: dict[int, Target] = {}
         for key, target in self.targets.items():
             match = FY_KEY.match(key)
-            if match and int(match.group(1)) == fy:
-                return target
-        return None
+            if match:
+                out.setdefault(int(match.group(1)), target)
+        return out
 
     @property
     def headline_kind(self) -> str:

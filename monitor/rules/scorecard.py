@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from monitor.memory import gc_paused
 from monitor.model import Frequency, Status, financial_year, financial_year_label, labels_of
 from monitor.rules import conditions, stats
 from monitor.rules.data import BoolArray, FloatArray, Matrix
@@ -99,17 +100,12 @@ def subject_rows(m: Matrix, ruleset: RuleSet) -> list[int]:
 def rows(matrices: Mapping[str, Matrix], ruleset: RuleSet) -> list[SeriesDetail]:
     """Return every scorecard row."""
     out: list[SeriesDetail] = []
-    for ind in reported(ruleset):
-        m = matrices.get(ind.id)
-        if m is None:
-            continue
-        subject = subject_rows(m, ruleset)
-        charts = [_chart_of(m, i) for i in subject]
-        # every row's SPC assurance judged at once, from each row's last point
-        verdicts = _assurances([c.last[-1] if c.last else None for c in charts],
-                               ind.direction)
-        out.extend(_detail(m, i, chart, matrices, ruleset, str(verdict))
-                   for i, chart, verdict in zip(subject, charts, verdicts, strict=True))
+    with gc_paused():  # 100,000 rows make millions of objects, none in a cycle
+        for ind in reported(ruleset):
+            m = matrices.get(ind.id)
+            if m is None:
+                continue
+            out.extend(_details(m, subject_rows(m, ruleset), matrices, ruleset))
     return out
 
 
@@ -117,28 +113,94 @@ def detail(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet
            ) -> SeriesDetail:
     """Return everything the scorecard row, the series page and the API show for row
     ``i``."""
-    chart = _chart_of(m, i)
-    verdict = _assurances([chart.last[-1] if chart.last else None], m.indicator.direction)
-    return _detail(m, i, chart, matrices, ruleset, str(verdict[0]))
+    return _details(m, [i], matrices, ruleset)[0]
+
+
+def _details(m: Matrix, rows: list[int], matrices: Mapping[str, Matrix], ruleset: RuleSet
+             ) -> list[SeriesDetail]:
+    """Return the rows ``rows`` of ``m``: what every row reads alike is computed once
+    (:class:`_Shared`), each row's SPC assurance judged at once from its last point."""
+    shared = _shared(m, matrices, ruleset)
+    charts = _charts(m, rows, shared.h)
+    verdicts = _assurances([c.last[-1] if c.last else None for c in charts],
+                           m.indicator.direction)
+    return [_detail(m, i, chart, shared, str(verdict))
+            for i, chart, verdict in zip(rows, charts, verdicts, strict=True)]
 
 
 @dataclass(frozen=True)
 class _Charted:
-    """Row ``i``'s series alone (``one``), its SPC chart (the matrix's, ``chart``, or its
-    own) and its headline period's point (``last``: empty without data)."""
+    """Row ``i``'s SPC chart (the matrix's, ``chart``, or its own, ``spc``) and its
+    headline period's point (``last``: empty without data)."""
 
-    one: Matrix
     chart: _RowChart | None
     spc: stats.SpcResult | None
     last: tuple[SeriesPoint, ...]
 
 
-def _chart_of(m: Matrix, i: int) -> _Charted:
-    one = _one_row(m, i)
-    chart = _row_chart(m, i)
-    spc = chart.result if chart is not None else _spc(one)
-    return _Charted(one, chart, spc, _points(m, i, one, _headline(m), spc, chart,
-                                              last_only=True))
+def _charts(m: Matrix, rows: list[int], h: Headline) -> list[_Charted]:
+    """Return each row's chart and headline point, as :func:`_points` builds it: the rows
+    the matrix's chart charts (:func:`_row_charts`) read their last point's column of it
+    for every row at once (:func:`_last_points`); a row ending early is charted alone."""
+    charted = _row_charts(m, rows)
+    lasts = _last_points(m, [i for i, c in zip(rows, charted, strict=True) if c is not None],
+                         h)
+    out = []
+    for i, chart in zip(rows, charted, strict=True):
+        if chart is not None:
+            out.append(_Charted(chart, chart.result, lasts[i]))
+        else:
+            one = _one_row(m, i)
+            spc = _spc(one)
+            out.append(_Charted(None, spc, _points(m, i, one, h, spc, None, last_only=True)))
+    return out
+
+
+def _last_points(m: Matrix, rows: list[int], h: Headline) -> dict[int, tuple[SeriesPoint, ...]]:
+    """Return the headline period's point of each of ``rows`` (rows the matrix's chart
+    charts), as ``_points(…, last_only=True)`` builds it one row at a time: each column
+    read for the rows at once, every point of the column alike built once."""
+    if not rows:
+        return {}
+    ind = m.indicator
+    end = h.end
+    chart = _matrix_chart(m)
+    if end < 0 or chart is None:
+        return {i: () for i in rows}
+    picked = np.asarray(rows, dtype=np.intp)
+    data = m.per_period()[picked, :end + 1]
+    has_data: list[bool] = (np.count_nonzero(~np.isnan(data), axis=1) > 0).tolist()
+    n_level = h.n if not ind.year_to_date else ind.window
+    spread = n_level if _adds_up(m) else 1
+    # The column ``end`` of _levels' two arrays, without their other columns
+    level_list = np.asarray(_window(m, end, n_level)[0], dtype=np.float64)[picked].tolist()
+    target_list = _level_targets(m, end, h.n)[picked].tolist()
+    value_list = data[:, end].tolist()
+    provisional = (m.provisional[picked, end].tolist() if m.provisional is not None
+                   else [False] * len(rows))
+    revisions = (m.revisions[picked, end].tolist() if m.revisions is not None
+                 else [0] * len(rows))
+    period, period_label = _columns(m, end)[end]
+    if chart.result.special.shape[1] > end:  # the chart's column at the headline period
+        mean, lower, upper, categories, special = _chart_column(m, chart.result, end)
+    else:  # a chart ending before it: no limits, no signal, common cause
+        nothing: list[Any] = [None] * m.n
+        mean = lower = upper = nothing
+        categories, special = ["common_cause"] * m.n, [0] * m.n
+    out: dict[int, tuple[SeriesPoint, ...]] = {}
+    for k, i in enumerate(rows):
+        if not has_data[k]:
+            out[i] = ()
+            continue
+        level_target = _num(target_list[k])
+        out[i] = (SeriesPoint(
+            period=period, period_text=period_label, value=_num(value_list[k]),
+            target=None if level_target is None else level_target / spread,
+            level=_num(level_list[k]), level_target=level_target,
+            provisional=bool(provisional[k]), revisions=int(revisions[k]),
+            mean=_num(mean[i]), lower=_num(lower[i]), upper=_num(upper[i]),
+            special=int(special[i]), variation=str(categories[i])),)
+    return out
 
 
 @dataclass(frozen=True)
@@ -170,21 +232,78 @@ def _row_texts(m: Matrix, h: Headline) -> _RowTexts:
     return _memo(m, ("row texts", h.end), make)
 
 
-def _detail(m: Matrix, i: int, charted: _Charted, matrices: Mapping[str, Matrix],
-            ruleset: RuleSet, assurance: str) -> SeriesDetail:
+@dataclass(frozen=True)
+class _Shared:
+    """What the rows of one matrix read alike, computed once for them all: the headline
+    (its arrays also as lists: a list item costs less than a numpy scalar), the texts,
+    the parts and what the comment says the same of every row."""
+
+    matrices: Mapping[str, Matrix]
+    ruleset: RuleSet
+    h: Headline
+    texts: _RowTexts
+    kind: str  # the headline's kind (``Indicator.headline_kind``)
+    value: list[float]
+    target: list[float]
+    judged: list[float]
+    status: list[int]
+    children: list[Matrix]
+    parts: list[Matrix]  # the children the parts sentence speaks of
+    over: str  # ``over the rolling year to Jul-08``: the headline window's
+    target_note: str
+    note: str
+    provisional: list[bool] | None  # per row: provisional data in the headline window
+    ranked: bool  # the comment states ranks (``rank.over`` or ``rank.parts``)
+    turns: tuple[list[float], list[float]] | None  # the levels :func:`_turn` compares
+
+
+def _shared(m: Matrix, matrices: Mapping[str, Matrix], ruleset: RuleSet) -> _Shared:
     ind = m.indicator
     h = _headline(m)
-    value = float(h.value[i])
-    one, chart, spc, last = charted.one, charted.chart, charted.spc, charted.last
-    parts, rank_facts = comment(m, i, matrices, ruleset)
-    texts = _row_texts(m, h)
+    children = [matrices[c.id] for c in ruleset.children_of(ind.id) if c.id in matrices]
+    reported_ids = {r.id for r in reported(ruleset)}
+    value, target, judged, status, provisional, turns = _row_lists(m, h)
+    return _Shared(
+        matrices, ruleset, h, _row_texts(m, h), ind.headline_kind, value, target, judged,
+        status, children,
+        [c for c in children if c.indicator.id not in reported_ids or _changes(c, m)],
+        over_text(m, h.end) if h.end >= 0 else "", _target_note(ind, h),
+        _sentence(ind.note), provisional,
+        ind.rank.over is not None or bool(ind.rank.parts), turns)
+
+
+_RowLists = tuple[list[float], list[float], list[float], list[int], list[bool] | None,
+                  tuple[list[float], list[float]] | None]
+
+
+def _row_lists(m: Matrix, h: Headline) -> _RowLists:
+    """The headline's value, target, judged measure and status of every row as lists,
+    which rows hold provisional data in the headline window, and the levels a turn
+    compares (:func:`_turns`). Not kept: a series page (one row) makes them again, a few
+    milliseconds at 100,000 series, rather than the matrix holding them between cycles."""
+
+    provisional: list[bool] | None = None
+    if m.provisional is not None and h.end >= 0:
+        window = m.provisional[:, max(0, h.end - h.n + 1):h.end + 1]
+        provisional = (np.count_nonzero(window, axis=1) > 0).tolist()
+    return (h.value.tolist(), h.target.tolist(), h.judged.tolist(), h.status.tolist(),
+            provisional, _turns(m, h))
+
+
+def _detail(m: Matrix, i: int, charted: _Charted, shared: _Shared, assurance: str
+            ) -> SeriesDetail:
+    ind = m.indicator
+    value = shared.value[i]
+    chart, spc, last = charted.chart, charted.spc, charted.last
+    parts, rank_facts = _comment(m, i, shared)
+    texts = shared.texts
     row = chart.row if chart else 0
     return SeriesDetail(
         indicator=texts.indicator, labels=dict(m.labels[i]),
         period_label=texts.period_label, window_label=texts.window_label,
-        value=_num(value), value_text=format_value(ind, value, ind.headline_kind),
-        target=_num(float(h.target[i])), target_text=texts.target_text,
-        status=status_name(int(h.status[i])),
+        value=_num(value), value_text=format_value(ind, value, shared.kind),
+        target=_num(shared.target[i]), target_text=texts.target_text,
+        status=status_name(shared.status[i]),
         comment=" ".join(part.text for part in parts),
         target_year=texts.target_year, judged_year=texts.judged_year,
         judged_target_text=texts.judged_target_text, ranks=tuple(rank_facts),
@@ -195,13 +314,19 @@ def _detail(m: Matrix, i: int, charted: _Charted, matrices: Mapping[str, Matrix]
         # Every point is built when first read: the scorecard page's sparklines, the
         # series page, the pack and the workbook read them; /metrics, digests and
         # `monitor eval` do not.
-        points_of=partial(_points, m, i, one, h, spc, chart),
+        points_of=partial(_points_of, m, i, shared.h, spc, chart),
         last_point=last[-1] if last else None,
         mean=_num(spc.mean[row]) if spc is not None else None,
         upper=_num(spc.upper[row]) if spc is not None else None,
         lower=_num(spc.lower[row]) if spc is not None else None,
         assurance=assurance,
     )
+
+
+def _points_of(m: Matrix, i: int, h: Headline, spc: stats.SpcResult | None,
+               row_chart: _RowChart | None) -> tuple[SeriesPoint, ...]:
+    """Every point of row ``i`` (:func:`_points`), its series taken alone when read."""
+    return _points(m, i, _one_row(m, i), h, spc, row_chart)
 
 
 @dataclass(frozen=True)
@@ -267,16 +392,17 @@ def _matrix_chart(m: Matrix) -> _MatrixChart | None:
     return _memo(m, ("matrix chart",), make)
 
 
-def _row_chart(m: Matrix, i: int) -> _RowChart | None:
-    """Row ``i``'s chart read from the matrix's, when that is the chart of the row alone:
+def _row_charts(m: Matrix, rows: list[int]) -> list[_RowChart | None]:
+    """Each row's chart read from the matrix's, when that is the chart of the row alone:
     the row has a value in the matrix's last column (a row ending earlier is charted to
     its own last column, where re-basing breaks and the latest segment can differ, so
     :func:`_spc` charts it alone) and at least two values. None otherwise."""
     whole = _matrix_chart(m)
-    if whole is None or whole.last[i] != whole.result.special.shape[1] - 1 \
-            or whole.present[i] < 2:
-        return None
-    return _RowChart(whole.result, i)
+    if whole is None:
+        return [None] * len(rows)
+    alone: list[bool] = _memo(m, ("charted alone",), lambda: (
+        (whole.last == whole.result.special.shape[1] - 1) & (whole.present >= 2)).tolist())
+    return [_RowChart(whole.result, i) if alone[i] else None for i in rows]
 
 
 def _chart_column(m: Matrix, chart: stats.SpcResult, column: int
@@ -477,22 +603,21 @@ def comment(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet
     the indicator's note, what its parts and companions did, the comparison with the last
     complete financial year, provisional data, wide SPC limits, and its ranks.
     """
-    ind = m.indicator
-    h = _headline(m)
-    label = m.labels[i]
-    children = [matrices[c.id] for c in ruleset.children_of(ind.id) if c.id in matrices]
-    reported_ids = {r.id for r in reported(ruleset)}
-    rank_facts = _rank_facts(m, i, matrices, ruleset)
+    return _comment(m, i, _shared(m, matrices, ruleset))
+
+
+def _comment(m: Matrix, i: int, shared: _Shared) -> tuple[list[CommentPart], list[RankFact]]:
+    matrices, ruleset, h = shared.matrices, shared.ruleset, shared.h
+    rank_facts = _rank_facts(m, i, matrices, ruleset) if shared.ranked else []
     texts = [
-        ("status", _status_sentence(m, i, h)),
-        ("target_note", _target_note(ind, h, i)),
-        ("note", _sentence(ind.note)),
-        ("parts", _children_sentence(m, i, [c for c in children
-                                            if c.indicator.id not in reported_ids
-                                            or _changes(c, m)])),
-        ("companions", _companions_sentence(m, label, matrices)),
-        ("comparison", _comparison_sentence(m, i, children)),
-        ("provisional", _provisional_sentence(m, i, h)),
+        ("status", _status_sentence(m, i, shared)),
+        ("target_note", shared.target_note),
+        ("note", shared.note),
+        ("parts", _children_sentence(m, i, shared.parts) if shared.parts else ""),
+        ("companions", _companions_sentence(m, m.labels[i], matrices)),
+        ("comparison", _comparison_sentence(m, i, shared.children)),
+        ("provisional", _provisional_sentence(m, i, h) if shared.provisional is not None
+         and shared.provisional[i] else ""),
         ("variation", _variation_sentence(m, i)),
         ("rank", _rank_sentence(rank_facts, m, ruleset)),
     ]
@@ -506,18 +631,19 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
-def _status_sentence(m: Matrix, i: int, h: Headline) -> str:
+def _status_sentence(m: Matrix, i: int, shared: _Shared) -> str:
     """``Below target level: 77.0% over the rolling year to Jun-08, below its 2008/09 target
     of 78.9%.``; a met target reached in the latest period says so."""
     ind = m.indicator
-    status = status_name(int(h.status[i]))
-    judged, target = float(h.judged[i]), float(h.target[i])
+    h = shared.h
+    status = status_name(shared.status[i])
+    judged, target = shared.judged[i], shared.target[i]
     if status is Status.BASELINE:
         return (f"{financial_year_label(h.fy)} is a baseline year: the figure is reported, "
                 "not judged against a target.")
-    if h.end < 0 or np.isnan(h.value[i]):
+    if h.end < 0 or math.isnan(shared.value[i]):
         return "No data yet."
-    shown = f"{describe_value(ind, float(h.value[i]), ind.headline_kind)} {over_text(m, h.end)}"
+    shown = f"{describe_value(ind, shared.value[i], shared.kind)} {shared.over}"
     if status is Status.NOT_RATED:
         why = "neither higher nor lower is better" if ind.direction == "neutral" else \
             f"there is no target for {financial_year_label(h.fy)}"
@@ -533,25 +659,36 @@ def _status_sentence(m: Matrix, i: int, h: Headline) -> str:
     phrase = target_phrase(ind, h.fy, judged, target, h.target_kind[i],
                            _level_target(m, i, h.end, h.n) if h.target_kind[i] == "change_pp"
                            else None)
-    return f"{opening}: {shown}, {phrase}{_turn(m, i, h, status)}."
+    turned = _turn(m, i, shared, status) if shared.turns else ""
+    return f"{opening}: {shown}, {phrase}{turned}."
 
 
-def _turn(m: Matrix, i: int, h: Headline, status: Status) -> str:
+def _turns(m: Matrix, h: Headline) -> tuple[list[float], list[float]] | None:
+    """Return every row's level at the period before the headline's and at it, when that
+    period is in the same financial year: only then can a row have turned
+    (:func:`_turn`); else None."""
+    if h.end < 1 or \
+            financial_year(m.grid.period(h.end - 1), m.indicator.fy_start_month) != h.fy:
+        return None
+    return _headline(m, h.end - 1).level.tolist(), h.level.tolist()
+
+
+def _turn(m: Matrix, i: int, shared: _Shared, status: Status) -> str:
     """``, after a slight improvement on the rolling year to Feb-08 (55.1%)`` when the
-    latest period moved the series across its target, else ``""``.
+    latest period moved the series across its target, else ``""``; asked only when the
+    period before is in the same financial year (:func:`_turns`).
 
     The window before is judged against the level this year's target asks for (a change
     target: the level it comes to, "to 55.2%"), so both windows face the same bar.
     """
     ind = m.indicator
+    h = shared.h
     judged = (Status.RED, Status.AMBER, Status.GREEN)
-    if status not in judged or h.end < 1 or \
-            financial_year(m.grid.period(h.end - 1), ind.fy_start_month) != h.fy:
+    if status not in judged or shared.turns is None:
         return ""
-    bar = float(h.target[i]) if h.target_kind[i] == "level" else \
+    bar = shared.target[i] if h.target_kind[i] == "level" else \
         _level_target(m, i, h.end, h.n)
-    before = _headline(m, h.end - 1)
-    then, now = float(before.level[i]), float(h.level[i])
+    then, now = shared.turns[0][i], shared.turns[1][i]
     if bar is None or np.isnan(bar) or np.isnan(then) or np.isnan(now):
         return ""
     was_met = then >= bar if ind.direction == "up" else then <= bar
@@ -561,7 +698,7 @@ def _turn(m: Matrix, i: int, h: Headline, status: Status) -> str:
             f"({format_value(ind, then)})")
 
 
-def _target_note(ind: Indicator, h: Headline, i: int) -> str:
+def _target_note(ind: Indicator, h: Headline) -> str:
     target = ind.target_for(h.fy)
     return _sentence(target.note) if target is not None else ""
 

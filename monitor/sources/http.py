@@ -14,7 +14,8 @@ One :meth:`HttpFetcher.get`:
 
 TLS certificates are verified unless ``verify_tls = false``. Sleeping and randomness are
 injected, so tests run without waiting. :class:`HttpOptions` (with the ``auth`` models)
-is the config every network source kind mixes in.
+is the config every network source kind mixes in; httpx is imported when a fetcher is
+made, not with the config (every command validates it).
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import httpx
 from pydantic import Field, SecretStr
 
 from monitor import __version__
@@ -36,6 +36,9 @@ from monitor.configtypes import Duration, Section
 from monitor.errors import FetchError, PayloadError
 from monitor.retry import backoff, retry_after_seconds
 from monitor.store.sourcestate import Validators
+
+if TYPE_CHECKING:
+    import httpx
 
 JITTER = 0.2  # each retry waits its doubled delay ± 20 %, so failed polls do not retry in step
 MIB = 1024 * 1024
@@ -109,6 +112,8 @@ def host_allowed(host: str, allowed: Collection[str]) -> bool:
 
 def _shown(url: httpx.URL | str) -> str:
     """The URL without credentials or query (either may carry secrets), for messages."""
+    import httpx
+
     parsed = httpx.URL(str(url))
     port = f":{parsed.port}" if parsed.port else ""
     return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}"
@@ -124,6 +129,8 @@ class HttpFetcher:
     def __init__(self, options: HttpOptions, *, source: str, now: Callable[[], datetime],
                  sleep: Callable[[float], None] = time.sleep,
                  rng: random.Random | None = None) -> None:
+        import httpx
+
         self.options = options
         self.source = source
         self._sleep = sleep
@@ -186,6 +193,8 @@ class HttpFetcher:
     def _request(self, method: str, url: str, params: Mapping[str, str] | None,
                  form: Mapping[str, str] | None, validators: Validators | None, accept: str,
                  expect: Collection[int]) -> HttpResponse:
+        import httpx
+
         options = self.options
         headers = {"Accept": accept}
         if validators is not None:
