@@ -45,6 +45,7 @@ from monitor.rules.measures import (
 from monitor.rules.schema import Indicator, PeerGroup, RankWindow
 from monitor.rules.snapshot import (
     CommentPart,
+    IndicatorFrame,
     IndicatorInfo,
     RankFact,
     SeriesDetail,
@@ -220,6 +221,27 @@ def _assurances(lasts: Sequence[SeriesPoint | None], direction: str) -> npt.NDAr
     sign = {"up": 1, "down": -1}.get(direction, 0)
     return stats.assurance(_PointLimits(column("upper"), column("lower")), column("target"),
                            sign)
+
+
+def frame(m: Matrix, info: IndicatorInfo) -> IndicatorFrame:
+    """Return the snapshot's frame of ``m``: every series' headline value, target,
+    status, changes, provisional flag and SPC variation at the matrix's last period.
+
+    Row by row given that period (``Matrix.last_column``): the frames of a matrix's
+    rows cut into parts, put end to end, are the frame of the whole when every part
+    with a series ends at the same column (``monitor.rules.distributed`` checks it)."""
+    h = headline_of(m)
+    changes: dict[str, FloatArray] = {}
+    if h.change is not None:
+        changes[f"{h.n}"] = h.change.pct / 100.0
+    periods = np.full(m.n, m.grid.period(h.end) if h.end >= 0 else -1, dtype=np.int64)
+    return IndicatorFrame(info, m.labels, periods, h.value, h.target, h.status, changes,
+                          m.provisional_in(h.end, h.n), spc=spc_icons(m))
+
+
+def headline_of(m: Matrix) -> Headline:
+    """The matrix's headline, once per matrix (the snapshot's frame reads the same one)."""
+    return m.cached(("headline", None), lambda: headline(m))
 
 
 def spc_icons(m: Matrix) -> npt.NDArray[np.str_]:

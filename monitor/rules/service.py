@@ -293,7 +293,7 @@ class RuleService:
             return
         self.metrics.overruns.inc()
         self.metrics.overrunning.set(1)
-        series = sum(m.n for m in result.matrices.values())
+        series = result.series()
         alerts = len(result.records)
         if self.overrun is None:
             log.warning("evaluation cycle took longer than rules.evaluation_interval; the "
