@@ -59,6 +59,7 @@ from monitor.rules.engine import Dataset, Evaluation, Gathered, RuleStats
 from monitor.rules.inputs import read_dataset
 from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.partition import PartialTotal, Plan, combine_totals, plan
+from monitor.rules.scorecard import join_frames
 from monitor.rules.snapshot import IndicatorFrame
 from monitor.rules.wire import merge
 from monitor.rules.worker import (
@@ -524,35 +525,21 @@ def _add_stats(evaluator: Evaluator, results: Sequence[PartitionResult],
 def joined(names: Sequence[str], parts: Sequence[Mapping[str, IndicatorFrame]],
            ends: Sequence[Mapping[str, int]]) -> dict[str, IndicatorFrame] | None:
     """Return the partitions' frames of each indicator end to end (the frame of the
-    stacked matrix: ``scorecard.frame`` is row by row given the matrix's last column);
-    None when, for an indicator, the partitions holding series end at different
-    columns (the whole matrix's frame is then made from it)."""
+    stacked matrix: ``scorecard.join_frames``); None when, for an indicator, the
+    partitions holding series end at different columns (the whole matrix's frame is
+    then made from it)."""
     out = {}
     for name in names:
         pieces = [(p[name], e.get(name)) for p, e in zip(parts, ends, strict=True)
                   if name in p]
-        full = [f for f, end in pieces if end is not None]
-        if len({end for _f, end in pieces if end is not None}) > 1:
-            return None
-        if len({tuple(f.changes) for f in full}) > 1:
-            return None
+        full = [(f, end) for f, end in pieces if end is not None]
         if not full:  # no series anywhere: the first partition's (empty) frame
             out[name] = pieces[0][0]
             continue
-        if len(full) == 1:
-            out[name] = full[0]
-            continue
-
-        def cat(get: Callable[[IndicatorFrame], Any]) -> Any:
-            return np.concatenate([get(f) for f in full])  # noqa: B023
-
-        first = full[0]
-        out[name] = IndicatorFrame(
-            first.info, [lab for f in full for lab in f.labels], cat(lambda f: f.period),
-            cat(lambda f: f.value), cat(lambda f: f.target), cat(lambda f: f.status),
-            {k: cat(lambda f: f.changes[k]) for k in first.changes},  # noqa: B023
-            None if any(f.provisional is None for f in full) else cat(lambda f: f.provisional),
-            None if any(f.spc is None for f in full) else cat(lambda f: f.spc))
+        whole = join_frames([f for f, _end in full], [end for _f, end in full])
+        if whole is None:
+            return None
+        out[name] = whole
     return out
 
 

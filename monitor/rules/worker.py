@@ -263,7 +263,8 @@ def evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
     series = sum(m.n for name, m in result.matrices.items() if name not in task.plan.whole)
     pages = _for_pages(task, result.matrices)
     state.matrices = (data(task), pages)
-    made = {name: scorecard.frame(m, indicator_info(task.ruleset.indicators[name]))
+    made = {name: scorecard.frame(m, indicator_info(task.ruleset.indicators[name]),
+                                  scorecard.FRAME_ROWS)
             for name, m in pages.items()} if frames else None
     ends = {name: m.last_column() for name, m in pages.items() if m.n} if frames else None
     return PartitionResult(

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from monitor.model import Observation, labels_of, month
-from monitor.rules import worker
+from monitor.rules import scorecard, worker
 from monitor.rules.cycle import Cycle, Evaluator
 from monitor.rules.data import Grid, Matrix, from_block, group_total
 from monitor.rules.distributed import DistributedEngine, EngineConfig
-from monitor.rules.engine import held, month_end
+from monitor.rules.engine import held, indicator_info, month_end
 from monitor.rules.inputs import read_dataset
 from monitor.rules.loader import load_rules
 from monitor.rules.partition import combine_totals, partial_total, plan
@@ -294,4 +294,25 @@ def test_after_this_process_polls_each_partition_reads_only_what_the_poll_change
         seen += len(a.transitions)
     assert seen > 20
     assert any(lab.get("area") == "new35" for lab in b.matrices["burglary"].labels)
+    store.close()
+
+
+@pytest.mark.parametrize("ragged", [False, True], ids=["same-end", "last-rows-end-earlier"])
+def test_a_frame_made_some_rows_at_a_time_is_the_frame_of_the_whole(tmp_path: Path,
+                                                                    ragged: bool) -> None:
+    ruleset = _rules(tmp_path)
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    start = month("2020-01")
+    store.observations.ingest("src", [
+        Observation(name, labels_of({"area": area}), start + k, float(50 + (i * k) % 17))
+        for name in ("burglary", "robbery") for i, area in enumerate(AREAS)
+        for k in range(30) if not (ragged and i >= 9 and k == 29)],
+        now=datetime(2026, 1, 1, tzinfo=UTC))
+    evaluator = Evaluator(ruleset)
+    m = evaluator.engine.matrices(read_dataset(store, ruleset, []),
+                                  month_end(start + 29))[0]["burglary"]
+    info = indicator_info(m.indicator)
+    whole = scorecard.frame(m, info)
+    assert _frames({"b": scorecard.frame(m, info, rows=5)}) == _frames({"b": whole})
+    assert _frames({"b": scorecard.frame(m, info, rows=3)}) == _frames({"b": whole})
     store.close()
