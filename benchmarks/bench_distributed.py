@@ -2,16 +2,21 @@
 
 Prints two tables:
 
-- the daemon's cycle in one process (``Evaluator.run`` through ``DatasetCache``, as
-  ``RuleService`` runs it) against the same cycle on a 2-worker ``LocalCluster``
+- the daemon's cycle in one process (``Evaluator.run`` through ``DatasetCache``, then
+  ``Evaluator.publish``: the snapshot the pages, the API and ``/metrics`` read, as
+  ``RuleService`` runs them) against the same cycle on a 2-worker ``LocalCluster``
   (``[engine] scheduler = "local"``, started before the first cycle as the daemon starts
   it; the series' positions under the partition key already stored, as they are for
   every cycle but the first after a change of key, whose cost is the last line): wall
   seconds and CPU-seconds (of every process) of the first cycle, which reads
   the store, and of a steady one, which has no new data; the speed-ups; each process's
   peak RSS; the first cycle's CPU-seconds per process (the daemon's, of which its merge
-  after the last result, and each worker's) and the best wall time that split allows on
-  2 cores of our own (half of all the CPU, or the slowest worker then the merge);
+  and publish after the last result, and each worker's) and the best wall time that
+  split allows on 2 cores of our own (half of all the CPU, or the slowest worker then
+  the merge);
+- the first page read after the first cycle (one series' page: on the workers, every
+  partition's matrices fetched then), and whether the pages (every series' snapshot
+  line and that page) are the one process's;
 - simulated scale: 1/2/4/8 partitions one after another, each partition's evaluation in
   a fresh process of its own: its CPU-seconds and its memory (peak RSS over the
   process's before the task), each against 1/N of one partition's (1.00 = exactly 1/N),
