@@ -2,16 +2,21 @@
 
 Prints two tables:
 
-- the daemon's cycle in one process (``Evaluator.run`` through ``DatasetCache``, as
-  ``RuleService`` runs it) against the same cycle on a 2-worker ``LocalCluster``
+- the daemon's cycle in one process (``Evaluator.run`` through ``DatasetCache``, then
+  ``Evaluator.publish``: the snapshot the pages, the API and ``/metrics`` read, as
+  ``RuleService`` runs them) against the same cycle on a 2-worker ``LocalCluster``
   (``[engine] scheduler = "local"``, started before the first cycle as the daemon starts
   it; the series' positions under the partition key already stored, as they are for
   every cycle but the first after a change of key, whose cost is the last line): wall
   seconds and CPU-seconds (of every process) of the first cycle, which reads
   the store, and of a steady one, which has no new data; the speed-ups; each process's
   peak RSS; the first cycle's CPU-seconds per process (the daemon's, of which its merge
-  after the last result, and each worker's) and the best wall time that split allows on
-  2 cores of our own (half of all the CPU, or the slowest worker then the merge);
+  and publish after the last result, and each worker's) and the best wall time that
+  split allows on 2 cores of our own (half of all the CPU, or the slowest worker then
+  the merge);
+- the first page read after the first cycle (one series' page: on the workers, every
+  partition's matrices fetched then), and whether the pages (every series' snapshot
+  line and that page) are the one process's;
 - simulated scale: 1/2/4/8 partitions one after another, each partition's evaluation in
   a fresh process of its own: its CPU-seconds and its memory (peak RSS over the
   process's before the task), each against 1/N of one partition's (1.00 = exactly 1/N),
@@ -165,19 +170,42 @@ def one_process(folder: Path) -> dict[str, object]:
     cache = DatasetCache(store)
     started, cpu = time.perf_counter(), time.process_time()
     result = evaluator.run(cache.get(ruleset, []), {}, cycle)
+    published = evaluator.publish(result)
     first, first_cpu = time.perf_counter() - started, time.process_time() - cpu
     rss_first = rss_mb()
     started, cpu = time.perf_counter(), time.process_time()
+    page = published.detail("burglary", {"area": "a0000001"})
+    page_s, page_cpu = time.perf_counter() - started, time.process_time() - cpu
+    pages = _pages(published, page)
+    started, cpu = time.perf_counter(), time.process_time()
     steady_result = evaluator.run(cache.get(ruleset, []), result.records, cycle)
+    evaluator.publish(steady_result)
     steady, steady_cpu = time.perf_counter() - started, time.process_time() - cpu
     new_month(store)
     started, cpu = time.perf_counter(), time.process_time()
     month = evaluator.run(cache.get(ruleset, []), steady_result.records, _next(cycle))
+    evaluator.publish(month)
     month_s, month_cpu = time.perf_counter() - started, time.process_time() - cpu
     return {"first": first, "steady": steady, "first_cpu": first_cpu,
             "steady_cpu": steady_cpu, "month": month_s, "month_cpu": month_cpu,
             "rss": rss_first, "rss_all": rss_mb(), "answers": _answers(result),
-            "month_answers": _answers(month), "reads": dict(cache.reads)}
+            "month_answers": _answers(month), "reads": dict(cache.reads),
+            "page": page_s, "page_cpu": page_cpu, "pages": pages}
+
+
+def _pages(published, page) -> str:  # type: ignore[no-untyped-def]
+    """Return a digest of what the pages show: every series' snapshot line (headline
+    value, target, status, changes, SPC) in the series' order, and one series' page."""
+    import hashlib
+
+    lines = []
+    for name, f in published.snapshot.frames.items():
+        columns = [f.period, f.value, f.target, f.status, f.provisional, f.spc,
+                   *[f.changes[k] for k in sorted(f.changes)]]
+        lines += sorted(repr((name, sorted(lab.items()), *[c[i] for c in columns]))
+                        for i, lab in enumerate(f.labels))
+    lines.append(repr(page))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def _next(cycle):  # type: ignore[no-untyped-def]
@@ -212,22 +240,33 @@ def local_cluster(folder: Path, workers: int) -> dict[str, object]:
 
     started, before = time.perf_counter(), each()
     result = engine.run(evaluator, engine.inputs(store, ruleset, []), {}, cycle)
+    merged = time.thread_time()
+    published = evaluator.publish(result)
     first, after = time.perf_counter() - started, each()
+    merge = engine.merge_seconds + time.thread_time() - merged
     peaks_first = engine.client().run(rss_mb)
     rss_first = rss_mb()
     split = [b - a for a, b in zip(before, after, strict=True)]
-    first_cpu, merge = sum(split), engine.merge_seconds
+    first_cpu = sum(split)
+    started, used = time.perf_counter(), cpu()
+    page = published.detail("burglary", {"area": "a0000001"})  # the matrices fetched
+    page_s, page_cpu = time.perf_counter() - started, cpu() - used
+    pages = _pages(published, page)
     started, used = time.perf_counter(), cpu()
     steady_result = engine.run(evaluator, engine.inputs(store, ruleset, []), result.records,
                                cycle)
+    evaluator.publish(steady_result)
     steady, steady_cpu = time.perf_counter() - started, cpu() - used
     new_month(store)
     started, before = time.perf_counter(), each()
     month = engine.run(evaluator, engine.inputs(store, ruleset, []), steady_result.records,
                        _next(cycle))
+    merged = time.thread_time()
+    evaluator.publish(month)
+    month_merge = engine.merge_seconds + time.thread_time() - merged
     month_s, after = time.perf_counter() - started, each()
     month_split = [b - a for a, b in zip(before, after, strict=True)]
-    month_cpu, month_merge = sum(month_split), engine.merge_seconds
+    month_cpu = sum(month_split)
     before = each()
     time.sleep(IDLE)  # the cluster between cycles: what Dask's own timers cost
     idle = [(b - a) / IDLE for a, b in zip(before, each(), strict=True)]
@@ -240,7 +279,8 @@ def local_cluster(folder: Path, workers: int) -> dict[str, object]:
             "month": month_s, "month_cpu": month_cpu, "month_answers": _answers(month),
             "month_split": month_split, "month_merge": month_merge,
             "reads": dict(engine.reads),
-            "split": split, "merge": merge, "started": started_rss, "idle": idle}
+            "split": split, "merge": merge, "started": started_rss, "idle": idle,
+            "page": page_s, "page_cpu": page_cpu, "pages": pages}
 
 
 def simulated(folder: Path, n: int) -> dict[str, object]:
@@ -380,10 +420,11 @@ def main() -> None:
 def _split(cycle: str, split: list[float], merge: float, alone: float) -> None:
     """Print a cycle's CPU-seconds per process and the best wall time that split allows
     on 2 cores of our own: all the CPU shared by both cores, and never less than the
-    slowest worker followed by the daemon's merge."""
+    slowest worker followed by the daemon's merge (and publish)."""
     daemon, *workers = split
     ideal = max((daemon + sum(workers)) / 2, max(workers) + merge)
-    print(f"{cycle} CPU-s: daemon {daemon:.2f} (merge after the last result {merge:.2f}), "
+    print(f"{cycle} CPU-s: daemon {daemon:.2f} (merge and publish after the last result "
+          f"{merge:.2f}), "
           "workers " + ", ".join(f"{w:.2f}" for w in workers)
           + f"; on 2 free cores at best {ideal:.2f} s, {alone / ideal:.2f}× the one "
           "process's CPU-s")
@@ -415,6 +456,10 @@ def measure(folder: Path, workers: int, partitions: list[int]) -> None:
           "the first cycle: "
           f"{max(local['workers']) / one['rss']:.0%} of one process's")  # type: ignore[arg-type, operator]
     print(f"reads: one process {one['reads']}; workers {local['reads']}")
+    print(f"first page read after the first cycle (one series' page; distributed: every "
+          f"partition's matrices fetched from its worker): one process {one['page']:.2f} s "
+          f"[{one['page_cpu']:.2f}], {workers} local workers {local['page']:.2f} s "
+          f"[{local['page_cpu']:.2f}]; pages the same: {one['pages'] == local['pages']}")
     print("workers' RSS once started (before any task): "
           + ", ".join(f"{w:.0f}" for w in local["started"]) + " MB")  # type: ignore[attr-defined]
     print("idle between cycles, share of a core: daemon "  # the client's and scheduler's

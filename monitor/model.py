@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -116,6 +116,15 @@ Labels = tuple[tuple[str, str], ...]
 def labels_of(mapping: Mapping[str, Any]) -> Labels:
     """Return the sorted label tuple for a mapping of label names to values."""
     return tuple(sorted([(str(k), str(v)) for k, v in mapping.items()]))
+
+
+def label_rows(labels: Sequence[Mapping[str, str]], names: Iterable[str] | None = None
+               ) -> tuple[list[str], dict[tuple[str, ...], int]]:
+    """Return the label names of ``labels`` (a series per row; ``names`` when known) and
+    each row's values of them → the row: what finds the series an alert is about, whose
+    labels carry more (its ``alertname``), by looking up those names' values alone."""
+    keys = sorted(set().union(*labels) if names is None else names)
+    return keys, {tuple(lab.get(k, "") for k in keys): i for i, lab in enumerate(labels)}
 
 
 def fingerprint(labels: Labels | Mapping[str, Any]) -> str:

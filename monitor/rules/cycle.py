@@ -29,12 +29,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-import numpy as np
-
 from monitor.alerts.state import AlertRecord
-from monitor.model import Alert, AlertState, Frequency
+from monitor.model import Alert, AlertState, Frequency, fingerprint
 from monitor.rules import scorecard, sourcehealth
-from monitor.rules.data import Matrix
 from monitor.rules.engine import (
     RESOLVED_RETENTION,
     Dataset,
@@ -42,11 +39,11 @@ from monitor.rules.engine import (
     Evaluation,
     RuleStats,
     forgettable,
+    held,
     indicator_info,
     month_end,
 )
 from monitor.rules.loader import LoadedRule, RuleSet
-from monitor.rules.measures import Headline, headline
 from monitor.rules.snapshot import (
     Alerts,
     GroupHealth,
@@ -132,11 +129,6 @@ class Published:
         return scorecard.detail(m, row, self.evaluation.matrices, self.ruleset)
 
 
-def _headline(m: Matrix) -> Headline:
-    """The matrix's headline, once per matrix (the scorecard reads the same one)."""
-    return m.cached(("headline", None), lambda: headline(m))
-
-
 class _Published:
     """The alerts made for the snapshots so far, by id, with the record each was made
     from: an alert whose record did not change is the same object again."""
@@ -152,20 +144,13 @@ def _snapshot(engine: Engine, evaluation: Evaluation | None, published: _Publish
     target, status, SPC variation per series), the alerts (made when first read) and the
     rules' health."""
     frames: dict[str, IndicatorFrame] = {}
-    if evaluation is not None:
+    if evaluation is not None and evaluation.frames is not None:
+        frames = dict(evaluation.frames)  # made where the partitions were evaluated
+    elif evaluation is not None:
         for name, m in evaluation.matrices.items():
-            h = _headline(m)
-            changes: dict[str, np.ndarray] = {}
-            if h.change is not None:
-                changes[f"{h.n}"] = h.change.pct / 100.0
-            periods = np.full(m.n, m.grid.period(h.end) if h.end >= 0 else -1,
-                              dtype=np.int64)
-            frames[name] = IndicatorFrame(indicator_info(m.indicator), m.labels, periods,
-                                          h.value, h.target, h.status, changes,
-                                          m.provisional_in(h.end, h.n),
-                                          spc=scorecard.spc_icons(m))
+            frames[name] = scorecard.frame(m, indicator_info(m.indicator))
     records: Mapping[str, AlertRecord] = evaluation.records if evaluation is not None else {}
-    alerts = Alerts(lambda: _alerts(evaluation, records, published))
+    alerts = Alerts(lambda: _alerts(evaluation, frames, records, published))
     counts = Counter((r.rule, r.state) for r in records.values())  # one pass
     rules = []
     for loaded in engine.ruleset.rules:
@@ -181,15 +166,29 @@ def _snapshot(engine: Engine, evaluation: Evaluation | None, published: _Publish
                     groups=_groups(engine, rules))
 
 
-def _about(evaluation: Evaluation, record: AlertRecord) -> tuple[str, str]:
+def _about(evaluation: Evaluation, frames: Mapping[str, IndicatorFrame],
+           record: AlertRecord) -> tuple[str, str]:
     """Return the fingerprint of the series an alert is about and the period (``2008-07``)
-    its value is about; empty strings when it is about no series."""
-    m = evaluation.matrices.get(record.labels.get("indicator", ""))
-    if m is None:
-        return "", ""
-    row = m.row_of(record.labels)
-    series = m.fingerprint(row) if row is not None else ""
-    period = Frequency(m.indicator.frequency).label(record.last_period) \
+    its value is about; empty strings when it is about no series. From the matrix when
+    this process holds it, else from the snapshot's frame (the same labels, in the same
+    rows): the alerts never wait for a distributed cycle's matrices."""
+    name = record.labels.get("indicator", "")
+    if held(evaluation.matrices):
+        m = evaluation.matrices.get(name)
+        if m is None:
+            return "", ""
+        row = m.row_of(record.labels)
+        series = m.fingerprint(row) if row is not None else ""
+        frequency: str = m.indicator.frequency
+    else:
+        frame = frames.get(name)
+        if frame is None:
+            return "", ""
+        names, rows = frame.rows()
+        row = rows.get(tuple(record.labels.get(k, "") for k in names))
+        series = fingerprint(frame.labels[row]) if row is not None else ""
+        frequency = frame.info.frequency
+    period = Frequency(frequency).label(record.last_period) \
         if record.last_period is not None else ""
     return series, period
 
@@ -208,14 +207,15 @@ def _groups(engine: Engine, rules: Sequence[RuleHealth]) -> list[GroupHealth]:
     return out
 
 
-def _alerts(evaluation: Evaluation | None, records: Mapping[str, AlertRecord],
-            cache: _Published) -> list[Alert]:
+def _alerts(evaluation: Evaluation | None, frames: Mapping[str, IndicatorFrame],
+            records: Mapping[str, AlertRecord], cache: _Published) -> list[Alert]:
     """Return the alert of every record."""
     with cache.lock:
-        return _alerts_locked(evaluation, records, cache.alerts)
+        return _alerts_locked(evaluation, frames, records, cache.alerts)
 
 
-def _alerts_locked(evaluation: Evaluation | None, records: Mapping[str, AlertRecord],
+def _alerts_locked(evaluation: Evaluation | None, frames: Mapping[str, IndicatorFrame],
+                   records: Mapping[str, AlertRecord],
                    published: dict[str, tuple[AlertRecord, Alert]]) -> list[Alert]:
     alerts = []
     for key, record in records.items():
@@ -223,7 +223,8 @@ def _alerts_locked(evaluation: Evaluation | None, records: Mapping[str, AlertRec
         if kept is not None and kept[0] is record:
             alerts.append(kept[1])
             continue
-        series, period = _about(evaluation, record) if evaluation is not None else ("", "")
+        series, period = _about(evaluation, frames, record) if evaluation is not None \
+            else ("", "")
         alert = Alert(
             rule=record.rule,
             labels=dict(record.labels), group=record.group,

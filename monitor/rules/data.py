@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.errors import EvaluationError
-from monitor.model import Labels, fingerprint, labels_of
+from monitor.model import Labels, fingerprint, label_rows, labels_of
 from monitor.rules.schema import Indicator
 
 T = TypeVar("T")
@@ -150,10 +150,7 @@ class Matrix:
         """Return the row whose series labels are the ones ``labels`` carries (extra labels,
         such as an alert's ``alertname``, are ignored)."""
         if self._by_key is None:
-            names = sorted(self.label_names())
-            self._key_names = names
-            self._by_key = {tuple(lab.get(k, "") for k in names): i
-                            for i, lab in enumerate(self.labels)}
+            self._key_names, self._by_key = label_rows(self.labels, self.label_names())
         key = tuple(labels.get(k, "") for k in self._key_names)
         return self._by_key.get(key)
 

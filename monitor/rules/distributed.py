@@ -23,7 +23,17 @@ One cycle, in order (``monitor.rules.partition`` explains the cut):
    written back (handed to every later task as a stored series);
 2. every partition evaluates its series against its alerts' records;
 3. the partitions' results are merged: each alert from the partition that owns it, the
-   matrices side by side for the pages; rule health adds up.
+   snapshot's frames end to end; rule health adds up.
+
+A partition returns what the cycle needs at once: its alerts' changes and the frames of
+its matrices (``scorecard.frame``: every series' headline value, target, status,
+changes, provisional flag, SPC variation; the function the one-process snapshot calls).
+Its matrices stay on its worker, and are fetched only when something reads them — the
+scorecard, a series' page, ``monitor eval`` (``Gathered``) — then stacked once and kept
+for as long as the data holds. A worker that no longer keeps them (lost, or already
+evaluating newer data) says so, and they are read again from the store by the same
+reader and pivot, by a task of their own; when the store was written since (a poll
+landed after the cycle), those are of the newer data, and a warning says so.
 """
 
 from __future__ import annotations
@@ -45,19 +55,24 @@ from monitor.model import Frequency
 from monitor.rules import sourcehealth
 from monitor.rules.cycle import Cycle, Evaluator
 from monitor.rules.data import Block, Matrix
-from monitor.rules.engine import Dataset, Evaluation, RuleStats
+from monitor.rules.engine import Dataset, Evaluation, Gathered, RuleStats
 from monitor.rules.inputs import read_dataset
 from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.partition import PartialTotal, Plan, combine_totals, plan
+from monitor.rules.scorecard import join_frames
+from monitor.rules.snapshot import IndicatorFrame
 from monitor.rules.wire import merge
 from monitor.rules.worker import (
     Delta,
+    NotHeld,
     PartitionResult,
     Records,
     StaleState,
     Task,
     evaluate_partition,
+    held_matrices,
     partition_totals,
+    read_matrices,
     warm,
 )
 from monitor.store import Store
@@ -113,10 +128,14 @@ class DistributedEngine:
         # per partition: the state its worker holds (epoch, records as sent and returned)
         self._held: dict[int, tuple[int, dict[str, AlertRecord]]] = {}
         self._home: dict[str, int] = {}  # alert id -> its partition
-        # the written-back totals and each partition's matrices, per data version
+        # the written-back totals, and each partition's frames (for the snapshot) and the
+        # task they came from (to fetch its matrices: ``_fetch``), per data version
         self._written: tuple[tuple[object, ...], dict[str, Block]] | None = None
-        self._matrices: dict[int, tuple[tuple[object, ...], dict[str, Matrix]]] = {}
-        self._merged: tuple[tuple[int, ...], dict[str, Matrix]] | None = None
+        self._frames: dict[int, tuple[tuple[object, ...], PartitionResult, Task]] = {}
+        self._merged: tuple[tuple[int, ...], Gathered, dict[str, IndicatorFrame] | None
+                            ] | None = None
+        self._fetched: dict[int, tuple[tuple[object, ...], dict[str, Matrix]]] = {}
+        self.fetched: Counter[str] = Counter()  # how partitions' matrices were fetched
         self._keyed: tuple[str, str] | None = None  # (store URL, key) the store holds
         # what moved the data version since the last one read, when this process wrote it
         self._delta: Delta | None = None
@@ -142,7 +161,9 @@ class DistributedEngine:
             self._plans = {id(ruleset): found}
             self._held.clear()
             self._home.clear()
-            self._matrices.clear()
+            self._frames.clear()
+            self._fetched.clear()
+            self._merged = None
             self._written = None
         return found
 
@@ -332,7 +353,7 @@ class DistributedEngine:
                            tuple(k for k in before if k not in own[i]))
 
         def wants(i: int) -> bool:
-            kept = self._matrices.get(i)
+            kept = self._frames.get(i)
             return data is None or kept is None or kept[0] != data
 
         tasks = [replace(task, index=i) for i in range(len(own))]
@@ -364,8 +385,14 @@ class DistributedEngine:
                                          given(i, True), now, wants(i)).result())
         results = [out[i] for i in range(len(tasks))]
         for result in results:
-            if result.matrices is not None:
-                self._matrices[result.index] = (data or (), result.matrices)
+            if result.frames is not None:  # its matrices: on its worker, of this data
+                self._frames[result.index] = (data or (), result, tasks[result.index])
+                self._fetched.pop(result.index, None)
+            elif result.index in self._frames \
+                    and self._frames[result.index][1].worker != result.worker:
+                kept = self._frames[result.index]  # the same data, now on another worker
+                self._frames[result.index] = (kept[0], replace(kept[1], worker=result.worker),
+                                              kept[2])
         return results
 
     def _merge(self, ruleset: RuleSet, results: Sequence[PartitionResult],
@@ -386,23 +413,76 @@ class DistributedEngine:
         for part in results:
             for rule, error in part.errors.items():
                 out.errors.setdefault(rule, error)
-        out.matrices = self._stacked(ruleset, len(results))
+        out.matrices, out.frames = self._pages(ruleset, len(results))
         return out
 
-    def _stacked(self, ruleset: RuleSet, n: int) -> dict[str, Matrix]:
-        """Return every partition's matrices side by side (for the pages), stacked again
-        only when a partition sent new ones."""
-        parts = [self._matrices[i][1] for i in range(n) if i in self._matrices]
+    def _pages(self, ruleset: RuleSet, n: int
+               ) -> tuple[Gathered, dict[str, IndicatorFrame] | None]:
+        """Return what the pages read of the cycle: every partition's matrices side by
+        side, fetched from the workers when first read (``Gathered``), and the snapshot's
+        frames, the partitions' end to end — made anew only when a partition sent new
+        ones. When the partitions' matrices do not end at the same period, the frames are
+        made here from the whole matrices (fetched now), as one process makes them."""
+        held = {i: self._frames[i] for i in range(n) if i in self._frames}
+        parts = [kept[1] for kept in held.values()]
         ids = tuple(id(p) for p in parts)
         if self._merged is not None and self._merged[0] == ids:
-            return self._merged[1]
+            return self._merged[1], self._merged[2]
+        names = [name for name in ruleset.indicators
+                 if any(p.frames is not None and name in p.frames for p in parts)]
+        gathered = Gathered(names, lambda: self._gather(ruleset, held))
+        frames = joined(names, [p.frames or {} for p in parts], [p.ends or {} for p in parts])
+        if frames is None:
+            gathered.matrices()
+        self._merged = (ids, gathered, frames)
+        return gathered, frames
+
+    def _gather(self, ruleset: RuleSet,
+                held: Mapping[int, tuple[tuple[object, ...], PartitionResult, Task]]
+                ) -> dict[str, Matrix]:
+        """Return every partition's matrices side by side, fetched (``_fetch``)."""
+        parts = [self._fetch(i, *kept) for i, kept in held.items()]
         out = {}
         for name in ruleset.indicators:
             pieces = [p[name] for p in parts if name in p]
             if pieces:
                 out[name] = replace(stack(pieces), indicator=ruleset.indicators[name])
-        self._merged = (ids, out)
         return out
+
+    def _fetch(self, i: int, data: tuple[object, ...], result: PartitionResult, task: Task
+               ) -> dict[str, Matrix]:
+        """Return partition ``i``'s matrices of ``data``, which ``task`` evaluated: from
+        the worker that keeps them; when it does not (lost, or already evaluating newer
+        data), read again from the store by a task of their own. A store written since
+        (a poll landed after the cycle) makes those of the newer data, logged."""
+        kept = self._fetched.get(i)
+        if kept is not None and kept[0] == data and data:
+            return kept[1]
+        matrices: dict[str, Matrix]
+        try:
+            matrices = self._call(held_matrices, task, result.worker)
+            how = "kept"
+        except NotHeld:
+            matrices, same = self._call(read_matrices, task, "")
+            how = "read again" if same else "read again, newer data"
+            if not same:
+                log.warning("a partition's matrices were read again after its worker let "
+                            "them go, and the store was written since: the pages show its "
+                            "newer data until the next cycle", partition=i)
+        self.fetched[how] += 1
+        self._fetched[i] = (data, matrices)
+        return matrices
+
+    def _call(self, fn: Callable[..., Any], task: Task, worker: str) -> Any:
+        """Return ``fn(task)``: here in-process, else on ``worker`` (any when gone)."""
+        if not self.distributed:
+            return fn(task)
+        client = self.client()
+        known = worker in client.scheduler_info()["workers"]
+        # Another worker when that one is gone meanwhile: it says NotHeld, and is asked
+        # to read them again.
+        return client.submit(fn, task, pure=False, workers=[worker] if known else None,
+                             allow_other_workers=known).result()
 
 
 
@@ -440,6 +520,27 @@ def _add_stats(evaluator: Evaluator, results: Sequence[PartitionResult],
         mine.duration = sum(s.duration for s in theirs)
         mine.template_errors = sum(s.template_errors for s in theirs)
         mine.last_evaluation = now
+
+
+def joined(names: Sequence[str], parts: Sequence[Mapping[str, IndicatorFrame]],
+           ends: Sequence[Mapping[str, int]]) -> dict[str, IndicatorFrame] | None:
+    """Return the partitions' frames of each indicator end to end (the frame of the
+    stacked matrix: ``scorecard.join_frames``); None when, for an indicator, the
+    partitions holding series end at different columns (the whole matrix's frame is
+    then made from it)."""
+    out = {}
+    for name in names:
+        pieces = [(p[name], e.get(name)) for p, e in zip(parts, ends, strict=True)
+                  if name in p]
+        full = [(f, end) for f, end in pieces if end is not None]
+        if not full:  # no series anywhere: the first partition's (empty) frame
+            out[name] = pieces[0][0]
+            continue
+        whole = join_frames([f for f, _end in full], [end for _f, end in full])
+        if whole is None:
+            return None
+        out[name] = whole
+    return out
 
 
 def stack(parts: Sequence[Matrix]) -> Matrix:

@@ -17,8 +17,9 @@ A rule that raises is marked unhealthy with its error; the others still run.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -51,7 +52,7 @@ from monitor.rules.data import BoolArray, Grid, LongBlock, Matrix, derive, from_
 from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.measures import period_text
 from monitor.rules.schema import Indicator, Level, Milestones
-from monitor.rules.snapshot import IndicatorInfo
+from monitor.rules.snapshot import IndicatorFrame, IndicatorInfo
 from monitor.rules.templating import render
 
 log = get_logger(__name__)
@@ -80,13 +81,56 @@ class RuleStats:
     template_errors: int = 0  # annotations that failed to render at the last evaluation
 
 
+class Gathered(Mapping[str, Matrix]):
+    """The matrices of a cycle whose partitions were evaluated elsewhere: the indicators
+    are known at once, the matrices are fetched from the workers (``load``) when one is
+    first read — by the scorecard, a series' page, ``monitor eval`` — and kept."""
+
+    def __init__(self, names: Sequence[str], load: Callable[[], dict[str, Matrix]]) -> None:
+        self._names = list(names)
+        self._load: Callable[[], dict[str, Matrix]] | None = load
+        self._matrices: dict[str, Matrix] | None = None
+        self._lock = threading.Lock()  # pages read from their own threads
+
+    @property
+    def loaded(self) -> bool:
+        return self._matrices is not None
+
+    def matrices(self) -> dict[str, Matrix]:
+        """Return the matrices, fetched on the first call."""
+        with self._lock:
+            if self._matrices is None:
+                assert self._load is not None
+                self._matrices, self._load = self._load(), None
+            return self._matrices
+
+    def __getitem__(self, name: str) -> Matrix:
+        if name not in self._names:
+            raise KeyError(name)
+        return self.matrices()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+
+def held(matrices: Mapping[str, Matrix]) -> bool:
+    """True when this process holds ``matrices`` (not a ``Gathered`` not yet fetched)."""
+    return not isinstance(matrices, Gathered) or matrices.loaded
+
+
 @dataclass
 class Evaluation:
     """The result of one evaluation: new records, transitions, and what changed."""
 
     at: datetime
     period: int
-    matrices: dict[str, Matrix]
+    matrices: Mapping[str, Matrix]
     records: dict[str, AlertRecord]
     changed: list[AlertRecord] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -95,6 +139,15 @@ class Evaluation:
     unhealthy: frozenset[str] = frozenset()  # sources judged stale or failing
     held: int = 0  # active alerts of rules held because a source they read is unhealthy
     evaluated_at: datetime | None = None  # the clock's time of the evaluation (``now``)
+    # the snapshot's frames, when made where the partitions were evaluated (None: the
+    # snapshot makes them from ``matrices``)
+    frames: dict[str, IndicatorFrame] | None = None
+
+    def series(self) -> int:
+        """Return how many series the cycle evaluated (without fetching its matrices)."""
+        if self.frames is not None:
+            return sum(len(f.labels) for f in self.frames.values())
+        return sum(m.n for m in self.matrices.values())
 
 
 def indicator_info(ind: Indicator) -> IndicatorInfo:

@@ -46,6 +46,7 @@ from monitor.rules.measures import (
 from monitor.rules.schema import Indicator, PeerGroup, RankWindow
 from monitor.rules.snapshot import (
     CommentPart,
+    IndicatorFrame,
     IndicatorInfo,
     RankFact,
     SeriesDetail,
@@ -347,6 +348,63 @@ def _assurances(lasts: Sequence[SeriesPoint | None], direction: str) -> npt.NDAr
                            sign)
 
 
+FRAME_ROWS = 20_000  # rows a worker makes a frame of at a time (bounds SPC's arrays)
+
+
+def frame(m: Matrix, info: IndicatorInfo, rows: int | None = None) -> IndicatorFrame:
+    """Return the snapshot's frame of ``m``: every series' headline value, target,
+    status, changes, provisional flag and SPC variation at the matrix's last period.
+
+    Row by row given that period (``Matrix.last_column``): the frames of a matrix's
+    rows cut into parts, put end to end, are the frame of the whole when every part
+    ends at the same column (:func:`join_frames`). With ``rows``, made ``rows`` rows at
+    a time that way (the whole at once when the parts end at different columns), so
+    the headline's and the SPC chart's arrays are never made for every row at once."""
+    if rows is None or m.n <= rows:
+        return _frame(m, info)[0]
+    parts = [_frame(_rows(m, lo, min(lo + rows, m.n)), info) for lo in range(0, m.n, rows)]
+    whole = join_frames([f for f, _end in parts], [end for _f, end in parts])
+    return whole if whole is not None else _frame(m, info)[0]
+
+
+def _frame(m: Matrix, info: IndicatorInfo) -> tuple[IndicatorFrame, int]:
+    """Return ``m``'s frame and its last column with data (-1: none)."""
+    h = headline_of(m)
+    changes: dict[str, FloatArray] = {}
+    if h.change is not None:
+        changes[f"{h.n}"] = h.change.pct / 100.0
+    periods = np.full(m.n, m.grid.period(h.end) if h.end >= 0 else -1, dtype=np.int64)
+    return IndicatorFrame(info, m.labels, periods, h.value, h.target, h.status, changes,
+                          m.provisional_in(h.end, h.n), spc=spc_icons(m)), h.end
+
+
+def join_frames(frames: Sequence[IndicatorFrame], ends: Sequence[int]
+                ) -> IndicatorFrame | None:
+    """Return the frames of one indicator's rows, cut into parts, end to end: the frame
+    of the whole when every part ends at the same column (``ends``: each part's last
+    column with data); None when they do not (then the whole's frame is made from it)."""
+    if len(set(ends)) > 1 or len({tuple(f.changes) for f in frames}) > 1:
+        return None
+    if len(frames) == 1:
+        return frames[0]
+
+    def cat(get: Callable[[IndicatorFrame], Any]) -> Any:
+        return np.concatenate([get(f) for f in frames])
+
+    first = frames[0]
+    return IndicatorFrame(
+        first.info, [lab for f in frames for lab in f.labels], cat(lambda f: f.period),
+        cat(lambda f: f.value), cat(lambda f: f.target), cat(lambda f: f.status),
+        {k: cat(lambda f, k=k: f.changes[k]) for k in first.changes},  # type: ignore[misc]
+        None if any(f.provisional is None for f in frames) else cat(lambda f: f.provisional),
+        None if any(f.spc is None for f in frames) else cat(lambda f: f.spc))
+
+
+def headline_of(m: Matrix) -> Headline:
+    """The matrix's headline, once per matrix (the snapshot's frame reads the same one)."""
+    return m.cached(("headline", None), lambda: headline(m))
+
+
 def spc_icons(m: Matrix) -> npt.NDArray[np.str_]:
     """Return every series' SPC variation at the headline period, as ``detail`` publishes
     it one series at a time (``SeriesDetail.spc_icon``): for ``IndicatorFrame.spc``.
@@ -531,12 +589,17 @@ def _adds_up(m: Matrix) -> bool:
 
 
 def _one_row(m: Matrix, i: int) -> Matrix:
-    return replace(m, labels=[m.labels[i]], values=m.values[i:i + 1],
-                   denominators=None if m.denominators is None else m.denominators[i:i + 1],
-                   provisional=None if m.provisional is None else m.provisional[i:i + 1],
-                   revisions=None if m.revisions is None else m.revisions[i:i + 1],
-                   parts=None if m.parts is None else (_one_row(m.parts[0], i),
-                                                       _one_row(m.parts[1], i)),
+    return _rows(m, i, i + 1)
+
+
+def _rows(m: Matrix, lo: int, hi: int) -> Matrix:
+    """Return rows ``lo`` to ``hi`` of ``m`` as a matrix of their own (views, no copy)."""
+    return replace(m, labels=m.labels[lo:hi], values=m.values[lo:hi],
+                   denominators=None if m.denominators is None else m.denominators[lo:hi],
+                   provisional=None if m.provisional is None else m.provisional[lo:hi],
+                   revisions=None if m.revisions is None else m.revisions[lo:hi],
+                   parts=None if m.parts is None else (_rows(m.parts[0], lo, hi),
+                                                       _rows(m.parts[1], lo, hi)),
                    _index=None, _names=None, _by_key=None, _key_names=[])
 
 

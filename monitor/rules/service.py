@@ -245,7 +245,8 @@ class RuleService:
             result = evaluator.run(dataset, self.records, cycle) if self.engine is None \
                 else self.engine.run(evaluator, dataset, self.records, cycle)
             if previous is not None and previous.period == result.period:
-                explain_revisions(result, self.store, self._evaluated_wall)
+                explain_revisions(result, self.store, self._evaluated_wall,
+                                  evaluator.ruleset)
             self._evaluated_wall = wall
             try:
                 saved = self.store.alerts.save(result.changed, result.transitions,
@@ -293,7 +294,7 @@ class RuleService:
             return
         self.metrics.overruns.inc()
         self.metrics.overrunning.set(1)
-        series = sum(m.n for m in result.matrices.values())
+        series = result.series()
         alerts = len(result.records)
         if self.overrun is None:
             log.warning("evaluation cycle took longer than rules.evaluation_interval; the "
@@ -477,7 +478,8 @@ class RuleService:
             self._evaluating.clear()
 
 
-def explain_revisions(result: Evaluation, store: Store, since: datetime | None) -> None:
+def explain_revisions(result: Evaluation, store: Store, since: datetime | None,
+                      ruleset: RuleSet) -> None:
     """Say so when a revision made an alert fire: no newer period arrived since the last
     cycle, and a value of the alert's series was revised since then. The firing
     transition's ``cause`` annotation reads "Jun-08 was revised 77.4 → 76.9" (the
@@ -497,7 +499,7 @@ def explain_revisions(result: Evaluation, store: Store, since: datetime | None) 
             by_indicator[indicator] = latest
         rev = by_indicator[indicator].get(t.annotations["series"])
         if rev is not None:
-            when = period_text(result.matrices[indicator].indicator, rev.period)
+            when = period_text(ruleset.indicators[indicator], rev.period)  # not fetched
             # A new dict: the transition shares its annotations with the alert's record.
             result.transitions[k] = replace(t, annotations={
                 **t.annotations, "cause": f"{when} was revised {number(rev.old_value)} → "

@@ -17,7 +17,7 @@ from typing import Any, overload
 import numpy as np
 import numpy.typing as npt
 
-from monitor.model import Alert, Frequency, Status
+from monitor.model import Alert, Frequency, Status, label_rows
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -56,6 +56,15 @@ class IndicatorFrame:
     # SPC variation of the headline period per series (scorecard.spc_icons: the vocabulary
     # and value of SeriesDetail.spc_icon); None when the engine does not publish it.
     spc: npt.NDArray[np.str_] | None = None
+    _rows: tuple[list[str], dict[tuple[str, ...], int]] | None = field(
+        default=None, init=False, repr=False, compare=False)
+
+    def rows(self) -> tuple[list[str], dict[tuple[str, ...], int]]:
+        """Return the label names and each row's values of them → the row, as
+        ``Matrix.row_of`` finds a series (``model.label_rows``; made on first use)."""
+        if self._rows is None:
+            self._rows = label_rows(self.labels)
+        return self._rows
 
 
 SPARKLINE = 24  # periods the scorecard's sparkline shows

@@ -25,10 +25,12 @@ from typing import Any
 import numpy as np
 
 from monitor.alerts.state import AlertRecord
+from monitor.rules import scorecard
 from monitor.rules.data import Block, Matrix
-from monitor.rules.engine import Dataset, Engine, RuleStats
+from monitor.rules.engine import Dataset, Engine, RuleStats, indicator_info
 from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.partition import PartialTotal, Plan, partial_total
+from monitor.rules.snapshot import IndicatorFrame
 from monitor.rules.wire import Changes, encode
 from monitor.store import Store
 from monitor.store.observations import merge_blocks
@@ -91,11 +93,15 @@ class PartitionResult:
     changes: Changes
     errors: dict[str, str]
     stats: dict[tuple[str, str], RuleStats]
-    matrices: dict[str, Matrix] | None  # None: the ones sent before still stand
+    # the snapshot's frames of its matrices and each one's last column with data
+    # (scorecard.frame); None: the ones sent before still stand
+    frames: dict[str, IndicatorFrame] | None
+    ends: dict[str, int] | None
     seconds: float  # CPU seconds of the task
     series: int
     epoch: int  # the worker's state after the task (the next task's ``Records.base``)
     read: str = "none"  # how the task's data was read this cycle: "full", "changes", "none"
+    worker: str = ""  # the address of the worker that holds its matrices ("" in-process)
 
 
 @dataclass
@@ -112,6 +118,8 @@ class _State:
     records: dict[str, AlertRecord] = field(default_factory=dict)
     epoch: int = -1
     written: dict[str, Block] = field(default_factory=dict)
+    # the last evaluation's matrices for the pages, and the data they are of (``data``)
+    matrices: tuple[tuple[object, ...], dict[str, Matrix]] | None = None
 
 
 _STORES: dict[str, Store] = {}
@@ -216,12 +224,19 @@ def partition_totals(task: Task, names: Sequence[str]) -> dict[str, PartialTotal
     return out
 
 
+def data(task: Task) -> tuple[object, ...]:
+    """Return what a partition's matrices are a function of: the data's version and the
+    instant (the written-back totals are the same data's)."""
+    return (task.version, task.at)
+
+
 def evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
-                       now: datetime, matrices: bool) -> PartitionResult:
+                       now: datetime, frames: bool) -> PartitionResult:
     """Evaluate ``rules`` over partition ``task.index``'s series from the records
     ``given``; return its own alerts' changes and transitions as columns, the rules'
-    health and (when ``matrices``) its matrices. Raises StaleState when ``given`` is a
-    change of a state this worker does not hold."""
+    health and (when ``frames``) the snapshot's frames of its matrices. The matrices
+    stay here until the coordinator asks for them (:func:`held_matrices`). Raises
+    StaleState when ``given`` is a change of a state this worker does not hold."""
     started = time.process_time()
     state = _state(task)
     if given.base >= 0 and given.base != state.epoch:
@@ -244,15 +259,72 @@ def evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
         records[record.id] = record
     state.records = records
     state.epoch = given.epoch
-    keep_whole = task.index == 0  # the written-back series go to the pages once
     order = {(r.group, r.rule.alert): i for i, r in enumerate(rules)}
     series = sum(m.n for name, m in result.matrices.items() if name not in task.plan.whole)
+    pages = _for_pages(task, result.matrices)
+    state.matrices = (data(task), pages)
+    made = {name: scorecard.frame(m, indicator_info(task.ruleset.indicators[name]),
+                                  scorecard.FRAME_ROWS)
+            for name, m in pages.items()} if frames else None
+    ends = {name: m.last_column() for name, m in pages.items() if m.n} if frames else None
     return PartitionResult(
         task.index, encode(changed, transitions, order), dict(result.errors),
-        {key: state.engine.stats[key] for key in order},
-        {name: m for name, m in result.matrices.items()
-         if keep_whole or name not in task.plan.whole} if matrices else None,
-        time.process_time() - started, series, state.epoch, how)
+        {key: state.engine.stats[key] for key in order}, made, ends,
+        time.process_time() - started, series, state.epoch, how, _address())
+
+
+def _for_pages(task: Task, matrices: Mapping[str, Matrix]) -> dict[str, Matrix]:
+    """Return the partition's matrices the pages show: the written-back series once (in
+    partition 0's)."""
+    return {name: m for name, m in matrices.items()
+            if task.index == 0 or name not in task.plan.whole}
+
+
+def _address() -> str:
+    """Return this worker's address ("" when not on a Dask worker: in-process)."""
+    try:
+        from distributed import get_worker
+    except ImportError:  # pragma: no cover - the in-process engine without Dask
+        return ""
+    try:
+        return str(get_worker().address)
+    except ValueError:
+        return ""
+
+
+class NotHeld(Exception):
+    """This worker does not hold the matrices asked for (it is not the one that
+    evaluated them, lost them, or evaluated newer data since)."""
+
+
+def held_matrices(task: Task) -> dict[str, Matrix]:
+    """Return partition ``task.index``'s matrices of the data ``task`` evaluated, kept
+    here since; raises NotHeld when this worker does not keep them."""
+    key = (task.token, task.index, task.plan.partitions, task.stages)
+    with _STORES_LOCK:
+        state = _STATES.get(key)
+    if state is None or state.matrices is None or state.matrices[0] != data(task):
+        raise NotHeld(f"partition {task.index}: no matrices of that data here")
+    return state.matrices[1]
+
+
+def read_matrices(task: Task) -> tuple[dict[str, Matrix], bool]:
+    """Return partition ``task.index``'s matrices read again from the store, by the
+    engine's own reader and pivot, on an engine of their own (what this worker keeps is
+    not touched); and whether the store's data is still the version ``task`` evaluated
+    (False: another write landed since, and these matrices are of the newer data)."""
+    store = _store(task.store_url)
+    before = store.observations.version()
+    base = [name for name, ind in task.ruleset.indicators.items() if ind.derived is None]
+    stored = read_partition(store, base, task.plan.partition_key, task.index,
+                            task.plan.partitions)
+    same = bool(task.version) and before == task.version[-1] \
+        and store.observations.version() == before
+    ruleset = task.plan.partition_ruleset(task.ruleset, task.stages)
+    blocks: dict[str, Any] = {**stored, **task.written}
+    matrices, _period = Engine(ruleset, history=task.history).matrices(
+        Dataset(blocks, task.milestones, task.sources), task.at)
+    return _for_pages(task, matrices), same
 
 
 def warm() -> int:

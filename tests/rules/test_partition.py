@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from monitor.model import Observation, labels_of, month
-from monitor.rules import worker
+from monitor.rules import scorecard, worker
 from monitor.rules.cycle import Cycle, Evaluator
 from monitor.rules.data import Grid, Matrix, from_block, group_total
 from monitor.rules.distributed import DistributedEngine, EngineConfig
-from monitor.rules.engine import month_end
+from monitor.rules.engine import held, indicator_info, month_end
 from monitor.rules.inputs import read_dataset
 from monitor.rules.loader import load_rules
 from monitor.rules.partition import combine_totals, partial_total, plan
@@ -30,7 +30,7 @@ FAMILY = AREAS[:4]
 RULES = f"""
 indicators:
   - {{id: burglary, name: Burglary, direction: down, headline: change_pct,
-     peer_group: family}}
+     peer_group: family, scorecard: true}}
   - {{id: robbery, name: Robbery, direction: down, headline: change_pct}}
   - id: london
     name: London burglary
@@ -185,6 +185,11 @@ def test_a_partitioned_cycle_decides_what_one_process_decides(tmp_path: Path,
                    for t in a.transitions)
         assert sorted(b.changed, key=lambda r: r.id) == sorted(a.changed, key=lambda r: r.id)
         assert not a.errors and not b.errors
+        # the snapshot (made from the partitions' frames, the matrices left on the
+        # workers) and its alerts are the one process's
+        mine_page, theirs_page = one.publish(a).snapshot, parted.publish(again).snapshot
+        assert _frames(theirs_page.frames) == _frames(mine_page.frames)
+        assert _alerts(theirs_page.alerts) == _alerts(mine_page.alerts)
         seen += len(a.transitions)
     assert seen > 20
     assert {r.rule for r in mine.values()} == {"BurglaryUpRobberyDown", "LondonBurglaryUp",
@@ -192,9 +197,35 @@ def test_a_partitioned_cycle_decides_what_one_process_decides(tmp_path: Path,
     assert [p.series > 0 for p in engine.last] == [True, True, True]
     # each partition was sent all its records again after every loss (5 losses × 3)
     assert engine.resent == (15 if lost else 0)
+    # the pages read after the cycles, the matrices fetched then: the one process's
+    published = parted.publish(again)
+    assert not held(again.matrices)
+    rows = published.scorecard()
+    assert len(rows) == len(AREAS)
+    assert sorted(map(repr, rows)) == sorted(map(repr, one.publish(a).scorecard()))
+    assert held(again.matrices) and engine.fetched["kept"] == 3
     for name in ("burglary", "london"):  # the pages see the series one process sees
         assert _rows(b.matrices[name]) == _rows(a.matrices[name])
+        detail = published.detail(name, {"area": "area11"} if name == "burglary" else {})
+        assert repr(detail) == repr(one.publish(a).detail(
+            name, {"area": "area11"} if name == "burglary" else {}))
     store.close()
+
+
+def _frames(frames: dict[str, Any]) -> dict[str, list[str]]:
+    """Each indicator's frame as one line per series, in the series' order."""
+    out = {}
+    for name, f in frames.items():
+        columns = [f.period, f.value, f.target, f.status, f.provisional, f.spc,
+                   *[f.changes[k] for k in sorted(f.changes)]]
+        out[name] = sorted(repr((sorted(lab.items()), *[c[i] for c in columns]))
+                           for i, lab in enumerate(f.labels))
+        out[name].append(repr((f.info, sorted(f.changes))))
+    return out
+
+
+def _alerts(alerts: Any) -> list[str]:
+    return sorted(repr(a) for a in alerts)
 
 
 def _rows(m: Matrix) -> list[tuple[str, list[float]]]:
@@ -263,4 +294,25 @@ def test_after_this_process_polls_each_partition_reads_only_what_the_poll_change
         seen += len(a.transitions)
     assert seen > 20
     assert any(lab.get("area") == "new35" for lab in b.matrices["burglary"].labels)
+    store.close()
+
+
+@pytest.mark.parametrize("ragged", [False, True], ids=["same-end", "last-rows-end-earlier"])
+def test_a_frame_made_some_rows_at_a_time_is_the_frame_of_the_whole(tmp_path: Path,
+                                                                    ragged: bool) -> None:
+    ruleset = _rules(tmp_path)
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    start = month("2020-01")
+    store.observations.ingest("src", [
+        Observation(name, labels_of({"area": area}), start + k, float(50 + (i * k) % 17))
+        for name in ("burglary", "robbery") for i, area in enumerate(AREAS)
+        for k in range(30) if not (ragged and i >= 9 and k == 29)],
+        now=datetime(2026, 1, 1, tzinfo=UTC))
+    evaluator = Evaluator(ruleset)
+    m = evaluator.engine.matrices(read_dataset(store, ruleset, []),
+                                  month_end(start + 29))[0]["burglary"]
+    info = indicator_info(m.indicator)
+    whole = scorecard.frame(m, info)
+    assert _frames({"b": scorecard.frame(m, info, rows=5)}) == _frames({"b": whole})
+    assert _frames({"b": scorecard.frame(m, info, rows=3)}) == _frames({"b": whole})
     store.close()

@@ -76,7 +76,7 @@ def test_a_worker_evaluating_its_partition_loads_nothing_evaluating_does_not_nee
     sent.write_bytes(pickle.dumps((evaluate_partition, task, ruleset.rules,
                                    Records(-1, 1, {}), at, True)))
     run = (f"fn, *args = pickle.loads(open({str(sent)!r}, 'rb').read())\n"
-           "result = fn(*args)\nassert result.series > 0 and result.matrices")
+           "result = fn(*args)\nassert result.series > 0 and result.frames")
     assert _loaded(run) == []
 
 
