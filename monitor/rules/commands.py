@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from monitor.alerts.state import AlertRecord
 from monitor.clock import clock_of
 from monitor.errors import RuleFileError
+from monitor.jsontext import encoder
 from monitor.memory import gc_paused
 from monitor.model import AlertState, Frequency
 from monitor.rules import sourcehealth
@@ -217,7 +218,7 @@ def write_json_lines(document: dict[str, Any], out: TextIO) -> None:
     read, grep and diff). Each line is ``json.dumps`` of its value, encoded by json's C
     encoder made once: ``indent`` would take the pure-Python one, which needs about a
     minute for 100,000 rows, and ``json.dumps`` makes a C encoder for every line."""
-    dumps = _json_dumps()
+    dumps = encoder()
     out.write("{\n")
     for k, (key, value) in enumerate(document.items()):
         out.write(f"  {dumps(key)}: ")
@@ -229,23 +230,6 @@ def write_json_lines(document: dict[str, Any], out: TextIO) -> None:
             out.write(dumps(value))
         out.write(",\n" if k < len(document) - 1 else "\n")
     out.write("}\n")
-
-
-def _json_dumps() -> Callable[[Any], str]:
-    """Return a function giving ``json.dumps(value)`` with its C encoder made once (as
-    ``monitor.store.db.sorted_json`` does); no circular check: the values are JSON data."""
-    plain = json.JSONEncoder()
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # a Python without the C accelerator
-        return json.dumps
-    encoder = make(None, plain.default, json.encoder.encode_basestring_ascii, None,
-                   plain.key_separator, plain.item_separator, False, False, True)
-
-    def dumps(value: Any) -> str:
-        if isinstance(value, str):  # as json.dumps: the C encoder takes containers
-            return json.encoder.encode_basestring_ascii(value)
-        return "".join(encoder(value, 0))
-    return dumps
 
 
 def _label_text(labels: dict[str, str]) -> str:

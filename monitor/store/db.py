@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from monitor.errors import StoreError
+from monitor.jsontext import encoder
 from monitor.logs import get_logger
 from monitor.model import utc
 
@@ -123,22 +124,6 @@ def one_of(col: ColumnElement[Any], values: Iterable[Any], dialect: str) -> Colu
     return col.in_(select(column("value")).select_from(func.json_each(json.dumps(items))))
 
 
-def sorted_json() -> Callable[[Any], str]:
-    """Return a function giving ``json.dumps(value, sort_keys=True)``, with the C encoder
-    made once rather than at every call (a sixth of encoding a small dict; a bulk write
-    encodes a few hundred thousand). No circular check: the values are JSON data."""
-    plain = json.JSONEncoder(sort_keys=True)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # a Python without the C accelerator
-        return plain.encode
-    encoder = make(None, plain.default, json.encoder.encode_basestring_ascii, None,
-                   plain.key_separator, plain.item_separator, True, False, True)
-
-    def encode(value: Any) -> str:
-        return "".join(encoder(value, 0))
-    return encode
-
-
 class JsonCodec:
     """Mappings as stored (sorted-key JSON), for one bulk read-and-write: each dict object
     is encoded once, and a dict this codec decoded gives back the text it was read from.
@@ -155,7 +140,7 @@ class JsonCodec:
         # set the garbage collector scanning the whole heap again and again.
         self._text: dict[int, str] = {}
         self._kept: list[Mapping[str, Any]] = []
-        self._encode = sorted_json()
+        self._encode = encoder(sort_keys=True)
 
     def encode(self, mapping: Mapping[str, Any]) -> str:
         """Return ``mapping`` as sorted-key JSON (``json.dumps(…, sort_keys=True)``)."""

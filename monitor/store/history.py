@@ -21,9 +21,10 @@ from sqlalchemy import ColumnElement, Connection, Engine, cast, delete, func, se
 from sqlalchemy.dialects.postgresql import JSON
 
 from monitor.alerts.state import Transition
+from monitor.jsontext import encoder
 from monitor.matchers import Matcher, matches_all
 from monitor.model import AlertEvent, iter_chunks, utc
-from monitor.store.db import BULK_ROWS, JsonCodec, bulk_cache, sorted_json, stamper
+from monitor.store.db import BULK_ROWS, JsonCodec, bulk_cache, stamper
 from monitor.store.tables import AlertEventRow
 
 EVENT = AlertEventRow.metadata.tables["alert_event"]
@@ -63,7 +64,7 @@ def _detail_encoder() -> Callable[[Mapping[str, Any]], str]:
     events share one detail, and follow one another: the last few details are remembered
     with their text (and held, so no other dict takes their id). Not the caller's codec,
     which keeps every dict it encoded: each transition's detail is its own."""
-    plain = sorted_json()
+    plain = encoder(sort_keys=True)
     recent: dict[int, tuple[Mapping[str, Any], str]] = {}
 
     def encode(detail: Mapping[str, Any]) -> str:

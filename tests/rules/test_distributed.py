@@ -23,6 +23,7 @@ from monitor.clock import FixedClock
 from monitor.model import Frequency, month
 from monitor.rules.engine import month_end
 from tests.examples.daemons import assembled, example_config
+from tests.rules.frames import frame_lines
 
 pytestmark = pytest.mark.slow
 MONTHS = ("2009-01", "2010-12")  # 24 cycles; burglary alerts fire and resolve in them
@@ -55,7 +56,7 @@ def _run(workdir: Path, engine: str, before: Any = None) -> tuple[list[Any], Cou
             published = app.rules.published()
             assert published is not None
             snapshot = published.snapshot  # its frames and alerts: no matrix fetched
-            transitions.append([_frames(snapshot.frames), sorted(map(repr, snapshot.alerts))])
+            transitions.append([frame_lines(snapshot.frames), sorted(map(repr, snapshot.alerts))])
         # the pages read after the last cycle (its matrices fetched from the workers)
         transitions.append(sorted(map(repr, published.scorecard())))
     finally:
@@ -69,18 +70,6 @@ def _run(workdir: Path, engine: str, before: Any = None) -> tuple[list[Any], Cou
                              "FROM notification"))
     assert sum(stored.values()) == sum(len(t) for t in transitions[:-1:2])
     return transitions, stored + outbox
-
-
-def _frames(frames: dict[str, Any]) -> dict[str, list[str]]:
-    """Each indicator's snapshot frame as one line per series, in the series' order."""
-    out = {}
-    for name, f in frames.items():
-        columns = [f.period, f.value, f.target, f.status, f.provisional, f.spc,
-                   *[f.changes[k] for k in sorted(f.changes)]]
-        out[name] = sorted(repr((sorted(lab.items()), *[c[i] for c in columns]))
-                           for i, lab in enumerate(f.labels))
-        out[name].append(repr((f.info, sorted(f.changes))))
-    return out
 
 
 def _message(payload: str) -> str:

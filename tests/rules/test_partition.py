@@ -24,6 +24,7 @@ from monitor.rules.partition import combine_totals, partial_total, plan
 from monitor.rules.schema import Indicator
 from monitor.store import open_store
 from tests.conftest import REPO
+from tests.rules.frames import frame_lines
 
 AREAS = [f"area{i:02d}" for i in range(12)]
 FAMILY = AREAS[:4]
@@ -188,7 +189,7 @@ def test_a_partitioned_cycle_decides_what_one_process_decides(tmp_path: Path,
         # the snapshot (made from the partitions' frames, the matrices left on the
         # workers) and its alerts are the one process's
         mine_page, theirs_page = one.publish(a).snapshot, parted.publish(again).snapshot
-        assert _frames(theirs_page.frames) == _frames(mine_page.frames)
+        assert frame_lines(theirs_page.frames) == frame_lines(mine_page.frames)
         assert _alerts(theirs_page.alerts) == _alerts(mine_page.alerts)
         seen += len(a.transitions)
     assert seen > 20
@@ -210,18 +211,6 @@ def test_a_partitioned_cycle_decides_what_one_process_decides(tmp_path: Path,
         assert repr(detail) == repr(one.publish(a).detail(
             name, {"area": "area11"} if name == "burglary" else {}))
     store.close()
-
-
-def _frames(frames: dict[str, Any]) -> dict[str, list[str]]:
-    """Each indicator's frame as one line per series, in the series' order."""
-    out = {}
-    for name, f in frames.items():
-        columns = [f.period, f.value, f.target, f.status, f.provisional, f.spc,
-                   *[f.changes[k] for k in sorted(f.changes)]]
-        out[name] = sorted(repr((sorted(lab.items()), *[c[i] for c in columns]))
-                           for i, lab in enumerate(f.labels))
-        out[name].append(repr((f.info, sorted(f.changes))))
-    return out
 
 
 def _alerts(alerts: Any) -> list[str]:
@@ -313,6 +302,6 @@ def test_a_frame_made_some_rows_at_a_time_is_the_frame_of_the_whole(tmp_path: Pa
                                   month_end(start + 29))[0]["burglary"]
     info = indicator_info(m.indicator)
     whole = scorecard.frame(m, info)
-    assert _frames({"b": scorecard.frame(m, info, rows=5)}) == _frames({"b": whole})
-    assert _frames({"b": scorecard.frame(m, info, rows=3)}) == _frames({"b": whole})
+    assert frame_lines({"b": scorecard.frame(m, info, rows=5)}) == frame_lines({"b": whole})
+    assert frame_lines({"b": scorecard.frame(m, info, rows=3)}) == frame_lines({"b": whole})
     store.close()
