@@ -26,6 +26,7 @@ from monitor.clock import Clock
 from monitor.cluster import LeaseLostError, Partition, group_key
 from monitor.errors import RuleFileError
 from monitor.logs import get_logger
+from monitor.memory import gc_paused
 from monitor.model import AlertState, fingerprint
 from monitor.rules import sourcehealth
 from monitor.rules.cycle import Cycle, Evaluator, Published, SourceView
@@ -218,7 +219,18 @@ class RuleService:
     def evaluate(self, now: datetime | None = None) -> Evaluation | None:
         """Run one cycle of the due groups now (or as of ``as_of``), persist, publish.
 
-        Returns None when no group was due (all waiting for their sources' polls)."""
+        Returns None when no group was due (all waiting for their sources' polls).
+
+        The cyclic garbage collector is paused for the cycle (``gc_paused``): at 100,000
+        series a cycle makes a few hundred thousand alert records, transitions, texts
+        and rows, none in a cycle, and each generation-2 pass walked the whole heap
+        (``benchmarks/bench_daemon.py`` at 100k, SQLite, alternated: the first cycle
+        16.9–17.1 CPU-s paused against 18.2–19.9, the new month 12.3–12.4 against
+        13.8–13.9, the same peak memory)."""
+        with gc_paused():
+            return self._evaluate(now)
+
+    def _evaluate(self, now: datetime | None) -> Evaluation | None:
         started = time.perf_counter()
         with self._lock:
             evaluator = self.evaluator
