@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from monitor.alerts.state import AlertRecord
+from monitor.memory import gc_paused
 from monitor.rules import scorecard
 from monitor.rules.data import Block, Matrix
 from monitor.rules.engine import Dataset, Engine, RuleStats, indicator_info
@@ -236,7 +237,16 @@ def evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
     ``given``; return its own alerts' changes and transitions as columns, the rules'
     health and (when ``frames``) the snapshot's frames of its matrices. The matrices
     stay here until the coordinator asks for them (:func:`held_matrices`). Raises
-    StaleState when ``given`` is a change of a state this worker does not hold."""
+    StaleState when ``given`` is a change of a state this worker does not hold.
+
+    The cyclic garbage collector is paused meanwhile, as the daemon's rule service pauses
+    it for a cycle: the records and texts made are not in cycles."""
+    with gc_paused():
+        return _evaluate_partition(task, rules, given, now, frames)
+
+
+def _evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
+                        now: datetime, frames: bool) -> PartitionResult:
     started = time.process_time()
     state = _state(task)
     if given.base >= 0 and given.base != state.epoch:
