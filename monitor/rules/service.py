@@ -263,7 +263,7 @@ class RuleService:
             try:
                 saved = self.store.alerts.save(result.changed, result.transitions,
                                                self.clock.now(), removed=result.removed,
-                                               guard=guard)
+                                               guard=guard, stored=self.records)
             except LeaseLostError:
                 self._epochs = None  # read the records again once the shards settle
                 raise

@@ -10,7 +10,7 @@ never a statement with one bound parameter per alert.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,6 +36,14 @@ EVENT_COLUMNS = ("id", "alert_id", "rule", "labels", "annotations", "from_state"
 _UPSERT = (f"INSERT INTO alert ({', '.join(COLUMNS)}) VALUES "  # noqa: S608
            f"({', '.join('?' * len(COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
            + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:]))
+# A stored alert's id, rule, group and labels never change (the id hashes them): SQLite
+# rewrites the entries of every index whose column a statement sets (and an upsert tries
+# the insert first), so a record the table holds is written by an update of the rest.
+_MOVING = ("state", "annotations", "value", "explanation", "active_since", "fired_at",
+           "resolved_at", "keep_firing_until", "last_evaluated", "pending_evaluations",
+           "pending_periods", "last_period", "history", "flapping", "notified_state", "updated_at")
+_UPDATE = (f"UPDATE alert SET {', '.join(f'{c} = ?' for c in _MOVING)} "  # noqa: S608
+           "WHERE id = ?")
 
 
 
@@ -108,12 +116,17 @@ class AlertStore:
 
     def save(self, changed: Iterable[AlertRecord], transitions: Iterable[Transition],
              now: datetime, *, removed: Iterable[str] = (),
-             guard: Callable[[Connection], None] | None = None) -> Saved:
+             guard: Callable[[Connection], None] | None = None,
+             stored: Mapping[str, AlertRecord] | None = None) -> Saved:
         """Persist changed records and their transitions atomically; return the
         transitions by the id each row got (ids in the order of ``transitions``).
 
         ``guard`` runs first in the same transaction (a replica checking it still holds
         its shards); whatever it raises rolls the transaction back and propagates.
+        ``stored``: the records the store holds as far as the caller knows (what it last
+        loaded or saved). On SQLite a changed record among them is written by an update
+        of the fields that move, the rest by the upsert; should one of them be missing
+        from the table after all, every such record is upserted instead (nothing lost).
         """
         ts = stamper(self._pg)
         codec = JsonCodec()  # records, transitions and history events share their dicts
@@ -124,20 +137,16 @@ class AlertStore:
         gone = [(alert_id,) for alert_id in removed]
         if not records and not moves and not gone:
             return Saved({}, codec)
-        # Each row is made as the driver takes it (generators): at 100,000 alerts the
-        # rows of a cycle held at once were over a hundred megabytes.
-        record_rows = ((r.id, r.rule, r.group, encode(r.labels), encode(r.annotations),
-                        r.state.value, _float(r.value), r.explanation, ts(r.active_since),
-                        ts(r.fired_at), ts(r.resolved_at), ts(r.keep_firing_until),
-                        ts(r.last_evaluated), int(r.pending_evaluations),
-                        int(r.pending_periods),
-                        None if r.last_period is None else int(r.last_period), r.history,
-                        bool(r.flapping), r.notified_state.value, stamp)
-                       for r in records)
+        known: list[AlertRecord] = []  # records the table holds (SQLite): updated
+        if stored and not self._pg:
+            fresh: list[AlertRecord] = []
+            for r in records:
+                (fresh if r.id not in stored else known).append(r)
+            records = fresh
         with self.engine.begin() as conn:
             if guard is not None:
                 guard(conn)
-            if len(records) + len(moves) >= BULK_ROWS:
+            if len(records) + len(known) + len(moves) >= BULK_ROWS:
                 bulk_cache(conn)
             raw = conn.connection.driver_connection
             assert raw is not None
@@ -148,17 +157,20 @@ class AlertStore:
                 # (other replicas' rows may fall between, as with the column default);
                 # SQLite has one writer (BEGIN IMMEDIATE), so the next ids are free.
                 ids = _new_ids(cur, len(moves), self._pg)
+                # Each row is made as the driver takes it (generators): at 100,000 alerts
+                # the rows of a cycle held at once were over a hundred megabytes.
                 event_rows = ((i, t.alert_id, t.rule, encode(t.labels), encode(t.annotations),
                                t.from_state.value, t.to_state.value, _float(t.value),
                                t.explanation, ts(t.at),
                                None if t.notify else HELD, None if t.notify else stamp)
                               for i, t in zip(ids, moves, strict=True))
                 if self._pg:
-                    _save_postgres(cur, record_rows if records else None,
-                                   event_rows if moves else None, gone)
+                    _save_postgres(cur, _record_rows(records, encode, ts, stamp)
+                                   if records else None, event_rows if moves else None, gone)
                 else:
+                    _update_sqlite(cur, known, encode, ts, stamp)
                     if records:
-                        cur.executemany(_UPSERT, record_rows)
+                        cur.executemany(_UPSERT, _record_rows(records, encode, ts, stamp))
                     if moves:
                         cur.executemany(
                             f"INSERT INTO alert_transition ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608
@@ -170,6 +182,7 @@ class AlertStore:
             if moves:  # the alert history's copy, in the same transaction
                 insert_events(conn, transition_events(moves), codec, len(moves))
         return Saved(dict(zip(ids, moves, strict=True)), codec)
+
 
     def transitions(self, limit: int = 1000) -> list[dict[str, object]]:
         """Return the newest transitions, newest first."""
@@ -206,3 +219,40 @@ def _save_postgres(cur: Any, records: Iterable[tuple[Any, ...]] | None,
                 copy.write_row(row)
     if gone:
         cur.execute("DELETE FROM alert WHERE id = ANY(%s)", ([g for (g,) in gone],))
+
+
+def _record_rows(records: Iterable[AlertRecord], encode: Callable[[Mapping[str, Any]], str],
+                 ts: Callable[[datetime | None], Any], stamp: Any
+                 ) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``records`` in the order of COLUMNS, each made as the driver takes it."""
+    return ((r.id, r.rule, r.group, encode(r.labels), encode(r.annotations), r.state.value,
+             _float(r.value), r.explanation, ts(r.active_since), ts(r.fired_at),
+             ts(r.resolved_at), ts(r.keep_firing_until), ts(r.last_evaluated),
+             int(r.pending_evaluations), int(r.pending_periods),
+             None if r.last_period is None else int(r.last_period), r.history,
+             bool(r.flapping), r.notified_state.value, stamp)
+            for r in records)
+
+
+def _moving_rows(records: Iterable[AlertRecord], encode: Callable[[Mapping[str, Any]], str],
+                 ts: Callable[[datetime | None], Any], stamp: Any) -> Iterator[tuple[Any, ...]]:
+    """The parameters of ``_UPDATE`` for ``records``."""
+    return ((r.state.value, encode(r.annotations), _float(r.value), r.explanation,
+             ts(r.active_since), ts(r.fired_at), ts(r.resolved_at), ts(r.keep_firing_until),
+             ts(r.last_evaluated), int(r.pending_evaluations), int(r.pending_periods),
+             None if r.last_period is None else int(r.last_period), r.history,
+             bool(r.flapping), r.notified_state.value, stamp, r.id)
+            for r in records)
+
+
+def _update_sqlite(cur: Any, known: Sequence[AlertRecord],
+                   encode: Callable[[Mapping[str, Any]], str],
+                   ts: Callable[[datetime | None], Any], stamp: Any) -> None:
+    """Write records the table holds by an update of what moves; when fewer rows matched
+    than records were given (one was removed behind the caller's back), upsert them all:
+    the rows that matched are written again, the same."""
+    if not known:
+        return
+    cur.executemany(_UPDATE, _moving_rows(known, encode, ts, stamp))
+    if cur.rowcount != len(known):
+        cur.executemany(_UPSERT, _record_rows(known, encode, ts, stamp))

@@ -1,0 +1,61 @@
+"""Saving alert records the table already holds: what the caller says the store holds
+(``stored``) changes how rows are written, never what the table ends up holding."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+
+from monitor.alerts.state import AlertRecord
+from monitor.model import AlertState, alert_id
+from monitor.store import Store
+
+NOW = datetime(2016, 12, 5, 6, 0, tzinfo=UTC)
+LATER = NOW + timedelta(minutes=1)
+
+
+def _record(i: int, state: AlertState) -> AlertRecord:
+    labels = {"alertname": "Up", "area": f"a{i}"}
+    return AlertRecord(id=alert_id("g", labels), rule="Up", labels=labels, state=state,
+                       annotations={"summary": f"up in a{i}", "period_id": "2016-11"},
+                       value=float(i), explanation=f"Up in a{i}.", active_since=NOW,
+                       last_evaluated=NOW, pending_evaluations=1, pending_periods=1,
+                       last_period=563, history="1", group="g")
+
+
+def _next_month(r: AlertRecord, state: AlertState) -> AlertRecord:
+    return replace(r, state=state, value=(r.value or 0) + 0.5,
+                   annotations={**r.annotations, "period_id": "2016-12"},
+                   explanation=r.explanation + " Again.", last_period=564,
+                   fired_at=LATER if state is AlertState.FIRING else None,
+                   last_evaluated=LATER, pending_evaluations=2, pending_periods=2,
+                   history="11", notified_state=state)
+
+
+def test_records_the_table_holds_are_saved_as_whole_as_new_ones(store: Store) -> None:
+    first = [_record(i, AlertState.PENDING) for i in range(6)]
+    store.alerts.save(first, [], NOW)
+    held = store.alerts.load()
+    # A month later: two keep their state with new numbers, two fire, one resolves,
+    # and two alerts are new.
+    later = [_next_month(first[0], AlertState.PENDING), _next_month(first[1], AlertState.PENDING),
+             _next_month(first[2], AlertState.FIRING), _next_month(first[3], AlertState.FIRING),
+             replace(_next_month(first[4], AlertState.RESOLVED), resolved_at=LATER),
+             _record(6, AlertState.PENDING), _record(7, AlertState.FIRING)]
+    store.alerts.save(later, [], LATER, stored=held)
+    loaded = store.alerts.load()
+    assert loaded == {**held, **{r.id: r for r in later}}
+    assert loaded[first[5].id] == first[5]  # unchanged, untouched
+
+
+def test_a_record_removed_behind_the_callers_back_is_saved_all_the_same(store: Store) -> None:
+    first = [_record(i, AlertState.PENDING) for i in range(3)]
+    store.alerts.save(first, [], NOW)
+    held = store.alerts.load()
+    with store.engine.begin() as conn:  # e.g. an operator's DELETE while the daemon ran
+        conn.execute(text("DELETE FROM alert WHERE id = :id"), {"id": first[1].id})
+    later = [_next_month(r, AlertState.FIRING) for r in first]
+    store.alerts.save(later, [], LATER, stored=held)
+    assert store.alerts.load() == {r.id: r for r in later}
