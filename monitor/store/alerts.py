@@ -128,7 +128,7 @@ class AlertStore:
         of the fields that move, the rest by the upsert; should one of them be missing
         from the table after all, every such record is upserted instead (nothing lost).
         """
-        ts = stamper(self._pg)
+        ts = stamper(self._pg, copy=True)  # PostgreSQL: rows for COPY alone
         codec = JsonCodec()  # records, transitions and history events share their dicts
         encode = codec.encode
         records = list(changed)

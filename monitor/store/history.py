@@ -93,7 +93,7 @@ def insert_events(conn: Connection, events: Iterable[AlertEvent],
     if not count:
         return
     postgres = conn.dialect.name == "postgresql"
-    ts = stamper(postgres)
+    ts = stamper(postgres, copy=True)  # PostgreSQL: rows for COPY alone
     encode = (codec or JsonCodec()).encode  # the labels: the records' and transitions'
     detail = _detail_encoder()
     rows = ((e.alert_id, e.rule, str(e.detail.get("group", "")), encode(e.labels), e.kind,

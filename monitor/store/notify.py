@@ -363,7 +363,7 @@ class NotifyTx:
         if not alerts:
             return
         postgres = self.conn.dialect.name == "postgresql"
-        ts = stamper(postgres)
+        ts = stamper(postgres, copy=postgres and len(alerts) >= BULK_ROWS)
         dumps = self.codec.encode
         rows = [(a.alert_id, a.rule, dumps(a.labels), dumps(a.annotations),
                  a.status, a.value, a.explanation, ts(a.starts_at), ts(a.ends_at),

@@ -59,3 +59,25 @@ def test_a_record_removed_behind_the_callers_back_is_saved_all_the_same(store: S
     later = [_next_month(r, AlertState.FIRING) for r in first]
     store.alerts.save(later, [], LATER, stored=held)
     assert store.alerts.load() == {r.id: r for r in later}
+
+
+def test_instants_keep_their_microseconds_and_zone_through_a_bulk_write(store: Store) -> None:
+    # PostgreSQL's COPY takes each instant as text made once (``stamper(copy=True)``).
+    from datetime import timezone
+
+    from monitor.alerts.state import Transition
+
+    india = timezone(timedelta(hours=5, minutes=30))
+    at = datetime(2016, 12, 5, 11, 30, 0, 123456, tzinfo=india)
+    records = [replace(_record(i, AlertState.FIRING), active_since=at, fired_at=at,
+                       last_evaluated=at + timedelta(microseconds=i)) for i in range(1001)]
+    moves = [Transition(r.id, r.rule, r.labels, AlertState.PENDING, AlertState.FIRING, at,
+                        r.value, r.explanation, r.annotations, notify=True, group="g")
+             for r in records]
+    store.alerts.save(records, moves, at)
+    loaded = store.alerts.load()
+    assert loaded == {r.id: r for r in records}
+    assert loaded[records[7].id].last_evaluated == \
+        datetime(2016, 12, 5, 6, 0, 0, 123463, tzinfo=UTC)
+    events = store.history.events(alert_ids=[records[7].id])
+    assert [(e.kind, e.at) for e in events] == [("transition", at)]
