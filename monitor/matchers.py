@@ -221,3 +221,29 @@ def silence_warnings(matchers: Sequence[Matcher], current: Iterable[Mapping[str,
     if not any(matches_all(matchers, labels) for labels in current):
         out.append("the matchers match no current alert: the silence mutes nothing now")
     return out
+
+
+class AnyOf:
+    """Whether any of some matcher sets accepts a label set, remembered per value of the
+    labels they read: a matcher reads only its own label's value, so label sets that
+    agree on those names get the same answer. 100,000 alerts of a few rules take a
+    few distinct values (the notifier asks of every alert of a run which may inhibit)."""
+
+    LIMIT = 100_000  # distinct values remembered before starting again
+
+    def __init__(self, sets: Sequence[MatcherSet]) -> None:
+        self.sets = tuple(sets)
+        self.names = tuple(sorted({m.name for s in self.sets for m in s.matchers}))
+        self._memo: dict[tuple[str | None, ...], bool] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.sets)
+
+    def __call__(self, labels: Mapping[str, str]) -> bool:
+        key = tuple([labels.get(name) for name in self.names])
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= self.LIMIT:
+                self._memo.clear()
+            found = self._memo[key] = any(s.matches(labels) for s in self.sets)
+        return found

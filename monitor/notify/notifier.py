@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.clock import Clock
 from monitor.errors import DeliveryError
 from monitor.logs import get_logger
-from monitor.matchers import MatcherSet
+from monitor.matchers import AnyOf
 from monitor.model import AlertEvent
 from monitor.notify.channels import CHANNELS, Channel, Message, build_channels, kind_of
 from monitor.notify.config import NotifyConfig, ReceiverConfig
@@ -182,6 +182,7 @@ class Notifier:
         self._in_force: tuple[object, ...] = ()  # time intervals at the last run
         self._run_mark: str | None = None  # this process's last run, as stored
         self._tree: tuple[NotifyConfig, Router] | None = None
+        self._sources: tuple[NotifyConfig, AnyOf] | None = None
         # The notifier's alerts (its table) as the last run of this process left them:
         # a run over some groups takes its alerts from here, not from the table. Valid
         # while no other process ran the pipeline since (such a run is whole: ``_whole``).
@@ -462,8 +463,8 @@ class Notifier:
              any_active(r.options.active_time_intervals, intervals, now))
             for r in tree.walk())
         sources = self._inhibit_sources()
-        inhibiting = any(m.matches(a.labels) for a in changed.values() for m in sources) \
-            if changed else False
+        inhibiting = any(sources(a.labels) for a in changed.values()) \
+            if changed and sources else False
         whole = (self._force or not self._index.valid or inhibiting
                  or live != self._live or in_force != self._in_force
                  or tx.get_meta(RUN_KEY) != self._run_mark)
@@ -478,8 +479,13 @@ class Notifier:
         dues = list(self._index.due.values()) + list(self._index.expiry.values())
         self._next_due = min(dues) if dues else None
 
-    def _inhibit_sources(self) -> list[MatcherSet]:
-        return [rule.source for rule in rules_from_config(self.config)]
+    def _inhibit_sources(self) -> AnyOf:
+        """Whether an alert's labels match an inhibit rule's source matchers (of the
+        config in force, remembered per value of the labels they read)."""
+        if self._sources is None or self._sources[0] is not self.config:
+            self._sources = (self.config,
+                             AnyOf([rule.source for rule in rules_from_config(self.config)]))
+        return self._sources[1]
 
     def _routes(self) -> tuple[Route, set[str]]:
         router = self._router()

@@ -20,10 +20,10 @@ the next run full. :class:`GroupIndex` is pure bookkeeping; the notifier does th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from monitor.matchers import MatcherSet
+from monitor.matchers import AnyOf
 from monitor.notify.notification import NotifyAlert
 from monitor.notify.pipeline import Flow
 
@@ -74,17 +74,16 @@ class GroupIndex:
                         pending_alerts.append(a)
         return alerts, groups
 
-    def note_sources(self, flow: Flow, matchers: Sequence[MatcherSet]) -> None:
-        """Remember which of ``flow``'s alerts match an inhibit rule's source matchers
-        (and forget those it removed)."""
+    def note_sources(self, flow: Flow, source: AnyOf) -> None:
+        """Remember which of ``flow``'s alerts ``source`` says may inhibit others (they
+        match an inhibit rule's source matchers), and forget those it removed."""
         for alert_id in flow.removable:
             self.sources.discard(alert_id)
-        if not matchers:  # no inhibit rule: no alert is a source
+        if not source:  # no inhibit rule: no alert is a source
             return
         removed = set(flow.removable)
         for alert in flow.alerts:
-            if alert.alert_id not in removed and any(m.matches(alert.labels)
-                                                     for m in matchers):
+            if alert.alert_id not in removed and source(alert.labels):
                 self.sources.add(alert.alert_id)
 
     def rebuild(self, flow: Flow, now: datetime, retention: float) -> None:
