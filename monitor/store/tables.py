@@ -113,11 +113,11 @@ class AlertRow(SQLModel, table=True):
     __tablename__ = "alert"
 
     id: str = Field(primary_key=True, max_length=40)  # rule-qualified fingerprint
-    rule: str = Field(index=True, max_length=200)
+    rule: str = Field(max_length=200)
     group_name: str = Field(default="", max_length=200)  # the rule group owning the alert
     labels: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     annotations: str = Field(default="{}", sa_column=Column(Text, nullable=False))
-    state: str = Field(max_length=10, index=True)
+    state: str = Field(max_length=10)
     value: float | None = None
     explanation: str = Field(default="", sa_column=Column(Text, nullable=False))
     active_since: datetime | None = Field(default=None, sa_column=_ts())
@@ -141,7 +141,7 @@ class TransitionRow(SQLModel, table=True):
     __table_args__ = (Index("ix_transition_unclaimed", "claimed_by", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    alert_id: str = Field(max_length=40, index=True)
+    alert_id: str = Field(max_length=40)
     rule: str = Field(max_length=200)
     labels: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     annotations: str = Field(default="{}", sa_column=Column(Text, nullable=False))
