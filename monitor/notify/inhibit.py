@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from monitor.matchers import MatcherSet
+from monitor.matchers import AnyOf, MatcherSet
 from monitor.notify.config import NotifyConfig
 from monitor.notify.notification import NotifyAlert
 
@@ -81,17 +81,19 @@ def inhibitors(alerts: Sequence[NotifyAlert], rules: Sequence[InhibitRule]
     """
     out: dict[str, tuple[str, str]] = {}
     for rule in rules:
+        # Asked of every alert: answered once per value of the labels the matchers read.
+        is_source, is_target = AnyOf([rule.source]), AnyOf([rule.target])
         sources: dict[tuple[str, ...], list[tuple[NotifyAlert, bool]]] = defaultdict(list)
         for alert in alerts:
-            if alert.firing and rule.source.matches(alert.labels):
+            if alert.firing and is_source(alert.labels):
                 key = tuple(alert.labels.get(name, "") for name in rule.equal)
-                sources[key].append((alert, rule.target.matches(alert.labels)))
+                sources[key].append((alert, is_target(alert.labels)))
         if not sources:
             continue
         for alert in alerts:
-            if alert.alert_id in out or not rule.target.matches(alert.labels):
+            if alert.alert_id in out or not is_target(alert.labels):
                 continue
-            two_sided = rule.source.matches(alert.labels)
+            two_sided = is_source(alert.labels)
             found = [s for key in rule.keys(alert) for s in sources.get(key, ())]
             for source, source_is_target in found:
                 if source.alert_id == alert.alert_id or (two_sided and source_is_target):
