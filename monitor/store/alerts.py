@@ -124,9 +124,11 @@ class AlertStore:
         ``guard`` runs first in the same transaction (a replica checking it still holds
         its shards); whatever it raises rolls the transaction back and propagates.
         ``stored``: the records the store holds as far as the caller knows (what it last
-        loaded or saved). On SQLite a changed record among them is written by an update
-        of the fields that move, the rest by the upsert; should one of them be missing
-        from the table after all, every such record is upserted instead (nothing lost).
+        loaded or saved). A changed record among them is written by an update of the
+        fields that move (SQLite) or the upsert (PostgreSQL); the rest by the upsert
+        (SQLite) or a ``COPY`` into the table (PostgreSQL). Should the caller be wrong
+        either way (a row removed or written behind its back), those records take the
+        upsert instead: nothing is lost and nothing fails.
         """
         ts = stamper(self._pg, copy=True)  # PostgreSQL: rows for COPY alone
         codec = JsonCodec()  # records, transitions and history events share their dicts
@@ -137,8 +139,12 @@ class AlertStore:
         gone = [(alert_id,) for alert_id in removed]
         if not records and not moves and not gone:
             return Saved({}, codec)
-        known: list[AlertRecord] = []  # records the table holds (SQLite): updated
-        if stored and not self._pg:
+        # Records the table holds (``known``: updated, or upserted) and new ones; the
+        # caller not saying, every record may be either (the upsert).
+        known: list[AlertRecord] = []
+        if stored is None and self._pg:
+            known, records = records, []
+        elif stored:
             fresh: list[AlertRecord] = []
             for r in records:
                 (fresh if r.id not in stored else known).append(r)
@@ -165,8 +171,8 @@ class AlertStore:
                                None if t.notify else HELD, None if t.notify else stamp)
                               for i, t in zip(ids, moves, strict=True))
                 if self._pg:
-                    _save_postgres(cur, _record_rows(records, encode, ts, stamp)
-                                   if records else None, event_rows if moves else None, gone)
+                    _save_postgres(cur, lambda rs: _record_rows(rs, encode, ts, stamp),
+                                   records, known, event_rows if moves else None, gone)
                 else:
                     _update_sqlite(cur, known, encode, ts, stamp)
                     if records:
@@ -205,13 +211,31 @@ def _new_ids(cur: Any, count: int, postgres: bool) -> list[int]:
     return list(range(first, first + count))
 
 
-def _save_postgres(cur: Any, records: Iterable[tuple[Any, ...]] | None,
+def _save_postgres(cur: Any,
+                   rows: Callable[[Sequence[AlertRecord]], Iterable[tuple[Any, ...]]],
+                   fresh: Sequence[AlertRecord], known: Sequence[AlertRecord],
                    events: Iterable[tuple[Any, ...]] | None, gone: Sequence[tuple[str]]
                    ) -> None:
-    """Write with COPY: records into a temporary table merged by one upsert, transitions
-    straight into their table; removed ids as one array parameter. None: no rows."""
-    if records is not None:
-        copy_upsert(cur, "alert", COLUMNS, records)
+    """Write with COPY: records the table holds (``known``) into a temporary table merged
+    by one upsert; new ones (``fresh``) and transitions straight into their tables, the
+    server storing rows while the next are made; removed ids as one array parameter.
+    None: no transitions. A fresh record already there after all (written behind the
+    caller's back) rolls its COPY back and the fresh records take the upsert."""
+    if known:
+        copy_upsert(cur, "alert", COLUMNS, rows(known))
+    if fresh:
+        from psycopg.errors import UniqueViolation  # PostgreSQL's driver: not on SQLite
+
+        cur.execute("SAVEPOINT fresh_alerts")
+        try:
+            with cur.copy(f"COPY alert ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                for row in rows(fresh):
+                    copy.write_row(row)
+        except UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT fresh_alerts")
+            copy_upsert(cur, "alert", COLUMNS, rows(fresh))
+        else:
+            cur.execute("RELEASE SAVEPOINT fresh_alerts")
     if events is not None:
         with cur.copy(f"COPY alert_transition ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
                       ) as copy:

@@ -81,3 +81,23 @@ def test_instants_keep_their_microseconds_and_zone_through_a_bulk_write(store: S
         datetime(2016, 12, 5, 6, 0, 0, 123463, tzinfo=UTC)
     events = store.history.events(alert_ids=[records[7].id])
     assert [(e.kind, e.at) for e in events] == [("transition", at)]
+
+
+def test_a_record_written_behind_the_callers_back_is_replaced_not_refused(
+        store: Store) -> None:
+    # The caller believes the table empty (a first cycle) while another writer stored
+    # the same alerts: PostgreSQL's COPY of new records meets their ids and gives way to
+    # the upsert; the transitions of the same save are kept.
+    from monitor.alerts.state import Transition
+
+    first = [_record(i, AlertState.PENDING) for i in range(3)]
+    store.alerts.save(first, [], NOW)
+    later = [_next_month(r, AlertState.FIRING) for r in first] + [_record(3, AlertState.PENDING)]
+    moves = [Transition(r.id, r.rule, r.labels, AlertState.PENDING, AlertState.FIRING, LATER,
+                        r.value, r.explanation, r.annotations, notify=True, group="g")
+             for r in later[:3]]
+    saved = store.alerts.save(later, moves, LATER, stored={})
+    assert store.alerts.load() == {r.id: r for r in later}
+    assert len(saved.transitions) == 3
+    assert [t["alert_id"] for t in reversed(store.alerts.transitions())] == \
+        [r.id for r in later[:3]]
