@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from monitor.model import utc
+from monitor.model import AlertEvent, utc
 
 FIRING = "firing"
 RESOLVED = "resolved"
@@ -66,6 +66,12 @@ class NotifyAlert:
     @property
     def name(self) -> str:
         return self.labels.get("alertname", self.rule)
+
+    def event(self, kind: str, at: datetime, detail: Mapping[str, Any]) -> AlertEvent:
+        """Return this alert's history event of ``kind`` (notified, muted) at ``at``."""
+        return AlertEvent(alert_id=self.alert_id, rule=self.rule, labels=self.labels,
+                          kind=kind, at=at, value=self.value, explanation=self.explanation,
+                          period=self.annotations.get("period_id", ""), detail=detail)
 
     def to_dict(self) -> dict[str, Any]:
         return self._fields(dict(self.labels), dict(self.annotations))

@@ -72,7 +72,7 @@ from monitor.notify.silences import (
 from monitor.notify.timeintervals import any_active
 from monitor.store import Store, describe_error
 from monitor.store.alerts import Saved
-from monitor.store.notify import NewMessage, NotifyTx, TransitionEvent
+from monitor.store.notify import NewMessage, Notified, NotifyTx, TransitionEvent
 
 log = get_logger(__name__)
 MAX_IDLE_FLUSH = 30.0  # look at least this often (silences end, time intervals)
@@ -397,24 +397,20 @@ class Notifier:
         return [by_id.get(s.id, s) for s in silences]
 
     def _history(self, flow: Flow, fresh: Mapping[str, NotifyAlert], now: datetime
-                 ) -> list[AlertEvent]:
-        """Return the history of this run: every alert of every message sent, and every
-        new transition a silence or an inhibition kept from its receivers (each logged)."""
-        events: list[AlertEvent] = []
+                 ) -> list[AlertEvent | Notified]:
+        """Return the history of this run: every alert of every message sent (a
+        ``Notified`` per message, which the store writes from its copy of the alerts),
+        and every new transition a silence or an inhibition kept from its receivers
+        (each logged)."""
+        events: list[AlertEvent | Notified] = []
         for outgoing in flow.outgoing:
             notification = outgoing.notification
             if notification is None:
                 continue
-            # One detail per message and status, shared by its events: the store writes
-            # each detail object's text once (a message can hold 100,000 alerts).
-            details: dict[str, dict[str, Any]] = {}
-            for alert in notification.alerts:
-                detail = details.get(alert.status)
-                if detail is None:
-                    detail = details[alert.status] = {
-                        "receiver": notification.receiver, "status": alert.status,
-                        "message_id": notification.message_id}
-                events.append(_event(alert, "notified", now, detail))
+            details = {status: {"receiver": notification.receiver, "status": status,
+                                "message_id": notification.message_id}
+                       for status in {alert.status for alert in notification.alerts}}
+            events.append(Notified(notification.alerts, details, now))
         for alert_id, alert in fresh.items():
             reason = flow.muted.get(alert_id)
             if reason is None:
@@ -427,7 +423,7 @@ class Notifier:
                      status=alert.status, reason=reason,
                      silenced_by=",".join(detail["silenced_by"]),
                      inhibited_by=",".join(detail["inhibited_by"]))
-            events.append(_event(alert, "muted", now, detail))
+            events.append(alert.event("muted", now, detail))
         return events
 
     def prune_history(self, now: datetime | None = None) -> int:
@@ -788,13 +784,6 @@ class Notifier:
             "dead": sum(v for (_, _, s), v in counts.items() if s == "dead"),
             "next_due": self._next_due.isoformat() if self._next_due else None,
         }
-
-
-def _event(alert: NotifyAlert, kind: str, now: datetime, detail: dict[str, Any]
-           ) -> AlertEvent:
-    return AlertEvent(alert_id=alert.alert_id, rule=alert.rule, labels=alert.labels, kind=kind,
-                      at=now, value=alert.value, explanation=alert.explanation,
-                      period=alert.annotations.get("period_id", ""), detail=detail)
 
 
 def load_alerts_file(text: str, now: datetime) -> list[NotifyAlert]:

@@ -38,6 +38,7 @@ from sqlalchemy import (
 )
 
 from monitor.alerts.state import Transition
+from monitor.jsontext import encoder
 from monitor.matchers import Matcher
 from monitor.model import AlertEvent, utc
 from monitor.notify.notification import FIRING, RESOLVED, NotifyAlert
@@ -222,6 +223,41 @@ def _from_memory(row_id: int, move: Transition) -> TransitionEvent:
         to_state=move.to_state.value,
         value=None if move.value is None else float(move.value),
         explanation=move.explanation, at=utc(move.at))
+
+
+@dataclass(frozen=True)
+class Notified:
+    """The ``notified`` history events of one message: one per alert it holds, with
+    ``details[alert.status]`` (receiver, status, message id).
+
+    The message was made of the notifier's alerts, which ``notify_alert`` holds as they
+    were saved until the run ends: the store writes the events from there, in the
+    message's order, by one ``INSERT … SELECT`` — not a row made and sent per alert (a
+    message can hold 100,000). An alert the table does not hold is written from
+    ``alerts``, as before."""
+
+    alerts: Sequence[NotifyAlert]
+    details: Mapping[str, Mapping[str, Any]]
+    at: datetime
+
+
+_EVENT_COLUMNS = ("alert_id, rule, group_name, labels, kind, from_state, to_state, value, "
+                  "explanation, period, detail, at")
+# The event of each (alert id, status) pair, in the message's order: as ``AlertEvent``s
+# made by ``NotifyAlert.event`` would be written (the period from the annotations).
+_NOTIFIED_SQLITE = (
+    f"INSERT INTO alert_event ({_EVENT_COLUMNS}) "  # noqa: S608
+    "SELECT a.alert_id, a.rule, '', a.labels, 'notified', '', '', a.value, a.explanation, "
+    "coalesce(json_extract(a.annotations, '$.period_id'), ''), "
+    "json_extract(?1, '$.\"' || s.value || '\"'), ?2 "
+    "FROM json_each(?3) AS i JOIN json_each(?4) AS s ON s.key = i.key "
+    "JOIN notify_alert AS a ON a.alert_id = i.value ORDER BY i.key")
+_NOTIFIED_POSTGRES = (
+    f"INSERT INTO alert_event ({_EVENT_COLUMNS}) "  # noqa: S608
+    "SELECT a.alert_id, a.rule, '', a.labels, 'notified', '', '', a.value, a.explanation, "
+    "coalesce(a.annotations::json ->> 'period_id', ''), %s::json ->> j.status, %s "
+    "FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS j(alert_id, status, n) "
+    "JOIN notify_alert AS a ON a.alert_id = j.alert_id ORDER BY j.n")
 
 
 class NotifyTx:
@@ -468,9 +504,50 @@ class NotifyTx:
                 out.append((json.loads(row.labels), str(period)))
         return out
 
-    def record_history(self, events: Sequence[AlertEvent]) -> None:
-        """Append notified and muted events to the alert history in this transaction."""
-        insert_events(self.conn, events, self.codec)
+    def record_history(self, events: Sequence[AlertEvent | Notified]) -> None:
+        """Append notified and muted events to the alert history in this transaction, in
+        order: events as given, and each ``Notified`` message's events in one statement
+        (see :class:`Notified`)."""
+        run: list[AlertEvent] = []
+        for item in events:
+            if isinstance(item, AlertEvent):
+                run.append(item)
+                continue
+            insert_events(self.conn, run, self.codec)
+            run = []
+            self._record_notified(item)
+        insert_events(self.conn, run, self.codec)
+
+    def _record_notified(self, message: Notified) -> None:
+        alerts = message.alerts
+        if not alerts:
+            return
+        postgres = self.conn.dialect.name == "postgresql"
+        detail = encoder(sort_keys=True)  # as ``insert_events`` writes a detail
+        details = {status: detail(d) for status, d in message.details.items()}
+        ids = [a.alert_id for a in alerts]
+        statuses = [a.status for a in alerts]
+        at = stamper(postgres)(message.at)
+        raw = self.conn.connection.driver_connection
+        assert raw is not None
+        if len(ids) >= BULK_ROWS:
+            bulk_cache(self.conn)
+        cur = raw.cursor()
+        try:
+            if postgres:
+                cur.execute(_NOTIFIED_POSTGRES, (json.dumps(details), at, ids, statuses))
+            else:
+                cur.execute(_NOTIFIED_SQLITE, (json.dumps(details), at, json.dumps(ids),
+                                               json.dumps(statuses)))
+            written = cur.rowcount
+        finally:
+            cur.close()
+        if written != len(ids):  # an alert the table does not hold: from memory
+            held = {row.alert_id for row in self.conn.execute(
+                select(NOTIFY_ALERT.c.alert_id).where(self._one_of(NOTIFY_ALERT.c.alert_id,
+                                                                   ids)))}
+            insert_events(self.conn, [a.event("notified", message.at, message.details[a.status])
+                                      for a in alerts if a.alert_id not in held], self.codec)
 
     def get_meta(self, key: str) -> str | None:
         value = self.conn.execute(select(META.c.value).where(META.c.key == key)).scalar()

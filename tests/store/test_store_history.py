@@ -126,3 +126,49 @@ def test_migration_0003_starts_the_history_from_the_stored_transitions(store_url
         store.upgrade()
     finally:
         store.close()
+
+
+def test_a_messages_notified_events_are_its_alerts_as_the_notifier_holds_them(
+        store_url: str) -> None:
+    # The store writes a message's events from notify_alert by one INSERT … SELECT: each
+    # event must be the one the alert itself would give (``NotifyAlert.event``), in the
+    # message's order, whatever its status, value, period or labels; and an alert the
+    # table does not hold is written all the same.
+    from monitor.notify.notification import NotifyAlert
+    from monitor.store.notify import Notified
+
+    def alert(i: int, status: str, **extra: object) -> NotifyAlert:
+        annotations = {"summary": f"s{i}"} if i % 3 == 0 else {
+            "summary": f"s{i}", "period_id": f"2008-0{i % 9 + 1}"}
+        fields: dict[str, object] = dict(
+            alert_id=f"n{i:03d}", rule="BurglaryHigh",
+            labels={"alertname": "BurglaryHigh", "area": f"Área {i}", "quote": 'a"b'},
+            annotations=annotations, status=status,
+            value=None if i % 4 == 0 else i * 1.5, explanation=f"Área {i} is high.",
+            starts_at=T0, ends_at=T0 + timedelta(hours=1) if status == "resolved" else None,
+            updated_at=T0)
+        fields.update(extra)
+        return NotifyAlert(**fields)  # type: ignore[arg-type]
+
+    held = [alert(i, "resolved" if i % 5 == 0 else "firing") for i in range(1200)]
+    unsaved = alert(999, "firing", alert_id="from-a-file")
+    message = [held[7], unsaved, *reversed(held[:7]), *held[8:]]
+    details = {s: {"receiver": "hook", "status": s, "message_id": "m1"}
+               for s in ("firing", "resolved")}
+    at = T0 + timedelta(minutes=5)
+    store = open_store(store_url)
+    try:
+        with store.notify.transaction() as tx:
+            tx.save_alerts(held)
+            tx.record_history([Notified(message, details, at),
+                               AlertEvent("n001", "R", {"area": "x"}, "muted", at)])
+        events = store.history.events(limit=100_000)
+    finally:
+        store.close()
+    sent = [e for e in events if e.kind == "notified"]
+    assert [e.alert_id for e in sent[:-1]] == [a.alert_id for a in message if a is not unsaved]
+    assert sent[-1] == unsaved.event("notified", at, details["firing"])
+    by_id = {a.alert_id: a for a in message}
+    assert all(e == by_id[e.alert_id].event("notified", at, details[by_id[e.alert_id].status])
+               for e in sent)
+    assert events[-1].kind == "muted"  # after the message's events, as given
