@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, select
 from monitor.alerts.state import AlertRecord, Transition
 from monitor.model import AlertState
 from monitor.store.db import BULK_ROWS, JsonCodec, bulk_cache, copy_upsert, reader, stamper
-from monitor.store.history import insert_events, transition_events
+from monitor.store.history import copy_transitions
 from monitor.store.tables import AlertRow
 
 ALERT = AlertRow.metadata.tables["alert"]
@@ -31,8 +31,8 @@ COLUMNS = ("id", "rule", "group_name", "labels", "annotations", "state", "value"
            "explanation", "active_since", "fired_at", "resolved_at", "keep_firing_until",
            "last_evaluated", "pending_evaluations", "pending_periods", "last_period",
            "history", "flapping", "notified_state", "updated_at")
-EVENT_COLUMNS = ("id", "alert_id", "rule", "labels", "annotations", "from_state", "to_state",
-                 "value", "explanation", "at", "claimed_by", "claimed_at")
+EVENT_COLUMNS = ("id", "alert_id", "rule", "group_name", "labels", "annotations", "from_state",
+                 "to_state", "value", "explanation", "at", "claimed_by", "claimed_at")
 _UPSERT = (f"INSERT INTO alert ({', '.join(COLUMNS)}) VALUES "  # noqa: S608
            f"({', '.join('?' * len(COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
            + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:]))
@@ -165,7 +165,8 @@ class AlertStore:
                 ids = _new_ids(cur, len(moves), self._pg)
                 # Each row is made as the driver takes it (generators): at 100,000 alerts
                 # the rows of a cycle held at once were over a hundred megabytes.
-                event_rows = ((i, t.alert_id, t.rule, encode(t.labels), encode(t.annotations),
+                event_rows = ((i, t.alert_id, t.rule, t.group, encode(t.labels),
+                               encode(t.annotations),
                                t.from_state.value, t.to_state.value, _float(t.value),
                                t.explanation, ts(t.at),
                                None if t.notify else HELD, None if t.notify else stamp)
@@ -186,7 +187,7 @@ class AlertStore:
             finally:
                 cur.close()
             if moves:  # the alert history's copy, in the same transaction
-                insert_events(conn, transition_events(moves), codec, len(moves))
+                copy_transitions(conn, ids)
         return Saved(dict(zip(ids, moves, strict=True)), codec)
 
 

@@ -13,14 +13,13 @@ series' old episode is found however many newer events other series have.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, cast, delete, func, select
 from sqlalchemy.dialects.postgresql import JSON
 
-from monitor.alerts.state import Transition
 from monitor.jsontext import encoder
 from monitor.matchers import Matcher, matches_all
 from monitor.model import AlertEvent, iter_chunks, utc
@@ -32,21 +31,55 @@ CHUNK = 500  # alert ids per IN (…) when reading one series' alerts
 PAGE = 5_000  # rows read per round when matchers the database cannot answer remain
 
 
-def transition_events(transitions: Iterable[Transition]) -> Iterator[AlertEvent]:
-    """Yield the history events of the engine's transitions."""
-    return (AlertEvent(alert_id=t.alert_id, rule=t.rule, labels=t.labels, kind="transition",
-                       at=t.at, from_state=t.from_state.value, to_state=t.to_state.value,
-                       value=t.value, explanation=t.explanation,
-                       period=t.annotations.get("period_id", ""),
-                       detail={k: v for k, v in (("group", t.group),
-                                                 ("series", t.annotations.get("series")),
-                                                 ("cause", t.annotations.get("cause")))
-                               if v})
-            for t in transitions)
-
-
 COLUMNS = ("alert_id", "rule", "group_name", "labels", "kind", "from_state", "to_state",
            "value", "explanation", "period", "detail", "at")
+# The history's event of each transition row: its period and the detail's series and
+# cause from its annotations, its group; the detail without empty entries, keys sorted.
+_COPY_SQLITE = (
+    f"INSERT INTO alert_event ({', '.join(COLUMNS)}) "  # noqa: S608
+    "SELECT alert_id, rule, group_name, labels, 'transition', from_state, to_state, value, "
+    "explanation, coalesce(json_extract(annotations, '$.period_id'), ''), "
+    "json_patch(json_patch(json_patch('{}', "
+    "iif(coalesce(json_extract(annotations, '$.cause'), '') = '', '{}', "
+    "json_object('cause', json_extract(annotations, '$.cause')))), "
+    "iif(group_name = '', '{}', json_object('group', group_name))), "
+    "iif(coalesce(json_extract(annotations, '$.series'), '') = '', '{}', "
+    "json_object('series', json_extract(annotations, '$.series')))), at "
+    "FROM alert_transition WHERE id BETWEEN ? AND ? ORDER BY id")
+_COPY_POSTGRES = (
+    f"INSERT INTO alert_event ({', '.join(COLUMNS)}) "  # noqa: S608
+    "SELECT alert_id, rule, group_name, labels, 'transition', from_state, to_state, value, "
+    "explanation, coalesce(annotations::json ->> 'period_id', ''), "
+    "json_strip_nulls(json_build_object("
+    "'cause', nullif(annotations::json ->> 'cause', ''), 'group', nullif(group_name, ''), "
+    "'series', nullif(annotations::json ->> 'series', '')))::text, at "
+    "FROM alert_transition WHERE id = ANY(%s) ORDER BY id")
+
+
+def copy_transitions(conn: Connection, ids: Sequence[int]) -> None:
+    """Append the history's events of the transition rows ``ids`` (ascending, written in
+    the caller's transaction) by one ``INSERT … SELECT`` of theirs: the database copies
+    their labels and texts, no row is made and sent again per transition. On SQLite
+    ``ids`` are one run (its one writer gives them); on PostgreSQL other replicas' rows
+    may fall between, so the ids are given."""
+    if not ids:
+        return
+    if len(ids) >= BULK_ROWS:
+        bulk_cache(conn)
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            cur.execute(_COPY_POSTGRES, (list(ids),))
+        elif ids[-1] - ids[0] + 1 == len(ids):
+            cur.execute(_COPY_SQLITE, (ids[0], ids[-1]))
+        else:  # not one run: named one by one (one parameter)
+            cur.execute(_COPY_SQLITE.replace("id BETWEEN ? AND ?",
+                                             "id IN (SELECT value FROM json_each(?))"),
+                        (json.dumps(list(ids)),))
+    finally:
+        cur.close()
 _INSERT = (f"INSERT INTO alert_event ({', '.join(COLUMNS)}) "  # noqa: S608
            f"VALUES ({', '.join('?' * len(COLUMNS))})")
 

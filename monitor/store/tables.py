@@ -143,6 +143,7 @@ class TransitionRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     alert_id: str = Field(max_length=40)
     rule: str = Field(max_length=200)
+    group_name: str = Field(default="", max_length=200)  # the rule group owning the alert
     labels: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     annotations: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     from_state: str = Field(max_length=10)

@@ -172,3 +172,51 @@ def test_a_messages_notified_events_are_its_alerts_as_the_notifier_holds_them(
     assert all(e == by_id[e.alert_id].event("notified", at, details[by_id[e.alert_id].status])
                for e in sent)
     assert events[-1].kind == "muted"  # after the message's events, as given
+
+
+def _reference_event(t: Transition) -> AlertEvent:
+    """A transition's history event as it was made in Python before the database copied
+    it (``INSERT … SELECT``): the reference the copy must equal."""
+    detail = {k: v for k, v in (("group", t.group), ("series", t.annotations.get("series")),
+                                ("cause", t.annotations.get("cause"))) if v}
+    return AlertEvent(alert_id=t.alert_id, rule=t.rule, labels=t.labels, kind="transition",
+                      at=t.at, from_state=t.from_state.value, to_state=t.to_state.value,
+                      value=t.value, explanation=t.explanation,
+                      period=t.annotations.get("period_id", ""), detail=detail)
+
+
+def test_the_history_copy_of_transitions_equals_each_transitions_own_event(
+        store_url: str) -> None:
+    def moved(i: int) -> Transition:
+        annotations = {"summary": "x"}
+        if i % 2:
+            annotations["period_id"] = f"2008-0{i % 9 + 1}"
+        if i % 3:
+            annotations["series"] = f"s{i}"
+        if i % 5 == 0:
+            annotations["cause"] = "revised: 120 → 130"
+        elif i % 7 == 0:
+            annotations["cause"] = ""
+        labels = {"alertname": "BurglaryHigh", "area": f"Área {i}", "q": 'a"b\\c'}
+        return Transition(f"t{i:04d}", "BurglaryHigh", labels, AlertState.PENDING,
+                          AlertState.FIRING, T0 + timedelta(seconds=i),
+                          None if i % 4 == 0 else i / 3, f"Área {i} is high.", annotations,
+                          i % 6 != 0, "" if i % 8 == 0 else "crime")
+
+    moves = [moved(i) for i in range(1500)]
+    records = [AlertRecord(t.alert_id, t.rule, t.labels, AlertState.FIRING, group=t.group)
+               for t in moves]
+    store = open_store(store_url)
+    try:
+        store.alerts.save(records, moves, T0)
+        events = store.history.events(limit=10_000)
+        assert events == [_reference_event(t) for t in moves]
+        # Rows not in one run (SQLite names them one by one): only those are copied.
+        with store.engine.begin() as conn:
+            ids = [r[0] for r in conn.execute(text(
+                "SELECT id FROM alert_transition ORDER BY id"))][10:20:3]
+            history.copy_transitions(conn, ids)
+        again = store.history.events(limit=10_000)[len(moves):]
+        assert [e.alert_id for e in again] == [moves[i].alert_id for i in range(10, 20, 3)]
+    finally:
+        store.close()
