@@ -249,9 +249,9 @@ _NOTIFIED_SQLITE = (
     f"INSERT INTO alert_event ({_EVENT_COLUMNS}) "  # noqa: S608
     "SELECT a.alert_id, a.rule, '', a.labels, 'notified', '', '', a.value, a.explanation, "
     "coalesce(json_extract(a.annotations, '$.period_id'), ''), "
-    "json_extract(?1, '$.\"' || s.value || '\"'), ?2 "
-    "FROM json_each(?3) AS i JOIN json_each(?4) AS s ON s.key = i.key "
-    "JOIN notify_alert AS a ON a.alert_id = i.value ORDER BY i.key")
+    "json_extract(?1, '$.\"' || json_extract(i.value, '$[1]') || '\"'), ?2 "
+    "FROM json_each(?3) AS i "
+    "JOIN notify_alert AS a ON a.alert_id = json_extract(i.value, '$[0]') ORDER BY i.key")
 _NOTIFIED_POSTGRES = (
     f"INSERT INTO alert_event ({_EVENT_COLUMNS}) "  # noqa: S608
     "SELECT a.alert_id, a.rule, '', a.labels, 'notified', '', '', a.value, a.explanation, "
@@ -537,8 +537,10 @@ class NotifyTx:
             if postgres:
                 cur.execute(_NOTIFIED_POSTGRES, (json.dumps(details), at, ids, statuses))
             else:
-                cur.execute(_NOTIFIED_SQLITE, (json.dumps(details), at, json.dumps(ids),
-                                               json.dumps(statuses)))
+                # One array of [id, status] pairs: a join of two arrays by position has
+                # no index to use (every pair of elements compared).
+                cur.execute(_NOTIFIED_SQLITE, (json.dumps(details), at,
+                                               json.dumps(list(zip(ids, statuses)))))
             written = cur.rowcount
         finally:
             cur.close()
