@@ -540,7 +540,8 @@ class NotifyTx:
                 # One array of [id, status] pairs: a join of two arrays by position has
                 # no index to use (every pair of elements compared).
                 cur.execute(_NOTIFIED_SQLITE, (json.dumps(details), at,
-                                               json.dumps(list(zip(ids, statuses)))))
+                                               json.dumps(list(zip(ids, statuses,
+                                                                   strict=True)))))
             written = cur.rowcount
         finally:
             cur.close()
