@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -220,3 +221,28 @@ def test_the_history_copy_of_transitions_equals_each_transitions_own_event(
         assert [e.alert_id for e in again] == [moves[i].alert_id for i in range(10, 20, 3)]
     finally:
         store.close()
+
+
+def test_the_history_statements_look_rows_up_by_key_on_sqlite(tmp_path: Path) -> None:
+    # A message's notified events and a save's transition events are written by one
+    # INSERT … SELECT each, over as many alerts as a message or a cycle holds (100,000):
+    # every row must be found by its key, never by comparing it with every other (the
+    # first version joined two JSON arrays by position: a cycle at 100k took 131 s).
+    from monitor.store.notify import _NOTIFIED_SQLITE
+
+    store = open_store(f"sqlite:///{tmp_path}/plan.db")
+    try:
+        with store.engine.connect() as conn:
+            def plan(sql: str, args: tuple[object, ...]) -> list[str]:
+                select = "SELECT" + sql.split("SELECT", 1)[1]
+                return [row[3] for row in conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN " + select, args)]
+
+            notified = plan(_NOTIFIED_SQLITE, ("{}", "2008-08-01", "[]"))
+            copied = plan(history._COPY_SQLITE, (1, 2))
+    finally:
+        store.close()
+    scans = [step for step in notified if step.startswith("SCAN")]
+    assert len(scans) == 1 and "VIRTUAL TABLE" in scans[0], notified
+    assert any(step.startswith("SEARCH a USING INDEX") for step in notified), notified
+    assert copied == ["SEARCH alert_transition USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"]
