@@ -88,3 +88,36 @@ def test_a_run_over_the_changed_groups_decides_as_a_run_over_all(
         assert _state(stores[0]) == _state(stores[1]), f"tick {tick}"
         clock.advance(timedelta(seconds=rng.choice([10, 20, 40, 70, 130, 400])))
     assert decided.count(False) >= 5, "most runs cover only the groups that changed"
+
+
+def test_an_alert_in_two_groups_brings_both_into_a_runs_scope() -> None:
+    # GroupIndex keeps one group's ident as it is and a set only for an alert in several:
+    # the closure must follow both forms (a changed alert's group brings each alert in
+    # it, and each of those alerts brings every group it is in).
+    from typing import cast
+
+    from monitor.notify.notification import NotifyAlert
+    from monitor.notify.pipeline import Flow, Group
+    from monitor.notify.routing import Route
+    from monitor.notify.scope import GroupIndex
+
+    def alert(alert_id: str) -> NotifyAlert:
+        return NotifyAlert(alert_id, "R", {"alertname": "R"}, {}, "firing", 1.0, "", T0)
+
+    a1, a2, a3, a4 = (alert(i) for i in ("a1", "a2", "a3", "a4"))
+    route = cast(Route, None)  # not read when no group was decided
+
+    def groups(*members: tuple[str, tuple[NotifyAlert, ...]]) -> tuple[Group, ...]:
+        return tuple(Group("ops", key, route, {}, alerts) for key, alerts in members)
+
+    index = GroupIndex()
+    index.rebuild(Flow(alerts=(a1, a2, a3, a4), groups=groups(
+        ("g1", (a1, a2)), ("g2", (a1, a3)), ("g3", (a4,)))), T0, 300.0)
+    g1, g2, g3 = ("ops", "g1"), ("ops", "g2"), ("ops", "g3")
+    assert index.scope({"a2": [g1]}, T0) == ({"a1", "a2", "a3"}, {g1, g2})
+    assert index.scope({"a4": [g3]}, T0) == ({"a4"}, {g3})
+    # A run over g2 and its alerts that no longer holds a1: a1 is forgotten, a3 in g2.
+    index.update(Flow(alerts=(a3,), groups=groups(("g2", (a3,)))), {"a1", "a3"}, {g2},
+                 T0, 300.0)
+    assert index.scope({"a3": [g2]}, T0) == ({"a3"}, {g2})
+    assert index.groups_of["a3"] == g2
