@@ -127,6 +127,13 @@ def apply_transitions(starts: Mapping[str, datetime], events: Sequence[Transitio
     return changed
 
 
+def claimed_rows(events: Sequence[TransitionEvent]) -> dict[str, int]:
+    """Return the transition row each alert :func:`apply_transitions` changes was made
+    from (the last of ``events`` that fires or resolves it): what the store copies it
+    from (``NotifyTx.save_claimed``)."""
+    return {e.alert_id: e.id for e in events if e.to_state == FIRING or e.from_state == FIRING}
+
+
 def resolving(events: Sequence[TransitionEvent]) -> set[str]:
     """Return the alerts ``events`` resolve without firing them first: those whose start
     :func:`apply_transitions` must be told."""
@@ -277,8 +284,7 @@ class Notifier:
         batch was full, run the pipeline over them and the unrouted ones when any
         changed or a timer is due. Return how many transitions it claimed, the alerts
         they changed and what the run did (None: no run)."""
-        with self.notify_store.transaction(
-                saved.codec if saved is not None else None) as tx:
+        with self.notify_store.transaction() as tx:
             events = tx.claim_transitions(self.instance, now, self.claim_batch,
                                           saved.transitions if saved is not None else None)
             notifiable = [e for e in events if e.notifiable]
@@ -286,7 +292,7 @@ class Notifier:
             if notifiable:
                 changed = apply_transitions(tx.alert_starts(resolving(notifiable)),
                                             notifiable)
-                tx.save_alerts(list(changed.values()))
+                tx.save_claimed(changed, claimed_rows(notifiable))
             if events:
                 self.metrics.transitions.inc(len(events))
             if len(events) >= self.claim_batch or \
