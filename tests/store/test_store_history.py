@@ -224,11 +224,12 @@ def test_the_history_copy_of_transitions_equals_each_transitions_own_event(
 
 
 def test_the_history_statements_look_rows_up_by_key_on_sqlite(tmp_path: Path) -> None:
-    # A message's notified events and a save's transition events are written by one
-    # INSERT … SELECT each, over as many alerts as a message or a cycle holds (100,000):
+    # A message's notified events, a save's transition events and the notifier's alerts
+    # are written by one INSERT … SELECT each, over as many alerts as a message or a
+    # cycle holds (100,000):
     # every row must be found by its key, never by comparing it with every other (the
     # first version joined two JSON arrays by position: a cycle at 100k took 131 s).
-    from monitor.store.notify import _NOTIFIED_SQLITE
+    from monitor.store.notify import _CLAIMED_SQLITE, _NOTIFIED_SQLITE
 
     store = open_store(f"sqlite:///{tmp_path}/plan.db")
     try:
@@ -240,9 +241,13 @@ def test_the_history_statements_look_rows_up_by_key_on_sqlite(tmp_path: Path) ->
 
             notified = plan(_NOTIFIED_SQLITE, ("{}", "2008-08-01", "[]"))
             copied = plan(history._COPY_SQLITE, (1, 2))
+            claimed = plan(_CLAIMED_SQLITE.split(" ON CONFLICT")[0], ("[]",))
     finally:
         store.close()
     scans = [step for step in notified if step.startswith("SCAN")]
     assert len(scans) == 1 and "VIRTUAL TABLE" in scans[0], notified
     assert any(step.startswith("SEARCH a USING INDEX") for step in notified), notified
     assert copied == ["SEARCH alert_transition USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"]
+    # The notifier's alerts, copied from the claimed rows (NotifyTx.save_claimed).
+    assert [step.split(" ")[0] for step in claimed] == ["SCAN", "SEARCH"], claimed
+    assert "INTEGER PRIMARY KEY" in claimed[1], claimed
