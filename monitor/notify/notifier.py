@@ -293,12 +293,16 @@ class Notifier:
                 changed = apply_transitions(tx.alert_starts(resolving(notifiable)),
                                             notifiable)
                 tx.save_claimed(changed, claimed_rows(notifiable))
-            if events:
-                self.metrics.transitions.inc(len(events))
-            if len(events) >= self.claim_batch or \
-                    (not notifiable and not self._unrouted and not self._due(now)):
-                return len(events), changed, None
-            return len(events), changed, self._run(tx, now, {**self._unrouted, **changed})
+            claimed, any_notifiable = len(events), bool(notifiable)
+            # The claimed rows are in ``changed`` now: not held through the run (at 100k
+            # series, 157,000 transition events, 24 MB at the cycle's peak).
+            del events, notifiable
+            if claimed:
+                self.metrics.transitions.inc(claimed)
+            if claimed >= self.claim_batch or \
+                    (not any_notifiable and not self._unrouted and not self._due(now)):
+                return claimed, changed, None
+            return claimed, changed, self._run(tx, now, {**self._unrouted, **changed})
 
     def flush(self, now: datetime | None = None) -> FlushResult:
         """Run the pipeline now (group timers, repeats, ended silences); commit its output."""

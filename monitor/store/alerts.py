@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from monitor.alerts.state import AlertRecord, Transition
+from monitor.jsontext import encoder
 from monitor.model import AlertState
 from monitor.store.db import BULK_ROWS, JsonCodec, bulk_cache, copy_upsert, reader, stamper
 from monitor.store.history import copy_transitions
@@ -132,8 +133,12 @@ class AlertStore:
         upsert instead: nothing is lost and nothing fails.
         """
         ts = stamper(self._pg, copy=True)  # PostgreSQL: rows for COPY alone
-        codec = JsonCodec()  # records, transitions and history events share their dicts
-        encode = codec.encode
+        # A record and its transition share their labels and annotations dicts. The
+        # labels' text is kept for the transition (short, and the same every cycle); the
+        # annotations are encoded for each (at 100k, their text held through the save was
+        # 55 MB of the first cycle's peak, encoding them again 0.2 CPU-s).
+        encode = JsonCodec().encode
+        note = encoder(sort_keys=True)
         records = list(changed)
         moves = list(transitions)
         stamp = ts(now)
@@ -167,18 +172,18 @@ class AlertStore:
                 # Each row is made as the driver takes it (generators): at 100,000 alerts
                 # the rows of a cycle held at once were over a hundred megabytes.
                 event_rows = ((i, t.alert_id, t.rule, t.group, encode(t.labels),
-                               encode(t.annotations),
+                               note(t.annotations),
                                t.from_state.value, t.to_state.value, _float(t.value),
                                t.explanation, ts(t.at),
                                None if t.notify else HELD, None if t.notify else stamp)
                               for i, t in zip(ids, moves, strict=True))
                 if self._pg:
-                    _save_postgres(cur, lambda rs: _record_rows(rs, encode, ts, stamp),
+                    _save_postgres(cur, lambda rs: _record_rows(rs, encode, note, ts, stamp),
                                    records, known, event_rows if moves else None, gone)
                 else:
-                    _update_sqlite(cur, known, encode, ts, stamp)
+                    _update_sqlite(cur, known, encode, note, ts, stamp)
                     if records:
-                        cur.executemany(_UPSERT, _record_rows(records, encode, ts, stamp))
+                        cur.executemany(_UPSERT, _record_rows(records, encode, note, ts, stamp))
                     if moves:
                         cur.executemany(
                             f"INSERT INTO alert_transition ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608
@@ -248,10 +253,11 @@ def _save_postgres(cur: Any,
 
 
 def _record_rows(records: Iterable[AlertRecord], encode: Callable[[Mapping[str, Any]], str],
+                 note: Callable[[Mapping[str, Any]], str],
                  ts: Callable[[datetime | None], Any], stamp: Any
                  ) -> Iterator[tuple[Any, ...]]:
     """The rows of ``records`` in the order of COLUMNS, each made as the driver takes it."""
-    return ((r.id, r.rule, r.group, encode(r.labels), encode(r.annotations), r.state.value,
+    return ((r.id, r.rule, r.group, encode(r.labels), note(r.annotations), r.state.value,
              _float(r.value), r.explanation, ts(r.active_since), ts(r.fired_at),
              ts(r.resolved_at), ts(r.keep_firing_until), ts(r.last_evaluated),
              int(r.pending_evaluations), int(r.pending_periods),
@@ -260,10 +266,10 @@ def _record_rows(records: Iterable[AlertRecord], encode: Callable[[Mapping[str, 
             for r in records)
 
 
-def _moving_rows(records: Iterable[AlertRecord], encode: Callable[[Mapping[str, Any]], str],
+def _moving_rows(records: Iterable[AlertRecord], note: Callable[[Mapping[str, Any]], str],
                  ts: Callable[[datetime | None], Any], stamp: Any) -> Iterator[tuple[Any, ...]]:
     """The parameters of ``_UPDATE`` for ``records``."""
-    return ((r.state.value, encode(r.annotations), _float(r.value), r.explanation,
+    return ((r.state.value, note(r.annotations), _float(r.value), r.explanation,
              ts(r.active_since), ts(r.fired_at), ts(r.resolved_at), ts(r.keep_firing_until),
              ts(r.last_evaluated), int(r.pending_evaluations), int(r.pending_periods),
              None if r.last_period is None else int(r.last_period), r.history,
@@ -273,12 +279,13 @@ def _moving_rows(records: Iterable[AlertRecord], encode: Callable[[Mapping[str, 
 
 def _update_sqlite(cur: Any, known: Sequence[AlertRecord],
                    encode: Callable[[Mapping[str, Any]], str],
+                   note: Callable[[Mapping[str, Any]], str],
                    ts: Callable[[datetime | None], Any], stamp: Any) -> None:
     """Write records the table holds by an update of what moves; when fewer rows matched
     than records were given (one was removed behind the caller's back), upsert them all:
     the rows that matched are written again, the same."""
     if not known:
         return
-    cur.executemany(_UPDATE, _moving_rows(known, encode, ts, stamp))
+    cur.executemany(_UPDATE, _moving_rows(known, note, ts, stamp))
     if cur.rowcount != len(known):
-        cur.executemany(_UPSERT, _record_rows(known, encode, ts, stamp))
+        cur.executemany(_UPSERT, _record_rows(known, encode, note, ts, stamp))
