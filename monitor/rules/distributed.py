@@ -497,11 +497,11 @@ def _delta(store: Store, held: tuple[object, ...] | None, version: tuple[object,
         return None
     before, now = held[3], version[3]
     assert isinstance(before, int) and isinstance(now, int)
-    changed = store.observations.changed_series(before, now)
+    changed = store.observations.changed_ids(before, now)
     store.observations.forget_changes(now)
     if changed is None:
         return None
-    return Delta(held, frozenset(changed[0]), changed[1])
+    return Delta(held, changed[0], changed[1])
 
 
 def _add_stats(evaluator: Evaluator, results: Sequence[PartitionResult],

@@ -65,7 +65,7 @@ class Delta:
     that period, into the blocks it holds — as ``DatasetCache`` does in one process."""
 
     base: tuple[object, ...]
-    series: frozenset[int]
+    series: np.ndarray  # int64 ids, ascending
     first: int
 
 
@@ -176,8 +176,8 @@ def _dataset(task: Task, state: _State, *, report: bool = False) -> tuple[Datase
     elif cached is not None and delta is not None and delta.base and cached[0] == delta.base:
         changed = read_partition(_store(task.store_url), base, task.plan.partition_key,
                                  task.index, task.plan.partitions,
-                                 series_ids=set(delta.series), since=delta.first) \
-            if delta.series else {}
+                                 series_ids=delta.series, since=delta.first) \
+            if delta.series.size else {}
         stored = dict(cached[1])
         for name, fresh in changed.items():
             kept = stored.get(name)
@@ -260,11 +260,16 @@ def _evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
     mine_rules = [state.rules.setdefault((r.group, r.rule.alert), r) for r in rules]
     dataset, how = _dataset(task, state, report=True)
     result = state.engine.evaluate(dataset, task.at, records, rules=mine_rules, now=now)
-    def mine(labels: Mapping[str, str]) -> bool:
-        return task.plan.partition_of(labels) == task.index
+    owned: dict[str, bool] = {}  # per alert id (its labels make it): is it this partition's
 
-    changed = [r for r in result.changed if mine(r.labels)]
-    transitions = [t for t in result.transitions if mine(t.labels)]
+    def mine(key: str, labels: Mapping[str, str]) -> bool:
+        found = owned.get(key)
+        if found is None:
+            found = owned[key] = task.plan.partition_of(labels) == task.index
+        return found
+
+    changed = [r for r in result.changed if mine(r.id, r.labels)]
+    transitions = [t for t in result.transitions if mine(t.alert_id, t.labels)]
     for record in changed:
         records[record.id] = record
     state.records = records
@@ -273,14 +278,20 @@ def _evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
     series = sum(m.n for name, m in result.matrices.items() if name not in task.plan.whole)
     pages = _for_pages(task, result.matrices)
     state.matrices = (data(task), pages)
-    made = {name: scorecard.frame(m, indicator_info(task.ruleset.indicators[name]),
-                                  scorecard.FRAME_ROWS)
-            for name, m in pages.items()} if frames else None
-    ends = {name: m.last_column() for name, m in pages.items() if m.n} if frames else None
+    made, ends = _frames(task, pages) if frames else (None, None)
     return PartitionResult(
         task.index, encode(changed, transitions, order), dict(result.errors),
         {key: state.engine.stats[key] for key in order}, made, ends,
         time.process_time() - started, series, state.epoch, how, _address())
+
+
+def _frames(task: Task, pages: Mapping[str, Matrix]
+            ) -> tuple[dict[str, IndicatorFrame], dict[str, int]]:
+    """Return the snapshot's frames of the partition's matrices ``pages`` and each one's
+    last column with data (``PartitionResult.frames`` and ``ends``)."""
+    return ({name: scorecard.frame(m, indicator_info(task.ruleset.indicators[name]),
+                                   scorecard.FRAME_ROWS) for name, m in pages.items()},
+            {name: m.last_column() for name, m in pages.items() if m.n})
 
 
 def _for_pages(task: Task, matrices: Mapping[str, Matrix]) -> dict[str, Matrix]:
