@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -121,6 +122,9 @@ class _State:
     written: dict[str, Block] = field(default_factory=dict)
     # the last evaluation's matrices for the pages, and the data they are of (``data``)
     matrices: tuple[tuple[object, ...], dict[str, Matrix]] | None = None
+    # per indicator, the series' labels of the frame last sent from here and their token
+    # (``partition_frames``: a coordinator holding that token is not sent them again)
+    sent: dict[str, tuple[str, list[dict[str, str]]]] = field(default_factory=dict)
 
 
 _STORES: dict[str, Store] = {}
@@ -292,6 +296,46 @@ def _frames(task: Task, pages: Mapping[str, Matrix]
     return ({name: scorecard.frame(m, indicator_info(task.ruleset.indicators[name]),
                                    scorecard.FRAME_ROWS) for name, m in pages.items()},
             {name: m.last_column() for name, m in pages.items() if m.n})
+
+
+def partition_frames(task: Task, evaluated: PartitionResult, held: Mapping[str, str]
+                     ) -> tuple[dict[str, IndicatorFrame], dict[str, int], dict[str, str],
+                                bool]:
+    """Return the snapshot's frames of partition ``task.index``'s matrices, which the
+    evaluation that returned ``evaluated`` left here, their ends (as ``_frames``), a
+    token per frame for its series' labels, and whether the frames are of the data
+    ``task`` evaluated.
+
+    The coordinator asks for them in a task of their own, run after the evaluation on its
+    worker (``evaluated`` is that task's result, handed over in memory), so that it merges
+    the partition's alerts while the worker still makes the frames. ``held`` is the
+    labels' token the coordinator holds per indicator: a frame whose labels are those
+    (the series did not change: most cycles) comes without them, its token the one
+    held, and the coordinator puts them back. A worker that does not hold the matrices
+    (the evaluation ran elsewhere) reads them again from the store; False then when the
+    store was written since (they are of the newer data)."""
+    del evaluated  # only orders this task after the evaluation, on its worker
+    key = (task.token, task.index, task.plan.partitions, task.stages)
+    with _STORES_LOCK:
+        state = _STATES.get(key)
+    try:
+        pages, same = held_matrices(task), True
+    except NotHeld:
+        pages, same, state = *read_matrices(task), None
+    with gc_paused():
+        made, ends = _frames(task, pages)
+    tokens = {}
+    for name, frame in made.items():
+        kept = state.sent.get(name) if state is not None else None
+        if kept is not None and kept[1] == frame.labels:  # the same series as last sent
+            tokens[name] = kept[0]
+            if held.get(name) == kept[0]:
+                made[name] = replace(frame, labels=[])
+            continue
+        tokens[name] = uuid.uuid4().hex
+        if state is not None:
+            state.sent[name] = (tokens[name], frame.labels)
+    return made, ends, tokens, same
 
 
 def _for_pages(task: Task, matrices: Mapping[str, Matrix]) -> dict[str, Matrix]:
