@@ -404,7 +404,11 @@ class ObservationStore:
                     first = earliest if first is None else min(first, earliest)
         if not parts or first is None:
             return np.zeros(0, dtype=np.int64), 0
-        return np.unique(np.concatenate(parts)).astype(np.int64, copy=False), first
+        if len(parts) == 1:
+            return parts[0], first
+        # Each write's ids are ascending already: a stable sort merges the runs (timsort,
+        # linear here), where np.unique hashes every id.
+        return _distinct(np.sort(np.concatenate(parts), kind="stable")), first
 
     # --- SQL helpers -----------------------------------------------------------------
 
