@@ -338,14 +338,12 @@ class DistributedEngine:
         self.reads.update(result.read for result in results)
         # 3. merged, then settled as any cycle is
         started = time.thread_time()
-        for result in results:  # a partition sends only the records it owns
-            self._home.update(dict.fromkeys(result.changes.ids, result.index))
         merged = self._merge(ruleset, results, [made[r.index] for r in results], records,
                              holds.evaluated, cycle)
         for result in results:  # what each worker now holds: its records and its changes
             self._held[result.index] = (result.epoch, own[result.index])
-        for record in merged.changed:
-            own[self._partition(cut, record)][record.id] = record
+            own[result.index].update(zip(result.changes.ids, made[result.index][0],
+                                         strict=True))
         _add_stats(evaluator, results, holds.evaluated, cycle.now)
         settled = evaluator.settle(merged, holds, records, cycle)
         self.merge_seconds = time.thread_time() - started
@@ -389,6 +387,8 @@ class DistributedEngine:
         def arrived(result: PartitionResult) -> None:
             out[result.index] = result
             made[result.index] = result.changes.made(now)
+            # a partition sends only the records it owns
+            self._home.update(dict.fromkeys(result.changes.ids, result.index))
 
         if not self.distributed:
             for i, t in enumerate(tasks):
