@@ -25,10 +25,12 @@ One cycle, in order (``monitor.rules.partition`` explains the cut):
 3. the partitions' results are merged: each alert from the partition that owns it, the
    snapshot's frames end to end; rule health adds up.
 
-A partition returns what the cycle needs at once: its alerts' changes and the frames of
-its matrices (``scorecard.frame``: every series' headline value, target, status,
-changes, provisional flag, SPC variation; the function the one-process snapshot calls).
-Its matrices stay on its worker, and are fetched only when something reads them — the
+A partition returns what the cycle needs: its alerts' changes, then (a task of their
+own on the same worker, while the daemon makes those changes' records) the frames of its
+matrices (``scorecard.frame``: every series' headline value, target, status, changes,
+provisional flag, SPC variation; the function the one-process snapshot calls), their
+series' labels only when the daemon does not hold them already. Its matrices stay on
+its worker, and are fetched only when something reads them — the
 scorecard, a series' page, ``monitor eval`` (``Gathered``) — then stacked once and kept
 for as long as the data holds. A worker that no longer keeps them (lost, or already
 evaluating newer data) says so, and they are read again from the store by the same
