@@ -268,10 +268,35 @@ class AlertArrays:
 
     @classmethod
     def of(cls, records: Sequence[AlertRecord]) -> AlertArrays:
-        out = cls.empty(len(records))
-        for i, r in enumerate(records):
-            out.set_row(i, r)
-        return out
+        """The moving fields of ``records``, one row each (as ``set_row`` puts them):
+        field by field, each distinct instant converted once."""
+        made: dict[datetime | None, int] = {None: int(NO_TIME)}
+
+        def times(name: str) -> np.ndarray:
+            out = []
+            for r in records:
+                when = getattr(r, name)
+                us = made.get(when)
+                if us is None:
+                    us = made[when] = micros(when)
+                out.append(us)
+            return np.array(out, dtype=np.int64).reshape(len(records))
+
+        def column(values: list[Any], dtype: Any) -> np.ndarray:
+            return np.array(values, dtype=dtype).reshape(len(records))
+
+        return cls(
+            column([CODE[r.state] for r in records], np.int8), times("active_since"),
+            times("fired_at"), times("resolved_at"), times("keep_firing_until"),
+            times("last_evaluated"),
+            column([r.pending_evaluations for r in records], np.int32),
+            column([r.pending_periods for r in records], np.int32),
+            column([NO_PERIOD if r.last_period is None else r.last_period for r in records],
+                   np.int32),
+            column([int(r.history, 2) if r.history else 0 for r in records], np.uint64),
+            column([len(r.history) for r in records], np.int8),
+            column([r.flapping for r in records], bool),
+            column([CODE[r.notified_state] for r in records], np.int8))
 
     def __len__(self) -> int:
         return len(self.state)
@@ -350,16 +375,24 @@ class AlertColumns:
     def record(self, i: int, old: AlertRecord, times: Times, *, value: float | None,
                explanation: str, annotations: dict[str, str]) -> AlertRecord:
         """As ``AlertArrays.record``."""
+        return self.make(i, old.id, old.rule, old.labels, old.group, times, value,
+                         explanation, annotations)
+
+    def make(self, i: int, key: str, rule: str, labels: dict[str, str], group: str,
+             times: Times, value: float | None, explanation: str,
+             annotations: dict[str, str]) -> AlertRecord:
+        """Return the record of alert ``key`` (of ``rule`` in ``group``, with ``labels``)
+        with row ``i``'s moving fields and the given value and texts."""
         n = self.history_len[i]
         period = self.last_period[i]
         return AlertRecord(
-            old.id, old.rule, old.labels, STATE_CODES[self.state[i]], annotations, value,
+            key, rule, labels, STATE_CODES[self.state[i]], annotations, value,
             explanation, times.get(self.active_since[i]), times.get(self.fired_at[i]),
             times.get(self.resolved_at[i]), times.get(self.keep_firing_until[i]),
             times.get(self.last_evaluated[i]), self.pending_evaluations[i],
             self.pending_periods[i], None if period == NO_PERIOD else period,
             format(self.history[i], f"0{n}b") if n else "", self.flapping[i],
-            STATE_CODES[self.notified_state[i]], old.group)
+            STATE_CODES[self.notified_state[i]], group)
 
 
 class Times:

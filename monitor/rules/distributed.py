@@ -25,10 +25,12 @@ One cycle, in order (``monitor.rules.partition`` explains the cut):
 3. the partitions' results are merged: each alert from the partition that owns it, the
    snapshot's frames end to end; rule health adds up.
 
-A partition returns what the cycle needs at once: its alerts' changes and the frames of
-its matrices (``scorecard.frame``: every series' headline value, target, status,
-changes, provisional flag, SPC variation; the function the one-process snapshot calls).
-Its matrices stay on its worker, and are fetched only when something reads them — the
+A partition returns what the cycle needs: its alerts' changes, then (a task of their
+own on the same worker, while the daemon makes those changes' records) the frames of its
+matrices (``scorecard.frame``: every series' headline value, target, status, changes,
+provisional flag, SPC variation; the function the one-process snapshot calls), their
+series' labels only when the daemon does not hold them already. Its matrices stay on
+its worker, and are fetched only when something reads them — the
 scorecard, a series' page, ``monitor eval`` (``Gathered``) — then stacked once and kept
 for as long as the data holds. A worker that no longer keeps them (lost, or already
 evaluating newer data) says so, and they are read again from the store by the same
@@ -71,6 +73,7 @@ from monitor.rules.worker import (
     Task,
     evaluate_partition,
     held_matrices,
+    partition_frames,
     partition_totals,
     read_matrices,
     warm,
@@ -118,7 +121,8 @@ class DistributedEngine:
         self._client: Any = None
         self._cluster: Any = None
         self.last: list[PartitionResult] = []  # the last cycle's partitions (benchmarks)
-        self.write_back_seconds = 0.0  # the last cycle's cross-partition totals, wall time
+        # the last cycle's cross-partition totals, wall time (the records shared out meanwhile)
+        self.write_back_seconds = 0.0
         self.merge_seconds = 0.0  # the last cycle's step 3 here, CPU (after every result)
         self.resent = 0  # partitions whose records were sent whole again (a worker lost)
         self._generation = 0  # moved by invalidate(): the tasks read the store again
@@ -135,6 +139,9 @@ class DistributedEngine:
         self._merged: tuple[tuple[int, ...], Gathered, dict[str, IndicatorFrame] | None
                             ] | None = None
         self._fetched: dict[int, tuple[tuple[object, ...], dict[str, Matrix]]] = {}
+        # per partition and indicator, the series' labels of its last frame and their
+        # token: a worker sends them again only when they changed (``partition_frames``)
+        self._labels: dict[int, dict[str, tuple[str, list[dict[str, str]]]]] = {}
         self.fetched: Counter[str] = Counter()  # how partitions' matrices were fetched
         self._keyed: tuple[str, str] | None = None  # (store URL, key) the store holds
         # what moved the data version since the last one read, when this process wrote it
@@ -163,6 +170,7 @@ class DistributedEngine:
             self._home.clear()
             self._frames.clear()
             self._fetched.clear()
+            self._labels.clear()
             self._merged = None
             self._written = None
         return found
@@ -204,11 +212,36 @@ class DistributedEngine:
 
     # --- running the tasks -------------------------------------------------------------
 
-    def _map(self, fn: Callable[..., Any], tasks: Sequence[Task], *args: Any) -> list[Any]:
-        """Run ``fn(task, *args)`` for every task, where configured; results in order."""
+    def _start(self, fn: Callable[..., Any], tasks: Sequence[Task], *args: Any
+               ) -> Callable[[], list[Any]]:
+        """Start ``fn(task, *args)`` for every task, where configured; return what waits
+        for their results, in order (in-process: runs them then)."""
         if not self.distributed:
-            return [fn(task, *args) for task in tasks]
-        return [f.result() for f in [self._submit(fn, task, *args) for task in tasks]]
+            return lambda: [fn(task, *args) for task in tasks]
+        futures = [self._submit(fn, task, *args) for task in tasks]
+        return lambda: [f.result() for f in futures]
+
+    def _totals(self, cut: Plan, base: Task) -> Callable[[], dict[str, Block]]:
+        """Start the cross-partition totals' first stage; return what adds up every
+        stage's partial sums (a later stage's tasks are handed the earlier ones' totals)
+        and returns the totals."""
+        written: dict[str, Block] = {}
+
+        def stage(number: int) -> Callable[[], list[dict[str, PartialTotal]]]:
+            tasks = [replace(base, index=i, stages=number, written=dict(written))
+                     for i in range(cut.partitions)]
+            return self._start(partition_totals, tasks, cut.stages[number])
+
+        first = stage(0) if cut.stages else None
+
+        def finish() -> dict[str, Block]:
+            for number, names in enumerate(cut.stages):
+                shares = first() if number == 0 and first is not None else stage(number)()
+                for name in names:
+                    written[name] = combine_totals([share[name] for share in shares])
+            return written
+
+        return finish
 
     def _submit(self, fn: Callable[..., Any], task: Task, *args: Any) -> Any:
         """Submit ``fn(task, *args)`` to the worker that keeps partition ``task.index``
@@ -284,41 +317,35 @@ class DistributedEngine:
         # (the same data as of the same time: the same totals, asked of no worker)
         started = time.perf_counter()
         data = (version, cycle.at) if version else None
-        if data is not None and self._written is not None and self._written[0] == data:
-            written = self._written[1]
-        else:
-            written = {}
-            for number, stage in enumerate(cut.stages):
-                tasks = [replace(base, index=i, stages=number, written=dict(written))
-                         for i in range(n)]
-                shares: list[dict[str, PartialTotal]] = self._map(partition_totals, tasks,
-                                                                   stage)
-                for name in stage:
-                    written[name] = combine_totals([share[name] for share in shares])
-            self._written = (data, written) if data is not None else None
-        self.write_back_seconds = time.perf_counter() - started
-        # 2. every partition evaluates its series, from its records
+        kept = self._written if data is not None and self._written is not None \
+            and self._written[0] == data else None
+        finish = self._totals(cut, base) if kept is None else None
+        # 2. every partition evaluates its series, from its records (shared out while the
+        # workers add up the totals)
         keys = {(r.group, r.rule.alert) for r in holds.evaluated}
         own: list[dict[str, AlertRecord]] = [{} for _ in range(n)]
         for key, record in records.items():
             if (record.group, record.rule) in keys and not sourcehealth.is_health_record(record):
                 own[self._partition(cut, record)][key] = record
+        if finish is not None:
+            kept = (data or (), finish())
+            self._written = kept if data is not None else None
+        assert kept is not None
+        self.write_back_seconds = time.perf_counter() - started
         epoch = next(self._epochs)
-        task = replace(base, stages=len(cut.stages), written=written)
+        task = replace(base, stages=len(cut.stages), written=kept[1])
         made: dict[int, Made] = {}
         results = self._evaluate(task, holds.evaluated, own, epoch, cycle.now, data, made)
         self.last = results
         self.reads.update(result.read for result in results)
         # 3. merged, then settled as any cycle is
         started = time.thread_time()
-        for result in results:  # a partition sends only the records it owns
-            self._home.update(dict.fromkeys(result.changes.ids, result.index))
         merged = self._merge(ruleset, results, [made[r.index] for r in results], records,
                              holds.evaluated, cycle)
         for result in results:  # what each worker now holds: its records and its changes
             self._held[result.index] = (result.epoch, own[result.index])
-        for record in merged.changed:
-            own[self._partition(cut, record)][record.id] = record
+            own[result.index].update(zip(result.changes.ids, made[result.index][0],
+                                         strict=True))
         _add_stats(evaluator, results, holds.evaluated, cycle.now)
         settled = evaluator.settle(merged, holds, records, cycle)
         self.merge_seconds = time.thread_time() - started
@@ -362,6 +389,8 @@ class DistributedEngine:
         def arrived(result: PartitionResult) -> None:
             out[result.index] = result
             made[result.index] = result.changes.made(now)
+            # a partition sends only the records it owns
+            self._home.update(dict.fromkeys(result.changes.ids, result.index))
 
         if not self.distributed:
             for i, t in enumerate(tasks):
@@ -373,16 +402,36 @@ class DistributedEngine:
         else:
             from distributed import as_completed
 
-            futures = {self._submit(evaluate_partition, t, rules, given(i, False), now,
-                                    wants(i)): i for i, t in enumerate(tasks)}
+            # Each partition's frames come from a task of their own, run after its
+            # evaluation on the same worker (where its matrices are): its alerts' changes
+            # arrive, and are made here, while the worker still makes the frames.
+            framed: dict[int, Any] = {}
+
+            def submit(i: int, whole: bool) -> Any:
+                future = self._submit(evaluate_partition, tasks[i], rules, given(i, whole),
+                                      now, False)
+                if wants(i):
+                    held = {name: kept[0] for name, kept in self._labels.get(i, {}).items()}
+                    framed[i] = self.client().submit(partition_frames, tasks[i], future,
+                                                     held, retries=RETRIES, pure=False)
+                return future
+
+            futures = {submit(i, False): i for i in range(len(tasks))}
             for future in as_completed(futures):  # type: ignore[no-untyped-call]
                 i = futures[future]
                 try:
                     arrived(future.result())
                 except StaleState:
                     self.resent += 1
-                    arrived(self._submit(evaluate_partition, tasks[i], rules,
-                                         given(i, True), now, wants(i)).result())
+                    arrived(submit(i, True).result())
+            for i, frames in framed.items():
+                made_frames, ends, tokens, same = frames.result()
+                if not same:
+                    log.warning("a partition's frames were made from its matrices read "
+                                "again, and the store was written since: the pages show "
+                                "its newer data until the next cycle", partition=i)
+                out[i] = replace(out[i], frames=self._labelled(i, made_frames, tokens),
+                                 ends=ends)
         results = [out[i] for i in range(len(tasks))]
         for result in results:
             if result.frames is not None:  # its matrices: on its worker, of this data
@@ -394,6 +443,21 @@ class DistributedEngine:
                 self._frames[result.index] = (kept[0], replace(kept[1], worker=result.worker),
                                               kept[2])
         return results
+
+    def _labelled(self, i: int, frames: dict[str, IndicatorFrame], tokens: Mapping[str, str]
+                  ) -> dict[str, IndicatorFrame]:
+        """Return partition ``i``'s frames with their series' labels: those sent without
+        them (their token is the one held here) get the labels held."""
+        held = self._labels.setdefault(i, {})
+        out = {}
+        for name, frame in frames.items():
+            kept = held.get(name)
+            if kept is not None and kept[0] == tokens[name]:
+                frame = replace(frame, labels=kept[1])
+            else:
+                held[name] = (tokens[name], frame.labels)
+            out[name] = frame
+        return out
 
     def _merge(self, ruleset: RuleSet, results: Sequence[PartitionResult],
                made: Sequence[Made], records: Mapping[str, AlertRecord],
@@ -497,11 +561,11 @@ def _delta(store: Store, held: tuple[object, ...] | None, version: tuple[object,
         return None
     before, now = held[3], version[3]
     assert isinstance(before, int) and isinstance(now, int)
-    changed = store.observations.changed_series(before, now)
+    changed = store.observations.changed_ids(before, now)
     store.observations.forget_changes(now)
     if changed is None:
         return None
-    return Delta(held, frozenset(changed[0]), changed[1])
+    return Delta(held, changed[0], changed[1])
 
 
 def _add_stats(evaluator: Evaluator, results: Sequence[PartitionResult],

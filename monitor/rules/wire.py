@@ -85,10 +85,11 @@ class Changes:
         columns = self.arrays.columns()
         values = self.values.tolist()
         has = self.has_value.tolist()
-        records = [columns.record(
-            k, AlertRecord(self.ids[k], self.rules[k], self.labels[k], group=self.groups[k]),
-            times, value=values[k] if has[k] else None, explanation=self.explanations[k],
-            annotations=self.annotations[k]) for k in range(len(self.ids))]
+        records = [columns.make(k, key, rule, labels, group, times,
+                                values[k] if has[k] else None, explanation, annotations)
+                   for k, (key, rule, labels, group, explanation, annotations) in enumerate(
+                       zip(self.ids, self.rules, self.labels, self.groups, self.explanations,
+                           self.annotations, strict=True))]
         made: list[Transition] = []
         for k, moved_from, notify, at in zip(self.moved.tolist(), self.moved_from.tolist(),
                                              self.notify.tolist(), self.at.tolist(),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -65,7 +66,7 @@ class Delta:
     that period, into the blocks it holds — as ``DatasetCache`` does in one process."""
 
     base: tuple[object, ...]
-    series: frozenset[int]
+    series: np.ndarray  # int64 ids, ascending
     first: int
 
 
@@ -121,6 +122,9 @@ class _State:
     written: dict[str, Block] = field(default_factory=dict)
     # the last evaluation's matrices for the pages, and the data they are of (``data``)
     matrices: tuple[tuple[object, ...], dict[str, Matrix]] | None = None
+    # per indicator, the series' labels of the frame last sent from here and their token
+    # (``partition_frames``: a coordinator holding that token is not sent them again)
+    sent: dict[str, tuple[str, list[dict[str, str]]]] = field(default_factory=dict)
 
 
 _STORES: dict[str, Store] = {}
@@ -176,8 +180,8 @@ def _dataset(task: Task, state: _State, *, report: bool = False) -> tuple[Datase
     elif cached is not None and delta is not None and delta.base and cached[0] == delta.base:
         changed = read_partition(_store(task.store_url), base, task.plan.partition_key,
                                  task.index, task.plan.partitions,
-                                 series_ids=set(delta.series), since=delta.first) \
-            if delta.series else {}
+                                 series_ids=delta.series, since=delta.first) \
+            if delta.series.size else {}
         stored = dict(cached[1])
         for name, fresh in changed.items():
             kept = stored.get(name)
@@ -260,11 +264,16 @@ def _evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
     mine_rules = [state.rules.setdefault((r.group, r.rule.alert), r) for r in rules]
     dataset, how = _dataset(task, state, report=True)
     result = state.engine.evaluate(dataset, task.at, records, rules=mine_rules, now=now)
-    def mine(labels: Mapping[str, str]) -> bool:
-        return task.plan.partition_of(labels) == task.index
+    owned: dict[str, bool] = {}  # per alert id (its labels make it): is it this partition's
 
-    changed = [r for r in result.changed if mine(r.labels)]
-    transitions = [t for t in result.transitions if mine(t.labels)]
+    def mine(key: str, labels: Mapping[str, str]) -> bool:
+        found = owned.get(key)
+        if found is None:
+            found = owned[key] = task.plan.partition_of(labels) == task.index
+        return found
+
+    changed = [r for r in result.changed if mine(r.id, r.labels)]
+    transitions = [t for t in result.transitions if mine(t.alert_id, t.labels)]
     for record in changed:
         records[record.id] = record
     state.records = records
@@ -273,14 +282,60 @@ def _evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
     series = sum(m.n for name, m in result.matrices.items() if name not in task.plan.whole)
     pages = _for_pages(task, result.matrices)
     state.matrices = (data(task), pages)
-    made = {name: scorecard.frame(m, indicator_info(task.ruleset.indicators[name]),
-                                  scorecard.FRAME_ROWS)
-            for name, m in pages.items()} if frames else None
-    ends = {name: m.last_column() for name, m in pages.items() if m.n} if frames else None
+    made, ends = _frames(task, pages) if frames else (None, None)
     return PartitionResult(
         task.index, encode(changed, transitions, order), dict(result.errors),
         {key: state.engine.stats[key] for key in order}, made, ends,
         time.process_time() - started, series, state.epoch, how, _address())
+
+
+def _frames(task: Task, pages: Mapping[str, Matrix]
+            ) -> tuple[dict[str, IndicatorFrame], dict[str, int]]:
+    """Return the snapshot's frames of the partition's matrices ``pages`` and each one's
+    last column with data (``PartitionResult.frames`` and ``ends``)."""
+    return ({name: scorecard.frame(m, indicator_info(task.ruleset.indicators[name]),
+                                   scorecard.FRAME_ROWS) for name, m in pages.items()},
+            {name: m.last_column() for name, m in pages.items() if m.n})
+
+
+def partition_frames(task: Task, evaluated: PartitionResult, held: Mapping[str, str]
+                     ) -> tuple[dict[str, IndicatorFrame], dict[str, int], dict[str, str],
+                                bool]:
+    """Return the snapshot's frames of partition ``task.index``'s matrices, which the
+    evaluation that returned ``evaluated`` left here, their ends (as ``_frames``), a
+    token per frame for its series' labels, and whether the frames are of the data
+    ``task`` evaluated.
+
+    The coordinator asks for them in a task of their own, run after the evaluation on its
+    worker (``evaluated`` is that task's result, handed over in memory), so that it merges
+    the partition's alerts while the worker still makes the frames. ``held`` is the
+    labels' token the coordinator holds per indicator: a frame whose labels are those
+    (the series did not change: most cycles) comes without them, its token the one
+    held, and the coordinator puts them back. A worker that does not hold the matrices
+    (the evaluation ran elsewhere) reads them again from the store; False then when the
+    store was written since (they are of the newer data)."""
+    del evaluated  # only orders this task after the evaluation, on its worker
+    key = (task.token, task.index, task.plan.partitions, task.stages)
+    with _STORES_LOCK:
+        state = _STATES.get(key)
+    try:
+        pages, same = held_matrices(task), True
+    except NotHeld:
+        pages, same, state = *read_matrices(task), None
+    with gc_paused():
+        made, ends = _frames(task, pages)
+    tokens = {}
+    for name, frame in made.items():
+        kept = state.sent.get(name) if state is not None else None
+        if kept is not None and kept[1] == frame.labels:  # the same series as last sent
+            tokens[name] = kept[0]
+            if held.get(name) == kept[0]:
+                made[name] = replace(frame, labels=[])
+            continue
+        tokens[name] = uuid.uuid4().hex
+        if state is not None:
+            state.sent[name] = (tokens[name], frame.labels)
+    return made, ends, tokens, same
 
 
 def _for_pages(task: Task, matrices: Mapping[str, Matrix]) -> dict[str, Matrix]:

@@ -382,6 +382,15 @@ class ObservationStore:
         """Return the series the writes after version ``since`` up to ``until`` touched
         and the earliest period written (0 when none); None when some of those writes
         were not made by this process."""
+        changed = self.changed_ids(since, until)
+        if changed is None:
+            return None
+        return set(changed[0].tolist()), changed[1]
+
+    def changed_ids(self, since: int, until: int) -> tuple[IntArray, int] | None:
+        """As ``changed_series``, the series as an ascending array of ids (what the
+        distributed engine hands each partition: no Python int per series to make,
+        pickle and unpickle)."""
         with self._lock:
             wanted = range(since + 1, until + 1)
             if any(v not in self._changes for v in wanted):
@@ -394,8 +403,12 @@ class ObservationStore:
                     parts.append(touched)
                     first = earliest if first is None else min(first, earliest)
         if not parts or first is None:
-            return set(), 0
-        return set(np.unique(np.concatenate(parts)).tolist()), first
+            return np.zeros(0, dtype=np.int64), 0
+        if len(parts) == 1:
+            return parts[0], first
+        # Each write's ids are ascending already: a stable sort merges the runs (timsort,
+        # linear here), where np.unique hashes every id.
+        return _distinct(np.sort(np.concatenate(parts), kind="stable")), first
 
     # --- SQL helpers -----------------------------------------------------------------
 

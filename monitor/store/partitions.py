@@ -21,8 +21,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
+
 from monitor.store import Store
 from monitor.store.observations import (
+    IntArray,
     SeriesBlock,
     _blocks,
     _Columns,
@@ -83,13 +86,13 @@ def _key_values(cur: Any, pg: bool, key: PartitionKey, where: str, args: list[ob
 
 
 def read_partition(store: Store, indicator_ids: list[str], key: PartitionKey, index: int,
-                   partitions: int, *, series_ids: set[int] | None = None,
+                   partitions: int, *, series_ids: IntArray | None = None,
                    since: int | None = None) -> dict[str, SeriesBlock]:
     """Return one block per indicator of ``indicator_ids`` holding the series of
     partition ``index`` of ``partitions`` under ``key`` (all of them for one partition);
-    indicators without such observations are absent. ``series_ids``: only those of the
-    partition's series (what a poll touched); ``since``: their observations from that
-    period on."""
+    indicators without such observations are absent. ``series_ids`` (ascending): only
+    those of the partition's series (what a poll touched); ``since``: their observations
+    from that period on."""
     if not indicator_ids:
         return {}
     pg = not store.is_sqlite
@@ -110,7 +113,10 @@ def read_partition(store: Store, indicator_ids: list[str], key: PartitionKey, in
             # each indicator), and the read's transient memory is one indicator's.
             out: dict[str, SeriesBlock] = {}
             if series_ids is not None:
-                series = [row for row in series if int(row[0]) in series_ids]
+                held = np.fromiter((row[0] for row in series), dtype=np.int64,
+                                   count=len(series))
+                series = [series[i] for i in
+                          np.flatnonzero(np.isin(held, series_ids)).tolist()]
             for name in dict.fromkeys(row[1] for row in series):  # as the series are sorted
                 mine = [row[:3] for row in series if row[1] == name]
                 ids = [int(row[0]) for row in mine]

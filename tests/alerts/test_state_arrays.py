@@ -9,7 +9,7 @@ every transition must be the same after every step.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 from hypothesis import given, settings
@@ -129,6 +129,28 @@ def test_a_record_round_trips_through_the_arrays() -> None:
     arrays = AlertArrays.of([record])
     assert arrays.record(0, record, T0, value=1.5, explanation="why",
                          annotations={"x": "y"}) == record
+
+
+def test_many_records_make_the_rows_set_row_makes_one_at_a_time() -> None:
+    # ``of`` converts each distinct instant once: records sharing instants (as one
+    # evaluation's do), None, a naive time and the same instant in another zone.
+    later = T0 + timedelta(microseconds=1)
+    naive = later.replace(tzinfo=None)
+    east = later.astimezone(timezone(timedelta(hours=2)))
+    records = [AlertRecord(f"a{i}", "Rule", {"alertname": "Rule"}, STATE_CODES[i % 4],
+                           active_since=[None, T0, later, naive, east][i % 5],
+                           fired_at=[T0, None, east][i % 3], last_evaluated=later,
+                           pending_evaluations=i, last_period=None if i % 2 else 24_000 + i,
+                           history="1" * (i % 70), flapping=bool(i % 2),
+                           notified_state=STATE_CODES[(i + 1) % 4]) for i in range(12)]
+    one_at_a_time = AlertArrays.empty(len(records))
+    for i, record in enumerate(records):
+        one_at_a_time.set_row(i, record)
+    many = AlertArrays.of(records)
+    for name in AlertArrays.__dataclass_fields__:
+        assert getattr(many, name).dtype == getattr(one_at_a_time, name).dtype, name
+        assert getattr(many, name).tolist() == getattr(one_at_a_time, name).tolist(), name
+    assert len(AlertArrays.of([])) == 0
 
 
 def test_for_and_keep_firing_for_hold_to_the_microsecond() -> None:

@@ -14,6 +14,7 @@ import json
 import pickle
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from monitor.model import Observation, labels_of, month
 from monitor.rules.engine import month_end
 from monitor.rules.loader import load_rules
 from monitor.rules.partition import plan
-from monitor.rules.worker import Records, Task, evaluate_partition
+from monitor.rules.worker import Records, Task, evaluate_partition, forget, partition_frames
 from monitor.store import open_store
 
 NOT_FOR_EVALUATING = ("scipy", "sqlmodel", "alembic", "httpx", "apscheduler", "fastapi",
@@ -78,6 +79,47 @@ def test_a_worker_evaluating_its_partition_loads_nothing_evaluating_does_not_nee
     run = (f"fn, *args = pickle.loads(open({str(sent)!r}, 'rb').read())\n"
            "result = fn(*args)\nassert result.series > 0 and result.frames")
     assert _loaded(run) == []
+
+
+def test_a_partitions_frames_come_without_the_labels_the_coordinator_holds(
+        tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text(RULES, encoding="utf-8")
+    ruleset = load_rules([str(tmp_path / "rules")])
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    start = month("2020-01")
+
+    def poll(areas: range, months: range) -> None:
+        store.observations.ingest("src", [
+            Observation(name, labels_of({"area": f"a{i}"}), start + k, float(k * (i + 1)))
+            for name in ("burglary", "robbery") for i in areas for k in months],
+            now=datetime(2026, 1, 1, tzinfo=UTC))
+
+    poll(range(6), range(12))
+    task = Task(store.url, ruleset, plan(ruleset, 1), 0, month_end(start + 11), 60, 0, {},
+                version=(store.observations.version(),), token="coordinator")
+    try:
+        evaluated = evaluate_partition(task, ruleset.rules, Records(-1, 1, {}), task.at, False)
+        frames, _ends, tokens, same = partition_frames(task, evaluated, {})
+        assert same and sorted(tokens) == ["burglary", "robbery"]
+        assert [len(f.labels) for f in frames.values()] == [6, 6]
+        # the next month, the same series: held labels are not sent, other tokens are
+        task = replace(task, at=month_end(start + 12))
+        evaluated = evaluate_partition(task, ruleset.rules, Records(1, 2, {}), task.at, False)
+        frames, _ends, again, same = partition_frames(
+            task, evaluated, {"burglary": tokens["burglary"], "robbery": "another"})
+        assert again == tokens
+        assert frames["burglary"].labels == [] and len(frames["robbery"].labels) == 6
+        # a new series: its indicator's labels are sent, under a new token
+        poll(range(6, 7), range(12, 13))
+        task = replace(task, version=(store.observations.version(),))
+        evaluated = evaluate_partition(task, ruleset.rules, Records(2, 3, {}), task.at, False)
+        frames, _ends, third, same = partition_frames(task, evaluated, tokens)
+        assert third["burglary"] != tokens["burglary"]
+        assert [len(f.labels) for f in frames.values()] == [7, 7]
+    finally:
+        forget()
+        store.close()
 
 
 def test_a_process_that_runs_the_monitor_command_again_loads_no_cli() -> None:
