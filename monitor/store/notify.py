@@ -441,6 +441,15 @@ class NotifyTx:
         finally:
             cur.close()
 
+    def _bulk_cursor(self, rows: int) -> Any:
+        """The driver's cursor in this transaction, with SQLite's larger page cache for a
+        statement of ``rows`` rows from ``BULK_ROWS`` (see ``bulk_cache``)."""
+        raw = self.conn.connection.driver_connection
+        assert raw is not None
+        if rows >= BULK_ROWS:
+            bulk_cache(self.conn)
+        return raw.cursor()
+
     def save_claimed(self, alerts: Mapping[str, NotifyAlert], rows: Mapping[str, int]
                      ) -> None:
         """Insert or replace ``alerts``, each made from the claimed transition whose row id
@@ -452,11 +461,7 @@ class NotifyTx:
             return
         postgres = self.conn.dialect.name == "postgresql"
         ts = stamper(postgres)
-        raw = self.conn.connection.driver_connection
-        assert raw is not None
-        if len(alerts) >= BULK_ROWS:
-            bulk_cache(self.conn)
-        cur = raw.cursor()
+        cur = self._bulk_cursor(len(alerts))
         try:
             if postgres:
                 ids, statuses, starts, ends, updated = [], [], [], [], []
@@ -584,11 +589,7 @@ class NotifyTx:
         ids = [a.alert_id for a in alerts]
         statuses = [a.status for a in alerts]
         at = stamper(postgres)(message.at)
-        raw = self.conn.connection.driver_connection
-        assert raw is not None
-        if len(ids) >= BULK_ROWS:
-            bulk_cache(self.conn)
-        cur = raw.cursor()
+        cur = self._bulk_cursor(len(ids))
         try:
             if postgres:
                 cur.execute(_NOTIFIED_POSTGRES, (json.dumps(details), at, ids, statuses))
