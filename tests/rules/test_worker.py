@@ -20,10 +20,10 @@ from pathlib import Path
 
 from monitor.model import Observation, labels_of, month
 from monitor.rules.engine import month_end
-from monitor.rules.loader import load_rules
+from monitor.rules.loader import RuleSet, load_rules
 from monitor.rules.partition import plan
 from monitor.rules.worker import Records, Task, evaluate_partition, forget, partition_frames
-from monitor.store import open_store
+from monitor.store import Store, open_store
 
 NOT_FOR_EVALUATING = ("scipy", "sqlmodel", "alembic", "httpx", "apscheduler", "fastapi",
                       "weasyprint", "monitor.cli", "monitor.app", "monitor.sources",
@@ -58,12 +58,16 @@ def _loaded(setup: str) -> list[str]:
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def test_a_worker_evaluating_its_partition_loads_nothing_evaluating_does_not_need(
-        tmp_path: Path) -> None:
+def _rules_and_store(tmp_path: Path) -> tuple[RuleSet, Store]:
+    """RULES loaded from a rule file, and an empty SQLite store, both in ``tmp_path``."""
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "r.yaml").write_text(RULES, encoding="utf-8")
-    ruleset = load_rules([str(tmp_path / "rules")])
-    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    return load_rules([str(tmp_path / "rules")]), open_store(f"sqlite:///{tmp_path / 'store.db'}")
+
+
+def test_a_worker_evaluating_its_partition_loads_nothing_evaluating_does_not_need(
+        tmp_path: Path) -> None:
+    ruleset, store = _rules_and_store(tmp_path)
     start = month("2020-01")
     store.observations.ingest("src", [
         Observation(name, labels_of({"area": f"a{i}"}), start + k, float(k * (i + 1)))
@@ -83,10 +87,7 @@ def test_a_worker_evaluating_its_partition_loads_nothing_evaluating_does_not_nee
 
 def test_a_partitions_frames_come_without_the_labels_the_coordinator_holds(
         tmp_path: Path) -> None:
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "r.yaml").write_text(RULES, encoding="utf-8")
-    ruleset = load_rules([str(tmp_path / "rules")])
-    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    ruleset, store = _rules_and_store(tmp_path)
     start = month("2020-01")
 
     def poll(areas: range, months: range) -> None:
