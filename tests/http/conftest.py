@@ -139,14 +139,17 @@ class Served:
 
 
 def settle(app: App, timeout: float = 60.0) -> None:
-    """Wait until every enabled source has been polled once, then run one evaluation cycle,
-    so the published snapshot holds everything the polls stored."""
+    """Wait until every enabled source has been polled once and no poll is in flight, then
+    run one evaluation cycle, so the published snapshot holds everything the polls stored."""
     names = [s.name for s in app.settings.sources if s.enabled]
     assert app.store is not None and app.rules is not None
     deadline = time.monotonic() + timeout
     while True:
         health = {h.source: h for h in app.store.source_state.health()}
-        if all(n in health and health[n].last_attempt_at is not None for n in names):
+        # A poll records its attempt before it ends; until it ends its rules wait, so an
+        # evaluation now would publish nothing for them.
+        if all(n in health and health[n].last_attempt_at is not None for n in names) \
+                and app.poller is not None and not app.poller.unsettled():
             break
         assert time.monotonic() < deadline, f"sources not polled within {timeout} s: {health}"
         time.sleep(0.05)
