@@ -1149,13 +1149,22 @@ def trim_block(block: SeriesBlock, since: int) -> SeriesBlock:
 
 def merge_blocks(old: SeriesBlock, new: SeriesBlock, first: int) -> SeriesBlock:
     """Return ``old`` with the observations of ``new``'s series from period ``first`` on
-    replaced by ``new``'s (what ``read_changes`` returns after a poll).
+    replaced by ``new``'s (what ``read_changes`` returns after a poll: every period of
+    ``new`` is ``first`` or later).
 
     1. give each of ``new``'s series its row in ``old`` (series new to the store are
        appended);
-    2. drop ``old``'s rows of those series from ``first`` on, add ``new``'s rows;
-    3. sort again by series, then period.
+    2. drop ``old``'s rows of those series from ``first`` on;
+    3. merge ``new``'s observations in, in order of series then period.
+
+    Step 3 is one pass over ``old``, not a sort of the whole block: what ``old`` keeps
+    of a series ``new`` has is all before ``first``, so each new observation goes after
+    every kept one of its series and of the series before. (A new month for 500,000
+    series merged into 18 million observations, a worker's share at 1M: a ``lexsort``
+    of the whole block took 3.3 CPU-seconds.)
     """
+    if len(new) and int(new.period.min()) < first:
+        raise ValueError(f"merge_blocks: {new.indicator} has periods before {first}")
     index = {sid: row for row, sid in enumerate(old.series_ids)}
     series_ids = list(old.series_ids)
     labels = list(old.labels)
@@ -1170,13 +1179,26 @@ def merge_blocks(old: SeriesBlock, new: SeriesBlock, first: int) -> SeriesBlock:
     touched = np.zeros(len(series_ids), dtype=bool)
     touched[mapping[np.unique(new.row)]] = True
     keep = ~(touched[old.row] & (old.period >= first))
-    row = np.concatenate([old.row[keep], mapping[new.row]])
-    period = np.concatenate([old.period[keep], new.period])
-    order = np.lexsort((period, row))
+    kept_row = old.row[keep]
+    new_row = mapping[new.row]
+    order = np.lexsort((new.period, new_row))  # new's observations alone: a small sort
+    new_row = new_row[order]
+    slots = np.searchsorted(kept_row, new_row, side="right") \
+        + np.arange(new_row.shape[0], dtype=np.int64)
+    size = kept_row.shape[0] + new_row.shape[0]
+    olds = np.ones(size, dtype=bool)
+    olds[slots] = False
+
+    def merged(kept: np.ndarray, added: np.ndarray) -> Any:
+        out = np.empty(size, dtype=kept.dtype)
+        out[olds] = kept
+        out[slots] = added
+        return out
+
     return SeriesBlock(
-        indicator=old.indicator, series_ids=series_ids, labels=labels, row=row[order],
-        period=period[order],
-        value=np.concatenate([old.value[keep], new.value])[order],
-        denominator=np.concatenate([old.denominator[keep], new.denominator])[order],
-        provisional=np.concatenate([old.provisional[keep], new.provisional])[order],
-        revisions=np.concatenate([old.revisions[keep], new.revisions])[order])
+        indicator=old.indicator, series_ids=series_ids, labels=labels,
+        row=merged(kept_row, new_row), period=merged(old.period[keep], new.period[order]),
+        value=merged(old.value[keep], new.value[order]),
+        denominator=merged(old.denominator[keep], new.denominator[order]),
+        provisional=merged(old.provisional[keep], new.provisional[order]),
+        revisions=merged(old.revisions[keep], new.revisions[order]))

@@ -13,6 +13,7 @@ from monitor.model import Observation, month
 from monitor.rules.inputs import DatasetCache, read_dataset
 from monitor.rules.loader import RuleSet, load_rules
 from monitor.store import Store
+from monitor.store.observations import SeriesBlock, merge_blocks
 
 NOW = datetime(2016, 12, 5, tzinfo=UTC)
 RULES = """
@@ -142,3 +143,65 @@ def test_it_holds_only_the_window(store: Store, ruleset: RuleSet) -> None:
     data = cache.get(ruleset, [], since={"burglary": back, "robbery": back})
     assert cache.reads["full"] == 2
     assert _rows(data.blocks) == _since(_rows(read_dataset(store, ruleset, []).blocks), back)
+
+
+def _block(series: list[int], periods: dict[int, list[int]], seed: int) -> SeriesBlock:
+    """A block of ``series`` (ids), each with the periods given, values from ``seed``."""
+    rng = np.random.default_rng(seed)
+    rows = [(k, p) for k, sid in enumerate(series) for p in periods[sid]]
+    n = len(rows)
+    return SeriesBlock(
+        "burglary", list(series), [{"area": f"a{sid}"} for sid in series],
+        np.array([r for r, _ in rows], dtype=np.int32),
+        np.array([p for _, p in rows], dtype=np.int32), rng.normal(size=n),
+        np.where(rng.random(n) < 0.3, np.nan, rng.random(n)), rng.random(n) < 0.2,
+        rng.integers(0, 3, n).astype(np.int32))
+
+
+def test_a_merged_block_is_what_the_store_would_hold_in_the_order_it_is_read() -> None:
+    """``merge_blocks`` (a poll's changes into the blocks held, in one process and on a
+    worker) gives the observations a fresh read would, sorted by series then period as
+    the engine pivots them — with series revised from a period on, series new to the
+    block (with ids below the ones held), series untouched and series that only gain a
+    month."""
+    rng = np.random.default_rng(7)
+    held = [int(s) for s in rng.choice(np.arange(100, 400), 120, replace=False)]
+    periods = {sid: sorted(int(p) for p in rng.choice(24, int(rng.integers(1, 24)),
+                                                         replace=False)) for sid in held}
+    old = _block(held, periods, seed=1)
+    first = 18
+    fresh = [int(s) for s in rng.choice(held, 50, replace=False)] + [5, 450, 7]
+    rng.shuffle(fresh)
+    new_periods = {sid: sorted(int(p) for p in rng.choice(np.arange(first, 26),
+                                                           int(rng.integers(1, 8)),
+                                                           replace=False)) for sid in fresh}
+    new = _block(fresh, new_periods, seed=2)
+
+    merged = merge_blocks(old, new, first)
+
+    keys = list(zip(merged.row.tolist(), merged.period.tolist(), strict=True))
+    assert keys == sorted(set(keys))  # in order, once each
+    assert merged.row.dtype == np.int32 and merged.period.dtype == np.int32
+    expected = {}
+    for block in (old, new):
+        for r, p, v, d, f, n in zip(block.row, block.period, block.value, block.denominator,
+                                    block.provisional, block.revisions, strict=True):
+            sid = block.series_ids[int(r)]
+            if block is old and sid in new_periods and p >= first:
+                continue  # replaced by the poll's
+            expected[(sid, int(p))] = (float(v), float(d), bool(f), int(n))
+    got = {(merged.series_ids[int(r)], int(p)): (float(v), float(d), bool(f), int(n))
+           for r, p, v, d, f, n in zip(merged.row, merged.period, merged.value,
+                                       merged.denominator, merged.provisional,
+                                       merged.revisions, strict=True)}
+    assert got.keys() == expected.keys()
+    for key, (v, d, f, n) in expected.items():
+        gv, gd, gf, gn = got[key]
+        assert (gv, gf, gn) == (v, f, n) and (gd == d or (np.isnan(gd) and np.isnan(d))), key
+    assert merged.labels == [{"area": f"a{sid}"} for sid in merged.series_ids]
+
+
+def test_a_merge_refuses_changes_before_their_first_period() -> None:
+    old = _block([1], {1: [1, 2]}, seed=1)
+    with pytest.raises(ValueError, match="periods before 2"):
+        merge_blocks(old, _block([1], {1: [1]}, seed=2), 2)
