@@ -92,7 +92,8 @@ class DatasetCache:
                 self.reads["none"] += 1
                 return self._data
             base = base_indicators(ruleset)
-            changes = observations.read_changes(self._version, version, base)
+            changes = observations.read_changes(self._version, version, base,
+                                                held=self._blocks)
             if changes is not None:
                 delta, first = changes
                 for name, block in delta.items():

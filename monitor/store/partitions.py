@@ -19,6 +19,7 @@ the data, and reads only its share, so its read and its memory follow its share:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from monitor.store.observations import (
     _Columns,
     _pg_columns,
     sqlite_columns,
+    with_labels,
 )
 from monitor.store.partkey import META_KEY, PartitionKey, partition_of, span, stored_key
 
@@ -68,18 +70,19 @@ def set_key(store: Store, key: PartitionKey) -> int:
     return len(ids)
 
 
-def _key_values(cur: Any, pg: bool, key: PartitionKey, where: str, args: list[object]
-                ) -> list[tuple[Any, ...]]:
+def _key_values(cur: Any, pg: bool, key: PartitionKey, where: str, args: list[object],
+                *, labels: bool = True) -> list[tuple[Any, ...]]:
     """Return (id, indicator, labels, *key values) of the series ``where`` selects: the
     key's values taken out of the labels by the database (a JSON parse each in Python is
-    most of the cost)."""
+    most of the cost). ``labels`` False: None for the labels."""
     if pg:
         values = "".join(", labels::json ->> %s" for _ in key.names)
         names: list[object] = list(key.names)
     else:
         values = "".join(", json_extract(labels, ?)" for _ in key.names)
         names = [f'$."{name}"' for name in key.names]
-    sql = (f"SELECT id, indicator_id, labels{values} FROM series {where} "  # noqa: S608
+    text = "labels" if labels else "NULL"
+    sql = (f"SELECT id, indicator_id, {text}{values} FROM series {where} "  # noqa: S608
            "ORDER BY indicator_id, id")
     cur.execute(sql.replace("?", "%s") if pg else sql, [*names, *args])
     return list(cur.fetchall())
@@ -87,12 +90,14 @@ def _key_values(cur: Any, pg: bool, key: PartitionKey, where: str, args: list[ob
 
 def read_partition(store: Store, indicator_ids: list[str], key: PartitionKey, index: int,
                    partitions: int, *, series_ids: IntArray | None = None,
-                   since: int | None = None) -> dict[str, SeriesBlock]:
+                   since: int | None = None, held: Mapping[str, SeriesBlock] | None = None
+                   ) -> dict[str, SeriesBlock]:
     """Return one block per indicator of ``indicator_ids`` holding the series of
     partition ``index`` of ``partitions`` under ``key`` (all of them for one partition);
     indicators without such observations are absent. ``series_ids`` (ascending): only
     those of the partition's series (what a poll touched); ``since``: their observations
-    from that period on."""
+    from that period on; ``held``: the blocks they will be merged into, whose series'
+    labels are taken from there, not read again (``with_labels``)."""
     if not indicator_ids:
         return {}
     pg = not store.is_sqlite
@@ -105,18 +110,23 @@ def read_partition(store: Store, indicator_ids: list[str], key: PartitionKey, in
         try:
             if not pg:  # the series and their observations as of one moment
                 cur.execute("BEGIN")
+            labels = held is None
             if partitions <= 1:
-                series = _key_values(cur, pg, PartitionKey(()), where, [*indicator_ids])
+                series = _key_values(cur, pg, PartitionKey(()), where, [*indicator_ids],
+                                     labels=labels)
             else:
-                series = _ranged(cur, pg, key, where, indicator_ids, index, partitions)
+                series = _ranged(cur, pg, key, where, indicator_ids, index, partitions,
+                                 labels=labels)
             # One indicator at a time: its columns are its block (no copy of them for
             # each indicator), and the read's transient memory is one indicator's.
             out: dict[str, SeriesBlock] = {}
             if series_ids is not None:
-                held = np.fromiter((row[0] for row in series), dtype=np.int64,
-                                   count=len(series))
+                held_ids = np.fromiter((row[0] for row in series), dtype=np.int64,
+                                       count=len(series))
                 series = [series[i] for i in
-                          np.flatnonzero(np.isin(held, series_ids)).tolist()]
+                          np.flatnonzero(np.isin(held_ids, series_ids)).tolist()]
+            if held is not None:
+                series = with_labels(cur, pg, [row[:3] for row in series], held)
             for name in dict.fromkeys(row[1] for row in series):  # as the series are sorted
                 mine = [row[:3] for row in series if row[1] == name]
                 ids = [int(row[0]) for row in mine]
@@ -137,15 +147,17 @@ def read_partition(store: Store, indicator_ids: list[str], key: PartitionKey, in
 
 
 def _ranged(cur: Any, pg: bool, key: PartitionKey, where: str, indicator_ids: list[str],
-            index: int, partitions: int) -> list[tuple[Any, ...]]:
+            index: int, partitions: int, *, labels: bool = True) -> list[tuple[Any, ...]]:
     """Return (id, indicator, labels) of partition ``index``'s series: a range of the
     stored positions when they are under ``key`` (and stayed so during the read), else
-    every series' key values filtered here."""
+    every series' key values filtered here. ``labels`` False: None for the labels where
+    the range is read."""
     spec, generation = stored_key(cur, pg)
     if spec == key.spec():
         lo, hi = span(index, partitions)
         mark = "%s" if pg else "?"
-        cur.execute(f"SELECT id, indicator_id, labels FROM series {where} "  # noqa: S608
+        text = "labels" if labels else "NULL"
+        cur.execute(f"SELECT id, indicator_id, {text} FROM series {where} "  # noqa: S608
                     f"AND part >= {mark} AND part < {mark} ORDER BY indicator_id, id",
                     [*indicator_ids, lo, hi])
         series = list(cur.fetchall())
