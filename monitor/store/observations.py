@@ -1109,7 +1109,10 @@ def with_labels(cur: Any, pg: bool, series: Sequence[Sequence[Any]],
         else:
             cur.execute("SELECT id, labels FROM series WHERE id IN "
                         "(SELECT value FROM json_each(?))", [json.dumps(ids)])
-        for sid, text in cur.fetchall():
+        found = cur.fetchall()
+        if len(found) != len(missing):
+            raise StoreError("the store changed during a read (a series went): read again")
+        for sid, text in found:
             at = missing[int(sid)]
             out[at] = (out[at][0], out[at][1], text)
     return out
