@@ -704,3 +704,39 @@ def test_it_projects_the_financial_year(
     np.testing.assert_allclose(result.value, [value])
     assert result.months[0] == months
     assert result.seasonal[0] == seasonal
+
+
+@pytest.mark.parametrize("recalc", [False, True])
+def test_spc_charted_in_blocks_of_series_is_the_chart_of_all_at_once(
+        monkeypatch: pytest.MonkeyPatch, recalc: bool) -> None:
+    """A large matrix is charted a block of series at a time (``SPC_BLOCK``) for speed;
+    every limit, flag and segment must be exactly what one chart of every series gives,
+    with missing points, a direction per series and a rebased baseline."""
+    rng = np.random.default_rng(7)
+    x = rng.poisson(50, (103, 40)).astype(float)
+    x[rng.random(x.shape) < 0.08] = np.nan
+    x[5] = 50.0  # a flat series: amr 0
+    x[9, 20:] += 40  # a shift
+    direction = rng.choice([-1, 0, 1], 103)
+
+    def charts() -> list[stats.SpcResult]:
+        return [stats.spc(x, direction=direction, recalc_screened=recalc),
+                stats.spc(x, baseline_end=14, direction=direction, recalc_screened=recalc),
+                stats.spc_rebased(x, [12, 30], direction=direction, baseline_len=10,
+                                  recalc_screened=recalc)]
+
+    monkeypatch.setattr(stats, "SPC_BLOCK", 10_000)
+    whole = charts()
+    monkeypatch.setattr(stats, "SPC_BLOCK", 10)
+    blocks = charts()
+    for one, cut in zip(whole, blocks, strict=True):
+        for name in ("mean", "amr", "upper", "lower", "near_upper", "near_lower", "trial",
+                     "direction", "special", "side", "variation"):
+            assert np.array_equal(getattr(one, name), getattr(cut, name), equal_nan=True), name
+        assert len(one.segments) == len(cut.segments)
+        for a, b in zip(one.segments, cut.segments, strict=True):
+            assert (a.start, a.stop) == (b.start, b.stop)
+            for name in ("mean", "amr", "upper", "lower", "near_upper", "near_lower",
+                         "n_baseline", "trial"):
+                assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True)
+    assert (blocks[0].special != 0).any() and (blocks[2].special != 0).any()
