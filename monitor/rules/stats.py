@@ -1071,17 +1071,25 @@ def poisson_test(
     thr = d * (1 + 1e-7)
     pn = p * n
     low = k < pn
-
-    # k below the mean: the other tail is x > ix, ix the last x >= ceil(pn) with pmf >= thr.
-    lo_hi = np.ceil(pn).astype(np.int64)
-    ix_low = _largest_true(lambda i: stats.binom.pmf(i, n, p) >= thr, lo_hi, n)
-    p_low = stats.binom.cdf(k, n, p) + stats.binom.sf(ix_low, n, p)
-    # k above the mean: the other tail is x <= ix, ix the last x <= floor(pn) with pmf <= thr.
-    hi_hi = np.floor(pn).astype(np.int64)
-    ix_high = _largest_true(lambda i: stats.binom.pmf(i, n, p) <= thr, np.zeros_like(hi_hi), hi_hi)
-    p_high = stats.binom.cdf(ix_high, n, p) + stats.binom.sf(k - 1, n, p)
-
-    pval = np.where(low, p_low, p_high)
+    pval = np.empty(k.size)
+    # Each row's other tail is searched on its own side of the mean only (a bisection of
+    # the pmf over the rows that need it, not over every row for both tails).
+    r = np.flatnonzero(low)
+    if r.size:
+        # k below the mean: the other tail is x > ix, ix the last x >= ceil(pn) with
+        # pmf >= thr.
+        kr, nr, pr, tr = k[r], n[r], p[r], thr[r]
+        ix = _largest_true(lambda i: stats.binom.pmf(i, nr, pr) >= tr,
+                           np.ceil(pn[r]).astype(np.int64), nr)
+        pval[r] = stats.binom.cdf(kr, nr, pr) + stats.binom.sf(ix, nr, pr)
+    r = np.flatnonzero(~low)
+    if r.size:
+        # k above the mean: the other tail is x <= ix, ix the last x <= floor(pn) with
+        # pmf <= thr.
+        kr, nr, pr, tr = k[r], n[r], p[r], thr[r]
+        top = np.floor(pn[r]).astype(np.int64)
+        ix = _largest_true(lambda i: stats.binom.pmf(i, nr, pr) <= tr, np.zeros_like(top), top)
+        pval[r] = stats.binom.cdf(ix, nr, pr) + stats.binom.sf(kr - 1, nr, pr)
     pval = np.where(k == pn, 1.0, np.minimum(pval, 1.0))
     pval = np.where(n == 0, 1.0, pval)
     return np.where(bad.ravel(), np.nan, pval).reshape(shape)
