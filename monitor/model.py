@@ -145,6 +145,38 @@ def alert_id(group: str, labels: Mapping[str, str]) -> str:
     return fingerprint({**labels, "__group__": group})
 
 
+class AlertIds:
+    """The labels and ids of a rule's alerts: each alert's labels are its series' labels
+    with ``extra`` over them (the indicator's and the rule's), its id ``alert_id(group,
+    labels)``. The names' order and the text of the constant labels are worked out once
+    per set of series label names, not sorted and formatted again per alert."""
+
+    def __init__(self, group: str, extra: Mapping[str, str]) -> None:
+        self.group = group
+        self.extra = dict(extra)
+        self._plans: dict[tuple[str, ...], list[tuple[str, str | None]]] = {}
+
+    def make(self, series: Mapping[str, str]) -> tuple[dict[str, str], str]:
+        """Return the labels and the id of the alert about the series with ``series``."""
+        labels = {**series, **self.extra}
+        plan = self._plans.get(tuple(series))
+        if plan is None:
+            plan = self._plan(series)
+        text = "\xfe".join([f"{name}\xff{series[name]}" if fixed is None else fixed
+                            for name, fixed in plan])
+        return labels, hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+    def _plan(self, series: Mapping[str, str]) -> list[tuple[str, str | None]]:
+        """Each label name in ``fingerprint``'s order, with its text when it is the same
+        for every alert (``extra``'s and the group's) and None when it is the series'."""
+        fixed = {str(k): f"{k}\xff{v}" for k, v in self.extra.items()}
+        fixed["__group__"] = f"__group__\xff{self.group}"
+        names = sorted({str(k) for k in series} | set(fixed))
+        plan = [(name, fixed.get(name)) for name in names]
+        self._plans[tuple(series)] = plan
+        return plan
+
+
 class Direction(StrEnum):
     """Which way is good for an indicator."""
 

@@ -46,7 +46,7 @@ from monitor.alerts.state import (
 )
 from monitor.errors import EvaluationError
 from monitor.logs import get_logger
-from monitor.model import AlertState, Frequency, Milestone, alert_id
+from monitor.model import AlertIds, AlertState, Frequency, Milestone, alert_id
 from monitor.rules import conditions
 from monitor.rules.data import BoolArray, Grid, LongBlock, Matrix, derive, from_block
 from monitor.rules.loader import LoadedRule, RuleSet
@@ -429,12 +429,12 @@ class Engine:
                 result.changed.append(new)
             result.transitions.extend(moves)
 
-    def _labels(self, loaded: LoadedRule, series: Mapping[str, str],
-                matrix: Matrix | None) -> dict[str, str]:
-        """Return an alert's labels: the series' labels, the indicator's, the rule's,
-        ``alertname`` and ``severity`` — a function of the rule and the series only."""
+    def _extra_labels(self, loaded: LoadedRule, matrix: Matrix | None) -> dict[str, str]:
+        """Return the labels a rule's alerts carry over their series' labels: the
+        indicator's, the rule's, ``alertname`` and ``severity`` (an alert's labels are a
+        function of the rule and the series only)."""
         rule = loaded.rule
-        labels = dict(series)
+        labels: dict[str, str] = {}
         if matrix is not None:
             labels.update(matrix.indicator.labels)
             labels["indicator"] = matrix.indicator.id
@@ -523,6 +523,7 @@ class _RuleAlerts:
         self.series = series
         self.matrix = matrix
         self.arrays = AlertArrays.empty(len(series))
+        self.identity = AlertIds(loaded.group, engine._extra_labels(loaded, matrix))
         self.ids: dict[int, str] = {}
         self.labels: dict[int, dict[str, str]] = {}
         self.slot: dict[str, int] = {}
@@ -545,9 +546,9 @@ class _RuleAlerts:
         record ``like`` with the same labels lends its id instead of hashing them)."""
         key = self.ids.get(row)
         if key is None:
-            labels = self.engine._labels(self.loaded, self.series[row], self.matrix)
-            key = like.id if like is not None and like.labels == labels else \
-                alert_id(self.loaded.group, labels)
+            labels, key = self.identity.make(self.series[row])
+            if like is not None and like.labels == labels:
+                key = like.id
             self.ids[row] = key
             self.labels[row] = labels
             self.slot[key] = row

@@ -362,6 +362,11 @@ def frame(m: Matrix, info: IndicatorInfo, rows: int | None = FRAME_ROWS) -> Indi
     already computed the whole's headline and chart this cycle), so the headline's and
     the SPC chart's arrays are never made for every row at once: at 500,000 series, a
     third less CPU, and no array as large as the matrix."""
+    return m.cached(("frame", info, rows), lambda: _made_frame(m, info, rows))
+
+
+def _made_frame(m: Matrix, info: IndicatorInfo, rows: int | None) -> IndicatorFrame:
+    """``frame``, made (once per matrix: a cycle on the same data shows the same)."""
     if rows is None or m.n <= rows or (("headline", None) in m.memo and "spc" in m.memo):
         return _frame(m, info)[0]
     parts = [_frame(_rows(m, lo, min(lo + rows, m.n)), info) for lo in range(0, m.n, rows)]
