@@ -431,28 +431,39 @@ def group_sums(m: Matrix, by: Sequence[str]) -> GroupSums:
     """Return the sums of ``m``'s series by the ``by`` labels, coverage kept apart (a
     partition's share of a total adds up with the others' before coverage applies)."""
     keys: dict[tuple[str, ...], int] = {}
-    group = np.empty(m.n, dtype=np.int64)
-    for i, lab in enumerate(m.labels):
-        group[i] = keys.setdefault(tuple(lab.get(name, "") for name in by), len(keys))
+    group = np.zeros(m.n, dtype=np.int64)
+    if not by:  # one total over every series
+        keys = {(): 0} if m.n else {}
+    else:
+        for i, lab in enumerate(m.labels):
+            group[i] = keys.setdefault(tuple(lab.get(name, "") for name in by), len(keys))
     g, t = len(keys), m.grid.size
     observed = ~np.isnan(m.values)
     first = np.where(observed.any(axis=1), observed.argmax(axis=1), t)
     outside = np.arange(t)[None, :] < first[:, None]
     covered = np.zeros((g, t), dtype=bool)
-    np.logical_or.at(covered, group, ~outside)
+    provisional = np.zeros((g, t), dtype=bool)
 
     def add(array: FloatArray | None) -> FloatArray | None:
         if array is None:
             return None
         out = np.zeros((g, t))
-        np.add.at(out, group, np.where(outside, 0.0, array))  # interior NaN propagates
+        if g == 1:  # one total: a sum down the rows, in the rows' order as ``add.at`` adds
+            out += np.where(outside, 0.0, array).sum(axis=0)
+        else:
+            np.add.at(out, group, np.where(outside, 0.0, array))  # interior NaN propagates
         return out
 
+    if g == 1:  # every series in one group (a total over all): no scatter by group
+        covered[0] = (~outside).any(axis=0)
+        if m.provisional is not None:
+            provisional[0] = m.provisional.any(axis=0)
+    else:
+        np.logical_or.at(covered, group, ~outside)
+        if m.provisional is not None:
+            np.logical_or.at(provisional, group, m.provisional)
     values = add(m.values)
     assert values is not None
-    provisional = np.zeros((g, t), dtype=bool)
-    if m.provisional is not None:
-        np.logical_or.at(provisional, group, m.provisional)
     return GroupSums([dict(zip(by, key, strict=True)) for key in keys], covered, values,
                      add(m.denominators), provisional)
 

@@ -147,6 +147,34 @@ def test_partial_totals_add_up_to_the_one_process_total() -> None:
         np.testing.assert_array_equal(back.values[order], whole.values)
 
 
+def test_a_total_over_every_series_adds_them_up_in_the_order_a_grouped_total_does() -> None:
+    """A total over all series (``by: []``) is summed down the rows instead of scattered
+    by group (``np.add.at``): the same floating-point sums to the last bit, in row order,
+    with late starters, gaps, negative zeros and provisional months."""
+    rng = np.random.default_rng(11)
+    n, t = 3_000, 30
+    values = rng.lognormal(3, 2, (n, t)) * rng.choice([-1.0, 1.0], (n, t))
+    values[rng.random((n, t)) < 0.02] = np.nan
+    values[:40, :12] = np.nan  # members that start late
+    values[50:60] = -0.0
+    labels = [{"area": f"a{i}"} for i in range(n)]
+    provisional = rng.random((n, t)) < 0.01
+    ind = Indicator(id="x", name="x")
+    m = Matrix(ind, labels, Grid(100, 100 + t - 1), values, None, provisional)
+    total = group_total(ind, m, [])
+    # the reference: every row scattered into the one group, as for several groups
+    observed = ~np.isnan(values)
+    first = np.where(observed.any(axis=1), observed.argmax(axis=1), t)
+    outside = np.arange(t)[None, :] < first[:, None]
+    expected = np.zeros((1, t))
+    np.add.at(expected, np.zeros(n, dtype=np.int64), np.where(outside, 0.0, values))
+    expected[0, ~(~outside).any(axis=0)] = np.nan
+    assert np.array_equal(total.values, expected, equal_nan=True)
+    assert np.array_equal(np.signbit(total.values), np.signbit(expected))
+    assert total.provisional is not None
+    assert np.array_equal(total.provisional[0], provisional.any(axis=0))
+
+
 @pytest.mark.parametrize("lost", [
     pytest.param(False, id="workers-keep-their-state"),
     pytest.param(True, id="a-worker-loses-its-state-and-a-cycle-is-not-saved"),
