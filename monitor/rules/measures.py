@@ -8,7 +8,9 @@ cannot compare, and says so.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -168,6 +170,33 @@ def headline(m: Matrix, end: int | None = None) -> Headline:
     status = rag(judged, target, kind, m.indicator.direction, amber)
     return Headline(value, level, result, np.full(m.n, target), [kind] * m.n, status, end, n,
                     fy, judged)
+
+
+def join_headlines(parts: Sequence[Headline]) -> Headline:
+    """Return the headlines of consecutive blocks of a matrix's series, each made at the
+    same end column, as the whole matrix's: every series' headline is its own given
+    that column (its window, target and financial year follow from it)."""
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+
+    def cat(get: Callable[[Headline], Any]) -> Any:
+        return np.concatenate([get(p) for p in parts])
+
+    change = None
+    if first.change is not None:
+        changes = [p.change for p in parts]
+        assert all(c is not None for c in changes)
+        def joined(name: str) -> Any:
+            return np.concatenate([getattr(c, name) for c in changes])
+
+        c0 = first.change
+        change = ChangeResult(joined("current"), joined("baseline"), joined("delta"),
+                              joined("pct"), joined("complete"), c0.end, c0.n, c0.lag)
+    return Headline(cat(lambda h: h.value), cat(lambda h: h.level), change,
+                    cat(lambda h: h.target), [k for p in parts for k in p.target_kind],
+                    cat(lambda h: h.status), first.end, first.n, first.fy,
+                    cat(lambda h: h.judged))
 
 
 def rag(value: FloatArray, target: float, kind: str, direction: str, amber: float

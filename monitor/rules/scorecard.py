@@ -33,6 +33,7 @@ from monitor.rules.measures import (
     format_target,
     format_value,
     headline,
+    join_headlines,
     movement,
     over_text,
     period_text,
@@ -369,9 +370,18 @@ def _made_frame(m: Matrix, info: IndicatorInfo, rows: int | None) -> IndicatorFr
     """``frame``, made (once per matrix: a cycle on the same data shows the same)."""
     if rows is None or m.n <= rows or (("headline", None) in m.memo and "spc" in m.memo):
         return _frame(m, info)[0]
-    parts = [_frame(_rows(m, lo, min(lo + rows, m.n)), info) for lo in range(0, m.n, rows)]
+    pieces = [_rows(m, lo, min(lo + rows, m.n)) for lo in range(0, m.n, rows)]
+    parts = [_frame(piece, info) for piece in pieces]
     whole = join_frames([f for f, _end in parts], [end for _f, end in parts])
-    return whole if whole is not None else _frame(m, info)[0]
+    if whole is None:
+        return _frame(m, info)[0]
+    # Every part ends at the same column: their headlines and charts end to end are the
+    # whole matrix's, which a series page reads (kept, as making the frame at once would).
+    m.memo.setdefault(("headline", None), join_headlines([headline_of(p) for p in pieces]))
+    charts = [p.memo["spc"] for p in pieces if "spc" in p.memo]
+    if len(charts) == len(pieces):
+        m.memo.setdefault("spc", (stats.join_charts([c[0] for c in charts]), charts[0][1]))
+    return whole
 
 
 def _frame(m: Matrix, info: IndicatorInfo) -> tuple[IndicatorFrame, int]:

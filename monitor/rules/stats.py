@@ -716,11 +716,12 @@ def _spc(
     dirs = np.broadcast_to(np.sign(np.asarray(direction)).astype(np.int8), (n_series,))
     parts = [_spc_block(a[lo:lo + block], dirs[lo:lo + block], bounds, run_length,
                         trend_length, screen) for lo in range(0, n_series, block)]
-    return _joined(parts)
+    return join_charts(parts)
 
 
-def _joined(parts: Sequence[SpcResult]) -> SpcResult:
-    """Return the charts of consecutive blocks of series as one chart."""
+def join_charts(parts: Sequence[SpcResult]) -> SpcResult:
+    """Return the charts of consecutive blocks of series (each charted over the same
+    periods, segments and rules) as one chart."""
     segments = tuple(
         SpcSegment(first.start, first.stop,
                    *[np.concatenate([getattr(p.segments[i], name) for p in parts])

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from monitor.model import Observation, labels_of, month
-from monitor.rules import scorecard, worker
+from monitor.rules import conditions, scorecard, worker
 from monitor.rules.cycle import Cycle, Evaluator
 from monitor.rules.data import Grid, Matrix, from_block, group_total
 from monitor.rules.distributed import DistributedEngine, EngineConfig
@@ -333,7 +333,29 @@ def test_a_frame_made_some_rows_at_a_time_is_the_frame_of_the_whole(tmp_path: Pa
     # each on a copy of its own (``replace``: nothing computed yet): a matrix whose whole
     # headline and chart are computed already makes its frame of them at once
     whole = scorecard.frame(replace(m), info, rows=None)
+    one = replace(m)
+    scorecard.headline_of(one)
+    spc, end = conditions.spc_for(one)
     for rows in (5, 3):
-        assert frame_lines({"b": scorecard.frame(replace(m), info, rows=rows)}) \
+        cut = replace(m)
+        assert frame_lines({"b": scorecard.frame(cut, info, rows=rows)}) \
             == frame_lines({"b": whole})
+        if ragged:  # the parts end at different columns: made at once
+            continue
+        # what a series page reads of the whole matrix is kept, made of the parts'
+        kept, at_once = cut.memo[("headline", None)], one.memo[("headline", None)]
+        for name in ("value", "level", "target", "status", "judged"):
+            assert np.array_equal(getattr(kept, name), getattr(at_once, name), equal_nan=True)
+        assert (kept.target_kind, kept.end, kept.n, kept.fy) \
+            == (at_once.target_kind, at_once.end, at_once.n, at_once.fy)
+        assert kept.change is not None and at_once.change is not None
+        for name in ("current", "baseline", "delta", "pct", "complete"):
+            assert np.array_equal(getattr(kept.change, name), getattr(at_once.change, name),
+                                  equal_nan=True)
+        chart, chart_end = cut.memo["spc"]
+        assert chart_end == end
+        for name in ("mean", "upper", "lower", "special", "variation"):
+            assert np.array_equal(getattr(chart, name), getattr(spc, name), equal_nan=True)
+        assert scorecard.detail(cut, 7, {"burglary": cut}, ruleset) \
+            == scorecard.detail(one, 7, {"burglary": one}, ruleset)
     store.close()
