@@ -352,7 +352,8 @@ def _assurances(lasts: Sequence[SeriesPoint | None], direction: str) -> npt.NDAr
 FRAME_ROWS = 20_000  # rows a frame is made of at a time (bounds its arrays)
 
 
-def frame(m: Matrix, info: IndicatorInfo, rows: int | None = FRAME_ROWS) -> IndicatorFrame:
+def frame(m: Matrix, info: IndicatorInfo, rows: int | None = FRAME_ROWS, *,
+          keep: bool = True) -> IndicatorFrame:
     """Return the snapshot's frame of ``m``: every series' headline value, target,
     status, changes, provisional flag and SPC variation at the matrix's last period.
 
@@ -362,12 +363,20 @@ def frame(m: Matrix, info: IndicatorInfo, rows: int | None = FRAME_ROWS) -> Indi
     (the whole at once when the parts end at different columns, or when the rules
     already computed the whole's headline and chart this cycle), so the headline's and
     the SPC chart's arrays are never made for every row at once: at 500,000 series, a
-    third less CPU, and no array as large as the matrix."""
-    return m.cached(("frame", info, rows), lambda: _made_frame(m, info, rows))
+    third less CPU, and no array as large as the matrix.
+
+    ``keep``: the frame is kept with the matrix (a cycle on the same data shows it again),
+    and so are the whole matrix's headline and chart, made of the parts' (a series page
+    reads them). A worker, whose frames travel to the daemon once and whose matrices
+    reach the pages stacked with the other partitions', keeps none of it."""
+    if not keep:
+        return _made_frame(m, info, rows, keep=False)
+    return m.cached(("frame", info, rows), lambda: _made_frame(m, info, rows, keep=True))
 
 
-def _made_frame(m: Matrix, info: IndicatorInfo, rows: int | None) -> IndicatorFrame:
-    """``frame``, made (once per matrix: a cycle on the same data shows the same)."""
+def _made_frame(m: Matrix, info: IndicatorInfo, rows: int | None, *, keep: bool
+                ) -> IndicatorFrame:
+    """``frame``, made."""
     if rows is None or m.n <= rows or (("headline", None) in m.memo and "spc" in m.memo):
         return _frame(m, info)[0]
     pieces = [_rows(m, lo, min(lo + rows, m.n)) for lo in range(0, m.n, rows)]
@@ -375,6 +384,8 @@ def _made_frame(m: Matrix, info: IndicatorInfo, rows: int | None) -> IndicatorFr
     whole = join_frames([f for f, _end in parts], [end for _f, end in parts])
     if whole is None:
         return _frame(m, info)[0]
+    if not keep:
+        return whole
     # Every part ends at the same column: their headlines and charts end to end are the
     # whole matrix's, which a series page reads (kept, as making the frame at once would).
     m.memo.setdefault(("headline", None), join_headlines([headline_of(p) for p in pieces]))

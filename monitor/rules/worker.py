@@ -299,8 +299,8 @@ def _frames(task: Task, pages: Mapping[str, Matrix]
             ) -> tuple[dict[str, IndicatorFrame], dict[str, int]]:
     """Return the snapshot's frames of the partition's matrices ``pages`` and each one's
     last column with data (``PartitionResult.frames`` and ``ends``)."""
-    return ({name: scorecard.frame(m, indicator_info(task.ruleset.indicators[name]))
-             for name, m in pages.items()},
+    return ({name: scorecard.frame(m, indicator_info(task.ruleset.indicators[name]),
+                                   keep=False) for name, m in pages.items()},
             {name: m.last_column() for name, m in pages.items() if m.n})
 
 

@@ -358,4 +358,9 @@ def test_a_frame_made_some_rows_at_a_time_is_the_frame_of_the_whole(tmp_path: Pa
             assert np.array_equal(getattr(chart, name), getattr(spc, name), equal_nan=True)
         assert scorecard.detail(cut, 7, {"burglary": cut}, ruleset) \
             == scorecard.detail(one, 7, {"burglary": one}, ruleset)
+        # a worker's frame: the same, and nothing of it kept with the matrix
+        bare = replace(m)
+        assert frame_lines({"b": scorecard.frame(bare, info, rows=rows, keep=False)}) \
+            == frame_lines({"b": whole})
+        assert not bare.memo
     store.close()
