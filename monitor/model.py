@@ -130,8 +130,17 @@ def label_rows(labels: Sequence[Mapping[str, str]], names: Iterable[str] | None 
 def fingerprint(labels: Labels | Mapping[str, Any]) -> str:
     """Return a stable 16-hex-digit fingerprint of a label set (order does not matter)."""
     pairs = labels_of(labels) if isinstance(labels, Mapping) else labels
-    text = "\xfe".join([f"{name}\xff{value}" for name, value in pairs])
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    return _digest([_pair(name, value) for name, value in pairs])
+
+
+def _pair(name: str, value: object) -> str:
+    """One label's text in a fingerprint."""
+    return f"{name}\xff{value}"
+
+
+def _digest(pairs: list[str]) -> str:
+    """The fingerprint of a label set's pairs' texts (``_pair``), sorted by name."""
+    return hashlib.blake2b("\xfe".join(pairs).encode(), digest_size=8).hexdigest()
 
 
 def alert_id(group: str, labels: Mapping[str, str]) -> str:
@@ -162,15 +171,14 @@ class AlertIds:
         plan = self._plans.get(tuple(series))
         if plan is None:
             plan = self._plan(series)
-        text = "\xfe".join([f"{name}\xff{series[name]}" if fixed is None else fixed
-                            for name, fixed in plan])
-        return labels, hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+        return labels, _digest([_pair(name, series[name]) if fixed is None else fixed
+                                for name, fixed in plan])
 
     def _plan(self, series: Mapping[str, str]) -> list[tuple[str, str | None]]:
         """Each label name in ``fingerprint``'s order, with its text when it is the same
         for every alert (``extra``'s and the group's) and None when it is the series'."""
-        fixed = {str(k): f"{k}\xff{v}" for k, v in self.extra.items()}
-        fixed["__group__"] = f"__group__\xff{self.group}"
+        fixed = {str(k): _pair(str(k), v) for k, v in self.extra.items()}
+        fixed["__group__"] = _pair("__group__", self.group)
         names = sorted({str(k) for k in series} | set(fixed))
         plan = [(name, fixed.get(name)) for name in names]
         self._plans[tuple(series)] = plan
