@@ -44,6 +44,7 @@ from monitor.rules.engine import (
     month_end,
 )
 from monitor.rules.loader import LoadedRule, RuleSet
+from monitor.rules.recordindex import RecordIndex
 from monitor.rules.snapshot import (
     Alerts,
     GroupHealth,
@@ -102,10 +103,11 @@ class Published:
     """What one cycle published: the read model every reader shows, computed once."""
 
     def __init__(self, evaluation: Evaluation | None, ruleset: RuleSet, engine: Engine,
-                 alerts: _Published | None = None) -> None:
+                 alerts: _Published | None = None,
+                 counts: Mapping[tuple[str, AlertState], int] | None = None) -> None:
         self.evaluation = evaluation
         self.ruleset = ruleset
-        self.snapshot: Snapshot = _snapshot(engine, evaluation, alerts or _Published())
+        self.snapshot: Snapshot = _snapshot(engine, evaluation, alerts or _Published(), counts)
         self._rows: list[SeriesDetail] | None = None
 
     def scorecard(self) -> list[SeriesDetail]:
@@ -138,11 +140,12 @@ class _Published:
         self.alerts: dict[str, tuple[AlertRecord, Alert]] = {}
 
 
-def _snapshot(engine: Engine, evaluation: Evaluation | None, published: _Published
-              ) -> Snapshot:
+def _snapshot(engine: Engine, evaluation: Evaluation | None, published: _Published,
+              counts: Mapping[tuple[str, AlertState], int] | None = None) -> Snapshot:
     """Return the snapshot of ``evaluation``: every indicator's frame (headline value,
     target, status, SPC variation per series), the alerts (made when first read) and the
-    rules' health."""
+    rules' health (``counts``: its records per rule and state, when the caller holds
+    them)."""
     frames: dict[str, IndicatorFrame] = {}
     if evaluation is not None and evaluation.frames is not None:
         frames = dict(evaluation.frames)  # made where the partitions were evaluated
@@ -151,15 +154,16 @@ def _snapshot(engine: Engine, evaluation: Evaluation | None, published: _Publish
             frames[name] = scorecard.frame(m, indicator_info(m.indicator))
     records: Mapping[str, AlertRecord] = evaluation.records if evaluation is not None else {}
     alerts = Alerts(lambda: _alerts(evaluation, frames, records, published))
-    counts = Counter((r.rule, r.state) for r in records.values())  # one pass
+    if counts is None:
+        counts = Counter((r.rule, r.state) for r in records.values())  # one pass
     rules = []
     for loaded in engine.ruleset.rules:
         s = engine.stats.get((loaded.group, loaded.rule.alert), RuleStats())
         name = loaded.rule.alert
         rules.append(RuleHealth(name, loaded.group, loaded.file, s.health,
                                 s.last_error, s.last_evaluation, s.duration, s.evaluations,
-                                s.failures, counts[(name, AlertState.FIRING)],
-                                counts[(name, AlertState.PENDING)], loaded.line,
+                                s.failures, counts.get((name, AlertState.FIRING), 0),
+                                counts.get((name, AlertState.PENDING), 0), loaded.line,
                                 loaded.definition))
     return Snapshot(evaluation.at if evaluation else None, frames, alerts, rules,
                     evaluated_at=evaluation.evaluated_at if evaluation else None,
@@ -250,6 +254,17 @@ class Evaluator:
         self.engine = Engine(ruleset, history=history)
         self.milestone_sources = list(milestone_sources)
         self._published = _Published()
+        # the index of the records the last cycle ended with (the next one starts there)
+        self._index: RecordIndex | None = None
+
+    def index(self, records: Mapping[str, AlertRecord]) -> RecordIndex:
+        """Return the index of ``records``: the one carried from the last cycle when they
+        are the records it ended with, else made now (start-up, reload, records read
+        again)."""
+        index = self._index
+        if index is None or index.records is not records:
+            index = self._index = RecordIndex(records)
+        return index
 
     def adopt(self, older: Evaluator) -> None:
         """Carry the rule health of rules that still exist over from ``older`` (a reload)."""
@@ -263,7 +278,7 @@ class Evaluator:
         the transitions to persist and notify, and what to forget."""
         holds = self.holds(dataset.sources, records, cycle)
         result = self.engine.evaluate(dataset, cycle.at, records, rules=holds.evaluated,
-                                      now=cycle.now)
+                                      now=cycle.now, by_rule=self.index(records).grouped())
         return self.settle(result, holds, records, cycle)
 
     def holds(self, feeding: Mapping[str, frozenset[str]],
@@ -275,11 +290,12 @@ class Evaluator:
         health = None
         if cycle.sources is not None and cycle.owns_health:
             health = sourcehealth.evaluate_health(cycle.sources.configs, cycle.sources.health,
-                                                  records, cycle.now)
+                                                  self.index(records).health, cycle.now)
             unhealthy = health.unhealthy
         elif cycle.sources is not None:
-            unhealthy = frozenset(r.labels.get("source", "") for r in records.values()
-                                  if sourcehealth.is_health_record(r) and r.state in ACTIVE)
+            unhealthy = frozenset(r.labels.get("source", "")
+                                  for r in self.index(records).health.values()
+                                  if r.state in ACTIVE)
         else:
             unhealthy = frozenset()
         held = sourcehealth.held_rules(rules, feeding, unhealthy, self.milestone_sources)
@@ -291,26 +307,34 @@ class Evaluator:
         """Steps 3 to 4 after the engine evaluated ``holds.evaluated`` (here, or
         partitioned on workers: ``monitor.rules.distributed``): count the held alerts,
         step the source-health alerts, forget what was resolved long ago."""
+        index = self.index(records)
+        self._index = None  # used up below: made again if this fails half-way
         result.unhealthy = holds.unhealthy
-        result.held = sum(1 for r in records.values()
-                          if (r.group, r.rule) in holds.held and r.state in ACTIVE)
+        result.held = sum(1 for key in holds.held for r in index.rule(*key)
+                          if r.state in ACTIVE)
         if holds.health is not None:
             result = sourcehealth.merge(result, holds.health)
         owned = {(r.group, r.rule.alert) for r in holds.rules}
         if holds.health is not None:
             owned |= {(sourcehealth.GROUP, sourcehealth.STALE),
                       (sourcehealth.GROUP, sourcehealth.FAILING)}
-        return _forget(result, owned, cycle.now, cycle.retention)
+        index = index.carried(result.records, result.changed, ())
+        result = _forget(result, index, owned, cycle.now, cycle.retention)
+        self._index = index.carried(result.records, (), result.removed)
+        return result
 
     def publish(self, evaluation: Evaluation | None) -> Published:
-        return Published(evaluation, self.ruleset, self.engine, self._published)
+        index = self._index
+        counts = index.counts if index is not None and evaluation is not None \
+            and index.records is evaluation.records else None
+        return Published(evaluation, self.ruleset, self.engine, self._published, counts)
 
 
-def _forget(result: Evaluation, owned: set[tuple[str, str]], now: datetime,
-            retention: float) -> Evaluation:
+def _forget(result: Evaluation, index: RecordIndex, owned: set[tuple[str, str]],
+            now: datetime, retention: float) -> Evaluation:
     """Return ``result`` without the owned records resolved longer than ``retention``
-    (listed in ``removed``)."""
-    gone = {k for k in forgettable(result.records, now, retention)
+    (listed in ``removed``); ``index`` is its records' (only those at rest are asked)."""
+    gone = {k for k in forgettable(index.resting, now, retention)
             if (result.records[k].group, result.records[k].rule) in owned}
     if not gone:
         return result

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -241,16 +241,22 @@ class Engine:
 
     def evaluate(self, dataset: Dataset, at: datetime, records: Mapping[str, AlertRecord],
                  *, rules: Sequence[LoadedRule] | None = None,
-                 now: datetime | None = None) -> Evaluation:
+                 now: datetime | None = None,
+                 by_rule: Mapping[tuple[str, str], Iterable[AlertRecord]] | None = None
+                 ) -> Evaluation:
         """Evaluate ``rules`` (default: all) on the data as of ``at`` against the previous
         ``records``. ``now`` (default ``at``) is the time the state machine sees: a daemon
-        replaying a past month still counts `for` in real time."""
+        replaying a past month still counts `for` in real time. ``by_rule``: ``records``
+        by (group, rule), in their order, when the caller holds them so
+        (``RecordIndex``); else grouped here."""
         matrices, period = self.matrices(dataset, at)
         now = now or at
         result = Evaluation(at, period, matrices, dict(records), evaluated_at=now)
-        by_rule: dict[tuple[str, str], list[AlertRecord]] = {}
-        for record in records.values():
-            by_rule.setdefault((record.group, record.rule), []).append(record)
+        if by_rule is None:
+            grouped: dict[tuple[str, str], list[AlertRecord]] = {}
+            for record in records.values():
+                grouped.setdefault((record.group, record.rule), []).append(record)
+            by_rule = grouped
         for loaded in rules if rules is not None else self.ruleset.rules:
             key = (loaded.group, loaded.rule.alert)
             stats = self.stats.setdefault(key, RuleStats())
@@ -276,7 +282,7 @@ class Engine:
 
     def _evaluate_rule(self, loaded: LoadedRule, dataset: Dataset,
                        matrices: Mapping[str, Matrix], at: datetime, now: datetime,
-                       period: int, result: Evaluation, previous: list[AlertRecord]) -> None:
+                       period: int, result: Evaluation, previous: Iterable[AlertRecord]) -> None:
         rule = loaded.rule
         ctx = conditions.Context(matrices, self.ruleset.peer_groups, dataset.milestones,
                                  at.date(), period, None, rule.on)
@@ -400,7 +406,7 @@ class Engine:
         alerts.matrix = matrix
         return alerts
 
-    def _on_error(self, loaded: LoadedRule, previous: list[AlertRecord], error: str,
+    def _on_error(self, loaded: LoadedRule, previous: Iterable[AlertRecord], error: str,
                   now: datetime, result: Evaluation) -> None:
         """Apply the rule's ``on_error`` policy: keep every alert as it is (keep_state),
         resolve them (ok), or fire one alert that says the rule is failing (alerting)."""
@@ -572,7 +578,7 @@ class _RuleAlerts:
                 else np.ones(len(self.series), dtype=bool)
         return self._matching
 
-    def sync(self, previous: Sequence[AlertRecord], current: Mapping[str, AlertRecord]
+    def sync(self, previous: Iterable[AlertRecord], current: Mapping[str, AlertRecord]
              ) -> list[tuple[AlertRecord, int | None]]:
         """Bring the rows in line with ``previous``, the rule's records the cycle starts
         from (only rows whose record is not the one kept are read again; rows whose

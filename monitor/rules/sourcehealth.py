@@ -30,11 +30,12 @@ from monitor.configtypes import format_duration
 from monitor.model import AlertState, alert_id
 from monitor.rules.engine import Evaluation
 from monitor.rules.loader import LoadedRule, RuleSet
+from monitor.rules.recordindex import HEALTH_GROUP
 from monitor.rules.schema import Milestones
 from monitor.sources.config import SourceBase, cron_trigger
 from monitor.store.sourcestate import SourceHealth
 
-GROUP = "monitor:source-health"
+GROUP = HEALTH_GROUP
 STALE = "SourceStale"
 FAILING = "SourceFailing"
 FAILING_AFTER = 3  # consecutive failed polls
@@ -229,8 +230,12 @@ def _step(out: HealthResult, key: str, alertname: str, labels: dict[str, str],
 
 
 def merge(result: Evaluation, health: HealthResult) -> Evaluation:
-    """Return ``result`` with the source-health alerts' records and transitions added."""
-    records = dict(result.records)
-    records.update(health_records(health.records))
+    """Return ``result`` with the source-health alerts' records and transitions added
+    (``result`` holds every record the cycle started from: only the changed ones are
+    put in, and the records are not copied when none changed)."""
+    records = result.records
+    if health.changed:
+        records = dict(records)
+        records.update((r.id, r) for r in health.changed)
     return replace(result, records=records, changed=[*result.changed, *health.changed],
                    transitions=[*result.transitions, *health.transitions])

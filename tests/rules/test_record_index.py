@@ -1,0 +1,117 @@
+"""The records index a cycle carries to the next (``RecordIndex``) must say what an index
+made from scratch of the same records says: each rule's records in the mapping's order,
+the source-health ones, the count per rule and state, those that may be forgotten. A
+wrong carry would show as a rule's alerts stepped from stale records, a firing count on
+the Rules page that is off, or a resolved alert never forgotten."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.alerts.state import AlertRecord
+from monitor.model import AlertState
+from monitor.rules.cycle import Cycle, Evaluator
+from monitor.rules.engine import month_end
+from monitor.rules.loader import load_rules
+from monitor.rules.recordindex import HEALTH_GROUP, RecordIndex
+from monitor.rules.sourcehealth import GROUP
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+IDS = [f"id{k}" for k in range(12)]
+RULES = [("g", "A"), ("g", "B"), ("h", "A"), (HEALTH_GROUP, "SourceStale")]
+
+# An alert's id is made from its group and labels (alertname among them): one id, one
+# rule, whatever state it is in.
+record = st.builds(
+    lambda k, state, flapping, history: AlertRecord(
+        IDS[k], RULES[k % 4][1], {"alertname": RULES[k % 4][1], "k": str(k)},
+        group=RULES[k % 4][0], state=state, flapping=flapping, history=history),
+    st.integers(0, len(IDS) - 1), st.sampled_from(list(AlertState)), st.booleans(),
+    st.sampled_from(["", "101"]))
+
+
+def view(index: RecordIndex) -> tuple[object, ...]:
+    return ({rule: list(index.rule(*rule)) for rule in index.by_rule},
+            list(index.health.items()), +index.counts, index.resting)
+
+
+def test_the_health_group_is_the_source_health_alerts_group() -> None:
+    assert HEALTH_GROUP == GROUP
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(record, max_size=10),
+       st.lists(st.tuples(st.lists(record, max_size=6),
+                          st.lists(st.sampled_from(IDS), max_size=4)), max_size=6))
+def test_an_index_carried_from_cycle_to_cycle_is_the_index_made_anew(
+        start: list[AlertRecord], cycles: list[tuple[list[AlertRecord], list[str]]]) -> None:
+    records = {r.id: r for r in start}
+    index = RecordIndex(records)
+    for changed, removed in cycles:
+        # as a cycle makes them: the records with the changed ones put in, then the
+        # forgotten ones taken out
+        after = dict(records)
+        after.update((r.id, r) for r in changed)
+        gone = sorted({key for key in removed if key in after})
+        after = {k: r for k, r in after.items() if k not in gone}
+        index = index.carried(after, changed, gone)
+        fresh = RecordIndex(after)
+        assert view(index) == view(fresh)
+        assert index.records is after
+        records = after
+
+
+RULE_FILE = """
+indicators:
+  - {id: burglary, name: Burglary, direction: down}
+groups:
+  - name: g
+    rules:
+      - {alert: High, indicator: burglary, when: {level: {above: 1200}}}
+      - {alert: Slow, indicator: burglary, when: {level: {above: 1190}}, for: 3 evaluations}
+"""
+
+
+def test_the_rules_page_counts_what_the_records_say_cycle_after_cycle(tmp_path: Path
+                                                                      ) -> None:
+    import numpy as np
+
+    from monitor.rules.data import Block
+    from monitor.rules.engine import Dataset
+
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULE_FILE)
+    evaluator = Evaluator(load_rules([path]))
+    end = 24204
+    records: dict[str, AlertRecord] = {}
+    forgotten = 0
+    states: set[tuple[str, AlertState]] = set()
+    for step in range(8):
+        rng = np.random.default_rng(step)
+        values = rng.poisson(100, size=(40, 12)).astype(float)
+        block = Block([{"area": f"a{i}"} for i in range(40)], np.repeat(np.arange(40), 12),
+                      np.tile(np.arange(end - 11, end + 1), 40), values.ravel(),
+                      np.full(480, np.nan), np.zeros(480, dtype=bool),
+                      np.zeros(480, dtype=np.int64))
+        at = month_end(end)
+        # a day apart: resolved alerts are forgotten after the retention
+        result = evaluator.run(Dataset({"burglary": block}), records,
+                               Cycle(at=at, now=at + timedelta(days=step), retention=3600.0))
+        records = result.records
+        forgotten += len(result.removed)
+        counts = Counter((r.rule, r.state) for r in records.values())
+        for rule in evaluator.publish(result).snapshot.rules:
+            assert (rule.alerts_firing, rule.alerts_pending) == (
+                counts[(rule.name, AlertState.FIRING)], counts[(rule.name, AlertState.PENDING)])
+        states |= set(counts)
+        assert not any(r.state is AlertState.RESOLVED and r.resolved_at is not None
+                       and r.resolved_at < at + timedelta(days=step, hours=-1)
+                       for r in records.values())
+    assert forgotten  # some were forgotten on the way
+    assert {("High", AlertState.FIRING), ("Slow", AlertState.PENDING),
+            ("Slow", AlertState.FIRING)} <= states
