@@ -176,7 +176,11 @@ class Matrix:
         return self.values
 
     def last_column(self) -> int:
-        """Return the last column where any series has data, or -1 when none has."""
+        """Return the last column where any series has data, or -1 when none has (worked
+        out once per matrix: every rule on it asks)."""
+        return self.cached(("last_column", None), self._last_column)
+
+    def _last_column(self) -> int:
         data = self.per_period()
         if data.size == 0:
             return -1

@@ -534,6 +534,7 @@ class _RuleAlerts:
         self.labels: dict[int, dict[str, str]] = {}
         self.slot: dict[str, int] = {}
         self.records: dict[int, AlertRecord] = {}
+        self.synced: object | None = None  # the RuleRecords token last synced with
         self._matching: BoolArray | None = None
         if matrix is None:  # milestones: a handful of rows, every one named at once
             for row in range(len(series)):
@@ -585,6 +586,9 @@ class _RuleAlerts:
         record is gone are fresh again). Return the active records that name no row of
         this rule — a series gone, or labels the rule no longer gives — each with the row
         of its series, if any."""
+        token = getattr(previous, "token", None)  # RuleRecords: unchanged while the same
+        if token is not None and token is self.synced:
+            return []  # the rows hold these records already: a steady cycle reads none
         extras: list[tuple[AlertRecord, int | None]] = []
         kept = 0
         for r in previous:
@@ -607,6 +611,9 @@ class _RuleAlerts:
                 del self.records[row]
                 self.arrays.put(np.array([row]), fresh)
         self._forget_identities()
+        # Any record this rule's step changes comes back with another token; extras are
+        # stepped again every cycle, so a sync that found some is never skipped.
+        self.synced = token if not extras else None
         return extras
 
     def _forget_identities(self) -> None:

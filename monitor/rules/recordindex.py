@@ -19,7 +19,7 @@ Nothing here does I/O.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from monitor.alerts.state import AlertRecord
 from monitor.model import AlertState
@@ -34,6 +34,21 @@ def _resting(record: AlertRecord) -> bool:
     return record.state in _RESTING and not record.flapping and not record.history
 
 
+class RuleRecords:
+    """One rule's records, and a token that is another object whenever they change: an
+    engine that synced its rows with these records, and changed none of them since,
+    knows its rows are still theirs when the token is the one it synced with."""
+
+    __slots__ = ("records", "token")
+
+    def __init__(self, records: Iterable[AlertRecord], token: object) -> None:
+        self.records = records
+        self.token = token
+
+    def __iter__(self) -> Iterator[AlertRecord]:
+        return iter(self.records)
+
+
 class RecordIndex:
     """The records of one mapping by rule, the source-health ones, the count of each
     rule's alerts per state, and those that may be forgotten once old enough."""
@@ -44,11 +59,14 @@ class RecordIndex:
         self.health: dict[str, AlertRecord] = {}
         self.counts: Counter[tuple[str, AlertState]] = Counter()
         self.resting: dict[str, AlertRecord] = {}
+        self.tokens: dict[tuple[str, str], object] = {}  # per rule: see RuleRecords
         for key, record in records.items():
             self._add(key, record)
 
     def _add(self, key: str, record: AlertRecord) -> None:
-        self.by_rule.setdefault((record.group, record.rule), {})[key] = record
+        rule = (record.group, record.rule)
+        self.by_rule.setdefault(rule, {})[key] = record
+        self.tokens[rule] = object()
         if record.group == HEALTH_GROUP:
             self.health[key] = record
         self.counts[(record.rule, record.state)] += 1
@@ -60,8 +78,10 @@ class RecordIndex:
         mine = self.by_rule.get(rule, {})
         if mine.pop(key, None) is None:
             return
+        self.tokens[rule] = object()
         if not mine:
             del self.by_rule[rule]
+            del self.tokens[rule]
         self.health.pop(key, None)
         self.counts[(record.rule, record.state)] -= 1
         self.resting.pop(key, None)
@@ -71,9 +91,10 @@ class RecordIndex:
         mine = self.by_rule.get((group, name))
         return mine.values() if mine is not None else ()
 
-    def grouped(self) -> dict[tuple[str, str], Iterable[AlertRecord]]:
-        """Every rule's records, by (group, rule)."""
-        return {rule: mine.values() for rule, mine in self.by_rule.items()}
+    def grouped(self) -> dict[tuple[str, str], RuleRecords]:
+        """Every rule's records, by (group, rule), each with its token."""
+        return {rule: RuleRecords(mine.values(), self.tokens[rule])
+                for rule, mine in self.by_rule.items()}
 
     def carried(self, records: Mapping[str, AlertRecord], changed: Iterable[AlertRecord],
                 removed: Iterable[str]) -> RecordIndex:
@@ -103,7 +124,9 @@ class RecordIndex:
 
     def _replace(self, key: str, old: AlertRecord, new: AlertRecord) -> None:
         """Put ``new`` in the place of ``old`` (same id and rule): its rule's order kept."""
-        self.by_rule[(new.group, new.rule)][key] = new
+        rule = (new.group, new.rule)
+        self.by_rule[rule][key] = new
+        self.tokens[rule] = object()
         if new.group == HEALTH_GROUP:
             self.health[key] = new
         if old.state is not new.state:

@@ -115,3 +115,43 @@ def test_the_rules_page_counts_what_the_records_say_cycle_after_cycle(tmp_path: 
     assert forgotten  # some were forgotten on the way
     assert {("High", AlertState.FIRING), ("Slow", AlertState.PENDING),
             ("Slow", AlertState.FIRING)} <= states
+
+
+def test_an_alert_under_a_rules_old_labels_still_resolves_after_steady_cycles(
+        tmp_path: Path) -> None:
+    """A reload gave the rule another severity: its alerts under the old labels name no
+    row of the rule any more and are stepped apart, every cycle (the engine never skips
+    reading them, steady cycles or not), so they resolve when their series recovers."""
+    import numpy as np
+
+    from monitor.rules.data import Block
+    from monitor.rules.engine import Dataset
+
+    def data(end: int, level: float) -> Dataset:
+        values = np.full(12, level)
+        return Dataset({"burglary": Block(
+            [{"area": "a0"}], np.zeros(12, dtype=np.int64), np.arange(end - 11, end + 1),
+            values, np.full(12, np.nan), np.zeros(12, dtype=bool),
+            np.zeros(12, dtype=np.int64))})
+
+    def rules(severity: str) -> Evaluator:
+        path = tmp_path / "rules.yaml"
+        path.write_text(RULE_FILE.replace(
+            "{alert: High, indicator: burglary,",
+            f"{{alert: High, severity: {severity}, indicator: burglary,"))
+        return Evaluator(load_rules([path]))
+
+    end = 24204
+    at = month_end(end)
+    first = rules("warning").run(data(end, 120.0), {}, Cycle(at=at, now=at))
+    old = next(k for k, r in first.records.items() if r.rule == "High")
+    assert first.records[old].state is AlertState.FIRING
+    evaluator = rules("critical")  # the reload
+    records = first.records
+    for minutes in (1, 2, 3):  # steady: the same data, the clock moving on
+        records = evaluator.run(data(end, 120.0), records,
+                                Cycle(at=at, now=at + timedelta(minutes=minutes))).records
+        assert records[old].state is AlertState.FIRING
+    later = month_end(end + 1)
+    records = evaluator.run(data(end + 1, 90.0), records, Cycle(at=later, now=later)).records
+    assert records[old].state is AlertState.RESOLVED
