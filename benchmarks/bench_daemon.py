@@ -29,7 +29,9 @@ For each store and size, in a process of its own (so peak RSS is its own), it pr
 - ``monitor eval --at <the last month> --format json`` on the same store afterwards, as
   a user runs it (a process of its own: wall and CPU seconds, peak RSS);
 - under each row, the CPU seconds (user + system) of each cycle in the process: on a
-  busy machine the wall times grow with the load, the CPU seconds much less.
+  busy machine the wall times grow with the load, the CPU seconds much less;
+- and the seconds of each cycle spent in the cyclic garbage collector (its passes
+  over the heap, timed by ``gc.callbacks``), with how many were full passes.
 
 Under each row it also prints the peak RSS so far after the ingest, after the first
 cycle and after the month's poll (the last column is the peak of the whole run).
@@ -56,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import json
 import os
@@ -286,6 +289,33 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class Collector:
+    """The cyclic garbage collector's own seconds in this process, from ``gc.callbacks``:
+    a pass it makes inside a cycle is part of that cycle's time, and one over a heap of
+    millions of objects takes seconds."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.passes = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.passes[info["generation"]] += 1
+
+    def mark(self) -> tuple[float, list[int]]:
+        return self.seconds, list(self.passes)
+
+    def since(self, mark: tuple[float, list[int]]) -> str:
+        seconds, passes = mark
+        full = self.passes[2] - passes[2]
+        return f"{self.seconds - seconds:.2f} s ({full} full)"
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -356,7 +386,7 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None,
             return elapsed
 
         def cycle(profiler: cProfile.Profile | None = None) -> float:
-            used = cpu_seconds()
+            used, collected = cpu_seconds(), collector.mark()
             started = time.perf_counter()
             if profiler is not None:
                 profiler.enable()
@@ -366,9 +396,12 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None,
             if profiler is not None:
                 profiler.disable()
             cpu.append(cpu_seconds() - used)
+            gcs.append(collector.since(collected))
             return time.perf_counter() - started
 
         cpu: list[float] = []
+        gcs: list[str] = []
+        collector = Collector()
         try:
             if ingest_only:
                 profiler = cProfile.Profile() if profile else None
@@ -414,6 +447,7 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None,
             figures["messages"] = server.messages
             figures["rss"] = peak_rss_mb()
             figures["cpu_first"], figures["cpu_steady"], figures["cpu_month"] = cpu
+            figures["gc"] = gcs
             figures.update(eval_command(path, workload.last))
             if keep := os.environ.get("MONITOR_BENCH_KEEP"):
                 _keep(workdir, Path(keep))
@@ -625,6 +659,8 @@ def main() -> None:
               f"{f['firing']:>9,}{f['messages']:>6}{f['rss']:>9,.0f}", flush=True)
         print(f"{'':<21}CPU s: first {f['cpu_first']:.2f}, steady {f['cpu_steady']:.2f}, "
               f"new month {f['cpu_month']:.2f}", flush=True)
+        print(f"{'':<21}garbage collector within: first {f['gc'][0]}, steady {f['gc'][1]}, "
+              f"new month {f['gc'][2]}", flush=True)
         print(f"{'':<21}monitor eval --format json, whole process: {f['eval']:.2f} s "
               f"(CPU {f['eval_cpu']:.2f} s), peak RSS {f['eval_rss']:,.0f} MB", flush=True)
         print(f"{'':<21}peak RSS after the ingest {f['rss_ingest']:,.0f} MB, after the first "

@@ -367,7 +367,7 @@ class Notifier:
         messages = [message for message, _notification in built]
         tx.write_log([o.entry for o in flow.outgoing])
         rows = tx.enqueue(messages, now)
-        tx.record_history(self._history(flow, changed or {}, now))
+        tx.record_history(self._history(flow, built, changed or {}, now))
         tx.delete_alerts(flow.removable)
         retention = self.config.resolved_retention
         if whole:
@@ -406,17 +406,29 @@ class Notifier:
         by_id = {s.id: s for s in ended}
         return [by_id.get(s.id, s) for s in silences]
 
-    def _history(self, flow: Flow, fresh: Mapping[str, NotifyAlert], now: datetime
+    def _history(self, flow: Flow, built: Sequence[tuple[NewMessage, Notification]],
+                 fresh: Mapping[str, NotifyAlert], now: datetime
                  ) -> list[AlertEvent | Notified]:
-        """Return the history of this run: every alert of every message sent (a
-        ``Notified`` per message, which the store writes from its copy of the alerts),
-        and every new transition a silence or an inhibition kept from its receivers
-        (each logged)."""
+        """Return the history of this run: every alert that a message sent carries (a
+        ``Notified`` per notification, which the store writes from its copy of the
+        alerts), and every new transition a silence or an inhibition kept from its
+        receivers (each logged).
+
+        An alert is notified when one of its receiver's integrations sends it: a group
+        whose every integration sends only its first alerts (a webhook's ``max_alerts``)
+        notifies those, and the others, counted in the payload's ``truncatedAlerts``,
+        get no "notified" event — no message named them."""
+        carried: dict[str, int] = {}  # message id: the most alerts an integration sends
+        for _message, kept in built:
+            carried[kept.message_id] = max(carried.get(kept.message_id, 0), len(kept.alerts))
         events: list[AlertEvent | Notified] = []
         for outgoing in flow.outgoing:
             notification = outgoing.notification
             if notification is None:
                 continue
+            sent = carried.get(notification.message_id, len(notification.alerts))
+            if sent < len(notification.alerts):
+                notification = notification.first(sent)
             details = {status: {"receiver": notification.receiver, "status": status,
                                 "message_id": notification.message_id}
                        for status in {alert.status for alert in notification.alerts}}

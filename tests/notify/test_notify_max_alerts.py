@@ -6,6 +6,7 @@ memory in the process that queued it, and from the store after a restart."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from monitor.notify.channels.webhook import payload
 from monitor.notify.notification import Notification
@@ -43,3 +44,36 @@ def test_a_capped_webhook_stores_the_alerts_it_sends_and_sends_the_same_body(
     assert all(not r.problems for r in hook.requests)  # Alertmanager's v4 format
     assert bodies["/capped"] == json.loads(json.dumps(expected))
     assert bodies["/all"] == json.loads(json.dumps(payload(whole)))
+
+
+def test_an_alert_no_integration_sent_has_no_notified_event(store: Store) -> None:
+    """The history says an alert was notified only when a message named it: a group whose
+    every webhook is capped at two records its first two, and counts the rest as
+    ``truncatedAlerts`` in the payload; an uncapped integration beside it sends, and
+    records, all five."""
+    for i in range(5):
+        record(store, f"b{i}", "firing", T0, float(i))
+    capped = notify_config([{"name": "ops", "webhook": [
+        {"url": "http://127.0.0.1:9/a", "max_alerts": 2},
+        {"url": "http://127.0.0.1:9/b", "max_alerts": 1}]}])
+    make_notifier(store, capped).process_transitions(T0)
+    sent = [Notification.from_json(m.payload) for m in store.notify.messages("pending")]
+    assert sorted(len(n.alerts) for n in sent) == [1, 2]
+    message = max(sent, key=lambda n: len(n.alerts))
+
+    def notified() -> list[str]:
+        return sorted(e.alert_id for e in store.history.events(limit=1000)
+                      if e.kind == "notified")
+
+    assert notified() == sorted(a.alert_id for a in message.alerts[:2])
+    assert len(notified()) == 2
+
+    for i in range(5, 10):
+        record(store, f"b{i}", "firing", T0, float(i))
+    later = T0 + timedelta(hours=1)
+    uncapped = notify_config([{"name": "ops", "webhook": [
+        {"url": "http://127.0.0.1:9/a", "max_alerts": 2}, {"url": "http://127.0.0.1:9/c"}]}])
+    make_notifier(store, uncapped, instance="next").process_transitions(later)
+    sent_later = [e.alert_id for e in store.history.events(limit=1000)
+                  if e.kind == "notified" and e.at == later]
+    assert sorted(sent_later) == [f"b{i}" for i in range(10)]
