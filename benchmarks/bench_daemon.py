@@ -31,7 +31,9 @@ For each store and size, in a process of its own (so peak RSS is its own), it pr
 - under each row, the CPU seconds (user + system) of each cycle in the process: on a
   busy machine the wall times grow with the load, the CPU seconds much less;
 - and the seconds of each cycle spent in the cyclic garbage collector (its passes
-  over the heap, timed by ``gc.callbacks``), with how many were full passes.
+  over the heap, timed by ``gc.callbacks``), with how many were full passes; then the
+  full pass the daemon makes once an hour (``monitor/memory.py``), run after the three
+  cycles: its seconds, and how many unreachable objects the cycles had left for it.
 
 Under each row it also prints the peak RSS so far after the ingest, after the first
 cycle and after the month's poll (the last column is the peak of the whole run).
@@ -82,6 +84,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from monitor import memory  # noqa: E402
 from monitor.app import App  # noqa: E402
 from monitor.clock import FixedClock  # noqa: E402
 from monitor.model import month  # noqa: E402
@@ -448,6 +451,11 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None,
             figures["rss"] = peak_rss_mb()
             figures["cpu_first"], figures["cpu_steady"], figures["cpu_month"] = cpu
             figures["gc"] = gcs
+            # The full pass the daemon makes once an hour (monitor/memory.py), after the
+            # three cycles: its seconds, and the cyclic garbage they left for it.
+            started = time.perf_counter()
+            figures["collect_found"] = memory.collect()
+            figures["collect"] = time.perf_counter() - started
             figures.update(eval_command(path, workload.last))
             if keep := os.environ.get("MONITOR_BENCH_KEEP"):
                 _keep(workdir, Path(keep))
@@ -660,7 +668,8 @@ def main() -> None:
         print(f"{'':<21}CPU s: first {f['cpu_first']:.2f}, steady {f['cpu_steady']:.2f}, "
               f"new month {f['cpu_month']:.2f}", flush=True)
         print(f"{'':<21}garbage collector within: first {f['gc'][0]}, steady {f['gc'][1]}, "
-              f"new month {f['gc'][2]}", flush=True)
+              f"new month {f['gc'][2]}; the hourly full pass after them {f['collect']:.2f} s, "
+              f"{f['collect_found']:,} unreachable objects found", flush=True)
         print(f"{'':<21}monitor eval --format json, whole process: {f['eval']:.2f} s "
               f"(CPU {f['eval_cpu']:.2f} s), peak RSS {f['eval_rss']:,.0f} MB", flush=True)
         print(f"{'':<21}peak RSS after the ingest {f['rss_ingest']:,.0f} MB, after the first "
