@@ -12,10 +12,10 @@ thousands of small objects that are not in cycles, and every generation-2 pass o
 collector walks the whole heap (millions of objects in a daemon holding 100,000 series).
 :func:`gc_paused` pauses it for such a step, and when the step ends it freezes what the
 step left (``gc.freeze``): the records a cycle keeps are walked by no pass afterwards.
-Without that, the first pass after a cycle walked all of them — wherever it fell: at
-1,000,000 series a full pass of 6 s landed in the first cycle of one run and in the
-steady cycle of another (``benchmarks/bench_daemon.py`` prints the collector's seconds
-within each cycle).
+Without that, the first passes after a cycle walked all of them, in whichever step the
+allocation counts made them fall: at 1,000,000 series a full pass of 6 s fell inside a
+first cycle (``benchmarks/bench_daemon.py`` prints the collector's seconds within each
+cycle).
 
 Reference counting frees a frozen object as any other; only garbage in cycles waits for
 a full pass. So once every :data:`COLLECT_INTERVAL` seconds a step's end runs one

@@ -1,5 +1,5 @@
 """What a step run with the collector paused leaves is frozen, not walked by the passes
-after it (at 1,000,000 series one such pass took 6 s, in whichever cycle it fell); and
+after it (at 1,000,000 series one such pass took 6 s, inside a cycle); and
 the garbage in cycles that step made is still freed, by the full pass made once every
 ``COLLECT_INTERVAL`` seconds — a daemon that runs for months does not grow by it."""
 
