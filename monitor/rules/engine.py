@@ -524,7 +524,8 @@ class _RuleAlerts:
 
     def __init__(self, engine: Engine, loaded: LoadedRule, series: list[dict[str, str]],
                  matrix: Matrix | None) -> None:
-        self.engine = engine
+        # The engine is not kept: it holds these rows, and a cycle of the two would
+        # outlive a reload until the hourly full collection (monitor/memory.py).
         self.loaded = loaded
         self.series = series
         self.matrix = matrix
