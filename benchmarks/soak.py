@@ -16,8 +16,9 @@ over the month and what grows is what the daemon keeps (``--history`` starts sho
 After each simulated day it samples the resident memory (VmRSS) and prints one line.
 At the end it prints the growth after warm-up: the highest RSS of the days after
 ``--warmup`` against the RSS at the end of the warm-up (target: at most 5%,
-``--target``), and the same for Python's own heap (``sys.getallocatedblocks()`` after a
-collection; 0 under ``PYTHONMALLOC=malloc``, where Python's objects come from glibc) and
+``--target``), and the same for Python's own heap (``sys.getallocatedblocks()`` after
+the daemon's full collection, ``memory.collect``, which a simulated day is long enough
+for; 0 under ``PYTHONMALLOC=malloc``, where Python's objects come from glibc) and
 for pymalloc's 1 MiB arenas, with their highwater mark. The warm-up is 15 days because
 that is how long the allocator takes to settle: the first day's poll and cycle (a whole
 evaluation window of every series) set the highwater mark, the arenas freed after it are
@@ -171,9 +172,8 @@ def census(sparse: int = 256) -> str:
     of up to 512 bytes (pymalloc's), are grouped by the MiB of address space they are
     in (``id() >> 20``, about one pymalloc arena); a region holding fewer than
     ``sparse`` of them is nearly empty, and what it holds keeps it resident."""
-    gc.collect()
     regions: dict[int, list[str]] = {}
-    for obj in gc.get_objects():
+    for obj in tracked():
         if sys.getsizeof(obj) <= 512:
             regions.setdefault(id(obj) >> 20, []).append(type(obj).__qualname__)
     thin = [kinds for kinds in regions.values() if len(kinds) < sparse]
@@ -187,12 +187,23 @@ def census(sparse: int = 256) -> str:
             f"{sparse} ({sum(map(len, thin)):,} objects): {top}")
 
 
+def tracked() -> list[object]:
+    """Every object the collector tracks, after the daemon's full pass: the frozen ones
+    too (``monitor/memory.py`` freezes what each cycle leaves; ``gc.get_objects`` alone
+    would not list them)."""
+    memory.collect()
+    gc.unfreeze()
+    try:
+        return gc.get_objects()
+    finally:
+        gc.freeze()
+
+
 def object_kinds() -> dict[str, int]:
     """Return how many objects of each type the cycle collector tracks (containers and
     instances, not str or int), after a collection."""
-    gc.collect()
     counts: dict[str, int] = {}
-    for obj in gc.get_objects():
+    for obj in tracked():
         name = f"{type(obj).__module__}.{type(obj).__qualname__}"
         counts[name] = counts.get(name, 0) + 1
     return counts
@@ -412,7 +423,9 @@ def main() -> int:
             rss = rss_mb()
             samples.append(rss)
             cache.append(sqlite_mb())
-            gc.collect()
+            # The daemon's own full pass (hourly; a simulated day is longer), which also
+            # frees the garbage in cycles that the cycles' freezes kept.
+            memory.collect()
             blocks.append(sys.getallocatedblocks())  # Python's own heap, in objects
             arenas.append(pymalloc_arenas())
             print(f"{day:>4} {rss:>8.1f} {cache[-1]:>7.1f} {blocks[-1]:>10,} {rows:>8,} "
@@ -426,7 +439,7 @@ def main() -> int:
                 snapshots[day] = tracemalloc.take_snapshot()
             if args.types and day in (args.warmup, args.days):
                 kinds[day] = object_kinds()
-        gc.collect()
+        memory.collect()
         if args.census:
             print(f"census: {census()}", flush=True)
         notifier.stop(2.0)
@@ -444,7 +457,7 @@ def main() -> int:
         print(f"growth after warm-up: {growth:+.1f}% (target <= {args.target:g}%): "
               f"{'OK' if growth <= args.target else 'OVER TARGET'}; SQLite's own memory "
               f"{cache[args.warmup]:.1f} -> {cache[-1]:.1f} MiB")
-        print(f"Python heap (sys.getallocatedblocks after gc.collect): {block_base:,} blocks "
+        print(f"Python heap (sys.getallocatedblocks after the full pass): {block_base:,} blocks "
               f"at the end of warm-up, at most {block_peak:,} after it "
               f"({(block_peak - block_base) / block_base * 100:+.1f}%)")
         if arenas[-1][1]:
