@@ -298,6 +298,16 @@ class AlertArrays:
             column([r.flapping for r in records], bool),
             column([CODE[r.notified_state] for r in records], np.int8))
 
+    @classmethod
+    def concat(cls, parts: Sequence[AlertArrays]) -> AlertArrays:
+        """The rows of ``parts``, end to end."""
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return cls.empty(0)
+        return cls(*[np.concatenate([getattr(p, f.name) for p in parts])
+                     for f in fields(cls)])
+
     def __len__(self) -> int:
         return len(self.state)
 

@@ -322,7 +322,7 @@ def common(mappings: Iterable[Mapping[str, str]]) -> dict[str, str]:
             result = dict(mapping)
         elif not result:  # nothing shared already: the rest cannot add any
             break
-        else:
+        elif not result.items() <= mapping.items():  # most share all: one check in C
             result = {k: v for k, v in result.items() if mapping.get(k) == v}
     return dict(sorted((result or {}).items()))
 

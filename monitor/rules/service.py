@@ -273,7 +273,7 @@ class RuleService:
             # What the pages republish and the next cycle compares with; not this cycle's
             # transitions and changed records, which the store now holds and which would
             # otherwise live a cycle longer, among the next cycle's objects.
-            self.last = replace(result, changed=[], removed=[], transitions=[])
+            self.last = replace(result, changed=[], removed=[], transitions=[], runs=None)
             self._published = evaluator.publish(result)
             for loaded in rules if rules is not None else evaluator.ruleset.rules:
                 group = loaded.group

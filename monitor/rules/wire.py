@@ -101,9 +101,14 @@ class Changes:
 
 
 def encode(changed: Sequence[AlertRecord], transitions: Sequence[Transition],
-           order: Mapping[tuple[str, str], int]) -> Changes:
+           order: Mapping[tuple[str, str], int], moving: AlertArrays | None = None
+           ) -> Changes:
     """Return ``changed`` and ``transitions`` as columns; ``order`` gives each rule's
-    (group, name) position in the cycle's rules (the order the daemon merges in)."""
+    (group, name) position in the cycle's rules (the order the daemon merges in).
+    ``moving``: the records' moving fields when the caller holds them
+    (``Evaluation.moving``), else made from the records."""
+    if moving is not None and len(moving) != len(changed):
+        raise ValueError(f"{len(moving)} rows of moving fields for {len(changed)} records")
     last = {r.id: k for k, r in enumerate(changed)}  # a transition is its latest record
     moved: list[int] = []
     moved_from: list[int] = []
@@ -127,7 +132,7 @@ def encode(changed: Sequence[AlertRecord], transitions: Sequence[Transition],
         np.array([r.value if r.value is not None else np.nan for r in changed],
                  dtype=np.float64).reshape(n),
         np.array([r.value is not None for r in changed], dtype=bool).reshape(n),
-        AlertArrays.of(changed),
+        AlertArrays.of(changed) if moving is None else moving,
         np.array([order.get((r.group, r.rule), len(order)) for r in changed],
                  dtype=np.int32).reshape(n),
         np.array(moved, dtype=np.int32), np.array(moved_from, dtype=np.int8),

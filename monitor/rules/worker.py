@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from itertools import compress
 from typing import Any
 
 import numpy as np
@@ -267,7 +268,8 @@ def _evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
     state.epoch = -1  # until this task finishes, no later one may build on it
     mine_rules = [state.rules.setdefault((r.group, r.rule.alert), r) for r in rules]
     dataset, how = _dataset(task, state, report=True)
-    result = state.engine.evaluate(dataset, task.at, records, rules=mine_rules, now=now)
+    result = state.engine.evaluate(dataset, task.at, records, rules=mine_rules, now=now,
+                                   runs=True)
     owned = state.owned
 
     def mine(key: str, labels: Mapping[str, str]) -> bool:
@@ -276,7 +278,9 @@ def _evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
             found = owned[key] = task.plan.partition_of(labels) == task.index
         return found
 
-    changed = [r for r in result.changed if mine(r.id, r.labels)]
+    keep = [mine(r.id, r.labels) for r in result.changed]
+    changed = list(compress(result.changed, keep))
+    moving = result.moving().take(np.flatnonzero(np.array(keep, dtype=bool)))
     transitions = [t for t in result.transitions if mine(t.alert_id, t.labels)]
     for record in changed:
         records[record.id] = record
@@ -290,7 +294,7 @@ def _evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
     state.matrices = (data(task), pages)
     made, ends = _frames(task, pages) if frames else (None, None)
     return PartitionResult(
-        task.index, encode(changed, transitions, order), dict(result.errors),
+        task.index, encode(changed, transitions, order, moving), dict(result.errors),
         {key: state.engine.stats[key] for key in order}, made, ends,
         time.process_time() - started, series, state.epoch, how, _address())
 

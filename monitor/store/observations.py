@@ -944,6 +944,13 @@ class _Columns:
 _COLUMN_TYPES = (np.int64, np.int64, np.float64, np.float64, np.int64)
 
 
+# An observation that is not a bare value: the condition of the partial index
+# ix_observation_rare (tables.py, migration 0007), as each database writes it (SQLite
+# uses the index for a query whose WHERE holds this very text; PostgreSQL's provisional
+# is a boolean).
+RARE_SQLITE = "denominator IS NOT NULL OR provisional <> 0 OR revisions <> 0"
+RARE_POSTGRES = "denominator IS NOT NULL OR provisional OR revisions <> 0"
+
 READ_ROWS = 250_000  # rows a read fetches at a time (~50 MB of Python tuples)
 
 
@@ -1019,9 +1026,18 @@ def sqlite_columns(cur: Any, where: str, args: Sequence[Any], fetch: int | None 
         period[np.repeat(gaps, counts)] = np.array(cur.fetchall(), dtype=np.int64).reshape(-1)
     denominator = np.full(n, np.nan)
     flags = np.zeros(n, dtype=np.int64)
+    # The rare rows: through the partial index that holds only them (migration 0007), read
+    # whole, when the store holds no more of them than this read returns rows (most
+    # stores: none or a few); else, as the values, a seek per series (a store of rates,
+    # every row with a denominator). ``+series_id`` keeps SQLite from seeking each series
+    # in the table for the index scan. The probe reads at most n entries of that index.
+    cur.execute(f"SELECT count(*) FROM (SELECT 1 FROM observation WHERE {RARE_SQLITE} "  # noqa: S608
+                "LIMIT ?)", [n + 1])
+    few = int(cur.fetchone()[0]) <= n
+    scan = where.replace("WHERE series_id ", "WHERE +series_id ", 1) if few else where
     cur.execute("SELECT series_id, period, COALESCE(denominator, 9e999), "  # noqa: S608
                 "provisional + 2 * revisions FROM observation "
-                f"{also('(denominator IS NOT NULL OR provisional <> 0 OR revisions <> 0)')} "
+                f"{f'{scan} AND ({RARE_SQLITE})' if scan else f'WHERE {RARE_SQLITE}'} "
                 "ORDER BY series_id, period", args)
     rare = np.array(cur.fetchall(), dtype=np.float64).reshape(-1, 4)
     if rare.shape[0]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
+
+from monitor.store.observations import RARE_POSTGRES, RARE_SQLITE
 
 
 def _ts(nullable: bool = True, index: bool = False) -> Column[datetime]:
@@ -53,7 +55,14 @@ class ObservationRow(SQLModel, table=True):
     # No foreign key to series: PostgreSQL checks one per inserted row, which costs three
     # quarters of a bulk ingest; only ObservationStore writes here, with ids it resolved
     # in the same transaction, and series are never deleted.
-    __table_args__ = ({"sqlite_with_rowid": False},)
+    # ix_observation_rare holds only the rows with a denominator, a provisional flag or a
+    # revision (the few a read fetches apart from the values: ``sqlite_columns``), with
+    # what the read takes of them: a read finds them without visiting every row.
+    __table_args__ = (
+        Index("ix_observation_rare", "series_id", "period", "denominator", "provisional",
+              "revisions", sqlite_where=text(RARE_SQLITE),
+              postgresql_where=text(RARE_POSTGRES)),
+        {"sqlite_with_rowid": False})
 
     series_id: int = Field(primary_key=True)
     period: int = Field(primary_key=True)

@@ -12,17 +12,17 @@ nothing new: the warm engine reuses its matrices and outcomes, the cold one cann
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 
-from monitor.alerts.state import AlertRecord
+from monitor.alerts.state import AlertArrays, AlertRecord
 from monitor.model import AlertState, month
 from monitor.rules.cycle import Cycle, Evaluator
 from monitor.rules.data import Block
-from monitor.rules.engine import Dataset, Evaluation, month_end
+from monitor.rules.engine import Dataset, Engine, Evaluation, month_end
 from monitor.rules.loader import load_rules
 
 RULES = """
@@ -161,3 +161,37 @@ def test_an_outcome_is_judged_again_when_the_hysteresis_state_changed(tmp_path: 
     got = warm.run(steady, records, cycle)
     same(got, Evaluator(ruleset, history=30).run(steady, records, cycle))
     assert got.records[key].state is AlertState.RESOLVED
+
+
+def _fields(a: AlertArrays) -> dict[str, list[object]]:
+    return {f.name: getattr(a, f.name).tolist() for f in fields(a)}
+
+
+def test_the_moving_fields_sent_from_the_state_machine_are_the_records_own(tmp_path: Path
+                                                                           ) -> None:
+    """A partition's task sends its changed records' moving fields as the state machine
+    stepped them (``Evaluation.moving``), not made again from the records: they must be
+    the records' own, every cycle, through series vanishing (records stepped one by one,
+    made from the records) and after ``changed`` was put in another order."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES)
+    engine = Engine(load_rules([path]), history=30)
+    records: dict[str, AlertRecord] = {}
+    start = month("2016-01")
+    from_runs = from_records = 0
+    for step in range(12):
+        period = start + step // 2
+        areas = [f"a{i}" for i in range(40) if not (step > 6 and i % 7 == 0)]
+        data = dataset(np.random.default_rng(int(period)), period, areas)
+        now = month_end(period) + timedelta(minutes=2 * step)
+        got = engine.evaluate(data, month_end(period), records, now=now, runs=True)
+        assert _fields(got.moving()) == _fields(AlertArrays.of(got.changed))
+        shuffled = replace(got, changed=got.changed[::-1])
+        assert _fields(shuffled.moving()) == _fields(AlertArrays.of(shuffled.changed))
+        in_runs = sum(len(made) for _start, made, _arrays in got.runs or ())
+        from_runs += in_runs
+        from_records += len(got.changed) - in_runs
+        records = got.records
+    assert from_runs > 1000 and from_records > 0  # both ways were taken
+    assert Engine(load_rules([path]), history=30).evaluate(
+        dataset(np.random.default_rng(1), start, ["a1"]), month_end(start), {}).runs is None

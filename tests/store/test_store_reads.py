@@ -89,3 +89,30 @@ def test_one_partition_read_holds_its_series_as_their_history_does(store: Store)
                                             key=repr)
     for blocks in parts:
         assert _read(blocks) == _expected(store, blocks, None)
+
+
+def test_a_handful_of_rare_rows_among_many_bare_ones_are_read_in_their_places(
+        store: Store) -> None:
+    """Most stores hold bare values only: the few rows with a denominator, a provisional
+    flag or a revision are found through the index that holds only them (migration
+    0007), by a whole read, a read from a period and a partition's read alike."""
+    bare = [Observation("burglary", (("area", f"a{i:02d}"),), START + k, float(100 + i + k))
+            for i in range(40) for k in range(36)]
+    store.observations.ingest("s", bare, now=NOW)
+    store.observations.ingest("s", [
+        Observation("burglary", (("area", "a07"),), START + 30, 137.0, 5000.0),
+        Observation("burglary", (("area", "a21"),), START + 35, 156.0, provisional=True),
+        Observation("burglary", (("area", "a33"),), START + 34, 999.0)], now=NOW)  # revised
+    for since in (None, START + 30):
+        blocks = store.observations.read(since=since)
+        read = _read(blocks)
+        assert read == _expected(store, blocks, since)
+        assert {r[1][0][1]: r[2:] for r in read if r[4] is not None or r[5] or r[6]} == {
+            "a07": (START + 30, 137.0, 5000.0, False, 1),  # a denominator added: revised
+            "a21": (START + 35, 156.0, None, True, 0),
+            "a33": (START + 34, 999.0, None, False, 1)}
+    key = PartitionKey(("area",))
+    parts = [read_partition(store, ["burglary"], key, i, 3) for i in range(3)]
+    for blocks in parts:
+        assert _read(blocks) == _expected(store, blocks, None)
+    assert sum(1 for blocks in parts for r in _read(blocks) if r[4] or r[5] or r[6]) == 3
