@@ -136,7 +136,7 @@ def read_partition(store: Store, indicator_ids: list[str], key: PartitionKey, in
                                                             is not None else ""),
                         [ids] + ([since] if since is not None else []))
                 else:
-                    columns = _sqlite_columns(cur, ids, since)
+                    columns = _sqlite_columns(cur, ids, since, thin=series_ids is not None)
                 out.update(_blocks(mine, columns))
         finally:
             if not pg:
@@ -169,7 +169,8 @@ def _ranged(cur: Any, pg: bool, key: PartitionKey, where: str, indicator_ids: li
                             partitions) == index]
 
 
-def _sqlite_columns(cur: Any, ids: list[int], since: int | None = None) -> _Columns:
+def _sqlite_columns(cur: Any, ids: list[int], since: int | None = None, *,
+                    thin: bool = False) -> _Columns:
     """Return the observations of series ``ids`` (ascending) as columns sorted by series
     and period (``sqlite_columns``: mostly one number a row).
 
@@ -181,5 +182,5 @@ def _sqlite_columns(cur: Any, ids: list[int], since: int | None = None) -> _Colu
     where = "WHERE series_id IN (SELECT value FROM json_each(?))"
     if since is not None:
         return sqlite_columns(cur, where + " AND period >= ?", [json.dumps(ids), since],
-                              FETCH_ROWS)
-    return sqlite_columns(cur, where, [json.dumps(ids)], FETCH_ROWS)
+                              FETCH_ROWS, thin=thin)
+    return sqlite_columns(cur, where, [json.dumps(ids)], FETCH_ROWS, thin=thin)

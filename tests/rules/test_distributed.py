@@ -89,13 +89,21 @@ def in_process(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Any], Cou
 def test_it_makes_on_a_two_worker_local_cluster_exactly_the_transitions_of_one_process(
         in_process: tuple[list[Any], Counter[Any]], tmp_path: Path) -> None:
     workers: list[int] = []
+    environs: list[tuple[str | None, str | None]] = []
+
+    def environ() -> tuple[str | None, str | None]:
+        return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")
 
     def count_workers(app: Any) -> None:
         client = app.rules.engine.client()
         workers.extend(client.run(os.getpid).values())
+        environs.extend(client.run(environ).values())
 
     transitions, written = _run(tmp_path / "cluster", LOCAL_CLUSTER, count_workers)
     assert len(set(workers)) == 2 and os.getpid() not in workers  # separate processes
+    # glibc's own memory reuse, not Dask's trimming (docs/operations.md, LEAN); one
+    # thread per numerical library as Dask sets it
+    assert environs == [(None, "1"), (None, "1")]
     assert sum(len(t) for t in transitions[:-1:2]) > 20  # alerts fire and resolve
     assert transitions == in_process[0]
     assert written == in_process[1]  # the same transitions stored, the same outbox

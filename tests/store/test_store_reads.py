@@ -116,3 +116,23 @@ def test_a_handful_of_rare_rows_among_many_bare_ones_are_read_in_their_places(
     for blocks in parts:
         assert _read(blocks) == _expected(store, blocks, None)
     assert sum(1 for blocks in parts for r in _read(blocks) if r[4] or r[5] or r[6]) == 3
+
+
+@pytest.mark.parametrize("since", [None, START + 34])
+def test_a_read_of_the_series_a_poll_touched_holds_what_their_history_holds(
+        store: Store, since: int | None) -> None:
+    """A poll's changes are read a row per observation (a row or two per series), not as
+    runs: the same values, gaps, denominators, flags and revisions."""
+    store.observations.ingest("s", _observations(False), now=NOW)
+    store.observations.ingest("s", _observations(True), now=NOW)
+    every = store.observations.read()
+    touched = {int(i) for b in every.values() for i in b.series_ids[::3]}  # type: ignore[attr-defined]
+    blocks = store.observations.read(since=since, series_ids=touched)
+    read = _read(blocks)
+    assert read == _expected(store, blocks, since)
+    assert sum(len(b.labels) for b in blocks.values()) == len(touched)  # type: ignore[attr-defined]
+    assert any(r[4] is not None for r in read) and any(r[6] for r in read)
+    parts = [read_partition(store, ["burglary", "robbery"], PartitionKey(("area",)), i, 2,
+                            series_ids=np.array(sorted(touched)), since=since)
+             for i in range(2)]
+    assert sorted(r for blocks in parts for r in _read(blocks)) == sorted(read)
