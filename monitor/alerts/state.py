@@ -405,6 +405,44 @@ class AlertColumns:
             STATE_CODES[self.notified_state[i]], group)
 
 
+def make_records(arrays: AlertArrays, times: Times, ids: Sequence[str],
+                 rules: Sequence[str], labels: Sequence[dict[str, str]],
+                 groups: Sequence[str], values: Sequence[float | None],
+                 explanations: Sequence[str], annotations: Sequence[dict[str, str]]
+                 ) -> list[AlertRecord]:
+    """Return one record per row of ``arrays``, each with that row's moving fields and
+    the given identity, value and texts: what ``AlertColumns.make`` makes row by row,
+    the fields converted a column at a time (each distinct instant, state and history
+    once), so a row costs its record alone (a partition's 185,000 changed alerts at 1M
+    series: 0.55-0.78 CPU-s row by row)."""
+    n = len(arrays)
+
+    def instants(column: np.ndarray) -> list[datetime | None]:
+        distinct, where = np.unique(column, return_inverse=True)
+        made = np.empty(len(distinct), dtype=object)
+        made[:] = [times.get(v) for v in distinct.tolist()]
+        return made[where.reshape(n)].tolist()  # type: ignore[no-any-return]
+
+    def coded(column: np.ndarray) -> list[AlertState]:
+        return _STATES[column.astype(np.intp)].tolist()  # type: ignore[no-any-return]
+
+    period = arrays.last_period.astype(object)
+    period[arrays.last_period == NO_PERIOD] = None
+    bits, length = arrays.history.tolist(), arrays.history_len.tolist()
+    history = [format(b, f"0{k}b") if k else "" for b, k in zip(bits, length, strict=True)] \
+        if any(length) else [""] * n
+    return list(map(
+        AlertRecord, ids, rules, labels, coded(arrays.state), annotations, values,
+        explanations, instants(arrays.active_since), instants(arrays.fired_at),
+        instants(arrays.resolved_at), instants(arrays.keep_firing_until),
+        instants(arrays.last_evaluated), arrays.pending_evaluations.tolist(),
+        arrays.pending_periods.tolist(), period.tolist(), history, arrays.flapping.tolist(),
+        coded(arrays.notified_state), groups))
+
+
+_STATES = np.array(STATE_CODES, dtype=object)
+
+
 class Times:
     """Microseconds back to datetimes in ``like``'s zone, each instant made once (the
     rows of one evaluation share a few instants: now, and the evaluations before)."""

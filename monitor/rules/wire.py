@@ -38,6 +38,7 @@ from monitor.alerts.state import (
     AlertRecord,
     Times,
     Transition,
+    make_records,
     micros,
     transition,
 )
@@ -82,14 +83,11 @@ class Changes:
         """Return the records and the transitions sent as numbers (not ``odd``), times
         in ``like``'s zone, in the columns' order."""
         times = Times(like)
-        columns = self.arrays.columns()
-        values = self.values.tolist()
-        has = self.has_value.tolist()
-        records = [columns.make(k, key, rule, labels, group, times,
-                                values[k] if has[k] else None, explanation, annotations)
-                   for k, (key, rule, labels, group, explanation, annotations) in enumerate(
-                       zip(self.ids, self.rules, self.labels, self.groups, self.explanations,
-                           self.annotations, strict=True))]
+        values = self.values.astype(object)
+        values[~self.has_value] = None
+        records = make_records(self.arrays, times, self.ids, self.rules, self.labels,
+                               self.groups, values.tolist(), self.explanations,
+                               self.annotations)
         made: list[Transition] = []
         for k, moved_from, notify, at in zip(self.moved.tolist(), self.moved_from.tolist(),
                                              self.notify.tolist(), self.at.tolist(),

@@ -205,3 +205,22 @@ def test_a_merge_refuses_changes_before_their_first_period() -> None:
     old = _block([1], {1: [1, 2]}, seed=1)
     with pytest.raises(ValueError, match="periods before 2"):
         merge_blocks(old, _block([1], {1: [1]}, seed=2), 2)
+
+
+def test_a_new_month_merged_in_keeps_every_held_observation_and_leaves_the_held_block_be(
+        ) -> None:
+    """A new month replaces nothing held (the merge reads the held columns in place):
+    every held observation stays, each series' new month comes after them, and the held
+    block is not changed, as a worker keeps it until the merged one is made."""
+    old = _block([3, 5, 9], {3: [0, 1, 2], 5: [1, 2], 9: [0, 2]}, seed=1)
+    before = {name: getattr(old, name).copy() for name in ("row", "period", "value")}
+    new = _block([5, 9, 11], {5: [3], 9: [3], 11: [3]}, seed=2)
+    merged = merge_blocks(old, new, 3)
+    keys = [(merged.series_ids[int(r)], int(p)) for r, p in zip(merged.row, merged.period,
+                                                               strict=True)]
+    assert keys == [(3, 0), (3, 1), (3, 2), (5, 1), (5, 2), (5, 3), (9, 0), (9, 2), (9, 3),
+                    (11, 3)]
+    assert merged.value.tolist() == [*old.value[:5].tolist(), new.value[0],
+                                     *old.value[5:].tolist(), *new.value[1:].tolist()]
+    for name, column in before.items():
+        assert np.array_equal(getattr(old, name), column)
