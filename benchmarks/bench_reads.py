@@ -1,10 +1,12 @@
 """The store reads a cycle starts from, alone: CPU seconds of reading every series, and
 of reading and merging what a new month for every series changed.
 
-Prints three figures on ``bench_distributed.py``'s store (two indicators × areas, 36
+Prints four figures on ``bench_distributed.py``'s store (two indicators × areas, 36
 months; filled into ``--store DIR`` when it is not there, and a copy of it used):
 
 - one process: ``DatasetCache.get`` reading the store whole (the daemon's first cycle);
+- one partition of two, as a worker reads it in its first cycle: the partition's series
+  read whole (``read_partition``);
 - one process: the same cache after a new month for every series was stored through
   the same store (the daemon's own poll): what the poll changed read and merged into the
   blocks held (``read_changes``, ``merge_blocks``);
@@ -57,14 +59,16 @@ def main() -> None:
 
 
 def measure(folder: Path, series: int) -> None:
-    """Fill ``folder``'s store when it has none, then print the three figures."""
+    """Fill ``folder``'s store when it has none, then print the four figures."""
     if not (folder / "store.db").exists():
         bench.fill(folder, series)
     store, ruleset, _evaluator, _cycle = bench._setup(bench._copy(folder))
     key = PartitionKey(("area",))
     set_key(store, key)
     with gc_paused():
+        started = time.process_time()
         held = read_partition(store, NAMES, key, 0, 2)
+        whole = time.process_time() - started
         started = time.process_time()
         cache = DatasetCache(store)
         cache.get(ruleset, [])
@@ -90,6 +94,7 @@ def measure(folder: Path, series: int) -> None:
     assert dict(cache.reads) == {"full": 1, "changes": 1}, cache.reads
     print(f"{len(ids):,} series, 36 months, then one more for each; CPU seconds:")
     print(f"  one process, the store read whole:               {full:6.2f}")
+    print(f"  partition 0 of 2, read whole:                    {whole:6.2f}")
     print(f"  one process, the new month read and merged:      {month:6.2f}")
     print(f"  partition 0 of 2, the new month read and merged: {part:6.2f}")
 

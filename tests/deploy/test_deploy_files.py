@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from monitor.model import Status
+from monitor.rules.distributed import LEAN
 from monitor.settings import load
 from tests.conftest import REPO
 from tests.http.conftest import need_binary
@@ -282,5 +283,14 @@ def test_the_dask_compose_runs_a_scheduler_and_two_workers_beside_the_daemon() -
     for name, service in services.items():
         for published in service.get("ports", []):
             assert published.startswith("127.0.0.1:"), f"{name} publishes {published}"
+    # The workers' environment, read as Dask reads it: its own, less the trim threshold
+    # (the local cluster's LEAN settings), so glibc reuses the memory a cycle freed.
+    import dask
+
+    worker_env = services["dask-worker"]["environment"]
+    config = dask.config.collect_env({k: str(v) for k, v in worker_env.items()})
+    spawn = dask.config.get("distributed.nanny.pre-spawn-environ", config=config)
+    assert spawn == LEAN["distributed.nanny.pre-spawn-environ"]
+    assert "MALLOC_TRIM_THRESHOLD_" not in spawn and spawn["OMP_NUM_THREADS"] == 1
     # The image the workers run has Dask's command (distributed is a dependency).
     assert "dask" in (DEPLOY.parent / "pyproject.toml").read_text()
