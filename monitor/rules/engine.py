@@ -39,6 +39,7 @@ from monitor.alerts.state import (
     Policy,
     Times,
     Transition,
+    make_records,
     step_many,
     step_record,
     texts,
@@ -371,26 +372,36 @@ class Engine:
             seen = stepped.seen
             times = Times(now)
             columns = stepped.arrays.columns()
-            start, made, kept = len(result.changed), [], []
+            changing: list[tuple[int, int, AlertRecord, float | None, str,
+                                 dict[str, str]]] = []
             for k in np.flatnonzero(moved | (seen != SEEN_NOTHING)).tolist():
                 i = int(rows[k])
                 old = alerts.record(i)
                 value, explanation, annotations = texts(
                     int(seen[k]), old, *view.observed(i, old.labels, seen[k] != SEEN_CLEARED))
-                new = columns.record(k, old, times, value=value, explanation=explanation,
-                                     annotations=annotations)
-                if not moved[k] and new == old:
-                    continue
-                alerts.records[i] = new
-                result.records[new.id] = new
-                result.changed.append(new)
-                made.append(new)
-                kept.append(k)
-                if stepped.moved[k]:
-                    result.transitions.append(transition(new, int(stepped.moved_from[k]), now,
-                                                         bool(stepped.notify[k])))
-            if made and result.runs is not None:
-                result.runs.append((start, made, stepped.arrays.take(np.array(kept))))
+                if not moved[k] and (value, explanation, annotations) == \
+                        (old.value, old.explanation, old.annotations) and \
+                        columns.record(k, old, times, value=value, explanation=explanation,
+                                       annotations=annotations) == old:
+                    continue  # the record as it was: nothing moved, nothing new to say
+                changing.append((k, i, old, value, explanation, annotations))
+            if changing:  # made a column at a time (``make_records``), in the rows' order
+                kept = np.array([c[0] for c in changing])
+                arrays = stepped.arrays.take(kept)
+                made = make_records(
+                    arrays, times, [c[2].id for c in changing], [c[2].rule for c in changing],
+                    [c[2].labels for c in changing], [c[2].group for c in changing],
+                    [c[3] for c in changing], [c[4] for c in changing],
+                    [c[5] for c in changing])
+                if result.runs is not None:
+                    result.runs.append((len(result.changed), made, arrays))
+                result.changed.extend(made)
+                for (k, i, *_), new in zip(changing, made, strict=True):
+                    alerts.records[i] = new
+                    result.records[new.id] = new
+                    if stepped.moved[k]:
+                        result.transitions.append(transition(
+                            new, int(stepped.moved_from[k]), now, bool(stepped.notify[k])))
         policy = Policy(rule.for_, rule.keep_firing_for, rule.flapping)
         for record, row in extras:  # active alerts whose labels no longer name a series
             if row is not None:  # still there, no longer matching: resolve on its numbers
