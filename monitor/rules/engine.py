@@ -371,7 +371,6 @@ class Engine:
             arrays.put(rows, stepped.arrays)
             seen = stepped.seen
             times = Times(now)
-            columns = stepped.arrays.columns()
             changing: list[tuple[int, int, AlertRecord, float | None, str,
                                  dict[str, str]]] = []
             for k in np.flatnonzero(moved | (seen != SEEN_NOTHING)).tolist():
@@ -381,8 +380,9 @@ class Engine:
                     int(seen[k]), old, *view.observed(i, old.labels, seen[k] != SEEN_CLEARED))
                 if not moved[k] and (value, explanation, annotations) == \
                         (old.value, old.explanation, old.annotations) and \
-                        columns.record(k, old, times, value=value, explanation=explanation,
-                                       annotations=annotations) == old:
+                        stepped.arrays.record(k, old, times, value=value,
+                                              explanation=explanation,
+                                              annotations=annotations) == old:
                     continue  # the record as it was: nothing moved, nothing new to say
                 changing.append((k, i, old, value, explanation, annotations))
             if changing:  # made a column at a time (``make_records``), in the rows' order
