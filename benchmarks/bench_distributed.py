@@ -383,7 +383,9 @@ def part(path: Path) -> dict[str, object]:
 def child(mode: str, folder: Path, arg: int, path: str = "") -> dict[str, object]:
     out = subprocess.run([sys.executable, __file__, "--child", mode, "--folder", str(folder),
                           "--arg", str(arg), "--path", path], capture_output=True, text=True,
-                         check=True)
+                         check=False)
+    if out.returncode:  # what went wrong, not only that it did
+        sys.exit(f"the {mode} run failed ({out.returncode}):\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
