@@ -302,12 +302,22 @@ class Evaluator:
         evaluated = [r for r in rules if (r.group, r.rule.alert) not in held]
         return Holds(rules, evaluated, held, unhealthy, health)
 
+    def carrying(self, records: Mapping[str, AlertRecord]) -> RecordIndex:
+        """Return the index of ``records`` to put a cycle's changes in as they arrive
+        (``RecordIndex.carry``), then hand to ``settle``. The evaluator lets go of it
+        meanwhile: a cycle that fails half-way leaves no index half carried."""
+        index = self.index(records)
+        self._index = None
+        return index
+
     def settle(self, result: Evaluation, holds: Holds, records: Mapping[str, AlertRecord],
-               cycle: Cycle) -> Evaluation:
+               cycle: Cycle, carried: RecordIndex | None = None) -> Evaluation:
         """Steps 3 to 4 after the engine evaluated ``holds.evaluated`` (here, or
         partitioned on workers: ``monitor.rules.distributed``): count the held alerts,
-        step the source-health alerts, forget what was resolved long ago."""
-        index = self.index(records)
+        step the source-health alerts, forget what was resolved long ago. ``carried``:
+        the index of ``records`` (``carrying``) with ``result.changed`` put in already."""
+        done = len(result.changed) if carried is not None else 0
+        index = carried if carried is not None else self.index(records)
         self._index = None  # used up below: made again if this fails half-way
         result.unhealthy = holds.unhealthy
         result.held = sum(1 for key in holds.held for r in index.rule(*key)
@@ -318,7 +328,7 @@ class Evaluator:
         if holds.health is not None:
             owned |= {(sourcehealth.GROUP, sourcehealth.STALE),
                       (sourcehealth.GROUP, sourcehealth.FAILING)}
-        index = index.carried(result.records, result.changed, ())
+        index = index.carried(result.records, result.changed[done:], ())
         result = _forget(result, index, owned, cycle.now, cycle.retention)
         self._index = index.carried(result.records, (), result.removed)
         return result

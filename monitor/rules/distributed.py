@@ -112,6 +112,15 @@ LEAN = {"distributed.admin.tick.interval": "1s",
 
 
 @dataclass(frozen=True)
+class Carry:
+    """Where a partition's records go as they arrive: into the index of the records
+    (``RecordIndex.carry_held``, then ``carry`` for the rest, in partition order)."""
+
+    held: Callable[[list[AlertRecord]], list[AlertRecord]]
+    rest: Callable[[list[AlertRecord]], None]
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """``[engine]``: where a cycle's partitions are evaluated."""
 
@@ -346,7 +355,11 @@ class DistributedEngine:
         epoch = next(self._epochs)
         task = replace(base, stages=len(cut.stages), written=kept[1])
         made: dict[int, Made] = {}
-        results = self._evaluate(task, holds.evaluated, own, epoch, cycle.now, data, made)
+        # each partition's records put in the records' index as they arrive (in partition
+        # order: the merged order within a rule), not all of them after the last
+        index = evaluator.carrying(records)
+        results = self._evaluate(task, holds.evaluated, own, epoch, cycle.now, data, made,
+                                 Carry(index.carry_held, index.carry))
         self.last = results
         self.reads.update(result.read for result in results)
         # 3. merged, then settled as any cycle is
@@ -358,7 +371,7 @@ class DistributedEngine:
             own[result.index].update(zip(result.changes.ids, made[result.index][0],
                                          strict=True))
         _add_stats(evaluator, results, holds.evaluated, cycle.now)
-        settled = evaluator.settle(merged, holds, records, cycle)
+        settled = evaluator.settle(merged, holds, records, cycle, carried=index)
         self.merge_seconds = time.thread_time() - started
         return settled
 
@@ -371,11 +384,12 @@ class DistributedEngine:
 
     def _evaluate(self, task: Task, rules: Sequence[LoadedRule],
                   own: Sequence[dict[str, AlertRecord]], epoch: int, now: datetime,
-                  data: tuple[object, ...] | None, made: dict[int, Made]
-                  ) -> list[PartitionResult]:
+                  data: tuple[object, ...] | None, made: dict[int, Made],
+                  carry: Carry) -> list[PartitionResult]:
         """Run every partition's evaluation; return their results in partition order,
         and put each one's records and transitions in ``made`` as its result arrives
-        (made here while the other partitions still evaluate).
+        (made here while the other partitions still evaluate), and its records into the
+        records' index (``carry``).
 
         Each is sent only what changed in its records since the state its worker keeps,
         and asked for its matrices only when the data moved since it last sent them. A
@@ -398,11 +412,21 @@ class DistributedEngine:
         out: dict[int, PartitionResult] = {}
         framed_out: dict[int, tuple[dict[str, IndicatorFrame], dict[str, int]]] = {}
 
+        rest: dict[int, list[AlertRecord]] = {}  # each partition's records yet to carry
+        carried = 0  # the partitions before this one were carried
+
         def arrived(result: PartitionResult) -> None:
+            nonlocal carried
             out[result.index] = result
             made[result.index] = result.changes.made(now)
             # a partition sends only the records it owns
             self._home.update(dict.fromkeys(result.changes.ids, result.index))
+            # its records that replace one held now, whatever the order they arrive in;
+            # the new ones in partition order
+            rest[result.index] = carry.held(made[result.index][0])
+            while carried in rest:
+                carry.rest(rest.pop(carried))
+                carried += 1
 
         if not self.distributed:
             for i, t in enumerate(tasks):
@@ -427,7 +451,7 @@ class DistributedEngine:
 
             def submit(i: int, whole: bool) -> None:
                 future = self._submit(evaluate_partition, tasks[i], rules, given(i, whole),
-                                      now, False)
+                                      now, False, True)
                 current["evaluation", i] = future
                 pending.add(future)
                 if wants(i):
@@ -451,7 +475,7 @@ class DistributedEngine:
                         self.resent += 1  # sent whole again, its frames' task made anew
                         submit(i, True)
                 elif kind == "evaluation":
-                    arrived(value)
+                    arrived(value.opened())
                 else:
                     made_frames, ends, tokens, same = value
                     if not same:

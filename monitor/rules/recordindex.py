@@ -60,6 +60,7 @@ class RecordIndex:
         self.counts: Counter[tuple[str, AlertState]] = Counter()
         self.resting: dict[str, AlertRecord] = {}
         self.tokens: dict[tuple[str, str], object] = {}  # per rule: see RuleRecords
+        self._carrying: dict[str, AlertRecord] = {}  # put in by ``carry`` (by id)
         for key, record in records.items():
             self._add(key, record)
 
@@ -99,12 +100,29 @@ class RecordIndex:
     def carried(self, records: Mapping[str, AlertRecord], changed: Iterable[AlertRecord],
                 removed: Iterable[str]) -> RecordIndex:
         """Return the index of ``records``: this index's records with ``changed`` put in
-        (in order) and ``removed`` taken out. This index is used up.
+        (in order, after any ``carry`` put in before) and ``removed`` taken out. This
+        index is used up.
 
         The order within a rule stays the mapping's: a record that changes keeps its
         place, a new one comes last (as ``dict.update`` orders them)."""
+        self.carry(changed)
+        now = self._carrying
         before = self.records
-        now: dict[str, AlertRecord] = {}
+        for key in removed:
+            old = now.pop(key, None) or before.get(key)
+            if old is not None:
+                self._drop(key, old)
+        self.records = records
+        self._carrying = {}
+        return self
+
+    def carry(self, changed: Iterable[AlertRecord]) -> None:
+        """Put ``changed`` in, ahead of the ``carried`` that ends the carry: a cycle's
+        changes as they arrive, part by part (the distributed engine's partitions, in
+        partition order: within a rule, the order the merged changes have). Until then
+        the index is of no mapping (``records`` is the one it was carried from)."""
+        before = self.records
+        now = self._carrying
         for record in changed:
             key = record.id
             old = now.get(key) or before.get(key)
@@ -115,12 +133,24 @@ class RecordIndex:
                 if old is not None:
                     self._drop(key, old)
                 self._add(key, record)
-        for key in removed:
-            old = now.pop(key, None) or before.get(key)
-            if old is not None:
-                self._drop(key, old)
-        self.records = records
-        return self
+
+    def carry_held(self, changed: Iterable[AlertRecord]) -> list[AlertRecord]:
+        """Put in those of ``changed`` that replace a record of the same rule (in their
+        places: the order they come in does not matter) and return the others, to be put
+        in by ``carry`` in their turn: a partition's records that arrive before those of
+        the partitions ahead of it."""
+        before = self.records
+        now = self._carrying
+        rest = []
+        for record in changed:
+            key = record.id
+            old = now.get(key) or before.get(key)
+            if old is not None and old.group == record.group and old.rule == record.rule:
+                now[key] = record
+                self._replace(key, old, record)
+            else:
+                rest.append(record)
+        return rest
 
     def _replace(self, key: str, old: AlertRecord, new: AlertRecord) -> None:
         """Put ``new`` in the place of ``old`` (same id and rule): its rule's order kept."""

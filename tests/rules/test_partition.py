@@ -22,10 +22,12 @@ from monitor.rules.engine import held, indicator_info, month_end
 from monitor.rules.inputs import read_dataset
 from monitor.rules.loader import load_rules
 from monitor.rules.partition import combine_totals, partial_total, plan
+from monitor.rules.recordindex import RecordIndex
 from monitor.rules.schema import Indicator
 from monitor.store import open_store
 from tests.conftest import REPO
 from tests.rules.frames import frame_lines
+from tests.rules.test_record_index import view
 
 AREAS = [f"area{i:02d}" for i in range(12)]
 FAMILY = AREAS[:4]
@@ -205,6 +207,10 @@ def test_a_partitioned_cycle_decides_what_one_process_decides(tmp_path: Path,
         if lost and number % 7 == 3:  # the daemon could not save this cycle: it runs again
             engine.run(parted, engine.inputs(store, ruleset, []), theirs, cycle)
         b = engine.run(parted, engine.inputs(store, ruleset, []), theirs, cycle)
+        # the records' index, carried partition by partition as their records arrived,
+        # is the index of the cycle's records (what the next cycle starts from)
+        assert parted._index is not None and parted._index.records is b.records
+        assert view(parted._index) == view(RecordIndex(b.records))
         again = engine.run(parted, engine.inputs(store, ruleset, []), b.records, cycle)
         assert not again.transitions  # a steady cycle: nothing new, nothing read or sent
         assert again.matrices is b.matrices
@@ -294,6 +300,10 @@ def test_after_this_process_polls_each_partition_reads_only_what_the_poll_change
         a = one.run(read_dataset(store, ruleset, []), mine, cycle)
         before = dict(engine.reads)
         b = engine.run(parted, engine.inputs(store, ruleset, []), theirs, cycle)
+        # the records' index, carried partition by partition as their records arrived,
+        # is the index of the cycle's records (what the next cycle starts from)
+        assert parted._index is not None and parted._index.records is b.records
+        assert view(parted._index) == view(RecordIndex(b.records))
         read = {how: n - before.get(how, 0) for how, n in engine.reads.items()
                 if n != before.get(how, 0)}
         assert read == ({"full": 3} if k in (18, 30) else {"changes": 3}), k

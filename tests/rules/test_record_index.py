@@ -68,6 +68,32 @@ def test_an_index_carried_from_cycle_to_cycle_is_the_index_made_anew(
         records = after
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(record, max_size=10), st.lists(record, max_size=10),
+       st.lists(st.sampled_from(IDS), max_size=4))
+def test_an_index_carried_partition_by_partition_is_the_index_of_the_merged_records(
+        start: list[AlertRecord], changed: list[AlertRecord], removed: list[str]) -> None:
+    # The distributed engine puts each partition's records in as they arrive (an alert
+    # is one partition's): those replacing a held one at once, the new ones in partition
+    # order. The cycle's changes are those merged in the rules' order (stable: within a
+    # rule, partition by partition).
+    records = {r.id: r for r in start}
+    parts = [[r for r in changed if IDS.index(r.id) // 4 % 2 == p] for p in (0, 1)]
+    rank = {rule: k for k, rule in enumerate(RULES)}
+    merged = sorted(parts[0] + parts[1], key=lambda r: rank[(r.group, r.rule)])
+    after = dict(records)
+    after.update((r.id, r) for r in merged)
+    gone = sorted({key for key in removed if key in after})
+    after = {k: r for k, r in after.items() if k not in gone}
+    index = RecordIndex(records)
+    rest = index.carry_held(parts[1])  # the second partition's arrive first
+    index.carry(parts[0])
+    index.carry(rest)
+    index = index.carried(after, (), gone)
+    assert view(index) == view(RecordIndex(after))
+    assert view(RecordIndex(records).carried(after, merged, gone)) == view(index)
+
+
 RULE_FILE = """
 indicators:
   - {id: burglary, name: Burglary, direction: down}
