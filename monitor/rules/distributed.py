@@ -451,7 +451,7 @@ class DistributedEngine:
 
             def submit(i: int, whole: bool) -> None:
                 future = self._submit(evaluate_partition, tasks[i], rules, given(i, whole),
-                                      now, False, True)
+                                      now, False)
                 current["evaluation", i] = future
                 pending.add(future)
                 if wants(i):
@@ -475,7 +475,7 @@ class DistributedEngine:
                         self.resent += 1  # sent whole again, its frames' task made anew
                         submit(i, True)
                 elif kind == "evaluation":
-                    arrived(value.opened())
+                    arrived(value)
                 else:
                     made_frames, ends, tokens, same = value
                     if not same:

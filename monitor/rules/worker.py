@@ -15,7 +15,6 @@ not import a worker does not hold in memory (``tests/rules/test_worker.py``).
 from __future__ import annotations
 
 import os
-import pickle  # nosec B403
 import threading
 import time
 import uuid
@@ -35,7 +34,7 @@ from monitor.rules.engine import Dataset, Engine, RuleStats, indicator_info
 from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.partition import PartialTotal, Plan, partial_total
 from monitor.rules.snapshot import IndicatorFrame
-from monitor.rules.wire import Changes, empty, encode
+from monitor.rules.wire import Changes, encode
 from monitor.store import Store
 from monitor.store.observations import merge_blocks
 from monitor.store.partitions import read_partition
@@ -106,27 +105,6 @@ class PartitionResult:
     epoch: int  # the worker's state after the task (the next task's ``Records.base``)
     read: str = "none"  # how the task's data was read this cycle: "full", "changes", "none"
     worker: str = ""  # the address of the worker that holds its matrices ("" in-process)
-    # ``changes`` pickled by the task itself (``changes`` is then empty): see ``sealed``
-    packed: bytes | None = None
-
-    def sealed(self) -> PartitionResult:
-        """Return this result with its changes pickled now, in the task's own thread.
-        Left to Dask, they were pickled in the worker's event loop when the daemon
-        fetched them, while the worker's thread made the partition's frames: the two
-        shared one interpreter, and at 1M series the changes reached the daemon 1.5 s
-        after they were made, on the cycle's critical path."""
-        return replace(self, changes=empty(),
-                       packed=pickle.dumps(self.changes, protocol=pickle.HIGHEST_PROTOCOL))
-
-    def opened(self) -> PartitionResult:
-        """Return this result with its changes unpickled (``sealed``'s inverse)."""
-        if self.packed is None:
-            return self
-        # The bytes are what our own task made on a worker of the daemon's own cluster,
-        # whose every result Dask unpickles anyway: no trust is given here that Dask
-        # does not already give.
-        changes = pickle.loads(self.packed)  # noqa: S301  # nosec B301
-        return replace(self, changes=changes, packed=None)
 
 
 @dataclass
@@ -263,20 +241,17 @@ def data(task: Task) -> tuple[object, ...]:
 
 
 def evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
-                       now: datetime, frames: bool, sealed: bool = False) -> PartitionResult:
+                       now: datetime, frames: bool) -> PartitionResult:
     """Evaluate ``rules`` over partition ``task.index``'s series from the records
     ``given``; return its own alerts' changes and transitions as columns, the rules'
     health and (when ``frames``) the snapshot's frames of its matrices. The matrices
     stay here until the coordinator asks for them (:func:`held_matrices`). Raises
     StaleState when ``given`` is a change of a state this worker does not hold.
-    ``sealed``: the changes pickled here (``PartitionResult.sealed``), for a daemon in
-    another process.
 
     The cyclic garbage collector is paused meanwhile, as the daemon's rule service pauses
     it for a cycle: the records and texts made are not in cycles."""
     with gc_paused():
-        result = _evaluate_partition(task, rules, given, now, frames)
-        return result.sealed() if sealed else result
+        return _evaluate_partition(task, rules, given, now, frames)
 
 
 def _evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
