@@ -61,6 +61,7 @@ from monitor.rules.engine import Dataset, Evaluation, Gathered, RuleStats
 from monitor.rules.inputs import read_dataset
 from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.partition import PartialTotal, Plan, combine_totals, plan
+from monitor.rules.recordindex import RecordIndex
 from monitor.rules.scorecard import join_frames
 from monitor.rules.snapshot import IndicatorFrame
 from monitor.rules.wire import merge
@@ -109,15 +110,6 @@ LEAN = {"distributed.admin.tick.interval": "1s",
         "distributed.client.direct-to-workers": True,
         "distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1,
                                                 "OPENBLAS_NUM_THREADS": 1}}
-
-
-@dataclass(frozen=True)
-class Carry:
-    """Where a partition's records go as they arrive: into the index of the records
-    (``RecordIndex.carry_held``, then ``carry`` for the rest, in partition order)."""
-
-    held: Callable[[list[AlertRecord]], list[AlertRecord]]
-    rest: Callable[[list[AlertRecord]], None]
 
 
 @dataclass(frozen=True)
@@ -359,7 +351,7 @@ class DistributedEngine:
         # order: the merged order within a rule), not all of them after the last
         index = evaluator.carrying(records)
         results = self._evaluate(task, holds.evaluated, own, epoch, cycle.now, data, made,
-                                 Carry(index.carry_held, index.carry))
+                                 index)
         self.last = results
         self.reads.update(result.read for result in results)
         # 3. merged, then settled as any cycle is
@@ -385,11 +377,12 @@ class DistributedEngine:
     def _evaluate(self, task: Task, rules: Sequence[LoadedRule],
                   own: Sequence[dict[str, AlertRecord]], epoch: int, now: datetime,
                   data: tuple[object, ...] | None, made: dict[int, Made],
-                  carry: Carry) -> list[PartitionResult]:
+                  carry: RecordIndex) -> list[PartitionResult]:
         """Run every partition's evaluation; return their results in partition order,
         and put each one's records and transitions in ``made`` as its result arrives
         (made here while the other partitions still evaluate), and its records into the
-        records' index (``carry``).
+        records' index (``carry``: those replacing a held record at once, the new ones
+        in partition order).
 
         Each is sent only what changed in its records since the state its worker keeps,
         and asked for its matrices only when the data moved since it last sent them. A
@@ -423,9 +416,9 @@ class DistributedEngine:
             self._home.update(dict.fromkeys(result.changes.ids, result.index))
             # its records that replace one held now, whatever the order they arrive in;
             # the new ones in partition order
-            rest[result.index] = carry.held(made[result.index][0])
+            rest[result.index] = carry.carry_held(made[result.index][0])
             while carried in rest:
-                carry.rest(rest.pop(carried))
+                carry.carry(rest.pop(carried))
                 carried += 1
 
         if not self.distributed:

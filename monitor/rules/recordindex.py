@@ -120,15 +120,17 @@ class RecordIndex:
         """Put ``changed`` in, ahead of the ``carried`` that ends the carry: a cycle's
         changes as they arrive, part by part (the distributed engine's partitions, in
         partition order: within a rule, the order the merged changes have). Until then
-        the index is of no mapping (``records`` is the one it was carried from)."""
+        the index is of no mapping (``records`` is the one it was carried from).
+        Those replacing a record of their rule go in first (``carry_held``: their order
+        does not matter), the others in their order."""
         before = self.records
         now = self._carrying
-        for record in changed:
+        for record in self.carry_held(changed):
             key = record.id
             old = now.get(key) or before.get(key)
             now[key] = record
             if old is not None and old.group == record.group and old.rule == record.rule:
-                self._replace(key, old, record)
+                self._replace(key, old, record)  # the same id twice: the later one
             else:
                 if old is not None:
                     self._drop(key, old)
