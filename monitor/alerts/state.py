@@ -69,8 +69,14 @@ class Policy:
     flapping: Flapping | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Transition:
+    """One change of an alert's state. Never changed once made (``dataclasses.replace``
+    makes another), but not ``frozen``: a frozen dataclass's ``__init__`` sets each field
+    through ``object.__setattr__``, 1.36 µs a transition against 0.31, and a first cycle
+    at 1,000,000 series makes 1.6 million of them (twice on the distributed engine: in
+    the worker's evaluation and in the daemon's merge)."""
+
     alert_id: str
     rule: str
     labels: dict[str, str]

@@ -40,9 +40,11 @@ def _parse_time(value: str | None) -> datetime | None:
     return _parsed(value) if value else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NotifyAlert:
     """One alert as the notifier sees it: its latest firing or resolved transition.
+    Never changed once made; not ``frozen`` for the cost of a frozen ``__init__`` (as
+    ``Transition``: one per changed alert, every cycle).
 
     ``value`` is the value at that transition: for a resolved alert, the value at
     resolution (not the last firing value).

@@ -138,9 +138,13 @@ def encode(changed: Sequence[AlertRecord], transitions: Sequence[Transition],
 
 
 def _is_record(t: Transition, r: AlertRecord) -> bool:
-    """True when transition ``t`` says what record ``r`` holds (so it can be rebuilt)."""
+    """True when transition ``t`` says what record ``r`` holds (so it can be rebuilt).
+    A transition holds its record's own dicts (``state._transition``): they are the same
+    objects, found so before comparing them key by key (``==`` on two dicts compares
+    every item even when they are one object)."""
     return (t.rule == r.rule and t.group == r.group and t.to_state is r.state
-            and t.labels == r.labels and t.annotations == r.annotations
+            and (t.labels is r.labels or t.labels == r.labels)
+            and (t.annotations is r.annotations or t.annotations == r.annotations)
             and t.explanation == r.explanation
             and (t.value == r.value or (t.value is None and r.value is None)))
 
