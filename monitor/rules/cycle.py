@@ -37,6 +37,7 @@ from monitor.rules.engine import (
     Dataset,
     Engine,
     Evaluation,
+    Gathered,
     RuleStats,
     forgettable,
     held,
@@ -122,7 +123,13 @@ class Published:
         """One series' row with its history, limits and signals; None when unknown."""
         if self.evaluation is None:
             return None
-        m = self.evaluation.matrices.get(indicator)
+        matrices = self.evaluation.matrices
+        if isinstance(matrices, Gathered) and matrices.detail is not None \
+                and not matrices.loaded and indicator in matrices:
+            made = matrices.detail(indicator, labels)  # where its partition is
+            if made is not None:
+                return made
+        m = matrices.get(indicator)
         if m is None:
             return None
         row = m.index().get(tuple(sorted(labels.items())))

@@ -53,7 +53,7 @@ from monitor.rules.data import BoolArray, Grid, LongBlock, Matrix, derive, from_
 from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.measures import period_text
 from monitor.rules.schema import Indicator, Level, Milestones
-from monitor.rules.snapshot import IndicatorFrame, IndicatorInfo
+from monitor.rules.snapshot import IndicatorFrame, IndicatorInfo, SeriesDetail
 from monitor.rules.templating import render
 
 log = get_logger(__name__)
@@ -87,11 +87,16 @@ class Gathered(Mapping[str, Matrix]):
     are known at once, the matrices are fetched from the workers (``load``) when one is
     first read — by the scorecard, a series' page, ``monitor eval`` — and kept."""
 
-    def __init__(self, names: Sequence[str], load: Callable[[], dict[str, Matrix]]) -> None:
+    def __init__(self, names: Sequence[str], load: Callable[[], dict[str, Matrix]],
+                 detail: Callable[[str, Mapping[str, str]], SeriesDetail | None] | None = None
+                 ) -> None:
         self._names = list(names)
         self._load: Callable[[], dict[str, Matrix]] | None = load
         self._matrices: dict[str, Matrix] | None = None
         self._lock = threading.Lock()  # pages read from their own threads
+        # one series' page made where its partition's matrices are, without fetching them
+        # all: None when it cannot be made there exactly as from the matrices side by side
+        self.detail = detail
 
     @property
     def loaded(self) -> bool:

@@ -33,7 +33,7 @@ from monitor.rules.data import Block, Matrix
 from monitor.rules.engine import Dataset, Engine, RuleStats, indicator_info
 from monitor.rules.loader import LoadedRule, RuleSet
 from monitor.rules.partition import PartialTotal, Plan, partial_total
-from monitor.rules.snapshot import IndicatorFrame
+from monitor.rules.snapshot import IndicatorFrame, SeriesDetail
 from monitor.rules.wire import Changes, encode
 from monitor.store import Store
 from monitor.store.observations import merge_blocks
@@ -126,6 +126,10 @@ class _State:
     # per indicator, the series' labels of the frame last sent from here and their token
     # (``partition_frames``: a coordinator holding that token is not sent them again)
     sent: dict[str, tuple[str, list[dict[str, str]]]] = field(default_factory=dict)
+    # the matrices of ``matrices`` with the whole rule set's indicators, as the
+    # coordinator stacks them, kept so what a series' page computes over a whole matrix
+    # once (``Matrix.memo``) serves the next page too (``partition_detail``)
+    paged: tuple[tuple[object, ...], dict[str, Matrix]] | None = None
     # per alert id (its labels make it): is it this partition's, kept between cycles (a
     # new month asked it again of every alert: 1 CPU-second a worker at 1M series)
     owned: dict[str, bool] = field(default_factory=dict)
@@ -346,6 +350,37 @@ def partition_frames(task: Task, evaluated: PartitionResult, held: Mapping[str, 
         if state is not None:
             state.sent[name] = (tokens[name], frame.labels)
     return made, ends, tokens, same
+
+
+def partition_detail(task: Task, indicator: str, labels: Mapping[str, str]
+                     ) -> SeriesDetail | None:
+    """Return one series' page (``scorecard.detail``) made here from partition
+    ``task.index``'s matrices of the data ``task`` evaluated, each with the whole rule
+    set's indicator as the coordinator's side-by-side matrices have it; None when the
+    series is not among them. Raises NotHeld when this worker does not keep them.
+
+    The coordinator asks this of the series' own partition only when the page reads
+    nothing across partitions (no rank among the indicator's series, every partition's
+    matrix ending at the same column): then each figure on it is the row's own, and the
+    page is the one the whole matrices make (``tests/rules/test_distributed.py``)."""
+    pages = held_matrices(task)
+    key = (task.token, task.index, task.plan.partitions, task.stages)
+    with _STORES_LOCK:
+        state = _STATES.get(key)
+    if state is None:
+        raise NotHeld(f"partition {task.index}: no matrices of that data here")
+    paged = state.paged
+    if paged is None or paged[0] != data(task):
+        paged = state.paged = (data(task), {
+            name: replace(m, indicator=task.ruleset.indicators[name])
+            for name, m in pages.items()})
+    matrices = paged[1]
+    m = matrices.get(indicator)
+    row = m.index().get(tuple(sorted(labels.items()))) if m is not None else None
+    if m is None or row is None:
+        return None
+    with gc_paused():
+        return scorecard.detail(m, row, matrices, task.ruleset)
 
 
 def _for_pages(task: Task, matrices: Mapping[str, Matrix]) -> dict[str, Matrix]:

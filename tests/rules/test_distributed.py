@@ -21,7 +21,7 @@ import pytest
 
 from monitor.clock import FixedClock
 from monitor.model import Frequency, month
-from monitor.rules.engine import month_end
+from monitor.rules.engine import held, month_end
 from tests.examples.daemons import assembled, example_config
 from tests.rules.frames import frame_lines
 
@@ -31,8 +31,12 @@ POLLED_AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 LOCAL_CLUSTER = '\n[engine]\nscheduler = "local"\npartitions = 2\nlocal_workers = 2\n'
 
 
-def _run(workdir: Path, engine: str, before: Any = None) -> tuple[list[Any], Counter[Any]]:
-    """Return the transitions of every cycle, and the outbox's rows, of one daemon run."""
+def _run(workdir: Path, engine: str, before: Any = None
+         ) -> tuple[list[Any], Counter[Any], tuple[bool | None, dict[str, int] | None]]:
+    """Return the transitions of every cycle and the pages after the last, the outbox's
+    rows, and whether the daemon held the last cycle's matrices once every series' page
+    was read (before the scorecard, which reads them all) with how those pages were made
+    (the distributed engine's ``paged``), of one daemon run."""
     workdir.mkdir()
     config = example_config("london", workdir)
     config.write_text(config.read_text(encoding="utf-8") + engine, encoding="utf-8")
@@ -57,8 +61,18 @@ def _run(workdir: Path, engine: str, before: Any = None) -> tuple[list[Any], Cou
             assert published is not None
             snapshot = published.snapshot  # its frames and alerts: no matrix fetched
             transitions.append([frame_lines(snapshot.frames), sorted(map(repr, snapshot.alerts))])
+        # every series' page after the last cycle: on the cluster made by the worker
+        # that keeps its partition's matrices, none fetched into the daemon (the last
+        # item of the run: is the daemon then holding the matrices?)
+        pages = sorted(repr(published.detail(name, labels))  # (partitions: another order)
+                       for name, frame in snapshot.frames.items() for labels in frame.labels)
+        assert pages and "None" not in pages
+        fetched = held(published.evaluation.matrices) if published.evaluation else None
+        paged = getattr(app.rules.engine, "paged", None)  # (None: in one process)
+        made = (fetched, dict(paged) if paged is not None else None)
         # the pages read after the last cycle (its matrices fetched from the workers)
         transitions.append(sorted(map(repr, published.scorecard())))
+        transitions.append(pages)
     finally:
         app.stop()
     with sqlite3.connect(workdir / "store.db") as db:
@@ -68,8 +82,8 @@ def _run(workdir: Path, engine: str, before: Any = None) -> tuple[list[Any], Cou
                          receiver, integration, key, payload in db.execute(
                              "SELECT receiver, integration, group_key, payload "
                              "FROM notification"))
-    assert sum(stored.values()) == sum(len(t) for t in transitions[:-1:2])
-    return transitions, stored + outbox
+    assert sum(stored.values()) == sum(len(t) for t in transitions[:-2:2])
+    return transitions, stored + outbox, made
 
 
 def _message(payload: str) -> str:
@@ -82,12 +96,13 @@ def _message(payload: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def in_process(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Any], Counter[Any]]:
+def in_process(tmp_path_factory: pytest.TempPathFactory
+               ) -> tuple[list[Any], Counter[Any], tuple[bool | None, dict[str, int] | None]]:
     return _run(tmp_path_factory.mktemp("london") / "in-process", "")
 
 
 def test_it_makes_on_a_two_worker_local_cluster_exactly_the_transitions_of_one_process(
-        in_process: tuple[list[Any], Counter[Any]], tmp_path: Path) -> None:
+        in_process: tuple[list[Any], Counter[Any], Any], tmp_path: Path) -> None:
     workers: list[int] = []
     environs: list[tuple[str | None, str | None]] = []
 
@@ -99,18 +114,21 @@ def test_it_makes_on_a_two_worker_local_cluster_exactly_the_transitions_of_one_p
         workers.extend(client.run(os.getpid).values())
         environs.extend(client.run(environ).values())
 
-    transitions, written = _run(tmp_path / "cluster", LOCAL_CLUSTER, count_workers)
+    transitions, written, fetched = _run(tmp_path / "cluster", LOCAL_CLUSTER, count_workers)
     assert len(set(workers)) == 2 and os.getpid() not in workers  # separate processes
     # glibc's own memory reuse, not Dask's trimming (docs/operations.md, LEAN); one
     # thread per numerical library as Dask sets it
     assert environs == [(None, "1"), (None, "1")]
     assert sum(len(t) for t in transitions[:-1:2]) > 20  # alerts fire and resolve
-    assert transitions == in_process[0]
+    assert transitions == in_process[0]  # the pages too, every series' one
     assert written == in_process[1]  # the same transitions stored, the same outbox
+    # each page made on the worker of its partition, no matrix fetched into the daemon
+    assert in_process[2] == (True, None)
+    assert fetched == (False, {"worker": len(transitions[-1])})
 
 
 def test_a_worker_killed_mid_cycle_loses_no_transition_and_doubles_no_notification(
-        in_process: tuple[list[Any], Counter[Any]], tmp_path: Path) -> None:
+        in_process: tuple[list[Any], Counter[Any], Any], tmp_path: Path) -> None:
     marker = tmp_path / "killed"
     count = tmp_path / "tasks"
     from distributed.diagnostics.plugin import WorkerPlugin
@@ -136,7 +154,7 @@ def test_a_worker_killed_mid_cycle_loses_no_transition_and_doubles_no_notificati
         engines.append(app.rules.engine)
         app.rules.engine.client().register_plugin(DieOnce(), name="die-once")
 
-    transitions, written = _run(tmp_path / "cluster", LOCAL_CLUSTER, arm)
+    transitions, written, _fetched = _run(tmp_path / "cluster", LOCAL_CLUSTER, arm)
     assert marker.exists()  # a worker did die mid-cycle
     # the worker that took its partition over did not keep its records: it was sent them
     assert engines[0].resent >= 1
@@ -145,7 +163,7 @@ def test_a_worker_killed_mid_cycle_loses_no_transition_and_doubles_no_notificati
 
 
 def test_a_cycle_submitted_while_the_scheduler_knows_no_worker_still_runs(
-        in_process: tuple[list[Any], Counter[Any]], tmp_path: Path) -> None:
+        in_process: tuple[list[Any], Counter[Any], Any], tmp_path: Path) -> None:
     # Between a lost worker and its replacement joining, the scheduler can list no
     # worker at the moment a partition is submitted. The partition then goes to whichever
     # worker comes (before: Dask's ValueError "Only use allow_other_workers= if using
@@ -163,6 +181,7 @@ def test_a_cycle_submitted_while_the_scheduler_knows_no_worker_still_runs(
 
         client.scheduler_info = scheduler_info
 
-    transitions, written = _run(tmp_path / "cluster", LOCAL_CLUSTER, no_worker_known_at_first)
+    transitions, written, _fetched = _run(tmp_path / "cluster", LOCAL_CLUSTER,
+                                          no_worker_known_at_first)
     assert transitions == in_process[0]
     assert written == in_process[1]
