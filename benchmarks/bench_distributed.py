@@ -14,9 +14,9 @@ Prints two tables:
   and publish after the last result, and each worker's) and the best wall time that
   split allows on 2 cores of our own (half of all the CPU, or the slowest worker then
   the merge);
-- the first page read after the first cycle (one series' page: on the workers, every
-  partition's matrices fetched then), and whether the pages (every series' snapshot
-  line and that page) are the one process's;
+- the first page read after the first cycle (one series' page: on the workers, made by
+  the worker that keeps its partition's matrices), and whether the pages (every
+  series' snapshot line and that page) are the one process's;
 - simulated scale: 1/2/4/8 partitions one after another, each partition's evaluation in
   a fresh process of its own: its CPU-seconds and its memory (peak RSS over the
   process's before the task), each against 1/N of one partition's (1.00 = exactly 1/N),
@@ -468,8 +468,8 @@ def measure(folder: Path, workers: int, partitions: list[int]) -> None:
           "the first cycle: "
           f"{max(local['workers']) / one['rss']:.0%} of one process's")  # type: ignore[arg-type, operator]
     print(f"reads: one process {one['reads']}; workers {local['reads']}")
-    print(f"first page read after the first cycle (one series' page; distributed: every "
-          f"partition's matrices fetched from its worker): one process {one['page']:.2f} s "
+    print(f"first page read after the first cycle (one series' page; distributed: made "
+          f"by the worker of its partition): one process {one['page']:.2f} s "
           f"[{one['page_cpu']:.2f}], {workers} local workers {local['page']:.2f} s "
           f"[{local['page_cpu']:.2f}]; pages the same: {one['pages'] == local['pages']}")
     print("workers' RSS once started (before any task): "
