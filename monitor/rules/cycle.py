@@ -31,7 +31,7 @@ from datetime import datetime
 
 from monitor.alerts.state import AlertRecord
 from monitor.model import Alert, AlertState, Frequency, fingerprint
-from monitor.rules import scorecard, sourcehealth
+from monitor.rules import conditions, scorecard, sourcehealth
 from monitor.rules.engine import (
     RESOLVED_RETENTION,
     Dataset,
@@ -260,6 +260,8 @@ class Evaluator:
         self.ruleset = ruleset
         self.engine = Engine(ruleset, history=history)
         self.milestone_sources = list(milestone_sources)
+        # what the rules' statistical tests import, imported with the rules
+        conditions.load_tests(r.rule.when for r in ruleset.rules)
         self._published = _Published()
         # the index of the records the last cycle ended with (the next one starts there)
         self._index: RecordIndex | None = None
