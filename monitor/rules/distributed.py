@@ -547,8 +547,8 @@ class DistributedEngine:
         held = {i: self._frames[i] for i in range(n) if i in self._frames}
         parts = [kept[1] for kept in held.values()]
         # the same results as last time: compared as objects, which ``_merged`` keeps
-        # alive (their ids alone were reused by the next cycle's results once these were
-        # freed, and an earlier cycle's pages came back)
+        # alive (compared by ``id`` alone, a result freed since could have its id taken by
+        # a later one, and an earlier cycle's pages come back)
         if self._merged is not None and len(self._merged[0]) == len(parts) \
                 and all(a is b for a, b in zip(self._merged[0], parts, strict=True)):
             return self._merged[1], self._merged[2]
