@@ -15,8 +15,10 @@ Prints two tables:
   split allows on 2 cores of our own (half of all the CPU, or the slowest worker then
   the merge);
 - the first page read after the first cycle (one series' page: on the workers, made by
-  the worker that keeps its partition's matrices), and whether the pages (every
-  series' snapshot line and that page) are the one process's;
+  the worker that keeps its partition's matrices), then an indicator's list page (its
+  default 50 rows, each a series' page: on the workers, each partition asked once for
+  its rows), and whether the pages (every series' snapshot line, that page and those
+  rows) are the one process's;
 - simulated scale: 1/2/4/8 partitions one after another, each partition's evaluation in
   a fresh process of its own: its CPU-seconds and its memory (peak RSS over the
   process's before the task), each against 1/N of one partition's (1.00 = exactly 1/N),
@@ -85,6 +87,8 @@ groups:
 START = 12 * 2020  # Jan 2020 as a monthly ordinal
 IDLE = 10.0  # seconds the local cluster is watched idle
 MONTHS = 36
+# the rows of an indicator's list page (its default limit: /indicators/{indicator})
+LIST = [{"area": f"a{k:07d}"} for k in range(2, 52)]
 
 
 def rss_mb() -> float:
@@ -181,7 +185,10 @@ def one_process(folder: Path) -> dict[str, object]:
     started, cpu = time.perf_counter(), time.process_time()
     page = published.detail("burglary", {"area": "a0000001"})
     page_s, page_cpu = time.perf_counter() - started, time.process_time() - cpu
-    pages = _pages(published, page)
+    started, cpu = time.perf_counter(), time.process_time()
+    rows = published.details("burglary", LIST)
+    list_s, list_cpu = time.perf_counter() - started, time.process_time() - cpu
+    pages = _pages(published, page, rows)
     started, cpu = time.perf_counter(), time.process_time()
     with gc_paused():
         steady_result = evaluator.run(cache.get(ruleset, []), result.records, cycle)
@@ -197,12 +204,14 @@ def one_process(folder: Path) -> dict[str, object]:
             "steady_cpu": steady_cpu, "month": month_s, "month_cpu": month_cpu,
             "rss": rss_first, "rss_all": rss_mb(), "answers": _answers(result),
             "month_answers": _answers(month), "reads": dict(cache.reads),
-            "page": page_s, "page_cpu": page_cpu, "pages": pages}
+            "page": page_s, "page_cpu": page_cpu, "list": list_s, "list_cpu": list_cpu,
+            "pages": pages}
 
 
-def _pages(published, page) -> str:  # type: ignore[no-untyped-def]
+def _pages(published, page, rows) -> str:  # type: ignore[no-untyped-def]
     """Return a digest of what the pages show: every series' snapshot line (headline
-    value, target, status, changes, SPC) in the series' order, and one series' page."""
+    value, target, status, changes, SPC) in the series' order, one series' page and the
+    rows of a list page."""
     import hashlib
 
     lines = []
@@ -212,6 +221,7 @@ def _pages(published, page) -> str:  # type: ignore[no-untyped-def]
         lines += sorted(repr((name, sorted(lab.items()), *[c[i] for c in columns]))
                         for i, lab in enumerate(f.labels))
     lines.append(repr(page))
+    lines += [repr(row) for row in rows]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
@@ -259,7 +269,10 @@ def local_cluster(folder: Path, workers: int) -> dict[str, object]:
     started, used = time.perf_counter(), cpu()
     page = published.detail("burglary", {"area": "a0000001"})  # the matrices fetched
     page_s, page_cpu = time.perf_counter() - started, cpu() - used
-    pages = _pages(published, page)
+    started, used = time.perf_counter(), cpu()
+    rows = published.details("burglary", LIST)
+    list_s, list_cpu = time.perf_counter() - started, cpu() - used
+    pages = _pages(published, page, rows)
     started, used = time.perf_counter(), cpu()
     with gc_paused():
         steady_result = engine.run(evaluator, engine.inputs(store, ruleset, []),
@@ -290,7 +303,8 @@ def local_cluster(folder: Path, workers: int) -> dict[str, object]:
             "month_split": month_split, "month_merge": month_merge,
             "reads": dict(engine.reads),
             "split": split, "merge": merge, "started": started_rss, "idle": idle,
-            "page": page_s, "page_cpu": page_cpu, "pages": pages}
+            "page": page_s, "page_cpu": page_cpu, "list": list_s, "list_cpu": list_cpu,
+            "pages": pages}
 
 
 def simulated(folder: Path, n: int) -> dict[str, object]:
@@ -471,7 +485,11 @@ def measure(folder: Path, workers: int, partitions: list[int]) -> None:
     print(f"first page read after the first cycle (one series' page; distributed: made "
           f"by the worker of its partition): one process {one['page']:.2f} s "
           f"[{one['page_cpu']:.2f}], {workers} local workers {local['page']:.2f} s "
-          f"[{local['page_cpu']:.2f}]; pages the same: {one['pages'] == local['pages']}")
+          f"[{local['page_cpu']:.2f}]; then an indicator's list page ({len(LIST)} rows, "
+          f"each a series' page; distributed: each partition asked once): one process "
+          f"{one['list']:.2f} s [{one['list_cpu']:.2f}], {workers} local workers "
+          f"{local['list']:.2f} s [{local['list_cpu']:.2f}]; pages the same: "
+          f"{one['pages'] == local['pages']}")
     print("workers' RSS once started (before any task): "
           + ", ".join(f"{w:.0f}" for w in local["started"]) + " MB")  # type: ignore[attr-defined]
     print("idle between cycles, share of a core: daemon "  # the client's and scheduler's

@@ -54,6 +54,11 @@ class DaemonView:
         rules = self.app.rules
         return rules.detail(indicator, dict(labels)) if rules is not None else None
 
+    def details(self, indicator: str, labels: Sequence[Mapping[str, str]]
+                ) -> Sequence[SeriesDetail | None]:
+        rules = self.app.rules
+        return rules.details(indicator, labels) if rules is not None else [None] * len(labels)
+
     def sources(self) -> Sequence[SourceHealth]:
         """Each configured source's health as the store keeps it, what the store holds from
         it, the rows its last reading poll rejected, and when the poller runs it next."""

@@ -139,6 +139,11 @@ class Observed(Protocol):
         Returns None when the indicator or the series is unknown.
         """
 
+    def details(self, indicator: str, labels: Sequence[Mapping[str, str]]
+                ) -> Sequence[SeriesDetail | None]:
+        """Return ``detail`` of each series ``labels`` names, in their order (a list
+        page's rows, asked at once)."""
+
     def sources(self) -> Sequence[SourceHealth]:
         """Return the health of every configured source, in config order."""
 
@@ -197,6 +202,10 @@ class EmptyObserved:
 
     def detail(self, indicator: str, labels: Mapping[str, str]) -> SeriesDetail | None:
         return None
+
+    def details(self, indicator: str, labels: Sequence[Mapping[str, str]]
+                ) -> Sequence[SeriesDetail | None]:
+        return [None] * len(labels)
 
     def sources(self) -> Sequence[SourceHealth]:
         return []

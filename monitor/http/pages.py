@@ -261,7 +261,8 @@ def all_series_rows(ctx: HttpContext, refs: Sequence[SeriesRef],
     for members in by_indicator.values():
         info = members[0].frame.info
         shown = members[:per_indicator]
-        rows.extend(row_for(ref, ctx.observed.detail(info.id, ref.labels)) for ref in shown)
+        rows.extend(row_for(ref, detail) for ref, detail in zip(
+            shown, ctx.observed.details(info.id, [ref.labels for ref in shown]), strict=True))
         if len(members) > len(shown):
             rows.append(Row(info=info, first=False, span=1, kind="more",
                             hidden=len(members) - len(shown)))
@@ -428,7 +429,8 @@ def build_router(ctx: HttpContext, env: Environment | None = None) -> APIRouter:
         keep, error = parse_filter(match)
         refs = list(select_series(snap, indicators=[indicator], match=keep, statuses=status))
         page = refs[offset:offset + limit]
-        rows = [row_for(ref, ctx.observed.detail(indicator, ref.labels)) for ref in page]
+        rows = [row_for(ref, detail) for ref, detail in zip(
+            page, ctx.observed.details(indicator, [ref.labels for ref in page]), strict=True)]
         base = {"match": match, "status": [s.value for s in status], "limit": limit}
         return render(request, "indicator.html", title=frame.info.name, info=frame.info,
                       rows=rows, total=len(refs), offset=offset, limit=limit, error=error,

@@ -121,21 +121,32 @@ class Published:
 
     def detail(self, indicator: str, labels: Mapping[str, str]) -> SeriesDetail | None:
         """One series' row with its history, limits and signals; None when unknown."""
+        return self.details(indicator, [labels])[0]
+
+    def details(self, indicator: str, labels: Sequence[Mapping[str, str]]
+                ) -> list[SeriesDetail | None]:
+        """``detail`` of each series ``labels`` names, in their order: on the distributed
+        engine made where their partitions' matrices are, each partition asked once for
+        all its series (a list page's rows), the others from the matrices side by side."""
         if self.evaluation is None:
-            return None
+            return [None] * len(labels)
         matrices = self.evaluation.matrices
-        if isinstance(matrices, Gathered) and matrices.detail is not None \
+        made: list[SeriesDetail | None] = [None] * len(labels)
+        if isinstance(matrices, Gathered) and matrices.details is not None \
                 and not matrices.loaded and indicator in matrices:
-            made = matrices.detail(indicator, labels)  # where its partition is
-            if made is not None:
-                return made
+            made = matrices.details(indicator, labels)  # where their partitions are
+        if all(page is not None for page in made):
+            return made
         m = matrices.get(indicator)
         if m is None:
-            return None
-        row = m.index().get(tuple(sorted(labels.items())))
-        if row is None:
-            return None
-        return scorecard.detail(m, row, self.evaluation.matrices, self.ruleset)
+            return made
+        index = m.index()
+        for k, one in enumerate(labels):
+            if made[k] is None:
+                row = index.get(tuple(sorted(one.items())))
+                if row is not None:
+                    made[k] = scorecard.detail(m, row, self.evaluation.matrices, self.ruleset)
+        return made
 
 
 class _Published:

@@ -74,7 +74,7 @@ from monitor.rules.worker import (
     Task,
     evaluate_partition,
     held_matrices,
-    partition_detail,
+    partition_details,
     partition_frames,
     partition_totals,
     read_matrices,
@@ -159,6 +159,7 @@ class DistributedEngine:
         self.fetched: Counter[str] = Counter()  # how partitions' matrices were fetched
         # how series' pages were made: on a worker, or why not (then from them all)
         self.paged: Counter[str] = Counter()
+        self.asked: Counter[str] = Counter()  # the calls made of workers, by function
         self._keyed: tuple[str, str] | None = None  # (store URL, key) the store holds
         # what moved the data version since the last one read, when this process wrote it
         self._delta: Delta | None = None
@@ -556,8 +557,8 @@ class DistributedEngine:
                  if any(p.frames is not None and name in p.frames for p in parts)]
         pages: dict[tuple[str, tuple[tuple[str, str], ...]], SeriesDetail | None] = {}
         gathered = Gathered(names, lambda: self._gather(ruleset, held),
-                            lambda name, labels: self._detail(ruleset, held, pages, name,
-                                                              labels))
+                            lambda name, labels: self._details(ruleset, held, pages, name,
+                                                               labels))
         frames = joined(names, [p.frames or {} for p in parts], [p.ends or {} for p in parts])
         if frames is None:
             gathered.matrices()
@@ -576,54 +577,67 @@ class DistributedEngine:
                 out[name] = replace(stack(pieces), indicator=ruleset.indicators[name])
         return out
 
-    def _detail(self, ruleset: RuleSet,
-                held: Mapping[int, tuple[tuple[object, ...], PartitionResult, Task]],
-                pages: dict[tuple[str, tuple[tuple[str, str], ...]], SeriesDetail | None],
-                name: str, labels: Mapping[str, str]) -> SeriesDetail | None:
-        """Return one series' page made by the worker that keeps its partition's
-        matrices (``partition_detail``; kept here for the cycle), not from every
-        partition's matrices fetched: at 1M series the first page read after a cycle
-        fetched them all into the daemon (8.7-9.7 s; its peak 4.0 GB against 1.9).
-        None — read it from the matrices side by side — when the page reads across
-        partitions: a rank among the indicator's series, or partitions whose matrices
-        end at different columns (the headline's window then is the latest one of
-        all); or when the series is not where its labels place it, or its worker no
-        longer keeps its matrices."""
-        key = (name, tuple(sorted(labels.items())))
-        if key in pages:
-            return pages[key]
-        made, how = self._detail_of(ruleset, held, name, labels)
-        self.paged[how] += 1
-        if len(pages) < PAGES_KEPT:
-            pages[key] = made
-        return made
+    def _details(self, ruleset: RuleSet,
+                 held: Mapping[int, tuple[tuple[object, ...], PartitionResult, Task]],
+                 pages: dict[tuple[str, tuple[tuple[str, str], ...]], SeriesDetail | None],
+                 name: str, labels: Sequence[Mapping[str, str]]) -> list[SeriesDetail | None]:
+        """Return the pages of the series ``labels`` names, in their order, each made by
+        the worker that keeps its partition's matrices (``partition_details``; kept here
+        for the cycle), not from every partition's matrices fetched: at 1M series the
+        first page read after a cycle fetched them all into the daemon (8.7-9.7 s; its
+        peak 4.0 GB against 1.9). Each partition is asked once for all its series, the
+        partitions side by side: a list page of 50 rows was 50 round trips, one after
+        another. None for a page — read it from the matrices side by side — that reads
+        across partitions: a rank among the indicator's series, or partitions whose
+        matrices end at different columns (the headline's window then is the latest one
+        of all); or for a series that is not where its labels place it, or whose worker
+        no longer keeps its matrices."""
+        keys = [(name, tuple(sorted(one.items()))) for one in labels]
+        wanted = {key: one for key, one in zip(keys, labels, strict=True) if key not in pages}
+        if wanted:
+            made = self._details_of(ruleset, held, name, list(wanted.values()))
+            for key, (page, how) in zip(wanted, made, strict=True):
+                self.paged[how] += 1
+                if len(pages) < PAGES_KEPT:
+                    pages[key] = page
+            found = dict(zip(wanted, (page for page, _how in made), strict=True))
+        else:
+            found = {}
+        return [pages[key] if key in pages else found[key] for key in keys]
 
-    def _detail_of(self, ruleset: RuleSet,
-                   held: Mapping[int, tuple[tuple[object, ...], PartitionResult, Task]],
-                   name: str, labels: Mapping[str, str]) -> tuple[SeriesDetail | None, str]:
-        """``_detail`` asked of the worker: the page, or None and why."""
+    def _details_of(self, ruleset: RuleSet,
+                    held: Mapping[int, tuple[tuple[object, ...], PartitionResult, Task]],
+                    name: str, labels: Sequence[Mapping[str, str]]
+                    ) -> list[tuple[SeriesDetail | None, str]]:
+        """``_details`` asked of the workers: each page, or None and why."""
         ind = ruleset.indicators.get(name)
         if ind is None or ind.rank.over is not None or ind.rank.parts:
-            return None, "ranked"
+            return [(None, "ranked")] * len(labels)
         ends = set()
         for _data, result, _task in held.values():
             if result.ends is None:
-                return None, "no ends"
+                return [(None, "no ends")] * len(labels)
             if name in result.ends:  # (a partition without its series has no end)
                 ends.add(result.ends[name])
         if len(ends) != 1:
-            return None, "ends differ"
+            return [(None, "ends differ")] * len(labels)
         cut = next(iter(held.values()))[2].plan
-        i = 0 if name in cut.whole else cut.partition_of(labels)
-        if i not in held:
-            return None, "no partition"
-        _data, result, task = held[i]
-        try:
-            made: SeriesDetail | None = self._call(partition_detail, task, result.worker,
-                                                   name, dict(labels))
-        except NotHeld:
-            return None, "not held"
-        return made, "worker" if made is not None else "not there"
+        out: list[tuple[SeriesDetail | None, str]] = [(None, "no partition")] * len(labels)
+        asked: dict[int, list[int]] = {}  # partition -> positions of its series
+        for k, one in enumerate(labels):
+            i = 0 if name in cut.whole else cut.partition_of(one)
+            if i in held:
+                asked.setdefault(i, []).append(k)
+        calls = [(partition_details, held[i][2], held[i][1].worker, name,
+                  [dict(labels[k]) for k in ks]) for i, ks in asked.items()]
+        for ks, answer in zip(asked.values(), self._calls(calls), strict=True):
+            if isinstance(answer, NotHeld):
+                for k in ks:
+                    out[k] = (None, "not held")
+                continue
+            for k, page in zip(ks, answer, strict=True):
+                out[k] = (page, "worker" if page is not None else "not there")
+        return out
 
     def _fetch(self, i: int, data: tuple[object, ...], result: PartitionResult, task: Task
                ) -> dict[str, Matrix]:
@@ -652,15 +666,40 @@ class DistributedEngine:
     def _call(self, fn: Callable[..., Any], task: Task, worker: str, *args: Any) -> Any:
         """Return ``fn(task, *args)``: here in-process, else on ``worker`` (any when
         gone)."""
+        answer = self._calls([(fn, task, worker, *args)])[0]
+        if isinstance(answer, NotHeld):
+            raise answer
+        return answer
+
+    def _calls(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Return ``fn(task, *args)`` of each ``(fn, task, worker, *args)``: here
+        in-process, one after another; else each on its ``worker`` (any when gone), all
+        at once. A call that raised NotHeld gives that exception in its place; any other
+        is raised."""
+        self.asked.update(fn.__name__ for fn, *_rest in calls)
         if not self.distributed:
-            return fn(task, *args)
+            out = []
+            for fn, task, _worker, *args in calls:
+                try:
+                    out.append(fn(task, *args))
+                except NotHeld as exc:
+                    out.append(exc)
+            return out
         client = self.client()
-        known = worker in client.scheduler_info()["workers"]
+        workers = client.scheduler_info()["workers"]
         # Another worker when that one is gone meanwhile: it says NotHeld, and is asked
         # to read them again.
-        return client.submit(fn, task, *args, pure=False,
-                             workers=[worker] if known else None,
-                             allow_other_workers=known).result()
+        futures = [client.submit(fn, task, *args, pure=False,
+                                 workers=[worker] if worker in workers else None,
+                                 allow_other_workers=worker in workers)
+                   for fn, task, worker, *args in calls]
+        out = []
+        for future in futures:
+            try:
+                out.append(future.result())
+            except NotHeld as exc:
+                out.append(exc)
+        return out
 
 
 

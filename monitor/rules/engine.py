@@ -88,15 +88,17 @@ class Gathered(Mapping[str, Matrix]):
     first read — by the scorecard, a series' page, ``monitor eval`` — and kept."""
 
     def __init__(self, names: Sequence[str], load: Callable[[], dict[str, Matrix]],
-                 detail: Callable[[str, Mapping[str, str]], SeriesDetail | None] | None = None
+                 details: Callable[[str, Sequence[Mapping[str, str]]],
+                                   list[SeriesDetail | None]] | None = None
                  ) -> None:
         self._names = list(names)
         self._load: Callable[[], dict[str, Matrix]] | None = load
         self._matrices: dict[str, Matrix] | None = None
         self._lock = threading.Lock()  # pages read from their own threads
-        # one series' page made where its partition's matrices are, without fetching them
-        # all: None when it cannot be made there exactly as from the matrices side by side
-        self.detail = detail
+        # series' pages made where their partitions' matrices are, without fetching them
+        # all, in the order asked: None for one that cannot be made there exactly as from
+        # the matrices side by side
+        self.details = details
 
     @property
     def loaded(self) -> bool:

@@ -447,6 +447,12 @@ class RuleService:
         published = self.published()
         return published.detail(indicator, labels) if published is not None else None
 
+    def details(self, indicator: str, labels: Sequence[Mapping[str, str]]
+                ) -> list[SeriesDetail | None]:
+        published = self.published()
+        return published.details(indicator, labels) if published is not None \
+            else [None] * len(labels)
+
     def request_evaluation(self, *, data_changed: bool = False) -> None:
         """Evaluate as soon as possible (``data_changed``: new data landed, which the
         next cycle reads — only what changed — from the store's data version); never

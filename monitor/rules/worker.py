@@ -128,7 +128,7 @@ class _State:
     sent: dict[str, tuple[str, list[dict[str, str]]]] = field(default_factory=dict)
     # the matrices of ``matrices`` with the whole rule set's indicators, as the
     # coordinator stacks them, kept so what a series' page computes over a whole matrix
-    # once (``Matrix.memo``) serves the next page too (``partition_detail``)
+    # once (``Matrix.memo``) serves the next page too (``partition_details``)
     paged: tuple[tuple[object, ...], dict[str, Matrix]] | None = None
     # per alert id (its labels make it): is it this partition's, kept between cycles (a
     # new month asked it again of every alert: 1 CPU-second a worker at 1M series)
@@ -352,17 +352,20 @@ def partition_frames(task: Task, evaluated: PartitionResult, held: Mapping[str, 
     return made, ends, tokens, same
 
 
-def partition_detail(task: Task, indicator: str, labels: Mapping[str, str]
-                     ) -> SeriesDetail | None:
-    """Return one series' page (``scorecard.detail``) made here from partition
-    ``task.index``'s matrices of the data ``task`` evaluated, each with the whole rule
-    set's indicator as the coordinator's side-by-side matrices have it; None when the
-    series is not among them. Raises NotHeld when this worker does not keep them.
+def partition_details(task: Task, indicator: str, labels: Sequence[Mapping[str, str]]
+                      ) -> list[SeriesDetail | None]:
+    """Return the pages (``scorecard.detail``) of the series ``labels`` names, in their
+    order, made here from partition ``task.index``'s matrices of the data ``task``
+    evaluated, each with the whole rule set's indicator as the coordinator's side-by-side
+    matrices have it; None for a series not among them. Raises NotHeld when this worker
+    does not keep them.
 
-    The coordinator asks this of the series' own partition only when the page reads
+    The coordinator asks this of each series' own partition only when the pages read
     nothing across partitions (no rank among the indicator's series, every partition's
-    matrix ending at the same column): then each figure on it is the row's own, and the
-    page is the one the whole matrices make (``tests/rules/test_distributed.py``)."""
+    matrix ending at the same column): then each figure on a page is the row's own, and
+    the page is the one the whole matrices make (``tests/rules/test_distributed.py``).
+    A list page asks for all its rows of one partition at once: one round trip, not
+    one a row."""
     pages = held_matrices(task)
     key = (task.token, task.index, task.plan.partitions, task.stages)
     with _STORES_LOCK:
@@ -376,11 +379,13 @@ def partition_detail(task: Task, indicator: str, labels: Mapping[str, str]
             for name, m in pages.items()})
     matrices = paged[1]
     m = matrices.get(indicator)
-    row = m.index().get(tuple(sorted(labels.items()))) if m is not None else None
-    if m is None or row is None:
-        return None
+    if m is None:
+        return [None] * len(labels)
+    index = m.index()
+    rows = [index.get(tuple(sorted(one.items()))) for one in labels]
     with gc_paused():
-        return scorecard.detail(m, row, matrices, task.ruleset)
+        return [scorecard.detail(m, row, matrices, task.ruleset) if row is not None else None
+                for row in rows]
 
 
 def _for_pages(task: Task, matrices: Mapping[str, Matrix]) -> dict[str, Matrix]:

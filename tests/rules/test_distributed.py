@@ -28,15 +28,18 @@ from tests.rules.frames import frame_lines
 pytestmark = pytest.mark.slow
 MONTHS = ("2009-01", "2010-12")  # 24 cycles; burglary alerts fire and resolve in them
 POLLED_AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+# whether the daemon held the matrices, how the pages were made, the calls of workers
+Made = tuple[bool | None, dict[str, int] | None, dict[str, int] | None]
 LOCAL_CLUSTER = '\n[engine]\nscheduler = "local"\npartitions = 2\nlocal_workers = 2\n'
 
 
 def _run(workdir: Path, engine: str, before: Any = None
-         ) -> tuple[list[Any], Counter[Any], tuple[bool | None, dict[str, int] | None]]:
+         ) -> tuple[list[Any], Counter[Any], Made]:
     """Return the transitions of every cycle and the pages after the last, the outbox's
     rows, and whether the daemon held the last cycle's matrices once every series' page
     was read (before the scorecard, which reads them all) with how those pages were made
-    (the distributed engine's ``paged``), of one daemon run."""
+    and the calls made of workers (the distributed engine's ``paged`` and ``asked``), of
+    one daemon run."""
     workdir.mkdir()
     config = example_config("london", workdir)
     config.write_text(config.read_text(encoding="utf-8") + engine, encoding="utf-8")
@@ -64,12 +67,20 @@ def _run(workdir: Path, engine: str, before: Any = None
         # every series' page after the last cycle: on the cluster made by the worker
         # that keeps its partition's matrices, none fetched into the daemon (the last
         # item of the run: is the daemon then holding the matrices?)
-        pages = sorted(repr(published.detail(name, labels))  # (partitions: another order)
-                       for name, frame in snapshot.frames.items() for labels in frame.labels)
+        # Each indicator's pages asked at once, as its list page asks for its rows.
+        pages = sorted(repr(page)  # (partitions: another order)
+                       for name, frame in snapshot.frames.items()
+                       for page in published.details(name, frame.labels))
         assert pages and "None" not in pages
+        # One series' page again, as the series page asks: kept from the list's.
+        name, frame = next(iter(snapshot.frames.items()))
+        assert published.detail(name, frame.labels[-1]) == \
+            published.details(name, frame.labels)[-1]
         fetched = held(published.evaluation.matrices) if published.evaluation else None
-        paged = getattr(app.rules.engine, "paged", None)  # (None: in one process)
-        made = (fetched, dict(paged) if paged is not None else None)
+        engine = app.rules.engine
+        paged = getattr(engine, "paged", None)  # (None: in one process)
+        made = (fetched, dict(paged) if paged is not None else None,
+                dict(engine.asked) if paged is not None else None)
         # the pages read after the last cycle (its matrices fetched from the workers)
         transitions.append(sorted(map(repr, published.scorecard())))
         transitions.append(pages)
@@ -97,7 +108,7 @@ def _message(payload: str) -> str:
 
 @pytest.fixture(scope="module")
 def in_process(tmp_path_factory: pytest.TempPathFactory
-               ) -> tuple[list[Any], Counter[Any], tuple[bool | None, dict[str, int] | None]]:
+               ) -> tuple[list[Any], Counter[Any], Made]:
     return _run(tmp_path_factory.mktemp("london") / "in-process", "")
 
 
@@ -123,8 +134,14 @@ def test_it_makes_on_a_two_worker_local_cluster_exactly_the_transitions_of_one_p
     assert transitions == in_process[0]  # the pages too, every series' one
     assert written == in_process[1]  # the same transitions stored, the same outbox
     # each page made on the worker of its partition, no matrix fetched into the daemon
-    assert in_process[2] == (True, None)
-    assert fetched == (False, {"worker": len(transitions[-1])})
+    assert in_process[2] == (True, None, None)
+    # and each indicator's pages made by one call of each partition's worker that holds
+    # its series (2 partitions; an indicator written back is whole in partition 0):
+    # not one call a series
+    assert fetched[:2] == (False, {"worker": len(transitions[-1])})
+    assert fetched[2] is not None and len(transitions[-1]) > 100
+    indicators = len(transitions[-3][0])
+    assert indicators <= fetched[2]["partition_details"] <= 2 * indicators
 
 
 def test_a_worker_killed_mid_cycle_loses_no_transition_and_doubles_no_notification(
