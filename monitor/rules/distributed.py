@@ -473,7 +473,8 @@ class DistributedEngine:
         def arrived(result: PartitionResult) -> None:
             nonlocal carried
             out[result.index] = result
-            made[result.index] = result.changes.made(now)
+            # (the records it started from: those whose labels it did not send)
+            made[result.index] = result.changes.made(now, own[result.index])
             # a partition sends only the records it owns
             self._home.update(dict.fromkeys(result.changes.ids, result.index))
             # its records that replace one held now, whatever the order they arrive in;

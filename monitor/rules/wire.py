@@ -9,7 +9,10 @@ as:
 - the records' moving fields as the state machine's own arrays (``AlertArrays``:
   state codes, times as microseconds, counts, flap bits), the value as a float column;
 - their identities and texts (id, rule, group, labels, explanation, annotations) as
-  lists, the only per-alert Python objects left;
+  lists, the only per-alert Python objects left; a record whose id the daemon holds a
+  record of comes without its labels (an alert's labels are a function of its id:
+  ``monitor.model.alert_id`` hashes them), and takes that record's (most records a new
+  month changes are alerts that were there the month before);
 - each transition as four numbers: which changed record it is (a transition is always
   the record it moved, at that moment), the state it left, whether it notifies, when.
 
@@ -51,7 +54,7 @@ class Changes:
     ids: list[str]
     rules: list[str]
     groups: list[str]
-    labels: list[dict[str, str]]
+    labels: list[dict[str, str] | None]  # None: those of the held record of that id
     explanations: list[str]
     annotations: list[dict[str, str]]
     values: np.ndarray  # float64; NaN where ``has_value`` is False
@@ -71,21 +74,30 @@ class Changes:
     def transitions(self) -> int:
         return len(self.moved) + len(self.odd)
 
-    def build(self, like: datetime) -> tuple[list[AlertRecord], list[Transition]]:
+    def build(self, like: datetime, held: Mapping[str, AlertRecord] | None = None
+              ) -> tuple[list[AlertRecord], list[Transition]]:
         """Return the records and the transitions, times in ``like``'s zone, in the
-        columns' order (transitions: the order they were encoded in)."""
-        records, made = self.made(like)
+        columns' order (transitions: the order they were encoded in); ``held`` as for
+        ``made``."""
+        records, made = self.made(like, held)
         for position, odd in self.odd:
             made.insert(position, odd)
         return records, made
 
-    def made(self, like: datetime) -> tuple[list[AlertRecord], list[Transition]]:
+    def made(self, like: datetime, held: Mapping[str, AlertRecord] | None = None
+             ) -> tuple[list[AlertRecord], list[Transition]]:
         """Return the records and the transitions sent as numbers (not ``odd``), times
-        in ``like``'s zone, in the columns' order."""
+        in ``like``'s zone, in the columns' order. ``held``: the records the sender was
+        told this side holds (``encode``), whose labels those sent without take."""
         times = Times(like)
         values = self.values.astype(object)
         values[~self.has_value] = None
-        records = make_records(self.arrays, times, self.ids, self.rules, self.labels,
+        if held is None and None in self.labels:  # (a scan for None: no dict compared)
+            raise ValueError("records sent without their labels, and none held")
+        mine = held or {}
+        labels = [found if found is not None else mine[key].labels
+                  for key, found in zip(self.ids, self.labels, strict=True)]
+        records = make_records(self.arrays, times, self.ids, self.rules, labels,
                                self.groups, values.tolist(), self.explanations,
                                self.annotations)
         made: list[Transition] = []
@@ -99,12 +111,14 @@ class Changes:
 
 
 def encode(changed: Sequence[AlertRecord], transitions: Sequence[Transition],
-           order: Mapping[tuple[str, str], int], moving: AlertArrays | None = None
-           ) -> Changes:
+           order: Mapping[tuple[str, str], int], moving: AlertArrays | None = None,
+           held: Mapping[str, AlertRecord] | None = None) -> Changes:
     """Return ``changed`` and ``transitions`` as columns; ``order`` gives each rule's
     (group, name) position in the cycle's rules (the order the daemon merges in).
     ``moving``: the records' moving fields when the caller holds them
-    (``Evaluation.moving``), else made from the records."""
+    (``Evaluation.moving``), else made from the records. ``held``: records the receiver
+    holds (as ``Changes.made`` is then told): a record of an id among them goes without
+    its labels."""
     if moving is not None and len(moving) != len(changed):
         raise ValueError(f"{len(moving)} rows of moving fields for {len(changed)} records")
     last = {r.id: k for k, r in enumerate(changed)}  # a transition is its latest record
@@ -125,7 +139,9 @@ def encode(changed: Sequence[AlertRecord], transitions: Sequence[Transition],
     n = len(changed)
     return Changes(
         [r.id for r in changed], [r.rule for r in changed], [r.group for r in changed],
-        [r.labels for r in changed], [r.explanation for r in changed],
+        [r.labels for r in changed] if not held else
+        [None if r.id in held else r.labels for r in changed],
+        [r.explanation for r in changed],
         [r.annotations for r in changed],
         np.array([r.value if r.value is not None else np.nan for r in changed],
                  dtype=np.float64).reshape(n),

@@ -286,19 +286,22 @@ def _evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
     changed = list(compress(result.changed, keep))
     moving = result.moving().take(np.flatnonzero(np.array(keep, dtype=bool)))
     transitions = [t for t in result.transitions if mine(t.alert_id, t.labels)]
+    order = {(r.group, r.rule.alert): i for i, r in enumerate(rules)}
+    # the coordinator holds the records this cycle started from (``given``): a changed
+    # record of an id among them goes without its labels, which it takes from there
+    changes = encode(changed, transitions, order, moving, held=records)
     for record in changed:
         records[record.id] = record
     state.records = records
     if len(owned) > 2 * len(records) + 10_000:  # alerts long gone: asked again if back
         state.owned = {key: found for key, found in owned.items() if key in records}
     state.epoch = given.epoch
-    order = {(r.group, r.rule.alert): i for i, r in enumerate(rules)}
     series = sum(m.n for name, m in result.matrices.items() if name not in task.plan.whole)
     pages = _for_pages(task, result.matrices)
     state.matrices = (data(task), pages)
     made, ends = _frames(task, pages) if frames else (None, None)
     return PartitionResult(
-        task.index, encode(changed, transitions, order, moving), dict(result.errors),
+        task.index, changes, dict(result.errors),
         {key: state.engine.stats[key] for key in order}, made, ends,
         time.process_time() - started, series, state.epoch, how, _address())
 

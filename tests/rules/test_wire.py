@@ -6,6 +6,8 @@ from __future__ import annotations
 import pickle
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from monitor.alerts.state import AlertRecord, Transition, transition
 from monitor.model import AlertState
 from monitor.rules.wire import concat, encode, merge
@@ -44,6 +46,19 @@ def test_it_sends_records_and_transitions_as_columns_and_makes_them_again_exactl
     records, transitions = sent.build(NOW)
     assert records == changed
     assert transitions == moves
+
+
+def test_a_record_the_receiver_holds_travels_without_its_labels_and_takes_the_held_ones(
+        ) -> None:
+    changed, moves = _changes()
+    held = {r.id: r for r in changed[:2]}  # what the receiver started the cycle from
+    sent = pickle.loads(pickle.dumps(encode(changed, moves, ORDER, held=held)))
+    assert sent.labels == [None, None, changed[2].labels, changed[3].labels]
+    records, transitions = sent.build(NOW, held)
+    assert records == changed and transitions == moves
+    assert records[0].labels is held["id1"].labels  # the held dict, not a copy
+    with pytest.raises(ValueError, match="without their labels"):
+        sent.build(NOW)
 
 
 def test_a_transition_that_is_not_its_record_travels_as_itself() -> None:
