@@ -141,11 +141,12 @@ class Published:
         if m is None:
             return made
         index = m.index()
-        for k, one in enumerate(labels):
-            if made[k] is None:
-                row = index.get(tuple(sorted(one.items())))
-                if row is not None:
-                    made[k] = scorecard.detail(m, row, self.evaluation.matrices, self.ruleset)
+        wanted = {k: index.get(tuple(sorted(one.items()))) for k, one in enumerate(labels)
+                  if made[k] is None}
+        found = {k: row for k, row in wanted.items() if row is not None}
+        for k, page in zip(found, scorecard.details(
+                m, list(found.values()), self.evaluation.matrices, self.ruleset), strict=True):
+            made[k] = page
         return made
 
 

@@ -118,6 +118,14 @@ def detail(m: Matrix, i: int, matrices: Mapping[str, Matrix], ruleset: RuleSet
     return _details(m, [i], matrices, ruleset)[0]
 
 
+def details(m: Matrix, rows: list[int], matrices: Mapping[str, Matrix], ruleset: RuleSet
+            ) -> list[SeriesDetail]:
+    """Return ``detail`` of each of ``rows`` (a page listing series): what every row
+    reads alike, every series' headline value, target and status as lists, is made once
+    for them all, not once a row (at 1M series 0.12 s each time)."""
+    return _details(m, rows, matrices, ruleset)
+
+
 def _details(m: Matrix, rows: list[int], matrices: Mapping[str, Matrix], ruleset: RuleSet
              ) -> list[SeriesDetail]:
     """Return the rows ``rows`` of ``m``: what every row reads alike is computed once

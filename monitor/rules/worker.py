@@ -357,7 +357,7 @@ def partition_frames(task: Task, evaluated: PartitionResult, held: Mapping[str, 
 
 def partition_details(task: Task, indicator: str, labels: Sequence[Mapping[str, str]]
                       ) -> list[SeriesDetail | None]:
-    """Return the pages (``scorecard.detail``) of the series ``labels`` names, in their
+    """Return the pages (``scorecard.details``) of the series ``labels`` names, in their
     order, made here from partition ``task.index``'s matrices of the data ``task``
     evaluated, each with the whole rule set's indicator as the coordinator's side-by-side
     matrices have it; None for a series not among them. Raises NotHeld when this worker
@@ -387,8 +387,9 @@ def partition_details(task: Task, indicator: str, labels: Sequence[Mapping[str, 
     index = m.index()
     rows = [index.get(tuple(sorted(one.items()))) for one in labels]
     with gc_paused():
-        return [scorecard.detail(m, row, matrices, task.ruleset) if row is not None else None
-                for row in rows]
+        made = iter(scorecard.details(m, [row for row in rows if row is not None], matrices,
+                                      task.ruleset))
+    return [next(made) if row is not None else None for row in rows]
 
 
 def _for_pages(task: Task, matrices: Mapping[str, Matrix]) -> dict[str, Matrix]:

@@ -94,3 +94,19 @@ def test_every_row_of_a_matrix_matches_its_chart_alone_but_for_the_last_bit(
                     assert a == pytest.approx(b, rel=1e-12)
             compared += 1
     assert compared > 100
+
+
+def test_a_page_listing_series_shows_each_row_as_its_own_page_does(
+        evaluation: Evaluation) -> None:
+    # A list page asks for its rows at once (what all rows read is made once for them);
+    # each row is the page of that series alone, ranks and comments included.
+    ruleset = load_rules([REPO / "rules"])
+    compared = ranked = 0
+    for m in evaluation.matrices.values():
+        rows = list(range(m.n))[::-1]  # any order, as the page's filter gives them
+        listed = scorecard.details(m, rows, evaluation.matrices, ruleset)
+        assert [repr(d) for d in listed] == \
+            [repr(scorecard.detail(m, i, evaluation.matrices, ruleset)) for i in rows]
+        compared += len(rows)
+        ranked += sum(1 for d in listed if d.ranks)
+    assert compared > 100 and ranked > 0
