@@ -36,6 +36,9 @@ groups:
 """
 
 
+STOP_BOUND = 90.0
+
+
 def start(tmp_path: Path, clock: Path) -> subprocess.Popen[str]:
     """Start ``monitor run`` on the config in ``tmp_path``, on the clock in file ``clock``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
@@ -46,11 +49,27 @@ def start(tmp_path: Path, clock: Path) -> subprocess.Popen[str]:
                             text=True)
 
 
+def stopped(daemon: subprocess.Popen[str], tmp_path: Path) -> None:
+    """Wait for ``daemon`` to exit; if it does not, fail with the end of its log.
+
+    The bound guards against a hang, not a slow stop: in .ci/run this test runs with the
+    clock a year ahead in a niced lane beside the whole suite, where a stop once took over
+    15 s of wall time.
+    """
+    try:
+        daemon.wait(timeout=STOP_BOUND)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        tail = (tmp_path / "daemon.log").read_text(errors="replace")[-4000:]
+        raise AssertionError(f"the daemon did not exit in {STOP_BOUND:.0f} s; its log "
+                             f"ends:\n{tail}") from None
+
+
 def alert_row(db: Path) -> tuple[str, str | None, str | None, str | None] | None:
     try:
         with sqlite3.connect(db, timeout=5) as conn:
-            row = conn.execute("SELECT state, active_since, fired_at, last_evaluated "
-                               "FROM alert").fetchone()
+            row: tuple[str, str | None, str | None, str | None] | None = conn.execute(
+                "SELECT state, active_since, fired_at, last_evaluated FROM alert").fetchone()
     except sqlite3.OperationalError:
         return None
     return row
@@ -119,7 +138,7 @@ interval = "1h"
         set_time(clock, t0 + timedelta(seconds=4))  # half of `for` spent pending
         evaluated_at(db, t0 + timedelta(seconds=4))
         first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
+        stopped(first, tmp_path)
     finally:
         if first.poll() is None:
             first.kill()
@@ -134,7 +153,7 @@ interval = "1h"
         firing = evaluated_at(db, t0 + timedelta(seconds=8))
     finally:
         second.send_signal(signal.SIGTERM)
-        second.wait(timeout=15)
+        stopped(second, tmp_path)
     assert firing[0] == "firing", "not firing once `for` had passed"
     assert firing[1] == active_since, "the pending clock restarted"
     assert firing[2] is not None

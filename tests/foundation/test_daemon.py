@@ -1,4 +1,7 @@
-"""The daemon as a real process: ready quickly, reloads on SIGHUP, stops cleanly."""
+"""The daemon as a real process: becomes ready, reloads on SIGHUP, stops cleanly.
+
+Waits are bounds against a hang, never timings: this file runs beside the whole suite in
+.ci/run (and under xdist), where a start or a stop can take many seconds of wall time."""
 
 from __future__ import annotations
 
@@ -32,7 +35,10 @@ paths = []
 """
 
 
-def wait_ready(port: int, timeout: float = 10.0) -> float:
+BOUND = 90.0
+
+
+def wait_ready(port: int, timeout: float = BOUND) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         try:
@@ -63,13 +69,13 @@ def daemon(tmp_path: Path, port: int) -> Iterator[tuple[subprocess.Popen[str], P
 def test_it_serves_metrics_and_readiness_then_stops_with_status_0(
         daemon: tuple[subprocess.Popen[str], Path, int]) -> None:
     proc, _config, port = daemon
-    assert wait_ready(port) < 10
+    wait_ready(port)
     metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     assert 'monitor_build_info{version="0.1.0"} 1.0' in metrics
     assert "monitor_ready 1.0" in metrics
     assert httpx.get(f"http://127.0.0.1:{port}/-/healthy").text == "OK\n"
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=15) == 0
+    assert proc.wait(timeout=BOUND) == 0
     output = proc.stdout.read() if proc.stdout else ""
     assert 'msg="daemon stopped"' in output
 
@@ -78,7 +84,7 @@ def test_sigterm_stops_it_cleanly(daemon: tuple[subprocess.Popen[str], Path, int
     proc, _config, port = daemon
     wait_ready(port)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=15) == 0
+    assert proc.wait(timeout=BOUND) == 0
 
 
 def test_a_bad_reload_keeps_the_running_config_and_leaks_no_secret(
@@ -88,7 +94,7 @@ def test_a_bad_reload_keeps_the_running_config_and_leaks_no_secret(
     # pydantic echoes rejected input in its messages: the secret must still not show.
     config.write_text(config_text(tmp_path, port, busy_timeout=SECRET))
     proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + BOUND
     metrics = ""
     while time.monotonic() < deadline:
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
@@ -98,7 +104,7 @@ def test_a_bad_reload_keeps_the_running_config_and_leaks_no_secret(
     assert "monitor_config_last_reload_successful 0.0" in metrics
     assert httpx.get(f"http://127.0.0.1:{port}/-/ready").status_code == 200
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=15) == 0
+    assert proc.wait(timeout=BOUND) == 0
     output = proc.stdout.read() if proc.stdout else ""
     assert "config reload failed" in output
     assert "<redacted>" in output
