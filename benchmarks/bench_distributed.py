@@ -234,14 +234,15 @@ def _next(cycle):  # type: ignore[no-untyped-def]
     return Cycle(at=at, now=at)
 
 
-def local_cluster(folder: Path, workers: int) -> dict[str, object]:
+def local_cluster(folder: Path, workers: int, per_worker: int = 1) -> dict[str, object]:
     """The same cycles on a ``LocalCluster``, started before the first (as the daemon
-    starts it); CPU-seconds are the daemon's and every worker's."""
+    starts it), in ``per_worker`` partitions per worker; CPU-seconds are the daemon's and
+    every worker's."""
     from monitor.rules.distributed import DistributedEngine, EngineConfig
     from monitor.store.partitions import set_key
 
     store, ruleset, evaluator, cycle = _setup(_copy(folder))
-    engine = DistributedEngine(store.url, EngineConfig("local", workers, workers))
+    engine = DistributedEngine(store.url, EngineConfig("local", workers * per_worker, workers))
     # Every series' position under the rules' partition key is stored once per key (the
     # first cycle after the key changes; timed on its own: "a change of partition key"),
     # not every cycle: stored here first, as for every cycle but that one.
@@ -394,10 +395,11 @@ def part(path: Path) -> dict[str, object]:
                               for t in transitions)}
 
 
-def child(mode: str, folder: Path, arg: int, path: str = "") -> dict[str, object]:
+def child(mode: str, folder: Path, arg: int, path: str = "", per_worker: int = 1
+          ) -> dict[str, object]:
     out = subprocess.run([sys.executable, __file__, "--child", mode, "--folder", str(folder),
-                          "--arg", str(arg), "--path", path], capture_output=True, text=True,
-                         check=False)
+                          "--arg", str(arg), "--path", path, "--per-worker", str(per_worker)],
+                         capture_output=True, text=True, check=False)
     if out.returncode:  # what went wrong, not only that it did
         sys.exit(f"the {mode} run failed ({out.returncode}):\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -408,6 +410,8 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=100_000)
     parser.add_argument("--million", action="store_true", help="1,000,000 series")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--per-worker", type=int, default=1,
+                        help="partitions per worker in the cluster's run (default 1)")
     parser.add_argument("--store", help="a folder to keep the filled store in (reused when "
                         "it holds one)")
     parser.add_argument("--partitions", default="1,2,4,8",
@@ -423,7 +427,7 @@ def main() -> None:
         logging.disable(logging.WARNING)
         folder = Path(args.folder)
         run = {"one": lambda: one_process(folder),
-               "local": lambda: local_cluster(folder, args.arg),
+               "local": lambda: local_cluster(folder, args.arg, args.per_worker),
                "sim": lambda: simulated(folder, args.arg),
                "part": lambda: part(Path(args.path)),
                "key": lambda: key(folder)}[args.child]
@@ -439,7 +443,7 @@ def main() -> None:
             fill(folder, series)
             print(f"{series:,} series × {MONTHS} months stored in "
                   f"{time.perf_counter() - started:.0f} s (SQLite)")
-        measure(folder, args.workers,
+        measure(folder, args.workers, args.per_worker,
                 [int(n) for n in args.partitions.split(",") if n.strip()])
 
 
@@ -456,9 +460,9 @@ def _split(cycle: str, split: list[float], merge: float, alone: float) -> None:
           "process's CPU-s")
 
 
-def measure(folder: Path, workers: int, partitions: list[int]) -> None:
+def measure(folder: Path, workers: int, per_worker: int, partitions: list[int]) -> None:
     one = child("one", folder, 0)
-    local = child("local", folder, workers)
+    local = child("local", folder, workers, per_worker=per_worker)
     print("\nA cycle: first (reads the store), steady (no new data), and the cycle after one "
           "new month for every series, polled by the daemon's own store (each reads only "
           "what that poll changed); wall seconds, CPU-seconds of every process in "
@@ -472,7 +476,8 @@ def measure(folder: Path, workers: int, partitions: list[int]) -> None:
           f"{one['rss_all']:.0f} |")
     peaks = ", ".join(f"{w:.0f}" for w in local["workers"])  # type: ignore[attr-defined]
     peaks_all = ", ".join(f"{w:.0f}" for w in local["workers_all"])  # type: ignore[attr-defined]
-    print(f"| {workers} local workers | {local['first']:.2f} [{local['first_cpu']:.1f}] | "
+    print(f"| {workers} local workers, {workers * per_worker} partitions | "
+          f"{local['first']:.2f} [{local['first_cpu']:.1f}] | "
           f"{local['steady']:.2f} [{local['steady_cpu']:.2f}] | "
           f"{local['month']:.2f} [{local['month_cpu']:.2f}] | daemon {local['rss']:.0f}; "
           f"workers {peaks} | daemon {local['rss_all']:.0f}; workers {peaks_all} |")

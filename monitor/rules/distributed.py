@@ -512,8 +512,10 @@ class DistributedEngine:
                 pending.add(future)
                 if wants(i):
                     held = {name: kept[0] for name, kept in self._labels.get(i, {}).items()}
+                    # (after any evaluation queued on its worker: with more partitions
+                    # than workers, the next partition's alerts before these pages)
                     framed = self.client().submit(partition_frames, tasks[i], future, held,
-                                                  retries=RETRIES, pure=False)
+                                                  retries=RETRIES, pure=False, priority=-1)
                     current["frames", i] = framed
                     pending.add(framed)
 

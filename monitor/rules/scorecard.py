@@ -361,7 +361,7 @@ FRAME_ROWS = 20_000  # rows a frame is made of at a time (bounds its arrays)
 
 
 def frame(m: Matrix, info: IndicatorInfo, rows: int | None = FRAME_ROWS, *,
-          keep: bool = True) -> IndicatorFrame:
+          keep: bool = True, charts: bool = False) -> IndicatorFrame:
     """Return the snapshot's frame of ``m``: every series' headline value, target,
     status, changes, provisional flag and SPC variation at the matrix's last period.
 
@@ -375,10 +375,12 @@ def frame(m: Matrix, info: IndicatorInfo, rows: int | None = FRAME_ROWS, *,
 
     ``keep``: the frame is kept with the matrix (a cycle on the same data shows it again),
     and so are the whole matrix's headline and chart, made of the parts' (a series page
-    reads them). A worker, whose frames travel to the daemon once and whose matrices
-    reach the pages stacked with the other partitions', keeps none of it."""
+    reads them). ``keep`` False: the frame is not kept; ``charts`` True then keeps the
+    whole matrix's headline and chart all the same: a worker's frames travel to the
+    daemon once, and the series pages it makes of its partition's matrices
+    (``worker.partition_details``) read the headline and the chart."""
     if not keep:
-        return _made_frame(m, info, rows, keep=False)
+        return _made_frame(m, info, rows, keep=charts)
     return m.cached(("frame", info, rows), lambda: _made_frame(m, info, rows, keep=True))
 
 
@@ -553,10 +555,10 @@ def _points(m: Matrix, i: int, one: Matrix, h: Headline, spc: stats.SpcResult | 
     spread = n_level if _adds_up(one) else 1
     first = end if last_only else int(present[0])
     span = slice(first, end + 1)
-    levels, level_targets = _levels(m, end, n_level, h.n)
+    levels, level_targets, row_of_levels = _row_levels(m, i, one, end, n_level, h.n)
     value_list = values[span].tolist()
-    level_list = levels[i, span].tolist()
-    target_list = level_targets[i, span].tolist()
+    level_list = levels[row_of_levels, span].tolist()
+    target_list = level_targets[row_of_levels, span].tolist()
     provisional = (one.provisional[0, span].tolist() if one.provisional is not None
                    else [False] * len(value_list))
     revisions = (one.revisions[0, span].tolist() if one.revisions is not None
@@ -600,6 +602,29 @@ def _points(m: Matrix, i: int, one: Matrix, h: Headline, spc: stats.SpcResult | 
             mean=_num(mean[k]), lower=_num(lower[k]), upper=_num(upper[k]),
             special=int(special[k]), variation=str(categories[k])))
     return tuple(out)
+
+
+LEVELS_WHOLE = 4096  # rows up to which a matrix's levels are made for every row at once
+LEVELS_ALONE = 256  # a larger one's: once 1 row in this many asked for its own
+
+
+def _row_levels(m: Matrix, i: int, one: Matrix, end: int, n_level: int, n: int
+                ) -> tuple[FloatArray, FloatArray, int]:
+    """Return the levels and level targets (``_levels``) that hold row ``i`` of ``m``
+    (``one``: that row alone), and the row to read in them.
+
+    Every row's, once per matrix, for a small matrix, or when they are made already, or
+    once many of its rows were asked for (a pack reads every row); else the row's own:
+    a series page of a matrix of 500,000 series made them for every series, 1 s for one
+    page. A row's levels are the same either way (each row's windows are its own)."""
+    key = ("levels", end, n_level, n)
+    if key in m.memo or m.n <= LEVELS_WHOLE:
+        return (*_levels(m, end, n_level, n), i)
+    asked: list[int] = m.cached(("levels asked", end, n_level, n), lambda: [0])
+    asked[0] += 1  # (racing readers may miss a count: the choice is only the cost's)
+    if asked[0] > m.n // LEVELS_ALONE:
+        return (*_levels(m, end, n_level, n), i)
+    return (*_levels(one, end, n_level, n), 0)
 
 
 def _levels(m: Matrix, end: int, n_level: int, n: int) -> tuple[FloatArray, FloatArray]:

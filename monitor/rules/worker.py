@@ -311,7 +311,7 @@ def _frames(task: Task, pages: Mapping[str, Matrix]
     """Return the snapshot's frames of the partition's matrices ``pages`` and each one's
     last column with data (``PartitionResult.frames`` and ``ends``)."""
     return ({name: scorecard.frame(m, indicator_info(task.ruleset.indicators[name]),
-                                   keep=False) for name, m in pages.items()},
+                                   keep=False, charts=True) for name, m in pages.items()},
             {name: m.last_column() for name, m in pages.items() if m.n})
 
 
@@ -377,8 +377,12 @@ def partition_details(task: Task, indicator: str, labels: Sequence[Mapping[str, 
         raise NotHeld(f"partition {task.index}: no matrices of that data here")
     paged = state.paged
     if paged is None or paged[0] != data(task):
+        # (the matrix itself when its indicator is the rule set's, as it is but for the
+        # written-back ones: what its frames computed of it, the headline and the chart,
+        # is not computed again; a copy starts without them)
         paged = state.paged = (data(task), {
-            name: replace(m, indicator=task.ruleset.indicators[name])
+            name: m if m.indicator == task.ruleset.indicators[name]
+            else replace(m, indicator=task.ruleset.indicators[name])
             for name, m in pages.items()})
     matrices = paged[1]
     m = matrices.get(indicator)

@@ -374,9 +374,17 @@ def test_a_frame_made_some_rows_at_a_time_is_the_frame_of_the_whole(tmp_path: Pa
             assert np.array_equal(getattr(chart, name), getattr(spc, name), equal_nan=True)
         assert scorecard.detail(cut, 7, {"burglary": cut}, ruleset) \
             == scorecard.detail(one, 7, {"burglary": one}, ruleset)
-        # a worker's frame: the same, and nothing of it kept with the matrix
+        # not kept: the same, and nothing of it kept with the matrix
         bare = replace(m)
         assert frame_lines({"b": scorecard.frame(bare, info, rows=rows, keep=False)}) \
             == frame_lines({"b": whole})
         assert not bare.memo
+        # a worker's frame: the same, not kept (it travels to the daemon), but the
+        # headline and the chart its series pages read are, as above
+        worked = replace(m)
+        assert frame_lines({"b": scorecard.frame(worked, info, rows=rows, keep=False,
+                                                 charts=True)}) == frame_lines({"b": whole})
+        assert set(worked.memo) == {("headline", None), "spc"}
+        assert scorecard.detail(worked, 7, {"burglary": worked}, ruleset) \
+            == scorecard.detail(one, 7, {"burglary": one}, ruleset)
     store.close()

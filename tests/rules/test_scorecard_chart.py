@@ -110,3 +110,37 @@ def test_a_page_listing_series_shows_each_row_as_its_own_page_does(
         compared += len(rows)
         ranked += sum(1 for d in listed if d.ranks)
     assert compared > 100 and ranked > 0
+
+
+def test_a_series_page_of_a_large_matrix_reads_its_own_levels_and_shows_the_same_points(
+        evaluation: Evaluation, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A page of one series of a large matrix makes that series' levels alone, not every
+    # series' (a second for one page at 500,000 series), and its points are those the
+    # whole matrix's levels give; a pack that reads many rows makes them once for all.
+    ruleset = load_rules([REPO / "rules"])
+    pages = {name: [scorecard.detail(replace(m), i, evaluation.matrices, ruleset).points
+                    for i in range(m.n)] for name, m in evaluation.matrices.items()}
+
+    def levels_made(m: object) -> bool:
+        return any(isinstance(key, tuple) and key[0] == "levels"
+                   for key in m.memo)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(scorecard, "LEVELS_WHOLE", 0)  # every matrix counts as large
+    monkeypatch.setattr(scorecard, "LEVELS_ALONE", 1)  # and stays so (until n rows asked)
+    points = 0
+    for name, m in evaluation.matrices.items():
+        fresh = replace(m)  # (a copy starts without what was made of the matrix)
+        for i in range(m.n):
+            alone = scorecard.detail(fresh, i, evaluation.matrices, ruleset).points
+            assert alone == pages[name][i], (name, m.labels[i])
+            points += len(alone)
+        assert not levels_made(fresh), name
+    assert points > 1000
+
+    # The third row of a matrix read 2 rows alone: every row's levels, made once.
+    m = next(m for m in evaluation.matrices.values() if m.n >= 8)
+    monkeypatch.setattr(scorecard, "LEVELS_ALONE", m.n // 2)  # (switch after 2 rows)
+    fresh = replace(m)
+    for i in range(3):
+        scorecard.detail(fresh, i, evaluation.matrices, ruleset).points  # noqa: B018
+        assert levels_made(fresh) == (i == 2)
