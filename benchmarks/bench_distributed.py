@@ -35,6 +35,7 @@ every area: the written-back cross-partition input).
     .venv/bin/python benchmarks/bench_distributed.py                # 100k series
     .venv/bin/python benchmarks/bench_distributed.py --million      # 1M (≈ 10 GB RAM)
     .venv/bin/python benchmarks/bench_distributed.py --store /tmp/s100k  # keep the store
+    .venv/bin/python benchmarks/bench_distributed.py --per-worker 2  # 4 partitions, 2 workers
 """
 
 from __future__ import annotations
