@@ -29,7 +29,13 @@ from sqlalchemy.engine import make_url
 from monitor.store import Store, open_store
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("MONITOR_SHARED_DATA", REPO.parent / "shared" / "data"))
+# The real London crime data the tests read: the copy the repository ships with its London
+# example, so a clone anywhere runs them (MONITOR_SHARED_DATA: another folder of the same
+# files). It is byte for byte the project's shared data, SHARED_DATA beside the checkout,
+# which tests/examples/test_london_backtest.py checks wherever that folder is.
+LONDON_DATA = Path(os.environ.get("MONITOR_SHARED_DATA",
+                                  REPO / "examples" / "london-boroughs" / "data"))
+SHARED_DATA = REPO.parent / "shared" / "data"
 PG_URL = os.environ.get("MONITOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PG_MODE = os.environ.get("MONITOR_TEST_POSTGRES", "")
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-import os
 import zlib
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,23 +20,14 @@ import pytest
 from scipy import stats as sps
 
 from monitor.rules import stats
-from tests.conftest import needs
+from tests.conftest import LONDON_DATA
 
 NAN = math.nan
 
 
-def _shared_data() -> Path:
-    env = os.environ.get("MONITOR_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
 def _london(n_series: int = 200, first_month: str = "200801", n_months: int = 36) -> np.ndarray:
     """Return real monthly crime counts: the first ``n_series`` borough × category rows."""
-    path = _shared_data() / "mps-borough-crime-2008-01-to-2016-12.csv"
-    if not path.exists():
-        needs(f"shared data not found at {path} (set MONITOR_SHARED_DATA)")
+    path = LONDON_DATA / "mps-borough-crime-2008-01-to-2016-12.csv"
     with path.open(newline="") as f:
         reader = csv.reader(f)
         header = next(reader)

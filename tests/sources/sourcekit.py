@@ -21,9 +21,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import LONDON_DATA
 
-LONDON_2008 = SHARED_DATA / "mps-borough-crime-2008-01-to-2016-12.csv"
+LONDON_2008 = LONDON_DATA / "mps-borough-crime-2008-01-to-2016-12.csv"
 EXAMPLE_DATA = Path(__file__).resolve().parents[2] / "examples" / "mps-2008-09" / "data"
 NOW = datetime(2024, 2, 1, 6, 0, tzinfo=UTC)
 
