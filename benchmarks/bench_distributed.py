@@ -50,6 +50,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -282,14 +283,18 @@ def local_cluster(folder: Path, workers: int, per_worker: int = 1) -> dict[str, 
         evaluator.publish(steady_result)
     steady, steady_cpu = time.perf_counter() - started, cpu() - used
     new_month(store)
+    from distributed import get_task_stream
+
     started, before = time.perf_counter(), each()
-    with gc_paused():
+    begun = time.time()  # (the task stream's clock)
+    with get_task_stream(client=engine.client()) as stream, gc_paused():
         month = engine.run(evaluator, engine.inputs(store, ruleset, []),
                            steady_result.records, _next(cycle))
         merged = time.thread_time()
         evaluator.publish(month)
     month_merge = engine.merge_seconds + time.thread_time() - merged
     month_s, after = time.perf_counter() - started, each()
+    timeline = _timeline(stream.data, begun)
     month_split = [b - a for a, b in zip(before, after, strict=True)]
     month_cpu = sum(month_split)
     before = each()
@@ -302,11 +307,22 @@ def local_cluster(folder: Path, workers: int, per_worker: int = 1) -> dict[str, 
             "workers": sorted(peaks_first.values()), "workers_all": sorted(peaks.values()),
             "answers": _answers(result), "write_back": engine.write_back_seconds,
             "month": month_s, "month_cpu": month_cpu, "month_answers": _answers(month),
-            "month_split": month_split, "month_merge": month_merge,
+            "month_split": month_split, "month_merge": month_merge, "timeline": timeline,
             "reads": dict(engine.reads),
             "split": split, "merge": merge, "started": started_rss, "idle": idle,
             "page": page_s, "page_cpu": page_cpu, "list": list_s, "list_cpu": list_cpu,
             "pages": pages}
+
+
+def _timeline(tasks: list[dict[str, Any]], begun: float) -> list[tuple[str, int, float, float]]:
+    """Return each task's computation in a cycle (Dask's task stream): its function, its
+    worker (numbered in address order) and when it started and stopped, in seconds from
+    the cycle's start; in order of start."""
+    workers = sorted({t["worker"] for t in tasks})
+    out = [(str(t["key"]).rsplit("-", 5)[0], workers.index(t["worker"]) + 1,
+            part["start"] - begun, part["stop"] - begun)
+           for t in tasks for part in t["startstops"] if part["action"] == "compute"]
+    return sorted(out, key=lambda row: row[2])
 
 
 def simulated(folder: Path, n: int) -> dict[str, object]:
@@ -503,6 +519,10 @@ def measure(folder: Path, workers: int, per_worker: int, partitions: list[int]) 
           + ", ".join(f"{w:.1%}" for w in local["idle"][2:]))  # type: ignore[index]
     _split("first cycle", local["split"], local["merge"], one["first_cpu"])  # type: ignore[arg-type]
     _split("new month", local["month_split"], local["month_merge"], one["month_cpu"])  # type: ignore[arg-type]
+    print(f"new month on the workers, seconds from the cycle's start (it returned at "
+          f"{local['month']:.2f}): " + "; ".join(
+              f"worker {w}: {name} {start:.2f}-{stop:.2f}"
+              for name, w, start, stop in local["timeline"]))  # type: ignore[attr-defined]
     print("\nSimulated: each partition evaluated in a fresh process of its own; its "
           "memory is the process's peak RSS during the task over its RSS before.\n")
     print("| partitions | CPU s per partition (mean, max) | × 1/N of one | partition "

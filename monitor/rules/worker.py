@@ -282,10 +282,17 @@ def _evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
             found = owned[key] = task.plan.partition_of(labels) == task.index
         return found
 
-    keep = [mine(r.id, r.labels) for r in result.changed]
+    # A rule on a partitioned indicator alerts only on this partition's series (and on
+    # the records it was given, which are this partition's): all its alerts are ours,
+    # asked of none. Only a rule on a whole indicator or on milestones, which every
+    # partition evaluates, alerts on series of others, asked alert by alert.
+    ours = {(r.group, r.rule.alert) for r in mine_rules
+            if r.rule.indicator is not None and r.rule.indicator not in task.plan.whole}
+    keep = [(r.group, r.rule) in ours or mine(r.id, r.labels) for r in result.changed]
     changed = list(compress(result.changed, keep))
     moving = result.moving().take(np.flatnonzero(np.array(keep, dtype=bool)))
-    transitions = [t for t in result.transitions if mine(t.alert_id, t.labels)]
+    transitions = [t for t in result.transitions
+                   if (t.group, t.rule) in ours or mine(t.alert_id, t.labels)]
     order = {(r.group, r.rule.alert): i for i, r in enumerate(rules)}
     # the coordinator holds the records this cycle started from (``given``): a changed
     # record of an id among them goes without its labels, which it takes from there
