@@ -13,7 +13,9 @@ Prints two tables:
   peak RSS; the first cycle's CPU-seconds per process (the daemon's, of which its merge
   and publish after the last result, and each worker's) and the best wall time that
   split allows on 2 cores of our own (half of all the CPU, or the slowest worker then
-  the merge);
+  the merge); and the new month's tasks on the workers (Dask's task stream: each
+  partition's totals, which read the new month, its evaluation and its frames, each
+  with its worker and its start and end, in seconds from the cycle's start);
 - the first page read after the first cycle (one series' page: on the workers, made by
   the worker that keeps its partition's matrices), then an indicator's list page (its
   default 50 rows, each a series' page: on the workers, each partition asked once for
