@@ -143,7 +143,7 @@ class Matrix:
     def index(self) -> dict[Labels, int]:
         """Return label set → row (built on first use)."""
         if self._index is None:
-            self._index = {labels_of(lab): i for i, lab in enumerate(self.labels)}
+            self._index = label_index(self.labels, self.label_names())
         return self._index
 
     def row_of(self, labels: Mapping[str, str]) -> int | None:
@@ -233,6 +233,25 @@ class Matrix:
             return np.zeros(self.n, dtype=bool)
         return np.asarray(self.provisional[:, max(0, end - n + 1):end + 1].any(axis=1),
                           dtype=bool)
+
+
+def label_index(labels: Sequence[Mapping[str, str]], names: set[str]) -> dict[Labels, int]:
+    """Return ``labels_of(labels[i])`` → i for every row (a label set twice: its last
+    row), ``names`` being every row's label names together.
+
+    When every row has all of ``names`` and every name and value is text (the series of
+    one indicator, most often), it is made a label at a time, not a sorted tuple per row
+    (500,000 series: 0.87 s row by row, most of the first series page read after a
+    cycle at 1M series)."""
+    keys = sorted(names)
+    width = len(keys)
+    if width and all(type(k) is str for k in keys) \
+            and all(len(lab) == width for lab in labels):  # (so each has every name)
+        columns = [[lab[k] for lab in labels] for k in keys]
+        if all(type(v) is str for column in columns for v in column):
+            pairs = [[(k, v) for v in column] for k, column in zip(keys, columns, strict=True)]
+            return dict(zip(zip(*pairs, strict=True), range(len(labels)), strict=True))
+    return {labels_of(lab): i for i, lab in enumerate(labels)}
 
 
 def from_block(indicator: Indicator, block: LongBlock | None, grid: Grid) -> Matrix:
