@@ -284,10 +284,15 @@ def _evaluate_partition(task: Task, rules: Sequence[LoadedRule], given: Records,
 
     # A rule on a partitioned indicator alerts only on this partition's series (and on
     # the records it was given, which are this partition's): all its alerts are ours,
-    # asked of none. Only a rule on a whole indicator or on milestones, which every
-    # partition evaluates, alerts on series of others, asked alert by alert.
+    # asked of none, unless its or its indicator's labels set a label of the partition
+    # key (its alerts' key is then not their series'). Only those, and a rule on a whole
+    # indicator or on milestones, which every partition evaluates, are asked alert by
+    # alert.
+    key_names = set(task.plan.key)
     ours = {(r.group, r.rule.alert) for r in mine_rules
-            if r.rule.indicator is not None and r.rule.indicator not in task.plan.whole}
+            if r.rule.indicator is not None and r.rule.indicator not in task.plan.whole
+            and not key_names & (set(r.rule.labels)
+                           | set(task.ruleset.indicators[r.rule.indicator].labels))}
     keep = [(r.group, r.rule) in ours or mine(r.id, r.labels) for r in result.changed]
     changed = list(compress(result.changed, keep))
     moving = result.moving().take(np.flatnonzero(np.array(keep, dtype=bool)))
