@@ -29,14 +29,10 @@ from monitor.store.observations import (
     IntArray,
     SeriesBlock,
     _blocks,
-    _Columns,
-    _pg_columns,
-    sqlite_columns,
+    series_columns,
     with_labels,
 )
 from monitor.store.partkey import META_KEY, PartitionKey, partition_of, span, stored_key
-
-FETCH_ROWS = 32_768  # observations fetched at a time (~7 MB of Python tuples)
 
 
 def set_key(store: Store, key: PartitionKey) -> int:
@@ -130,13 +126,7 @@ def read_partition(store: Store, indicator_ids: list[str], key: PartitionKey, in
             for name in dict.fromkeys(row[1] for row in series):  # as the series are sorted
                 mine = [row[:3] for row in series if row[1] == name]
                 ids = [int(row[0]) for row in mine]
-                if pg:
-                    columns = _pg_columns(
-                        cur, "WHERE series_id = ANY(%s)" + (" AND period >= %s" if since
-                                                            is not None else ""),
-                        [ids] + ([since] if since is not None else []))
-                else:
-                    columns = _sqlite_columns(cur, ids, since, thin=series_ids is not None)
+                columns = series_columns(cur, pg, ids, since, thin=series_ids is not None)
                 out.update(_blocks(mine, columns))
         finally:
             if not pg:
@@ -167,20 +157,3 @@ def _ranged(cur: Any, pg: bool, key: PartitionKey, where: str, indicator_ids: li
     return [row[:3] for row in _key_values(cur, pg, key, where, [*indicator_ids])
             if partition_of(key.position([v or "" for v in row[3:3 + width]]),
                             partitions) == index]
-
-
-def _sqlite_columns(cur: Any, ids: list[int], since: int | None = None, *,
-                    thin: bool = False) -> _Columns:
-    """Return the observations of series ``ids`` (ascending) as columns sorted by series
-    and period (``sqlite_columns``: mostly one number a row).
-
-    The ids are one JSON parameter (``json_each``): SQLite walks the observations' primary
-    key once per id, in order, with no sort and no temporary table. Rows are fetched in
-    small chunks: a chunk's Python objects are the read's transient memory, which should
-    not exceed a small partition's own arrays.
-    """
-    where = "WHERE series_id IN (SELECT value FROM json_each(?))"
-    if since is not None:
-        return sqlite_columns(cur, where + " AND period >= ?", [json.dumps(ids), since],
-                              FETCH_ROWS, thin=thin)
-    return sqlite_columns(cur, where, [json.dumps(ids)], FETCH_ROWS, thin=thin)

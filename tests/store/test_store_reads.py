@@ -4,6 +4,7 @@ and without a first period, and for one partition of the series."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -136,3 +137,59 @@ def test_a_read_of_the_series_a_poll_touched_holds_what_their_history_holds(
                             series_ids=np.array(sorted(touched)), since=since)
              for i in range(2)]
     assert sorted(r for blocks in parts for r in _read(blocks)) == sorted(read)
+
+
+def test_a_read_of_changes_takes_the_labels_of_the_series_held_and_reads_the_others(
+        store: Store) -> None:
+    """A poll's changes merged into the blocks held take each held series' labels from
+    its block (the same dict, not read again), wherever the block holds it (its series
+    in any order), and read the labels of the series it does not hold."""
+    store.observations.ingest("s", _observations(False), now=NOW)
+    every = store.observations.read()
+    stored = {int(sid): labels for b in every.values()  # type: ignore[attr-defined]
+              for sid, labels in zip(b.series_ids, b.labels, strict=True)}
+    burglary = every["burglary"]
+    keep = [k for k in range(len(burglary.series_ids)) if k % 4][::-1]  # some, backwards
+    held = {"burglary": replace(burglary, series_ids=[burglary.series_ids[k] for k in keep],
+                                labels=[dict(burglary.labels[k]) for k in keep])}
+    mine = dict(zip(held["burglary"].series_ids, held["burglary"].labels, strict=True))
+    touched = set(stored)
+    names = ["burglary", "robbery"]
+    key = PartitionKey(("area",))
+    whole = store.observations.read(names, since=START + 34, series_ids=touched)
+    reads = [store.observations.read(names, since=START + 34, series_ids=touched, held=held)
+             ] + [read_partition(store, names, key, i, 2, series_ids=np.array(sorted(touched)),
+                                 since=START + 34, held=held) for i in range(2)]
+    # the same blocks as a read that holds nothing: series in the same order, same rows
+    assert _same_blocks(reads[0], whole)
+    for i in range(2):
+        assert _same_blocks(reads[1 + i], read_partition(
+            store, names, key, i, 2, series_ids=np.array(sorted(touched)), since=START + 34))
+    taken = read_again = 0
+    for blocks in reads:
+        assert _read(blocks) == _expected(store, blocks, START + 34)
+        for b in blocks.values():
+            for sid, labels in zip(b.series_ids, b.labels, strict=True):  # type: ignore[attr-defined]
+                assert labels == stored[sid]
+                if sid in mine:
+                    assert labels is mine[sid]
+                    taken += 1
+                else:
+                    read_again += 1
+    assert taken == 2 * len(keep)  # the whole read, then the two partitions' reads
+    assert read_again == 2 * (len(stored) - len(keep))
+
+
+def _same_blocks(a: dict[str, object], b: dict[str, object]) -> bool:
+    """True when the two reads hold the same series in the same order, with the same
+    labels and observations."""
+    if a.keys() != b.keys():
+        return False
+    for name, x in a.items():
+        y = b[name]
+        if x.series_ids != y.series_ids or x.labels != y.labels:  # type: ignore[attr-defined]
+            return False
+        for column in ("row", "period", "value", "denominator", "provisional", "revisions"):
+            if not np.array_equal(getattr(x, column), getattr(y, column), equal_nan=True):
+                return False
+    return True
