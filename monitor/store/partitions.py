@@ -29,6 +29,8 @@ from monitor.store.observations import (
     IntArray,
     SeriesBlock,
     _blocks,
+    _positions,
+    _series_rows,
     series_columns,
     with_labels,
 )
@@ -106,23 +108,14 @@ def read_partition(store: Store, indicator_ids: list[str], key: PartitionKey, in
         try:
             if not pg:  # the series and their observations as of one moment
                 cur.execute("BEGIN")
-            labels = held is None
-            if partitions <= 1:
-                series = _key_values(cur, pg, PartitionKey(()), where, [*indicator_ids],
-                                     labels=labels)
-            else:
-                series = _ranged(cur, pg, key, where, indicator_ids, index, partitions,
-                                 labels=labels)
+            series = _touched(cur, pg, key, indicator_ids, index, partitions, series_ids,
+                              held) if series_ids is not None and held is not None else None
+            if series is None:
+                series = _listed(cur, pg, key, where, indicator_ids, index, partitions,
+                                 series_ids, held)
             # One indicator at a time: its columns are its block (no copy of them for
             # each indicator), and the read's transient memory is one indicator's.
             out: dict[str, SeriesBlock] = {}
-            if series_ids is not None:
-                held_ids = np.fromiter((row[0] for row in series), dtype=np.int64,
-                                       count=len(series))
-                series = [series[i] for i in
-                          np.flatnonzero(np.isin(held_ids, series_ids)).tolist()]
-            if held is not None:
-                series = with_labels(cur, pg, [row[:3] for row in series], held)
             for name in dict.fromkeys(row[1] for row in series):  # as the series are sorted
                 mine = [row[:3] for row in series if row[1] == name]
                 ids = [int(row[0]) for row in mine]
@@ -134,6 +127,77 @@ def read_partition(store: Store, indicator_ids: list[str], key: PartitionKey, in
             cur.close()
         conn.rollback()
     return out
+
+
+def _listed(cur: Any, pg: bool, key: PartitionKey, where: str, indicator_ids: list[str],
+            index: int, partitions: int, series_ids: IntArray | None,
+            held: Mapping[str, SeriesBlock] | None) -> list[tuple[Any, ...]]:
+    """Return (id, indicator, labels) of the partition's series, sorted by indicator,
+    then id: every one (read from the store), or those of ``series_ids``; with their
+    labels taken from the blocks ``held`` where those hold them (``with_labels``)."""
+    labels = held is None
+    if partitions <= 1:
+        series = _key_values(cur, pg, PartitionKey(()), where, [*indicator_ids],
+                             labels=labels)
+    else:
+        series = _ranged(cur, pg, key, where, indicator_ids, index, partitions,
+                         labels=labels)
+    if series_ids is not None:
+        held_ids = np.fromiter((row[0] for row in series), dtype=np.int64, count=len(series))
+        series = [series[i] for i in np.flatnonzero(np.isin(held_ids, series_ids)).tolist()]
+    if held is not None:
+        series = with_labels(cur, pg, [row[:3] for row in series], held)
+    return series
+
+
+def _touched(cur: Any, pg: bool, key: PartitionKey, indicator_ids: list[str], index: int,
+             partitions: int, series_ids: IntArray, held: Mapping[str, SeriesBlock]
+             ) -> list[tuple[int, str, Any]] | None:
+    """Return (id, indicator, labels) of the partition's series among ``series_ids``
+    (ascending: what a poll touched), sorted by indicator, then id, without listing the
+    partition's series: those the blocks ``held`` (this partition's) hold are found
+    there, with their labels; of the others, the store gives those positioned in this
+    partition (new series). None when the stored positions are not under ``key`` (or
+    moved during the read): then the partition's series are listed (``_listed``).
+
+    A new month for every one of 1,000,000 series made each worker list its 500,000
+    series, keep those the poll touched, and find each one's labels in its blocks by a
+    lookup a series."""
+    spec, generation = stored_key(cur, pg)
+    if partitions > 1 and spec != key.spec():
+        return None
+    unknown = np.ones(series_ids.shape[0], dtype=bool)
+    known: list[tuple[str, IntArray, list[Any]]] = []
+    for name in dict.fromkeys(indicator_ids):
+        block = held.get(name)
+        if block is None or not block.series_ids:
+            continue
+        at, hit = _positions(block, series_ids)
+        if hit.any():
+            unknown &= ~hit
+            mine = block.labels
+            known.append((name, series_ids[hit], [mine[i] for i in at[hit].tolist()]))
+    found: list[tuple[Any, ...]] = []
+    if unknown.any():
+        rest = series_ids[unknown].tolist()
+        mark = "%s" if pg else "?"
+        if pg:
+            sql = "SELECT id, indicator_id, labels FROM series WHERE indicator_id = ANY(%s) " \
+                  "AND id = ANY(%s)"
+            args: list[Any] = [list(indicator_ids), rest]
+        else:
+            sql = "SELECT id, indicator_id, labels FROM series WHERE indicator_id IN " \
+                  "(SELECT value FROM json_each(?)) AND id IN (SELECT value FROM json_each(?))"
+            args = [json.dumps(list(indicator_ids)), json.dumps(rest)]
+        if partitions > 1:
+            lo, hi = span(index, partitions)
+            sql += f" AND part >= {mark} AND part < {mark}"
+            args += [lo, hi]
+        cur.execute(sql, args)
+        found = list(cur.fetchall())
+        if partitions > 1 and stored_key(cur, pg)[1] != generation:
+            return None
+    return _series_rows(known, found)
 
 
 def _ranged(cur: Any, pg: bool, key: PartitionKey, where: str, indicator_ids: list[str],

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from monitor.model import Observation, month
-from monitor.store import Store
-from monitor.store.partitions import read_partition
+from monitor.store import Store, partitions
+from monitor.store.partitions import read_partition, set_key
 from monitor.store.partkey import PartitionKey
 
 NOW = datetime(2016, 12, 5, 6, 0, tzinfo=UTC)
@@ -178,6 +178,43 @@ def test_a_read_of_changes_takes_the_labels_of_the_series_held_and_reads_the_oth
                     read_again += 1
     assert taken == 2 * len(keep)  # the whole read, then the two partitions' reads
     assert read_again == 2 * (len(stored) - len(keep))
+
+
+def test_a_partition_reads_the_changes_of_its_own_series_from_its_blocks_and_new_ones(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the series' positions stored under the key, a partition's read of a poll's
+    changes finds the series its blocks hold there and asks the store only for the rest
+    that are its own (new series): the same blocks as listing its series, and none of
+    another partition's."""
+    store.observations.ingest("s", _observations(False), now=NOW)
+    names = ["burglary", "robbery"]
+    key = PartitionKey(("area",))
+    set_key(store, key)
+    touched = np.array(sorted(int(i) for b in store.observations.read().values()
+                              for i in b.series_ids))  # type: ignore[attr-defined]
+    seen: list[int] = []
+    listed: list[int] = []
+    real = partitions._listed
+    monkeypatch.setattr(partitions, "_listed", lambda *a, **k: listed.append(1) or real(*a, **k))
+    for i in range(3):
+        mine = read_partition(store, names, key, i, 3)
+        # its blocks hold some of its series (backwards); the others come as new ones
+        held = {name: replace(b, series_ids=b.series_ids[::-2], labels=b.labels[::-2])
+                for name, b in mine.items() if name == "burglary"}
+        kept = {sid: labels for b in held.values()
+                for sid, labels in zip(b.series_ids, b.labels, strict=True)}
+        listed.clear()
+        changes = read_partition(store, names, key, i, 3, series_ids=touched,
+                                 since=START + 30, held=held)
+        assert not listed  # the partition's series were not listed
+        assert _same_blocks(changes, read_partition(store, names, key, i, 3,
+                                                    series_ids=touched, since=START + 30))
+        assert _read(changes) == _expected(store, changes, START + 30)
+        for b in changes.values():
+            for sid, labels in zip(b.series_ids, b.labels, strict=True):  # type: ignore[attr-defined]
+                assert sid not in kept or labels is kept[sid]
+                seen.append(sid)
+    assert sorted(seen) == touched.tolist()  # every series in one partition, once
 
 
 def _same_blocks(a: dict[str, object], b: dict[str, object]) -> bool:
