@@ -29,6 +29,7 @@ import operator
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import chain, repeat
@@ -727,29 +728,18 @@ class ObservationStore:
             else:
                 where_series += "id IN (SELECT value FROM json_each(?))"
                 params.append(json.dumps(_ids(series_ids).tolist()))
-        with self.engine.connect() as conn:
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            cur = raw.cursor()
-            try:
-                if not self._pg:  # the series and their observations as of one moment
-                    cur.execute("BEGIN")
-                labels = "labels" if held is None else "NULL"
-                cur.execute(self._q(f"SELECT id, indicator_id, {labels} FROM series "  # noqa: S608
-                                    f"{where_series} ORDER BY indicator_id, id"), params)
-                series = cur.fetchall()
-                if not series:
-                    return {}
-                if held is not None:
-                    series = with_labels(cur, self._pg, series, held)
-                # the series a poll touched: a row or two each (``thin``)
-                columns = self._read_observations(cur, where_series, params, since,
-                                                  thin=series_ids is not None)
-            finally:
-                if not self._pg:
-                    cur.execute("ROLLBACK")
-                cur.close()
-            conn.rollback()
+        with read_cursor(self.engine, self._pg) as cur:
+            labels = "labels" if held is None else "NULL"
+            cur.execute(self._q(f"SELECT id, indicator_id, {labels} FROM series "  # noqa: S608
+                                f"{where_series} ORDER BY indicator_id, id"), params)
+            series = cur.fetchall()
+            if not series:
+                return {}
+            if held is not None:
+                series = with_labels(cur, self._pg, series, held)
+            # the series a poll touched: a row or two each (``thin``)
+            columns = self._read_observations(cur, where_series, params, since,
+                                              thin=series_ids is not None)
         return _blocks(series, columns)
 
     def _read_touched(self, indicator_ids: list[str], since: int | None, ids: IntArray,
@@ -765,48 +755,16 @@ class ObservationStore:
         read's time before any observation came."""
         if not indicator_ids or not ids.size:
             return {}
-        unknown = np.ones(ids.shape[0], dtype=bool)
-        known: list[tuple[str, IntArray, list[Any]]] = []
-        for name in dict.fromkeys(indicator_ids):
-            block = held.get(name)
-            if block is None or not block.series_ids:
-                continue
-            at, hit = _positions(block, ids)
-            if hit.any():
-                unknown &= ~hit
-                mine = block.labels
-                known.append((name, ids[hit], [mine[i] for i in at[hit].tolist()]))
-        with self.engine.connect() as conn:
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            cur = raw.cursor()
-            try:
-                if not self._pg:  # the series and their observations as of one moment
-                    cur.execute("BEGIN")
-                found: list[tuple[Any, ...]] = []
-                if unknown.any():
-                    rest = ids[unknown].tolist()
-                    if self._pg:
-                        cur.execute("SELECT id, indicator_id, labels FROM series WHERE "
-                                    "indicator_id = ANY(%s) AND id = ANY(%s)",
-                                    [list(indicator_ids), rest])
-                    else:
-                        cur.execute("SELECT id, indicator_id, labels FROM series WHERE "
-                                    "indicator_id IN (SELECT value FROM json_each(?)) AND "
-                                    "id IN (SELECT value FROM json_each(?))",
-                                    [json.dumps(list(indicator_ids)), json.dumps(rest)])
-                    found = cur.fetchall()
-                series = _series_rows(known, found)
-                if not series:
-                    return {}
-                wanted = np.unique(np.fromiter((row[0] for row in series), dtype=np.int64,
-                                               count=len(series))).tolist()
-                columns = series_columns(cur, self._pg, wanted, since)
-            finally:
-                if not self._pg:
-                    cur.execute("ROLLBACK")
-                cur.close()
-            conn.rollback()
+        known, unknown = held_series(held, indicator_ids, ids)
+        with read_cursor(self.engine, self._pg) as cur:
+            found = stored_series(cur, self._pg, indicator_ids, ids[unknown].tolist()) \
+                if unknown.any() else []
+            series = _series_rows(known, found)
+            if not series:
+                return {}
+            wanted = np.unique(np.fromiter((row[0] for row in series), dtype=np.int64,
+                                           count=len(series))).tolist()
+            columns = series_columns(cur, self._pg, wanted, since)
         return _blocks(series, columns)
 
     def _read_observations(self, cur: Any, where_series: str, params: list[Any],
@@ -1237,6 +1195,65 @@ def _ids(series_ids: Collection[int] | IntArray) -> IntArray:
             return ids
         return np.unique(ids)
     return np.unique(np.fromiter(series_ids, dtype=np.int64, count=len(series_ids)))
+
+
+@contextmanager
+def read_cursor(engine: Engine, pg: bool) -> Iterator[Any]:
+    """Yield a driver cursor in a read transaction: what a read's queries ask sees the
+    store as of one moment (on SQLite an explicit BEGIN; nothing is written)."""
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            if not pg:
+                cur.execute("BEGIN")
+            yield cur
+        finally:
+            if not pg:
+                cur.execute("ROLLBACK")
+            cur.close()
+        conn.rollback()
+
+
+def held_series(held: Mapping[str, SeriesBlock], indicator_ids: Sequence[str], ids: IntArray
+                ) -> tuple[list[tuple[str, IntArray, list[Any]]], BoolArray]:
+    """Return, per indicator of ``indicator_ids`` whose block ``held`` holds some of the
+    series ``ids`` (ascending), those ids and their labels (the block's own dicts); and
+    which of ``ids`` no block holds."""
+    unknown = np.ones(ids.shape[0], dtype=bool)
+    known: list[tuple[str, IntArray, list[Any]]] = []
+    for name in dict.fromkeys(indicator_ids):
+        block = held.get(name)
+        if block is None or not block.series_ids:
+            continue
+        at, hit = _positions(block, ids)
+        if hit.any():
+            unknown &= ~hit
+            mine = block.labels
+            known.append((name, ids[hit], [mine[i] for i in at[hit].tolist()]))
+    return known, unknown
+
+
+def stored_series(cur: Any, pg: bool, indicator_ids: Sequence[str], ids: list[int],
+                  part: tuple[int, int] | None = None) -> list[tuple[Any, ...]]:
+    """Return (id, indicator, labels as stored) of the stored series among ``ids`` of
+    ``indicator_ids`` (``part``: only those positioned in that range), each list one
+    parameter."""
+    if pg:
+        sql = "SELECT id, indicator_id, labels FROM series WHERE indicator_id = ANY(%s) " \
+              "AND id = ANY(%s)"
+        args: list[Any] = [list(indicator_ids), ids]
+    else:
+        sql = "SELECT id, indicator_id, labels FROM series WHERE indicator_id IN " \
+              "(SELECT value FROM json_each(?)) AND id IN (SELECT value FROM json_each(?))"
+        args = [json.dumps(list(indicator_ids)), json.dumps(ids)]
+    if part is not None:
+        mark = "%s" if pg else "?"
+        sql += f" AND part >= {mark} AND part < {mark}"
+        args += list(part)
+    cur.execute(sql, args)
+    return list(cur.fetchall())
 
 
 def _positions(block: SeriesBlock, ids: IntArray) -> tuple[IntArray, BoolArray]:

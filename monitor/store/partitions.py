@@ -29,9 +29,11 @@ from monitor.store.observations import (
     IntArray,
     SeriesBlock,
     _blocks,
-    _positions,
     _series_rows,
+    held_series,
+    read_cursor,
     series_columns,
+    stored_series,
     with_labels,
 )
 from monitor.store.partkey import META_KEY, PartitionKey, partition_of, span, stored_key
@@ -101,31 +103,20 @@ def read_partition(store: Store, indicator_ids: list[str], key: PartitionKey, in
     pg = not store.is_sqlite
     marks = ",".join(("%s" if pg else "?") for _ in indicator_ids)
     where = f"WHERE indicator_id IN ({marks})"
-    with store.engine.connect() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        cur = raw.cursor()
-        try:
-            if not pg:  # the series and their observations as of one moment
-                cur.execute("BEGIN")
-            series = _touched(cur, pg, key, indicator_ids, index, partitions, series_ids,
-                              held) if series_ids is not None and held is not None else None
-            if series is None:
-                series = _listed(cur, pg, key, where, indicator_ids, index, partitions,
-                                 series_ids, held)
-            # One indicator at a time: its columns are its block (no copy of them for
-            # each indicator), and the read's transient memory is one indicator's.
-            out: dict[str, SeriesBlock] = {}
-            for name in dict.fromkeys(row[1] for row in series):  # as the series are sorted
-                mine = [row[:3] for row in series if row[1] == name]
-                ids = [int(row[0]) for row in mine]
-                columns = series_columns(cur, pg, ids, since, thin=series_ids is not None)
-                out.update(_blocks(mine, columns))
-        finally:
-            if not pg:
-                cur.execute("ROLLBACK")
-            cur.close()
-        conn.rollback()
+    with read_cursor(store.engine, pg) as cur:
+        series = _touched(cur, pg, key, indicator_ids, index, partitions, series_ids,
+                          held) if series_ids is not None and held is not None else None
+        if series is None:
+            series = _listed(cur, pg, key, where, indicator_ids, index, partitions,
+                             series_ids, held)
+        # One indicator at a time: its columns are its block (no copy of them for each
+        # indicator), and the read's transient memory is one indicator's.
+        out: dict[str, SeriesBlock] = {}
+        for name in dict.fromkeys(row[1] for row in series):  # as the series are sorted
+            mine = [row[:3] for row in series if row[1] == name]
+            ids = [int(row[0]) for row in mine]
+            columns = series_columns(cur, pg, ids, since, thin=series_ids is not None)
+            out.update(_blocks(mine, columns))
     return out
 
 
@@ -166,35 +157,11 @@ def _touched(cur: Any, pg: bool, key: PartitionKey, indicator_ids: list[str], in
     spec, generation = stored_key(cur, pg)
     if partitions > 1 and spec != key.spec():
         return None
-    unknown = np.ones(series_ids.shape[0], dtype=bool)
-    known: list[tuple[str, IntArray, list[Any]]] = []
-    for name in dict.fromkeys(indicator_ids):
-        block = held.get(name)
-        if block is None or not block.series_ids:
-            continue
-        at, hit = _positions(block, series_ids)
-        if hit.any():
-            unknown &= ~hit
-            mine = block.labels
-            known.append((name, series_ids[hit], [mine[i] for i in at[hit].tolist()]))
+    known, unknown = held_series(held, indicator_ids, series_ids)
     found: list[tuple[Any, ...]] = []
     if unknown.any():
-        rest = series_ids[unknown].tolist()
-        mark = "%s" if pg else "?"
-        if pg:
-            sql = "SELECT id, indicator_id, labels FROM series WHERE indicator_id = ANY(%s) " \
-                  "AND id = ANY(%s)"
-            args: list[Any] = [list(indicator_ids), rest]
-        else:
-            sql = "SELECT id, indicator_id, labels FROM series WHERE indicator_id IN " \
-                  "(SELECT value FROM json_each(?)) AND id IN (SELECT value FROM json_each(?))"
-            args = [json.dumps(list(indicator_ids)), json.dumps(rest)]
-        if partitions > 1:
-            lo, hi = span(index, partitions)
-            sql += f" AND part >= {mark} AND part < {mark}"
-            args += [lo, hi]
-        cur.execute(sql, args)
-        found = list(cur.fetchall())
+        found = stored_series(cur, pg, indicator_ids, series_ids[unknown].tolist(),
+                              span(index, partitions) if partitions > 1 else None)
         if partitions > 1 and stored_key(cur, pg)[1] != generation:
             return None
     return _series_rows(known, found)
