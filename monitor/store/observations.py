@@ -23,7 +23,6 @@ same data changes nothing. Reads return columnar numpy blocks, one per indicator
 
 from __future__ import annotations
 
-import itertools
 import json
 import operator
 import sqlite3
@@ -1276,7 +1275,7 @@ def _series_rows(known: Sequence[tuple[str, IntArray, list[Any]]],
     them: the held ones' labels as the blocks hold them, the others' as stored text."""
     rows: dict[str, list[tuple[int, str, Any]]] = {}
     for name, ids, labels in known:
-        rows[name] = list(zip(ids.tolist(), itertools.repeat(name), labels))
+        rows[name] = list(zip(ids.tolist(), repeat(name), labels))
     extra: dict[str, list[tuple[int, str, Any]]] = {}
     for sid, indicator, text in found:
         extra.setdefault(str(indicator), []).append((int(sid), str(indicator), text))
