@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from operator import attrgetter
 
 from monitor.notify.config import NotifyConfig
 from monitor.notify.inhibit import InhibitRule, inhibitors, rules_from_config
@@ -245,13 +246,14 @@ def group_stage(tree: Route, receivers: set[str],
         groups = tuple(
             Group(receiver=ident[0], key=ident[1], route=meta[ident][0],
                   labels=meta[ident][1],
-                  alerts=tuple(sorted(alerts, key=lambda a: (a.starts_at, a.alert_id))))
+                  alerts=tuple(sorted(alerts, key=_START_ORDER)))
             for ident, alerts in sorted(members.items()))
         return replace(flow, groups=groups, trace=tuple(trace))
     return stage
 
 
 Routed = list[tuple[Route, tuple[str, str] | None, dict[str, str]]]
+_START_ORDER = attrgetter("starts_at", "alert_id")  # a group's alerts: oldest first
 
 
 class Router:
@@ -274,7 +276,7 @@ class Router:
         """Return ``routed(tree, receivers, labels)`` (shared: not to be changed)."""
         if self.names is None:
             return _routed(self.tree, self.receivers, labels)
-        key = tuple(labels.get(name) for name in self.names)
+        key = tuple(map(labels.get, self.names))
         found = self.memo.get(key)
         if found is None:
             if len(self.memo) >= 100_000:  # label values without end: start again

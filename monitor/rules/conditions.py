@@ -204,13 +204,14 @@ def _level(leaf: Level, m: Matrix, ctx: Context) -> Outcome:
     ind = m.indicator
     kind = ind.headline_kind
     when = window_text(m, h.end)
+    over = over_text(m, h.end)  # the same for every row: said once, not per alert
 
     def explain(i: int) -> str:
         shown = describe_value(ind, float(value[i]), kind)
         if leaf.worse_than_target or leaf.status:
             phrase = target_phrase(ind, h.fy, float(h.judged[i]), float(h.target[i]),
                                    h.target_kind[i])
-            return f"{ind.name} is {shown} {over_text(m, h.end)}, {phrase}"
+            return f"{ind.name} is {shown} {over}, {phrase}"
         return f"{ind.name} is {shown} over the {when}, {_versus_bounds(leaf, float(value[i]))}"
 
     def _versus_bounds(leaf: Level, v: float) -> str:
@@ -580,13 +581,16 @@ def _forecast(leaf: Forecast, m: Matrix, ctx: Context) -> Outcome:
     gap = (target - compare) if ind.direction == "up" else (compare - target)
     active = known & (gap > leaf.by) if leaf.misses_target else known & (gap <= 0)
 
+    shown_kind = "level" if kind == "level" else kind
+    # what every row says alike, made once: the year, the target, the gap's unit
+    year = f"{fy}/{(fy + 1) % 100:02d}"
+    against = format_value(ind, float(target), shown_kind)
+    unit = "pp" if kind in ("change_pp",) or ind.unit == "percent" else ""
+
     def explain(i: int) -> str:
-        shown_kind = "level" if kind == "level" else kind
-        return (f"on the current trend {ind.name} will end {fy}/{(fy + 1) % 100:02d} at "
+        return (f"on the current trend {ind.name} will end {year} at "
                 f"{format_value(ind, float(compare[i]), shown_kind)} against a target of "
-                f"{format_value(ind, float(target), shown_kind)}, missing it by "
-                f"{abs(float(gap[i])):.{ind.precision}f}"
-                f"{'pp' if kind in ('change_pp',) or ind.unit == 'percent' else ''}")
+                f"{against}, missing it by {abs(float(gap[i])):.{ind.precision}f}{unit}")
 
     return Outcome(active, known, compare, {"projected": compare, "target": np.full(m.n, target),
                                             "gap": gap}, explain)

@@ -287,7 +287,7 @@ class RuleService:
         self.metrics.last_eval.set(time.time())
         if result.transitions:
             log.info("alerts changed state", transitions=len(result.transitions),
-                     firing=sum(r.state.value == "firing" for r in result.records.values()))
+                     firing=sum(r.state is AlertState.FIRING for r in result.records.values()))
         if self.on_evaluated is not None:
             self.on_evaluated(result, saved)
         self._note_overrun(time.perf_counter() - started, result, wall)

@@ -220,8 +220,8 @@ def _from_memory(row_id: int, move: Transition) -> TransitionEvent:
     decoded) and values (each as written: the value as a float, the states' names)."""
     return TransitionEvent(
         id=row_id, alert_id=move.alert_id, rule=move.rule, labels=move.labels,
-        annotations=move.annotations, from_state=move.from_state.value,
-        to_state=move.to_state.value,
+        annotations=move.annotations, from_state=str(move.from_state),
+        to_state=str(move.to_state),
         value=None if move.value is None else float(move.value),
         explanation=move.explanation, at=utc(move.at))
 
