@@ -13,7 +13,6 @@ import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
@@ -278,9 +277,6 @@ def _moving_rows(records: Iterable[AlertRecord], note: Callable[[Mapping[str, An
             for r in records)
 
 
-_by_id = attrgetter("id")
-
-
 def _update_sqlite(cur: Any, known: Sequence[AlertRecord],
                    encode: Callable[[Mapping[str, Any]], str],
                    note: Callable[[Mapping[str, Any]], str],
@@ -290,11 +286,10 @@ def _update_sqlite(cur: Any, known: Sequence[AlertRecord],
     the rows that matched are written again, the same."""
     if not known:
         return
-    # In the order of the table's index on id: a cycle's records come rule by rule, each
-    # in its series' order, which is no order of their hashed ids, and each update then
-    # seeks a page of that index far from the last one's (at 100,000 alerts, a third of
-    # SQLite's time for the update).
-    known = sorted(known, key=_by_id)
+    # In the order given (the rules', each in its series' order): the order the rows were
+    # first inserted, so the updates walk the table's wide rows page after page. Sorted
+    # by id (the index's order) they walk the small index in turn and the rows at
+    # random, which measured slower.
     cur.executemany(_UPDATE, _moving_rows(known, note, ts, stamp))
     if cur.rowcount != len(known):
         cur.executemany(_UPSERT, _record_rows(known, encode, note, ts, stamp))
