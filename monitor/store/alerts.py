@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, select
 
 from monitor.alerts.state import AlertRecord, Transition
 from monitor.jsontext import encoder
-from monitor.model import AlertState
+from monitor.model import STATE_TEXT, AlertState
 from monitor.store.db import BULK_ROWS, JsonCodec, bulk_cache, copy_upsert, reader, stamper
 from monitor.store.history import copy_transitions
 from monitor.store.tables import AlertRow
@@ -173,7 +173,7 @@ class AlertStore:
                 # the rows of a cycle held at once were over a hundred megabytes.
                 event_rows = ((i, t.alert_id, t.rule, t.group, encode(t.labels),
                                note(t.annotations),
-                               str(t.from_state), str(t.to_state), _float(t.value),
+                               STATE_TEXT[t.from_state], STATE_TEXT[t.to_state], _float(t.value),
                                t.explanation, ts(t.at),
                                None if t.notify else HELD, None if t.notify else stamp)
                               for i, t in zip(ids, moves, strict=True))
@@ -257,23 +257,23 @@ def _record_rows(records: Iterable[AlertRecord], encode: Callable[[Mapping[str, 
                  ts: Callable[[datetime | None], Any], stamp: Any
                  ) -> Iterator[tuple[Any, ...]]:
     """The rows of ``records`` in the order of COLUMNS, each made as the driver takes it."""
-    return ((r.id, r.rule, r.group, encode(r.labels), note(r.annotations), str(r.state),
+    return ((r.id, r.rule, r.group, encode(r.labels), note(r.annotations), STATE_TEXT[r.state],
              _float(r.value), r.explanation, ts(r.active_since), ts(r.fired_at),
              ts(r.resolved_at), ts(r.keep_firing_until), ts(r.last_evaluated),
              int(r.pending_evaluations), int(r.pending_periods),
              None if r.last_period is None else int(r.last_period), r.history,
-             bool(r.flapping), str(r.notified_state), stamp)
+             bool(r.flapping), STATE_TEXT[r.notified_state], stamp)
             for r in records)
 
 
 def _moving_rows(records: Iterable[AlertRecord], note: Callable[[Mapping[str, Any]], str],
                  ts: Callable[[datetime | None], Any], stamp: Any) -> Iterator[tuple[Any, ...]]:
     """The parameters of ``_UPDATE`` for ``records``."""
-    return ((str(r.state), note(r.annotations), _float(r.value), r.explanation,
+    return ((STATE_TEXT[r.state], note(r.annotations), _float(r.value), r.explanation,
              ts(r.active_since), ts(r.fired_at), ts(r.resolved_at), ts(r.keep_firing_until),
              ts(r.last_evaluated), int(r.pending_evaluations), int(r.pending_periods),
              None if r.last_period is None else int(r.last_period), r.history,
-             bool(r.flapping), str(r.notified_state), stamp, r.id)
+             bool(r.flapping), STATE_TEXT[r.notified_state], stamp, r.id)
             for r in records)
 
 

@@ -41,7 +41,7 @@ from monitor.alerts.state import Transition
 from monitor.errors import StoreError
 from monitor.jsontext import encoder
 from monitor.matchers import Matcher
-from monitor.model import AlertEvent, utc
+from monitor.model import STATE_TEXT, AlertEvent, utc
 from monitor.notify.notification import FIRING, RESOLVED, NotifyAlert
 from monitor.notify.pipeline import LogEntry
 from monitor.notify.silences import Silence, recurrence_dict, recurrence_from
@@ -220,8 +220,8 @@ def _from_memory(row_id: int, move: Transition) -> TransitionEvent:
     decoded) and values (each as written: the value as a float, the states' names)."""
     return TransitionEvent(
         id=row_id, alert_id=move.alert_id, rule=move.rule, labels=move.labels,
-        annotations=move.annotations, from_state=str(move.from_state),
-        to_state=str(move.to_state),
+        annotations=move.annotations, from_state=STATE_TEXT[move.from_state],
+        to_state=STATE_TEXT[move.to_state],
         value=None if move.value is None else float(move.value),
         explanation=move.explanation, at=utc(move.at))
 
