@@ -26,6 +26,9 @@ For each store and size, in a process of its own (so peak RSS is its own), it pr
 - new month: the cycle after a poll that brought one new month for every series
   (its poll is the "month ingest" column);
 - alerts firing after the first cycle, messages the webhook received, peak RSS;
+- how many alert records the first cycle and the new month changed, and how many of
+  those changed state (the rest changed only their value, texts or counters: each is
+  still written and, distributed, sent to the daemon);
 - ``monitor eval --at <the last month> --format json`` on the same store afterwards, as
   a user runs it (a process of its own: wall and CPU seconds, peak RSS);
 - under each row, the CPU seconds (user + system) of each cycle in the process: on a
@@ -373,6 +376,18 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None,
         app.assemble()
         assert app.poller is not None and app.rules is not None and app.notifier is not None
         poller, rules, notifier = app.poller, app.rules, app.notifier
+        # What each cycle changed, as the rule service hands it on (its ``last`` keeps
+        # the records, not the cycle's changes): how many alert records, and how many of
+        # them changed state (made a transition).
+        changed: list[tuple[int, int]] = []
+        handed = rules.on_evaluated
+
+        def counting(result: Any, saved: Any) -> None:
+            changed.append((len(result.changed), len({t.alert_id for t in result.transitions})))
+            if handed is not None:
+                handed(result, saved)
+
+        rules.on_evaluated = counting
         figures: dict[str, Any] = {"store": kind, "series": n,
                                    "observations": workload.observations}
 
@@ -439,6 +454,7 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None,
             last = rules.last
             figures["firing"] = sum(1 for r in last.records.values()
                                     if r.state.value == "firing") if last else 0
+            figures["changed_first"] = changed[-1] if changed else (0, 0)
             clock.advance(timedelta(minutes=1))
             figures["steady"] = cycle(profilers.get("steady"))
             workload.add_month()
@@ -447,6 +463,7 @@ def run(kind: str, url: str, n: int, months: int, profile: str | None,
             figures["month_ingest"] = poll()
             figures["rss_month_ingest"] = peak_rss_mb()
             figures["month"] = cycle(profilers.get("month"))
+            figures["changed_month"] = changed[-1] if changed else (0, 0)
             figures["messages"] = server.messages
             figures["rss"] = peak_rss_mb()
             figures["cpu_first"], figures["cpu_steady"], figures["cpu_month"] = cpu
@@ -667,6 +684,11 @@ def main() -> None:
               f"{f['firing']:>9,}{f['messages']:>6}{f['rss']:>9,.0f}", flush=True)
         print(f"{'':<21}CPU s: first {f['cpu_first']:.2f}, steady {f['cpu_steady']:.2f}, "
               f"new month {f['cpu_month']:.2f}", flush=True)
+        for name, (changed, moved) in (("first cycle", f["changed_first"]),
+                                       ("new month", f["changed_month"])):
+            print(f"{'':<21}alert records changed by the {name}: {changed:,}, of which "
+                  f"{moved:,} changed state and {changed - moved:,} only their value, texts "
+                  "or counters", flush=True)
         print(f"{'':<21}garbage collector within: first {f['gc'][0]}, steady {f['gc'][1]}, "
               f"new month {f['gc'][2]}; the hourly full pass after them {f['collect']:.2f} s, "
               f"{f['collect_found']:,} unreachable objects found", flush=True)
