@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from monitor import memory
 from monitor.errors import StoreError
 from monitor.jsontext import encoder
 from monitor.logs import get_logger
@@ -78,7 +79,11 @@ def make_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = 5) -> E
 # for one transaction; it is set back to SQLite's default when the pool takes it back.
 SHRINK_CACHE = "shrink_cache"
 DEFAULT_CACHE_SIZE = -2000  # SQLite's default: about 2 MB
-BULK_CACHE_SIZE = -65536  # 64 MB, for the transaction of one bulk write
+# 32 MB, for the transaction of one bulk write of a cycle (alerts, their history, the
+# notifier's alerts). At 100k series (benchmarks/bench_daemon.py, 2026-12-08, alternated)
+# 64 MB peaked at 1,003-1,006 MB in the first cycle, 32 MB at 977-979 MB in the same
+# time (first cycle 14.5 s against 15.1-16.9), 16 MB at 974 MB but slower (17.8 s).
+BULK_CACHE_SIZE = -32768
 BULK_ROWS = 1000  # rows from which a write takes the larger page cache
 STATEMENT_CACHE = 8  # prepared statements kept per connection (Python's default: 128)
 
@@ -104,7 +109,7 @@ def copy_upsert(cur: Any, table: str, columns: Sequence[str], rows: Iterable[Seq
 
 
 def bulk_cache(conn: Connection) -> None:
-    """Give a SQLite connection a 64 MB page cache until the pool takes it back (see
+    """Give a SQLite connection a 32 MB page cache until the pool takes it back (see
     SHRINK_CACHE); nothing on PostgreSQL. Rows written all over a table larger than
     SQLite's default 2 MB cache (alerts by hashed id, their history's indexes) read the
     same pages again and again otherwise."""
@@ -216,9 +221,14 @@ def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
     @event.listens_for(engine, "checkin")
     def _on_checkin(dbapi_connection: sqlite3.Connection | None, record: Any) -> None:
         # A bulk insert raised this connection's page cache (see SHRINK_CACHE); once it
-        # has committed, set it back rather than keep 64 MB until the next one.
+        # has committed, set it back rather than keep it until the next one, and give
+        # the pages SQLite frees back to the operating system: left in the C heap, where
+        # Python's own allocator (its arenas are mapped apart) does not reuse them, they
+        # stayed resident through what follows the write (a cycle's save, then its
+        # notifications: 31 MB of the 100k first cycle's peak, benchmarks/bench_daemon.py).
         if record.info.pop(SHRINK_CACHE, False) and dbapi_connection is not None:
             dbapi_connection.execute(f"PRAGMA cache_size = {DEFAULT_CACHE_SIZE}")
+            memory.trim()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 
 from monitor.alerts.state import AlertRecord
@@ -101,3 +102,25 @@ def test_a_record_written_behind_the_callers_back_is_replaced_not_refused(
     assert len(saved.transitions) == 3
     assert [t["alert_id"] for t in reversed(store.alerts.transitions())] == \
         [r.id for r in later[:3]]
+
+
+def test_a_bulk_save_gives_its_page_cache_back_when_it_ends(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A cycle's save of a thousand records or more takes a larger SQLite page cache for
+    # its transaction; a daemon that kept it (or kept its freed pages resident) held
+    # tens of megabytes through the notifications that follow and between cycles.
+    from monitor import memory
+    from monitor.store import db
+
+    trims: list[bool] = []
+    monkeypatch.setattr(memory, "trim", lambda: trims.append(True) or True)
+    records = [_record(i, AlertState.PENDING) for i in range(db.BULK_ROWS)]
+    store.alerts.save(records, [], NOW)
+    assert len(store.alerts.load()) == db.BULK_ROWS
+    with store.engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            assert trims == []  # PostgreSQL's cache is the server's
+            return
+        size = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    assert size == db.DEFAULT_CACHE_SIZE
+    assert trims == [True]
