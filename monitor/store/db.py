@@ -80,9 +80,10 @@ def make_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = 5) -> E
 SHRINK_CACHE = "shrink_cache"
 DEFAULT_CACHE_SIZE = -2000  # SQLite's default: about 2 MB
 # 32 MB, for the transaction of one bulk write of a cycle (alerts, their history, the
-# notifier's alerts). At 100k series (benchmarks/bench_daemon.py, 2026-12-08, alternated)
-# 64 MB peaked at 1,003-1,006 MB in the first cycle, 32 MB at 977-979 MB in the same
-# time (first cycle 14.5 s against 15.1-16.9), 16 MB at 974 MB but slower (17.8 s).
+# notifier's alerts). At 100k series (bench_daemon's run() with this constant set, the
+# freed pages handed back at check-in, 2026-12-08, alternated) 64 MB peaked at
+# 1,003-1,006 MB in the first cycle, 32 MB at 977-979 MB and no slower (first cycle
+# 14.5 s against 15.1-16.9), 16 MB at 974 MB but slower (17.8 s).
 BULK_CACHE_SIZE = -32768
 BULK_ROWS = 1000  # rows from which a write takes the larger page cache
 STATEMENT_CACHE = 8  # prepared statements kept per connection (Python's default: 128)
