@@ -225,8 +225,9 @@ def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
         # has committed, set it back rather than keep it until the next one, and give
         # the pages SQLite frees back to the operating system: left in the C heap, where
         # Python's own allocator (its arenas are mapped apart) does not reuse them, they
-        # stayed resident through what follows the write (a cycle's save, then its
-        # notifications: 31 MB of the 100k first cycle's peak, benchmarks/bench_daemon.py).
+        # stayed resident through what follows the write (a poll's ingest, then the
+        # cycle; a cycle's save, then its notifications: docs/rules.md, "Memory at the
+        # peak of a first cycle", measured with benchmarks/rss_stages.py).
         if record.info.pop(SHRINK_CACHE, False) and dbapi_connection is not None:
             dbapi_connection.execute(f"PRAGMA cache_size = {DEFAULT_CACHE_SIZE}")
             memory.trim()
